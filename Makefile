@@ -1,0 +1,63 @@
+# adsite: the two commands are `make run` and `make test`.
+#
+#   make run          venv, install, migrate, demo data, first models; then serve on 127.0.0.1:$(PORT).
+#                     With DATABASE_URL and REDIS_URL set it serves in services mode
+#                     (gunicorn x WEB_CONCURRENCY + Celery worker + beat, stopped together on Ctrl-C).
+#   make test         install and run the test suite (service-backed tests skip without the services).
+#   make test-services  the service-backed suite against PostgreSQL and Redis on 127.0.0.1.
+#   make bench        the benchmarks; figures go to docs/benchmarks.md.
+#
+# TORCH_SPEC picks the PyTorch build: the CPU wheel by default; on a GPU host, e.g.
+#   make run TORCH_SPEC="torch==2.13.0" PIP_TORCH_ARGS="--index-url <your CUDA wheel index>"
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PIP_TORCH_ARGS ?=
+PORT ?= 8000
+WEB_CONCURRENCY ?= 2
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SERVICES_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+export PORT WEB_CONCURRENCY
+
+.PHONY: install setup run dev test test-services bench bench-gpu lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check "$(TORCH_SPEC)" $(PIP_TORCH_ARGS)
+	$(PIP) install -q --disable-pip-version-check -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+setup: install
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py bootstrap_demo
+
+run: setup
+	scripts/serve.sh
+
+dev: setup
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: install
+	$(PY) -m pytest -q
+
+test-services: install
+	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) ADSITE_REQUIRE_SERVICES=1 \
+		$(PY) -m pytest -q -m "requires_redis or requires_postgres or browser"
+
+bench: install
+	$(PY) -m benchmarks.run
+
+bench-gpu: install
+	$(PY) -m benchmarks.gpu
+
+lint: install
+	$(VENV)/bin/ruff check adsite inference tracking tests
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""adsite.content: the demo publication (category taxonomy, articles, pages, demo data)."""

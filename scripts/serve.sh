@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Serve adsite. Embedded mode (nothing set): one gunicorn process with threads, so in-process state
+# (feature store, counters) is coherent. Services mode (DATABASE_URL and REDIS_URL set): gunicorn with
+# WEB_CONCURRENCY workers plus a Celery worker and beat; Ctrl-C stops all of them together.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${VENV:-.venv}/bin
+PORT=${PORT:-8000}
+BIND="127.0.0.1:${PORT}"
+
+if [[ -n "${DATABASE_URL:-}" && -n "${REDIS_URL:-}" ]]; then
+  echo "adsite: services mode on http://${BIND}/ (gunicorn x ${WEB_CONCURRENCY:-2}, celery worker, beat)"
+  pids=()
+  cleanup() {
+    trap - INT TERM EXIT
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  }
+  trap cleanup INT TERM EXIT
+  "$PY/celery" -A adsite worker --loglevel=INFO --concurrency=1 & pids+=($!)
+  "$PY/celery" -A adsite beat --loglevel=INFO --schedule "${ADSITE_VAR_DIR:-var}/celerybeat-schedule" & pids+=($!)
+  "$PY/gunicorn" adsite.wsgi --bind "$BIND" --workers "${WEB_CONCURRENCY:-2}" --access-logfile - & pids+=($!)
+  # Stop everything as soon as any one of them exits.
+  wait -n "${pids[@]}"
+else
+  echo "adsite: embedded mode on http://${BIND}/ (SQLite in var/, in-process features, eager tasks)"
+  exec "$PY/gunicorn" adsite.wsgi --bind "$BIND" --workers 1 --threads "${GUNICORN_THREADS:-8}" --access-logfile -
+fi
