@@ -8,4 +8,7 @@ from adsite.ops import views as ops_views
 urlpatterns = [
     path("healthz", ops_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("", include("tracking.urls")),
+    path("", include("inference.urls")),
+    path("", include("adsite.content.urls")),
 ]
