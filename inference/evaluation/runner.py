@@ -1,0 +1,120 @@
+"""One evaluation run: split, baselines, freshly trained models, metrics, the JSON report.
+
+Models come in as *scorers*: callables that receive the :class:`Split` (they may train on
+``split.train`` only) and the category list, and return ``scores[case, category]`` plus a dict of
+extra facts (training time, hyperparameters) for the report. Nothing here touches the model
+registry or the active models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inference.evaluation.baselines import BASELINES, baseline_scores, category_popularity
+from inference.evaluation.metrics import (
+    bootstrap_interval,
+    mean_auc,
+    ndcg_at_k,
+    paired_bootstrap_interval,
+    ranking_order,
+    recall_at_k,
+)
+from inference.evaluation.protocol import Split, split_events
+from inference.events import EventRecord
+
+__all__ = ["Scorer", "RankerResult", "split_categories", "ranker_result", "interests_evaluate"]
+
+Scorer = Callable[[Split, Sequence[str], int], tuple[np.ndarray, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class RankerResult:
+    ndcg: np.ndarray  # per case
+    recall: np.ndarray  # per case
+    auc: float
+    extra: dict[str, Any]
+
+    def summary(self, *, seed: int) -> dict[str, Any]:
+        lo, hi = bootstrap_interval(self.ndcg, seed=seed)
+        return {
+            "ndcg@5": round(float(np.nanmean(self.ndcg)), 4),
+            "ndcg@5_ci": [round(lo, 4), round(hi, 4)],
+            "recall@3": round(float(np.nanmean(self.recall)), 4),
+            "auc": round(self.auc, 4),
+            **self.extra,
+        }
+
+
+def split_categories(events: Sequence[EventRecord], split: Split) -> tuple[list[str], np.ndarray]:
+    """All categories (training-side popularity order first) and the tiebreak rank of each."""
+    popularity = category_popularity(split.train)
+    every = {c for e in events for c in e.categories}
+    categories = sorted(every, key=lambda c: (-popularity.get(c, 0), c))
+    return categories, np.arange(len(categories))
+
+
+def ranker_result(scores: np.ndarray, truth: np.ndarray, tiebreak: np.ndarray, extra: dict[str, Any]) -> RankerResult:
+    order = ranking_order(scores, tiebreak)
+    return RankerResult(ndcg_at_k(order, truth, 5), recall_at_k(order, truth, 3), mean_auc(scores, truth), extra)
+
+
+def interests_evaluate(
+    events: Sequence[EventRecord],
+    *,
+    dataset: str,
+    split: str = "time",
+    quantile: float = 0.8,
+    horizon: int = 10,
+    seed: int = 0,
+    scorers: Mapping[str, Scorer] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Run the protocol and return the JSON-ready report (``results`` keyed by ranker name)."""
+    parts = split_events(events, kind=split, quantile=quantile, horizon=horizon)
+    categories, tiebreak = split_categories(events, parts)
+    index = {c: i for i, c in enumerate(categories)}
+    truth = np.zeros((len(parts.cases), len(categories)))
+    for row, case in enumerate(parts.cases):
+        for category, count in case.truth.items():
+            truth[row, index[category]] = count
+    log(f"{dataset}: {len(parts.train)} training events, {len(parts.cases)} test users, {len(categories)} categories")
+
+    popularity = category_popularity(parts.train)
+    results: dict[str, RankerResult] = {}
+    for name, scorer in (scorers or {}).items():
+        scores, extra = scorer(parts, categories, seed)
+        results[name] = ranker_result(scores, truth, tiebreak, extra)
+    for name in BASELINES:
+        results[name] = ranker_result(baseline_scores(name, parts.cases, categories, popularity), truth, tiebreak, {})
+
+    report: dict[str, Any] = {
+        "dataset": dataset,
+        "split": split,
+        "test_users": len(parts.cases),
+        "results": {name: result.summary(seed=seed) for name, result in results.items()},
+        "horizon": horizon,
+        "quantile": quantile,
+        "seed": seed,
+        "training_events": len(parts.train),
+        "categories": len(categories),
+    }
+    if parts.cutoff is not None:
+        report["cutoff_ts"] = parts.cutoff
+    models = [name for name in results if name not in BASELINES]
+    if models and parts.cases:
+        best_model = max(models, key=lambda n: float(np.nanmean(results[n].ndcg)))
+        best_baseline = max(BASELINES, key=lambda n: float(np.nanmean(results[n].ndcg)))
+        diff = float(np.nanmean(results[best_model].ndcg - results[best_baseline].ndcg))
+        lo, hi = paired_bootstrap_interval(results[best_model].ndcg, results[best_baseline].ndcg, seed=seed)
+        report["best_vs_baseline"] = {
+            "model": best_model,
+            "baseline": best_baseline,
+            "ndcg@5_diff": round(diff, 4),
+            "ndcg@5_diff_ci": [round(lo, 4), round(hi, 4)],
+            "excludes_zero": bool(lo > 0 or hi < 0),
+        }
+    return report
