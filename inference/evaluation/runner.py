@@ -57,9 +57,13 @@ def split_categories(events: Sequence[EventRecord], split: Split) -> tuple[list[
     return categories, np.arange(len(categories))
 
 
-def ranker_result(scores: np.ndarray, truth: np.ndarray, tiebreak: np.ndarray, extra: dict[str, Any]) -> RankerResult:
+def ranker_result(
+    scores: np.ndarray, truth: np.ndarray, tiebreak: np.ndarray, extra: dict[str, Any]
+) -> RankerResult:
     order = ranking_order(scores, tiebreak)
-    return RankerResult(ndcg_at_k(order, truth, 5), recall_at_k(order, truth, 3), mean_auc(scores, truth), extra)
+    return RankerResult(
+        ndcg_at_k(order, truth, 5), recall_at_k(order, truth, 3), mean_auc(scores, truth), extra
+    )
 
 
 def interests_evaluate(
@@ -81,7 +85,9 @@ def interests_evaluate(
     for row, case in enumerate(parts.cases):
         for category, count in case.truth.items():
             truth[row, index[category]] = count
-    log(f"{dataset}: {len(parts.train)} training events, {len(parts.cases)} test users, {len(categories)} categories")
+    log(
+        f"{dataset}: {len(parts.train)} training events, {len(parts.cases)} test users, {len(categories)} categories"
+    )
 
     popularity = category_popularity(parts.train)
     results: dict[str, RankerResult] = {}
@@ -89,7 +95,9 @@ def interests_evaluate(
         scores, extra = scorer(parts, categories, seed)
         results[name] = ranker_result(scores, truth, tiebreak, extra)
     for name in BASELINES:
-        results[name] = ranker_result(baseline_scores(name, parts.cases, categories, popularity), truth, tiebreak, {})
+        results[name] = ranker_result(
+            baseline_scores(name, parts.cases, categories, popularity), truth, tiebreak, {}
+        )
 
     report: dict[str, Any] = {
         "dataset": dataset,
