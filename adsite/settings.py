@@ -76,6 +76,8 @@ INSTALLED_APPS = [
     "adsite.content",
     "tracking",
     "inference",
+    "inference.registry",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -166,7 +168,17 @@ INFERENCE = {
     "MODEL_DIR": _env("INFERENCE_MODEL_DIR", str(VAR_DIR / "models")),
     "DEVICE": _env("INFERENCE_DEVICE", "auto"),
     "RETRAIN_SECONDS": _env_float("INFERENCE_RETRAIN_SECONDS", 0.0),
+    # training reads events through these (inference imports nothing from adsite/tracking itself)
+    "EVENT_SOURCE": _env("INFERENCE_EVENT_SOURCE", "tracking.api.event_records_iter"),
+    "CATEGORY_SOURCE": _env("INFERENCE_CATEGORY_SOURCE", "adsite.content.selectors.category_slugs"),
+    "RELOAD_POLL_SECONDS": _env_float("INFERENCE_RELOAD_POLL_SECONDS", 2.0),
 }
+if INFERENCE["RETRAIN_SECONDS"] > 0:
+    CELERY_BEAT_SCHEDULE["train-models"] = {
+        "task": "inference.train_models",
+        "schedule": INFERENCE["RETRAIN_SECONDS"],
+        "kwargs": {"algorithm": "all", "activate": "auto"},
+    }
 ADS = {
     "BUDGET_MS": _env_float("ADS_BUDGET_MS", 10.0),
 }
@@ -189,6 +201,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Clickstream collection, interest predictions and ad decisions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI / Redoc assets come from our own static files (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""Inference settings: defaults here, overrides from ``settings.INFERENCE`` (which reads the environment).
+
+``inference_setting("BUDGET_MS")`` is the one accessor; nothing in ``inference`` reads ``os.environ``.
+Keys are shared by the features, models, training and serving parts of the app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # prediction budget per request, milliseconds (the Deadline created at the edge)
+    "BUDGET_MS": 5.0,
+    # "redis" in services mode, "memory" in embedded mode
+    "STORE": "memory",
+    # model artifacts live under MODEL_DIR/<version>/ (shared storage when scaled out)
+    "MODEL_DIR": "var/models",
+    # torch device for training: "auto" (CUDA when present), "cpu", "cuda"
+    "DEVICE": "auto",
+    # scheduled retraining period in seconds; 0 disables the beat entry
+    "RETRAIN_SECONDS": 0.0,
+    # dotted path of `event_records_iter(*, since, until, chunk_size) -> Iterator[list[EventRecord]]`
+    "EVENT_SOURCE": "tracking.api.event_records_iter",
+    # dotted path of `category_slugs() -> list[str]`
+    "CATEGORY_SOURCE": "adsite.content.selectors.category_slugs",
+    # how often each web process checks the registry for a newly activated version (seconds)
+    "RELOAD_POLL_SECONDS": 2.0,
+    # the share of events (by time) held out as the later evaluation slice in training
+    "EVAL_FRACTION": 0.2,
+    # label horizon (next H events) for training and evaluation
+    "HORIZON": 10,
+    # circuit breaker: consecutive failures (errors or overruns) that open it, and its cooldown
+    "BREAKER_FAILURES": 5,
+    "BREAKER_COOLDOWN_S": 5.0,
+    # sliding window of recent latencies per model used for the p99 estimate
+    "LATENCY_WINDOW": 256,
+}
+
+
+def inference_setting(name: str) -> Any:
+    """The value of one inference setting: ``settings.INFERENCE[name]`` or the default."""
+    configured = getattr(settings, "INFERENCE", {}) or {}
+    if name in configured:
+        return configured[name]
+    return DEFAULTS[name]

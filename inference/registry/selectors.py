@@ -1,0 +1,61 @@
+"""Reads of the registry. ``active_model_versions`` is what every web process polls (one cheap query)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db.models import QuerySet
+
+from inference.conf import inference_setting
+from inference.registry.models import ModelVersion, TrainingRun
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveVersion:
+    algorithm: str
+    version: str
+    artifact_dir: Path
+
+
+def model_dir() -> Path:
+    return Path(inference_setting("MODEL_DIR"))
+
+
+def artifact_dir_for(*, artifact_path: str) -> Path:
+    return model_dir() / artifact_path
+
+
+def active_model_versions() -> dict[str, ActiveVersion]:
+    """algorithm -> the active version (absent when an algorithm has none)."""
+    rows = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).values_list(
+        "algorithm", "version", "artifact_path"
+    )
+    return {
+        algorithm: ActiveVersion(
+            algorithm=algorithm, version=version, artifact_dir=artifact_dir_for(artifact_path=path)
+        )
+        for algorithm, version, path in rows
+    }
+
+
+def model_version_get(*, version: str) -> ModelVersion:
+    """The version row; raises ``ModelVersion.DoesNotExist``."""
+    return ModelVersion.objects.get(version=version)
+
+
+def model_version_active(*, algorithm: str) -> ModelVersion | None:
+    return ModelVersion.objects.filter(algorithm=algorithm, status=ModelVersion.Status.ACTIVE).first()
+
+
+def model_versions_list(*, algorithm: str | None = None, status: str | None = None) -> QuerySet[ModelVersion]:
+    queryset = ModelVersion.objects.all()
+    if algorithm:
+        queryset = queryset.filter(algorithm=algorithm)
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def training_runs_recent(*, limit: int = 20) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.all()[:limit]

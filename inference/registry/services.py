@@ -1,0 +1,146 @@
+"""Writes to the registry: register a candidate, activate, roll back, retire.
+
+Each change of the serving version is one transaction (row lock on the algorithm's versions) that
+flips the statuses and writes a :class:`ModelActivation` audit row; web processes notice the change on
+their next poll (``INFERENCE["RELOAD_POLL_SECONDS"]``) and swap the model in.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from inference.registry.models import ModelActivation, ModelVersion
+
+
+class RegistryError(Exception):
+    """A registry operation that cannot be done (unknown version, nothing to roll back to, ...)."""
+
+
+def model_version_name(*, algorithm: str, at: datetime | None = None) -> str:
+    """``<algorithm>-YYYYMMDD-HHMM-<4 hex>`` in UTC."""
+    at = (at or timezone.now()).astimezone(UTC)
+    return f"{algorithm}-{at:%Y%m%d-%H%M}-{secrets.token_hex(2)}"
+
+
+def model_version_register(
+    *,
+    algorithm: str,
+    version: str,
+    artifact_path: str,
+    hyperparameters: dict[str, Any] | None = None,
+    data_from: datetime | None = None,
+    data_to: datetime | None = None,
+    feature_schema_version: str = "",
+    metrics: dict[str, Any] | None = None,
+    training_seconds: float = 0.0,
+) -> ModelVersion:
+    """Record a trained model as a candidate (its artifacts must already be in place)."""
+    if algorithm not in ModelVersion.Algorithm.values:
+        raise RegistryError(f"unknown algorithm {algorithm!r}")
+    return ModelVersion.objects.create(
+        version=version,
+        algorithm=algorithm,
+        status=ModelVersion.Status.CANDIDATE,
+        artifact_path=artifact_path,
+        hyperparameters=hyperparameters or {},
+        data_from=data_from,
+        data_to=data_to,
+        feature_schema_version=str(feature_schema_version),
+        metrics=metrics or {},
+        training_seconds=training_seconds,
+    )
+
+
+def _locked(version: str) -> ModelVersion:
+    try:
+        return ModelVersion.objects.select_for_update().get(version=version)
+    except ModelVersion.DoesNotExist:
+        raise RegistryError(f"no model version {version!r}") from None
+
+
+def _switch(*, target: ModelVersion, action: str, actor: str, reason: str) -> ModelVersion:
+    # lock every version of the algorithm so two concurrent activations serialize
+    current = (
+        ModelVersion.objects.select_for_update()
+        .filter(algorithm=target.algorithm, status=ModelVersion.Status.ACTIVE)
+        .first()
+    )
+    if current is not None and current.pk == target.pk:
+        return target
+    if current is not None:
+        current.status = ModelVersion.Status.RETIRED
+        current.save(update_fields=["status"])
+    target.status = ModelVersion.Status.ACTIVE
+    target.activated_at = timezone.now()
+    target.save(update_fields=["status", "activated_at"])
+    ModelActivation.objects.create(
+        algorithm=target.algorithm,
+        action=action,
+        version=target,
+        previous=current,
+        actor=actor,
+        reason=reason,
+    )
+    return target
+
+
+@transaction.atomic
+def model_version_activate(*, version: str, actor: str = "system", reason: str = "") -> ModelVersion:
+    """Make ``version`` the serving version of its algorithm; the previous one becomes retired."""
+    return _switch(
+        target=_locked(version), action=ModelActivation.Action.ACTIVATE, actor=actor, reason=reason
+    )
+
+
+@transaction.atomic
+def model_version_rollback(*, algorithm: str, actor: str = "system", reason: str = "") -> ModelVersion:
+    """Serve again the version that was active before the current one (its artifacts must still exist)."""
+    current = (
+        ModelVersion.objects.select_for_update()
+        .filter(algorithm=algorithm, status=ModelVersion.Status.ACTIVE)
+        .first()
+    )
+    if current is None:
+        raise RegistryError(f"no active {algorithm} version to roll back from")
+    # the activation that made `current` active tells which version served before it
+    entry = (
+        ModelActivation.objects.filter(
+            version=current, action__in=[ModelActivation.Action.ACTIVATE, ModelActivation.Action.ROLLBACK]
+        )
+        .exclude(previous=None)
+        .select_related("previous")
+        .first()
+    )
+    if entry is None or entry.previous is None:
+        raise RegistryError(f"{current.version} has no previously active version to roll back to")
+    target = _locked(entry.previous.version)
+    return _switch(
+        target=target,
+        action=ModelActivation.Action.ROLLBACK,
+        actor=actor,
+        reason=reason or f"rollback from {current.version}",
+    )
+
+
+@transaction.atomic
+def model_version_retire(*, version: str, actor: str = "system", reason: str = "") -> ModelVersion:
+    """Take a non-serving version out of use (the active one must be replaced or rolled back first)."""
+    target = _locked(version)
+    if target.status == ModelVersion.Status.ACTIVE:
+        raise RegistryError(f"{version} is active: activate another version or roll back first")
+    if target.status != ModelVersion.Status.RETIRED:
+        target.status = ModelVersion.Status.RETIRED
+        target.save(update_fields=["status"])
+    ModelActivation.objects.create(
+        algorithm=target.algorithm,
+        action=ModelActivation.Action.RETIRE,
+        version=target,
+        actor=actor,
+        reason=reason,
+    )
+    return target
