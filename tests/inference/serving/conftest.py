@@ -1,0 +1,128 @@
+"""Test doubles for the serving tests: models, a feature store and a prior with the serving interfaces."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from inference.serving.predictor import Predictor, PredictorConfig
+
+
+class FakeModel:
+    """A model double: fixed scores, optional delay, exception or NaN, switchable after loading."""
+
+    def __init__(self, name: str, version: str) -> None:
+        self.name = name
+        self.version = version
+        self.delay_s = 0.0
+        self.fail = False
+        self.nan = False
+        self.out_of_range = False
+        self.calls = 0
+
+    def predict(self, features: dict, *, now: float, top: int) -> list[tuple[str, float]]:
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        if self.nan:
+            return [("sports", float("nan"))]
+        if self.out_of_range:
+            return [("sports", 7.5)]
+        ranked = sorted(features.items(), key=lambda kv: -kv[1]) if features else [("news", 1.0)]
+        total = sum(v for _, v in ranked) or 1.0
+        return [(c, v / total) for c, v in ranked][:top]
+
+
+@dataclass
+class FakeFeatures:
+    users: dict[str, dict[str, float]] = field(default_factory=dict)
+    down: bool = False
+
+    def read(self, user_id: str) -> dict[str, float]:
+        if self.down:
+            raise ConnectionError("feature store unreachable")
+        return dict(self.users.get(user_id, {}))
+
+    def is_cold(self, features: dict[str, float]) -> bool:
+        return not features
+
+    def empty(self) -> dict[str, float]:
+        return {}
+
+
+class FakePrior:
+    version = "prior"
+    population = {"news": 0.5, "sports": 0.3, "travel": 0.2}
+
+    def predict(self, features: dict | None, *, now: float, top: int) -> list[tuple[str, float]]:
+        blended = dict(self.population)
+        for category, count in (features or {}).items():
+            blended[category] = blended.get(category, 0.0) + count
+        return sorted(blended.items(), key=lambda kv: -kv[1])[:top]
+
+
+@dataclass(frozen=True)
+class Active:
+    version: str
+    artifact_dir: Path
+
+
+class FakeRegistry:
+    """The registry as serving polls it, plus the models 'on disk' that the loader reads."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, Active] = {}
+        self.models: dict[str, FakeModel] = {}
+        self.corrupt: set[str] = set()
+        self.loads = 0
+
+    def publish(self, name: str, version: str) -> FakeModel:
+        model = FakeModel(name, version)
+        self.models[version] = model
+        self.active[name] = Active(version, Path("/nonexistent") / version)
+        return model
+
+    def read(self) -> dict[str, Active]:
+        return dict(self.active)
+
+    def load(self, name: str, artifact_dir: Path) -> FakeModel:
+        self.loads += 1
+        version = artifact_dir.name
+        if version in self.corrupt:
+            raise OSError(f"corrupt artifact in {artifact_dir}")
+        return self.models[version]
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+@pytest.fixture
+def features() -> FakeFeatures:
+    return FakeFeatures(users={"alice": {"sports": 3.0, "travel": 1.0}})
+
+
+@pytest.fixture
+def make_predictor(registry: FakeRegistry, features: FakeFeatures):
+    made: list[Predictor] = []
+
+    def make(**config: object) -> Predictor:
+        predictor = Predictor(
+            features=features,
+            prior=FakePrior(),
+            loader=registry.load,
+            registry_reader=registry.read,
+            config=PredictorConfig(**config),
+        )
+        made.append(predictor.start(background=bool(config.get("poll_seconds"))))
+        return predictor
+
+    yield make
+    for predictor in made:
+        predictor.stop()
