@@ -1,0 +1,183 @@
+"""The common interface of the interest models, and what they share.
+
+Every model scores (user, candidate category) pairs: the candidates are the user's own categories
+plus the ``popular_k`` most popular ones (``inputs.candidate_categories``), so size and latency do not
+grow with one output per category. A model lives in a directory: ``manifest.json`` (algorithm,
+hyperparameters, category vocabulary, feature schema version, training facts) plus its own artifact
+files. ``model_load(directory)`` (in ``inference.models``) reads any of them back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from inference.models.inputs import (
+    INPUTS_VERSION,
+    PAIR_FEATURE_NAMES,
+    PopulationState,
+    Sample,
+    UserState,
+    sample_inputs,
+)
+
+__all__ = [
+    "FEATURE_SCHEMA_VERSION",
+    "MANIFEST",
+    "Progress",
+    "InterestModel",
+    "PairModel",
+    "manifest_read",
+]
+
+# bump when the pair features or the sequence encoding change: models of another version do not load
+FEATURE_SCHEMA_VERSION = INPUTS_VERSION
+MANIFEST = "manifest.json"
+# scores for categories that are not among a user's candidates (rank last, below any real score)
+NOT_A_CANDIDATE = -1e9
+
+Progress = Callable[[float, str], None]
+
+
+@runtime_checkable
+class InterestModel(Protocol):
+    algorithm: ClassVar[str]
+    hyperparameters: dict[str, Any]
+    categories: tuple[str, ...]
+
+    def score(self, sample: Sample) -> np.ndarray: ...
+
+    def predict(
+        self, user: UserState | None, population: PopulationState | None, *, now: float, top: int = 5
+    ) -> list[tuple[str, float]]: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: Path) -> Self: ...
+
+
+def manifest_read(directory: Path) -> dict[str, Any]:
+    manifest = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
+        raise ValueError(
+            f"{directory}: feature schema {manifest.get('feature_schema_version')} "
+            f"is not the current {FEATURE_SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+class PairModel:
+    """Shared behaviour: candidates, pair inputs, ranking, the manifest. Subclasses score samples."""
+
+    algorithm: ClassVar[str] = "pair"
+
+    def __init__(
+        self,
+        *,
+        categories: Sequence[str],
+        popularity: Mapping[str, float],
+        hyperparameters: Mapping[str, Any],
+        training: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.categories = tuple(categories)
+        self.category_index = {c: i for i, c in enumerate(self.categories)}
+        self.popularity = {c: float(popularity.get(c, 0.0)) for c in self.categories}
+        self.hyperparameters = dict(hyperparameters)
+        self.training = dict(training or {})
+        self._fallback_population = PopulationState(
+            counts=dict(self.popularity), decayed=dict(self.popularity), total=sum(self.popularity.values())
+        )
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def score(self, sample: Sample) -> np.ndarray:
+        """One score per candidate of ``sample`` (higher ranks first)."""
+        raise NotImplementedError
+
+    def score_many(self, samples: Sequence[Sample]) -> list[np.ndarray]:
+        return [self.score(s) for s in samples]
+
+    # -- shared -------------------------------------------------------------------------------
+    @property
+    def popular_k(self) -> int:
+        return int(self.hyperparameters.get("popular_k", 20))
+
+    @property
+    def item_buckets(self) -> int:
+        return int(self.hyperparameters.get("item_buckets", 8192))
+
+    def popular(self, population: PopulationState | None) -> list[str]:
+        counts = population.counts if population is not None and population.counts else self.popularity
+        return sorted(counts, key=lambda c: (-counts[c], c))[: self.popular_k]
+
+    def inputs(
+        self, user_id: str, user: UserState | None, population: PopulationState | None, now: float
+    ) -> Sample:
+        population = population if population is not None and population.counts else self._fallback_population
+        return sample_inputs(
+            user_id,
+            user or UserState(),
+            population,
+            now,
+            category_index=self.category_index,
+            popular=self.popular(population),
+            item_buckets=self.item_buckets,
+        )
+
+    def predict(
+        self, user: UserState | None, population: PopulationState | None, *, now: float, top: int = 5
+    ) -> list[tuple[str, float]]:
+        """The ``top`` categories for one user, best first, with scores in (0, 1) (a logistic of the
+        model's score; comparable within one answer, not calibrated probabilities)."""
+        sample = self.inputs("", user, population, now)
+        if sample.candidates.size == 0:
+            return []
+        scores = self.score(sample)
+        order = np.argsort(-scores, kind="stable")[:top]
+        return [
+            (
+                self.categories[int(sample.candidates[i])],
+                1.0 / (1.0 + math.exp(-float(np.clip(scores[i], -30, 30)))),
+            )
+            for i in order
+        ]
+
+    def scores_matrix(self, samples: Sequence[Sample]) -> np.ndarray:
+        """Scores[sample, category] with non-candidates at ``NOT_A_CANDIDATE`` (for the evaluation)."""
+        matrix = np.full((len(samples), len(self.categories)), NOT_A_CANDIDATE)
+        for row, (sample, scores) in enumerate(zip(samples, self.score_many(samples), strict=True)):
+            matrix[row, sample.candidates] = scores
+        return matrix
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "pair_features": list(PAIR_FEATURE_NAMES),
+            "categories": list(self.categories),
+            "popularity": self.popularity,
+            "hyperparameters": self.hyperparameters,
+            "training": self.training,
+        }
+
+    def _write_manifest(self, directory: Path, extra: Mapping[str, Any] | None = None) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {**self.manifest(), **(extra or {})}
+        (directory / MANIFEST).write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
+
+    @classmethod
+    def _kwargs_from_manifest(cls, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        if manifest.get("algorithm") != cls.algorithm:
+            raise ValueError(f"manifest is for {manifest.get('algorithm')!r}, not {cls.algorithm!r}")
+        return {
+            "categories": manifest["categories"],
+            "popularity": manifest["popularity"],
+            "hyperparameters": manifest["hyperparameters"],
+            "training": manifest.get("training", {}),
+        }

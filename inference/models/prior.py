@@ -1,0 +1,71 @@
+"""The prior: population popularity blended with the user's own decayed interest.
+
+No learning: score = (1 - w) * population share + w * the user's 1-day-decayed share (from the user's
+last event), ``w`` growing with the user's history (``events / (events + shrinkage)``). It needs no
+artifact beyond its manifest, so serving can always fall back to it, also built straight from a
+popularity table (``PriorModel.from_population``) when no trained version exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from inference.events import EventRecord
+from inference.models.base import PairModel, manifest_read
+from inference.models.inputs import PAIR_FEATURE_NAMES, Sample
+
+__all__ = ["PriorModel", "prior_train"]
+
+_SHARE = PAIR_FEATURE_NAMES.index("population_share")
+_USER_SHARE = PAIR_FEATURE_NAMES.index("last_event_decayed_share")
+_EVENTS = PAIR_FEATURE_NAMES.index("log_user_events")
+
+
+class PriorModel(PairModel):
+    algorithm = "prior"
+
+    @classmethod
+    def from_population(
+        cls,
+        popularity: Mapping[str, float],
+        *,
+        categories: Sequence[str] | None = None,
+        shrinkage: float = 5.0,
+    ) -> Self:
+        return cls(
+            categories=list(categories)
+            if categories is not None
+            else sorted(popularity, key=lambda c: -popularity[c]),
+            popularity=popularity,
+            hyperparameters={"shrinkage": shrinkage, "popular_k": 50},
+        )
+
+    def score(self, sample: Sample) -> np.ndarray:
+        shrinkage = float(self.hyperparameters.get("shrinkage", 5.0))
+        rows = sample.rows
+        events = np.expm1(rows[:, _EVENTS])
+        weight = events / (events + shrinkage)
+        return (1.0 - weight) * rows[:, _SHARE] + weight * rows[:, _USER_SHARE]
+
+    def save(self, directory: Path) -> None:
+        self._write_manifest(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        return cls(**cls._kwargs_from_manifest(manifest_read(directory)))
+
+
+def prior_train(
+    *, events: Iterable[EventRecord], categories: Sequence[str], shrinkage: float = 5.0
+) -> PriorModel:
+    """The prior from the population counts of ``events`` (each category of an event counts once)."""
+    counts: dict[str, float] = dict.fromkeys(categories, 0.0)
+    for event in events:
+        for category in event.categories:
+            if category in counts:
+                counts[category] += 1.0
+    return PriorModel.from_population(counts, categories=categories, shrinkage=shrinkage)
