@@ -1,0 +1,186 @@
+"""``make bench``: the benchmarks, run against real servers on loopback.
+
+Each section starts what it measures from scratch (its own SQLite file or PostgreSQL database, its own
+Redis database number), prints a Markdown table row per figure, and the whole run is written as JSON to
+``var/bench/results.json``. Record the figures, the machine and the date in docs/benchmarks.md.
+
+    python -m benchmarks.run [--only collect_embedded,collect_services,flush,import,features,interests]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.load import LoadResult, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SHARED = ROOT.parent / "shared" / "data"
+BENCH_VAR = Path(os.environ.get("BENCH_VAR", "/tmp/adsite-bench"))
+PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/adsite_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(var_dir: Path, services: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update({"ADSITE_VAR_DIR": str(var_dir), "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-" + "x" * 50,
+                "DJANGO_SECURE_SSL_REDIRECT": "0", "LOG_LEVEL": "WARNING", "API_THROTTLE_USER": "10000000/minute",
+                "API_THROTTLE_ANON": "10000000/minute"})
+    if services:
+        env.update({"DATABASE_URL": PG_URL, "REDIS_URL": REDIS_URL})
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+
+
+def fresh_state(var_dir: Path, services: bool) -> dict[str, str]:
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True)
+    env = base_env(var_dir, services)
+    if services:
+        name = PG_URL.rsplit("/", 1)[1]
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
+                        f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True, capture_output=True)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
+                        f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    manage(env, "migrate", "--noinput", "-v", "0")
+    return env
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 1) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [PY, "-m", "gunicorn", "adsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--threads", str(threads), "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def collect_body(batch: int) -> Callable[[int, int], bytes]:
+    def factory(client: int, n: int) -> bytes:
+        now = int(time.time() * 1000)
+        events = [
+            {"event_id": str(uuid.uuid4()), "type": "page_view", "user_id": f"bench-{client}-{n % 50}",
+             "session_id": f"s-{client}", "ts": now, "url": f"http://127.0.0.1/articles/a-{i}/",
+             "item_id": f"a-{i}", "categories": ["technology-computing" if i % 2 else "travel"]}
+            for i in range(batch)
+        ]
+        return json.dumps({"events": events}).encode()
+
+    return factory
+
+
+def row(name: str, value: str, note: str = "") -> dict[str, str]:
+    print(f"| {name} | {value} | {note} |", flush=True)
+    return {"name": name, "value": value, "note": note}
+
+
+def load_row(name: str, result: LoadResult, per_request: int = 1, note: str = "") -> dict[str, str]:
+    events = result.rps * per_request
+    value = (f"{events:,.0f} events/s" if per_request > 1 else f"{result.rps:,.0f} req/s") + (
+        f"; p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms; statuses {result.statuses}")
+    return row(name, value, note)
+
+
+def bench_collect(services: bool) -> list[dict[str, str]]:
+    mode = "services" if services else "embedded"
+    env = fresh_state(BENCH_VAR / f"collect-{mode}", services)
+    threads = 1 if services else 4
+    with gunicorn(env, workers=1, threads=threads) as port:
+        result = run_load(port=port, path="/collect", method="POST",
+                          headers={"Content-Type": "text/plain"}, body_factory=collect_body(50),
+                          clients=4, seconds=SECONDS)
+    out = [load_row(f"/collect, {mode}, 1 web process, 50-event batches, 4 clients", result, 50)]
+    if services:
+        started = time.perf_counter()
+        flushed = manage(env, "flush_events").stdout.strip()
+        elapsed = time.perf_counter() - started
+        ledger = json.loads(manage(env, "ledger", "--json").stdout)
+        stored = int(ledger.get("stored", 0))
+        out.append(row("flush Redis stream -> PostgreSQL (manage.py flush_events, incl. ~1 s start-up)",
+                       f"{stored:,} events in {elapsed:.1f} s = {stored / elapsed:,.0f} events/s", flushed[-200:]))
+    return out
+
+
+def bench_import() -> list[dict[str, str]]:
+    movielens = SHARED / "movielens-latest-small"
+    if not movielens.is_dir():
+        return [row("import", "skipped", f"{movielens} not found")]
+    env = fresh_state(BENCH_VAR / "import", services=False)
+    started = time.perf_counter()
+    manage(env, "import_events", "--format", "movielens", str(movielens), "--no-features")
+    elapsed = time.perf_counter() - started
+    ledger = json.loads(manage(env, "ledger", "--json").stdout)
+    stored = int(ledger.get("stored", 0))
+    return [row("import_events --format movielens into SQLite (whole command incl. Django start-up)",
+                f"{stored:,} events in {elapsed:.2f} s = {stored / elapsed:,.0f} events/s")]
+
+
+SECTIONS: dict[str, Callable[[], list[dict[str, str]]]] = {
+    "collect_embedded": lambda: bench_collect(False),
+    "collect_services": lambda: bench_collect(True),
+    "import": bench_import,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="", help="comma-separated section names")
+    args = parser.parse_args()
+    wanted = [s for s in args.only.split(",") if s] or list(SECTIONS)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
+    print("| benchmark | figure | note |\n|---|---|---|")
+    results: dict[str, list[dict[str, str]]] = {}
+    for name in wanted:
+        try:
+            results[name] = SECTIONS[name]()
+        except Exception as exc:  # a failing section is reported, the others still run
+            results[name] = [row(name, "FAILED", repr(exc)[:300])]
+    out = ROOT / "var" / "bench" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": datetime.now(UTC).isoformat(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
