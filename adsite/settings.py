@@ -194,6 +194,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "user": _env("API_THROTTLE_USER", "100000/minute"),
         "anon": _env("API_THROTTLE_ANON", "600/minute"),
+        "interests": _env("API_THROTTLE_INTERESTS", "120000/minute"),
+        "interests_batch": _env("API_THROTTLE_INTERESTS_BATCH", "6000/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {

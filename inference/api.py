@@ -9,10 +9,22 @@ and serving issues fill in the feature store, the models and the fallback chain 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from inference.events import EventRecord
+from inference.serving.deadline import Deadline
+from inference.serving.interests import Interests
 
-__all__ = ["EventRecord", "events_observe", "user_forget"]
+__all__ = [
+    "Deadline",
+    "EventRecord",
+    "Interests",
+    "ServingStatus",
+    "events_observe",
+    "predict_interests",
+    "serving_status",
+    "user_forget",
+]
 
 
 def events_observe(records: Sequence[EventRecord]) -> None:
@@ -23,3 +35,54 @@ def events_observe(records: Sequence[EventRecord]) -> None:
 def user_forget(user_id: str) -> None:
     """Delete everything inference holds about one user (the privacy operation)."""
     return None
+
+
+def predict_interests(user_id: str, *, deadline: Deadline | None = None, top: int = 10) -> Interests:
+    """The user's predicted interests within the deadline (default ``INFERENCE["BUDGET_MS"]``).
+
+    Never raises: the chain neural -> gbdt -> prior always answers, and the answer says which model
+    served and why (``fallback_reason``). An unknown user gets a cold-start answer.
+    """
+    from inference.serving.runtime import predictor
+
+    deadline = deadline if deadline is not None else Deadline.from_settings()
+    try:
+        current = predictor()
+    except Exception:  # the predictor could not be built at all: an empty, honest answer
+        import logging
+
+        logging.getLogger(__name__).exception("inference.predictor_unavailable")
+        return Interests((), "prior", "none", "error", deadline.elapsed_ms())
+    return current.predict(user_id, deadline=deadline, top=top)
+
+
+@dataclass(frozen=True, slots=True)
+class ServingStatus:
+    """What this process serves: for the readiness probe and the dashboard."""
+
+    started: bool
+    loaded: dict[str, str]  # algorithm -> version
+    load_errors: dict[str, str]
+    breakers: dict[str, str]  # algorithm -> closed / half_open / open
+    registry_error: str
+
+
+def serving_status(*, start: bool = True) -> ServingStatus:
+    """The predictor's state in this process (``start``: build it first if it is not yet built)."""
+    from inference.serving.runtime import predictor, predictor_loaded
+
+    current = predictor_loaded()
+    if current is None and start:
+        try:
+            current = predictor()
+        except Exception as exc:
+            return ServingStatus(False, {}, {}, {}, f"{type(exc).__name__}: {exc}")
+    if current is None:
+        return ServingStatus(False, {}, {}, {}, "")
+    return ServingStatus(
+        started=True,
+        loaded=current.loaded(),
+        load_errors=current.load_errors(),
+        breakers=current.breaker_states(),
+        registry_error=current.last_refresh_error,
+    )

@@ -1,10 +1,96 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the Prometheus metrics endpoint."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process serves requests. Touches no dependency on purpose."""
     return JsonResponse({"status": "ok"})
+
+
+def _database_check() -> str | None:
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+_redis_client = None
+
+
+def _redis_check() -> str | None:
+    global _redis_client
+    import redis
+    from django.conf import settings
+
+    if _redis_client is None:
+        # short timeouts: a probe must answer quickly even when Redis hangs
+        _redis_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+    try:
+        _redis_client.ping()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database answers, Redis answers (services mode), interest models are loaded.
+
+    200 ``{"status": "ok", ...}`` or 503 ``{"status": "degraded", ...}`` with each check's detail.
+    Without a loaded model the site still answers (the prior), but it is not at full quality.
+    """
+    from django.conf import settings
+
+    from inference.api import serving_status
+
+    checks: dict[str, object] = {}
+    healthy = True
+    problem = _database_check()
+    checks["database"] = {"ok": problem is None, "error": problem}
+    healthy &= problem is None
+    if settings.REDIS_URL:
+        problem = _redis_check()
+        checks["redis"] = {"ok": problem is None, "error": problem}
+        healthy &= problem is None
+    status = serving_status()
+    models_ok = status.started and bool(status.loaded) and not status.load_errors
+    checks["models"] = {
+        "ok": models_ok,
+        "loaded": status.loaded,
+        "load_errors": status.load_errors,
+        "breakers": status.breakers,
+        "registry_error": status.registry_error or None,
+    }
+    healthy &= models_ok
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
+    )
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics; aggregated over all gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+    import os
+
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        REGISTRY,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

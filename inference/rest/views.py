@@ -1,0 +1,135 @@
+"""Interests endpoints: ``GET /api/v1/users/{user_id}/interests?top=K`` and the batch form."""
+
+from __future__ import annotations
+
+import time
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference.api import Deadline, Interests, predict_interests
+from inference.rest.parameters import (
+    BATCH_MAX,
+    TOP_MAX,
+    BadParameter,
+    top_parse,
+    user_id_parse,
+    user_ids_parse,
+)
+from inference.rest.permissions import IsServiceClientOrStaff
+from inference.rest.throttling import InterestsBatchRateThrottle, InterestsRateThrottle
+from inference.serving.interests import FALLBACK_REASONS
+
+
+class CategoryScoreSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    score = serializers.FloatField()
+
+
+class InterestsOutputSerializer(serializers.Serializer):
+    """Schema only: the response is built by hand (``Interests.as_dict``)."""
+
+    categories = CategoryScoreSerializer(many=True)
+    served_by = serializers.ChoiceField(choices=["neural", "gbdt", "prior"])
+    model_version = serializers.CharField()
+    fallback_reason = serializers.ChoiceField(choices=list(FALLBACK_REASONS), allow_null=True)
+    elapsed_ms = serializers.FloatField(help_text="server time spent on the prediction, ms")
+
+
+class ErrorSerializer(serializers.Serializer):
+    errors = serializers.DictField(child=serializers.CharField(), help_text="parameter -> what is wrong")
+
+
+def server_timing(interests: Interests, total_ms: float) -> str:
+    parts = [f"{stage};dur={ms:.3f}" for stage, ms in interests.stage_ms]
+    parts.append(f'total;dur={total_ms:.3f};desc="{interests.served_by}"')
+    return ", ".join(parts)
+
+
+class UserInterestsView(APIView):
+    permission_classes = [IsServiceClientOrStaff]
+    throttle_classes = [InterestsRateThrottle]
+
+    @extend_schema(
+        operation_id="user_interests",
+        summary="Predicted interests of one user",
+        parameters=[
+            OpenApiParameter(
+                "top", int, description=f"how many categories (1-{TOP_MAX}, default 10)", required=False
+            )
+        ],
+        responses={
+            200: InterestsOutputSerializer,
+            400: ErrorSerializer,
+            401: OpenApiResponse(description="no credentials"),
+        },
+    )
+    def get(self, request: Request, user_id: str) -> Response:
+        try:
+            user_id = user_id_parse(user_id)
+            top = top_parse(request.query_params.get("top"))
+        except BadParameter as exc:
+            return Response(exc.body(), status=400)
+        interests = predict_interests(user_id, deadline=Deadline.from_settings(), top=top)
+        response = Response(interests.as_dict())
+        response["Server-Timing"] = server_timing(interests, interests.elapsed_ms)
+        return response
+
+
+class InterestsBatchView(APIView):
+    """Many users in one call; each user gets the full prediction budget of its own."""
+
+    permission_classes = [IsServiceClientOrStaff]
+    throttle_classes = [InterestsBatchRateThrottle]
+
+    @extend_schema(
+        operation_id="interests_batch",
+        summary="Predicted interests of many users",
+        request=inline_serializer(
+            "InterestsBatchInput",
+            {
+                "user_ids": serializers.ListField(
+                    child=serializers.CharField(), min_length=1, max_length=BATCH_MAX
+                ),
+                "top": serializers.IntegerField(min_value=1, max_value=TOP_MAX, required=False),
+            },
+        ),
+        responses={
+            200: inline_serializer(
+                "InterestsBatchOutput",
+                {
+                    "results": inline_serializer(
+                        "InterestsBatchItem",
+                        {"user_id": serializers.CharField(), "interests": InterestsOutputSerializer()},
+                        many=True,
+                    ),
+                    "elapsed_ms": serializers.FloatField(),
+                },
+            ),
+            400: ErrorSerializer,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        started = time.perf_counter()
+        body = request.data
+        if not isinstance(body, dict):
+            return Response({"errors": {"body": "must be a JSON object"}}, status=400)
+        try:
+            user_ids = user_ids_parse(body.get("user_ids"))
+            top = top_parse(body.get("top"))
+        except BadParameter as exc:
+            return Response(exc.body(), status=400)
+        results = [
+            {
+                "user_id": user_id,
+                "interests": predict_interests(user_id, deadline=Deadline.from_settings(), top=top).as_dict(),
+            }
+            for user_id in user_ids
+        ]
+        elapsed = (time.perf_counter() - started) * 1000.0
+        response = Response({"results": results, "elapsed_ms": round(elapsed, 3)})
+        response["Server-Timing"] = f"total;dur={elapsed:.3f}"
+        return response

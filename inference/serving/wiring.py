@@ -1,0 +1,47 @@
+"""How this process's predictor is assembled from the real parts: the registry, the online feature
+store (features helper), the model loader and the prior (models helper).
+
+Kept apart from ``predictor`` so that the chain logic is tested with doubles and this module only
+adapts names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from inference.conf import inference_setting
+from inference.serving.predictor import ActiveVersionLike, Predictor, PredictorConfig
+
+
+def registry_active_versions() -> Mapping[str, ActiveVersionLike]:
+    """The registry poll: one cheap query."""
+    from django.db import close_old_connections
+
+    from inference.registry.selectors import active_model_versions
+
+    # the polling thread keeps its own connection; recycle it when stale (CONN_MAX_AGE, health checks)
+    close_old_connections()
+    return active_model_versions()
+
+
+def predictor_config() -> PredictorConfig:
+    return PredictorConfig(
+        failure_threshold=int(inference_setting("BREAKER_FAILURES")),
+        cooldown_s=float(inference_setting("BREAKER_COOLDOWN_S")),
+        latency_window=int(inference_setting("LATENCY_WINDOW")),
+        poll_seconds=float(inference_setting("RELOAD_POLL_SECONDS")),
+    )
+
+
+def predictor_build() -> Predictor:
+    """The predictor for this process, wired to the configured feature store and the model code."""
+    from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
+
+    store = StoreAdapter.from_settings()
+    return Predictor(
+        features=store,
+        prior=PriorAdapter(store),
+        loader=ModelLoaderAdapter(),
+        registry_reader=registry_active_versions,
+        config=predictor_config(),
+    )

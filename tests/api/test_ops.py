@@ -1,0 +1,65 @@
+"""/metrics, /readyz and the OpenAPI schema and docs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+def _sample(text: str, name: str, labels: str) -> float:
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_are_exposed_and_increase_with_predictions(token_client):
+    before = Client().get("/metrics").content.decode()
+    for _ in range(3):
+        token_client.get("/api/v1/users/alice/interests")
+    token_client.get("/api/v1/users/nobody/interests")
+    after = Client().get("/metrics").content.decode()
+    assert (
+        _sample(after, "inference_served_total", 'served_by="gbdt"')
+        == _sample(before, "inference_served_total", 'served_by="gbdt"') + 3
+    )
+    assert _sample(after, "inference_fallbacks_total", 'reason="cold_start"') == (
+        _sample(before, "inference_fallbacks_total", 'reason="cold_start"') + 1
+    )
+    assert 'inference_predict_seconds_bucket{le="0.005",model="gbdt",stage="model"}' in after
+    assert 'inference_model_version_loaded{model="gbdt",version="gbdt-test-1"} 1.0' in after
+
+
+def test_readyz_ok_when_database_answers_and_a_model_is_loaded(predictor):
+    response = Client().get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["models"]["loaded"] == {"gbdt": "gbdt-test-1"}
+
+
+def test_readyz_degraded_without_any_model(predictor, served_models):
+    served_models.clear()
+    predictor.refresh()
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["models"]["ok"] is False
+
+
+def test_schema_describes_the_interests_endpoint():
+    response = Client().get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert "/api/v1/users/{user_id}/interests" in schema["paths"]
+    assert "/api/v1/interests/batch" in schema["paths"]
+
+
+def test_docs_page_loads_its_assets_from_our_static_files():
+    response = Client().get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
+    assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
