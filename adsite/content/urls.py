@@ -1,3 +1,14 @@
-from django.urls import path  # noqa: F401
+"""The publication's pages."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from adsite.content import views
+
+app_name = "content"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("category/<slug:slug>/", views.category_detail, name="category"),
+    path("article/<slug:slug>/", views.article_detail, name="article"),
+    path("about/", views.about, name="about"),
+]

@@ -1,0 +1,98 @@
+"""What every rendered page of the site carries besides its content.
+
+Promises: ``page_context`` records one server-side ``page_view`` per rendered page (through
+``tracking.api.page_view_record_server``, which itself honours consent, DNT and GPC) under a fresh
+``page_view_id``; the page embeds that id so that ``tracker.js`` sends its own ``page_view`` with the
+same ``event_id`` and the two copies dedupe to one event. It also fills the page's ad placements in
+one batch and renders the tracker's configuration. A failure to record analytics never fails the page.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from adsite.content.placements import PAGE_PLACEMENTS, placements_fill
+from adsite.content.selectors import category_list
+
+logger = logging.getLogger(__name__)
+
+CONSENT_COOKIE = "adsite_consent"
+UID_COOKIE = "adsite_uid"
+COLLECT_URL = "/collect"
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    page_view_id: str
+    item_id: str
+    categories: tuple[str, ...]
+
+    @property
+    def categories_attr(self) -> str:
+        """Space-separated slugs, for a ``data-categories`` attribute."""
+        return " ".join(self.categories)
+
+
+def _server_recorder() -> Any:
+    # tracking.api is the tracking app's one public face; looked up lazily so that the site renders
+    # (without server-side page views) in a checkout where the collection pipeline is not there yet.
+    if importlib.util.find_spec("tracking.api") is None:
+        return None
+    from tracking import api as tracking_api
+
+    return getattr(tracking_api, "page_view_record_server", None)
+
+
+def page_view_register(*, request: HttpRequest, item_id: str, categories: Sequence[str]) -> PageView:
+    page_view = PageView(page_view_id=str(uuid.uuid4()), item_id=item_id, categories=tuple(categories))
+    recorder = _server_recorder()
+    if recorder is not None:
+        try:
+            recorder(
+                request=request,
+                event_id=uuid.UUID(page_view.page_view_id),
+                url=request.build_absolute_uri(),
+                item_id=item_id,
+                categories=list(categories),
+            )
+        except Exception:  # the page matters more than its analytics; the tracker's copy may still arrive
+            logger.exception("content.server_page_view_failed", extra={"item_id": item_id})
+    return page_view
+
+
+def tracker_config(*, request: HttpRequest) -> dict[str, Any]:
+    """The configuration ``tracker.js`` reads from the page's JSON block (no inline script)."""
+    tracking = getattr(settings, "TRACKING", {})
+    return {
+        "collectUrl": COLLECT_URL,
+        "consentRequired": bool(tracking.get("CONSENT_REQUIRED", False)),
+        "consentCookie": CONSENT_COOKIE,
+        "uidCookie": UID_COOKIE,
+        "pingSeconds": float(tracking.get("TRACKER_PING_SECONDS", 15.0)),
+        "flushSeconds": float(tracking.get("TRACKER_FLUSH_SECONDS", 5.0)),
+        "batchSize": 20,
+    }
+
+
+def page_context(
+    *, request: HttpRequest, page_type: str, item_id: str = "", categories: Sequence[str] = ()
+) -> dict[str, Any]:
+    config = tracker_config(request=request)
+    consent = request.COOKIES.get(CONSENT_COOKIE, "")
+    return {
+        "page_type": page_type,
+        "page_view": page_view_register(request=request, item_id=item_id, categories=categories),
+        "ad_slots": placements_fill(request=request, placements=PAGE_PLACEMENTS[page_type], categories=categories),
+        "nav_categories": category_list(),
+        "tracker_config": config,
+        "consent_required": config["consentRequired"],
+        "consent_choice_made": consent in ("granted", "denied"),
+    }

@@ -1,0 +1,109 @@
+"""Named ad placements on the site's pages, and the one hook that fills them.
+
+Promises: every page type lists its placements in ``PAGE_PLACEMENTS``; views call
+``placements_fill`` once per page (one batch for all the page's slots, so an ad decision can be made
+for the page as a whole) and templates render each slot with ``{% ad_slot "name" %}`` through
+``site/_ad_slot.html``. Until ad selection exists every slot shows a house ad. The ads app takes
+over by naming a provider in ``settings.ADS["PLACEMENT_PROVIDER"]`` (dotted path to a callable
+``(*, request, placements, categories) -> Mapping[str, SlotAd | None]``); a slot the provider leaves
+empty, or any error in the provider, falls back to the house ad so a page never fails over an ad.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
+
+logger = logging.getLogger(__name__)
+
+HOUSE_CAMPAIGN_ID = "house"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotAd:
+    """What one slot shows. ``href`` is what a click follows (a signed click URL once ads exist)."""
+
+    placement: str
+    creative_id: str
+    campaign_id: str
+    headline: str
+    body: str
+    cta: str
+    href: str
+    sponsor: str = "The Bellwether"
+    impression_url: str = ""
+    house: bool = True
+
+
+PLACEMENTS: dict[str, str] = {
+    "leaderboard": "Top of every page, under the header",
+    "sidebar": "Beside the article list or the article body",
+    "in_article": "Between paragraphs of an article",
+    "footer": "Above the footer of every page",
+}
+
+PAGE_PLACEMENTS: dict[str, tuple[str, ...]] = {
+    "home": ("leaderboard", "sidebar", "footer"),
+    "category": ("leaderboard", "sidebar", "footer"),
+    "article": ("leaderboard", "sidebar", "in_article", "footer"),
+    "about": ("leaderboard", "footer"),
+}
+
+HOUSE_ADS: dict[str, SlotAd] = {
+    "leaderboard": SlotAd(
+        placement="leaderboard", creative_id="house-advertise", campaign_id=HOUSE_CAMPAIGN_ID,
+        headline="Reach readers who care about what they read",
+        body="Advertise with The Bellwether: thirty sections, one attentive audience, no tracking sold on.",
+        cta="See our media kit", href="/about/#advertise",
+    ),
+    "sidebar": SlotAd(
+        placement="sidebar", creative_id="house-newsletter", campaign_id=HOUSE_CAMPAIGN_ID,
+        headline="The Sunday Edition",
+        body="The week's best stories from every section, in your inbox once a week. Free, and easy to leave.",
+        cta="Get the newsletter", href="/about/#newsletter",
+    ),
+    "in_article": SlotAd(
+        placement="in_article", creative_id="house-membership", campaign_id=HOUSE_CAMPAIGN_ID,
+        headline="Independent journalism needs readers like you",
+        body="Members get early access to long reads and a say in what we cover next.",
+        cta="Become a member", href="/about/#membership",
+    ),
+    "footer": SlotAd(
+        placement="footer", creative_id="house-events", campaign_id=HOUSE_CAMPAIGN_ID,
+        headline="Bellwether Live: conversations with our writers",
+        body="Monthly evenings in cities across Europe, and online for everyone else.",
+        cta="See upcoming events", href="/about/#events",
+    ),
+}
+
+PlacementProvider = Callable[..., Mapping[str, "SlotAd | None"]]
+
+
+def house_ad(*, placement: str) -> SlotAd:
+    """The house ad for a placement (the newsletter promo for any placement without its own)."""
+    return HOUSE_ADS.get(placement) or replace(HOUSE_ADS["sidebar"], placement=placement)
+
+
+def _provider() -> PlacementProvider | None:
+    path = getattr(settings, "ADS", {}).get("PLACEMENT_PROVIDER")
+    return import_string(path) if path else None
+
+
+def placements_fill(
+    *, request: HttpRequest, placements: Sequence[str], categories: Sequence[str] = ()
+) -> dict[str, SlotAd]:
+    """The ad for each named placement of one page; house ads wherever nothing else is chosen."""
+    chosen: Mapping[str, SlotAd | None] = {}
+    provider = _provider()
+    if provider is not None:
+        try:
+            chosen = provider(request=request, placements=list(placements), categories=list(categories))
+        except Exception:  # an ad must never take the page down with it
+            logger.exception("content.placements_provider_failed", extra={"placements": list(placements)})
+            chosen = {}
+    return {name: chosen.get(name) or house_ad(placement=name) for name in placements}
