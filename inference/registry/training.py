@@ -1,0 +1,323 @@
+"""The training pipeline: events -> fresh models -> offline metrics on a later slice -> registry.
+
+``training_run_execute`` is the one service behind ``manage.py train`` and the Celery task
+``inference.train_models``. Promises:
+
+- One run at a time (a cache lock: Redis in services mode); a second concurrent run is recorded as
+  ``skipped`` and changes nothing.
+- Events come from the injected source ``INFERENCE["EVENT_SOURCE"]`` (time order, bots excluded) and
+  the categories from ``INFERENCE["CATEGORY_SOURCE"]``; inference imports neither app.
+- The models learn from the events before the cut-off T (the ``1 - EVAL_FRACTION`` quantile of the
+  event times) and are judged on what users did after T, beside the four baselines and the active
+  version of the same algorithm, on exactly the same cases (EVALUATION.md's time split).
+- Artifacts are written to a temporary directory under ``MODEL_DIR`` and renamed into place, so a
+  version directory is either complete or absent.
+- A candidate is activated when ``activate="always"``, or with ``"auto"`` when it is not worse than
+  the active version on NDCG@5 of that slice (or no version is active). A failed run, or a candidate
+  that scores below the active one, leaves the active version serving.
+- Progress (stage, percent, message) is written to the :class:`TrainingRun` row as it goes, and
+  reported to an optional callback (the command's tqdm bar).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.core.cache import cache
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from inference.conf import inference_setting
+from inference.events import EventRecord
+from inference.registry import selectors, services
+from inference.registry.models import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+ALGORITHMS = ("neural", "gbdt")
+ACTIVATE_CHOICES = ("auto", "always", "never")
+LOCK_KEY = "inference:training:lock"
+LOCK_SECONDS = 3 * 3600
+PRIMARY_METRIC = "ndcg@5"
+
+# stage -> (start %, end %) of the whole run
+STAGES = {"events": (0, 10), "train": (10, 80), "evaluate": (80, 95), "register": (95, 100)}
+
+ProgressCallback = Callable[[str, float, str], None]
+
+
+@dataclass
+class TrainingParts:
+    """What the pipeline calls; the defaults are the real parts, tests pass doubles."""
+
+    event_source: Callable[..., Iterable[list[EventRecord]]] | None = None
+    category_source: Callable[[], Sequence[str]] | None = None
+    trainer: Callable[..., Any] | None = None  # inference.models.model_train
+    evaluator: Callable[..., Mapping[str, Any]] | None = None  # inference.evaluation.models_offline_metrics
+    loader: Callable[[Path], Any] | None = None  # inference.models.model_load
+
+    def resolved(self) -> TrainingParts:
+        from inference.evaluation.models import models_offline_metrics
+        from inference.models import model_load, model_train
+
+        return TrainingParts(
+            event_source=self.event_source or import_string(inference_setting("EVENT_SOURCE")),
+            category_source=self.category_source or import_string(inference_setting("CATEGORY_SOURCE")),
+            trainer=self.trainer or model_train,
+            evaluator=self.evaluator or models_offline_metrics,
+            loader=self.loader or model_load,
+        )
+
+
+class _Progress:
+    """Writes progress to the run row at most every half second (and at stage changes)."""
+
+    def __init__(self, run: TrainingRun, callback: ProgressCallback | None) -> None:
+        self.run = run
+        self.callback = callback
+        self._written = 0.0
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        low, high = STAGES[stage]
+        percent = low + (high - low) * min(max(fraction, 0.0), 1.0)
+        if self.callback is not None:
+            self.callback(stage, percent, message)
+        now = time.monotonic()
+        if stage != self.run.stage or now - self._written >= 0.5 or percent >= 100:
+            self.run.stage, self.run.percent, self.run.message = stage, round(percent, 1), message[:255]
+            self.run.save(update_fields=["stage", "percent", "message"])
+            self._written = now
+
+
+def _as_datetime(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
+
+
+def _events_collect(
+    parts: TrainingParts, since: datetime | None, until: datetime | None, progress: _Progress
+) -> list[EventRecord]:
+    events: list[EventRecord] = []
+    assert parts.event_source is not None
+    for chunk in parts.event_source(since=since, until=until):
+        events.extend(chunk)
+        progress("events", 0.5, f"read {len(events):,} events")
+    events.sort(key=lambda e: e.ts)  # stable; the source promises time order already
+    return events
+
+
+def _metric(results: Mapping[str, Any], name: str) -> float | None:
+    value = (results.get(name) or {}).get(PRIMARY_METRIC)
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def _decide(
+    activate: str, candidate: float | None, active: float | None, has_active: bool
+) -> tuple[bool, str]:
+    if activate == "always":
+        return True, "activate=always"
+    if activate == "never":
+        return False, "activate=never"
+    if not has_active:
+        return True, "no active version"
+    if active is None:
+        return (candidate is not None), "the active version could not be scored on the slice"
+    if candidate is None:
+        return False, "the candidate could not be scored on the slice"
+    if candidate >= active:
+        return True, f"{PRIMARY_METRIC} {candidate:.4f} >= active {active:.4f}"
+    return False, f"{PRIMARY_METRIC} {candidate:.4f} < active {active:.4f}: active version kept"
+
+
+def _save_atomically(model: Any, version: str) -> str:
+    root = selectors.model_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    temporary = root / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save(temporary)
+        temporary.rename(root / version)  # same filesystem: atomic
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return version
+
+
+def _train_one(
+    algorithm: str,
+    *,
+    parts: TrainingParts,
+    events: list[EventRecord],
+    train_events: Sequence[EventRecord],
+    categories: Sequence[str],
+    quantile: float,
+    activate: str,
+    progress: _Progress,
+    slot: tuple[float, float],
+) -> dict[str, Any]:
+    assert parts.trainer is not None and parts.evaluator is not None and parts.loader is not None
+    began = time.perf_counter()
+
+    def model_progress(fraction: float, message: str) -> None:
+        progress("train", slot[0] + (slot[1] - slot[0]) * fraction, message)
+
+    model = parts.trainer(
+        algorithm=algorithm,
+        events=train_events,
+        categories=categories,
+        horizon=int(inference_setting("HORIZON")),
+        device=str(inference_setting("DEVICE")),
+        progress=model_progress,
+    )
+    seconds = time.perf_counter() - began
+
+    progress("evaluate", 0.0, f"{algorithm}: scoring the later slice")
+    active_row = selectors.model_version_active(algorithm=algorithm)
+    contenders: dict[str, Any] = {"model": model}
+    if active_row is not None and activate == "auto":
+        try:
+            contenders["active"] = parts.loader(
+                selectors.artifact_dir_for(artifact_path=active_row.artifact_path)
+            )
+        except Exception as exc:  # a broken active version cannot block its replacement
+            logger.warning("inference.training_active_unloadable %s: %r", active_row.version, exc)
+    results = dict(
+        parts.evaluator(
+            contenders,
+            events=events,
+            split="time",
+            quantile=quantile,
+            horizon=int(inference_setting("HORIZON")),
+        )
+    )
+    test_users = results.pop("test_users", None)
+    candidate_score, active_score = _metric(results, "model"), _metric(results, "active")
+    do_activate, why = _decide(activate, candidate_score, active_score, active_row is not None)
+
+    progress("register", 0.0, f"{algorithm}: saving artifacts")
+    version = services.model_version_name(algorithm=algorithm)
+    _save_atomically(model, version)
+    train_from = train_events[0].ts if train_events else None
+    train_to = train_events[-1].ts if train_events else None
+    metrics = {
+        "slice": {
+            "split": "time",
+            "quantile": quantile,
+            "test_users": test_users,
+            "compared_with": active_row.version if active_row else None,
+        },
+        "results": results,
+        "decision": why,
+    }
+    row = services.model_version_register(
+        algorithm=algorithm,
+        version=version,
+        artifact_path=version,
+        hyperparameters=dict(getattr(model, "hyperparameters", {}) or {}),
+        data_from=_as_datetime(train_from),
+        data_to=_as_datetime(train_to),
+        feature_schema_version=str(_schema_version()),
+        metrics=metrics,
+        training_seconds=seconds,
+    )
+    if do_activate:
+        services.model_version_activate(version=row.version, actor="training", reason=why)
+    return {"version": row.version, "activated": do_activate, "reason": why, PRIMARY_METRIC: candidate_score}
+
+
+def _schema_version() -> str:
+    try:
+        from inference.models.base import FEATURE_SCHEMA_VERSION
+    except ImportError:  # pragma: no cover - the models package is part of this app
+        return ""
+    return str(FEATURE_SCHEMA_VERSION)
+
+
+def training_run_execute(
+    *,
+    algorithm: str = "all",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    activate: str = "auto",
+    progress: ProgressCallback | None = None,
+    parts: TrainingParts | None = None,
+) -> TrainingRun:
+    """Train, evaluate, register (and maybe activate) models; returns the finished run row."""
+    algorithms = ALGORITHMS if algorithm == "all" else (algorithm,)
+    if any(a not in ALGORITHMS for a in algorithms):
+        raise ValueError(f"algorithm must be one of {ALGORITHMS} or 'all', not {algorithm!r}")
+    if activate not in ACTIVATE_CHOICES:
+        raise ValueError(f"activate must be one of {ACTIVATE_CHOICES}, not {activate!r}")
+    options = {
+        "algorithm": algorithm,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "activate": activate,
+    }
+    token = uuid.uuid4().hex
+    if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
+        return TrainingRun.objects.create(
+            status=TrainingRun.Status.SKIPPED,
+            options=options,
+            message="another training run holds the lock",
+            finished_at=timezone.now(),
+        )
+    run = TrainingRun.objects.create(status=TrainingRun.Status.RUNNING, options=options, stage="events")
+    reporter = _Progress(run, progress)
+    try:
+        parts = (parts or TrainingParts()).resolved()
+        reporter("events", 0.0, "reading events")
+        events = _events_collect(parts, since, until, reporter)
+        assert parts.category_source is not None
+        categories = list(parts.category_source()) or sorted({c for e in events for c in e.categories})
+        if not events or not categories:
+            raise ValueError(f"nothing to train on: {len(events)} events, {len(categories)} categories")
+        quantile = 1.0 - float(inference_setting("EVAL_FRACTION"))
+        from inference.evaluation.protocol import split_by_time
+
+        train_events = split_by_time(
+            events, quantile=quantile, horizon=int(inference_setting("HORIZON"))
+        ).train
+        reporter("events", 1.0, f"{len(events):,} events, {len(train_events):,} before the evaluation slice")
+        outcome: dict[str, Any] = {}
+        for index, name in enumerate(algorithms):
+            share = 1.0 / len(algorithms)
+            outcome[name] = _train_one(
+                name,
+                parts=parts,
+                events=events,
+                train_events=train_events,
+                categories=categories,
+                quantile=quantile,
+                activate=activate,
+                progress=reporter,
+                slot=(index * share, (index + 1) * share),
+            )
+        run.outcome = outcome
+        run.status = TrainingRun.Status.SUCCEEDED
+        reporter(
+            "register", 1.0, "; ".join(f"{n}: {o['version']} ({o['reason']})" for n, o in outcome.items())
+        )
+    except Exception as exc:
+        logger.exception("inference.training_failed")
+        run.status = TrainingRun.Status.FAILED
+        run.error = (
+            "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            + "\n\n"
+            + traceback.format_exc()[-4000:]
+        )
+        run.message = f"failed: {type(exc).__name__}: {exc}"[:255]
+    finally:
+        run.finished_at = timezone.now()
+        run.save()
+        if cache.get(LOCK_KEY) == token:
+            cache.delete(LOCK_KEY)
+    return run
