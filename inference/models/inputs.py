@@ -121,14 +121,17 @@ class PopulationState:
         return sorted(self.counts, key=lambda c: (-self.counts[c], c))[:k]
 
 
-def candidate_categories(user: UserState, popular: Sequence[str], known: Mapping[str, int]) -> list[str]:
-    """The user's own categories (most frequent first) then the popular ones, restricted to ``known``."""
-    own = sorted(user.counts, key=lambda c: (-user.counts[c], c))
+def candidate_categories(
+    user: UserState, popular: Sequence[str], known: Mapping[str, int], *, limit: int = 100
+) -> list[str]:
+    """The user's own categories (most frequent first, at most ``limit - len(popular)``) then the
+    popular ones, restricted to ``known``: at most ``limit`` candidates however many categories exist."""
+    own = sorted(user.counts, key=lambda c: (-user.counts[c], c))[: max(0, limit - len(popular))]
     seen: dict[str, None] = {}
     for category in (*own, *popular):
         if category in known:
             seen.setdefault(category, None)
-    return list(seen)
+    return list(seen)[:limit]
 
 
 def pair_rows(

@@ -1,0 +1,301 @@
+"""A small PyTorch network scoring (user, candidate category) pairs.
+
+The user's last 50 events become vectors (hashed item embedding + mean of the event's category
+embeddings + a projection of the log age); each candidate category attends over them (target
+attention, the candidate's embedding is the query). The attended context, the candidate embedding,
+their product and the standardized tabular pair features go through a small MLP to one score per
+candidate. Loss: listwise softmax cross-entropy against the next-H counts of the candidates.
+Early stopping on the NDCG@5 of the later validation slice. Trains on CUDA when available (``device
+="auto"``), else on the CPU with a few threads; seeds fixed (torch, numpy, random) and deterministic
+algorithms on.
+
+Size does not grow with the number of categories beyond one embedding row each, and inference cost
+grows with the number of candidates (own categories + popular ones), not with the category count.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from torch import nn
+
+from inference.models.base import PairModel, Progress, manifest_read
+from inference.models.inputs import CATEGORIES_PER_EVENT, PAIR_FEATURE_NAMES, SEQUENCE_LENGTH, Sample
+from inference.models.training import TrainingData, ndcg_of_samples
+
+__all__ = ["NeuralModel", "InterestNetwork", "neural_fit", "DEFAULT_HYPERPARAMETERS"]
+
+WEIGHTS_FILE = "weights.pt"
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
+    "dim": 24,
+    "hidden": 64,
+    "dropout": 0.1,
+    "learning_rate": 3e-3,
+    "weight_decay": 1e-5,
+    "batch_size": 256,
+    "max_epochs": 30,
+    "patience": 4,
+    "train_threads": 2,
+    "popular_k": 20,
+    "item_buckets": 8192,
+}
+
+
+class InterestNetwork(nn.Module):
+    def __init__(
+        self, *, n_categories: int, n_features: int, item_buckets: int, dim: int, hidden: int, dropout: float
+    ):
+        super().__init__()
+        self.item = nn.Embedding(item_buckets, dim, padding_idx=0)
+        self.category = nn.Embedding(n_categories + 1, dim, padding_idx=0)  # index 0 = none
+        self.candidate = nn.Embedding(n_categories + 1, dim)
+        self.age = nn.Linear(1, dim)
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.scale = 1.0 / math.sqrt(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(n_features + 3 * dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden // 2),
+            nn.ReLU(),
+            nn.Linear(hidden // 2, 1),
+        )
+
+    def forward(
+        self,
+        candidates: torch.Tensor,  # [B, C] category index + 1 (0 = padding)
+        rows: torch.Tensor,  # [B, C, F] standardized pair features
+        items: torch.Tensor,  # [B, L]
+        cats: torch.Tensor,  # [B, L, K] category index + 1 (0 = none)
+        ages: torch.Tensor,  # [B, L]
+    ) -> torch.Tensor:
+        cat_mask = (cats > 0).float().unsqueeze(-1)
+        cat_mean = (self.category(cats) * cat_mask).sum(2) / cat_mask.sum(2).clamp(min=1.0)
+        events = self.item(items) + cat_mean + self.age(ages.unsqueeze(-1))  # [B, L, D]
+        present = items > 0
+        present = present | (cats > 0).any(-1)
+        query = self.query(self.category(candidates))  # [B, C, D]
+        logits = torch.einsum("bcd,bld->bcl", query, events) * self.scale
+        logits = logits.masked_fill(~present.unsqueeze(1), -1e4)
+        weights = torch.softmax(logits, dim=-1) * present.unsqueeze(1).float()
+        context = torch.einsum("bcl,bld->bcd", weights, events)  # [B, C, D]
+        cand = self.candidate(candidates)
+        hidden = torch.cat([rows, cand, context, cand * context], dim=-1)
+        return self.mlp(hidden).squeeze(-1)  # [B, C]
+
+
+def _pack(samples: Sequence[Sample], mean: np.ndarray, std: np.ndarray) -> dict[str, torch.Tensor]:
+    """Pad a list of samples into tensors (candidates padded to the longest list)."""
+    n = len(samples)
+    width = max((s.candidates.size for s in samples), default=1) or 1
+    features = len(PAIR_FEATURE_NAMES)
+    candidates = np.zeros((n, width), dtype=np.int64)
+    rows = np.zeros((n, width, features), dtype=np.float32)
+    labels = np.zeros((n, width), dtype=np.float32)
+    items = np.zeros((n, SEQUENCE_LENGTH), dtype=np.int64)
+    cats = np.zeros((n, SEQUENCE_LENGTH, CATEGORIES_PER_EVENT), dtype=np.int64)
+    ages = np.zeros((n, SEQUENCE_LENGTH), dtype=np.float32)
+    for i, s in enumerate(samples):
+        c = s.candidates.size
+        candidates[i, :c] = s.candidates + 1
+        rows[i, :c] = (s.rows - mean) / std
+        labels[i, :c] = s.labels
+        items[i], cats[i], ages[i] = s.items, s.cats, s.ages
+    return {
+        "candidates": torch.from_numpy(candidates),
+        "rows": torch.from_numpy(rows),
+        "items": torch.from_numpy(items),
+        "cats": torch.from_numpy(cats),
+        "ages": torch.from_numpy(ages),
+        "labels": torch.from_numpy(labels),
+    }
+
+
+def _inputs(batch: Mapping[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
+    return tuple(batch[k].to(device) for k in ("candidates", "rows", "items", "cats", "ages"))
+
+
+class NeuralModel(PairModel):
+    algorithm = "neural"
+
+    def __init__(
+        self, *, network: InterestNetwork, mean: Sequence[float], std: Sequence[float], **kwargs: Any
+    ):
+        super().__init__(**kwargs)
+        self.network = network.eval()
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    def score_many(self, samples: Sequence[Sample]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        device = next(self.network.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(samples), 512):
+                chunk = samples[start : start + 512]
+                scores = (
+                    self.network(*_inputs(_pack(chunk, self.mean, self.std), device)).float().cpu().numpy()
+                )
+                out.extend(scores[i, : s.candidates.size].astype(np.float64) for i, s in enumerate(chunk))
+        return out
+
+    def score(self, sample: Sample) -> np.ndarray:
+        if sample.candidates.size == 0:
+            return np.zeros(0)
+        return self.score_many([sample])[0]
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        torch.save(state, directory / WEIGHTS_FILE)
+        self._write_manifest(
+            directory,
+            {
+                "artifacts": [WEIGHTS_FILE],
+                "feature_mean": self.mean.tolist(),
+                "feature_std": self.std.tolist(),
+            },
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        manifest = manifest_read(directory)
+        kwargs = cls._kwargs_from_manifest(manifest)
+        network = _network(len(kwargs["categories"]), kwargs["hyperparameters"])
+        state = torch.load(Path(directory) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)  # raises on missing/unexpected/mis-shaped tensors
+        return cls(network=network, mean=manifest["feature_mean"], std=manifest["feature_std"], **kwargs)
+
+
+def _network(n_categories: int, params: Mapping[str, Any]) -> InterestNetwork:
+    return InterestNetwork(
+        n_categories=n_categories,
+        n_features=len(PAIR_FEATURE_NAMES),
+        item_buckets=int(params["item_buckets"]),
+        dim=int(params["dim"]),
+        hidden=int(params["hidden"]),
+        dropout=float(params["dropout"]),
+    )
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def neural_fit(
+    data: TrainingData,
+    *,
+    categories: Sequence[str],
+    seed: int = 0,
+    device: str = "auto",
+    hyperparameters: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> NeuralModel:
+    """Fit the network on ``data.fit`` with early stopping on ``data.validation``."""
+    params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
+    started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    target = _device(device)
+    if target.type == "cpu":
+        torch.set_num_threads(int(params["train_threads"]))
+    try:
+        _seed_everything(seed)
+        rows = (
+            np.concatenate([s.rows for s in data.fit]) if data.fit else np.zeros((1, len(PAIR_FEATURE_NAMES)))
+        )
+        mean = rows.mean(axis=0).astype(np.float32)
+        std = np.maximum(rows.std(axis=0), 1e-6).astype(np.float32)
+        fit = _pack(data.fit, mean, std)
+        network = _network(len(categories), params).to(target)
+        optimizer = torch.optim.Adam(
+            network.parameters(),
+            lr=float(params["learning_rate"]),
+            weight_decay=float(params["weight_decay"]),
+        )
+        generator = torch.Generator().manual_seed(seed)
+        n = len(data.fit)
+        batch_size = int(params["batch_size"])
+        model = NeuralModel(
+            network=network,
+            mean=mean,
+            std=std,
+            categories=categories,
+            popularity=data.popularity,
+            hyperparameters=params,
+        )
+        best_ndcg, best_state, best_epoch, waited, epochs = -1.0, copy.deepcopy(network.state_dict()), 0, 0, 0
+        max_epochs = int(params["max_epochs"])
+        for epoch in range(max_epochs):
+            epochs = epoch + 1
+            network.train()
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                batch = {k: v[index] for k, v in fit.items()}
+                scores = network(*_inputs(batch, target))
+                labels = batch["labels"].to(target)
+                mask = batch["candidates"].to(target) > 0
+                scores = scores.masked_fill(~mask, -1e4)
+                target_dist = labels / labels.sum(-1, keepdim=True).clamp(min=1e-9)
+                loss = -(target_dist * torch.log_softmax(scores, dim=-1)).sum(-1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            network.eval()
+            ndcg = (
+                ndcg_of_samples(data.validation, model.score_many(data.validation))
+                if data.validation
+                else 0.0
+            )
+            if progress:
+                progress(epochs / max_epochs, f"neural: epoch {epochs} validation NDCG@5 {ndcg:.4f}")
+            if ndcg > best_ndcg + 1e-5:
+                best_ndcg, best_state, best_epoch, waited = (
+                    ndcg,
+                    copy.deepcopy(network.state_dict()),
+                    epochs,
+                    0,
+                )
+            else:
+                waited += 1
+                if waited >= int(params["patience"]):
+                    break
+        network.load_state_dict(best_state)
+        network.to("cpu").eval()
+    finally:
+        torch.set_num_threads(previous_threads)
+    training = {
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "device": str(target),
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "validation_ndcg@5": round(best_ndcg, 4),
+        "fit_samples": len(data.fit),
+        "validation_samples": len(data.validation),
+    }
+    return NeuralModel(
+        network=network,
+        mean=mean,
+        std=std,
+        categories=categories,
+        popularity=data.popularity,
+        hyperparameters=params,
+        training=training,
+    )
