@@ -1,0 +1,178 @@
+"""The training pipeline: a run registers candidates, activates only what is not worse, and a failed
+or worse run leaves the active version serving. Models are test doubles with the model interface."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+
+from inference.events import EventRecord
+from inference.registry import selectors, services
+from inference.registry.models import ModelVersion, TrainingRun
+from inference.registry.training import LOCK_KEY, TrainingParts, training_run_execute
+
+pytestmark = pytest.mark.django_db
+
+DAY = 86_400.0
+
+
+class DoubleModel:
+    """Trained 'quality' is what the double evaluator reports as its NDCG@5."""
+
+    def __init__(self, quality: float, *, broken_save: bool = False) -> None:
+        self.quality = quality
+        self.hyperparameters = {"quality": quality}
+        self.broken_save = broken_save
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True)
+        (directory / "manifest.json").write_text(json.dumps({"quality": self.quality}))
+        if self.broken_save:
+            raise OSError("disk full")
+
+
+def load(directory: Path) -> DoubleModel:
+    return DoubleModel(json.loads((Path(directory) / "manifest.json").read_text())["quality"])
+
+
+def events_source(*, since=None, until=None, chunk_size=50_000):
+    events = [
+        EventRecord(
+            user_id=f"u{n % 7}", ts=1_700_000_000 + n * DAY / 10, type="page_view", categories=(f"c{n % 3}",)
+        )
+        for n in range(300)
+    ]
+    for start in range(0, len(events), 100):
+        yield events[start : start + 100]
+
+
+def evaluate(contenders, *, events, split, quantile, horizon):
+    results = {
+        name: {"ndcg@5": model.quality, "recall@3": 0.5, "auc": 0.6} for name, model in contenders.items()
+    }
+    results["popularity"] = {"ndcg@5": 0.5, "recall@3": 0.4, "auc": 0.5}
+    return {**results, "test_users": 7}
+
+
+class Trainer:
+    def __init__(self, *qualities: float, fail: bool = False, broken_save: bool = False) -> None:
+        self.qualities = list(qualities)
+        self.fail = fail
+        self.broken_save = broken_save
+        self.seen: list[int] = []
+
+    def __call__(self, *, algorithm, events, categories, progress=None, **_):
+        self.seen.append(len(events))
+        if progress:
+            progress(0.5, "half way")
+        if self.fail:
+            raise RuntimeError("training diverged")
+        return DoubleModel(self.qualities.pop(0), broken_save=self.broken_save)
+
+
+@pytest.fixture(autouse=True)
+def model_dir(tmp_path):
+    cache.delete(LOCK_KEY)
+    with override_settings(INFERENCE={"MODEL_DIR": str(tmp_path / "models")}):
+        yield tmp_path / "models"
+
+
+def train(trainer: Trainer, **options) -> TrainingRun:
+    parts = TrainingParts(
+        event_source=events_source,
+        category_source=lambda: ["c0", "c1", "c2"],
+        trainer=trainer,
+        evaluator=evaluate,
+        loader=load,
+    )
+    return training_run_execute(algorithm=options.pop("algorithm", "gbdt"), parts=parts, **options)
+
+
+def active_version() -> str | None:
+    row = selectors.model_version_active(algorithm="gbdt")
+    return row.version if row else None
+
+
+def test_first_run_registers_and_activates_with_metrics_and_artifacts(model_dir):
+    trainer = Trainer(0.7)
+    run = train(trainer)
+    assert run.status == "succeeded" and run.percent == 100
+    version = ModelVersion.objects.get()
+    assert (version.status, active_version()) == ("active", version.version)
+    assert (model_dir / version.version / "manifest.json").exists()
+    assert [p.name for p in model_dir.iterdir()] == [version.version]  # no temporary directory left
+    assert version.metrics["results"]["model"]["ndcg@5"] == 0.7
+    assert version.metrics["results"]["popularity"]["ndcg@5"] == 0.5
+    assert version.data_from < version.data_to
+    assert trainer.seen == [240]  # the models never see the later evaluation slice (last 20%)
+    assert run.outcome["gbdt"]["activated"] is True
+
+
+def test_worse_candidate_leaves_the_active_version_serving():
+    train(Trainer(0.8))
+    serving = active_version()
+    run = train(Trainer(0.6))
+    assert run.status == "succeeded"
+    assert active_version() == serving
+    candidate = ModelVersion.objects.exclude(version=serving).get()
+    assert candidate.status == "candidate"
+    assert candidate.metrics["results"]["active"]["ndcg@5"] == 0.8
+    assert "active version kept" in candidate.metrics["decision"]
+
+
+def test_candidate_not_worse_than_active_is_activated():
+    train(Trainer(0.8))
+    first = active_version()
+    train(Trainer(0.8))
+    assert active_version() != first
+
+
+def test_activate_always_and_never():
+    train(Trainer(0.8))
+    serving = active_version()
+    train(Trainer(0.1), activate="never")
+    assert active_version() == serving
+    train(Trainer(0.1), activate="always")
+    assert ModelVersion.objects.get(version=active_version()).metrics["results"]["model"]["ndcg@5"] == 0.1
+
+
+def test_failed_training_leaves_the_active_version_and_records_the_error(model_dir):
+    train(Trainer(0.8))
+    serving = active_version()
+    run = train(Trainer(fail=True))
+    assert run.status == "failed"
+    assert "training diverged" in run.error and run.finished_at is not None
+    assert active_version() == serving
+    assert ModelVersion.objects.count() == 1
+    assert [p.name for p in model_dir.iterdir()] == [serving]
+
+
+def test_failed_save_leaves_no_partial_artifact_directory(model_dir):
+    run = train(Trainer(0.9, broken_save=True))
+    assert run.status == "failed"
+    assert ModelVersion.objects.count() == 0
+    assert not model_dir.exists() or list(model_dir.iterdir()) == []
+
+
+def test_a_second_concurrent_run_is_skipped_and_changes_nothing():
+    cache.add(LOCK_KEY, "someone else", timeout=60)
+    run = train(Trainer(0.9))
+    assert run.status == "skipped"
+    assert ModelVersion.objects.count() == 0
+
+
+def test_unloadable_active_version_does_not_block_its_replacement(model_dir):
+    services.model_version_register(algorithm="gbdt", version="gbdt-broken", artifact_path="gbdt-broken")
+    services.model_version_activate(version="gbdt-broken")
+    train(Trainer(0.3))
+    assert active_version() != "gbdt-broken"
+
+
+def test_all_trains_both_algorithms():
+    run = train(Trainer(0.5, 0.6), algorithm="all")
+    assert set(run.outcome) == {"neural", "gbdt"}
+    assert set(selectors.active_model_versions()) == {"neural", "gbdt"}
