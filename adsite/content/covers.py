@@ -25,7 +25,9 @@ def _circles(rng: random.Random, hue: int, filled: bool) -> list[str]:
         cx, cy = rng.randint(0, WIDTH), rng.randint(0, HEIGHT)
         light = rng.randint(70, 92)
         if filled:
-            shapes.append(f'<circle cx="{cx}" cy="{cy}" r="{r}" fill="hsl({hue},70%,{light}%)" fill-opacity="0.35"/>')
+            shapes.append(
+                f'<circle cx="{cx}" cy="{cy}" r="{r}" fill="hsl({hue},70%,{light}%)" fill-opacity="0.35"/>'
+            )
         else:
             shapes.append(
                 f'<circle cx="{cx}" cy="{cy}" r="{r}" fill="none" stroke="hsl({hue},70%,{light}%)" '
@@ -47,7 +49,9 @@ def _bars(rng: random.Random, hue: int, diagonal: bool) -> list[str]:
             f'fill="hsl({hue},65%,{light}%)" fill-opacity="0.4"/>'
         )
     if diagonal:
-        return [f'<g transform="rotate(-24 {WIDTH // 2} {HEIGHT // 2}) translate(0 30)">{"".join(shapes)}</g>']
+        return [
+            f'<g transform="rotate(-24 {WIDTH // 2} {HEIGHT // 2}) translate(0 30)">{"".join(shapes)}</g>'
+        ]
     return shapes
 
 
@@ -71,7 +75,8 @@ def _waves(rng: random.Random, hue: int) -> list[str]:
         base = 40 + i * 30 + rng.randint(-10, 10)
         amp, freq, phase = rng.randint(8, 28), rng.uniform(1.0, 2.6), rng.uniform(0, math.pi * 2)
         points = " ".join(
-            f"{x},{round(base + amp * math.sin(freq * x / WIDTH * 2 * math.pi + phase), 1)}" for x in range(0, WIDTH + 1, 10)
+            f"{x},{round(base + amp * math.sin(freq * x / WIDTH * 2 * math.pi + phase), 1)}"
+            for x in range(0, WIDTH + 1, 10)
         )
         shapes.append(
             f'<polyline points="{points}" fill="none" stroke="hsl({hue},70%,{rng.randint(70, 92)}%)" '

@@ -68,21 +68,88 @@ SUMMARIES = (
     "We asked {people} what they have learned about {topic}. Their answers were more {adj} than we expected.",
 )
 FIRST_NAMES = (
-    "Amara", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonah", "Kemi", "Lars",
-    "Maya", "Niall", "Olga", "Priya", "Quinn", "Rosa", "Sami", "Tess", "Umar", "Vera", "Wen", "Yusuf",
+    "Amara",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jonah",
+    "Kemi",
+    "Lars",
+    "Maya",
+    "Niall",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tess",
+    "Umar",
+    "Vera",
+    "Wen",
+    "Yusuf",
 )
 LAST_NAMES = (
-    "Abbott", "Bianchi", "Carter", "Dlamini", "Evans", "Fischer", "Garcia", "Hughes", "Ibrahim", "Jensen",
-    "Kowalski", "Lindqvist", "Moreau", "Nakamura", "Okafor", "Patel", "Quiroga", "Rossi", "Silva", "Tanaka",
+    "Abbott",
+    "Bianchi",
+    "Carter",
+    "Dlamini",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ibrahim",
+    "Jensen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Patel",
+    "Quiroga",
+    "Rossi",
+    "Silva",
+    "Tanaka",
 )
 AUTHORS = (
-    "Hannah Brooks", "Marcus Reid", "Sofia Lindgren", "Tomasz Nowak", "Aisha Bello", "Daniel Osei",
-    "Claire Dubois", "Rafael Costa", "Mei Lin", "Oliver Grant", "Leila Haddad", "James Whitfield",
-    "Ana Ferreira", "Kofi Mensah", "Isla Campbell", "Nikhil Rao",
+    "Hannah Brooks",
+    "Marcus Reid",
+    "Sofia Lindgren",
+    "Tomasz Nowak",
+    "Aisha Bello",
+    "Daniel Osei",
+    "Claire Dubois",
+    "Rafael Costa",
+    "Mei Lin",
+    "Oliver Grant",
+    "Leila Haddad",
+    "James Whitfield",
+    "Ana Ferreira",
+    "Kofi Mensah",
+    "Isla Campbell",
+    "Nikhil Rao",
 )
 CITIES = (
-    "Leeds", "Lisbon", "Glasgow", "Bristol", "Rotterdam", "Lyon", "Cork", "Porto", "Malm\u00f6", "Ghent",
-    "Bologna", "Cardiff", "Aarhus", "Manchester", "Valencia", "Edinburgh",
+    "Leeds",
+    "Lisbon",
+    "Glasgow",
+    "Bristol",
+    "Rotterdam",
+    "Lyon",
+    "Cork",
+    "Porto",
+    "Malm\u00f6",
+    "Ghent",
+    "Bologna",
+    "Cardiff",
+    "Aarhus",
+    "Manchester",
+    "Valencia",
+    "Edinburgh",
 )
 ROLES = ("consultant", "researcher", "teacher", "practitioner", "organiser", "adviser", "writer", "coach")
 
@@ -104,8 +171,12 @@ def _capitalised(text: str) -> str:
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
-    values = {**values, "Topic": _capitalised(values["topic"]), "People": _capitalised(values["people"]),
-              "Expert": values["expert"]}
+    values = {
+        **values,
+        "Topic": _capitalised(values["topic"]),
+        "People": _capitalised(values["people"]),
+        "Expert": values["expert"],
+    }
     return template.format(**values)
 
 
@@ -140,7 +211,9 @@ def _article(
         sentence = _fill(middle, values)
         if number == 0:
             since = int(values["year"]) - int(values["years"]) // 2
-            sentence += f" {values['expert']}, a {role} in {values['city']}, has followed {topic} since {since}."
+            sentence += (
+                f" {values['expert']}, a {role} in {values['city']}, has followed {topic} since {since}."
+            )
         paragraphs.append(sentence)
     paragraphs.append(_fill(rng.choice(CLOSERS), values))
     body = "\n\n".join(paragraphs)
@@ -178,8 +251,13 @@ def demo_articles(
             used_slugs.add(slug)
             articles.append(
                 GeneratedArticle(
-                    category_slug=article.category_slug, slug=slug, title=article.title, summary=article.summary,
-                    body=article.body, author=article.author, published_at=article.published_at,
+                    category_slug=article.category_slug,
+                    slug=slug,
+                    title=article.title,
+                    summary=article.summary,
+                    body=article.body,
+                    author=article.author,
+                    published_at=article.published_at,
                     reading_minutes=article.reading_minutes,
                 )
             )

@@ -90,7 +90,9 @@ def page_context(
     return {
         "page_type": page_type,
         "page_view": page_view_register(request=request, item_id=item_id, categories=categories),
-        "ad_slots": placements_fill(request=request, placements=PAGE_PLACEMENTS[page_type], categories=categories),
+        "ad_slots": placements_fill(
+            request=request, placements=PAGE_PLACEMENTS[page_type], categories=categories
+        ),
         "nav_categories": category_list(),
         "tracker_config": config,
         "consent_required": config["consentRequired"],

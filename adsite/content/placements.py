@@ -56,28 +56,40 @@ PAGE_PLACEMENTS: dict[str, tuple[str, ...]] = {
 
 HOUSE_ADS: dict[str, SlotAd] = {
     "leaderboard": SlotAd(
-        placement="leaderboard", creative_id="house-advertise", campaign_id=HOUSE_CAMPAIGN_ID,
+        placement="leaderboard",
+        creative_id="house-advertise",
+        campaign_id=HOUSE_CAMPAIGN_ID,
         headline="Reach readers who care about what they read",
         body="Advertise with The Bellwether: thirty sections, one attentive audience, no tracking sold on.",
-        cta="See our media kit", href="/about/#advertise",
+        cta="See our media kit",
+        href="/about/#advertise",
     ),
     "sidebar": SlotAd(
-        placement="sidebar", creative_id="house-newsletter", campaign_id=HOUSE_CAMPAIGN_ID,
+        placement="sidebar",
+        creative_id="house-newsletter",
+        campaign_id=HOUSE_CAMPAIGN_ID,
         headline="The Sunday Edition",
         body="The week's best stories from every section, in your inbox once a week. Free, and easy to leave.",
-        cta="Get the newsletter", href="/about/#newsletter",
+        cta="Get the newsletter",
+        href="/about/#newsletter",
     ),
     "in_article": SlotAd(
-        placement="in_article", creative_id="house-membership", campaign_id=HOUSE_CAMPAIGN_ID,
+        placement="in_article",
+        creative_id="house-membership",
+        campaign_id=HOUSE_CAMPAIGN_ID,
         headline="Independent journalism needs readers like you",
         body="Members get early access to long reads and a say in what we cover next.",
-        cta="Become a member", href="/about/#membership",
+        cta="Become a member",
+        href="/about/#membership",
     ),
     "footer": SlotAd(
-        placement="footer", creative_id="house-events", campaign_id=HOUSE_CAMPAIGN_ID,
+        placement="footer",
+        creative_id="house-events",
+        campaign_id=HOUSE_CAMPAIGN_ID,
         headline="Bellwether Live: conversations with our writers",
         body="Monthly evenings in cities across Europe, and online for everyone else.",
-        cta="See upcoming events", href="/about/#events",
+        cta="See upcoming events",
+        href="/about/#events",
     ),
 }
 

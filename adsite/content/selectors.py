@@ -37,7 +37,9 @@ def articles_latest(*, limit: int) -> list[Article]:
 
 def articles_for_category(*, category: Category) -> QuerySet[Article]:
     """Newest first; the caller paginates (one COUNT and one page query)."""
-    return Article.objects.filter(category=category).select_related("category").order_by("-published_at", "-id")
+    return (
+        Article.objects.filter(category=category).select_related("category").order_by("-published_at", "-id")
+    )
 
 
 def articles_latest_per_category(*, per_category: int) -> list[tuple[Category, list[Article]]]:
@@ -49,7 +51,11 @@ def articles_latest_per_category(*, per_category: int) -> list[tuple[Category, l
     ranked = (
         Article.objects.select_related("category")
         .annotate(
-            rank=Window(RowNumber(), partition_by=F("category_id"), order_by=(F("published_at").desc(), F("id").desc()))
+            rank=Window(
+                RowNumber(),
+                partition_by=F("category_id"),
+                order_by=(F("published_at").desc(), F("id").desc()),
+            )
         )
         .filter(rank__lte=per_category)
         .order_by("category__name", "rank")
@@ -73,6 +79,8 @@ def articles_related(*, article: Article, limit: int) -> list[Article]:
 def article_slugs_by_category() -> dict[str, list[str]]:
     """Category slug -> its article slugs (item ids), e.g. for generating demo traffic."""
     result: dict[str, list[str]] = defaultdict(list)
-    for category_slug, slug in Article.objects.order_by("category__slug", "slug").values_list("category__slug", "slug"):
+    for category_slug, slug in Article.objects.order_by("category__slug", "slug").values_list(
+        "category__slug", "slug"
+    ):
         result[category_slug].append(slug)
     return dict(result)

@@ -38,7 +38,9 @@ def taxonomy_categories_sync() -> tuple[int, int]:
     entries = taxonomy_entries()
     existing = {c.slug: c for c in Category.objects.filter(slug__in=[e.slug for e in entries])}
     missing = [
-        Category(slug=e.slug, name=e.name, description=e.description) for e in entries if e.slug not in existing
+        Category(slug=e.slug, name=e.name, description=e.description)
+        for e in entries
+        if e.slug not in existing
     ]
     changed = []
     for entry in entries:
@@ -70,7 +72,9 @@ def demo_content_seed(
         generated = demo_articles(
             entries=taxonomy_entries(), per_category=articles_per_category, seed=seed, anchor=anchor
         )
-        existing = set(Article.objects.filter(slug__in=[a.slug for a in generated]).values_list("slug", flat=True))
+        existing = set(
+            Article.objects.filter(slug__in=[a.slug for a in generated]).values_list("slug", flat=True)
+        )
         todo = [a for a in generated if a.slug not in existing]
         if todo:
             category_ids = dict(Category.objects.values_list("slug", "id"))

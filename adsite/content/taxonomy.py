@@ -15,8 +15,28 @@ from pathlib import Path
 
 TAXONOMY_PATH = Path(__file__).resolve().parent / "data" / "taxonomy.json"
 MOTIFS = (
-    "stripes", "lines", "bars", "steps", "grid", "circles", "blobs", "waves", "triangles", "leaves", "plus",
-    "frames", "coins", "dots", "stars", "houses", "rings", "orbits", "diagonal", "circuit", "mountains", "pixels",
+    "stripes",
+    "lines",
+    "bars",
+    "steps",
+    "grid",
+    "circles",
+    "blobs",
+    "waves",
+    "triangles",
+    "leaves",
+    "plus",
+    "frames",
+    "coins",
+    "dots",
+    "stars",
+    "houses",
+    "rings",
+    "orbits",
+    "diagonal",
+    "circuit",
+    "mountains",
+    "pixels",
 )
 
 
