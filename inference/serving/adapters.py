@@ -1,0 +1,113 @@
+"""Adapters from the real parts to the predictor's ports.
+
+- :class:`StoreAdapter` reads a user's state and the population state from the online feature
+  store in one round trip and keeps the last population it saw (the prior still answers with the
+  population when the store goes down).
+- :class:`ModelAdapter` / :class:`ModelLoaderAdapter` turn an ``inference.models`` model (its
+  ``predict(user, population, *, now, top)``) into the predictor's ``predict(features, *, now, top)``.
+- :class:`PriorAdapter` is the last step of the chain: ``PriorModel`` built from the population
+  (rebuilt every few seconds, as the population changes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.models.inputs import PopulationState, UserState
+
+
+@dataclass(frozen=True, slots=True)
+class ServingFeatures:
+    user: UserState | None  # None: no history (cold)
+    population: PopulationState | None
+
+
+# (user_id) -> (user state or None, population state), one round trip
+StateReader = Callable[[str], tuple[UserState | None, PopulationState | None]]
+
+
+class StoreAdapter:
+    def __init__(self, reader: StateReader) -> None:
+        self._reader = reader
+        self.last_population: PopulationState | None = None
+
+    @classmethod
+    def from_settings(cls) -> StoreAdapter:
+        from inference.store import serving_state_reader  # the features helper's store (configured backend)
+
+        return cls(serving_state_reader())
+
+    def read(self, user_id: str) -> ServingFeatures:
+        user, population = self._reader(user_id)
+        if population is not None and population.counts:
+            self.last_population = population
+        return ServingFeatures(user if user is not None and user.events > 0 else None, population)
+
+    def is_cold(self, features: ServingFeatures) -> bool:
+        return features.user is None
+
+    def empty(self) -> ServingFeatures:
+        return ServingFeatures(None, self.last_population)
+
+
+class ModelAdapter:
+    score_range = (0.0, 1.0)  # the models answer a logistic of their score
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.algorithm = model.algorithm
+
+    def predict(self, features: ServingFeatures, *, now: float, top: int) -> list[tuple[str, float]]:
+        return self.model.predict(features.user, features.population, now=now, top=top)
+
+
+class ModelLoaderAdapter:
+    def __call__(self, algorithm: str, directory: Path) -> ModelAdapter:
+        from inference.models import model_load
+
+        model = model_load(Path(directory))
+        if model.algorithm != algorithm:
+            raise ValueError(f"{directory} holds a {model.algorithm} model, not {algorithm}")
+        return ModelAdapter(model)
+
+
+class PriorAdapter:
+    """Population popularity blended with the user's decayed counts (population only without a user)."""
+
+    version = "prior"
+
+    def __init__(self, store: StoreAdapter, *, rebuild_seconds: float = 30.0) -> None:
+        self._store = store
+        self._rebuild_seconds = rebuild_seconds
+        self._prior: Any = None
+        self._built_at = 0.0
+        self._built_from: PopulationState | None = None
+        self._lock = threading.Lock()
+
+    def _current(self, population: PopulationState | None) -> Any:
+        from inference.models.prior import PriorModel
+
+        stale = time.monotonic() - self._built_at >= self._rebuild_seconds
+        if self._prior is None or (stale and population is not None and population is not self._built_from):
+            with self._lock:
+                counts = dict(population.counts) if population is not None else {}
+                self._prior = PriorModel.from_population(counts)
+                self._built_at, self._built_from = time.monotonic(), population
+        return self._prior
+
+    def predict(
+        self, features: ServingFeatures | None, *, now: float, top: int
+    ) -> Sequence[tuple[str, float]]:
+        population = features.population if features is not None else None
+        population = (
+            population if population is not None and population.counts else self._store.last_population
+        )
+        if population is None or not population.counts:
+            return []
+        user = features.user if features is not None else None
+        return self._current(population).predict(user, population, now=now, top=top)

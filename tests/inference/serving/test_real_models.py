@@ -1,0 +1,132 @@
+"""Serving with the real models, registry and adapters (small models trained once per module)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from inference.events import EventRecord
+from inference.models.inputs import states_replay
+from inference.registry import services
+from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
+from inference.serving.deadline import Deadline
+from inference.serving.predictor import Predictor, PredictorConfig
+from inference.serving.wiring import registry_active_versions
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+CATEGORIES = [f"c{i}" for i in range(6)]
+
+
+def stream() -> list[EventRecord]:
+    rng = random.Random(0)
+    events = []
+    for n in range(1500):
+        user = rng.randrange(30)
+        category = CATEGORIES[user % 6] if rng.random() < 0.7 else rng.choice(CATEGORIES)
+        events.append(
+            EventRecord(
+                user_id=f"u{user}",
+                ts=1.7e9 + n * 60,
+                type="page_view",
+                categories=(category,),
+                item_id=str(n % 90),
+            )
+        )
+    return events
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    from inference.models import model_train
+
+    root = tmp_path_factory.mktemp("trained")
+    small = {"gbdt": {"objective": "binary", "max_rounds": 15}, "neural": {"max_epochs": 2}}
+    out = {}
+    for algorithm, params in small.items():
+        model = model_train(
+            algorithm=algorithm, events=stream(), categories=CATEGORIES, hyperparameters=params
+        )
+        model.save(root / algorithm)
+        out[algorithm] = root / algorithm
+    return out
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    with override_settings(INFERENCE={"MODEL_DIR": str(tmp_path)}):
+        yield tmp_path
+
+
+def publish(trained: dict[str, Path], model_dir: Path, algorithm: str, version: str) -> Path:
+    shutil.copytree(trained[algorithm], model_dir / version)
+    services.model_version_register(algorithm=algorithm, version=version, artifact_path=version)
+    services.model_version_activate(version=version)
+    return model_dir / version
+
+
+@pytest.fixture
+def build():
+    users, population = states_replay(stream())
+    made = []
+
+    def make() -> Predictor:
+        store = StoreAdapter(lambda user_id: (users.get(user_id), population))
+        predictor = Predictor(
+            features=store,
+            prior=PriorAdapter(store),
+            loader=ModelLoaderAdapter(),
+            registry_reader=registry_active_versions,
+            config=PredictorConfig(poll_seconds=0),
+        ).start(background=False)
+        made.append(predictor)
+        return predictor
+
+    yield make
+    for predictor in made:
+        predictor.stop()
+
+
+def test_real_neural_serves_and_gbdt_follows_when_neural_is_withdrawn(trained, model_dir, build):
+    publish(trained, model_dir, "gbdt", "gbdt-a")
+    publish(trained, model_dir, "neural", "neural-a")
+    predictor = build()
+    answer = predictor.predict("u3", deadline=Deadline(1000), top=3)
+    assert (answer.served_by, answer.model_version, answer.fallback_reason) == ("neural", "neural-a", None)
+    assert len(answer.scores) == 3 and all(0 < s < 1 for _, s in answer.scores)
+    from inference.registry.models import ModelVersion
+
+    ModelVersion.objects.filter(version="neural-a").update(status="retired")  # no neural version active
+    predictor.refresh()
+    answer = predictor.predict("u3", deadline=Deadline(1000), top=3)
+    assert (answer.served_by, answer.fallback_reason) == ("gbdt", "no_model")
+
+
+def test_corrupt_real_artifact_falls_through_to_the_prior(trained, model_dir, build):
+    directory = publish(trained, model_dir, "gbdt", "gbdt-a")
+    (directory / "booster.txt").write_text("this is not a booster")
+    predictor = build()
+    assert "gbdt" in predictor.load_errors()
+    answer = predictor.predict("u3", deadline=Deadline(1000), top=3)
+    assert (answer.served_by, answer.fallback_reason) == ("prior", "no_model")
+    assert answer.scores  # the prior still answers from the population and the user's counts
+
+
+def test_activation_in_the_registry_is_picked_up_on_refresh(trained, model_dir, build):
+    publish(trained, model_dir, "gbdt", "gbdt-a")
+    predictor = build()
+    publish(trained, model_dir, "gbdt", "gbdt-b")
+    assert predictor.refresh()
+    assert predictor.loaded() == {"gbdt": "gbdt-b"}
+    assert predictor.predict("u4", deadline=Deadline(1000)).model_version == "gbdt-b"
+
+
+def test_cold_user_and_population_only_prior(trained, model_dir, build):
+    predictor = build()
+    answer = predictor.predict("never-seen", deadline=Deadline(1000), top=2)
+    assert (answer.served_by, answer.fallback_reason) == ("prior", "cold_start")
+    assert len(answer.scores) == 2
