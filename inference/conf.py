@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER_COOLDOWN_S": 5.0,
     # sliding window of recent latencies per model used for the p99 estimate
     "LATENCY_WINDOW": 256,
+    # per-algorithm hyperparameter overrides for scheduled/command training, e.g. {"gbdt": {"max_rounds": 200}}
+    "HYPERPARAMETERS": {},
 }
 
 

@@ -175,6 +175,7 @@ def _train_one(
         categories=categories,
         horizon=int(inference_setting("HORIZON")),
         device=str(inference_setting("DEVICE")),
+        hyperparameters=dict((inference_setting("HYPERPARAMETERS") or {}).get(algorithm, {})),
         progress=model_progress,
     )
     seconds = time.perf_counter() - began

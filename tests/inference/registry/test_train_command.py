@@ -1,0 +1,98 @@
+"""``manage.py train`` and the ``inference.train_models`` task end to end, with the real (small) models.
+
+The event and category sources are injected through settings, as in production
+(``INFERENCE["EVENT_SOURCE"]`` / ``["CATEGORY_SOURCE"]``); here they are functions of this module.
+"""
+
+from __future__ import annotations
+
+import random
+from io import StringIO
+
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+from inference.events import EventRecord
+from inference.registry.models import ModelVersion, TrainingRun
+from inference.registry.training import LOCK_KEY
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+CATEGORIES = [f"c{i}" for i in range(6)]
+
+
+def event_records_iter(*, since=None, until=None, chunk_size=50_000):
+    rng = random.Random(1)
+    events = []
+    for n in range(1500):
+        user = rng.randrange(30)
+        category = CATEGORIES[user % 6] if rng.random() < 0.7 else rng.choice(CATEGORIES)
+        events.append(
+            EventRecord(
+                user_id=f"u{user}",
+                ts=1.7e9 + n * 600,
+                type="page_view",
+                categories=(category,),
+                item_id=str(n % 90),
+            )
+        )
+    yield events[:700]
+    yield events[700:]
+
+
+def category_slugs():
+    return list(CATEGORIES)
+
+
+def no_events(*, since=None, until=None, chunk_size=50_000):
+    return iter(())
+
+
+@pytest.fixture
+def settings_for_training(tmp_path):
+    cache.delete(LOCK_KEY)
+    module = __name__
+    with override_settings(
+        INFERENCE={
+            "MODEL_DIR": str(tmp_path),
+            "EVENT_SOURCE": f"{module}.event_records_iter",
+            "CATEGORY_SOURCE": f"{module}.category_slugs",
+            "HYPERPARAMETERS": {
+                "gbdt": {"objective": "binary", "max_rounds": 15},
+                "neural": {"max_epochs": 2},
+            },
+        }
+    ):
+        yield tmp_path
+
+
+def test_train_command_registers_and_activates_gbdt(settings_for_training):
+    out, err = StringIO(), StringIO()
+    call_command("train", "--algorithm", "gbdt", stdout=out, stderr=err)
+    version = ModelVersion.objects.get()
+    assert version.status == "active"
+    assert f"gbdt: {version.version} activated" in out.getvalue()
+    assert set(version.metrics["results"]) >= {"model", "popularity", "frequency", "recent", "decayed"}
+    assert (settings_for_training / version.version / "manifest.json").exists()
+    assert TrainingRun.objects.get().status == "succeeded"
+
+
+def test_train_command_with_no_events_fails_and_says_so(settings_for_training):
+    with override_settings(
+        INFERENCE={"MODEL_DIR": str(settings_for_training), "EVENT_SOURCE": f"{__name__}.no_events"}
+    ):
+        with pytest.raises(CommandError, match="nothing to train on"):
+            call_command("train", "--algorithm", "gbdt", stdout=StringIO(), stderr=StringIO())
+    assert TrainingRun.objects.get().status == "failed"
+    assert ModelVersion.objects.count() == 0
+
+
+def test_task_trains_with_json_arguments_and_never_activates_when_told(settings_for_training):
+    from inference.registry.tasks import train_models
+
+    result = train_models.apply(kwargs={"algorithm": "neural", "activate": "never"}).get()
+    assert result["status"] == "succeeded"
+    assert ModelVersion.objects.get().status == "candidate"
