@@ -16,10 +16,12 @@ import numpy as np
 from inference.evaluation.protocol import Split
 from inference.evaluation.runner import Scorer, interests_evaluate
 from inference.events import EventRecord
-from inference.models import PairModel, model_train
+from inference.models import PairModel, model_fit, model_train
 from inference.models.inputs import UserState, states_replay
+from inference.models.prior import prior_train
+from inference.models.training import TrainingData, training_samples
 
-__all__ = ["model_case_scores", "model_scorer", "models_offline_metrics"]
+__all__ = ["model_case_scores", "model_scorer", "model_scorers", "models_offline_metrics"]
 
 
 def model_case_scores(model: PairModel, split: Split) -> np.ndarray:
@@ -32,6 +34,67 @@ def model_case_scores(model: PairModel, split: Split) -> np.ndarray:
     return model.scores_matrix(samples)
 
 
+def model_scorers(
+    algorithms: Sequence[str],
+    *,
+    horizon: int = 10,
+    device: str = "auto",
+    hyperparameters: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: Callable[[str], Callable[[float, str], None] | None] = lambda name: None,
+) -> dict[str, Scorer]:
+    """Scorers that train each algorithm fresh on ``split.train``; the training samples are built once
+    and shared (their build time is reported as ``samples_seconds``)."""
+    cache: dict[int, tuple[TrainingData, float]] = {}
+
+    def data_for(split: Split, categories: Sequence[str], seed: int) -> tuple[TrainingData, float]:
+        key = id(split)
+        if key not in cache:
+            cache.clear()
+            report = progress("samples")
+            if report:
+                report(0.0, "building training samples")
+            started = time.perf_counter()
+            data = training_samples(
+                split.train, categories=categories, horizon=horizon, validation=split.kind, seed=seed
+            )
+            cache[key] = (data, time.perf_counter() - started)
+            if report:
+                report(1.0, f"{len(data.fit)} fit / {len(data.validation)} validation samples")
+        return cache[key]
+
+    def make(algorithm: str) -> Scorer:
+        def scorer(split: Split, categories: Sequence[str], seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+            if algorithm == "prior":
+                started = time.perf_counter()
+                model: PairModel = prior_train(events=split.train, categories=categories)
+                samples_seconds = 0.0
+            else:
+                data, samples_seconds = data_for(split, categories, seed)
+                started = time.perf_counter()
+                model = model_fit(
+                    algorithm=algorithm,
+                    data=data,
+                    categories=categories,
+                    seed=seed,
+                    device=device,
+                    hyperparameters=(hyperparameters or {}).get(algorithm),
+                    progress=progress(algorithm),
+                )
+            seconds = time.perf_counter() - started
+            scores = model_case_scores(model, split)
+            extra = {
+                "train_seconds": round(seconds, 2),
+                "samples_seconds": round(samples_seconds, 2),
+                "training": model.training,
+                "hyperparameters": model.hyperparameters,
+            }
+            return scores, extra
+
+        return scorer
+
+    return {algorithm: make(algorithm) for algorithm in algorithms}
+
+
 def model_scorer(
     algorithm: str,
     *,
@@ -40,6 +103,8 @@ def model_scorer(
     hyperparameters: Mapping[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> Scorer:
+    """One algorithm trained fresh on ``split.train`` (samples built for it alone)."""
+
     def scorer(split: Split, categories: Sequence[str], seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         started = time.perf_counter()
         model = model_train(

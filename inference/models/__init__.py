@@ -13,6 +13,7 @@ from typing import Any
 from inference.events import EventRecord
 from inference.models.base import FEATURE_SCHEMA_VERSION, InterestModel, PairModel, Progress, manifest_read
 from inference.models.prior import PriorModel, prior_train
+from inference.models.training import TrainingData, training_samples
 
 __all__ = [
     "ALGORITHMS",
@@ -20,6 +21,7 @@ __all__ = [
     "InterestModel",
     "PairModel",
     "PriorModel",
+    "model_fit",
     "model_load",
     "model_train",
 ]
@@ -42,8 +44,6 @@ def model_train(
     """Train ``algorithm`` on ``events`` only (its early-stopping slice is the later part of them)."""
     if algorithm == "prior":
         return prior_train(events=events, categories=categories)
-    from inference.models.training import training_samples
-
     params = dict(hyperparameters or {})
     if progress:
         progress(0.0, f"{algorithm}: building samples")
@@ -57,17 +57,47 @@ def model_train(
         item_buckets=int(params.get("item_buckets", 8192)),
         every=int(params.get("sample_every", 5)),
     )
+    return model_fit(
+        algorithm=algorithm,
+        data=data,
+        categories=categories,
+        seed=seed,
+        device=device,
+        hyperparameters=params,
+        progress=progress,
+    )
+
+
+def model_fit(
+    *,
+    algorithm: str,
+    data: TrainingData,
+    categories: Sequence[str],
+    seed: int = 0,
+    device: str = "auto",
+    hyperparameters: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> PairModel:
+    """Fit ``algorithm`` on samples already built by ``training.training_samples`` (shareable between
+    the learned models, so the replay runs once)."""
     if algorithm == "gbdt":
         from inference.models.gbdt import gbdt_fit
 
-        return gbdt_fit(data, categories=categories, seed=seed, hyperparameters=params, progress=progress)
+        return gbdt_fit(
+            data, categories=categories, seed=seed, hyperparameters=hyperparameters, progress=progress
+        )
     if algorithm == "neural":
         from inference.models.neural import neural_fit
 
         return neural_fit(
-            data, categories=categories, seed=seed, device=device, hyperparameters=params, progress=progress
+            data,
+            categories=categories,
+            seed=seed,
+            device=device,
+            hyperparameters=hyperparameters,
+            progress=progress,
         )
-    raise ValueError(f"unknown algorithm {algorithm!r}: use one of {ALGORITHMS}")
+    raise ValueError(f"unknown learned algorithm {algorithm!r}: use neural or gbdt")
 
 
 def model_load(directory: Path) -> PairModel:

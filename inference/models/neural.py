@@ -279,6 +279,8 @@ def neural_fit(
                     break
         network.load_state_dict(best_state)
         network.to("cpu").eval()
+        if progress:
+            progress(1.0, f"neural: kept epoch {best_epoch} (validation NDCG@5 {best_ndcg:.4f})")
     finally:
         torch.set_num_threads(previous_threads)
     training = {

@@ -6,8 +6,9 @@ for early stopping and model choice (never the test users of an evaluation):
 - ``time``: the validation slice starts at the ``validation_quantile`` of the training timestamps;
   fit samples come only from events before it (their labels too), validation samples are prediction
   points after it, with features from everything before them.
-- ``user``: like the evaluation's user split, every user with at least 30 training events gets a
-  validation point after 80% of their own events; their fit samples use only events before it.
+- ``user``: like the evaluation's user split, every user with at least 30 training events is cut
+  after 80% of their own events: validation points lie after the cut (about every ``every`` events),
+  fit samples and their labels use only events before it.
 """
 
 from __future__ import annotations
@@ -72,17 +73,7 @@ def training_samples(
             if position < cuts.get(event.user_id, 1 << 62):
                 fit_events.append(event)
         fit = list(samples_build(fit_events, every=every, seed=seed, **common))
-        val = list(
-            samples_build(
-                ordered,
-                every=1,
-                seed=seed,
-                start_index=cuts,
-                stop_index={u: c + 1 for u, c in cuts.items()},
-                min_history=5,
-                **common,
-            )
-        )
+        val = list(samples_build(ordered, every=every, seed=seed + 1, start_index=cuts, **common))
         val = [s for s in val if s.user_id in cuts]
     elif validation == "time":
         if not ordered:

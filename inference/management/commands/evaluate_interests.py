@@ -1,0 +1,99 @@
+"""``manage.py evaluate_interests``: the EVALUATION.md protocol on a clickstream file.
+
+Trains fresh models on the training side only (the registry and the active models are not touched),
+prints a table and optionally writes the JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from inference.evaluation.models import model_scorers
+from inference.evaluation.reading import events_read
+from inference.evaluation.runner import interests_evaluate
+
+
+class Command(BaseCommand):
+    help = "Evaluate interest prediction (neural, gbdt and the four baselines) on a clickstream file."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--events", required=True, help="generic events CSV, or a MovieLens directory")
+        parser.add_argument("--format", choices=("generic", "movielens"), default="generic")
+        parser.add_argument("--split", choices=("time", "user"), default="time")
+        parser.add_argument("--quantile", type=float, default=0.8)
+        parser.add_argument("--horizon", type=int, default=10)
+        parser.add_argument("--json", dest="json_path", default=None, help="write the JSON report here")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--models", default="neural,gbdt", help="comma-separated: neural, gbdt, prior")
+        parser.add_argument("--device", default="auto", help="torch device for the neural model")
+        parser.add_argument("--dataset", default=None, help="name in the report (default: the file name)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = Path(options["events"])
+        if not path.exists():
+            raise CommandError(f"{path} does not exist")
+        models = [m.strip() for m in options["models"].split(",") if m.strip()]
+        unknown = set(models) - {"neural", "gbdt", "prior"}
+        if unknown:
+            raise CommandError(f"unknown models: {sorted(unknown)}")
+        self.stderr.write(f"reading {path} ({options['format']})")
+        events = events_read(path, format=options["format"])
+        bars: dict[str, tqdm] = {}
+
+        def progress(name: str):
+            def report(fraction: float, message: str) -> None:
+                bar = bars.get(name)
+                if bar is None:
+                    bar = bars[name] = tqdm(total=100, desc=name, unit="%", leave=True, file=self.stderr._out)
+                bar.set_postfix_str(message)
+                bar.update(round(fraction * 100) - bar.n)
+                if fraction >= 1.0:
+                    bar.close()
+
+            return report
+
+        report = interests_evaluate(
+            events,
+            dataset=options["dataset"] or path.name,
+            split=options["split"],
+            quantile=options["quantile"],
+            horizon=options["horizon"],
+            seed=options["seed"],
+            scorers=model_scorers(
+                models, horizon=options["horizon"], device=options["device"], progress=progress
+            ),
+            log=lambda message: self.stderr.write(message),
+        )
+        for bar in bars.values():
+            bar.close()
+        self.stdout.write(_table(report))
+        if options["json_path"]:
+            Path(options["json_path"]).write_text(json.dumps(report, indent=2), encoding="utf-8")
+            self.stdout.write(f"wrote {options['json_path']}")
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['dataset']}, {report['split']} split, H={report['horizon']}: {report['test_users']} test users",
+        f"{'ranker':<11} {'NDCG@5':>7} {'95% CI':>15} {'Recall@3':>9} {'AUC':>6} {'train s':>8}",
+    ]
+    for name, result in report["results"].items():
+        lo, hi = result["ndcg@5_ci"]
+        train = result.get("train_seconds")
+        lines.append(
+            f"{name:<11} {result['ndcg@5']:>7.3f} {f'{lo:.3f}-{hi:.3f}':>15} {result['recall@3']:>9.3f} "
+            f"{result['auc']:>6.3f} {'' if train is None else f'{train:.1f}':>8}"
+        )
+    best = report.get("best_vs_baseline")
+    if best:
+        lo, hi = best["ndcg@5_diff_ci"]
+        lines.append(
+            f"{best['model']} - {best['baseline']}: NDCG@5 {best['ndcg@5_diff']:+.3f} "
+            f"(paired 95% CI {lo:+.3f} to {hi:+.3f}{', excludes 0' if best['excludes_zero'] else ', includes 0'})"
+        )
+    return "\n".join(lines)
