@@ -240,8 +240,16 @@ def demo_articles(
     used_slugs: set[str] = set()
     for entry in entries:
         rng = random.Random(f"{seed}:{entry.slug}")
-        pairs = [(template, topic) for template in TITLE_TEMPLATES for topic in entry.topics]
-        rng.shuffle(pairs)
+        templates, topics = list(TITLE_TEMPLATES), list(entry.topics)
+        rng.shuffle(templates)
+        rng.shuffle(topics)
+        # Round r pairs topic i with template i + r: distinct pairs, and within the first round
+        # every article of a category has its own template and its own topic.
+        pairs = [
+            (templates[(i + r) % len(templates)], topic)
+            for r in range(len(templates))
+            for i, topic in enumerate(topics)
+        ]
         for template, topic in pairs[:per_category]:
             article = _article(rng, entry, template, topic, anchor, days)
             base = slugify(article.title)[:180] or entry.slug
