@@ -22,21 +22,20 @@ def _database_check() -> str | None:
     return None
 
 
-_redis_client = None
+_redis_clients: dict[str, object] = {}
 
 
 def _redis_check() -> str | None:
-    global _redis_client
     import redis
     from django.conf import settings
 
-    if _redis_client is None:
+    client = _redis_clients.get(settings.REDIS_URL)
+    if client is None:
         # short timeouts: a probe must answer quickly even when Redis hangs
-        _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+        _redis_clients[settings.REDIS_URL] = client
     try:
-        _redis_client.ping()
+        client.ping()
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -15,12 +15,14 @@ from inference.serving.predictor import ActiveVersionLike, Predictor, PredictorC
 
 def registry_active_versions() -> Mapping[str, ActiveVersionLike]:
     """The registry poll: one cheap query."""
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connection
 
     from inference.registry.selectors import active_model_versions
 
-    # the polling thread keeps its own connection; recycle it when stale (CONN_MAX_AGE, health checks)
-    close_old_connections()
+    # the polling thread keeps its own connection; recycle it when stale (CONN_MAX_AGE, health checks),
+    # but never inside a transaction (a caller's, or a test's)
+    if not connection.in_atomic_block:
+        close_old_connections()
     return active_model_versions()
 
 

@@ -63,3 +63,18 @@ def test_docs_page_loads_its_assets_from_our_static_files():
     page = response.content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
     assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
+
+
+@pytest.mark.requires_redis
+def test_readyz_degraded_when_redis_is_down(predictor, private_redis, settings):
+    import subprocess
+
+    settings.REDIS_URL = private_redis
+    assert Client().get("/readyz").status_code == 200
+    port = private_redis.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(
+        ["redis-cli", "-p", port, "shutdown", "nosave"], check=False, capture_output=True, timeout=10
+    )
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"]["ok"] is False
