@@ -148,6 +148,7 @@ def gbdt_fit(
 ) -> GbdtModel:
     """Fit LightGBM on ``data.fit``, early-stopped and chosen on ``data.validation``."""
     params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
+    params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)  # as the samples were built
     objectives = ["lambdarank", "binary"] if params["objective"] == "auto" else [params["objective"]]
     started = time.perf_counter()
     candidates: list[tuple[float, str, lgb.Booster]] = []

@@ -210,6 +210,7 @@ def neural_fit(
 ) -> NeuralModel:
     """Fit the network on ``data.fit`` with early stopping on ``data.validation``."""
     params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
+    params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)  # as the samples were built
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
     target = _device(device)

@@ -29,6 +29,9 @@ class TrainingData:
     fit: list[Sample]
     validation: list[Sample]
     popularity: dict[str, float]
+    # how the samples were built: a model trained on them must build its serving inputs the same way
+    popular_k: int = 20
+    item_buckets: int = 8192
 
 
 def _popularity(events: Sequence[EventRecord], categories: Sequence[str]) -> dict[str, float]:
@@ -77,7 +80,7 @@ def training_samples(
         val = [s for s in val if s.user_id in cuts]
     elif validation == "time":
         if not ordered:
-            return TrainingData([], [], _popularity(ordered, categories))
+            return TrainingData([], [], _popularity(ordered, categories), popular_k, item_buckets)
         cutoff = float(np.quantile([e.ts for e in ordered], validation_quantile))
         fit_events = [e for e in ordered if e.ts < cutoff]
         seen_before: dict[str, int] = {}
@@ -88,7 +91,7 @@ def training_samples(
         val = [s for s in val if s.ts >= cutoff]
     else:
         raise ValueError(f"unknown validation split {validation!r}")
-    return TrainingData(fit, val, _popularity(ordered, categories))
+    return TrainingData(fit, val, _popularity(ordered, categories), popular_k, item_buckets)
 
 
 def ndcg_of_samples(samples: Sequence[Sample], scores: Sequence[np.ndarray], k: int = 5) -> float:
