@@ -161,6 +161,9 @@ TRACKING = {
     "RETENTION_DAYS": _env_int("TRACKING_RETENTION_DAYS", 395),
     "MAX_BODY_BYTES": _env_int("TRACKING_MAX_BODY_BYTES", 256 * 1024),
     "BUFFER": "redis" if REDIS_URL else "database",
+    # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
+    "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
+    "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),
 }
 INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),
