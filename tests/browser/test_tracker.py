@@ -50,6 +50,7 @@ EVENT_KEYS = {
     "properties",
 }
 GPC_SCRIPT = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true, configurable: true});"
+DNT_SCRIPT = "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1', configurable: true});"
 
 
 @pytest.fixture
@@ -77,12 +78,13 @@ def article(live_server: Any) -> Article:
     return Article.objects.select_related("category").order_by("-published_at").first()
 
 
-def _new_page(browser: Any, *, gpc: bool = False) -> Any:
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800}, extra_http_headers={"Sec-GPC": "1"} if gpc else {}
-    )
+def _new_page(browser: Any, *, gpc: bool = False, dnt: bool = False) -> Any:
+    headers = {**({"Sec-GPC": "1"} if gpc else {}), **({"DNT": "1"} if dnt else {})}
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, extra_http_headers=headers)
     if gpc:
         context.add_init_script(GPC_SCRIPT)
+    if dnt:
+        context.add_init_script(DNT_SCRIPT)
     return context.new_page()
 
 
@@ -179,6 +181,25 @@ def test_nothing_is_sent_before_consent_and_the_page_view_follows_acceptance(
     _wait_until(lambda: any(e["event_id"] == page_view_id for e in _sent(batches)), page)
     assert next(c["value"] for c in page.context.cookies() if c["name"] == "adsite_consent") == "granted"
     assert page.locator("[data-consent-banner]").is_hidden()
+
+
+@pytest.mark.parametrize("signal", ["gpc", "dnt"])
+def test_privacy_signals_mean_the_tracker_sends_and_keeps_nothing(
+    browser: Any, live_server: Any, article: Article, signal: str
+) -> None:
+    page = _new_page(browser, gpc=signal == "gpc", dnt=signal == "dnt")
+    batches = _capture_collect(page)
+    page.goto(f"{live_server.url}/article/{article.slug}/")
+    _dwell_on(page, ".ad-slot--in_article", ms=2400)
+    page.locator(".most-list a").first.click(modifiers=["Control"])  # a click that stays on the page
+    page.wait_for_timeout(1500)
+
+    assert batches == []
+    storage = page.evaluate(
+        "[localStorage.getItem('adsite_outbox'), sessionStorage.getItem('adsite_session')]"
+    )
+    assert storage == [None, None]
+    assert page.evaluate("window.adsiteTracker.track('conversion', {})") is None
 
 
 def _collect_exists() -> bool:
