@@ -112,8 +112,9 @@ class PairModel:
         return int(self.hyperparameters.get("item_buckets", 8192))
 
     def popular(self, population: PopulationState | None) -> list[str]:
-        counts = population.counts if population is not None and population.counts else self.popularity
-        return sorted(counts, key=lambda c: (-counts[c], c))[: self.popular_k]
+        if population is None or not population.counts:
+            population = self._fallback_population
+        return population.popular(self.popular_k)
 
     def inputs(
         self, user_id: str, user: UserState | None, population: PopulationState | None, now: float

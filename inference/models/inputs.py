@@ -105,6 +105,9 @@ class PopulationState:
     decayed: dict[str, float] = field(default_factory=dict)
     last_ts: float = 0.0
     total: float = 0.0
+    _popular: tuple[tuple[float, int], list[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def observe(self, event: EventRecord) -> None:
         if event.ts > self.last_ts and self.decayed:
@@ -118,7 +121,13 @@ class PopulationState:
             self.total += 1.0
 
     def popular(self, k: int) -> list[str]:
-        return sorted(self.counts, key=lambda c: (-self.counts[c], c))[:k]
+        """The ``k`` most popular categories (cached until the next event: serving asks per request)."""
+        key = (self.total, k)
+        cached = self._popular
+        if cached is None or cached[0] != key:
+            cached = (key, sorted(self.counts, key=lambda c: (-self.counts[c], c))[:k])
+            self._popular = cached
+        return list(cached[1])
 
 
 def candidate_categories(
