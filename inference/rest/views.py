@@ -6,6 +6,8 @@ import time
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +15,9 @@ from rest_framework.views import APIView
 from inference.api import Deadline, Interests, predict_interests
 from inference.rest.parameters import (
     BATCH_MAX,
+    TOP_DEFAULT,
     TOP_MAX,
+    USER_ID_MAX,
     BadParameter,
     top_parse,
     user_id_parse,
@@ -58,8 +62,17 @@ class UserInterestsView(APIView):
         summary="Predicted interests of one user",
         parameters=[
             OpenApiParameter(
-                "top", int, description=f"how many categories (1-{TOP_MAX}, default 10)", required=False
-            )
+                "top",
+                {"type": "integer", "minimum": 1, "maximum": TOP_MAX},
+                description=f"how many categories (1-{TOP_MAX}, default 10)",
+                required=False,
+            ),
+            OpenApiParameter(
+                "user_id",
+                {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX},
+                OpenApiParameter.PATH,
+                description="the first-party anonymous id; an unknown one gets a cold-start answer",
+            ),
         ],
         responses={
             200: InterestsOutputSerializer,
@@ -70,7 +83,7 @@ class UserInterestsView(APIView):
     def get(self, request: Request, user_id: str) -> Response:
         try:
             user_id = user_id_parse(user_id)
-            top = top_parse(request.query_params.get("top"))
+            top = top_parse(request.query_params["top"]) if "top" in request.query_params else TOP_DEFAULT
         except BadParameter as exc:
             return Response(exc.body(), status=400)
         interests = predict_interests(user_id, deadline=Deadline.from_settings(), top=top)
@@ -84,6 +97,7 @@ class InterestsBatchView(APIView):
 
     permission_classes = [IsServiceClientOrStaff]
     throttle_classes = [InterestsBatchRateThrottle]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="interests_batch",
@@ -92,7 +106,9 @@ class InterestsBatchView(APIView):
             "InterestsBatchInput",
             {
                 "user_ids": serializers.ListField(
-                    child=serializers.CharField(), min_length=1, max_length=BATCH_MAX
+                    child=serializers.CharField(min_length=1, max_length=USER_ID_MAX, trim_whitespace=False),
+                    min_length=1,
+                    max_length=BATCH_MAX,
                 ),
                 "top": serializers.IntegerField(min_value=1, max_value=TOP_MAX, required=False),
             },
@@ -114,12 +130,15 @@ class InterestsBatchView(APIView):
     )
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
-        body = request.data
+        try:
+            body = request.data
+        except ParseError as exc:
+            return Response({"errors": {"body": f"not valid JSON: {exc.detail}"}}, status=400)
         if not isinstance(body, dict):
             return Response({"errors": {"body": "must be a JSON object"}}, status=400)
         try:
             user_ids = user_ids_parse(body.get("user_ids"))
-            top = top_parse(body.get("top"))
+            top = top_parse(body["top"]) if "top" in body else TOP_DEFAULT
         except BadParameter as exc:
             return Response(exc.body(), status=400)
         results = [
