@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tracking.middleware.IdentityCookieMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -161,6 +162,11 @@ TRACKING = {
     "RETENTION_DAYS": _env_int("TRACKING_RETENTION_DAYS", 395),
     "MAX_BODY_BYTES": _env_int("TRACKING_MAX_BODY_BYTES", 256 * 1024),
     "BUFFER": "redis" if REDIS_URL else "database",
+    "TRUST_X_FORWARDED_FOR": _env_bool("TRACKING_TRUST_X_FORWARDED_FOR", False),
+    "DEDUPE_TTL_SECONDS": _env_int("TRACKING_DEDUPE_TTL_SECONDS", 7 * 24 * 3600),
+    "FLUSH_BATCH": _env_int("TRACKING_FLUSH_BATCH", 5000),
+    # test hook: a flush exits right after inserting a batch, before acknowledging it
+    "FLUSH_CRASH_AFTER_INSERT": _env_bool("TRACKING_FLUSH_CRASH_AFTER_INSERT", False),
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),

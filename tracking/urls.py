@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+"""Tracking URLs: the beacon endpoint and the server-to-server events API."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from tracking import views
+
+urlpatterns = [
+    path("collect", views.CollectView.as_view(), name="collect"),
+    path("api/v1/events", views.EventsApiView.as_view(), name="events-api"),
+]

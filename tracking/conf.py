@@ -1,0 +1,87 @@
+"""Tracking settings: defaults here, overrides from ``settings.TRACKING`` (which reads the environment).
+
+``tracking_settings()`` is the one accessor (attribute access, DRF ``api_settings`` style);
+nothing in ``tracking`` reads ``os.environ``. Dotted paths in ``USER_DELETE_HOOKS`` are imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # Require the consent cookie (adsite_consent=granted) before recording anything.
+    "CONSENT_REQUIRED": False,
+    "RETENTION_DAYS": 395,
+    # A /collect or /api/v1/events body above this answers 413 (only this many bytes are ever read).
+    "MAX_BODY_BYTES": 256 * 1024,
+    # More events than this in one body: 400 ``batch_too_large`` (the body is quarantined).
+    "MAX_BATCH_EVENTS": 500,
+    # "redis" (services mode: a Redis Stream flushed by a worker) or "database" (write in the request).
+    "BUFFER": "database",
+    # Redis URL of the event stream (defaults to settings.REDIS_URL).
+    "REDIS_URL": None,
+    # Socket timeouts (seconds) of the collect path's Redis client: short, so that an unreachable Redis
+    # turns into a write-through to the database quickly instead of a hung request.
+    "REDIS_SOCKET_TIMEOUT": 0.25,
+    "STREAM_KEY": "adsite:events",
+    "STREAM_GROUP": "flush",
+    "LEDGER_KEY": "adsite:ledger",
+    "DEDUPE_PREFIX": "adsite:dedupe:",
+    # How long the Redis dedupe keys live; older duplicates are still caught by the unique index.
+    "DEDUPE_TTL_SECONDS": 7 * 24 * 3600,
+    # Events per flush batch, and how long a pending (delivered, unacked) entry may stay with a
+    # consumer before another flush reclaims it (a flush killed halfway leaves such entries).
+    "FLUSH_BATCH": 5_000,
+    "FLUSH_RECLAIM_IDLE_MS": 60_000,
+    # Test hook: the flush exits the process after inserting a batch and before acknowledging it.
+    "FLUSH_CRASH_AFTER_INSERT": False,
+    # Timestamps: anything before this (epoch seconds; 1990-01-01) or more than MAX_FUTURE_SECONDS
+    # after the server clock is absurd. Live tracker events older than COLLECT_MAX_AGE_DAYS too.
+    "MIN_TS_SECONDS": 631_152_000,
+    "MAX_FUTURE_SECONDS": 24 * 3600,
+    "COLLECT_MAX_AGE_DAYS": 30,
+    "MAX_CATEGORIES": 20,
+    "MAX_PROPERTIES_BYTES": 2048,
+    # Raw payloads kept in quarantine are cut to this many characters (payload_bytes keeps the size).
+    "QUARANTINE_PAYLOAD_CHARS": 65_536,
+    # Honour X-Forwarded-For (its right-most entry added by our own proxy) only behind a trusted proxy.
+    "TRUST_X_FORWARDED_FOR": False,
+    "UID_COOKIE": "adsite_uid",
+    "CONSENT_COOKIE": "adsite_consent",
+    "UID_COOKIE_MAX_AGE": 365 * 24 * 3600,
+    # tracker.js configuration rendered into each page (engaged seconds per page_ping, seconds per flush)
+    "TRACKER_PING_SECONDS": 15.0,
+    "TRACKER_FLUSH_SECONDS": 5.0,
+    # Callables (dotted paths) run with the user id when a visitor's data is deleted.
+    "USER_DELETE_HOOKS": [],
+}
+
+
+class TrackingSettings:
+    """Attribute access to the tracking settings, with defaults."""
+
+    def __init__(self, configured: dict[str, Any]) -> None:
+        self._configured = configured
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown tracking setting {name!r}")
+        value = self._configured.get(name, DEFAULTS[name])
+        if name == "USER_DELETE_HOOKS":
+            return [_callable(hook) for hook in value]
+        if name == "REDIS_URL" and not value:
+            return getattr(settings, "REDIS_URL", None)
+        return value
+
+
+def _callable(hook: str | Callable[[str], object]) -> Callable[[str], object]:
+    return import_string(hook) if isinstance(hook, str) else hook
+
+
+def tracking_settings() -> TrackingSettings:
+    """The current tracking settings (re-read each call, so ``override_settings`` works in tests)."""
+    return TrackingSettings(getattr(settings, "TRACKING", {}) or {})

@@ -1,0 +1,321 @@
+"""The event schema: one raw event (a parsed JSON value) in, a normalized event or a rejection out.
+
+Pure: no database, no request, no settings lookups beyond the ``Limits`` passed in. Everything a
+client can send is either turned into a :class:`ValidEvent` or a :class:`Rejection` with a reason code
+and a short detail; nothing here raises on client input.
+
+Fields (DESIGN.md "Event schema"):
+
+=============  ========================================================================================
+``event_id``   required; a UUID string (any version); the dedupe key. Normalized to lowercase.
+``type``       required; ``page_view``, ``page_ping``, ``click``, ``ad_impression``, ``ad_click``,
+               ``conversion``.
+``user_id``    string, 1-64 characters. May be absent when the caller supplies a fallback (``/collect``
+               uses the visitor's ``adsite_uid`` cookie); otherwise ``missing_field``.
+``session_id`` string, up to 64 characters.
+``ts``         required; epoch milliseconds (number) or an ISO-8601 string (naive means UTC). Must be
+               on or after ``MIN_TS_SECONDS`` (1990-01-01: historical datasets such as MovieLens start
+               in 1996; a value in seconds mistaken for milliseconds lands in 1970 and is refused), at
+               most ``MAX_FUTURE_SECONDS`` (one day) after the server clock, and, for live tracker events,
+               at most ``max_age_seconds`` old (``ts_too_old``).
+``url``,       strings up to 2048 characters.
+``referrer``
+``item_id``    string up to 128 characters.
+``categories`` list of at most ``MAX_CATEGORIES`` slugs (lowercase letters, digits, ``-``/``_``,
+               up to 100 characters); duplicates are dropped, order kept.
+``ad``         object with ``creative_id``, ``campaign_id``, ``placement`` (or ``placement_id``)
+               strings up to 64 characters; required, with a non-empty ``creative_id``, for
+               ``ad_impression`` and ``ad_click``; allowed on other types.
+``properties`` object whose compact JSON is at most ``MAX_PROPERTIES_BYTES`` bytes; for ``page_ping``
+               ``properties.engaged_ms`` (if present) is a non-negative number of milliseconds.
+=============  ========================================================================================
+
+Anything else at the top level is ``unknown_field``. No string anywhere may hold NUL or an unpaired
+surrogate (``invalid_string``): neither survives a trip into PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT_TYPES = frozenset({"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"})
+AD_TYPES = frozenset({"ad_impression", "ad_click"})
+FIELDS = frozenset(
+    {"event_id", "type", "user_id", "session_id", "ts", "url", "referrer", "item_id", "categories", "ad", "properties"}
+)
+AD_FIELDS = frozenset({"creative_id", "campaign_id", "placement", "placement_id"})
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+MAX_STR = {"user_id": 64, "session_id": 64, "url": 2048, "referrer": 2048, "item_id": 128}
+MAX_AD_STR = 64
+MAX_ENGAGED_MS = 24 * 3600 * 1000
+
+# Reason codes (also the keys of the ledger's "quarantined" object).
+NOT_AN_OBJECT = "not_an_object"
+UNKNOWN_FIELD = "unknown_field"
+MISSING_FIELD = "missing_field"
+INVALID_TYPE = "invalid_type"
+INVALID_STRING = "invalid_string"
+VALUE_TOO_LONG = "value_too_long"
+INVALID_EVENT_ID = "invalid_event_id"
+INVALID_EVENT_TYPE = "invalid_event_type"
+INVALID_TS = "invalid_ts"
+TS_TOO_OLD = "ts_too_old"
+TS_IN_FUTURE = "ts_in_future"
+INVALID_CATEGORY = "invalid_category"
+TOO_MANY_CATEGORIES = "too_many_categories"
+INVALID_AD = "invalid_ad"
+MISSING_AD = "missing_ad"
+INVALID_PROPERTIES = "invalid_properties"
+PROPERTIES_TOO_LARGE = "properties_too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds validation applies; built from the tracking settings by the caller."""
+
+    now_ms: int
+    min_ts_ms: int = 631_152_000_000
+    max_future_ms: int = 24 * 3600 * 1000
+    # 0: no age limit (imports, server-to-server); live tracker events use COLLECT_MAX_AGE_DAYS.
+    max_age_ms: int = 0
+    max_categories: int = 20
+    max_properties_bytes: int = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    event_id: str  # canonical lowercase UUID string
+    type: str
+    user_id: str
+    session_id: str
+    ts_ms: int
+    url: str = ""
+    referrer: str = ""
+    item_id: str = ""
+    categories: tuple[str, ...] = ()
+    ad: dict[str, str] | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def _clean_str(value: str) -> bool:
+    """True when ``value`` holds no NUL and no unpaired surrogate (both break the database)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _string(raw: dict[str, Any], name: str, *, default: str = "") -> str:
+    value = raw.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _Reject(INVALID_TYPE, f"{name} must be a string")
+    if len(value) > MAX_STR[name]:
+        raise _Reject(VALUE_TOO_LONG, f"{name} longer than {MAX_STR[name]} characters")
+    if not _clean_str(value):
+        raise _Reject(INVALID_STRING, f"{name} holds NUL or an unpaired surrogate")
+    return value
+
+
+def _event_id(raw: dict[str, Any]) -> str:
+    if "event_id" not in raw:
+        raise _Reject(MISSING_FIELD, "event_id is required")
+    value = raw["event_id"]
+    if not isinstance(value, str):
+        raise _Reject(INVALID_TYPE, "event_id must be a UUID string")
+    if len(value) > 45:
+        raise _Reject(INVALID_EVENT_ID, "event_id is not a UUID")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise _Reject(INVALID_EVENT_ID, "event_id is not a UUID") from None
+
+
+def ts_parse_ms(value: object) -> int:
+    """Epoch milliseconds from a number (already ms) or an ISO-8601 string; raises ``_Reject``."""
+    if isinstance(value, bool):
+        raise _Reject(INVALID_TYPE, "ts must be epoch milliseconds or an ISO-8601 string")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Reject(INVALID_TS, "ts is not finite")
+        return int(value)
+    if isinstance(value, str):
+        if len(value) > 40:
+            raise _Reject(INVALID_TS, "ts is not an ISO-8601 timestamp")
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        except ValueError:
+            raise _Reject(INVALID_TS, "ts is not an ISO-8601 timestamp") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
+            return int(parsed.timestamp() * 1000)
+        except (OverflowError, ValueError, OSError):
+            raise _Reject(INVALID_TS, "ts is out of range") from None
+    raise _Reject(INVALID_TYPE, "ts must be epoch milliseconds or an ISO-8601 string")
+
+
+def _ts(raw: dict[str, Any], limits: Limits) -> int:
+    if "ts" not in raw:
+        raise _Reject(MISSING_FIELD, "ts is required")
+    ts_ms = ts_parse_ms(raw["ts"])
+    if ts_ms < limits.min_ts_ms:
+        raise _Reject(TS_TOO_OLD, "ts is before the earliest accepted time")
+    if ts_ms > limits.now_ms + limits.max_future_ms:
+        raise _Reject(TS_IN_FUTURE, "ts is too far in the future")
+    if limits.max_age_ms and ts_ms < limits.now_ms - limits.max_age_ms:
+        raise _Reject(TS_TOO_OLD, "ts is older than live events may be")
+    return ts_ms
+
+
+def _categories(raw: dict[str, Any], limits: Limits) -> tuple[str, ...]:
+    value = raw.get("categories")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _Reject(INVALID_TYPE, "categories must be a list of slugs")
+    if len(value) > limits.max_categories:
+        raise _Reject(TOO_MANY_CATEGORIES, f"more than {limits.max_categories} categories")
+    seen: dict[str, None] = {}
+    for slug in value:
+        if not isinstance(slug, str) or not SLUG_RE.match(slug) or slug.endswith("\n"):
+            raise _Reject(INVALID_CATEGORY, "categories must be lowercase slugs")
+        seen[slug] = None
+    return tuple(seen)
+
+
+def _ad(raw: dict[str, Any], event_type: str) -> dict[str, str] | None:
+    value = raw.get("ad")
+    if value is None:
+        if event_type in AD_TYPES:
+            raise _Reject(MISSING_AD, f"{event_type} needs an ad object")
+        return None
+    if not isinstance(value, dict):
+        raise _Reject(INVALID_AD, "ad must be an object")
+    ad: dict[str, str] = {}
+    for key, item in value.items():
+        if key not in AD_FIELDS:
+            raise _Reject(INVALID_AD, "ad has an unknown field")
+        if item is None:
+            continue
+        if not isinstance(item, str) or len(item) > MAX_AD_STR or not _clean_str(item):
+            raise _Reject(INVALID_AD, f"ad.{key} must be a string of at most {MAX_AD_STR} characters")
+        ad["placement" if key == "placement_id" else key] = item
+    if event_type in AD_TYPES and not ad.get("creative_id"):
+        raise _Reject(MISSING_AD, f"{event_type} needs ad.creative_id")
+    return ad
+
+
+def _properties(raw: dict[str, Any], event_type: str, limits: Limits) -> dict[str, Any]:
+    value = raw.get("properties")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Reject(INVALID_TYPE, "properties must be an object")
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        size = len(encoded.encode("utf-8"))
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        raise _Reject(INVALID_PROPERTIES, "properties must be finite JSON without unpaired surrogates") from None
+    if size > limits.max_properties_bytes:
+        raise _Reject(PROPERTIES_TOO_LARGE, f"properties larger than {limits.max_properties_bytes} bytes")
+    if "\x00" in encoded or "\\u0000" in encoded:
+        raise _Reject(INVALID_STRING, "properties hold NUL")
+    if event_type == "page_ping" and "engaged_ms" in value:
+        engaged = value["engaged_ms"]
+        if isinstance(engaged, bool) or not isinstance(engaged, int | float) or not 0 <= engaged <= MAX_ENGAGED_MS:
+            raise _Reject(INVALID_PROPERTIES, "properties.engaged_ms must be 0..86400000")
+    return value
+
+
+def event_validate(raw: object, *, limits: Limits, fallback_user_id: str = "") -> ValidEvent | Rejection:
+    """Validate one raw event. The first problem found is the reason; never raises on client input."""
+    try:
+        return _validate(raw, limits=limits, fallback_user_id=fallback_user_id)
+    except _Reject as exc:
+        return Rejection(exc.reason, exc.detail)
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # belt and braces
+        return Rejection(INVALID_TYPE, type(exc).__name__)
+
+
+def _validate(raw: object, *, limits: Limits, fallback_user_id: str) -> ValidEvent:
+    if not isinstance(raw, dict):
+        raise _Reject(NOT_AN_OBJECT, "an event must be a JSON object")
+    unknown = [key for key in raw if key not in FIELDS]
+    if unknown:
+        name = unknown[0] if isinstance(unknown[0], str) else "?"
+        name = name[:40] if _clean_str(name) else "?"
+        raise _Reject(UNKNOWN_FIELD, f"unknown field {name!r}")
+    event_id = _event_id(raw)
+    event_type = raw.get("type")
+    if event_type is None:
+        raise _Reject(MISSING_FIELD, "type is required")
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        raise _Reject(INVALID_EVENT_TYPE, "type must be one of " + ", ".join(sorted(EVENT_TYPES)))
+    user_id = _string(raw, "user_id") or fallback_user_id
+    if not user_id:
+        raise _Reject(MISSING_FIELD, "user_id is required")
+    return ValidEvent(
+        event_id=event_id,
+        type=event_type,
+        user_id=user_id,
+        session_id=_string(raw, "session_id"),
+        ts_ms=_ts(raw, limits),
+        url=_string(raw, "url"),
+        referrer=_string(raw, "referrer"),
+        item_id=_string(raw, "item_id"),
+        categories=_categories(raw, limits),
+        ad=_ad(raw, event_type),
+        properties=_properties(raw, event_type, limits),
+    )
+
+
+def payload_text(value: object, *, max_chars: int) -> tuple[str, int]:
+    """A storable text form of a raw event (for quarantine) and its full size in bytes.
+
+    ASCII-escaped JSON, so NUL and unpaired surrogates are kept as escapes, never as raw characters.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        text = repr(value)[: max_chars * 2]
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return text[:max_chars], len(text)
+
+
+def body_text(body: bytes, *, max_chars: int) -> str:
+    """A storable text form of a raw request body: undecodable bytes and NUL become escapes."""
+    text = body[: max_chars * 4].decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    return text[:max_chars]
+
+
+def safe_text(value: str, *, max_chars: int) -> str:
+    """``value`` cut to ``max_chars`` with NUL and unpaired surrogates escaped."""
+    value = value[:max_chars]
+    if _clean_str(value):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")[:max_chars]

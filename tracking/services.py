@@ -1,0 +1,338 @@
+"""Writes of the tracking app: ingesting a batch of events, quarantining input, ledger counters.
+
+``events_ingest`` is the one path every source goes through (``/collect``, ``/api/v1/events``, the
+server-side page view; imports use the same schema and storage in bigger transactions):
+
+1. validate each event (``tracking.schema``); rejected ones become quarantine rows with their reason;
+2. services mode: append the valid ones to the Redis Stream (deduped atomically in Redis); if Redis
+   is unavailable, or in embedded mode, write them to the database in ONE transaction with
+   ``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING`` and the ledger counters beside them;
+3. hand the newly accepted, non-bot events to ``inference.api.events_observe`` (a failure there is
+   logged, never raised: the events are already safe).
+
+If neither Redis nor the database can take the batch, :class:`StorageUnavailable` is raised and the
+view answers 503 so that the sender retries; nothing is answered "accepted" and then lost.
+
+Ledger counters (``LedgerCounter`` rows, plus the Redis hash in services mode): ``received`` counts
+every event offered (and every body that could not be read as events, as one), ``duplicates`` the
+copies not stored again. The ``quarantined``, ``stored`` and ``buffered`` figures are counted from the
+rows themselves (see ``tracking.selectors.ledger_get``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import redis
+from django.db import DatabaseError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from inference import api as inference_api
+from inference.events import EventRecord
+from tracking.bots import user_agent_device, user_agent_is_bot
+from tracking.buffer import buffer_enabled, stream_append
+from tracking.conf import tracking_settings
+from tracking.consent import tracking_allowed
+from tracking.identity import visitor_id
+from tracking.models import QuarantinedEvent
+from tracking.network import client_ip_truncated
+from tracking.schema import SLUG_RE, Limits, Rejection, ValidEvent, event_validate, payload_text, safe_text
+from tracking.storage import Row, events_insert, json_compact, ledger_add
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("tracker", "api", "server", "import")
+
+
+class StorageUnavailable(Exception):
+    """Neither the buffer nor the database could take the batch: the sender should retry (503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestContext:
+    """What the server knows about a batch besides its events."""
+
+    source: str  # tracker, api, server, import
+    received_at: datetime
+    ip: str = ""
+    user_agent: str = ""
+    is_bot: bool = False
+    device: str = "other"
+    # /collect: the visitor's cookie id, used when an event carries no user_id
+    fallback_user_id: str = ""
+    # live tracker events may not be older than this (0: no limit)
+    max_age_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedEvent:
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: tuple[RejectedEvent, ...] = ()
+    dropped_for_privacy: int = 0
+    # True when the accepted events went to the Redis Stream (and reach the table on the next flush)
+    buffered: bool = False
+    accepted_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+def context_from_request(*, request: HttpRequest, source: str) -> IngestContext:
+    """The ingest context of an HTTP request.
+
+    For ``api`` (server to server) the request's User-Agent and address are the sending server's, not
+    the visitor's: neither is stored nor used for bot flagging there.
+    """
+    received_at = timezone.now()
+    if source == "api":
+        return IngestContext(source=source, received_at=received_at)
+    user_agent = safe_text(request.META.get("HTTP_USER_AGENT", "") or "", max_chars=512)
+    conf = tracking_settings()
+    return IngestContext(
+        source=source,
+        received_at=received_at,
+        ip=client_ip_truncated(request),
+        user_agent=user_agent,
+        is_bot=user_agent_is_bot(user_agent),
+        device=user_agent_device(user_agent),
+        fallback_user_id=visitor_id(request) if source == "tracker" and tracking_allowed(request) else "",
+        max_age_ms=int(conf.COLLECT_MAX_AGE_DAYS) * 86_400_000 if source == "tracker" else 0,
+    )
+
+
+def limits_for(*, now_ms: int, max_age_ms: int = 0) -> Limits:
+    conf = tracking_settings()
+    return Limits(
+        now_ms=now_ms,
+        min_ts_ms=int(conf.MIN_TS_SECONDS) * 1000,
+        max_future_ms=int(conf.MAX_FUTURE_SECONDS) * 1000,
+        max_age_ms=max_age_ms,
+        max_categories=int(conf.MAX_CATEGORIES),
+        max_properties_bytes=int(conf.MAX_PROPERTIES_BYTES),
+    )
+
+
+def row_from_event(event: ValidEvent, *, context: IngestContext, received_at_us: int) -> Row:
+    """The canonical storage row (see ``tracking.storage.ROW_FIELDS``)."""
+    return (
+        event.event_id,
+        event.type,
+        event.user_id,
+        event.session_id,
+        event.ts_ms,
+        received_at_us,
+        event.url,
+        event.referrer,
+        event.item_id,
+        json_compact(list(event.categories)),
+        json_compact(event.ad) if event.ad is not None else None,
+        json_compact(event.properties),
+        context.is_bot,
+        context.ip,
+        context.user_agent,
+        context.source,
+    )
+
+
+def event_record_from(event: ValidEvent, *, device: str) -> EventRecord:
+    """The inference contract's record of one accepted event."""
+    ad = event.ad or {}
+    engaged = event.properties.get("engaged_ms", 0) if event.type == "page_ping" else 0
+    return EventRecord(
+        user_id=event.user_id,
+        ts=event.ts_ms / 1000.0,
+        type=event.type,
+        categories=event.categories,
+        item_id=event.item_id,
+        session_id=event.session_id,
+        engaged_ms=int(engaged) if isinstance(engaged, int | float) and not isinstance(engaged, bool) else 0,
+        device=device,
+        campaign_id=ad.get("campaign_id", ""),
+        creative_id=ad.get("creative_id", ""),
+        properties=event.properties,
+    )
+
+
+def events_observe_safe(records: Sequence[EventRecord]) -> None:
+    """Hand records to inference; a failure there is logged, never raised (the events are stored)."""
+    if not records:
+        return
+    try:
+        inference_api.events_observe(records)
+    except Exception:
+        logger.exception("tracking.events_observe_failed", extra={"records": len(records)})
+
+
+def quarantine_row(
+    *,
+    reason: str,
+    detail: str,
+    payload: str,
+    payload_bytes: int,
+    context: IngestContext,
+    batch_index: int | None = None,
+    user_id: str = "",
+) -> QuarantinedEvent:
+    return QuarantinedEvent(
+        received_at=context.received_at,
+        reason=reason,
+        detail=safe_text(detail, max_chars=1000),
+        payload=payload,
+        payload_bytes=min(payload_bytes, 2_147_483_647),
+        batch_index=batch_index,
+        user_id=safe_text(user_id, max_chars=64),
+        source=context.source,
+        user_agent=context.user_agent,
+        ip=context.ip,
+    )
+
+
+def body_quarantine(*, body: bytes, size: int, reason: str, detail: str, context: IngestContext) -> None:
+    """Keep a body that could not be read as events (not JSON, too large, not a batch): one row,
+    counted as one received item. Raises ``StorageUnavailable`` when the database is down."""
+    from tracking.schema import body_text
+
+    conf = tracking_settings()
+    row = quarantine_row(
+        reason=reason,
+        detail=detail,
+        payload=body_text(body, max_chars=int(conf.QUARANTINE_PAYLOAD_CHARS)),
+        payload_bytes=size,
+        context=context,
+    )
+    try:
+        with transaction.atomic():
+            QuarantinedEvent.objects.bulk_create([row])
+            ledger_add({"received": 1})
+    except DatabaseError as exc:
+        logger.exception("tracking.quarantine_write_failed")
+        raise StorageUnavailable("database unavailable") from exc
+    logger.info("tracking.body_rejected", extra={"reason": reason, "bytes": size, "source": context.source})
+
+
+def ledger_counter_add(*, name: str, n: int) -> None:
+    """Add ``n`` to the ledger counter ``name`` (e.g. ``deleted`` when purging), on the caller's
+    transaction if there is one."""
+    with transaction.atomic():
+        ledger_add({name: n})
+
+
+def _raw_user_id(raw: object, fallback: str) -> str:
+    if isinstance(raw, dict):
+        value = raw.get("user_id")
+        if isinstance(value, str) and value:
+            return value
+    return fallback
+
+
+def events_ingest(*, events: Sequence[object], context: IngestContext) -> IngestResult:
+    """Validate, dedupe and store (or buffer) one batch; see the module docstring."""
+    started = time.perf_counter()
+    conf = tracking_settings()
+    received_at_us = int(context.received_at.timestamp() * 1_000_000)
+    limits = limits_for(now_ms=received_at_us // 1000, max_age_ms=context.max_age_ms)
+    valid: list[ValidEvent] = []
+    rejected: list[RejectedEvent] = []
+    quarantine: list[QuarantinedEvent] = []
+    for index, raw in enumerate(events):
+        outcome = event_validate(raw, limits=limits, fallback_user_id=context.fallback_user_id)
+        if isinstance(outcome, Rejection):
+            rejected.append(RejectedEvent(index, outcome.reason, outcome.detail))
+            payload, size = payload_text(raw, max_chars=int(conf.QUARANTINE_PAYLOAD_CHARS))
+            quarantine.append(
+                quarantine_row(
+                    reason=outcome.reason,
+                    detail=outcome.detail,
+                    payload=payload,
+                    payload_bytes=size,
+                    context=context,
+                    batch_index=index,
+                    user_id=_raw_user_id(raw, context.fallback_user_id),
+                )
+            )
+        else:
+            valid.append(outcome)
+    rows = [row_from_event(event, context=context, received_at_us=received_at_us) for event in valid]
+
+    new_ids: set[str] | None = None
+    buffered = False
+    if rows and buffer_enabled():
+        try:
+            new_ids = stream_append(rows)
+            buffered = True
+        except redis.RedisError as exc:
+            # Write through: the database dedupes on its unique index just as well.
+            logger.warning("tracking.buffer_unavailable", extra={"error": type(exc).__name__, "events": len(rows)})
+    try:
+        with transaction.atomic():
+            if new_ids is None:
+                new_ids = events_insert(rows)
+                ledger_add({"received": len(rows) + len(quarantine), "duplicates": len(rows) - len(new_ids)})
+            else:
+                ledger_add({"received": len(quarantine)})
+            if quarantine:
+                QuarantinedEvent.objects.bulk_create(quarantine)
+    except DatabaseError as exc:
+        logger.exception("tracking.storage_unavailable", extra={"events": len(rows), "buffered": buffered})
+        raise StorageUnavailable("database unavailable") from exc
+
+    if not context.is_bot and new_ids:
+        seen: set[str] = set()
+        records = []
+        for event in valid:
+            if event.event_id in new_ids and event.event_id not in seen:
+                seen.add(event.event_id)
+                records.append(event_record_from(event, device=context.device))
+        events_observe_safe(records)
+    if rejected:
+        logger.info(
+            "tracking.events_rejected",
+            extra={"source": context.source, "reasons": sorted({item.reason for item in rejected})},
+        )
+    logger.debug(
+        "tracking.batch_ingested",
+        extra={"events": len(events), "ms": round((time.perf_counter() - started) * 1000, 3)},
+    )
+    return IngestResult(
+        accepted=len(new_ids),
+        duplicate=len(rows) - len(new_ids),
+        rejected=tuple(rejected),
+        buffered=buffered,
+        accepted_ids=frozenset(new_ids),
+    )
+
+
+def page_view_record_server(
+    *, request: HttpRequest, event_id: uuid.UUID, url: str, item_id: str, categories: list[str]
+) -> None:
+    """Record the ``page_view`` of a page the server rendered (pages seen without JavaScript count too).
+
+    The page embeds ``event_id`` and ``tracker.js`` sends its own ``page_view`` with the same id, which
+    dedupes against this one: exactly one page view. Nothing is recorded when the request carries DNT
+    or GPC, or lacks required consent.
+    """
+    if not tracking_allowed(request):
+        return
+    context = context_from_request(request=request, source="server")
+    event = {
+        "event_id": str(event_id),
+        "type": "page_view",
+        "user_id": visitor_id(request),
+        "ts": int(context.received_at.timestamp() * 1000),
+        "url": url[:2048],
+        "referrer": (request.META.get("HTTP_REFERER", "") or "")[:2048],
+        "item_id": item_id[:128],
+        "categories": [slug for slug in categories if isinstance(slug, str) and SLUG_RE.match(slug)][:20],
+    }
+    events_ingest(events=[event], context=context)

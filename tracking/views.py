@@ -1,0 +1,215 @@
+"""HTTP entry points for events: ``POST /collect`` (browser beacon) and ``POST /api/v1/events``.
+
+Both read the body themselves, bounded by ``TRACKING["MAX_BODY_BYTES"]`` (never more is read), so that a
+body that is not JSON, or is too large, is still kept in quarantine; then they call
+``tracking.services.events_ingest``. Answers:
+
+* 202 ``{"accepted": n, "duplicate": n, "rejected": [{"index": i, "reason": "...", "detail": "..."}],
+  "dropped_for_privacy": n}`` -- per-event outcome; rejected events are quarantined. In services mode
+  "accepted" means appended to the buffer (a copy that only the database recognises as a duplicate
+  is counted in the ledger's ``duplicates`` when flushed).
+* 400 ``{"error": "invalid_json" | "invalid_batch" | "batch_too_large", "detail": ...}`` -- the body
+  is quarantined whole.
+* 413 ``{"error": "body_too_large", ...}`` -- the first bytes and the declared size are quarantined.
+* 503 ``{"error": "unavailable"}`` -- neither the buffer nor the database could take the batch; retry.
+
+Privacy (``/collect`` only): a request with ``DNT: 1``, ``Sec-GPC: 1``, or without the consent cookie
+where consent is required, is answered 202 with every event counted in ``dropped_for_privacy`` and
+nothing stored, not even in quarantine (storing it would defeat the signal).
+``/api/v1/events`` is server to server (token auth): the sender is responsible for its visitors'
+choices; the request's own User-Agent and address are not stored there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from django.http import HttpRequest
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tracking.conf import tracking_settings
+from tracking.consent import tracking_refusal
+from tracking.services import (
+    IngestContext,
+    StorageUnavailable,
+    body_quarantine,
+    context_from_request,
+    events_ingest,
+    ledger_counter_add,
+)
+
+
+class _BodyError(Exception):
+    def __init__(self, status: int, reason: str, detail: str, body: bytes, size: int) -> None:
+        self.status, self.reason, self.detail, self.body, self.size = status, reason, detail, body, size
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _events_read(request: HttpRequest) -> list[Any]:
+    """The batch's events; raises ``_BodyError`` for a body too large, not JSON, or not a batch."""
+    conf = tracking_settings()
+    max_bytes = int(conf.MAX_BODY_BYTES)
+    keep = min(max_bytes, int(conf.QUARANTINE_PAYLOAD_CHARS))
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > max_bytes:
+        raise _BodyError(413, "body_too_large", f"{declared} bytes > {max_bytes}", request.read(keep), declared)
+    body = request.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise _BodyError(413, "body_too_large", f"more than {max_bytes} bytes", body[:keep], len(body))
+    try:
+        parsed = json.loads(body, parse_float=_finite_float, parse_constant=_constant)
+    except (ValueError, RecursionError) as exc:
+        detail = type(exc).__name__ if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise _BodyError(400, "invalid_json", detail, body, len(body)) from None
+    if not isinstance(parsed, dict) or set(parsed) != {"events"} or not isinstance(parsed["events"], list):
+        raise _BodyError(400, "invalid_batch", 'the body must be {"events": [...]}', body, len(body))
+    if len(parsed["events"]) > int(conf.MAX_BATCH_EVENTS):
+        raise _BodyError(
+            400, "batch_too_large", f"more than {conf.MAX_BATCH_EVENTS} events", body, len(body)
+        )
+    return parsed["events"]
+
+
+def _unavailable() -> Response:
+    return Response({"error": "unavailable", "detail": "storage unavailable, retry later"}, status=503)
+
+
+def _ingest_response(request: HttpRequest, context: IngestContext, *, privacy_refusal: str | None) -> Response:
+    try:
+        events = _events_read(request)
+    except _BodyError as exc:
+        if privacy_refusal is None:
+            try:
+                body_quarantine(body=exc.body, size=exc.size, reason=exc.reason, detail=exc.detail, context=context)
+            except StorageUnavailable:
+                return _unavailable()
+        return Response({"error": exc.reason, "detail": exc.detail}, status=exc.status)
+    if privacy_refusal is not None:
+        if events:
+            try:
+                ledger_counter_add(name="dropped_for_privacy", n=len(events))
+            except Exception:  # a counter is not worth failing the answer for
+                pass
+        return Response(
+            {"accepted": 0, "duplicate": 0, "rejected": [], "dropped_for_privacy": len(events), "reason": privacy_refusal},
+            status=202,
+        )
+    try:
+        result = events_ingest(events=events, context=context)
+    except StorageUnavailable:
+        return _unavailable()
+    return Response(
+        {
+            "accepted": result.accepted,
+            "duplicate": result.duplicate,
+            "rejected": [{"index": r.index, "reason": r.reason, "detail": r.detail} for r in result.rejected],
+            "dropped_for_privacy": 0,
+        },
+        status=202,
+    )
+
+
+_REJECTED = inline_serializer(
+    "RejectedEvent",
+    {"index": serializers.IntegerField(), "reason": serializers.CharField(), "detail": serializers.CharField()},
+    many=True,
+)
+_ACCEPTED = inline_serializer(
+    "CollectResult",
+    {
+        "accepted": serializers.IntegerField(),
+        "duplicate": serializers.IntegerField(),
+        "rejected": _REJECTED,
+        "dropped_for_privacy": serializers.IntegerField(),
+    },
+)
+_ERROR = inline_serializer("CollectError", {"error": serializers.CharField(), "detail": serializers.CharField()})
+_BATCH = inline_serializer("EventBatch", {"events": serializers.ListField(child=serializers.DictField())})
+_EXAMPLE = OpenApiExample(
+    "one page view",
+    value={
+        "events": [
+            {
+                "event_id": "6f1c2a3e-5b7d-4c8e-9f00-112233445566",
+                "type": "page_view",
+                "user_id": "b1946ac9-2c3f-4e1a-8d7b-0a1b2c3d4e5f",
+                "session_id": "s-1",
+                "ts": 1767225600000,
+                "url": "https://example.org/a/some-article",
+                "item_id": "some-article",
+                "categories": ["technology"],
+            }
+        ]
+    },
+    request_only=True,
+)
+_RESPONSES = {
+    202: OpenApiResponse(_ACCEPTED, "per-event outcome"),
+    400: OpenApiResponse(_ERROR, "not JSON / not a batch (quarantined)"),
+    413: OpenApiResponse(_ERROR, "body too large (quarantined)"),
+    503: OpenApiResponse(_ERROR, "storage unavailable: retry"),
+}
+
+
+class CollectView(APIView):
+    """``POST /collect``: the browser beacon (JSON, also as ``text/plain``); anonymous, no CSRF."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="collect",
+        summary="Record clickstream events (browser beacon)",
+        description=__doc__,
+        request={"application/json": _BATCH, "text/plain": _BATCH},
+        responses=_RESPONSES,
+        examples=[_EXAMPLE],
+        tags=["tracking"],
+    )
+    def post(self, request: Request) -> Response:
+        django_request = request._request
+        refusal = tracking_refusal(django_request)
+        context = context_from_request(request=django_request, source="tracker")
+        return _ingest_response(django_request, context, privacy_refusal=refusal)
+
+
+class EventsApiView(APIView):
+    """``POST /api/v1/events``: the same schema, server to server, token auth."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="events_create",
+        summary="Record clickstream events (server to server)",
+        description="Same schema and answers as /collect; every event must carry its user_id.",
+        request=_BATCH,
+        responses=_RESPONSES,
+        examples=[_EXAMPLE],
+        tags=["tracking"],
+    )
+    def post(self, request: Request) -> Response:
+        django_request = request._request
+        context = context_from_request(request=django_request, source="api")
+        return _ingest_response(django_request, context, privacy_refusal=None)
