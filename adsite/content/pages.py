@@ -9,7 +9,6 @@ one batch and renders the tracker's configuration. A failure to record analytics
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import uuid
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from django.http import HttpRequest
 
 from adsite.content.placements import PAGE_PLACEMENTS, placements_fill
 from adsite.content.selectors import category_list
+from tracking import api as tracking_api
 
 logger = logging.getLogger(__name__)
 
@@ -42,29 +42,22 @@ class PageView:
 
 
 def _server_recorder() -> Any:
-    # tracking.api is the tracking app's one public face; looked up lazily so that the site renders
-    # (without server-side page views) in a checkout where the collection pipeline is not there yet.
-    if importlib.util.find_spec("tracking.api") is None:
-        return None
-    from tracking import api as tracking_api
-
-    return getattr(tracking_api, "page_view_record_server", None)
+    """The tracking app's server-side page view recorder (a seam the content tests stub)."""
+    return tracking_api.page_view_record_server
 
 
 def page_view_register(*, request: HttpRequest, item_id: str, categories: Sequence[str]) -> PageView:
     page_view = PageView(page_view_id=str(uuid.uuid4()), item_id=item_id, categories=tuple(categories))
-    recorder = _server_recorder()
-    if recorder is not None:
-        try:
-            recorder(
-                request=request,
-                event_id=uuid.UUID(page_view.page_view_id),
-                url=request.build_absolute_uri(),
-                item_id=item_id,
-                categories=list(categories),
-            )
-        except Exception:  # the page matters more than its analytics; the tracker's copy may still arrive
-            logger.exception("content.server_page_view_failed", extra={"item_id": item_id})
+    try:
+        _server_recorder()(
+            request=request,
+            event_id=uuid.UUID(page_view.page_view_id),
+            url=request.build_absolute_uri(),
+            item_id=item_id,
+            categories=list(categories),
+        )
+    except Exception:  # the page matters more than its analytics; the tracker's copy may still arrive
+        logger.exception("content.server_page_view_failed", extra={"item_id": item_id})
     return page_view
 
 

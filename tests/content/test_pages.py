@@ -162,3 +162,15 @@ def test_tracker_config_is_rendered_as_json_without_inline_script(
     assert '"pingSeconds": 2.5' in html and '"collectUrl": "/collect"' in html
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S)
     assert all('type="application/json"' in attrs or body.strip() == "" for attrs, body in scripts)
+
+
+def test_rendered_article_is_stored_as_one_server_page_view(client: Client, seeded: None) -> None:
+    from tracking.models import Event
+
+    article = Article.objects.select_related("category").first()
+    html = client.get(f"/article/{article.slug}/").content.decode()
+    client.get(f"/article/{article.slug}/", headers={"Sec-GPC": "1"})
+
+    stored = Event.objects.get()
+    assert str(stored.event_id) == PAGE_VIEW_ID.search(html).group(1)
+    assert (stored.type, stored.item_id, stored.categories) == ("page_view", article.slug, [article.category.slug])
