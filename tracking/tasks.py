@@ -18,3 +18,12 @@ def flush_events(max_batches: int = 200) -> dict[str, int]:
         return {"entries": 0, "inserted": 0, "duplicates": 0}
     result = stream_flush(max_batches=max_batches)
     return {"entries": result.entries, "inserted": result.inserted, "duplicates": result.duplicates}
+
+
+@shared_task(name="tracking.purge_expired", soft_time_limit=1500, time_limit=1800, ignore_result=True)
+def purge_expired() -> dict[str, int]:
+    """The scheduled retention purge (``TRACKING["RETENTION_DAYS"]``). Safe to run twice: it deletes by age."""
+    from tracking.privacy import events_purge_expired
+
+    result = events_purge_expired()
+    return {"events": result.events, "quarantined": result.quarantined}

@@ -7,4 +7,5 @@ from tracking import views
 urlpatterns = [
     path("collect", views.CollectView.as_view(), name="collect"),
     path("api/v1/events", views.EventsApiView.as_view(), name="events-api"),
+    path("api/v1/users/<str:user_id>/data", views.UserDataDeleteView.as_view(), name="user-data-delete"),
 ]

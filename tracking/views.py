@@ -30,7 +30,7 @@ from django.http import HttpRequest
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -213,3 +213,22 @@ class EventsApiView(APIView):
         django_request = request._request
         context = context_from_request(request=django_request, source="api")
         return _ingest_response(django_request, context, privacy_refusal=None)
+
+
+class UserDataDeleteView(APIView):
+    """``DELETE /api/v1/users/{user_id}/data``: the privacy operation, for staff."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        summary="Delete one visitor's data",
+        description="Deletes the visitor's events, quarantined rows, online features and derived data.",
+        responses={200: inline_serializer("UserDataDeleted", {"user_id": serializers.CharField(),
+                                                              "events": serializers.IntegerField(),
+                                                              "quarantined": serializers.IntegerField()})},
+    )
+    def delete(self, request: Request, user_id: str) -> Response:
+        from tracking.privacy import user_data_delete
+
+        result = user_data_delete(user_id=user_id)
+        return Response({"user_id": user_id, "events": result.events, "quarantined": result.quarantined})

@@ -1,0 +1,106 @@
+"""Retention purge and per-visitor deletion leave nothing behind, and the ledger still reconciles."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
+
+from tracking.models import Event, QuarantinedEvent
+from tracking.selectors import ledger_get
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(user_id: str, **extra: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "event_id": str(uuid.uuid4()),
+        "type": "page_view",
+        "user_id": user_id,
+        "session_id": "s1",
+        "ts": int(time.time() * 1000),
+        "url": "http://127.0.0.1/articles/a/",
+        "item_id": "a",
+        "categories": ["travel"],
+    }
+    event.update(extra)
+    return event
+
+
+def _collect(client, events: list[dict[str, object]]) -> dict[str, object]:
+    response = client.post("/collect", data=json.dumps({"events": events}), content_type="application/json")
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def _reconciles() -> None:
+    ledger = ledger_get()
+    assert ledger["unaccounted"] == 0, ledger
+
+
+def test_delete_user_removes_events_quarantine_and_features(client) -> None:
+    from inference.api import predict_interests
+
+    _collect(client, [_event("alice"), _event("alice", categories=["music"]), _event("bob")])
+    _collect(client, [_event("alice", unexpected_field=1)])  # rejected, kept in quarantine
+    assert Event.objects.filter(user_id="alice").count() == 2
+    assert QuarantinedEvent.objects.filter(user_id="alice").count() == 1
+
+    call_command("delete_user", "alice")
+
+    assert not Event.objects.filter(user_id="alice").exists()
+    assert not QuarantinedEvent.objects.filter(user_id="alice").exists()
+    assert Event.objects.filter(user_id="bob").count() == 1
+    interests = predict_interests("alice")
+    assert interests.fallback_reason in {"cold_start", "no_model"}
+    _reconciles()
+
+
+def test_staff_api_deletes_a_visitor_and_refuses_everyone_else(client) -> None:
+    _collect(client, [_event("carol"), _event("carol")])
+    url = "/api/v1/users/carol/data"
+    assert client.delete(url).status_code in {401, 403}
+    plain = get_user_model().objects.create_user("plain", password="pw-123456789")
+    client.force_login(plain)
+    assert client.delete(url).status_code == 403
+    assert Event.objects.filter(user_id="carol").count() == 2
+
+    staff = get_user_model().objects.create_user("staff", password="pw-123456789", is_staff=True)
+    client.force_login(staff)
+    response = client.delete(url)
+    assert response.status_code == 200
+    assert response.json() == {"user_id": "carol", "events": 2, "quarantined": 0}
+    assert not Event.objects.filter(user_id="carol").exists()
+    _reconciles()
+
+
+def test_retention_purge_removes_only_what_is_older_than_the_period(client) -> None:
+    _collect(client, [_event("old"), _event("new")])
+    _collect(client, [_event("old", type="nonsense")])
+    old_time = timezone.now() - timedelta(days=400)
+    Event.objects.filter(user_id="old").update(received_at=old_time)
+    QuarantinedEvent.objects.filter(user_id="old").update(received_at=old_time)
+
+    call_command("purge_events", days=395)
+
+    assert not Event.objects.filter(user_id="old").exists()
+    assert not QuarantinedEvent.objects.filter(user_id="old").exists()
+    assert Event.objects.filter(user_id="new").count() == 1
+    ledger = ledger_get()
+    assert ledger["deleted"] == 1 and ledger["deleted_quarantine"] == 1
+    _reconciles()
+
+
+def test_scheduled_purge_task_runs_the_same_purge(client) -> None:
+    from tracking.tasks import purge_expired
+
+    _collect(client, [_event("ancient")])
+    Event.objects.filter(user_id="ancient").update(received_at=timezone.now() - timedelta(days=1000))
+    assert purge_expired.delay().get() == {"events": 1, "quarantined": 0}
+    assert not Event.objects.filter(user_id="ancient").exists()

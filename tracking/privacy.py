@@ -1,0 +1,71 @@
+"""Privacy operations: the retention purge and the deletion of one visitor's data.
+
+Both remove rows in bounded batches (so a large purge neither locks the events table for long nor
+holds everything in memory), count what they removed in the ledger (``deleted`` events, ``deleted_quarantine``
+rows) so that ``manage.py ledger`` still reconciles, and, for a visitor, also ask inference to forget
+everything derived from that visitor (online features, cached predictions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from inference import api as inference_api
+from tracking.conf import tracking_settings
+from tracking.models import Event, QuarantinedEvent
+from tracking.services import ledger_counter_add
+
+logger = logging.getLogger(__name__)
+
+DELETE_BATCH = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionResult:
+    events: int
+    quarantined: int
+
+
+def _delete_in_batches(model: type[Event] | type[QuarantinedEvent], ledger_name: str, **filters: object) -> int:
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(model.objects.filter(**filters).values_list("pk", flat=True)[:DELETE_BATCH])
+            if not ids:
+                return total
+            deleted, _ = model.objects.filter(pk__in=ids).delete()
+            ledger_counter_add(name=ledger_name, n=deleted)
+        total += deleted
+
+
+def events_purge_expired(
+    *, now: datetime | None = None, days: int | None = None, progress: Callable[[int], None] | None = None
+) -> DeletionResult:
+    """Delete events and quarantined rows received more than ``days`` (default: the retention setting) ago."""
+    days = tracking_settings().RETENTION_DAYS if days is None else days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    events = _delete_in_batches(Event, "deleted", received_at__lt=cutoff)
+    if progress:
+        progress(events)
+    quarantined = _delete_in_batches(QuarantinedEvent, "deleted_quarantine", received_at__lt=cutoff)
+    logger.info("tracking.retention_purged", extra={"events": events, "quarantined": quarantined, "days": days})
+    return DeletionResult(events=events, quarantined=quarantined)
+
+
+def user_data_delete(*, user_id: str) -> DeletionResult:
+    """Delete everything held about one visitor: events, quarantine rows, features and derived data."""
+    events = _delete_in_batches(Event, "deleted", user_id=user_id)
+    quarantined = _delete_in_batches(QuarantinedEvent, "deleted_quarantine", user_id=user_id)
+    # Derived state (online features, anything inference keeps per user) goes too. A feature store
+    # that is down must not leave the visitor half-deleted silently: the error propagates to the caller.
+    inference_api.user_forget(user_id)
+    for hook in tracking_settings().USER_DELETE_HOOKS:
+        hook(user_id)
+    logger.info("tracking.user_deleted", extra={"user_id": user_id, "events": events, "quarantined": quarantined})
+    return DeletionResult(events=events, quarantined=quarantined)
