@@ -18,23 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.models.inputs import PopulationState, UserState
-
 
 @dataclass(frozen=True, slots=True)
 class ServingFeatures:
-    user: UserState | None  # None: no history (cold)
-    population: PopulationState | None
+    # the store's read-out (features helper); the models accept it in ``predict``
+    user: Any  # None: no history (cold)
+    population: Any
 
 
-# (user_id) -> (user state or None, population state), one round trip
-StateReader = Callable[[str], tuple[UserState | None, PopulationState | None]]
+# (user_id) -> (user features or None when cold, population features), one round trip
+StateReader = Callable[[str], tuple[Any, Any]]
 
 
 class StoreAdapter:
     def __init__(self, reader: StateReader) -> None:
         self._reader = reader
-        self.last_population: PopulationState | None = None
+        self.last_population: Any = None
 
     @classmethod
     def from_settings(cls) -> StoreAdapter:
@@ -43,10 +42,10 @@ class StoreAdapter:
         return cls(serving_state_reader())
 
     def read(self, user_id: str) -> ServingFeatures:
-        user, population = self._reader(user_id)
-        if population is not None and population.counts:
+        user, population = self._reader(user_id)  # the store already reads a cold user as None
+        if population is not None and getattr(population, "counts", None):
             self.last_population = population
-        return ServingFeatures(user if user is not None and user.events > 0 else None, population)
+        return ServingFeatures(user, population)
 
     def is_cold(self, features: ServingFeatures) -> bool:
         return features.user is None
@@ -86,10 +85,10 @@ class PriorAdapter:
         self._rebuild_seconds = rebuild_seconds
         self._prior: Any = None
         self._built_at = 0.0
-        self._built_from: PopulationState | None = None
+        self._built_from: Any = None
         self._lock = threading.Lock()
 
-    def _current(self, population: PopulationState | None) -> Any:
+    def _current(self, population: Any) -> Any:
         from inference.models.prior import PriorModel
 
         stale = time.monotonic() - self._built_at >= self._rebuild_seconds

@@ -16,9 +16,8 @@ pytestmark = pytest.mark.requires_redis
 
 
 def test_killed_redis_gives_a_degraded_prior_answer(private_redis, registry):
-    RedisFeatureStore = pytest.importorskip("inference.store").RedisFeatureStore  # noqa: N806
-
-    store = RedisFeatureStore(private_redis)
+    feature_store = pytest.importorskip("inference.store")
+    store = feature_store.feature_store(url=private_redis)
     rng = random.Random(3)
     store.observe(
         [
@@ -28,7 +27,7 @@ def test_killed_redis_gives_a_degraded_prior_answer(private_redis, registry):
             for n in range(200)
         ]
     )
-    adapter = StoreAdapter(store.read)
+    adapter = StoreAdapter(feature_store.serving_state_reader(url=private_redis))
     registry.publish("gbdt", "gbdt-1")
     predictor = Predictor(
         features=adapter,
