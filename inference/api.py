@@ -8,7 +8,7 @@ and serving issues fill in the feature store, the models and the fallback chain 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from inference.events import EventRecord
@@ -21,20 +21,43 @@ __all__ = [
     "Interests",
     "ServingStatus",
     "events_observe",
+    "active_model_versions",
     "predict_interests",
     "serving_status",
+    "store_rebuild",
     "user_forget",
 ]
 
 
 def events_observe(records: Sequence[EventRecord]) -> None:
-    """Update the online features with accepted, non-bot events (called in the collect request)."""
-    return None
+    """Update the online features with accepted, non-bot events (called in the collect request).
+
+    One atomic batch (one Redis round trip in services mode). Raises
+    ``inference.store.FeatureStoreUnavailable`` when the store cannot be reached.
+    """
+    if not records:
+        return
+    from inference.store import feature_store
+
+    feature_store().observe(records)
 
 
 def user_forget(user_id: str) -> None:
     """Delete everything inference holds about one user (the privacy operation)."""
-    return None
+    from inference.store import feature_store
+
+    feature_store().forget(user_id)
+
+
+def store_rebuild(records: Iterable[Sequence[EventRecord]] | Iterable[EventRecord]) -> int:
+    """Clear the online feature store and replay ``records`` (time-ordered events or chunks of them).
+
+    Embedded mode calls it at start-up (the in-process store does not survive a restart); in
+    services mode it repairs Redis from the event history. Returns the number of events replayed.
+    """
+    from inference.store import feature_store
+
+    return feature_store().rebuild(records)
 
 
 def predict_interests(user_id: str, *, deadline: Deadline | None = None, top: int = 10) -> Interests:
@@ -86,3 +109,10 @@ def serving_status(*, start: bool = True) -> ServingStatus:
         breakers=current.breaker_states(),
         registry_error=current.last_refresh_error,
     )
+
+
+def active_model_versions() -> dict[str, str]:
+    """algorithm -> the version the registry marks active (empty before the first training)."""
+    from inference.registry.selectors import active_model_versions as registry_active
+
+    return {algorithm: active.version for algorithm, active in registry_active().items()}

@@ -15,6 +15,12 @@ DEFAULTS: dict[str, Any] = {
     "BUDGET_MS": 5.0,
     # "redis" in services mode, "memory" in embedded mode
     "STORE": "memory",
+    # feature store: Redis socket timeouts (reads are on the request path; a batch write may be larger),
+    # how long a process reuses the population read-out, and the idle TTL of a user's keys (0: none)
+    "STORE_READ_TIMEOUT_S": 0.05,
+    "STORE_WRITE_TIMEOUT_S": 2.0,
+    "STORE_POPULATION_CACHE_S": 1.0,
+    "STORE_TTL_S": 0.0,
     # model artifacts live under MODEL_DIR/<version>/ (shared storage when scaled out)
     "MODEL_DIR": "var/models",
     # torch device for training: "auto" (CUDA when present), "cpu", "cuda"

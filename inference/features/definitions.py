@@ -1,0 +1,31 @@
+"""The constants every feature computation shares (online store, training-set builder, models).
+
+Bump ``FEATURE_SCHEMA_VERSION`` whenever the meaning of a state field, the read-out or the pair
+feature list changes: stored models of another version refuse to load.
+"""
+
+from __future__ import annotations
+
+FEATURE_SCHEMA_VERSION = 2
+
+# (label, seconds): the decayed category counts kept per user
+HALF_LIVES: tuple[tuple[str, float], ...] = (
+    ("1h", 3_600.0),
+    ("1d", 86_400.0),
+    ("7d", 7 * 86_400.0),
+    ("30d", 30 * 86_400.0),
+)
+# the decayed counts kept for the population (popularity now, and the trend 1d vs 7d)
+POPULATION_HALF_LIVES: tuple[tuple[str, float], ...] = (("1d", 86_400.0), ("7d", 7 * 86_400.0))
+# an epoch lasts this many half-lives: the additive terms 2^((t - E)/h) stay below 2^128
+EPOCH_HALF_LIVES = 128
+# the recent sequence kept per user (item, categories, time), newest last
+SEQUENCE_LENGTH = 50
+# events that express interest in their categories (counts, decay, recency, the sequence, labels);
+# page_ping only adds engaged time, ad_impression only the per-category impression count
+INTEREST_TYPES = frozenset({"page_view", "click", "ad_click", "conversion"})
+AD_IMPRESSION = "ad_impression"
+AD_CLICK = "ad_click"
+# a session is over after this long without an event (its counters then read as zero)
+SESSION_IDLE_S = 30 * 60.0
+DEVICES = ("desktop", "mobile", "tablet", "other")

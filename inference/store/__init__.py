@@ -1,0 +1,105 @@
+"""The online feature store, behind one interface (``base.FeatureStore``).
+
+``feature_store()`` is the configured store of this process: ``INFERENCE["STORE"]`` ``"memory"``
+(embedded mode: one in-process store) or ``"redis"`` (services mode, ``settings.REDIS_URL``).
+``feature_store(url=...)`` builds (and keeps) a Redis store for an explicit URL.
+``serving_state_reader()`` is what serving calls: ``read(user_id) -> (user features or None when
+cold, population features)``, one round trip, :class:`FeatureStoreUnavailable` when unreachable.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from inference.features import PopulationFeatures, UserFeatures
+from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRead
+
+__all__ = [
+    "FeatureStore",
+    "FeatureStoreUnavailable",
+    "StateReader",
+    "StoreRead",
+    "feature_store",
+    "feature_store_reset",
+    "serving_state_reader",
+]
+
+StateReader = Callable[[str], tuple[UserFeatures | None, PopulationFeatures | None]]
+
+_lock = threading.Lock()
+_stores: dict[str, FeatureStore] = {}
+
+
+def _redis_store(url: str) -> FeatureStore:
+    from inference.conf import inference_setting
+    from inference.store.redis import RedisFeatureStore
+
+    return RedisFeatureStore(
+        url,
+        read_timeout_s=float(inference_setting("STORE_READ_TIMEOUT_S")),
+        write_timeout_s=float(inference_setting("STORE_WRITE_TIMEOUT_S")),
+        population_cache_s=float(inference_setting("STORE_POPULATION_CACHE_S")),
+        ttl_s=float(inference_setting("STORE_TTL_S")),
+    )
+
+
+def feature_store(url: str | None = None) -> FeatureStore:
+    """The process's feature store (built once per backend and URL)."""
+    if url is not None:
+        key = f"redis:{url}"
+    else:
+        from django.conf import settings
+
+        from inference.conf import inference_setting
+
+        kind = inference_setting("STORE")
+        if kind == "memory":
+            key = "memory"
+        elif kind == "redis":
+            url = getattr(settings, "REDIS_URL", None)
+            if not url:
+                raise FeatureStoreUnavailable('INFERENCE["STORE"] is "redis" but REDIS_URL is not set')
+            key = f"redis:{url}"
+        else:
+            raise ValueError(f'unknown INFERENCE["STORE"] {kind!r} (memory or redis)')
+    store = _stores.get(key)
+    if store is None:
+        with _lock:
+            store = _stores.get(key)
+            if store is None:
+                if key == "memory":
+                    from inference.conf import inference_setting
+                    from inference.store.memory import MemoryFeatureStore
+
+                    store = MemoryFeatureStore(
+                        population_cache_s=float(inference_setting("STORE_POPULATION_CACHE_S"))
+                    )
+                else:
+                    store = _redis_store(key.removeprefix("redis:"))
+                _stores[key] = store
+    return store
+
+
+def feature_store_reset() -> None:
+    """Forget the stores built so far (tests; a new settings value takes effect on the next call)."""
+    with _lock:
+        for store in _stores.values():
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+        _stores.clear()
+
+
+def serving_state_reader(url: str | None = None) -> StateReader:
+    """``read(user_id) -> (UserFeatures or None when cold, PopulationFeatures)`` in one round trip.
+
+    Raises :class:`FeatureStoreUnavailable` when the store cannot be reached (short timeouts).
+    """
+    store = feature_store(url)
+
+    def read(user_id: str) -> tuple[UserFeatures | None, PopulationFeatures | None]:
+        result = store.read(user_id)
+        return (None if result.user.is_cold else result.user), result.population
+
+    return read

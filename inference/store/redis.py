@@ -1,0 +1,225 @@
+"""Redis feature store (services mode): the same operations as the in-process store, applied atomically.
+
+Keys (the ``{user_id}`` hash tag keeps one user in one Redis Cluster slot):
+
+- ``u:{<user_id>}:h`` hash of sums (``HINCRBYFLOAT``; stale decay epochs removed with ``HDEL``),
+- ``u:{<user_id>}:m`` sorted set of maxima (``ZADD GT``: an atomic max per member),
+- ``u:{<user_id>}:s`` list, the recent sequence (``RPUSH`` + ``LTRIM``),
+- ``g:h`` / ``g:m`` the population's sums and maxima.
+
+``observe`` coalesces a batch's operations per key (they commute) and sends them in ONE
+``MULTI``/``EXEC`` pipeline: one round trip per batch, and concurrent writers lose no update.
+``read`` is one pipelined round trip (``HGETALL`` + ``ZRANGE`` + ``LRANGE``, plus the population
+when its per-process copy is older than ``population_cache_s``). Connection failures and timeouts
+raise :class:`FeatureStoreUnavailable` at once (short socket timeouts, no retries: a retried
+``MULTI`` could apply a batch twice).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from inference.events import EventRecord
+from inference.features import (
+    SEQUENCE_LENGTH,
+    FeatureState,
+    Ops,
+    PopulationFeatures,
+    SeqItem,
+    event_ops,
+    population_features,
+    user_features,
+)
+from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRead
+
+__all__ = ["RedisFeatureStore", "user_keys"]
+
+_FIELD = "\x1f"
+_CATEGORY = "\x1e"
+
+
+def user_keys(user_id: str, prefix: str = "") -> tuple[str, str, str]:
+    """(sums hash, maxima sorted set, sequence list) of one user, all in the slot of ``{user_id}``."""
+    tag = f"{prefix}u:{{{user_id}}}"
+    return f"{tag}:h", f"{tag}:m", f"{tag}:s"
+
+
+def _encode(item: SeqItem) -> str:
+    return f"{item.ts!r}{_FIELD}{item.item_id}{_FIELD}{_CATEGORY.join(item.categories)}"
+
+
+def _decode(raw: str) -> SeqItem:
+    ts, item_id, categories = raw.split(_FIELD, 2)
+    return SeqItem(item_id, tuple(categories.split(_CATEGORY)) if categories else (), float(ts))
+
+
+def _state(sums: dict[str, str], maxima: list[tuple[str, float]], seq: list[str] | None) -> FeatureState:
+    return FeatureState(
+        {name: float(value) for name, value in sums.items()},
+        dict(maxima),
+        [_decode(raw) for raw in seq] if seq else [],
+    )
+
+
+class RedisFeatureStore(FeatureStore):
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_timeout_s: float = 0.05,
+        write_timeout_s: float = 2.0,
+        population_cache_s: float = 1.0,
+        ttl_s: float = 0.0,
+        prefix: str = "",
+    ) -> None:
+        def client(timeout: float) -> redis.Redis:
+            return redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+            )
+
+        self.url = url
+        self._reader = client(read_timeout_s)
+        self._writer = client(write_timeout_s)
+        self._prefix = prefix
+        self._ttl = int(ttl_s)
+        self._population_keys = (f"{prefix}g:h", f"{prefix}g:m")
+        self._population_cache_s = population_cache_s
+        self._cached: tuple[float, PopulationFeatures] | None = None
+        self._cache_lock = threading.Lock()
+
+    # -- writes --------------------------------------------------------------------------------
+    def _queue(self, pipe: Any, keys: tuple[str, str, str | None], ops: Ops) -> None:
+        sums, maxima, seq = keys
+        if ops.drop:
+            pipe.hdel(sums, *ops.drop)
+        for name, delta in ops.incr.items():
+            pipe.hincrbyfloat(sums, name, delta)
+        if ops.maxima:
+            pipe.zadd(maxima, ops.maxima, gt=True)
+        if ops.push and seq is not None:
+            pipe.rpush(seq, *(_encode(item) for item in ops.push))
+            pipe.ltrim(seq, -SEQUENCE_LENGTH, -1)
+        if self._ttl and seq is not None:
+            for key in keys:
+                pipe.expire(key, self._ttl)
+
+    def observe(self, records: Sequence[EventRecord]) -> None:
+        if not records:
+            return
+        users: dict[str, Ops] = {}
+        population = Ops()
+        for record in records:
+            user_ops, population_ops = event_ops(record)
+            batch = users.get(record.user_id)
+            if batch is None:
+                users[record.user_id] = user_ops
+            else:
+                batch.merge(user_ops)
+            if population_ops:
+                population.merge(population_ops)
+        try:
+            with self._writer.pipeline(transaction=True) as pipe:
+                for user_id, ops in users.items():
+                    self._queue(pipe, user_keys(user_id, self._prefix), ops)
+                if population:
+                    self._queue(pipe, (*self._population_keys, None), population)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store write failed: {exc}") from exc
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _cached_population(self, now: float) -> PopulationFeatures | None:
+        cached = self._cached
+        if cached is None or time.monotonic() - cached[0] >= self._population_cache_s:
+            return None
+        features = cached[1]
+        return features if features.now == now else replace(features, now=now)
+
+    def _remember(self, state: FeatureState, now: float) -> PopulationFeatures:
+        features = population_features(state, now)
+        with self._cache_lock:
+            self._cached = (time.monotonic(), features)
+        return features
+
+    def read(self, user_id: str, *, now: float | None = None) -> StoreRead:
+        now = time.time() if now is None else now
+        sums, maxima, seq = user_keys(user_id, self._prefix)
+        population = self._cached_population(now)
+        try:
+            pipe = self._reader.pipeline(transaction=False)
+            pipe.hgetall(sums)
+            pipe.zrange(maxima, 0, -1, withscores=True)
+            pipe.lrange(seq, 0, -1)
+            if population is None:
+                pipe.hgetall(self._population_keys[0])
+                pipe.zrange(self._population_keys[1], 0, -1, withscores=True)
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
+        user = user_features(_state(replies[0], replies[1], replies[2]), now)
+        if population is None:
+            population = self._remember(_state(replies[3], replies[4], None), now)
+        return StoreRead(user, population)
+
+    def population(self, *, now: float | None = None) -> PopulationFeatures:
+        now = time.time() if now is None else now
+        population = self._cached_population(now)
+        if population is not None:
+            return population
+        try:
+            pipe = self._reader.pipeline(transaction=False)
+            pipe.hgetall(self._population_keys[0])
+            pipe.zrange(self._population_keys[1], 0, -1, withscores=True)
+            sums, maxima = pipe.execute()
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
+        return self._remember(_state(sums, maxima, None), now)
+
+    def user_state(self, user_id: str) -> FeatureState:
+        sums, maxima, seq = user_keys(user_id, self._prefix)
+        try:
+            pipe = self._reader.pipeline(transaction=False)
+            pipe.hgetall(sums)
+            pipe.zrange(maxima, 0, -1, withscores=True)
+            pipe.lrange(seq, 0, -1)
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
+        return _state(*replies)
+
+    # -- deletion ------------------------------------------------------------------------------
+    def forget(self, user_id: str) -> None:
+        try:
+            self._writer.delete(*user_keys(user_id, self._prefix))
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store delete failed: {exc}") from exc
+
+    def clear(self) -> None:
+        try:
+            batch: list[str] = []
+            for key in self._writer.scan_iter(match=f"{self._prefix}u:{{*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    self._writer.delete(*batch)
+                    batch = []
+            self._writer.delete(*batch, *self._population_keys)
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store clear failed: {exc}") from exc
+        with self._cache_lock:
+            self._cached = None
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
