@@ -202,6 +202,13 @@ def test_privacy_signals_mean_the_tracker_sends_and_keeps_nothing(
     assert page.evaluate("window.adsiteTracker.track('conversion', {})") is None
 
 
+@pytest.fixture
+def empty_buffer(request: pytest.FixtureRequest) -> None:
+    """Services mode: start from an empty event stream (earlier tests' server page views stay out)."""
+    if django_settings.ADSITE_MODE == "services":
+        request.getfixturevalue("redis_client")
+
+
 def _flush_buffer() -> None:
     if django_settings.ADSITE_MODE == "services":
         call_command("flush_events")
@@ -209,7 +216,7 @@ def _flush_buffer() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_page_view_ping_click_and_viewable_impression_reach_the_event_table_once(
-    browser: Any, live_server: Any, article: Article
+    browser: Any, live_server: Any, article: Article, empty_buffer: None
 ) -> None:
     from tracking.models import Event
 
@@ -255,7 +262,7 @@ def test_page_view_ping_click_and_viewable_impression_reach_the_event_table_once
 
 @pytest.mark.django_db(transaction=True)
 def test_global_privacy_control_means_nothing_is_sent_or_stored(
-    browser: Any, live_server: Any, article: Article
+    browser: Any, live_server: Any, article: Article, empty_buffer: None
 ) -> None:
     from tracking.models import Event
 
