@@ -35,6 +35,7 @@ install: $(VENV)/.installed
 
 setup: install
 	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py bootstrap_demo
 
 run: setup
