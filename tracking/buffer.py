@@ -133,7 +133,9 @@ def _group_ensure(client: redis.Redis, stream: str, group: str) -> None:
 
 def _batch_store(entries: list[tuple[bytes, dict[bytes, bytes]]], *, reclaimed: bool) -> tuple[int, int]:
     """Insert one batch in one transaction; return (inserted, duplicates)."""
-    rows: list[Row] = [tuple(json.loads(fields[b"e"])) for _entry_id, fields in entries if fields and b"e" in fields]
+    rows: list[Row] = [
+        tuple(json.loads(fields[b"e"])) for _entry_id, fields in entries if fields and b"e" in fields
+    ]
     with transaction.atomic():
         inserted = events_insert(rows)
         conflicts = [row for row in rows if row[0] not in inserted]
@@ -171,7 +173,9 @@ def stream_flush(
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         reclaimed = False
         if reclaim:
-            claimed = client.xautoclaim(stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size)
+            claimed = client.xautoclaim(
+                stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size
+            )
             entries = list(claimed[1])
             reclaimed = bool(entries)
             reclaim = reclaimed  # keep reclaiming until nothing idle is left, then read new entries

@@ -47,13 +47,28 @@ from typing import Any
 EVENT_TYPES = frozenset({"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"})
 AD_TYPES = frozenset({"ad_impression", "ad_click"})
 FIELDS = frozenset(
-    {"event_id", "type", "user_id", "session_id", "ts", "url", "referrer", "item_id", "categories", "ad", "properties"}
+    {
+        "event_id",
+        "type",
+        "user_id",
+        "session_id",
+        "ts",
+        "url",
+        "referrer",
+        "item_id",
+        "categories",
+        "ad",
+        "properties",
+    }
 )
 AD_FIELDS = frozenset({"creative_id", "campaign_id", "placement", "placement_id"})
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+# Canonical lowercase UUIDs (what tracker.js and the importer send) skip the uuid.UUID round trip.
+CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_STR = {"user_id": 64, "session_id": 64, "url": 2048, "referrer": 2048, "item_id": 128}
 MAX_AD_STR = 64
 MAX_ENGAGED_MS = 24 * 3600 * 1000
+_VALID_CATEGORIES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 # Reason codes (also the keys of the ledger's "quarantined" object).
 NOT_AN_OBJECT = "not_an_object"
@@ -128,7 +143,7 @@ def _clean_str(value: str) -> bool:
 
 def _string(raw: dict[str, Any], name: str, *, default: str = "") -> str:
     value = raw.get(name, default)
-    if value is None:
+    if value is None or value == "":
         return default
     if not isinstance(value, str):
         raise _Reject(INVALID_TYPE, f"{name} must be a string")
@@ -145,6 +160,8 @@ def _event_id(raw: dict[str, Any]) -> str:
     value = raw["event_id"]
     if not isinstance(value, str):
         raise _Reject(INVALID_TYPE, "event_id must be a UUID string")
+    if len(value) == 36 and CANONICAL_UUID_RE.match(value):
+        return value
     if len(value) > 45:
         raise _Reject(INVALID_EVENT_ID, "event_id is not a UUID")
     try:
@@ -200,12 +217,24 @@ def _categories(raw: dict[str, Any], limits: Limits) -> tuple[str, ...]:
         raise _Reject(INVALID_TYPE, "categories must be a list of slugs")
     if len(value) > limits.max_categories:
         raise _Reject(TOO_MANY_CATEGORIES, f"more than {limits.max_categories} categories")
+    # Few distinct category lists occur (a page's categories repeat on every event): remember the
+    # ones already found valid, keyed by the exact tuple of strings.
+    key = tuple(value) if all(type(slug) is str for slug in value) else None
+    if key is not None:
+        known = _VALID_CATEGORIES.get(key)
+        if known is not None:
+            return known
     seen: dict[str, None] = {}
     for slug in value:
         if not isinstance(slug, str) or not SLUG_RE.match(slug) or slug.endswith("\n"):
             raise _Reject(INVALID_CATEGORY, "categories must be lowercase slugs")
         seen[slug] = None
-    return tuple(seen)
+    result = tuple(seen)
+    if key is not None:
+        if len(_VALID_CATEGORIES) >= 50_000:
+            _VALID_CATEGORIES.clear()
+        _VALID_CATEGORIES[key] = result
+    return result
 
 
 def _ad(raw: dict[str, Any], event_type: str) -> dict[str, str] | None:
@@ -240,14 +269,20 @@ def _properties(raw: dict[str, Any], event_type: str, limits: Limits) -> dict[st
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         size = len(encoded.encode("utf-8"))
     except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
-        raise _Reject(INVALID_PROPERTIES, "properties must be finite JSON without unpaired surrogates") from None
+        raise _Reject(
+            INVALID_PROPERTIES, "properties must be finite JSON without unpaired surrogates"
+        ) from None
     if size > limits.max_properties_bytes:
         raise _Reject(PROPERTIES_TOO_LARGE, f"properties larger than {limits.max_properties_bytes} bytes")
     if "\x00" in encoded or "\\u0000" in encoded:
         raise _Reject(INVALID_STRING, "properties hold NUL")
     if event_type == "page_ping" and "engaged_ms" in value:
         engaged = value["engaged_ms"]
-        if isinstance(engaged, bool) or not isinstance(engaged, int | float) or not 0 <= engaged <= MAX_ENGAGED_MS:
+        if (
+            isinstance(engaged, bool)
+            or not isinstance(engaged, int | float)
+            or not 0 <= engaged <= MAX_ENGAGED_MS
+        ):
             raise _Reject(INVALID_PROPERTIES, "properties.engaged_ms must be 0..86400000")
     return value
 

@@ -69,7 +69,18 @@ def ledger_accounted(ledger: dict[str, Any]) -> int:
     )
 
 
-_RECORD_FIELDS = ("id", "ts", "user_id", "type", "categories", "item_id", "session_id", "properties", "user_agent", "ad")
+_RECORD_FIELDS = (
+    "id",
+    "ts",
+    "user_id",
+    "type",
+    "categories",
+    "item_id",
+    "session_id",
+    "properties",
+    "user_agent",
+    "ad",
+)
 
 
 def _record(row: tuple[Any, ...]) -> EventRecord:

@@ -43,7 +43,7 @@ from tracking.identity import visitor_id
 from tracking.models import QuarantinedEvent
 from tracking.network import client_ip_truncated
 from tracking.schema import SLUG_RE, Limits, Rejection, ValidEvent, event_validate, payload_text, safe_text
-from tracking.storage import Row, events_insert, json_compact, ledger_add
+from tracking.storage import Row, categories_json, events_insert, json_compact, ledger_add
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +135,9 @@ def row_from_event(event: ValidEvent, *, context: IngestContext, received_at_us:
         event.url,
         event.referrer,
         event.item_id,
-        json_compact(list(event.categories)),
+        categories_json(event.categories),
         json_compact(event.ad) if event.ad is not None else None,
-        json_compact(event.properties),
+        json_compact(event.properties) if event.properties else "{}",
         context.is_bot,
         context.ip,
         context.user_agent,
@@ -273,7 +273,9 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
             buffered = True
         except redis.RedisError as exc:
             # Write through: the database dedupes on its unique index just as well.
-            logger.warning("tracking.buffer_unavailable", extra={"error": type(exc).__name__, "events": len(rows)})
+            logger.warning(
+                "tracking.buffer_unavailable", extra={"error": type(exc).__name__, "events": len(rows)}
+            )
     try:
         with transaction.atomic():
             if new_ids is None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection
@@ -54,13 +55,26 @@ def json_compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+@lru_cache(maxsize=8192)
+def categories_json(categories: tuple[str, ...]) -> str:
+    """The stored JSON of a category tuple (few distinct tuples occur: cached)."""
+    return json_compact(list(categories))
+
+
+_EPOCH_NAIVE = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+
+
 def _sqlite_dt(epoch_us: int) -> str:
     # Django's SQLite backend stores aware datetimes as naive UTC text.
-    return datetime.fromtimestamp(epoch_us / 1_000_000, tz=UTC).replace(tzinfo=None).isoformat(" ")
+    return (_EPOCH_NAIVE + timedelta(microseconds=epoch_us)).isoformat(" ")
 
 
 def _pg_dt(epoch_us: int) -> datetime:
     return datetime.fromtimestamp(epoch_us / 1_000_000, tz=UTC)
+
+
+# A batch shares one receive time: convert it once.
+_sqlite_received = lru_cache(maxsize=8)(_sqlite_dt)
 
 
 def _db_row_sqlite(row: Row) -> tuple[Any, ...]:
@@ -70,7 +84,7 @@ def _db_row_sqlite(row: Row) -> tuple[Any, ...]:
         row[2],
         row[3],
         _sqlite_dt(row[4] * 1000),
-        _sqlite_dt(row[5]),
+        _sqlite_received(row[5]),
         *row[6:],
     )
 

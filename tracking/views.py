@@ -73,7 +73,9 @@ def _events_read(request: HttpRequest) -> list[Any]:
     except ValueError:
         declared = 0
     if declared > max_bytes:
-        raise _BodyError(413, "body_too_large", f"{declared} bytes > {max_bytes}", request.read(keep), declared)
+        raise _BodyError(
+            413, "body_too_large", f"{declared} bytes > {max_bytes}", request.read(keep), declared
+        )
     body = request.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise _BodyError(413, "body_too_large", f"more than {max_bytes} bytes", body[:keep], len(body))
@@ -85,9 +87,7 @@ def _events_read(request: HttpRequest) -> list[Any]:
     if not isinstance(parsed, dict) or set(parsed) != {"events"} or not isinstance(parsed["events"], list):
         raise _BodyError(400, "invalid_batch", 'the body must be {"events": [...]}', body, len(body))
     if len(parsed["events"]) > int(conf.MAX_BATCH_EVENTS):
-        raise _BodyError(
-            400, "batch_too_large", f"more than {conf.MAX_BATCH_EVENTS} events", body, len(body)
-        )
+        raise _BodyError(400, "batch_too_large", f"more than {conf.MAX_BATCH_EVENTS} events", body, len(body))
     return parsed["events"]
 
 
@@ -95,13 +95,17 @@ def _unavailable() -> Response:
     return Response({"error": "unavailable", "detail": "storage unavailable, retry later"}, status=503)
 
 
-def _ingest_response(request: HttpRequest, context: IngestContext, *, privacy_refusal: str | None) -> Response:
+def _ingest_response(
+    request: HttpRequest, context: IngestContext, *, privacy_refusal: str | None
+) -> Response:
     try:
         events = _events_read(request)
     except _BodyError as exc:
         if privacy_refusal is None:
             try:
-                body_quarantine(body=exc.body, size=exc.size, reason=exc.reason, detail=exc.detail, context=context)
+                body_quarantine(
+                    body=exc.body, size=exc.size, reason=exc.reason, detail=exc.detail, context=context
+                )
             except StorageUnavailable:
                 return _unavailable()
         return Response({"error": exc.reason, "detail": exc.detail}, status=exc.status)
@@ -112,7 +116,13 @@ def _ingest_response(request: HttpRequest, context: IngestContext, *, privacy_re
             except Exception:  # a counter is not worth failing the answer for
                 pass
         return Response(
-            {"accepted": 0, "duplicate": 0, "rejected": [], "dropped_for_privacy": len(events), "reason": privacy_refusal},
+            {
+                "accepted": 0,
+                "duplicate": 0,
+                "rejected": [],
+                "dropped_for_privacy": len(events),
+                "reason": privacy_refusal,
+            },
             status=202,
         )
     try:
@@ -132,7 +142,11 @@ def _ingest_response(request: HttpRequest, context: IngestContext, *, privacy_re
 
 _REJECTED = inline_serializer(
     "RejectedEvent",
-    {"index": serializers.IntegerField(), "reason": serializers.CharField(), "detail": serializers.CharField()},
+    {
+        "index": serializers.IntegerField(),
+        "reason": serializers.CharField(),
+        "detail": serializers.CharField(),
+    },
     many=True,
 )
 _ACCEPTED = inline_serializer(
@@ -144,7 +158,9 @@ _ACCEPTED = inline_serializer(
         "dropped_for_privacy": serializers.IntegerField(),
     },
 )
-_ERROR = inline_serializer("CollectError", {"error": serializers.CharField(), "detail": serializers.CharField()})
+_ERROR = inline_serializer(
+    "CollectError", {"error": serializers.CharField(), "detail": serializers.CharField()}
+)
 _BATCH = inline_serializer("EventBatch", {"events": serializers.ListField(child=serializers.DictField())})
 _EXAMPLE = OpenApiExample(
     "one page view",
@@ -223,9 +239,16 @@ class UserDataDeleteView(APIView):
     @extend_schema(
         summary="Delete one visitor's data",
         description="Deletes the visitor's events, quarantined rows, online features and derived data.",
-        responses={200: inline_serializer("UserDataDeleted", {"user_id": serializers.CharField(),
-                                                              "events": serializers.IntegerField(),
-                                                              "quarantined": serializers.IntegerField()})},
+        responses={
+            200: inline_serializer(
+                "UserDataDeleted",
+                {
+                    "user_id": serializers.CharField(),
+                    "events": serializers.IntegerField(),
+                    "quarantined": serializers.IntegerField(),
+                },
+            )
+        },
     )
     def delete(self, request: Request, user_id: str) -> Response:
         from tracking.privacy import user_data_delete

@@ -11,7 +11,9 @@ class Command(BaseCommand):
     help = "Flush buffered events (services mode) from the Redis Stream into the Event table."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--batch-size", type=int, default=None, help="entries per batch (TRACKING FLUSH_BATCH)")
+        parser.add_argument(
+            "--batch-size", type=int, default=None, help="entries per batch (TRACKING FLUSH_BATCH)"
+        )
         parser.add_argument(
             "--reclaim-idle-ms",
             type=int,
