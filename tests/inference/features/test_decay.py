@@ -1,0 +1,96 @@
+"""Decay math and the read-out of a single user: exact halving, epoch boundaries, cold users."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.events import EventRecord
+from inference.features import (
+    HALF_LIVES,
+    FeatureState,
+    event_ops,
+    pair_features,
+    population_features,
+    states_replay,
+    user_features,
+)
+from inference.features.definitions import EPOCH_HALF_LIVES
+
+T0 = 1_700_000_000.0
+
+
+def view(ts: float, *categories: str, user: str = "u") -> EventRecord:
+    return EventRecord(user_id=user, ts=ts, type="page_view", categories=categories, item_id="i")
+
+
+@pytest.mark.parametrize(("index", "half_life"), list(enumerate(h for _, h in HALF_LIVES)))
+def test_a_single_event_halves_after_each_half_life(index: int, half_life: float) -> None:
+    users, _ = states_replay([view(T0, "sports")])
+    for n in range(4):
+        decayed = user_features(users["u"], T0 + n * half_life).decayed[index]["sports"]
+        assert decayed == pytest.approx(0.5**n, rel=1e-12)
+
+
+def test_decayed_counts_are_exact_across_epoch_boundaries() -> None:
+    """Events on both sides of a 1-hour epoch boundary sum exactly as sum(2^-(t - t_i)/h)."""
+    hour = 3_600.0
+    boundary = (T0 // (EPOCH_HALF_LIVES * hour) + 1) * EPOCH_HALF_LIVES * hour
+    times = [boundary - 7_000.0, boundary - 1.0, boundary, boundary + 5_000.0]
+    users, _ = states_replay([view(t, "food") for t in times])
+    now = boundary + 9_000.0
+    expected = sum(2.0 ** (-(now - t) / hour) for t in times)
+    assert user_features(users["u"], now).decayed[0]["food"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_decayed_share_stays_meaningful_for_a_long_idle_user() -> None:
+    users, _ = states_replay([view(T0, "a"), view(T0 + 10, "a"), view(T0 + 20, "b")])
+    features = user_features(users["u"], T0 + 400 * 86_400.0)
+    assert features.decayed[0]["a"] == 0.0  # 1-hour decay has underflowed after 400 days
+    assert features.decayed_share[0]["a"] == pytest.approx(2 / 3, rel=1e-3)
+
+
+def test_cold_user_reads_as_empty_features() -> None:
+    features = user_features(None, T0)
+    assert features.is_cold and features.counts == {} and features.recent == ()
+    assert user_features(FeatureState(), T0).is_cold
+    rows = pair_features(features, population_features(None, T0), ["sports"])
+    assert rows.shape == (1, rows.shape[1]) and float(rows[0, 0]) == 0.0
+
+
+def test_pings_and_impressions_do_not_count_as_interest() -> None:
+    events = [
+        view(T0, "sports"),
+        EventRecord("u", T0 + 1, "page_ping", ("sports",), session_id="s", engaged_ms=4_000),
+        EventRecord("u", T0 + 2, "ad_impression", ("travel",), session_id="s"),
+        EventRecord("u", T0 + 3, "ad_click", ("travel",), session_id="s", device="mobile"),
+    ]
+    users, population = states_replay(events)
+    features = user_features(users["u"], T0 + 10)
+    assert features.events == 2  # the view and the ad click
+    assert features.counts == {"sports": 1.0, "travel": 1.0}
+    assert features.ad_impressions == {"travel": 1.0} and features.ad_clicks == {"travel": 1.0}
+    assert features.session_events == 3.0 and features.session_engaged_s == 4.0
+    assert features.device == "mobile"
+    assert population_features(population, T0 + 10).counts == {"sports": 1.0, "travel": 1.0}
+
+
+def test_session_features_reset_after_the_session_goes_idle() -> None:
+    events = [EventRecord("u", T0 + i, "page_view", ("a",), session_id="s1") for i in range(3)]
+    users, _ = states_replay(events)
+    assert user_features(users["u"], T0 + 60).session_events == 3.0
+    assert user_features(users["u"], T0 + 3 * 3_600).session_events == 0.0
+
+
+def test_ops_are_order_independent() -> None:
+    """Applying the same events' operations in any order gives the same state (what makes Redis safe)."""
+    events = [view(T0 + i * 977.0, "abcdef"[i % 6], "xyz"[i % 3]) for i in range(40)]
+    forward, backward = FeatureState(), FeatureState()
+    for record in events:
+        forward.apply(event_ops(record)[0])
+    for record in reversed(events):
+        backward.apply(event_ops(record)[0])
+    now = T0 + 50_000.0
+    a, b = user_features(forward, now), user_features(backward, now)
+    assert a.counts == b.counts and a.last_seen_ts == b.last_seen_ts and a.recent == b.recent
+    for table_a, table_b in zip(a.decayed, b.decayed, strict=True):
+        assert table_a == pytest.approx(table_b, rel=1e-12)
