@@ -12,12 +12,22 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", APP).include(path_regex=
 
 
 @pytest.fixture
-def token(db, predictor) -> str:
+def token(db, predictor):
     from django.contrib.auth import get_user_model
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
     from rest_framework.authtoken.models import Token
 
+    # as Django's test Client does: requests through the raw WSGI app must not close the test's
+    # connection (and with it the test transaction) at request start and end
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     user = get_user_model().objects.create_user(username="fuzzer")
-    return Token.objects.create(user=user).key
+    try:
+        yield Token.objects.create(user=user).key
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 @pytest.mark.slow
