@@ -1,0 +1,242 @@
+"""The online feature store: both backends behave the same, Redis atomically and in one round trip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from feature_assertions import assert_same_population, assert_same_user
+
+from inference.events import EventRecord
+from inference.store import FeatureStoreUnavailable, feature_store, feature_store_reset, serving_state_reader
+from inference.store.base import FeatureStore
+from inference.store.memory import MemoryFeatureStore
+
+ROOT = Path(__file__).resolve().parents[3]
+T0 = 1_700_000_000.0
+
+
+def views(user: str, n: int, *, start: float = T0, category: str = "sports") -> list[EventRecord]:
+    return [
+        EventRecord(user, start + i, "page_view", (category, f"c{i % 3}"), item_id=f"i{i}", session_id="s")
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def redis_store(redis_client: object) -> Iterator[FeatureStore]:
+    from inference.store.redis import RedisFeatureStore
+
+    store = RedisFeatureStore(settings.REDIS_URL, population_cache_s=0.0, read_timeout_s=2.0)
+    yield store
+    store.close()
+
+
+def test_memory_store_cold_user_reads_empty_and_serving_gets_none() -> None:
+    store = MemoryFeatureStore()
+    result = store.read("nobody", now=T0)
+    assert result.user.is_cold and result.user.counts == {}
+    feature_store_reset()
+    try:
+        user, population = serving_state_reader()("nobody")
+        assert user is None and population is not None
+    finally:
+        feature_store_reset()
+
+
+def test_events_observe_updates_the_next_read_at_once() -> None:
+    from inference import api
+
+    feature_store_reset()
+    try:
+        api.events_observe(views("visitor", 2, start=T0))
+        api.events_observe([EventRecord("visitor", T0 + 5, "click", ("travel",), item_id="t")])
+        user, _ = serving_state_reader()("visitor")
+        assert user is not None and user.counts["travel"] == 1.0 and user.recent[-1].item_id == "t"
+        api.user_forget("visitor")
+        assert serving_state_reader()("visitor")[0] is None
+    finally:
+        feature_store_reset()
+
+
+def test_store_rebuild_from_chunks_equals_the_incremental_store(
+    stream: Callable[..., list[EventRecord]],
+) -> None:
+    events = stream(events=400)
+    incremental = MemoryFeatureStore(population_cache_s=0.0)
+    for record in events:
+        incremental.observe([record])
+    rebuilt = MemoryFeatureStore(population_cache_s=0.0)
+    rebuilt.observe(views("stale-user", 3))
+    assert rebuilt.rebuild(events[i : i + 64] for i in range(0, len(events), 64)) == len(events)
+    assert rebuilt.read("stale-user", now=T0).user.is_cold
+    now = events[-1].ts + 1
+    for user in {e.user_id for e in events}:
+        a, b = incremental.read(user, now=now), rebuilt.read(user, now=now)
+        assert_same_user(b.user, a.user)
+        assert_same_population(b.population, a.population)
+
+
+def test_unreachable_redis_raises_feature_store_unavailable() -> None:
+    """Nothing listens on the port: reads and writes raise the documented exception, not a redis error."""
+    import socket
+
+    from inference.store.redis import RedisFeatureStore
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = RedisFeatureStore(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(FeatureStoreUnavailable):
+        store.read("u", now=T0)
+    with pytest.raises(FeatureStoreUnavailable):
+        store.observe(views("u", 1))
+    try:
+        with pytest.raises(FeatureStoreUnavailable):
+            serving_state_reader(f"redis://127.0.0.1:{port}/0")("u")
+    finally:
+        feature_store_reset()
+    store.close()
+
+
+def test_redis_that_dies_mid_service_raises_feature_store_unavailable(private_redis: str) -> None:
+    import redis
+
+    from inference.store.redis import RedisFeatureStore
+
+    store = RedisFeatureStore(private_redis, read_timeout_s=0.5)
+    store.observe(views("u", 3))
+    assert store.read("u", now=T0 + 10).user.events == 3
+    redis.Redis.from_url(private_redis).shutdown(nosave=True)
+    with pytest.raises(FeatureStoreUnavailable):
+        store.read("u", now=T0 + 10)
+    store.close()
+
+
+@pytest.mark.requires_redis
+def test_redis_store_matches_memory_store_for_batches(
+    redis_store: FeatureStore, stream: Callable[..., list[EventRecord]]
+) -> None:
+    events = stream(events=500)
+    memory = MemoryFeatureStore(population_cache_s=0.0)
+    for i in range(0, len(events), 37):  # uneven batches: coalescing must not change anything
+        redis_store.observe(events[i : i + 37])
+        memory.observe(events[i : i + 37])
+    now = events[-1].ts + 60
+    for user in {e.user_id for e in events}:
+        a, b = memory.read(user, now=now), redis_store.read(user, now=now)
+        assert_same_user(b.user, a.user)
+        assert_same_population(b.population, a.population)
+    assert redis_store.read("nobody", now=now).user.is_cold
+    redis_store.forget("user-1")
+    assert redis_store.read("user-1", now=now).user.is_cold
+
+
+@pytest.mark.requires_redis
+def test_redis_store_keeps_one_user_in_one_cluster_slot(redis_store: FeatureStore) -> None:
+    from redis.crc import key_slot
+
+    from inference.store.redis import user_keys
+
+    redis_store.observe(views("slot-user", 3))
+    keys = user_keys("slot-user")
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    assert all(redis_store._reader.exists(k) for k in keys)  # type: ignore[attr-defined]
+
+
+@pytest.mark.requires_redis
+def test_redis_store_writes_a_batch_and_reads_a_user_in_one_round_trip(
+    redis_store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.client
+
+    calls: list[int] = []
+    original = redis.client.Pipeline.execute
+
+    def counting(self: redis.client.Pipeline, raise_on_error: bool = True) -> list:
+        calls.append(len(self.command_stack))
+        return original(self, raise_on_error)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    batch = [e for u in range(10) for e in views(f"batch-{u}", 20)]
+    redis_store.observe(batch)
+    assert len(calls) == 1 and calls[0] > len(batch)  # every event's commands went in one MULTI
+    calls.clear()
+    result = redis_store.read("batch-3", now=T0 + 100)
+    assert len(calls) == 1 and result.user.events == 20
+
+
+CONCURRENT_WRITER = """
+import sys
+from inference.events import EventRecord
+from inference.store.redis import RedisFeatureStore
+url, writer, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+store = RedisFeatureStore(url, write_timeout_s=5.0)
+for i in range(0, n, 5):
+    store.observe([EventRecord("hot", 1_700_000_000.0 + writer * 0.001 + j, "page_view", ("sports", f"w{writer}"),
+                               item_id=f"{writer}-{j}", session_id="s") for j in range(i, min(n, i + 5))])
+"""
+
+
+@pytest.mark.requires_redis
+def test_concurrent_writers_for_one_user_lose_no_update(redis_store: FeatureStore) -> None:
+    """Threads and separate processes write events for the same user at once; every update counts."""
+    per_writer = 200
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_WRITER, settings.REDIS_URL, str(w), str(per_writer)], cwd=ROOT
+        )
+        for w in range(3)
+    ]
+    from inference.store.redis import RedisFeatureStore
+
+    def thread_writer(writer: int) -> None:
+        store = RedisFeatureStore(settings.REDIS_URL, write_timeout_s=5.0)
+        for j in range(per_writer):
+            store.observe(
+                [
+                    EventRecord(
+                        "hot", T0 + writer * 0.001 + j, "page_view", ("sports", f"w{writer}"), session_id="s"
+                    )
+                ]
+            )
+        store.close()
+
+    threads = [threading.Thread(target=thread_writer, args=(w,)) for w in range(3, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        assert process.wait(timeout=120) == 0
+    writers = 7
+    result = redis_store.read("hot", now=T0 + per_writer)
+    user = result.user
+    assert user.events == writers * per_writer
+    assert user.counts["sports"] == writers * per_writer
+    assert all(user.counts[f"w{w}"] == per_writer for w in range(writers))
+    assert user.type_counts == {"page_view": writers * per_writer}
+    assert user.session_events == writers * per_writer
+    assert user.last_ts == T0 + (writers - 1) * 0.001 + per_writer - 1
+    assert len(user.recent) == 50
+    expected_hour = sum(
+        2.0 ** (-(T0 + per_writer - (T0 + w * 0.001 + j)) / 3_600.0)
+        for w in range(writers)
+        for j in range(per_writer)
+    )
+    assert user.decayed[0]["sports"] == pytest.approx(expected_hour, rel=1e-9)
+    assert result.population.counts["sports"] == writers * per_writer
+
+
+def test_settings_choose_the_memory_store_in_embedded_mode() -> None:
+    feature_store_reset()
+    try:
+        if settings.INFERENCE.get("STORE", "memory") == "memory":
+            assert isinstance(feature_store(), MemoryFeatureStore)
+    finally:
+        feature_store_reset()
