@@ -37,7 +37,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "lambda_l2": 1.0,
     "max_rounds": 400,
     "early_stopping_rounds": 30,
-    "num_threads": 2,
+    "num_threads": 1,
     "popular_k": 20,
     "item_buckets": 8192,
 }
