@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 PY=${VENV:-.venv}/bin
 PORT=${PORT:-8000}
 BIND="127.0.0.1:${PORT}"
+# Prometheus metrics aggregated over every worker process (and correct after restarts).
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${ADSITE_VAR_DIR:-var}/prometheus}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+GUNICORN=("$PY/gunicorn" adsite.wsgi --bind "$BIND" --config scripts/gunicorn.conf.py --access-logfile -)
 
 if [[ -n "${DATABASE_URL:-}" && -n "${REDIS_URL:-}" ]]; then
   echo "adsite: services mode on http://${BIND}/ (gunicorn x ${WEB_CONCURRENCY:-2}, celery worker, beat)"
@@ -19,10 +23,10 @@ if [[ -n "${DATABASE_URL:-}" && -n "${REDIS_URL:-}" ]]; then
   trap cleanup INT TERM EXIT
   "$PY/celery" -A adsite worker --loglevel=INFO --concurrency=1 & pids+=($!)
   "$PY/celery" -A adsite beat --loglevel=INFO --schedule "${ADSITE_VAR_DIR:-var}/celerybeat-schedule" & pids+=($!)
-  "$PY/gunicorn" adsite.wsgi --bind "$BIND" --workers "${WEB_CONCURRENCY:-2}" --access-logfile - & pids+=($!)
+  "${GUNICORN[@]}" --workers "${WEB_CONCURRENCY:-2}" & pids+=($!)
   # Stop everything as soon as any one of them exits.
   wait -n "${pids[@]}"
 else
   echo "adsite: embedded mode on http://${BIND}/ (SQLite in var/, in-process features, eager tasks)"
-  exec "$PY/gunicorn" adsite.wsgi --bind "$BIND" --workers 1 --threads "${GUNICORN_THREADS:-8}" --access-logfile -
+  exec "${GUNICORN[@]}" --workers 1 --threads "${GUNICORN_THREADS:-8}"
 fi
