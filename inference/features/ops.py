@@ -16,7 +16,8 @@ Exact exponential decay with additive updates: for a half-life ``h`` and epochs 
 ``L = EPOCH_HALF_LIVES * h`` seconds, an event at ``t`` adds ``2^((t - E)/h)`` to the field
 ``d:<label>:<k>:<category>``, ``k = floor(t / L)``, ``E = k * L``. The decayed count at any time
 ``s`` is ``sum_k S_k * 2^((E_k - s)/h)`` (see ``readout``), exact, with no read-modify-write.
-Epochs more than one behind the newest event's epoch weigh less than 2^-128 and are dropped.
+Epochs more than one behind the newest event's epoch weigh less than 2^-128: the read-out ignores
+them, and for half-lives up to a day (whose epochs roll every few days) the writer drops them.
 
 Field names (user hash): ``n`` interest events, ``c:<cat>`` counts, ``d:<hl>:<k>:<cat>`` decay
 terms, ``t:<type>`` events by type, ``ai:<cat>`` / ``ac:<cat>`` ad impressions / clicks,
@@ -42,6 +43,9 @@ from inference.features.definitions import (
 )
 
 __all__ = ["SeqItem", "Ops", "event_ops", "decay_term", "epoch_of"]
+
+# half-lives up to a day (epochs up to 128 days) drop the epoch fields two and three epochs back
+_DROP_UP_TO_S = 86_400.0
 
 
 class SeqItem(NamedTuple):
@@ -88,20 +92,37 @@ def decay_term(ts: float, half_life: float) -> tuple[int, float]:
     return k, 2.0 ** ((ts - k * length) / half_life)
 
 
+# per (label, half-life): the current epoch's bounds and field prefixes, so that the hot path formats
+# no strings for the epoch (events arrive in nearly time order; a race merely recomputes an entry)
+_EPOCHS: dict[tuple[str, float], tuple[float, float, float, str, tuple[str, ...]]] = {}
+
+
+def _epoch(label: str, half_life: float, ts: float) -> tuple[float, float, float, str, tuple[str, ...]]:
+    key = (label, half_life)
+    entry = _EPOCHS.get(key)
+    if entry is not None and entry[0] <= ts < entry[1]:
+        return entry
+    length = EPOCH_HALF_LIVES * half_life
+    k = math.floor(ts / length)
+    stale = (f"d:{label}:{k - 2}:", f"d:{label}:{k - 3}:") if half_life <= _DROP_UP_TO_S else ()
+    entry = (k * length, (k + 1) * length, half_life, f"d:{label}:{k}:", stale)
+    _EPOCHS[key] = entry
+    return entry
+
+
 def _decay_ops(
     ops: Ops, ts: float, categories: tuple[str, ...], half_lives: tuple[tuple[str, float], ...]
 ) -> None:
     incr = ops.incr
     drop = ops.drop
     for label, half_life in half_lives:
-        k, term = decay_term(ts, half_life)
-        now_prefix = f"d:{label}:{k}:"
-        stale = (f"d:{label}:{k - 2}:", f"d:{label}:{k - 3}:")
+        start, _, _, prefix, stale = _epoch(label, half_life, ts)
+        term = 2.0 ** ((ts - start) / half_life)
         for category in categories:
-            name = now_prefix + category
+            name = prefix + category
             incr[name] = incr.get(name, 0.0) + term
-            drop.add(stale[0] + category)
-            drop.add(stale[1] + category)
+            for stale_prefix in stale:
+                drop.add(stale_prefix + category)
 
 
 def event_ops(record: EventRecord) -> tuple[Ops, Ops]:

@@ -7,8 +7,12 @@ Keys (the ``{user_id}`` hash tag keeps one user in one Redis Cluster slot):
 - ``u:{<user_id>}:s`` list, the recent sequence (``RPUSH`` + ``LTRIM``),
 - ``g:h`` / ``g:m`` the population's sums and maxima.
 
-``observe`` coalesces a batch's operations per key (they commute) and sends them in ONE
-``MULTI``/``EXEC`` pipeline: one round trip per batch, and concurrent writers lose no update.
+``observe`` coalesces a batch's operations per user (they commute) and sends them in ONE
+``MULTI``/``EXEC`` pipeline: one round trip per batch, and concurrent writers lose no update. Each
+user's operations travel as one ``EVAL`` of a small script that runs exactly those commands
+(``HDEL``, ``HINCRBYFLOAT``, ``ZADD GT``, ``RPUSH`` + ``LTRIM``) server-side: the same semantics as
+sending them one by one, at a fraction of the client-side cost (tens of commands per event).
+Every script call touches the keys of one slot, so in a Redis Cluster each stays atomic per user.
 ``read`` is one pipelined round trip (``HGETALL`` + ``ZRANGE`` + ``LRANGE``, plus the population
 when its per-process copy is older than ``population_cache_s``). Connection failures and timeouts
 raise :class:`FeatureStoreUnavailable` at once (short socket timeouts, no retries: a retried
@@ -42,6 +46,43 @@ from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRea
 
 __all__ = ["RedisFeatureStore", "user_keys"]
 
+# Applies one state's operations: KEYS = sums hash, maxima zset[, sequence list]; ARGV = cap, ttl,
+# drop fields, "field US delta" records, "field US value" records (records separated by RS: one string
+# argument per kind keeps the client's encoding cost per batch, not per field), then sequence items.
+_APPLY_OPS = r"""
+local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local batch = {}
+for name in string.gmatch(ARGV[3], '[^\30]+') do
+  batch[#batch + 1] = name
+  if #batch == 1000 then
+    redis.call('HDEL', KEYS[1], unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then redis.call('HDEL', KEYS[1], unpack(batch)) end
+for name, delta in string.gmatch(ARGV[4], '([^\30\31]+)\31([^\30]+)') do
+  redis.call('HINCRBYFLOAT', KEYS[1], name, delta)
+end
+for name, value in string.gmatch(ARGV[5], '([^\30\31]+)\31([^\30]+)') do
+  redis.call('ZADD', KEYS[2], 'GT', value, name)
+end
+if #ARGV > 5 then
+  local i = 6
+  while i <= #ARGV do
+    local upto = math.min(i + 999, #ARGV)
+    redis.call('RPUSH', KEYS[3], unpack(ARGV, i, upto))
+    i = upto + 1
+  end
+  redis.call('LTRIM', KEYS[3], -cap, -1)
+end
+if ttl > 0 then
+  for k = 1, #KEYS do
+    redis.call('EXPIRE', KEYS[k], ttl)
+  end
+end
+return 1
+"""
+_RECORD = "\x1e"
 _FIELD = "\x1f"
 _CATEGORY = "\x1e"
 
@@ -101,19 +142,20 @@ class RedisFeatureStore(FeatureStore):
 
     # -- writes --------------------------------------------------------------------------------
     def _queue(self, pipe: Any, keys: tuple[str, str, str | None], ops: Ops) -> None:
-        sums, maxima, seq = keys
-        if ops.drop:
-            pipe.hdel(sums, *ops.drop)
-        for name, delta in ops.incr.items():
-            pipe.hincrbyfloat(sums, name, delta)
-        if ops.maxima:
-            pipe.zadd(maxima, ops.maxima, gt=True)
-        if ops.push and seq is not None:
-            pipe.rpush(seq, *(_encode(item) for item in ops.push))
-            pipe.ltrim(seq, -SEQUENCE_LENGTH, -1)
-        if self._ttl and seq is not None:
-            for key in keys:
-                pipe.expire(key, self._ttl)
+        # field names never contain the separators: categories, types, sessions and devices are
+        # validated identifiers by the time they reach inference
+        args: list[Any] = [
+            SEQUENCE_LENGTH,
+            self._ttl if keys[2] else 0,
+            _RECORD.join(ops.drop),
+            _RECORD.join(f"{name}{_FIELD}{delta!r}" for name, delta in ops.incr.items()),
+            _RECORD.join(f"{name}{_FIELD}{value!r}" for name, value in ops.maxima.items()),
+        ]
+        if keys[2]:
+            args.extend(_encode(item) for item in ops.push)
+            pipe.eval(_APPLY_OPS, 3, *keys, *args)
+        else:
+            pipe.eval(_APPLY_OPS, 2, keys[0], keys[1], *args)
 
     def observe(self, records: Sequence[EventRecord]) -> None:
         if not records:
