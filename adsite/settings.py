@@ -233,6 +233,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # collectstatic fills it; WhiteNoise warns when it is missing
 STATICFILES_DIRS: list[Path] = []
 MEDIA_URL = "/media/"
 MEDIA_ROOT = VAR_DIR / "media"

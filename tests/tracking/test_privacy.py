@@ -16,6 +16,7 @@ from tracking.models import Event, QuarantinedEvent
 from tracking.selectors import ledger_get
 
 pytestmark = pytest.mark.django_db
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 
 
 def _event(user_id: str, **extra: object) -> dict[str, object]:
@@ -34,7 +35,8 @@ def _event(user_id: str, **extra: object) -> dict[str, object]:
 
 
 def _collect(client, events: list[dict[str, object]]) -> dict[str, object]:
-    response = client.post("/collect", data=json.dumps({"events": events}), content_type="application/json")
+    response = client.post("/collect", data=json.dumps({"events": events}), content_type="application/json",
+                           HTTP_USER_AGENT=BROWSER)
     assert response.status_code == 202, response.content
     return response.json()
 
@@ -45,20 +47,21 @@ def _reconciles() -> None:
 
 
 def test_delete_user_removes_events_quarantine_and_features(client) -> None:
-    from inference.api import predict_interests
+    from inference.store import feature_store
 
     _collect(client, [_event("alice"), _event("alice", categories=["music"]), _event("bob")])
     _collect(client, [_event("alice", unexpected_field=1)])  # rejected, kept in quarantine
     assert Event.objects.filter(user_id="alice").count() == 2
     assert QuarantinedEvent.objects.filter(user_id="alice").count() == 1
+    assert feature_store().user_state("alice").sums, "the collect request updated alice's features"
 
     call_command("delete_user", "alice")
 
     assert not Event.objects.filter(user_id="alice").exists()
     assert not QuarantinedEvent.objects.filter(user_id="alice").exists()
     assert Event.objects.filter(user_id="bob").count() == 1
-    interests = predict_interests("alice")
-    assert interests.fallback_reason in {"cold_start", "no_model"}
+    assert not feature_store().user_state("alice").sums
+    assert feature_store().user_state("bob").sums
     _reconciles()
 
 
