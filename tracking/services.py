@@ -236,6 +236,16 @@ def _raw_user_id(raw: object, fallback: str) -> str:
     return fallback
 
 
+def _observe_new(valid: Sequence[ValidEvent], new_ids: set[str], *, device: str) -> None:
+    seen: set[str] = set()
+    records = []
+    for event in valid:
+        if event.event_id in new_ids and event.event_id not in seen:
+            seen.add(event.event_id)
+            records.append(event_record_from(event, device=device))
+    events_observe_safe(records)
+
+
 def events_ingest(*, events: Sequence[object], context: IngestContext) -> IngestResult:
     """Validate, dedupe and store (or buffer) one batch; see the module docstring."""
     started = time.perf_counter()
@@ -276,6 +286,7 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
             logger.warning(
                 "tracking.buffer_unavailable", extra={"error": type(exc).__name__, "events": len(rows)}
             )
+    failure: DatabaseError | None = None
     try:
         with transaction.atomic():
             if new_ids is None:
@@ -287,16 +298,16 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
                 QuarantinedEvent.objects.bulk_create(quarantine)
     except DatabaseError as exc:
         logger.exception("tracking.storage_unavailable", extra={"events": len(rows), "buffered": buffered})
-        raise StorageUnavailable("database unavailable") from exc
-
+        failure = exc
+        if not buffered:
+            new_ids = set()
+    assert new_ids is not None
+    # Events already safe in the buffer are observed even if the quarantine write failed: the
+    # sender's retry will find them duplicates and they would otherwise never reach the features.
     if not context.is_bot and new_ids:
-        seen: set[str] = set()
-        records = []
-        for event in valid:
-            if event.event_id in new_ids and event.event_id not in seen:
-                seen.add(event.event_id)
-                records.append(event_record_from(event, device=context.device))
-        events_observe_safe(records)
+        _observe_new(valid, new_ids, device=context.device)
+    if failure is not None:
+        raise StorageUnavailable("database unavailable") from failure
     if rejected:
         logger.info(
             "tracking.events_rejected",

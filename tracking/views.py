@@ -140,6 +140,7 @@ def _ingest_response(
     )
 
 
+_DESCRIPTION = __doc__
 _REJECTED = inline_serializer(
     "RejectedEvent",
     {
@@ -197,7 +198,7 @@ class CollectView(APIView):
     @extend_schema(
         operation_id="collect",
         summary="Record clickstream events (browser beacon)",
-        description=__doc__,
+        description=_DESCRIPTION,
         request={"application/json": _BATCH, "text/plain": _BATCH},
         responses=_RESPONSES,
         examples=[_EXAMPLE],
