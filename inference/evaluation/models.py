@@ -17,7 +17,7 @@ from inference.evaluation.protocol import Split
 from inference.evaluation.runner import Scorer, interests_evaluate
 from inference.events import EventRecord
 from inference.models import PairModel, model_fit, model_train
-from inference.models.inputs import UserState, states_replay
+from inference.models.inputs import users_at
 from inference.models.prior import prior_train
 from inference.models.training import TrainingData, training_samples
 
@@ -25,12 +25,13 @@ __all__ = ["model_case_scores", "model_scorer", "model_scorers", "models_offline
 
 
 def model_case_scores(model: PairModel, split: Split) -> np.ndarray:
-    """Scores[case, category] (in the model's category order) for every case of ``split``."""
-    states, population = states_replay(split.train)
-    samples = [
-        model.inputs(case.user_id, states.get(case.user_id, UserState()), population, case.prediction_ts)
-        for case in split.cases
-    ]
+    """Scores[case, category] (in the model's category order) for every case of ``split``: each test
+    user's features at the case's prediction time, replayed from the training side only."""
+    features = users_at(split.train, {case.user_id: case.prediction_ts for case in split.cases})
+    samples = []
+    for case in split.cases:
+        user, population = features.get(case.user_id, (None, None))
+        samples.append(model.inputs(case.user_id, user, population, case.prediction_ts))
     return model.scores_matrix(samples)
 
 

@@ -17,12 +17,12 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 
+from inference.features import FEATURE_SCHEMA_VERSION, PopulationFeatures, UserFeatures
 from inference.models.inputs import (
     INPUTS_VERSION,
     PAIR_FEATURE_NAMES,
-    PopulationState,
     Sample,
-    UserState,
+    population_from_counts,
     sample_inputs,
 )
 
@@ -35,8 +35,6 @@ __all__ = [
     "manifest_read",
 ]
 
-# bump when the pair features or the sequence encoding change: models of another version do not load
-FEATURE_SCHEMA_VERSION = INPUTS_VERSION
 MANIFEST = "manifest.json"
 # scores for categories that are not among a user's candidates (rank last, below any real score)
 NOT_A_CANDIDATE = -1e9
@@ -53,7 +51,7 @@ class InterestModel(Protocol):
     def score(self, sample: Sample) -> np.ndarray: ...
 
     def predict(
-        self, user: UserState | None, population: PopulationState | None, *, now: float, top: int = 5
+        self, user: UserFeatures | None, population: PopulationFeatures | None, *, now: float, top: int = 5
     ) -> list[tuple[str, float]]: ...
 
     def save(self, directory: Path) -> None: ...
@@ -64,10 +62,11 @@ class InterestModel(Protocol):
 
 def manifest_read(directory: Path) -> dict[str, Any]:
     manifest = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
-    if manifest.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
+    found = (manifest.get("feature_schema_version"), manifest.get("inputs_version"))
+    if found != (FEATURE_SCHEMA_VERSION, INPUTS_VERSION):
         raise ValueError(
-            f"{directory}: feature schema {manifest.get('feature_schema_version')} "
-            f"is not the current {FEATURE_SCHEMA_VERSION}"
+            f"{directory}: feature schema / inputs version {found} "
+            f"is not the current {(FEATURE_SCHEMA_VERSION, INPUTS_VERSION)}"
         )
     return manifest
 
@@ -90,9 +89,7 @@ class PairModel:
         self.popularity = {c: float(popularity.get(c, 0.0)) for c in self.categories}
         self.hyperparameters = dict(hyperparameters)
         self.training = dict(training or {})
-        self._fallback_population = PopulationState(
-            counts=dict(self.popularity), decayed=dict(self.popularity), total=sum(self.popularity.values())
-        )
+        self._fallback_population = population_from_counts(self.popularity)
 
     # -- what subclasses provide -------------------------------------------------------------
     def score(self, sample: Sample) -> np.ndarray:
@@ -111,30 +108,35 @@ class PairModel:
     def item_buckets(self) -> int:
         return int(self.hyperparameters.get("item_buckets", 8192))
 
-    def popular(self, population: PopulationState | None) -> list[str]:
+    def popular(self, population: PopulationFeatures | None) -> list[str]:
         if population is None or not population.counts:
             population = self._fallback_population
         return population.popular(self.popular_k)
 
     def inputs(
-        self, user_id: str, user: UserState | None, population: PopulationState | None, now: float
+        self, user_id: str, user: UserFeatures | None, population: PopulationFeatures | None, now: float
     ) -> Sample:
-        population = population if population is not None and population.counts else self._fallback_population
+        """Model inputs from the features read-out (``None`` user = cold; ``None`` or empty population =
+        the popularity saved with the model)."""
+        if population is None or not population.counts:
+            population = self._fallback_population
         return sample_inputs(
             user_id,
-            user or UserState(),
+            user if user is not None else UserFeatures.empty(now),
             population,
-            now,
             category_index=self.category_index,
             popular=self.popular(population),
             item_buckets=self.item_buckets,
         )
 
     def predict(
-        self, user: UserState | None, population: PopulationState | None, *, now: float, top: int = 5
+        self, user: UserFeatures | None, population: PopulationFeatures | None, *, now: float, top: int = 5
     ) -> list[tuple[str, float]]:
         """The ``top`` categories for one user, best first, with scores in (0, 1) (a logistic of the
-        model's score; comparable within one answer, not calibrated probabilities)."""
+        model's score; comparable within one answer, not calibrated probabilities).
+
+        ``user`` and ``population`` are the online store's read-out (``serving_state_reader``): the
+        features are taken at ``user.now``; ``now`` dates a cold (``None``) user."""
         sample = self.inputs("", user, population, now)
         if sample.candidates.size == 0:
             return []
@@ -159,6 +161,7 @@ class PairModel:
         return {
             "algorithm": self.algorithm,
             "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "inputs_version": INPUTS_VERSION,
             "pair_features": list(PAIR_FEATURE_NAMES),
             "categories": list(self.categories),
             "popularity": self.popularity,

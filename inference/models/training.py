@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.events import EventRecord
+from inference.features import INTEREST_TYPES
 from inference.models.inputs import Sample, samples_build
 
 __all__ = ["TrainingData", "training_samples", "ndcg_of_samples"]
@@ -64,15 +65,18 @@ def training_samples(
         "item_buckets": item_buckets,
     }
     if validation == "user":
+        # positions count interest events, as the builder's do
         by_user: dict[str, int] = {}
         for event in ordered:
-            by_user[event.user_id] = by_user.get(event.user_id, 0) + 1
+            if event.type in INTEREST_TYPES:
+                by_user[event.user_id] = by_user.get(event.user_id, 0) + 1
         cuts = {u: int(0.8 * n) for u, n in by_user.items() if n >= 30}
         seen: dict[str, int] = {}
         fit_events = []
         for event in ordered:
             position = seen.get(event.user_id, 0)
-            seen[event.user_id] = position + 1
+            if event.type in INTEREST_TYPES:
+                seen[event.user_id] = position + 1
             if position < cuts.get(event.user_id, 1 << 62):
                 fit_events.append(event)
         fit = list(samples_build(fit_events, every=every, seed=seed, **common))
@@ -85,7 +89,8 @@ def training_samples(
         fit_events = [e for e in ordered if e.ts < cutoff]
         seen_before: dict[str, int] = {}
         for event in fit_events:
-            seen_before[event.user_id] = seen_before.get(event.user_id, 0) + 1
+            if event.type in INTEREST_TYPES:
+                seen_before[event.user_id] = seen_before.get(event.user_id, 0) + 1
         fit = list(samples_build(fit_events, every=every, seed=seed, **common))
         val = list(samples_build(ordered, every=every, seed=seed + 1, start_index=seen_before, **common))
         val = [s for s in val if s.ts >= cutoff]

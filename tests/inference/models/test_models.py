@@ -12,9 +12,9 @@ import pytest
 from inference.evaluation.models import model_scorers
 from inference.evaluation.runner import interests_evaluate
 from inference.events import EventRecord
+from inference.features import population_features, states_replay, user_features
 from inference.models import PriorModel, model_load, model_train
 from inference.models.base import MANIFEST, InterestModel
-from inference.models.inputs import states_replay
 
 CATEGORIES = ("news", "sport", "travel", "food", "tech", "music")
 
@@ -48,6 +48,13 @@ SMALL = {
 }
 
 
+def read_out(stream, user_id):
+    """What the online store would hand the model for ``user_id`` just after ``stream``."""
+    states, population = states_replay(stream)
+    now = stream[-1].ts + 1
+    return user_features(states[user_id], now), population_features(population, now)
+
+
 @pytest.fixture(scope="module")
 def stream():
     return favourite_stream()
@@ -69,13 +76,13 @@ def _train(algorithm, stream, seed=0):
 def test_saved_model_loads_back_and_scores_identically(algorithm, stream, tmp_path):
     model = _train(algorithm, stream)
     assert isinstance(model, InterestModel)
-    states, population = states_replay(stream)
-    now = stream[-1].ts + 1
-    before = model.predict(states["u1"], population, now=now, top=3)
+    user, population = read_out(stream, "u1")
+    now = user.now
+    before = model.predict(user, population, now=now, top=3)
     model.save(tmp_path / "v1")
     loaded = model_load(tmp_path / "v1")
     assert loaded.algorithm == algorithm
-    after = loaded.predict(states["u1"], population, now=now, top=3)
+    after = loaded.predict(user, population, now=now, top=3)
     assert [c for c, _ in after] == [c for c, _ in before]
     assert [s for _, s in after] == pytest.approx([s for _, s in before], abs=1e-6)
     assert all(0.0 < s < 1.0 and math.isfinite(s) for _, s in after)
@@ -87,10 +94,9 @@ def test_saved_model_loads_back_and_scores_identically(algorithm, stream, tmp_pa
 
 @pytest.mark.parametrize("algorithm", ["neural", "gbdt"])
 def test_training_is_deterministic_for_a_fixed_seed(algorithm, stream):
-    states, population = states_replay(stream)
-    now = stream[-1].ts + 1
-    first = _train(algorithm, stream, seed=3).predict(states["u3"], population, now=now, top=6)
-    second = _train(algorithm, stream, seed=3).predict(states["u3"], population, now=now, top=6)
+    user, population = read_out(stream, "u3")
+    first = _train(algorithm, stream, seed=3).predict(user, population, now=user.now, top=6)
+    second = _train(algorithm, stream, seed=3).predict(user, population, now=user.now, top=6)
     assert first == second
 
 
@@ -107,10 +113,11 @@ def test_a_corrupt_artifact_refuses_to_load(algorithm, stream, tmp_path):
 def test_prior_serves_population_interests_to_cold_users_and_own_interests_to_known_ones():
     prior = PriorModel.from_population({"news": 50.0, "sport": 10.0, "food": 5.0, "travel": 1.0})
     assert [c for c, _ in prior.predict(None, None, now=0.0, top=2)] == ["news", "sport"]
-    states, population = states_replay(favourite_stream(users=2, events=40))
-    fan = states["u1"]  # favours 'travel', the least popular
+    fan, population = read_out(
+        favourite_stream(users=2, events=40), "u1"
+    )  # favours 'travel', the least popular
     assert max(fan.counts, key=fan.counts.get) == "travel"
-    assert prior.predict(fan, population, now=fan.last_ts + 1, top=1)[0][0] == "travel"
+    assert prior.predict(fan, population, now=fan.now, top=1)[0][0] == "travel"
 
 
 def test_learned_models_beat_popularity_on_a_stream_with_a_signal():
