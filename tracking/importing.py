@@ -26,7 +26,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from tracking.services import (
     quarantine_row,
     row_from_event,
 )
-from tracking.storage import Row, events_insert, ledger_add
+from tracking.storage import Row, db_params, events_insert, ledger_add
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,7 @@ class _Prepared:
     valid: list[ValidEvent]
     bad: list[QuarantinedEvent]
     labels: dict[str, str]
+    params: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _prepare(
@@ -232,6 +233,7 @@ def _prepare(
         for slug in outcome.categories:
             if slug not in prepared.labels:
                 prepared.labels[slug] = source.labels.get(slug, slug)
+    prepared.params = db_params(prepared.db_rows)
     return prepared
 
 
@@ -295,7 +297,7 @@ def events_import(
             new_labels = {slug: label for slug, label in item.labels.items() if slug not in labels_seen}
             with transaction.atomic():
                 created += categories_ensure(labels=new_labels)
-                inserted = events_insert(item.db_rows)
+                inserted = events_insert(item.db_rows, params=item.params)
                 if item.bad:
                     QuarantinedEvent.objects.bulk_create(item.bad)
                 ledger_add({"received": item.size, "duplicates": len(item.db_rows) - len(inserted)})

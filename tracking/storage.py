@@ -109,31 +109,38 @@ def _insert_sql(n_rows: int, placeholder: str) -> str:
 _SQL_CACHE: dict[tuple[int, str], str] = {}
 
 
-def events_insert(rows: Sequence[Row]) -> set[str]:
+def db_params(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    """``rows`` converted for this database's driver (may run on another thread: no query is made)."""
+    convert = _db_row_sqlite if connection.vendor == "sqlite" else _db_row_pg
+    return [convert(row) for row in rows]
+
+
+def events_insert(rows: Sequence[Row], *, params: Sequence[tuple[Any, ...]] | None = None) -> set[str]:
     """Insert ``rows`` (canonical form); return the canonical ids actually inserted (not duplicates).
 
-    Uses the raw DB-API cursor of Django's connection (so it joins the caller's transaction) to skip
-    the debug cursor's per-query formatting, which would dominate a 100,000-row import.
+    ``params``: the same rows already converted by :func:`db_params` (the importer converts on its
+    preparing thread). Uses the raw DB-API cursor of Django's connection (so it joins the caller's
+    transaction) to skip the debug cursor's per-query formatting, which would dominate a large import.
     """
     if not rows:
         return set()
     connection.ensure_connection()
     vendor = connection.vendor
-    convert = _db_row_sqlite if vendor == "sqlite" else _db_row_pg
+    converted = db_params(rows) if params is None else params
     placeholder = "?" if vendor == "sqlite" else "%s"
     inserted: set[str] = set()
     cursor = connection.connection.cursor()
     try:
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[start : start + ROWS_PER_STATEMENT]
+        for start in range(0, len(converted), ROWS_PER_STATEMENT):
+            chunk = converted[start : start + ROWS_PER_STATEMENT]
             key = (len(chunk), vendor)
             sql = _SQL_CACHE.get(key)
             if sql is None:
                 sql = _SQL_CACHE[key] = _insert_sql(len(chunk), placeholder)
-            params: list[Any] = []
-            for row in chunk:
-                params.extend(convert(row))
-            cursor.execute(sql, params)
+            flat: list[Any] = []
+            for values in chunk:
+                flat.extend(values)
+            cursor.execute(sql, flat)
             inserted.update(_canonical_id(found[0]) for found in cursor.fetchall())
     finally:
         cursor.close()

@@ -42,6 +42,7 @@ class Command(BaseCommand):
             unit="ev", unit_scale=True, desc="import", disable=options["no_progress"], file=self.stderr
         )
         started = time.perf_counter()
+        cpu_started = time.process_time()
         try:
             result = events_import(
                 rows=rows,
@@ -54,9 +55,11 @@ class Command(BaseCommand):
         finally:
             bar.close()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         rate = result.rows / elapsed if elapsed > 0 else 0.0
         self.stdout.write(
-            f"import_events: {result.rows} rows in {elapsed:.2f}s ({rate:,.0f} rows/s): {result.accepted} stored, "
+            f"import_events: {result.rows} rows in {elapsed:.2f}s ({rate:,.0f} rows/s, {cpu:.2f}s CPU): "
+            f"{result.accepted} stored, "
             f"{result.duplicates} duplicates, {result.quarantined} quarantined, "
             f"{result.categories_created} categories created"
         )
