@@ -127,6 +127,8 @@ def events_insert(rows: Sequence[Row], *, params: Sequence[tuple[Any, ...]] | No
     connection.ensure_connection()
     vendor = connection.vendor
     converted = db_params(rows) if params is None else params
+    if vendor == "postgresql" and len(converted) >= COPY_MIN_ROWS:
+        return _events_insert_copy(converted)
     placeholder = "?" if vendor == "sqlite" else "%s"
     inserted: set[str] = set()
     cursor = connection.connection.cursor()
@@ -142,6 +144,41 @@ def events_insert(rows: Sequence[Row], *, params: Sequence[tuple[Any, ...]] | No
                 flat.extend(values)
             cursor.execute(sql, flat)
             inserted.update(_canonical_id(found[0]) for found in cursor.fetchall())
+    finally:
+        cursor.close()
+    return inserted
+
+
+# PostgreSQL: from this many rows on, COPY into a temporary table and INSERT ... SELECT from it.
+COPY_MIN_ROWS = 1000
+_LOAD_TABLE = "tracking_event_load"
+_LOAD_COLUMNS = (
+    "event_id uuid, type text, user_id text, session_id text, ts timestamptz, received_at timestamptz, "
+    "url text, referrer text, item_id text, categories jsonb, ad jsonb, properties jsonb, is_bot boolean, "
+    "ip text, user_agent text, source text"
+)
+
+
+def _events_insert_copy(converted: Sequence[tuple[Any, ...]]) -> set[str]:
+    """The PostgreSQL fast path: ``COPY`` the batch into a per-session temporary table (emptied at
+    commit), then one ``INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING RETURNING``."""
+    table = Event._meta.db_table
+    columns = ", ".join(ROW_FIELDS)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOAD_TABLE} ({_LOAD_COLUMNS}) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute(f"TRUNCATE {_LOAD_TABLE}")
+        with cursor.copy(f"COPY {_LOAD_TABLE} ({columns}) FROM STDIN") as copy:
+            for values in converted:
+                copy.write_row(values)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_LOAD_TABLE} "
+            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+        )
+        inserted = {str(found[0]) for found in cursor.fetchall()}
+        cursor.execute(f"TRUNCATE {_LOAD_TABLE}")
     finally:
         cursor.close()
     return inserted
