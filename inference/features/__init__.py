@@ -16,6 +16,7 @@ from inference.features.definitions import (
     INTEREST_TYPES,
     POPULATION_HALF_LIVES,
     SEQUENCE_LENGTH,
+    SESSIONS_KEPT,
 )
 from inference.features.ops import Ops, SeqItem, event_ops
 from inference.features.pairs import PAIR_FEATURE_NAMES, candidate_categories, pair_features
@@ -29,6 +30,7 @@ __all__ = [
     "PAIR_FEATURE_NAMES",
     "POPULATION_HALF_LIVES",
     "SEQUENCE_LENGTH",
+    "SESSIONS_KEPT",
     "FeatureState",
     "Ops",
     "PopulationFeatures",

@@ -28,4 +28,6 @@ AD_IMPRESSION = "ad_impression"
 AD_CLICK = "ad_click"
 # a session is over after this long without an event (its counters then read as zero)
 SESSION_IDLE_S = 30 * 60.0
+# sessions whose counters a user's state keeps (the most recent ones); older ones are pruned
+SESSIONS_KEPT = 2
 DEVICES = ("desktop", "mobile", "tablet", "other")

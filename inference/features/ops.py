@@ -22,8 +22,9 @@ them, and for half-lives up to a day (whose epochs roll every few days) the writ
 Field names (user hash): ``n`` interest events, ``c:<cat>`` counts, ``d:<hl>:<k>:<cat>`` decay
 terms, ``t:<type>`` events by type, ``ai:<cat>`` / ``ac:<cat>`` ad impressions / clicks,
 ``sn:<session>`` / ``se:<session>`` session events / engaged milliseconds. Maxima: ``last`` (last
-interest event), ``ls:<cat>`` last seen, ``ss:<session>`` session last event, ``dv:<device>``
-device last used. Population hash: ``n``, ``c:<cat>``, ``d:<hl>:<k>:<cat>`` and maximum ``last``.
+interest event), ``ls:<cat>`` last seen, ``dv:<device>`` device last used. Sessions: session ->
+its last event (a max); only the ``SESSIONS_KEPT`` most recent sessions are kept, older ones are
+pruned with their counters (the only state that would otherwise grow with every visit). Population hash: ``n``, ``c:<cat>``, ``d:<hl>:<k>:<cat>`` and maximum ``last``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Ops:
     maxima: dict[str, float] = field(default_factory=dict)
     push: list[SeqItem] = field(default_factory=list)
     drop: set[str] = field(default_factory=set)
+    sessions: dict[str, float] = field(default_factory=dict)
 
     def merge(self, other: Ops) -> None:
         """Coalesce ``other`` into this batch (sums add, maxima keep the larger, pushes append)."""
@@ -76,9 +78,13 @@ class Ops:
                 maxima[name] = value
         self.push.extend(other.push)
         self.drop |= other.drop
+        sessions = self.sessions
+        for session, value in other.sessions.items():
+            if value > sessions.get(session, -math.inf):
+                sessions[session] = value
 
     def __bool__(self) -> bool:
-        return bool(self.incr or self.maxima or self.push or self.drop)
+        return bool(self.incr or self.maxima or self.push or self.drop or self.sessions)
 
 
 def epoch_of(ts: float, half_life: float) -> int:
@@ -143,7 +149,7 @@ def event_ops(record: EventRecord) -> tuple[Ops, Ops]:
         incr["sn:" + record.session_id] = 1.0
         if record.engaged_ms:
             incr["se:" + record.session_id] = float(record.engaged_ms)
-        maxima["ss:" + record.session_id] = ts
+        user.sessions[record.session_id] = ts
     maxima["dv:" + (record.device or "other")] = ts
     if kind == AD_IMPRESSION:
         for category in categories:

@@ -170,12 +170,12 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
         tag = name[:3]
         if tag == "ls:":
             last_seen_ts[name[3:]] = value
-        elif tag == "ss:":
-            if value > session_ts or (value == session_ts and name[3:] > session):
-                session, session_ts = name[3:], value
         elif tag == "dv:":
             if value > device_ts or (value == device_ts and name[3:] > device):
                 device, device_ts = name[3:], value
+    for name, value in state.sessions.items():
+        if value > session_ts or (value == session_ts and name > session):
+            session, session_ts = name, value
     session_events = session_engaged_s = 0.0
     if session and now - session_ts <= SESSION_IDLE_S:
         session_events = sums.get("sn:" + session, 0.0)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from inference.events import EventRecord
-from inference.features.definitions import SEQUENCE_LENGTH
+from inference.features.definitions import SEQUENCE_LENGTH, SESSIONS_KEPT
 from inference.features.ops import Ops, SeqItem, event_ops
 
 __all__ = ["FeatureState", "states_replay"]
@@ -19,11 +19,13 @@ __all__ = ["FeatureState", "states_replay"]
 
 @dataclass(slots=True)
 class FeatureState:
-    """One user's (or the population's) fields: sums, maxima and the recent sequence (oldest first)."""
+    """One user's (or the population's) fields: sums, maxima, the recent sequence (oldest first) and
+    the most recent sessions (session -> last event)."""
 
     sums: dict[str, float] = field(default_factory=dict)
     maxima: dict[str, float] = field(default_factory=dict)
     seq: list[SeqItem] = field(default_factory=list)
+    sessions: dict[str, float] = field(default_factory=dict)
 
     def apply(self, ops: Ops) -> None:
         sums = self.sums
@@ -41,12 +43,25 @@ class FeatureState:
             seq.extend(ops.push)
             if len(seq) > SEQUENCE_LENGTH:
                 del seq[:-SEQUENCE_LENGTH]
+        if ops.sessions:
+            sessions = self.sessions
+            for session, value in ops.sessions.items():
+                current = sessions.get(session)
+                if current is None or value > current:
+                    sessions[session] = value
+            if len(sessions) > SESSIONS_KEPT:
+                # the oldest by (last event, id): the order a Redis sorted set ranks them in
+                ranked = sorted(sessions, key=lambda s: (sessions[s], s))
+                for session in ranked[: len(ranked) - SESSIONS_KEPT]:
+                    del sessions[session]
+                    sums.pop("sn:" + session, None)
+                    sums.pop("se:" + session, None)
 
     def copy(self) -> FeatureState:
-        return FeatureState(dict(self.sums), dict(self.maxima), list(self.seq))
+        return FeatureState(dict(self.sums), dict(self.maxima), list(self.seq), dict(self.sessions))
 
     def __bool__(self) -> bool:
-        return bool(self.sums or self.maxima or self.seq)
+        return bool(self.sums or self.maxima or self.seq or self.sessions)
 
 
 def states_replay(events: Iterable[EventRecord]) -> tuple[dict[str, FeatureState], FeatureState]:

@@ -5,6 +5,7 @@ Keys (the ``{user_id}`` hash tag keeps one user in one Redis Cluster slot):
 - ``u:{<user_id>}:h`` hash of sums (``HINCRBYFLOAT``; stale decay epochs removed with ``HDEL``),
 - ``u:{<user_id>}:m`` sorted set of maxima (``ZADD GT``: an atomic max per member),
 - ``u:{<user_id>}:s`` list, the recent sequence (``RPUSH`` + ``LTRIM``),
+- ``u:{<user_id>}:x`` sorted set of the latest sessions (``ZADD GT``; older ones pruned with their counters),
 - ``g:h`` / ``g:m`` the population's sums and maxima.
 
 ``observe`` coalesces a batch's operations per user (they commute) and sends them in ONE
@@ -34,6 +35,7 @@ from redis.retry import Retry
 from inference.events import EventRecord
 from inference.features import (
     SEQUENCE_LENGTH,
+    SESSIONS_KEPT,
     FeatureState,
     Ops,
     PopulationFeatures,
@@ -46,9 +48,10 @@ from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRea
 
 __all__ = ["RedisFeatureStore", "user_keys"]
 
-# Applies one state's operations: KEYS = sums hash, maxima zset[, sequence list]; ARGV = cap, ttl,
-# drop fields, "field US delta" records, "field US value" records (records separated by RS: one string
-# argument per kind keeps the client's encoding cost per batch, not per field), then sequence items.
+# Applies one state's operations in FeatureState.apply's order: KEYS = sums hash, maxima zset[, sequence
+# list, sessions zset]; ARGV = cap, ttl, drop fields, "field US delta" records, "field US value"
+# records, "session US ts" records, sessions kept (records separated by RS: one string argument per
+# kind keeps the client's encoding cost per batch, not per field), then the sequence items.
 _APPLY_OPS = r"""
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local batch = {}
@@ -66,14 +69,27 @@ end
 for name, value in string.gmatch(ARGV[5], '([^\30\31]+)\31([^\30]+)') do
   redis.call('ZADD', KEYS[2], 'GT', value, name)
 end
-if #ARGV > 5 then
-  local i = 6
+if #ARGV > 7 then
+  local i = 8
   while i <= #ARGV do
     local upto = math.min(i + 999, #ARGV)
     redis.call('RPUSH', KEYS[3], unpack(ARGV, i, upto))
     i = upto + 1
   end
   redis.call('LTRIM', KEYS[3], -cap, -1)
+end
+if ARGV[6] ~= '' then
+  for name, value in string.gmatch(ARGV[6], '([^\30\31]+)\31([^\30]+)') do
+    redis.call('ZADD', KEYS[4], 'GT', value, name)
+  end
+  local keep = tonumber(ARGV[7])
+  local n = redis.call('ZCARD', KEYS[4])
+  if n > keep then
+    for _, session in ipairs(redis.call('ZRANGE', KEYS[4], 0, n - keep - 1)) do
+      redis.call('HDEL', KEYS[1], 'sn:' .. session, 'se:' .. session)
+    end
+    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, n - keep - 1)
+  end
 end
 if ttl > 0 then
   for k = 1, #KEYS do
@@ -87,10 +103,11 @@ _FIELD = "\x1f"
 _CATEGORY = "\x1e"
 
 
-def user_keys(user_id: str, prefix: str = "") -> tuple[str, str, str]:
-    """(sums hash, maxima sorted set, sequence list) of one user, all in the slot of ``{user_id}``."""
+def user_keys(user_id: str, prefix: str = "") -> tuple[str, str, str, str]:
+    """(sums hash, maxima sorted set, sequence list, sessions sorted set) of one user, all in the slot
+    of ``{user_id}``."""
     tag = f"{prefix}u:{{{user_id}}}"
-    return f"{tag}:h", f"{tag}:m", f"{tag}:s"
+    return f"{tag}:h", f"{tag}:m", f"{tag}:s", f"{tag}:x"
 
 
 def _encode(item: SeqItem) -> str:
@@ -102,11 +119,17 @@ def _decode(raw: str) -> SeqItem:
     return SeqItem(item_id, tuple(categories.split(_CATEGORY)) if categories else (), float(ts))
 
 
-def _state(sums: dict[str, str], maxima: list[tuple[str, float]], seq: list[str] | None) -> FeatureState:
+def _state(
+    sums: dict[str, str],
+    maxima: list[tuple[str, float]],
+    seq: list[str] | None = None,
+    sessions: list[tuple[str, float]] | None = None,
+) -> FeatureState:
     return FeatureState(
         {name: float(value) for name, value in sums.items()},
         dict(maxima),
         [_decode(raw) for raw in seq] if seq else [],
+        dict(sessions) if sessions else {},
     )
 
 
@@ -141,21 +164,22 @@ class RedisFeatureStore(FeatureStore):
         self._cache_lock = threading.Lock()
 
     # -- writes --------------------------------------------------------------------------------
-    def _queue(self, pipe: Any, keys: tuple[str, str, str | None], ops: Ops) -> None:
+    def _queue(self, pipe: Any, keys: tuple[str, ...], ops: Ops) -> None:
         # field names never contain the separators: categories, types, sessions and devices are
         # validated identifiers by the time they reach inference
+        user = len(keys) == 4
         args: list[Any] = [
             SEQUENCE_LENGTH,
-            self._ttl if keys[2] else 0,
+            self._ttl if user else 0,
             _RECORD.join(ops.drop),
             _RECORD.join(f"{name}{_FIELD}{delta!r}" for name, delta in ops.incr.items()),
             _RECORD.join(f"{name}{_FIELD}{value!r}" for name, value in ops.maxima.items()),
+            _RECORD.join(f"{name}{_FIELD}{value!r}" for name, value in ops.sessions.items()) if user else "",
+            SESSIONS_KEPT,
         ]
-        if keys[2]:
+        if user:
             args.extend(_encode(item) for item in ops.push)
-            pipe.eval(_APPLY_OPS, 3, *keys, *args)
-        else:
-            pipe.eval(_APPLY_OPS, 2, keys[0], keys[1], *args)
+        pipe.eval(_APPLY_OPS, len(keys), *keys, *args)
 
     def observe(self, records: Sequence[EventRecord]) -> None:
         if not records:
@@ -176,7 +200,7 @@ class RedisFeatureStore(FeatureStore):
                 for user_id, ops in users.items():
                     self._queue(pipe, user_keys(user_id, self._prefix), ops)
                 if population:
-                    self._queue(pipe, (*self._population_keys, None), population)
+                    self._queue(pipe, self._population_keys, population)
                 pipe.execute()
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store write failed: {exc}") from exc
@@ -195,24 +219,28 @@ class RedisFeatureStore(FeatureStore):
             self._cached = (time.monotonic(), features)
         return features
 
+    def _queue_user_read(self, pipe: Any, user_id: str) -> None:
+        sums, maxima, seq, sessions = user_keys(user_id, self._prefix)
+        pipe.hgetall(sums)
+        pipe.zrange(maxima, 0, -1, withscores=True)
+        pipe.lrange(seq, 0, -1)
+        pipe.zrange(sessions, 0, -1, withscores=True)
+
     def read(self, user_id: str, *, now: float | None = None) -> StoreRead:
         now = time.time() if now is None else now
-        sums, maxima, seq = user_keys(user_id, self._prefix)
         population = self._cached_population(now)
         try:
             pipe = self._reader.pipeline(transaction=False)
-            pipe.hgetall(sums)
-            pipe.zrange(maxima, 0, -1, withscores=True)
-            pipe.lrange(seq, 0, -1)
+            self._queue_user_read(pipe, user_id)
             if population is None:
                 pipe.hgetall(self._population_keys[0])
                 pipe.zrange(self._population_keys[1], 0, -1, withscores=True)
             replies = pipe.execute()
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
-        user = user_features(_state(replies[0], replies[1], replies[2]), now)
+        user = user_features(_state(*replies[:4]), now)
         if population is None:
-            population = self._remember(_state(replies[3], replies[4], None), now)
+            population = self._remember(_state(replies[4], replies[5]), now)
         return StoreRead(user, population)
 
     def population(self, *, now: float | None = None) -> PopulationFeatures:
@@ -227,15 +255,12 @@ class RedisFeatureStore(FeatureStore):
             sums, maxima = pipe.execute()
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
-        return self._remember(_state(sums, maxima, None), now)
+        return self._remember(_state(sums, maxima), now)
 
     def user_state(self, user_id: str) -> FeatureState:
-        sums, maxima, seq = user_keys(user_id, self._prefix)
         try:
             pipe = self._reader.pipeline(transaction=False)
-            pipe.hgetall(sums)
-            pipe.zrange(maxima, 0, -1, withscores=True)
-            pipe.lrange(seq, 0, -1)
+            self._queue_user_read(pipe, user_id)
             replies = pipe.execute()
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc

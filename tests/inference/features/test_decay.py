@@ -94,3 +94,18 @@ def test_ops_are_order_independent() -> None:
     assert a.counts == b.counts and a.last_seen_ts == b.last_seen_ts and a.recent == b.recent
     for table_a, table_b in zip(a.decayed, b.decayed, strict=True):
         assert table_a == pytest.approx(table_b, rel=1e-12)
+
+
+def test_a_user_state_does_not_grow_with_every_visit() -> None:
+    """Sessions are pruned to the latest few: months of daily visits keep the state small."""
+    events = [
+        EventRecord("u", T0 + day * 86_400.0 + i, "page_view", ("a",), session_id=f"s{day}")
+        for day in range(120)
+        for i in range(3)
+    ]
+    users, _ = states_replay(events)
+    state = users["u"]
+    assert len(state.sessions) == 2
+    assert sorted(k for k in state.sums if k.startswith(("sn:", "se:"))) == ["sn:s118", "sn:s119"]
+    assert len(state.sums) < 40  # counts, events, types and the decay epochs still in use
+    assert user_features(state, events[-1].ts + 1).session_events == 3.0

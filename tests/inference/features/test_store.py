@@ -133,6 +133,9 @@ def test_redis_store_matches_memory_store_for_batches(
         assert_same_user(b.user, a.user)
         assert_same_population(b.population, a.population)
     assert redis_store.read("nobody", now=now).user.is_cold
+    for user in {e.user_id for e in events}:  # the same pruned sessions and dropped epochs, field for field
+        assert redis_store.user_state(user).sessions == memory.user_state(user).sessions
+        assert redis_store.user_state(user).sums.keys() == memory.user_state(user).sums.keys()
     redis_store.forget("user-1")
     assert redis_store.read("user-1", now=now).user.is_cold
 
