@@ -40,9 +40,9 @@ import json
 import math
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 EVENT_TYPES = frozenset({"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"})
 AD_TYPES = frozenset({"ad_impression", "ad_click"})
@@ -103,8 +103,9 @@ class Limits:
     max_properties_bytes: int = 2048
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
+class ValidEvent(NamedTuple):
+    """A normalized event (a NamedTuple: immutable and cheap to build on the import hot path)."""
+
     event_id: str  # canonical lowercase UUID string
     type: str
     user_id: str
@@ -115,7 +116,7 @@ class ValidEvent:
     item_id: str = ""
     categories: tuple[str, ...] = ()
     ad: dict[str, str] | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = {}  # never mutated: validation always passes its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +220,13 @@ def _categories(raw: dict[str, Any], limits: Limits) -> tuple[str, ...]:
         raise _Reject(TOO_MANY_CATEGORIES, f"more than {limits.max_categories} categories")
     # Few distinct category lists occur (a page's categories repeat on every event): remember the
     # ones already found valid, keyed by the exact tuple of strings.
-    key = tuple(value) if all(type(slug) is str for slug in value) else None
-    if key is not None:
-        known = _VALID_CATEGORIES.get(key)
-        if known is not None:
-            return known
+    try:
+        key: tuple[Any, ...] | None = tuple(value)
+        known = _VALID_CATEGORIES.get(key)  # type: ignore[arg-type]
+    except TypeError:  # unhashable items: validated (and refused) below
+        key, known = None, None
+    if known is not None:
+        return known
     seen: dict[str, None] = {}
     for slug in value:
         if not isinstance(slug, str) or not SLUG_RE.match(slug) or slug.endswith("\n"):
