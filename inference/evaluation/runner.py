@@ -118,6 +118,14 @@ def interests_evaluate(
         best_baseline = max(BASELINES, key=lambda n: float(np.nanmean(results[n].ndcg)))
         diff = float(np.nanmean(results[best_model].ndcg - results[best_baseline].ndcg))
         lo, hi = paired_bootstrap_interval(results[best_model].ndcg, results[best_baseline].ndcg, seed=seed)
+        report["vs_best_baseline"] = {}
+        for name in models:
+            lo_m, hi_m = paired_bootstrap_interval(results[name].ndcg, results[best_baseline].ndcg, seed=seed)
+            report["vs_best_baseline"][name] = {
+                "baseline": best_baseline,
+                "ndcg@5_diff": round(float(np.nanmean(results[name].ndcg - results[best_baseline].ndcg)), 4),
+                "ndcg@5_diff_ci": [round(lo_m, 4), round(hi_m, 4)],
+            }
         report["best_vs_baseline"] = {
             "model": best_model,
             "baseline": best_baseline,
