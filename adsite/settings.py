@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "adsite.ops",
     "adsite.content",
+    "adsite.dashboard",
+    "adsite.ads",
     "tracking",
     "inference",
     "inference.registry",
@@ -154,6 +156,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "flush-events": {"task": "tracking.flush_events", "schedule": _env_float("TRACKING_FLUSH_SECONDS", 2.0)},
     "purge-expired-events": {"task": "tracking.purge_expired", "schedule": 3600.0},
+    "dashboard-rollup": {"task": "dashboard.rollup", "schedule": 30.0},
 }
 
 # --- Apps' namespaced settings (defaults in each app's conf.py) ------------------------------------
@@ -181,6 +184,16 @@ INFERENCE = {
     "EVENT_SOURCE": _env("INFERENCE_EVENT_SOURCE", "tracking.api.event_records_iter"),
     "CATEGORY_SOURCE": _env("INFERENCE_CATEGORY_SOURCE", "adsite.content.selectors.category_slugs"),
     "RELOAD_POLL_SECONDS": _env_float("INFERENCE_RELOAD_POLL_SECONDS", 2.0),
+    # serving fast paths (lleaves / ONNX Runtime), the serving device ("auto": CUDA when present, then
+    # micro-batched) and where compiled boosters are cached on local disk ("" = the system temp dir)
+    "FASTPATH": _env_bool("INFERENCE_FASTPATH", True),
+    "SERVING_DEVICE": _env("INFERENCE_SERVING_DEVICE", "auto"),
+    "COMPILED_CACHE_DIR": _env("INFERENCE_COMPILED_CACHE_DIR", ""),
+    "BATCH_MAX": _env_int("INFERENCE_BATCH_MAX", 64),
+    "BATCH_WAIT_MS": _env_float("INFERENCE_BATCH_WAIT_MS", 1.0),
+    "BATCH_QUEUE": _env_int("INFERENCE_BATCH_QUEUE", 256),
+    # benchmarks and tests only: delay every neural model call by this many ms (a model too slow)
+    "NEURAL_DELAY_MS": _env_float("INFERENCE_NEURAL_DELAY_MS", 0.0),
 }
 if INFERENCE["RETRAIN_SECONDS"] > 0:
     CELERY_BEAT_SCHEDULE["train-models"] = {
@@ -190,6 +203,11 @@ if INFERENCE["RETRAIN_SECONDS"] > 0:
     }
 ADS = {
     "BUDGET_MS": _env_float("ADS_BUDGET_MS", 10.0),
+    "LEDGER": "redis" if REDIS_URL else "memory",
+    "LEDGER_PATH": str(VAR_DIR / "ads_ledger.sqlite3"),
+    "PLACEMENT_PROVIDER": "adsite.ads.delivery.placements_provide",
+    "EXPLAIN_SAMPLE": _env_float("ADS_EXPLAIN_SAMPLE", 0.01),
+    "CLICK_MAX_AGE_S": _env_int("ADS_CLICK_MAX_AGE_S", 24 * 3600),
 }
 
 # --- REST framework -------------------------------------------------------------------------------

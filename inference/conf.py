@@ -44,6 +44,18 @@ DEFAULTS: dict[str, Any] = {
     "LATENCY_WINDOW": 256,
     # per-algorithm hyperparameter overrides for scheduled/command training, e.g. {"gbdt": {"max_rounds": 200}}
     "HYPERPARAMETERS": {},
+    # serving fast paths (inference/serving/fastpath.py): lleaves for gbdt, ONNX Runtime for neural on CPU
+    "FASTPATH": True,
+    # serving device for the neural model: "auto" (CUDA when present: resident and micro-batched), "cpu"
+    "SERVING_DEVICE": "auto",
+    # local directory for compiled boosters ("" = <system temp>/adsite-compiled)
+    "COMPILED_CACHE_DIR": "",
+    # GPU micro-batching: most requests per batch, longest wait of the first one (ms), queue bound
+    "BATCH_MAX": 64,
+    "BATCH_WAIT_MS": 1.0,
+    "BATCH_QUEUE": 256,
+    # benchmarks and tests only: every neural model call sleeps this long (ms) first
+    "NEURAL_DELAY_MS": 0.0,
 }
 
 

@@ -66,12 +66,22 @@ class ModelAdapter:
 
 
 class ModelLoaderAdapter:
+    """Loads a version from its artifact directory; ``fastpath`` (keyword arguments of
+    ``fastpath.accelerate``) gives the serving copy its fast scoring path, ``None`` keeps the model's own."""
+
+    def __init__(self, *, fastpath: dict[str, Any] | None = None) -> None:
+        self.fastpath = fastpath
+
     def __call__(self, algorithm: str, directory: Path) -> ModelAdapter:
         from inference.models import model_load
 
         model = model_load(Path(directory))
         if model.algorithm != algorithm:
             raise ValueError(f"{directory} holds a {model.algorithm} model, not {algorithm}")
+        if self.fastpath is not None:
+            from inference.serving.fastpath import accelerate
+
+            model = accelerate(model, **self.fastpath)
         return ModelAdapter(model)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from inference.serving import metrics
+from inference.serving.batcher import BatcherUnavailable
 from inference.serving.breaker import STATE_VALUE, CircuitBreaker
 from inference.serving.deadline import Deadline
 from inference.serving.interests import Interests
@@ -297,6 +298,16 @@ class Predictor:
             call_started = time.perf_counter()
             try:
                 scores = _validated(slot.model.predict(features, now=now, top=top), top, slot.score_range)
+            except BatcherUnavailable as exc:
+                # the GPU micro-batcher is saturated (over_budget: not the model's fault, the breaker is
+                # left alone) or answered late (timeout: an overrun, counted like one)
+                stages.append((name, (time.perf_counter() - call_started) * 1000.0))
+                if exc.reason == "timeout":
+                    self._failed(slot, "overrun")
+                else:
+                    slot.breaker.release()
+                reason = reason or exc.reason
+                continue
             except Exception as exc:
                 took = (time.perf_counter() - call_started) * 1000.0
                 stages.append((name, took))

@@ -8,6 +8,8 @@ adapts names.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from inference.conf import inference_setting
 from inference.serving.predictor import ActiveVersionLike, Predictor, PredictorConfig
@@ -35,6 +37,31 @@ def predictor_config() -> PredictorConfig:
     )
 
 
+def fastpath_options() -> dict[str, Any]:
+    """Keyword arguments of ``fastpath.accelerate`` from the settings (per loaded model)."""
+    device = str(inference_setting("SERVING_DEVICE"))
+    if device == "auto":
+        try:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            device = "cpu"
+    cache = str(inference_setting("COMPILED_CACHE_DIR") or "")
+    return {
+        "device": device,
+        "compiled": bool(inference_setting("FASTPATH")),
+        "cache_dir": Path(cache) if cache else None,
+        "delay_ms_by_algorithm": {"neural": float(inference_setting("NEURAL_DELAY_MS"))},
+        "batch": {
+            "max_batch": int(inference_setting("BATCH_MAX")),
+            "max_wait_ms": float(inference_setting("BATCH_WAIT_MS")),
+            "max_queue": int(inference_setting("BATCH_QUEUE")),
+            "timeout_ms": float(inference_setting("BUDGET_MS")),
+        },
+    }
+
+
 def predictor_build() -> Predictor:
     """The predictor for this process, wired to the configured feature store and the model code."""
     from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
@@ -43,7 +70,7 @@ def predictor_build() -> Predictor:
     return Predictor(
         features=store,
         prior=PriorAdapter(store),
-        loader=ModelLoaderAdapter(),
+        loader=ModelLoaderAdapter(fastpath=fastpath_options()),
         registry_reader=registry_active_versions,
         config=predictor_config(),
     )

@@ -169,3 +169,61 @@ def test_closed_batcher_refuses_new_work(scorer):
     batcher.close()
     with pytest.raises(BatcherFull):
         batcher.submit(1, timeout_ms=100)
+
+
+# --- the predictor with a batched model -----------------------------------------------------------
+class BatchedFake:
+    """A neural model double whose score goes through a MicroBatcher over FakeScorer."""
+
+    def __init__(self, batcher: MicroBatcher, timeout_ms: float) -> None:
+        self.batcher = batcher
+        self.timeout_ms = timeout_ms
+
+    def predict(self, features: dict, *, now: float, top: int) -> list[tuple[str, float]]:
+        doubled = self.batcher.submit(len(features), timeout_ms=self.timeout_ms)
+        return [("sports", 1.0 / (1.0 + doubled))][:top]
+
+
+def _batched_chain(registry, make_predictor, batcher: MicroBatcher, timeout_ms: float = 5000):
+    registry.publish("neural", "neural-1")
+    registry.publish("gbdt", "gbdt-1")
+    registry.models["neural-1"] = BatchedFake(batcher, timeout_ms)  # type: ignore[assignment]
+    return make_predictor()
+
+
+def test_predictor_serves_through_the_batcher(scorer, batchers, registry, make_predictor):
+    from inference.serving.deadline import Deadline
+
+    predictor = _batched_chain(registry, make_predictor, batchers(scorer, max_wait_ms=0.5))
+    answer = predictor.predict("alice", deadline=Deadline(1000))
+    assert (answer.served_by, answer.fallback_reason) == ("neural", None)
+    assert answer.scores == (("sports", 1.0 / (1.0 + 4)),)  # alice has two categories: 2 * 2
+
+
+def test_full_batcher_queue_falls_through_to_gbdt_over_budget_without_opening_the_breaker(
+    scorer, batchers, registry, make_predictor
+):
+    from inference.serving.deadline import Deadline
+
+    batcher = batchers(scorer, max_batch=1, max_wait_ms=0, max_queue=1)
+    predictor = _batched_chain(registry, make_predictor, batcher)
+    scorer.gate.clear()
+    threading.Thread(target=batcher.submit, args=(0,), kwargs={"timeout_ms": 5000}).start()
+    assert scorer.entered.wait(5)
+    threading.Thread(target=batcher.submit, args=(1,), kwargs={"timeout_ms": 5000}).start()
+    while batcher.queued() < 1:
+        time.sleep(0.001)
+    answers = [predictor.predict("alice", deadline=Deadline(1000)) for _ in range(8)]
+    scorer.gate.set()
+    assert {(a.served_by, a.fallback_reason) for a in answers} == {("gbdt", "over_budget")}
+    assert predictor.breaker_states()["neural"] == "closed"
+
+
+def test_late_batch_falls_through_to_gbdt_as_a_timeout(scorer, batchers, registry, make_predictor):
+    from inference.serving.deadline import Deadline
+
+    predictor = _batched_chain(registry, make_predictor, batchers(scorer, max_wait_ms=0), timeout_ms=20)
+    scorer.gate.clear()
+    answer = predictor.predict("alice", deadline=Deadline(1000))
+    scorer.gate.set()
+    assert (answer.served_by, answer.fallback_reason) == ("gbdt", "timeout")

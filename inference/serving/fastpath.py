@@ -1,0 +1,282 @@
+"""Fast scoring paths for the models a web process serves, chosen by measurement (docs/benchmarks.md).
+
+A loaded ``PairModel`` ranks one user by building the inputs (``model.inputs``) and calling
+``model.score(sample)``; this module replaces only that ``score`` call of the *serving* copy of a model
+(the instance attribute shadows the method; ``PairModel.predict`` calls ``self.score``), so training,
+evaluation and the ranking code stay the models' own. Promises:
+
+- gbdt on the CPU: the booster compiled to native code with lleaves (LLVM), one thread. Measured here
+  ~7x faster than ``Booster.predict(num_threads=1)`` for one user's ~20 pair rows, with a far shorter
+  tail (the booster's per-call set-up dominates at that size). The shared object is cached on local
+  disk by the model's content hash and the host CPU, so a restart or a second worker does not compile
+  again. Kept only if it reproduces the booster's scores on a probe sample; otherwise (or when lleaves
+  is missing) the booster serves, with ``num_threads=1``.
+- neural on the CPU: the network exported to ONNX and run by ONNX Runtime with one thread, measured
+  faster than eager PyTorch in ``inference_mode`` and than TorchScript here. Same probe check; the eager
+  network is the fallback (it is needed anyway for training, evaluation and CUDA).
+- neural on CUDA: the network is moved to the device once (resident) and concurrent requests of the
+  process are micro-batched (:class:`MicroBatcher`, wait about 1 ms at most, bounded queue). A full
+  queue or a late batch raises ``BatcherUnavailable``, which the predictor turns into a fall-through.
+- ``delay_ms_by_algorithm`` (benchmarks and tests only: ``INFERENCE["NEURAL_DELAY_MS"]``) makes a model sleep before
+  scoring, to show the chain answering in budget when the neural model is too slow.
+
+``accelerate(model, ...)`` returns the same model object with its ``score`` replaced and the path
+taken in ``model.serving_path`` (``"lleaves"``, ``"booster"``, ``"onnxruntime"``, ``"torch"``,
+``"torch-batched-cuda"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.serving.batcher import MicroBatcher
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["accelerate", "gbdt_compiled_scorer", "neural_onnx_scorer", "neural_batched_scorer"]
+
+Scorer = Callable[[Any], np.ndarray]
+# the fast path must reproduce the model's own scores to this (absolute, plus float32 rounding relative)
+PROBE_TOLERANCE = 1e-4
+PROBE_RELATIVE = 1e-5
+
+
+def _probe_matches(model: Any, fast: Scorer, probe: Any) -> bool:
+    if probe is None or probe.candidates.size == 0:
+        return True
+    expected = np.asarray(type(model).score(model, probe), dtype=np.float64)
+    got = np.asarray(fast(probe), dtype=np.float64)
+    return got.shape == expected.shape and bool(
+        np.allclose(got, expected, atol=PROBE_TOLERANCE, rtol=PROBE_RELATIVE)
+    )
+
+
+# --- gbdt ---------------------------------------------------------------------------------------------
+def _compiled_path(model_text: str, cache_dir: Path) -> Path:
+    import lleaves
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    key = hashlib.sha256(
+        "\n".join(
+            [
+                model_text,
+                getattr(lleaves, "__version__", ""),
+                llvm.get_host_cpu_name(),
+                llvm.get_host_cpu_features().flatten(),
+            ]
+        ).encode()
+    ).hexdigest()[:32]
+    return cache_dir / f"lleaves-{key}.so"
+
+
+def gbdt_compiled_scorer(model: Any, *, cache_dir: Path) -> Scorer:
+    """``score`` through the lleaves-compiled booster (compiles once per model and host, then cached)."""
+    import lleaves
+
+    from inference.models.gbdt import _matrix
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    model_text = model.booster.model_to_string()
+    target = _compiled_path(model_text, cache_dir)
+    fd, model_file = tempfile.mkstemp(suffix=".txt", dir=cache_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(model_text)
+        compiled = lleaves.Model(model_file=model_file)
+        if target.is_file():
+            compiled.compile(cache=str(target))
+        else:  # compile to a private name, then publish atomically (another worker may be compiling too)
+            private = target.with_suffix(f".{os.getpid()}.tmp.so")
+            compiled.compile(cache=str(private))
+            os.replace(private, target)
+    finally:
+        os.unlink(model_file)
+
+    def score(sample: Any) -> np.ndarray:
+        if sample.candidates.size == 0:
+            return np.zeros(0)
+        return np.asarray(compiled.predict(_matrix([sample]).astype(np.float64), n_jobs=1), dtype=np.float64)
+
+    return score
+
+
+def _gbdt_booster_scorer(model: Any) -> Scorer:
+    from inference.models.gbdt import _matrix
+
+    booster = model.booster
+
+    def score(sample: Any) -> np.ndarray:
+        if sample.candidates.size == 0:
+            return np.zeros(0)
+        return np.asarray(booster.predict(_matrix([sample]), num_threads=1), dtype=np.float64)
+
+    return score
+
+
+# --- neural -------------------------------------------------------------------------------------------
+_NEURAL_INPUTS = ("candidates", "rows", "items", "cats", "ages")
+
+
+def neural_onnx_scorer(model: Any) -> Scorer:
+    """``score`` through ONNX Runtime (one thread) running the exported network."""
+    import onnxruntime as ort
+    import torch
+
+    from inference.models.neural import _pack
+
+    network = model.network
+    example = _pack([_example_sample(model)], model.mean, model.std)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode():
+        # the TorchScript-based exporter: no extra dependency, exports this small static graph exactly
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            network,
+            tuple(example[k] for k in _NEURAL_INPUTS),
+            buffer,
+            input_names=list(_NEURAL_INPUTS),
+            output_names=["scores"],
+            dynamic_axes={
+                "candidates": {0: "batch", 1: "candidates"},
+                "rows": {0: "batch", 1: "candidates"},
+                "items": {0: "batch"},
+                "cats": {0: "batch"},
+                "ages": {0: "batch"},
+                "scores": {0: "batch", 1: "candidates"},
+            },
+            dynamo=False,
+            opset_version=17,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one thread of math per process
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    mean, std = model.mean, model.std
+
+    def score(sample: Any) -> np.ndarray:
+        if sample.candidates.size == 0:
+            return np.zeros(0)
+        packed = _pack([sample], mean, std)
+        out = session.run(None, {k: packed[k].numpy() for k in _NEURAL_INPUTS})[0]
+        return out[0, : sample.candidates.size].astype(np.float64)
+
+    return score
+
+
+def neural_batched_scorer(
+    model: Any, *, device: str, max_batch: int, max_wait_ms: float, max_queue: int, timeout_ms: float
+) -> tuple[Scorer, MicroBatcher[Any, np.ndarray]]:
+    """``score`` through a micro-batcher over the network resident on ``device`` (CUDA)."""
+    model.network.to(device).eval()
+    batcher: MicroBatcher[Any, np.ndarray] = MicroBatcher(
+        model.score_many, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, name="neural"
+    )
+
+    def score(sample: Any) -> np.ndarray:
+        if sample.candidates.size == 0:
+            return np.zeros(0)
+        return batcher.submit(sample, timeout_ms=timeout_ms)
+
+    return score, batcher
+
+
+def _example_sample(model: Any) -> Any:
+    """A sample with a few candidates (the population's popular ones) for exports and probes."""
+    return model.inputs("", None, None, time.time())
+
+
+# --- the entry point ----------------------------------------------------------------------------------
+def _delayed(score: Scorer, delay_ms: float) -> Scorer:
+    def slow(sample: Any) -> np.ndarray:
+        time.sleep(delay_ms / 1000.0)
+        return score(sample)
+
+    return slow
+
+
+def accelerate(
+    model: Any,
+    *,
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    compiled: bool = True,
+    delay_ms_by_algorithm: Mapping[str, float] | None = None,
+    batch: Mapping[str, float] | None = None,
+    batched: bool | None = None,
+) -> Any:
+    """Give ``model`` (a loaded ``inference.models`` model) its fastest serving ``score`` measured here.
+
+    ``compiled=False`` keeps the plain paths (booster with one thread / eager torch). ``device="cuda"``
+    micro-batches the neural model on the GPU (``batch``: max_batch, max_wait_ms, max_queue, timeout_ms).
+    ``batched`` forces micro-batching on or off (default: on for CUDA only; the tests batch on the CPU).
+    ``delay_ms_by_algorithm`` (benchmarks/tests) slows the named models down.
+    """
+    algorithm = getattr(model, "algorithm", "")
+    delay_ms = float((delay_ms_by_algorithm or {}).get(algorithm, 0.0))
+    probe = _example_sample(model) if algorithm in ("gbdt", "neural") else None
+    score: Scorer | None = None
+    path = "model"
+    if algorithm == "gbdt":
+        if compiled:
+            try:
+                fast = gbdt_compiled_scorer(model, cache_dir=cache_dir or _default_cache_dir())
+                if _probe_matches(model, fast, probe):
+                    score, path = fast, "lleaves"
+                else:
+                    logger.error("inference.fastpath_mismatch gbdt lleaves: keeping the booster")
+            except Exception as exc:  # lleaves missing or failing: the booster still serves
+                logger.warning("inference.fastpath_unavailable gbdt lleaves: %r", exc)
+        if score is None:
+            score, path = _gbdt_booster_scorer(model), "booster"
+    elif algorithm == "neural":
+        if batched if batched is not None else device.startswith("cuda"):
+            options = {
+                "max_batch": 64,
+                "max_wait_ms": 1.0,
+                "max_queue": 256,
+                "timeout_ms": 5.0,
+                **(batch or {}),
+            }
+            score, model.batcher = neural_batched_scorer(
+                model,
+                device=device,
+                max_batch=int(options["max_batch"]),
+                max_wait_ms=float(options["max_wait_ms"]),
+                max_queue=int(options["max_queue"]),
+                timeout_ms=float(options["timeout_ms"]),
+            )
+            path = f"torch-batched-{device}"
+        elif compiled:
+            try:
+                fast = neural_onnx_scorer(model)
+                if _probe_matches(model, fast, probe):
+                    score, path = fast, "onnxruntime"
+                else:
+                    logger.error("inference.fastpath_mismatch neural onnxruntime: keeping torch")
+            except Exception as exc:
+                logger.warning("inference.fastpath_unavailable neural onnxruntime: %r", exc)
+        if score is None:
+            path = path if path != "model" else "torch"
+    if score is not None or delay_ms > 0:
+        base = score or (lambda sample, _m=model: type(_m).score(_m, sample))
+        model.score = _delayed(base, delay_ms) if delay_ms > 0 else base
+    model.serving_path = path
+    return model
+
+
+def _default_cache_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "adsite-compiled"
