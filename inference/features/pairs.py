@@ -75,10 +75,13 @@ def candidate_categories(
 def pair_features(
     user: UserFeatures, population: PopulationFeatures, candidates: Sequence[str]
 ) -> np.ndarray:
-    """The tabular features of each (user, candidate) pair at ``user.now``: [len(candidates), F]."""
-    rows = np.zeros((len(candidates), len(PAIR_FEATURE_NAMES)), dtype=np.float32)
-    if not candidates:
-        return rows
+    """The tabular features of each (user, candidate) pair at ``user.now``: [len(candidates), F].
+
+    Built column by column (one comprehension per feature): this runs on every served request.
+    """
+    n = len(candidates)
+    if not n:
+        return np.zeros((0, len(PAIR_FEATURE_NAMES)), dtype=np.float32)
     now = user.now
     counts = user.counts
     count_total = sum(counts.values())
@@ -92,42 +95,57 @@ def pair_features(
     frequency_order = sorted(counts, key=lambda c: (-counts[c], c))
     frequency_rank = {c: i for i, c in enumerate(frequency_order)}
     n_known = max(len(frequency_order), 1)
-    hour = user.hour_of_day / 24.0
-    context = [
+    last_seen = user.last_seen_ts
+    since_seen = user.events_since_seen
+    impressions_of = user.ad_impressions
+    clicks_of = user.ad_clicks
+    beyond = SEQUENCE_LENGTH + 1
+
+    count = [counts.get(c, 0.0) for c in candidates]
+    seen = [last_seen.get(c) for c in candidates]
+    impressions = [impressions_of.get(c, 0.0) for c in candidates]
+    columns: list[list[float]] = [
+        count,
+        [x / count_total for x in count] if count_total else [0.0] * n,
+        *([table.get(c, 0.0) for c in candidates] for table in user.decayed),
+        *([table.get(c, 0.0) for c in candidates] for table in user.decayed_share),
+        [recent20.get(c, 0) for c in candidates],
+        [recent50.get(c, 0) for c in candidates],
+        [max(0.0, now - t) if t is not None else NEVER_SEEN_S for t in seen],
+        [0.0 if t is not None else 1.0 for t in seen],
+        [
+            since_seen.get(c, beyond if t is not None else user.events)
+            for c, t in zip(candidates, seen, strict=True)
+        ],
+        [user.events] * n,
+        [frequency_rank.get(c, n_known) / n_known for c in candidates],
+        [user.decayed_share[1].get(c, 0.0) for c in candidates],
+        [population.share(c) for c in candidates],
+        [population.trend(c) for c in candidates],
+        [0.0 if x else 1.0 for x in count],
+        impressions,
+        [clicks_of.get(c, 0.0) / i if i > 0 else 0.0 for c, i in zip(candidates, impressions, strict=True)],
+    ]
+    hour = _TWO_PI * user.hour_of_day / 24.0
+    context = (
         math.log1p(user.session_events),
         math.log1p(user.session_engaged_s),
-        math.sin(_TWO_PI * hour),
-        math.cos(_TWO_PI * hour),
+        math.sin(hour),
+        math.cos(hour),
         1.0 if user.day_of_week >= 5 else 0.0,
         1.0 if user.device == "mobile" else 0.0,
         1.0 if user.device == "tablet" else 0.0,
-    ]
-    day_share = user.decayed_share[1]
-    for row, category in enumerate(candidates):
-        count = counts.get(category, 0.0)
-        values = [math.log1p(count), count / count_total if count_total else 0.0]
-        values += [math.log1p(table.get(category, 0.0)) for table in user.decayed]
-        values += [table.get(category, 0.0) for table in user.decayed_share]
-        values += [recent20.get(category, 0), recent50.get(category, 0)]
-        seen_ts = user.last_seen_ts.get(category)
-        since = user.events_since_seen.get(category)
-        if since is None:
-            since = SEQUENCE_LENGTH + 1 if seen_ts is not None else user.events
-        impressions = user.ad_impressions.get(category, 0.0)
-        values += [
-            math.log1p(max(0.0, now - seen_ts) if seen_ts is not None else NEVER_SEEN_S),
-            0.0 if seen_ts is not None else 1.0,
-            math.log1p(since),
-            math.log1p(user.events),
-            frequency_rank.get(category, n_known) / n_known,
-            day_share.get(category, 0.0),
-            population.share(category),
-            population.trend(category),
-            0.0 if count else 1.0,
-            math.log1p(impressions),
-            user.ad_clicks.get(category, 0.0) / impressions if impressions > 0 else 0.0,
-            *context,
-            population.trend_1d(category),
-        ]
-        rows[row] = values
-    return rows
+    )
+    rows = np.empty((n, len(PAIR_FEATURE_NAMES)), dtype=np.float64)
+    rows[:, : len(columns)] = np.array(columns, dtype=np.float64).T
+    rows[:, len(columns) : len(columns) + len(context)] = context
+    rows[:, -1] = [population.trend_1d(c) for c in candidates]
+    rows[:, _LOG_COLUMNS] = np.log1p(rows[:, _LOG_COLUMNS])
+    return rows.astype(np.float32)
+
+
+_LOG_COLUMNS = [
+    i
+    for i, name in enumerate(PAIR_FEATURE_NAMES)
+    if name.startswith("log_") and name not in {"log_session_events", "log_session_engaged_s"}
+]

@@ -106,31 +106,18 @@ class PopulationFeatures:
         return cls(now=now)
 
 
-def _fill_decayed(
-    name: str,
-    value: float,
-    index: dict[str, int],
-    factors: list[dict[int, float]],
-    decayed: list[dict[str, float]],
-) -> None:
-    label, epoch, category = name[2:].split(":", 2)
-    i = index.get(label)
-    if i is None:
-        return
-    factor = factors[i].get(int(epoch))
-    if factor is None:
-        return
-    table = decayed[i]
-    table[category] = table.get(category, 0.0) + value * factor
-
-
-def _epoch_factors(last: float, half_lives: tuple[tuple[str, float], ...]) -> list[dict[int, float]]:
-    factors: list[dict[int, float]] = []
-    for _, half_life in half_lives:
+def _live_epochs(
+    last: float, half_lives: tuple[tuple[str, float], ...], tables: list[dict[str, float]]
+) -> dict[str, tuple[dict[str, float], float]]:
+    """Field prefix of each epoch still read (the last event's and the one before, per half-life)
+    -> (the table its categories add to, the factor taking its terms to the time ``last``)."""
+    live: dict[str, tuple[dict[str, float], float]] = {}
+    for table, (label, half_life) in zip(tables, half_lives, strict=True):
         length = EPOCH_HALF_LIVES * half_life
         k = math.floor(last / length)
-        factors.append({j: 2.0 ** ((j * length - last) / half_life) for j in (k, k - 1)})
-    return factors
+        for j in (k, k - 1):
+            live[f"d:{label}:{j}:"] = (table, 2.0 ** ((j * length - last) / half_life))
+    return live
 
 
 def _shares(table: dict[str, float]) -> dict[str, float]:
@@ -144,9 +131,8 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
         return UserFeatures.empty(now)
     sums, maxima = state.sums, state.maxima
     last = maxima.get("last", 0.0)
-    index = {label: i for i, (label, _) in enumerate(HALF_LIVES)}
-    factors = _epoch_factors(last, HALF_LIVES)
     at_last: list[dict[str, float]] = [{} for _ in HALF_LIVES]
+    live = _live_epochs(last, HALF_LIVES, at_last)
     counts: dict[str, float] = {}
     type_counts: dict[str, float] = {}
     ad_impressions: dict[str, float] = {}
@@ -156,7 +142,12 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
         if tag == "c:":
             counts[name[2:]] = value
         elif tag == "d:":
-            _fill_decayed(name, value, index, factors, at_last)
+            cut = name.find(":", name.find(":", 2) + 1) + 1  # after "d:<label>:<epoch>:"
+            entry = live.get(name[:cut])
+            if entry is not None:  # an epoch still read
+                table, factor = entry
+                category = name[cut:]
+                table[category] = table.get(category, 0.0) + value * factor
         elif tag == "t:":
             type_counts[name[2:]] = value
         elif tag == "ai":
@@ -217,16 +208,20 @@ def population_features(state: FeatureState | None, now: float) -> PopulationFea
         return PopulationFeatures.empty(now)
     sums = state.sums
     last = state.maxima.get("last", 0.0)
-    index = {label: i for i, (label, _) in enumerate(POPULATION_HALF_LIVES)}
-    factors = _epoch_factors(last, POPULATION_HALF_LIVES)
     at_last: list[dict[str, float]] = [{} for _ in POPULATION_HALF_LIVES]
+    live = _live_epochs(last, POPULATION_HALF_LIVES, at_last)
     counts: dict[str, float] = {}
     for name, value in sums.items():
         tag = name[:2]
         if tag == "c:":
             counts[name[2:]] = value
         elif tag == "d:":
-            _fill_decayed(name, value, index, factors, at_last)
+            cut = name.find(":", name.find(":", 2) + 1) + 1  # after "d:<label>:<epoch>:"
+            entry = live.get(name[:cut])
+            if entry is not None:  # an epoch still read
+                table, factor = entry
+                category = name[cut:]
+                table[category] = table.get(category, 0.0) + value * factor
     return PopulationFeatures(
         now=now,
         events=sums.get("n", 0.0),
