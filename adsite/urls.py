@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("dashboard/", include("adsite.dashboard.urls")),
     path("", include("tracking.urls")),
     path("", include("inference.urls")),
     path("", include("adsite.content.urls")),

@@ -18,6 +18,7 @@ from inference.serving.interests import Interests
 __all__ = [
     "Deadline",
     "EventRecord",
+    "InterestProfile",
     "Interests",
     "ServingStatus",
     "events_observe",
@@ -26,6 +27,7 @@ __all__ = [
     "serving_status",
     "store_rebuild",
     "user_forget",
+    "user_interest_profile",
 ]
 
 
@@ -116,3 +118,48 @@ def active_model_versions() -> dict[str, str]:
     from inference.registry.selectors import active_model_versions as registry_active
 
     return {algorithm: active.version for algorithm, active in registry_active().items()}
+
+
+@dataclass(frozen=True, slots=True)
+class InterestProfile:
+    """A user's online interest features as the feature store reads them now (for the dashboard).
+
+    ``decayed_share[label]`` is the category's share of the user's decayed interest for the half-life
+    ``label`` (``1h``, ``1d``, ``7d``, ``30d``), best first; ``counts`` the raw (undecayed) counts.
+    """
+
+    user_id: str
+    events: int
+    last_ts: float
+    half_lives: tuple[str, ...]
+    decayed_share: dict[str, tuple[tuple[str, float], ...]]
+    counts: tuple[tuple[str, float], ...]
+    type_counts: dict[str, float]
+    device: str
+
+
+def user_interest_profile(user_id: str) -> InterestProfile:
+    """The user's current decayed category weights from the online feature store.
+
+    An unknown user reads as an empty profile. Raises ``inference.store.FeatureStoreUnavailable`` when
+    the store cannot be reached.
+    """
+    from inference.features.definitions import HALF_LIVES
+    from inference.store import feature_store
+
+    user = feature_store().read(user_id).user
+    labels = tuple(label for label, _seconds in HALF_LIVES)
+    shares = {
+        label: tuple(sorted(((c, float(v)) for c, v in share.items()), key=lambda item: -item[1]))
+        for label, share in zip(labels, user.decayed_share, strict=False)
+    }
+    return InterestProfile(
+        user_id=user_id,
+        events=int(user.events),
+        last_ts=float(user.last_ts),
+        half_lives=labels,
+        decayed_share=shares,
+        counts=tuple(sorted(((c, float(v)) for c, v in user.counts.items()), key=lambda item: -item[1])),
+        type_counts={k: float(v) for k, v in user.type_counts.items()},
+        device=str(user.device),
+    )

@@ -8,27 +8,51 @@ from __future__ import annotations
 
 from tracking.consent import tracking_allowed, tracking_refusal
 from tracking.identity import visitor_id
-from tracking.selectors import event_records_iter, ledger_get
+from tracking.privacy import DeletionResult, user_data_delete
+from tracking.selectors import (
+    EventSummary,
+    QuarantinedSummary,
+    event_records_iter,
+    ledger_counters,
+    ledger_get,
+    quarantine_reasons,
+    quarantined_list,
+    traffic_counts_by_minute,
+    user_events_recent,
+)
 from tracking.services import (
     IngestContext,
     IngestResult,
+    ReplayResult,
     StorageUnavailable,
     context_from_request,
     events_ingest,
     ledger_counter_add,
     page_view_record_server,
+    quarantined_replay,
 )
 
 __all__ = [
+    "DeletionResult",
+    "EventSummary",
     "IngestContext",
     "IngestResult",
+    "QuarantinedSummary",
+    "ReplayResult",
     "StorageUnavailable",
     "context_from_request",
     "event_records_iter",
     "events_ingest",
     "ledger_counter_add",
+    "ledger_counters",
     "ledger_get",
     "page_view_record_server",
+    "quarantine_reasons",
+    "quarantined_list",
+    "quarantined_replay",
+    "traffic_counts_by_minute",
+    "user_data_delete",
+    "user_events_recent",
     "tracking_allowed",
     "tracking_refusal",
     "visitor_id",

@@ -17,6 +17,7 @@ stays bounded by ``chunk_size`` however many events there are.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -124,3 +125,111 @@ def event_records_iter(
         if len(rows) < chunk_size:
             return
         last = (rows[-1][1], rows[-1][0])
+
+
+# --- Reads for the staff dashboard (bounded: each takes a limit or a time window on an index) -------
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    event_id: str
+    type: str
+    ts: datetime
+    received_at: datetime
+    url: str
+    item_id: str
+    categories: tuple[str, ...]
+    is_bot: bool
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedSummary:
+    id: int
+    received_at: datetime
+    reason: str
+    detail: str
+    payload: str
+    payload_bytes: int
+    user_id: str
+    source: str
+    replayed_at: datetime | None
+
+
+def user_events_recent(*, user_id: str, limit: int = 50) -> list[EventSummary]:
+    """The visitor's latest events, newest first (index ``event_user_ts``)."""
+    rows = (
+        Event.objects.filter(user_id=user_id)
+        .order_by("-ts", "-id")
+        .values_list("event_id", "type", "ts", "received_at", "url", "item_id", "categories", "is_bot", "source")[
+            :limit
+        ]
+    )
+    return [
+        EventSummary(str(eid), etype, ts, received, url, item, tuple(cats or ()), bot, source)
+        for eid, etype, ts, received, url, item, cats, bot, source in rows
+    ]
+
+
+def quarantined_list(
+    *, reason: str | None = None, pending_only: bool = False, limit: int = 50, before_id: int | None = None
+) -> list[QuarantinedSummary]:
+    """Quarantined input, newest first, ``limit`` at a time (keyset paging on ``id``)."""
+    query = QuarantinedEvent.objects.all()
+    if reason:
+        query = query.filter(reason=reason)
+    if pending_only:
+        query = query.filter(replayed_at__isnull=True)
+    if before_id is not None:
+        query = query.filter(id__lt=before_id)
+    rows = query.order_by("-id").values_list(
+        "id", "received_at", "reason", "detail", "payload", "payload_bytes", "user_id", "source", "replayed_at"
+    )[:limit]
+    return [QuarantinedSummary(*row) for row in rows]
+
+
+def quarantine_reasons(*, since: datetime | None = None) -> dict[str, int]:
+    """Quarantined rows by reason (received at or after ``since`` when given)."""
+    query = QuarantinedEvent.objects.all()
+    if since is not None:
+        query = query.filter(received_at__gte=since)
+    return {
+        row["reason"]: row["n"] for row in query.values("reason").annotate(n=Count("id")).order_by("reason")
+    }
+
+
+def traffic_counts_by_minute(*, since: datetime, until: datetime) -> list[tuple[datetime, str, str, int]]:
+    """``(minute, metric, label, count)`` for events received in ``[since, until)``: ``events`` by type
+    (people), ``bots`` by type, ``quarantined`` by reason. Two grouped queries on received_at indexes."""
+    from django.db.models.functions import TruncMinute
+
+    out: list[tuple[datetime, str, str, int]] = []
+    events = (
+        Event.objects.filter(received_at__gte=since, received_at__lt=until)
+        .annotate(minute=TruncMinute("received_at"))
+        .values("minute", "type", "is_bot")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in events:
+        out.append((row["minute"], "bots" if row["is_bot"] else "events", row["type"], row["n"]))
+    quarantined = (
+        QuarantinedEvent.objects.filter(received_at__gte=since, received_at__lt=until)
+        .annotate(minute=TruncMinute("received_at"))
+        .values("minute", "reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in quarantined:
+        out.append((row["minute"], "quarantined", row["reason"], row["n"]))
+    return out
+
+
+def ledger_counters() -> dict[str, int]:
+    """The ledger's monotonic counters only (received, duplicates, dropped_for_privacy, deleted, ...):
+    no table counts, so it is cheap enough to sample every few seconds. Redis errors propagate."""
+    counters = {name: int(value) for name, value in LedgerCounter.objects.values_list("name", "value")}
+    if buffer_enabled():
+        for name, value in ledger_counts_redis().items():
+            counters[name] = counters.get(name, 0) + int(value)
+    return counters

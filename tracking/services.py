@@ -349,3 +349,56 @@ def page_view_record_server(
         "categories": [slug for slug in categories if isinstance(slug, str) and SLUG_RE.match(slug)][:20],
     }
     events_ingest(events=[event], context=context)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    replayed: int = 0  # offered to ingest again (each row once)
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0  # still invalid: quarantined again under a new row with the current reason
+    unreadable: int = 0  # payload not a JSON object (or cut short when kept): left as it was
+
+
+def quarantined_replay(*, ids: Sequence[int]) -> ReplayResult:
+    """Offer quarantined events to ``events_ingest`` again (after a fix) and mark each row replayed.
+
+    Each row goes through the same path as live input (validation, dedupe on ``event_id``, features),
+    with its original source, user agent and address and no age limit. A row is marked ``replayed_at``
+    whatever the outcome, so a replay is never repeated by accident; one that is still invalid is
+    quarantined again as a new row. The ledger still reconciles: the replay counts as received once more.
+    """
+    import json
+
+    rows = list(
+        QuarantinedEvent.objects.filter(id__in=list(ids), replayed_at__isnull=True)
+        .order_by("id")
+        .values_list("id", "payload", "source", "user_agent", "ip", "user_id")[:1000]
+    )
+    totals = {"replayed": 0, "accepted": 0, "duplicate": 0, "rejected": 0, "unreadable": 0}
+    now = timezone.now()
+    for row_id, payload, source, user_agent, ip, user_id in rows:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            totals["unreadable"] += 1
+            continue
+        context = IngestContext(
+            source=source if source in SOURCES else "api",
+            received_at=now,
+            ip=ip,
+            user_agent=user_agent,
+            is_bot=user_agent_is_bot(user_agent),
+            device=user_agent_device(user_agent),
+            fallback_user_id=user_id,
+        )
+        result = events_ingest(events=[event], context=context)
+        QuarantinedEvent.objects.filter(id=row_id).update(replayed_at=now)
+        totals["replayed"] += 1
+        totals["accepted"] += result.accepted
+        totals["duplicate"] += result.duplicate
+        totals["rejected"] += len(result.rejected)
+    logger.info("tracking.quarantine_replayed", extra=totals)
+    return ReplayResult(**totals)

@@ -59,3 +59,7 @@ def model_versions_list(*, algorithm: str | None = None, status: str | None = No
 
 def training_runs_recent(*, limit: int = 20) -> QuerySet[TrainingRun]:
     return TrainingRun.objects.all()[:limit]
+
+
+def training_run_get(*, run_id: int) -> TrainingRun | None:
+    return TrainingRun.objects.filter(pk=run_id).first()

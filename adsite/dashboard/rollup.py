@@ -1,0 +1,120 @@
+"""Rollups of what the serving path already records, so the overview reads small tables only.
+
+``metrics_snapshot_take`` copies the cumulative Prometheus series (the same registry ``/metrics``
+exposes: all gunicorn workers when ``PROMETHEUS_MULTIPROC_DIR`` is set, else this process) and
+tracking's ledger counters into one ``MetricSnapshot`` row. ``traffic_minutes_roll`` recounts the
+trailing minutes of tracking's events and quarantine into ``TrafficMinute`` rows (upsert: safe to run
+twice, and late flushes within ``RECOUNT_MINUTES`` are caught).
+
+Both run from the Celery beat task ``dashboard.rollup`` (services mode) and, when the latest snapshot
+is stale, from the overview's JSON endpoint itself (embedded mode has no beat).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from adsite.dashboard.conf import dashboard_setting
+from adsite.dashboard.models import MetricSnapshot, TrafficMinute
+
+logger = logging.getLogger(__name__)
+
+# the metric families the overview reads; anything else in the registry is left out of snapshots
+PREFIXES = ("inference_", "ads_", "tracking_")
+
+
+def snapshot_source() -> str:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return "multiprocess"
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def series_key(name: str, labels: dict[str, str]) -> str:
+    inner = ",".join(f"{key}={labels[key]}" for key in sorted(labels))
+    return f"{name}{{{inner}}}"
+
+
+def registry_sample() -> dict[str, float]:
+    """Every sample of the families in ``PREFIXES``, keyed ``name{label=value,...}``."""
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    values: dict[str, float] = {}
+    for family in registry.collect():
+        if not family.name.startswith(PREFIXES):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            labels = {k: v for k, v in sample.labels.items() if k != "pid"}
+            key = series_key(sample.name, labels)
+            # multiprocess gauges without an aggregating mode repeat per pid: keep the largest
+            values[key] = max(values.get(key, float("-inf")), float(sample.value))
+    return values
+
+
+def metrics_snapshot_take(*, now: datetime | None = None) -> MetricSnapshot:
+    """Store the current cumulative values (Prometheus series and ``ledger:<name>`` counters)."""
+    from tracking import api as tracking_api
+
+    now = now or timezone.now()
+    values = registry_sample()
+    try:
+        for name, value in tracking_api.ledger_counters().items():
+            values[f"ledger:{name}"] = float(value)
+    except Exception:  # Redis down: the serving series are still worth keeping
+        logger.warning("dashboard.ledger_unavailable", exc_info=True)
+    snapshot = MetricSnapshot.objects.create(at=now, source=snapshot_source(), values=values)
+    cutoff = now - timedelta(hours=float(dashboard_setting("SNAPSHOT_KEEP_HOURS")))
+    MetricSnapshot.objects.filter(at__lt=cutoff).delete()
+    return snapshot
+
+
+def _minute(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def traffic_minutes_roll(*, now: datetime | None = None) -> int:
+    """Recount the last ``RECOUNT_MINUTES`` whole-or-current minutes; returns the rows written."""
+    from tracking import api as tracking_api
+
+    now = now or timezone.now()
+    until = _minute(now) + timedelta(minutes=1)
+    since = until - timedelta(minutes=int(dashboard_setting("RECOUNT_MINUTES")) + 1)
+    counts = tracking_api.traffic_counts_by_minute(since=since, until=until)
+    rows = [TrafficMinute(minute=minute, metric=metric, label=label, count=n) for minute, metric, label, n in counts]
+    with transaction.atomic():
+        TrafficMinute.objects.filter(minute__gte=since, minute__lt=until).delete()
+        TrafficMinute.objects.bulk_create(rows)
+    keep = now - timedelta(days=int(dashboard_setting("TRAFFIC_KEEP_DAYS")))
+    TrafficMinute.objects.filter(minute__lt=keep).delete()
+    return len(rows)
+
+
+def rollup_refresh(*, now: datetime | None = None) -> None:
+    """One roll: a snapshot and the trailing minutes (the beat task's body)."""
+    now = now or timezone.now()
+    metrics_snapshot_take(now=now)
+    traffic_minutes_roll(now=now)
+
+
+def rollup_refresh_if_stale(*, now: datetime | None = None) -> bool:
+    """Roll when this source's latest snapshot is older than ``SNAPSHOT_SECONDS``; True if it rolled."""
+    now = now or timezone.now()
+    latest = (
+        MetricSnapshot.objects.filter(source=snapshot_source()).order_by("-at").values_list("at", flat=True).first()
+    )
+    if latest is not None and (now - latest).total_seconds() < float(dashboard_setting("SNAPSHOT_SECONDS")):
+        return False
+    rollup_refresh(now=now)
+    return True

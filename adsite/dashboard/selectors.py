@@ -1,0 +1,373 @@
+"""Reads behind the dashboard pages. Every read is bounded (a limit, or a time window on an index)
+and goes through the apps' public faces (``tracking.api``, ``inference.api``) or the registry's
+selectors; the views only render what these return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from adsite.dashboard import series
+from adsite.dashboard.models import AuditEntry, MetricSnapshot, TrafficMinute
+
+WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+CHART_POINTS = 60
+MAX_SOURCES = 8
+QUANTILES = (0.5, 0.95, 0.99)
+BREAKER_NAMES = {0: "closed", 1: "half_open", 2: "open"}
+
+
+# --- overview -------------------------------------------------------------------------------------
+
+
+def _snapshots_in(start: datetime, end: datetime) -> dict[str, list[tuple[datetime, dict[str, float]]]]:
+    """Per source, up to CHART_POINTS+1 evenly spread snapshots in the window (two queries)."""
+    index = list(
+        MetricSnapshot.objects.filter(at__gte=start, at__lte=end).order_by("at").values_list("id", "at", "source")[
+            :20_000
+        ]
+    )
+    by_source: dict[str, list[tuple[int, datetime]]] = {}
+    for pk, at, source in index:
+        by_source.setdefault(source, []).append((pk, at))
+    latest_sources = sorted(by_source, key=lambda s: by_source[s][-1][1], reverse=True)[:MAX_SOURCES]
+    chosen: dict[int, tuple[str, datetime]] = {}
+    for source in latest_sources:
+        rows = by_source[source]
+        step = max(1, len(rows) // CHART_POINTS)
+        picks = rows[::step]
+        if picks[-1] != rows[-1]:
+            picks.append(rows[-1])
+        for pk, at in picks:
+            chosen[pk] = (source, at)
+    values = dict(MetricSnapshot.objects.filter(id__in=list(chosen)).values_list("id", "values"))
+    out: dict[str, list[tuple[datetime, dict[str, float]]]] = {}
+    for pk, (source, at) in sorted(chosen.items(), key=lambda item: item[1][1]):
+        out.setdefault(source, []).append((at, values.get(pk) or {}))
+    return out
+
+
+def _rate_series(
+    points: dict[str, list[tuple[datetime, dict[str, float]]]], start: datetime, end: datetime, pick: Any
+) -> list[dict[str, Any]]:
+    """Per chart bucket, sum over sources of pick(deltas)/seconds between consecutive snapshots."""
+    width = (end - start) / CHART_POINTS
+    buckets: list[float] = [0.0] * CHART_POINTS
+    seen: list[bool] = [False] * CHART_POINTS
+    for rows in points.values():
+        for (a_at, a), (b_at, b) in zip(rows, rows[1:], strict=False):
+            seconds = (b_at - a_at).total_seconds()
+            if seconds <= 0:
+                continue
+            slot = min(CHART_POINTS - 1, int((b_at - start) / width))
+            buckets[slot] += pick(series.counter_deltas(a, b)) / seconds
+            seen[slot] = True
+    return [
+        {"t": (start + width * (i + 1)).isoformat(), "v": round(v, 3) if seen[i] else None}
+        for i, v in enumerate(buckets)
+    ]
+
+
+def _served(deltas: dict[str, float]) -> float:
+    return sum(series.series_by_label(deltas, "inference_served_total", "served_by").values())
+
+
+def _decisions(deltas: dict[str, float]) -> float:
+    return sum(v for k, v in deltas.items() if series.key_parse(k)[0] == "ads_decisions_total")
+
+
+def _received(deltas: dict[str, float]) -> float:
+    return deltas.get("ledger:received", 0.0)
+
+
+def _latency_table(deltas: dict[str, float], name: str, label: str, **where: str) -> list[dict[str, Any]]:
+    rows = []
+    for value in series.histogram_label_values(deltas, name, label, **where):
+        q = series.histogram_quantiles(deltas, name, QUANTILES, **{label: value, **where})
+        count = sum(
+            v
+            for k, v in deltas.items()
+            if series.key_parse(k)[0] == f"{name}_count"
+            and series.key_parse(k)[1].get(label) == value
+            and all(series.key_parse(k)[1].get(a) == b for a, b in where.items())
+        )
+        rows.append(
+            {
+                label: value,
+                "count": int(count),
+                **{f"p{int(qq * 100)}_ms": (round(v * 1000, 3) if v is not None else None) for qq, v in q.items()},
+            }
+        )
+    return rows
+
+
+def _traffic(start: datetime, end: datetime) -> dict[str, Any]:
+    rows = list(
+        TrafficMinute.objects.filter(minute__gte=start, minute__lte=end)
+        .values("metric", "label")
+        .annotate(n=Sum("count"))
+        .order_by("metric", "label")
+    )
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        totals.setdefault(row["metric"], {})[row["label"]] = int(row["n"] or 0)
+    return totals
+
+
+def traffic_series(*, start: datetime, end: datetime, metric: str, points: int = CHART_POINTS) -> dict[str, Any]:
+    """Counts of ``metric`` by label in ``points`` buckets of the window (one grouped query)."""
+    rows = (
+        TrafficMinute.objects.filter(metric=metric, minute__gte=start, minute__lte=end)
+        .values_list("minute", "label")
+        .annotate(n=Sum("count"))
+        .order_by("minute")
+    )
+    width = (end - start) / points
+    labels: dict[str, list[int]] = {}
+    for minute, label, n in rows:
+        slot = min(points - 1, max(0, int((minute - start) / width)))
+        labels.setdefault(label, [0] * points)[slot] += int(n or 0)
+    return {"t": [(start + width * (i + 1)).isoformat() for i in range(points)], "series": labels}
+
+
+def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[str, Any]:
+    """The overview's figures for the last hour or day, JSON-ready (see the module docstring of rollup)."""
+    now = now or timezone.now()
+    span = WINDOWS.get(window, WINDOWS["hour"])
+    start = now - span
+    points = _snapshots_in(start, now)
+    deltas = series.deltas_sum(series.counter_deltas(rows[0][1], rows[-1][1]) for rows in points.values() if rows)
+    seconds = max(
+        (max((rows[-1][0] - rows[0][0]).total_seconds() for rows in points.values() if rows) if points else 0.0),
+        0.0,
+    )
+    latest = max((rows[-1] for rows in points.values() if rows), key=lambda r: r[0], default=None)
+    served = series.series_by_label(deltas, "inference_served_total", "served_by")
+    predictions = sum(served.values())
+    decisions = _decisions(deltas)
+    fallbacks = series.series_by_label(deltas, "inference_fallbacks_total", "reason")
+    breakers = {}
+    if latest is not None:
+        for model, value in series.series_by_label(latest[1], "inference_breaker_state", "model").items():
+            breakers[model] = BREAKER_NAMES.get(int(value), str(value))
+    traffic = _traffic(start, now)
+    events = traffic.get("events", {})
+    bots = traffic.get("bots", {})
+    quarantined = traffic.get("quarantined", {})
+    people = sum(events.values())
+    impressions = events.get("ad_impression", 0)
+    clicks = events.get("ad_click", 0)
+    spend = series.series_by_label(latest[1], "ads_spend_total", "campaign") if latest else {}
+    budget = series.series_by_label(latest[1], "ads_budget", "campaign") if latest else {}
+
+    def per_s(value: float) -> float | None:
+        return round(value / seconds, 3) if seconds > 0 else None
+
+    return {
+        "window": window if window in WINDOWS else "hour",
+        "now": now.isoformat(),
+        "measured_seconds": round(seconds, 1),
+        "snapshot_at": latest[0].isoformat() if latest else None,
+        "requests_per_s": per_s(predictions + decisions),
+        "predictions_per_s": per_s(predictions),
+        "decisions_per_s": per_s(decisions),
+        "events_per_s": per_s(_received(deltas)),
+        "served_by": {k: int(v) for k, v in sorted(served.items())},
+        "fallback_rate": {k: round(v / predictions, 4) for k, v in sorted(fallbacks.items())} if predictions else {},
+        "fallbacks": {k: int(v) for k, v in sorted(fallbacks.items())},
+        "prediction_latency": _latency_table(deltas, "inference_predict_seconds", "model", stage="total"),
+        "model_latency": _latency_table(deltas, "inference_predict_seconds", "model", stage="model"),
+        "decision_latency": _latency_table(deltas, "ads_decision_seconds", "placement"),
+        "breakers": breakers,
+        "events_by_type": events,
+        "bots_by_type": bots,
+        "bot_share": round(sum(bots.values()) / (people + sum(bots.values())), 4) if people or bots else None,
+        "quarantined_by_reason": quarantined,
+        "impressions_served": int(decisions),
+        "impressions_viewable": impressions,
+        "clicks": clicks,
+        "ctr": round(clicks / impressions, 4) if impressions else None,
+        "spend": {k: round(v, 2) for k, v in spend.items()},
+        "budget": {k: round(v, 2) for k, v in budget.items()},
+        "chart": {
+            "requests": _rate_series(points, start, now, lambda d: _served(d) + _decisions(d)),
+            "events": _rate_series(points, start, now, _received),
+        },
+    }
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+BASELINES = ("popularity", "frequency", "recent", "decayed")
+METRIC_NAMES = ("ndcg@5", "recall@3", "auc")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    version: str
+    algorithm: str
+    status: str
+    created_at: datetime
+    activated_at: datetime | None
+    data_from: datetime | None
+    data_to: datetime | None
+    training_seconds: float
+    model_metrics: dict[str, float | None]
+    best_baseline: str | None
+    best_baseline_metrics: dict[str, float | None]
+    test_users: int | None
+    decision: str
+
+
+def _metrics_of(result: dict[str, Any] | None) -> dict[str, float | None]:
+    result = result or {}
+    out: dict[str, float | None] = {}
+    for name in METRIC_NAMES:
+        value = result.get(name)
+        out[name] = round(float(value), 4) if isinstance(value, int | float) else None
+    return out
+
+
+def model_row(row: Any) -> ModelRow:
+    metrics = row.metrics or {}
+    results = metrics.get("results") or {}
+    baselines = {name: _metrics_of(results.get(name)) for name in BASELINES if name in results}
+    best = max(baselines, key=lambda n: baselines[n]["ndcg@5"] or -1.0, default=None)
+    return ModelRow(
+        version=row.version,
+        algorithm=row.algorithm,
+        status=row.status,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        data_from=row.data_from,
+        data_to=row.data_to,
+        training_seconds=row.training_seconds,
+        model_metrics=_metrics_of(results.get("model")),
+        best_baseline=best,
+        best_baseline_metrics=baselines.get(best, {}) if best else {},
+        test_users=(metrics.get("slice") or {}).get("test_users"),
+        decision=str(metrics.get("decision") or ""),
+    )
+
+
+def models_page(*, limit: int = 50) -> dict[str, Any]:
+    """The registry table (newest first), recent training runs and live serving figures."""
+    from inference import api as inference_api
+    from inference.registry import selectors as registry
+
+    rows = [model_row(row) for row in registry.model_versions_list()[:limit]]
+    runs = list(registry.training_runs_recent(limit=5))
+    status = inference_api.serving_status(start=False)
+    latency = {
+        row["model"]: row
+        for row in overview_get(window="hour")["model_latency"]  # p50/p99 per algorithm, last hour
+    }
+    return {"models": rows, "runs": runs, "serving": status, "latency": latency}
+
+
+def training_run_get(*, run_id: int | None = None) -> dict[str, Any] | None:
+    """A training run's progress (the latest when ``run_id`` is None), JSON-ready."""
+    from inference.registry import selectors as registry
+
+    if run_id is None:
+        run = registry.training_runs_recent(limit=1).first()
+    else:
+        run = registry.training_run_get(run_id=run_id)
+    if run is None:
+        return None
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "stage": run.stage,
+        "percent": run.percent,
+        "message": run.message,
+        "outcome": run.outcome,
+        "error": run.error[-500:],
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+def models_compare(*, a: str, b: str) -> dict[str, Any] | None:
+    """Two versions side by side: metrics beside the baselines of each version's own slice."""
+    from inference.registry import selectors as registry
+
+    rows = {row.version: row for row in registry.model_versions_list().filter(version__in=[a, b])[:2]}
+    if a not in rows or b not in rows:
+        return None
+    out = {}
+    for key, version in (("a", a), ("b", b)):
+        row = rows[version]
+        results = (row.metrics or {}).get("results") or {}
+        out[key] = {
+            "row": model_row(row),
+            "results": {name: _metrics_of(results.get(name)) for name in ("model", *BASELINES) if name in results},
+        }
+    return out
+
+
+# --- visitors -------------------------------------------------------------------------------------
+
+
+def visitor_get(*, user_id: str, events: int = 50) -> dict[str, Any]:
+    """Interest profile (feature store), predicted interests (what serving answers now), recent events."""
+    from inference import api as inference_api
+    from tracking import api as tracking_api
+
+    profile_error = ""
+    try:
+        profile = inference_api.user_interest_profile(user_id)
+    except Exception as exc:  # the store being down must not take the page with it
+        profile, profile_error = None, f"{type(exc).__name__}: {exc}"
+    interests = inference_api.predict_interests(user_id, top=10)
+    recent = tracking_api.user_events_recent(user_id=user_id, limit=events)
+    return {
+        "user_id": user_id,
+        "profile": profile,
+        "profile_error": profile_error,
+        "interests": interests,
+        "events": recent,
+        "decisions": [],
+    }
+
+
+# --- data quality ---------------------------------------------------------------------------------
+
+
+def quality_page(
+    *, reason: str | None = None, before_id: int | None = None, limit: int = 50, now: datetime | None = None
+) -> dict[str, Any]:
+    from tracking import api as tracking_api
+
+    now = now or timezone.now()
+    start = now - WINDOWS["day"]
+    traffic = _traffic(start, now)
+    events, bots = traffic.get("events", {}), traffic.get("bots", {})
+    total = sum(events.values()) + sum(bots.values())
+    rows = tracking_api.quarantined_list(reason=reason, before_id=before_id, limit=limit)
+    return {
+        "reasons": tracking_api.quarantine_reasons(),
+        "reasons_day": traffic.get("quarantined", {}),
+        "rows": rows,
+        "next_before": rows[-1].id if len(rows) == limit else None,
+        "bot_share": round(sum(bots.values()) / total, 4) if total else None,
+        "events_day": events,
+        "bots_day": bots,
+        "events_series": traffic_series(start=start, end=now, metric="events", points=24),
+        "quarantine_series": traffic_series(start=start, end=now, metric="quarantined", points=24),
+    }
+
+
+# --- audit ----------------------------------------------------------------------------------------
+
+
+def audit_list(*, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
+    query = AuditEntry.objects.all()
+    if before_id is not None:
+        query = query.filter(id__lt=before_id)
+    return list(query.order_by("-id")[:limit])

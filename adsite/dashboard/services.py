@@ -1,0 +1,168 @@
+"""Staff actions of the dashboard. Each one calls the owning app's service and writes an
+``AuditEntry`` (who, what, target, details, whether it worked), also when the action fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import close_old_connections
+
+from adsite.dashboard.conf import dashboard_setting
+from adsite.dashboard.models import AuditEntry
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ActionFailed(Exception):
+    """The owning app refused the action (e.g. nothing to roll back to); the message says why."""
+
+
+def audit_entry_create(
+    *,
+    actor: AbstractBaseUser | AnonymousUser,
+    action: str,
+    target: str = "",
+    details: dict[str, Any] | None = None,
+    ok: bool = True,
+) -> AuditEntry:
+    return AuditEntry.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_name=actor.get_username() if getattr(actor, "pk", None) else "anonymous",
+        action=action,
+        target=target[:255],
+        details=details or {},
+        ok=ok,
+    )
+
+
+def _audited(
+    *, actor: Any, action: str, target: str, details: dict[str, Any], call: Callable[[], T], describe: Callable[[T], dict[str, Any]]
+) -> T:
+    try:
+        result = call()
+    except Exception as exc:
+        audit_entry_create(
+            actor=actor, action=action, target=target, details={**details, "error": str(exc)[:500]}, ok=False
+        )
+        raise ActionFailed(str(exc)) from exc
+    audit_entry_create(actor=actor, action=action, target=target, details={**details, **describe(result)})
+    return result
+
+
+def _actor_label(actor: Any) -> str:
+    return f"dashboard:{actor.get_username()}"
+
+
+def _train_in_thread(kwargs: dict[str, Any]) -> None:
+    from inference.registry.tasks import train_models
+
+    try:
+        train_models.apply(kwargs=kwargs)
+    except Exception:
+        logger.exception("dashboard.training_failed")
+    finally:
+        close_old_connections()
+
+
+def training_start(*, actor: Any, algorithm: str = "all", activate: str = "never") -> str:
+    """Enqueue ``inference.train_models``. With eager Celery (embedded mode) the task runs on a
+    background thread instead, so the request returns at once and the page can show its progress."""
+    from inference.registry.tasks import train_models
+
+    kwargs = {"algorithm": algorithm, "activate": activate}
+
+    def call() -> str:
+        if not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+            return str(train_models.delay(**kwargs).id)
+        if not dashboard_setting("TRAIN_IN_BACKGROUND"):
+            train_models.apply(kwargs=kwargs)
+            return "eager"
+        threading.Thread(target=_train_in_thread, args=(kwargs,), daemon=True, name="dashboard-train").start()
+        return "thread"
+
+    return _audited(
+        actor=actor, action="model.train", target=algorithm, details=kwargs, call=call, describe=lambda r: {"task": r}
+    )
+
+
+def model_activate(*, actor: Any, version: str) -> str:
+    from inference.registry import services as registry
+
+    row = _audited(
+        actor=actor,
+        action="model.activate",
+        target=version,
+        details={},
+        call=lambda: registry.model_version_activate(version=version, actor=_actor_label(actor)),
+        describe=lambda r: {"algorithm": r.algorithm},
+    )
+    return row.version
+
+
+def model_rollback(*, actor: Any, algorithm: str) -> str:
+    from inference.registry import services as registry
+
+    row = _audited(
+        actor=actor,
+        action="model.rollback",
+        target=algorithm,
+        details={},
+        call=lambda: registry.model_version_rollback(algorithm=algorithm, actor=_actor_label(actor)),
+        describe=lambda r: {"now_serving": r.version},
+    )
+    return row.version
+
+
+def model_retire(*, actor: Any, version: str) -> str:
+    from inference.registry import services as registry
+
+    row = _audited(
+        actor=actor,
+        action="model.retire",
+        target=version,
+        details={},
+        call=lambda: registry.model_version_retire(version=version, actor=_actor_label(actor)),
+        describe=lambda r: {"algorithm": r.algorithm},
+    )
+    return row.version
+
+
+def visitor_delete(*, actor: Any, user_id: str) -> Any:
+    """The privacy operation (tracking's ``user_data_delete``: events, quarantine rows, features)."""
+    from tracking import api as tracking_api
+
+    return _audited(
+        actor=actor,
+        action="visitor.delete",
+        target=user_id,
+        details={},
+        call=lambda: tracking_api.user_data_delete(user_id=user_id),
+        describe=lambda r: {"events": r.events, "quarantined": r.quarantined},
+    )
+
+
+def quarantine_replay(*, actor: Any, ids: Sequence[int]) -> Any:
+    from tracking import api as tracking_api
+
+    return _audited(
+        actor=actor,
+        action="quarantine.replay",
+        target=f"{len(ids)} rows",
+        details={"ids": list(ids)[:100]},
+        call=lambda: tracking_api.quarantined_replay(ids=ids),
+        describe=lambda r: {
+            "replayed": r.replayed,
+            "accepted": r.accepted,
+            "duplicate": r.duplicate,
+            "rejected": r.rejected,
+            "unreadable": r.unreadable,
+        },
+    )

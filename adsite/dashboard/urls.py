@@ -1,0 +1,24 @@
+"""Dashboard URLs (mounted at /dashboard/). Every view is staff-only; actions are POST."""
+
+from django.urls import path
+
+from adsite.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("overview.json", views.overview_json, name="overview-json"),
+    path("models/", views.models, name="models"),
+    path("models/compare", views.models_compare, name="models-compare"),
+    path("models/train", views.model_train, name="model-train"),
+    path("models/training.json", views.training_run_json, name="training-json"),
+    path("models/<str:version>/activate", views.model_activate, name="model-activate"),
+    path("models/<str:version>/retire", views.model_retire, name="model-retire"),
+    path("models/<str:algorithm>/rollback", views.model_rollback, name="model-rollback"),
+    path("visitors/", views.visitors, name="visitors"),
+    path("visitors/<str:user_id>/delete", views.visitor_delete, name="visitor-delete"),
+    path("quality/", views.quality, name="quality"),
+    path("quality/replay", views.quarantine_replay, name="quarantine-replay"),
+    path("audit/", views.audit, name="audit"),
+]

@@ -1,0 +1,210 @@
+"""Dashboard views: thin. Each validates its input, calls one selector (pages) or one service
+(actions: POST only, CSRF-checked, audited by the service), then renders or redirects."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from adsite.dashboard import selectors, services
+from adsite.dashboard.access import staff_required
+from adsite.dashboard.conf import dashboard_setting
+from adsite.dashboard.rollup import rollup_refresh_if_stale
+
+
+def _window(request: HttpRequest) -> str:
+    window = request.GET.get("window", "hour")
+    return window if window in selectors.WINDOWS else "hour"
+
+
+@require_GET
+@staff_required
+def overview(request: HttpRequest) -> HttpResponse:
+    rollup_refresh_if_stale()
+    window = _window(request)
+    return render(
+        request,
+        "dashboard/overview.html",
+        {
+            "page": "overview",
+            "window": window,
+            "o": selectors.overview_get(window=window),
+            "refresh_seconds": dashboard_setting("REFRESH_SECONDS"),
+        },
+    )
+
+
+@require_GET
+@staff_required
+def overview_json(request: HttpRequest) -> JsonResponse:
+    rollup_refresh_if_stale()
+    return JsonResponse(selectors.overview_get(window=_window(request)))
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+@require_GET
+@staff_required
+def models(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/models.html", {"page": "models", **selectors.models_page()})
+
+
+@require_GET
+@staff_required
+def training_run_json(request: HttpRequest) -> JsonResponse:
+    run_id = request.GET.get("id")
+    run = selectors.training_run_get(run_id=int(run_id) if run_id and run_id.isdigit() else None)
+    return JsonResponse({"run": run})
+
+
+class TrainForm(forms.Form):
+    algorithm = forms.ChoiceField(choices=[("all", "all"), ("gbdt", "gbdt"), ("neural", "neural")])
+    activate = forms.ChoiceField(choices=[("never", "never"), ("auto", "auto"), ("always", "always")])
+
+
+def _run(request: HttpRequest, call: object, done: str) -> None:
+    try:
+        call()  # type: ignore[operator]
+    except services.ActionFailed as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+
+
+@require_POST
+@staff_required
+def model_train(request: HttpRequest) -> HttpResponse:
+    form = TrainForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose an algorithm and an activation policy.")
+    else:
+        _run(
+            request,
+            lambda: services.training_start(actor=request.user, **form.cleaned_data),
+            "Training started: its progress is shown below.",
+        )
+    return redirect(reverse("dashboard:models") + "#training")
+
+
+@require_POST
+@staff_required
+def model_activate(request: HttpRequest, version: str) -> HttpResponse:
+    _run(request, lambda: services.model_activate(actor=request.user, version=version), f"{version} is now serving.")
+    return redirect("dashboard:models")
+
+
+@require_POST
+@staff_required
+def model_retire(request: HttpRequest, version: str) -> HttpResponse:
+    _run(request, lambda: services.model_retire(actor=request.user, version=version), f"{version} is retired.")
+    return redirect("dashboard:models")
+
+
+@require_POST
+@staff_required
+def model_rollback(request: HttpRequest, algorithm: str) -> HttpResponse:
+    _run(
+        request,
+        lambda: services.model_rollback(actor=request.user, algorithm=algorithm),
+        f"{algorithm} rolled back to the version that served before.",
+    )
+    return redirect("dashboard:models")
+
+
+@require_GET
+@staff_required
+def models_compare(request: HttpRequest) -> HttpResponse:
+    a, b = request.GET.get("a", ""), request.GET.get("b", "")
+    comparison = selectors.models_compare(a=a, b=b) if a and b else None
+    if (a or b) and comparison is None:
+        messages.error(request, "Pick two existing versions to compare.")
+    return render(
+        request,
+        "dashboard/compare.html",
+        {"page": "models", "a": a, "b": b, "comparison": comparison, **selectors.models_page()},
+    )
+
+
+# --- visitors -------------------------------------------------------------------------------------
+
+
+class VisitorForm(forms.Form):
+    user_id = forms.CharField(max_length=64, strip=True, label="Visitor id")
+
+
+@require_GET
+@staff_required
+def visitors(request: HttpRequest) -> HttpResponse:
+    form = VisitorForm(request.GET or None)
+    visitor = selectors.visitor_get(user_id=form.cleaned_data["user_id"]) if form.is_valid() else None
+    return render(request, "dashboard/visitors.html", {"page": "visitors", "form": form, "visitor": visitor})
+
+
+@staff_required
+def visitor_delete(request: HttpRequest, user_id: str) -> HttpResponse:
+    """GET: the confirmation page; POST (with ``confirm`` equal to the id): delete."""
+    if request.method == "POST":
+        if request.POST.get("confirm", "") != user_id:
+            messages.error(request, "Type the visitor id to confirm the deletion.")
+            return redirect("dashboard:visitor-delete", user_id=user_id)
+        try:
+            result = services.visitor_delete(actor=request.user, user_id=user_id)
+        except services.ActionFailed as exc:
+            messages.error(request, f"Deletion failed: {exc}")
+        else:
+            messages.success(
+                request, f"Deleted {user_id}: {result.events} events, {result.quarantined} quarantined rows, features."
+            )
+        return redirect(reverse("dashboard:visitors") + f"?user_id={user_id}")
+    if request.method != "GET":
+        raise Http404
+    return render(request, "dashboard/visitor_delete.html", {"page": "visitors", "user_id": user_id})
+
+
+# --- data quality ---------------------------------------------------------------------------------
+
+
+@require_GET
+@staff_required
+def quality(request: HttpRequest) -> HttpResponse:
+    rollup_refresh_if_stale()
+    reason = request.GET.get("reason") or None
+    before = request.GET.get("before", "")
+    page = selectors.quality_page(reason=reason, before_id=int(before) if before.isdigit() else None)
+    return render(request, "dashboard/quality.html", {"page": "quality", "reason": reason, **page})
+
+
+@require_POST
+@staff_required
+def quarantine_replay(request: HttpRequest) -> HttpResponse:
+    ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()][:1000]
+    if not ids:
+        messages.error(request, "Select quarantined events to replay.")
+    else:
+        try:
+            result = services.quarantine_replay(actor=request.user, ids=ids)
+        except services.ActionFailed as exc:
+            messages.error(request, f"Replay failed: {exc}")
+        else:
+            messages.success(
+                request,
+                f"Replayed {result.replayed}: {result.accepted} accepted, {result.duplicate} duplicates, "
+                f"{result.rejected} still rejected, {result.unreadable} unreadable.",
+            )
+    return redirect("dashboard:quality")
+
+
+# --- audit ----------------------------------------------------------------------------------------
+
+
+@require_GET
+@staff_required
+def audit(request: HttpRequest) -> HttpResponse:
+    before = request.GET.get("before", "")
+    entries = selectors.audit_list(before_id=int(before) if before.isdigit() else None)
+    return render(request, "dashboard/audit.html", {"page": "audit", "entries": entries})
