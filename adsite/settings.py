@@ -177,6 +177,8 @@ TRACKING = {
 INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),
     "STORE": "redis" if REDIS_URL else "memory",
+    # embedded server: rebuild the in-process feature store from the Event table when a process starts serving
+    "STORE_REBUILD_ON_START": _env_bool("INFERENCE_STORE_REBUILD_ON_START", False),
     "MODEL_DIR": _env("INFERENCE_MODEL_DIR", str(VAR_DIR / "models")),
     "DEVICE": _env("INFERENCE_DEVICE", "auto"),
     "RETRAIN_SECONDS": _env_float("INFERENCE_RETRAIN_SECONDS", 0.0),

@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "STORE_WRITE_TIMEOUT_S": 2.0,
     "STORE_POPULATION_CACHE_S": 1.0,
     "STORE_TTL_S": 0.0,
+    # embedded mode: rebuild the in-process store from the stored events when a process first needs it
+    "STORE_REBUILD_ON_START": False,
     # model artifacts live under MODEL_DIR/<version>/ (shared storage when scaled out)
     "MODEL_DIR": "var/models",
     # torch device for training: "auto" (CUDA when present), "cpu", "cuda"

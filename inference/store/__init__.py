@@ -5,11 +5,18 @@
 ``feature_store(url=...)`` builds (and keeps) a Redis store for an explicit URL.
 ``serving_state_reader()`` is what serving calls: ``read(user_id) -> (user features or None when
 cold, population features)``, one round trip, :class:`FeatureStoreUnavailable` when unreachable.
+
+The in-process store does not survive a restart: with ``INFERENCE["STORE_REBUILD_ON_START"]`` the
+process's memory store is rebuilt from the stored events (``INFERENCE["EVENT_SOURCE"]``) when it is
+first needed, before anyone reads or writes it. ``feature_store_rebuild()`` (and
+``manage.py features_rebuild``) replays the events into the configured store on demand.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 
 from inference.features import PopulationFeatures, UserFeatures
@@ -21,14 +28,27 @@ __all__ = [
     "StateReader",
     "StoreRead",
     "feature_store",
+    "feature_store_rebuild",
     "feature_store_reset",
     "serving_state_reader",
 ]
 
 StateReader = Callable[[str], tuple[UserFeatures | None, PopulationFeatures | None]]
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _stores: dict[str, FeatureStore] = {}
+
+
+def feature_store_rebuild(store: FeatureStore | None = None) -> int:
+    """Clear ``store`` (default: the configured one) and replay every stored event into it, in time
+    order, from ``INFERENCE["EVENT_SOURCE"]`` (non-bot events, chunks). Returns the number replayed."""
+    from django.utils.module_loading import import_string
+
+    from inference.conf import inference_setting
+
+    source = import_string(inference_setting("EVENT_SOURCE"))
+    return (store or feature_store()).rebuild(source())
 
 
 def _redis_store(url: str) -> FeatureStore:
@@ -75,6 +95,16 @@ def feature_store(url: str | None = None) -> FeatureStore:
                     store = MemoryFeatureStore(
                         population_cache_s=float(inference_setting("STORE_POPULATION_CACHE_S"))
                     )
+                    if inference_setting("STORE_REBUILD_ON_START"):
+                        started = time.perf_counter()
+                        try:  # before the store is published: nobody reads a half-built store
+                            events = feature_store_rebuild(store)
+                            logger.info(
+                                "inference.store_rebuilt",
+                                extra={"events": events, "seconds": round(time.perf_counter() - started, 2)},
+                            )
+                        except Exception:  # serve what arrives from now on rather than nothing
+                            logger.exception("inference.store_rebuild_failed")
                 else:
                     store = _redis_store(key.removeprefix("redis:"))
                 _stores[key] = store
