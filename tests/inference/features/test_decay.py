@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inference.events import EventRecord
 from inference.features import (
     HALF_LIVES,
     FeatureState,
+    Ops,
     event_ops,
     pair_features,
     population_features,
@@ -109,3 +112,48 @@ def test_a_user_state_does_not_grow_with_every_visit() -> None:
     assert sorted(k for k in state.sums if k.startswith(("sn:", "se:"))) == ["sn:s118", "sn:s119"]
     assert len(state.sums) < 40  # counts, events, types and the decay epochs still in use
     assert user_features(state, events[-1].ts + 1).session_events == 3.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    order=st.permutations(list(range(24))),
+    cuts=st.lists(st.integers(min_value=1, max_value=23), max_size=5),
+)
+def test_any_arrival_order_and_batching_gives_the_same_features(order: list[int], cuts: list[int]) -> None:
+    """Concurrent writers deliver events in any order and any batches: the features do not change."""
+    events = [
+        EventRecord(
+            "u",
+            T0 + i * 5_003.0,
+            ("page_view", "click", "ad_impression", "page_ping")[i % 4],
+            ("abc"[i % 3], "xy"[i % 2]),
+            item_id=f"i{i}",
+            session_id=f"s{i // 6}",
+            engaged_ms=100 * i,
+        )
+        for i in range(24)
+    ]
+    reference = FeatureState()
+    for record in events:
+        reference.apply(event_ops(record)[0])
+    shuffled = [events[i] for i in order]
+    bounds = [0, *sorted(set(cuts)), len(shuffled)]
+    state = FeatureState()
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        batch = Ops()
+        for record in shuffled[lo:hi]:
+            batch.merge(event_ops(record)[0])
+        state.apply(batch)
+    now = T0 + 23 * 5_003.0 + 60.0
+    a, b = user_features(reference, now), user_features(state, now)
+    assert (a.counts, a.last_seen_ts, a.recent, a.type_counts, a.ad_impressions) == (
+        b.counts,
+        b.last_seen_ts,
+        b.recent,
+        b.type_counts,
+        b.ad_impressions,
+    )
+    # the current session is never the one pruned, so its counters do not depend on the order either
+    assert (a.session_events, a.session_engaged_s) == (b.session_events, b.session_engaged_s) == (6.0, 12.3)
+    for table_a, table_b in zip(a.decayed, b.decayed, strict=True):
+        assert table_a == pytest.approx(table_b, rel=1e-9)
