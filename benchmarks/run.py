@@ -4,7 +4,7 @@ Each section starts what it measures from scratch (its own SQLite file or Postgr
 Redis database number), prints a Markdown table row per figure, and the whole run is written as JSON to
 ``var/bench/results.json``. Record the figures, the machine and the date in docs/benchmarks.md.
 
-    python -m benchmarks.run [--only collect_embedded,collect_services,flush,import,features,interests]
+    python -m benchmarks.run [--only collect_embedded,collect_services,flush,import,training,predict,neural_slow,interests_http]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.inference import SECTIONS as inference_sections
 from benchmarks.load import LoadResult, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,11 +74,11 @@ def fresh_state(var_dir: Path, services: bool) -> dict[str, str]:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 1) -> Iterator[int]:
+def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 1, config: str | None = None) -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(
         [PY, "-m", "gunicorn", "adsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--threads", str(threads), "--log-level", "warning"],
+         "--threads", str(threads), "--log-level", "warning", *(["--config", config] if config else [])],
         cwd=ROOT, env=env,
     )
     try:
@@ -161,6 +162,7 @@ SECTIONS: dict[str, Callable[[], list[dict[str, str]]]] = {
     "collect_services": lambda: bench_collect(True),
     "import": bench_import,
 }
+SECTIONS.update(inference_sections)  # training, predict, neural_slow, interests_http (benchmarks/inference.py)
 
 
 def main() -> None:
