@@ -18,7 +18,9 @@ from django.db import models
 class AuditEntry(models.Model):
     """One state-changing staff action: who did what to which target, when, with what outcome."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # kept beside the FK so the trail still says who it was after the account is deleted
     actor_name = models.CharField(max_length=150)
     action = models.CharField(max_length=64)
@@ -50,6 +52,9 @@ class MetricSnapshot(models.Model):
         ]
         ordering = ["at", "id"]
 
+    def __str__(self) -> str:
+        return f"snapshot {self.source} at {self.at:%Y-%m-%d %H:%M:%S}"
+
 
 class TrafficMinute(models.Model):
     """A per-minute count: ``metric`` (events, bots, quarantined) split by ``label`` (type, reason)."""
@@ -64,3 +69,6 @@ class TrafficMinute(models.Model):
             models.UniqueConstraint(fields=["minute", "metric", "label"], name="dash_traffic_minute_unique")
         ]
         indexes = [models.Index(fields=["metric", "minute"], name="dash_traffic_metric_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.metric}/{self.label} {self.minute:%Y-%m-%d %H:%M}: {self.count}"

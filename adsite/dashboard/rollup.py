@@ -92,7 +92,10 @@ def traffic_minutes_roll(*, now: datetime | None = None) -> int:
     until = _minute(now) + timedelta(minutes=1)
     since = until - timedelta(minutes=int(dashboard_setting("RECOUNT_MINUTES")) + 1)
     counts = tracking_api.traffic_counts_by_minute(since=since, until=until)
-    rows = [TrafficMinute(minute=minute, metric=metric, label=label, count=n) for minute, metric, label, n in counts]
+    rows = [
+        TrafficMinute(minute=minute, metric=metric, label=label, count=n)
+        for minute, metric, label, n in counts
+    ]
     with transaction.atomic():
         TrafficMinute.objects.filter(minute__gte=since, minute__lt=until).delete()
         TrafficMinute.objects.bulk_create(rows)
@@ -112,7 +115,10 @@ def rollup_refresh_if_stale(*, now: datetime | None = None) -> bool:
     """Roll when this source's latest snapshot is older than ``SNAPSHOT_SECONDS``; True if it rolled."""
     now = now or timezone.now()
     latest = (
-        MetricSnapshot.objects.filter(source=snapshot_source()).order_by("-at").values_list("at", flat=True).first()
+        MetricSnapshot.objects.filter(source=snapshot_source())
+        .order_by("-at")
+        .values_list("at", flat=True)
+        .first()
     )
     if latest is not None and (now - latest).total_seconds() < float(dashboard_setting("SNAPSHOT_SECONDS")):
         return False

@@ -28,9 +28,9 @@ BREAKER_NAMES = {0: "closed", 1: "half_open", 2: "open"}
 def _snapshots_in(start: datetime, end: datetime) -> dict[str, list[tuple[datetime, dict[str, float]]]]:
     """Per source, up to CHART_POINTS+1 evenly spread snapshots in the window (two queries)."""
     index = list(
-        MetricSnapshot.objects.filter(at__gte=start, at__lte=end).order_by("at").values_list("id", "at", "source")[
-            :20_000
-        ]
+        MetricSnapshot.objects.filter(at__gte=start, at__lte=end)
+        .order_by("at")
+        .values_list("id", "at", "source")[:20_000]
     )
     by_source: dict[str, list[tuple[int, datetime]]] = {}
     for pk, at, source in index:
@@ -100,7 +100,10 @@ def _latency_table(deltas: dict[str, float], name: str, label: str, **where: str
             {
                 label: value,
                 "count": int(count),
-                **{f"p{int(qq * 100)}_ms": (round(v * 1000, 3) if v is not None else None) for qq, v in q.items()},
+                **{
+                    f"p{int(qq * 100)}_ms": (round(v * 1000, 3) if v is not None else None)
+                    for qq, v in q.items()
+                },
             }
         )
     return rows
@@ -119,7 +122,9 @@ def _traffic(start: datetime, end: datetime) -> dict[str, Any]:
     return totals
 
 
-def traffic_series(*, start: datetime, end: datetime, metric: str, points: int = CHART_POINTS) -> dict[str, Any]:
+def traffic_series(
+    *, start: datetime, end: datetime, metric: str, points: int = CHART_POINTS
+) -> dict[str, Any]:
     """Counts of ``metric`` by label in ``points`` buckets of the window (one grouped query)."""
     rows = (
         TrafficMinute.objects.filter(metric=metric, minute__gte=start, minute__lte=end)
@@ -141,9 +146,15 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
     span = WINDOWS.get(window, WINDOWS["hour"])
     start = now - span
     points = _snapshots_in(start, now)
-    deltas = series.deltas_sum(series.counter_deltas(rows[0][1], rows[-1][1]) for rows in points.values() if rows)
+    deltas = series.deltas_sum(
+        series.counter_deltas(rows[0][1], rows[-1][1]) for rows in points.values() if rows
+    )
     seconds = max(
-        (max((rows[-1][0] - rows[0][0]).total_seconds() for rows in points.values() if rows) if points else 0.0),
+        (
+            max((rows[-1][0] - rows[0][0]).total_seconds() for rows in points.values() if rows)
+            if points
+            else 0.0
+        ),
         0.0,
     )
     latest = max((rows[-1] for rows in points.values() if rows), key=lambda r: r[0], default=None)
@@ -178,8 +189,10 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         "decisions_per_s": per_s(decisions),
         "events_per_s": per_s(_received(deltas)),
         "served_by": {k: int(v) for k, v in sorted(served.items())},
-        "fallback_rate": {k: round(v / predictions, 4) for k, v in sorted(fallbacks.items())} if predictions else {},
-        "fallbacks": {k: int(v) for k, v in sorted(fallbacks.items())},
+        "fallbacks": [
+            {"reason": k, "count": int(v), "rate": f"{100 * v / predictions:.1f}%" if predictions else None}
+            for k, v in sorted(fallbacks.items())
+        ],
         "prediction_latency": _latency_table(deltas, "inference_predict_seconds", "model", stage="total"),
         "model_latency": _latency_table(deltas, "inference_predict_seconds", "model", stage="model"),
         "decision_latency": _latency_table(deltas, "ads_decision_seconds", "placement"),
@@ -191,9 +204,15 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         "impressions_served": int(decisions),
         "impressions_viewable": impressions,
         "clicks": clicks,
-        "ctr": round(clicks / impressions, 4) if impressions else None,
-        "spend": {k: round(v, 2) for k, v in spend.items()},
-        "budget": {k: round(v, 2) for k, v in budget.items()},
+        "ctr": f"{100 * clicks / impressions:.2f}%" if impressions else None,
+        "spend_vs_budget": [
+            {
+                "campaign": c,
+                "spend": round(spend.get(c, 0.0), 2),
+                "budget": round(budget[c], 2) if c in budget else None,
+            }
+            for c in sorted(set(spend) | set(budget))
+        ],
         "chart": {
             "requests": _rate_series(points, start, now, lambda d: _served(d) + _decisions(d)),
             "events": _rate_series(points, start, now, _received),
@@ -205,6 +224,8 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
 
 BASELINES = ("popularity", "frequency", "recent", "decayed")
 METRIC_NAMES = ("ndcg@5", "recall@3", "auc")
+# template-friendly keys (Django template variables cannot contain "@")
+METRIC_KEYS = {"ndcg@5": "ndcg5", "recall@3": "recall3", "auc": "auc"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +250,7 @@ def _metrics_of(result: dict[str, Any] | None) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for name in METRIC_NAMES:
         value = result.get(name)
-        out[name] = round(float(value), 4) if isinstance(value, int | float) else None
+        out[METRIC_KEYS[name]] = round(float(value), 4) if isinstance(value, int | float) else None
     return out
 
 
@@ -237,7 +258,7 @@ def model_row(row: Any) -> ModelRow:
     metrics = row.metrics or {}
     results = metrics.get("results") or {}
     baselines = {name: _metrics_of(results.get(name)) for name in BASELINES if name in results}
-    best = max(baselines, key=lambda n: baselines[n]["ndcg@5"] or -1.0, default=None)
+    best = max(baselines, key=lambda n: baselines[n]["ndcg5"] or -1.0, default=None)
     return ModelRow(
         version=row.version,
         algorithm=row.algorithm,
@@ -263,11 +284,25 @@ def models_page(*, limit: int = 50) -> dict[str, Any]:
     rows = [model_row(row) for row in registry.model_versions_list()[:limit]]
     runs = list(registry.training_runs_recent(limit=5))
     status = inference_api.serving_status(start=False)
-    latency = {
-        row["model"]: row
-        for row in overview_get(window="hour")["model_latency"]  # p50/p99 per algorithm, last hour
-    }
-    return {"models": rows, "runs": runs, "serving": status, "latency": latency}
+    hour = overview_get(window="hour")
+    latency = {row["model"]: row for row in hour["model_latency"]}  # model call time per algorithm
+    served = hour["served_by"]
+    answers = sum(served.values())
+    algorithms = []
+    for name in ("neural", "gbdt"):
+        row = latency.get(name, {})
+        algorithms.append(
+            {
+                "name": name,
+                "loaded": status.loaded.get(name, ""),
+                "error": status.load_errors.get(name, ""),
+                "breaker": status.breakers.get(name) or hour["breakers"].get(name, ""),
+                "p50": row.get("p50_ms"),
+                "p99": row.get("p99_ms"),
+                "share": f"{100 * served.get(name, 0) / answers:.1f}%" if answers else None,
+            }
+        )
+    return {"models": rows, "runs": runs, "algorithms": algorithms}
 
 
 def training_run_get(*, run_id: int | None = None) -> dict[str, Any] | None:
@@ -300,14 +335,24 @@ def models_compare(*, a: str, b: str) -> dict[str, Any] | None:
     rows = {row.version: row for row in registry.model_versions_list().filter(version__in=[a, b])[:2]}
     if a not in rows or b not in rows:
         return None
-    out = {}
+    out: dict[str, Any] = {}
     for key, version in (("a", a), ("b", b)):
         row = rows[version]
         results = (row.metrics or {}).get("results") or {}
         out[key] = {
             "row": model_row(row),
-            "results": {name: _metrics_of(results.get(name)) for name in ("model", *BASELINES) if name in results},
+            "results": {
+                name: _metrics_of(results.get(name)) for name in ("model", *BASELINES) if name in results
+            },
         }
+    out["chart"] = {
+        "labels": ["NDCG@5", "Recall@3", "AUC"],
+        "datasets": [
+            {"label": version, "data": [out[key]["row"].model_metrics.get(k) for k in METRIC_KEYS.values()]}
+            for key, version in (("a", a), ("b", b))
+        ],
+        "options": {"scales": {"y": {"beginAtZero": True, "max": 1}}},
+    }
     return out
 
 
@@ -326,7 +371,45 @@ def visitor_get(*, user_id: str, events: int = 50) -> dict[str, Any]:
         profile, profile_error = None, f"{type(exc).__name__}: {exc}"
     interests = inference_api.predict_interests(user_id, top=10)
     recent = tracking_api.user_events_recent(user_id=user_id, limit=events)
+    rows: list[dict[str, Any]] = []
+    chart: dict[str, Any] = {"labels": [], "datasets": []}
+    if profile is not None:
+        counts = dict(profile.counts)
+        shares = {label: dict(values) for label, values in profile.decayed_share.items()}
+        top = [c for c, _ in (profile.decayed_share.get(profile.half_lives[-1]) or profile.counts)][:15]
+        top += [c for c, _ in profile.counts if c not in top][: max(0, 15 - len(top))]
+        rows = [
+            {
+                "category": c,
+                "shares": [shares[label].get(c, 0.0) for label in profile.half_lives],
+                "count": counts.get(c, 0),
+            }
+            for c in top
+        ]
+        chart = {
+            "labels": top,
+            "datasets": [
+                {
+                    "label": f"share, half-life {label}",
+                    "data": [round(shares[label].get(c, 0.0), 4) for c in top],
+                }
+                for label in profile.half_lives
+            ],
+        }
+    interests_chart = {
+        "labels": [c for c, _ in interests.scores],
+        "datasets": [
+            {
+                "label": f"{interests.served_by} {interests.model_version}",
+                "data": [round(v, 4) for _, v in interests.scores],
+            }
+        ],
+        "options": {"indexAxis": "y"},
+    }
     return {
+        "profile_rows": rows,
+        "profile_chart": chart,
+        "interests_chart": interests_chart,
         "user_id": user_id,
         "profile": profile,
         "profile_error": profile_error,

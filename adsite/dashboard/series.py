@@ -80,7 +80,11 @@ def histogram_quantiles(
                     answer = lower_bound  # above the top finite bucket: its bound is all we know
                 else:
                     inside = count - lower_count
-                    answer = bound if inside <= 0 else lower_bound + (bound - lower_bound) * (rank - lower_count) / inside
+                    answer = (
+                        bound
+                        if inside <= 0
+                        else lower_bound + (bound - lower_bound) * (rank - lower_count) / inside
+                    )
                 break
             lower_bound, lower_count = bound, count
         out[q] = answer
@@ -91,6 +95,10 @@ def histogram_label_values(values: Mapping[str, float], name: str, label: str, *
     seen: set[str] = set()
     for key in values:
         sample, labels = key_parse(key)
-        if sample == f"{name}_bucket" and label in labels and all(labels.get(k) == v for k, v in where.items()):
+        if (
+            sample == f"{name}_bucket"
+            and label in labels
+            and all(labels.get(k) == v for k, v in where.items())
+        ):
             seen.add(labels[label])
     return sorted(seen)

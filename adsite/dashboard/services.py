@@ -44,7 +44,13 @@ def audit_entry_create(
 
 
 def _audited(
-    *, actor: Any, action: str, target: str, details: dict[str, Any], call: Callable[[], T], describe: Callable[[T], dict[str, Any]]
+    *,
+    actor: Any,
+    action: str,
+    target: str,
+    details: dict[str, Any],
+    call: Callable[[], T],
+    describe: Callable[[T], dict[str, Any]],
 ) -> T:
     try:
         result = call()
@@ -89,7 +95,12 @@ def training_start(*, actor: Any, algorithm: str = "all", activate: str = "never
         return "thread"
 
     return _audited(
-        actor=actor, action="model.train", target=algorithm, details=kwargs, call=call, describe=lambda r: {"task": r}
+        actor=actor,
+        action="model.train",
+        target=algorithm,
+        details=kwargs,
+        call=call,
+        describe=lambda r: {"task": r},
     )
 
 

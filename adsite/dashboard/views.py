@@ -51,7 +51,11 @@ def overview_json(request: HttpRequest) -> JsonResponse:
 @require_GET
 @staff_required
 def models(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/models.html", {"page": "models", **selectors.models_page()})
+    return render(
+        request,
+        "dashboard/models.html",
+        {"page": "models", "started": request.GET.get("started") == "1", **selectors.models_page()},
+    )
 
 
 @require_GET
@@ -88,20 +92,26 @@ def model_train(request: HttpRequest) -> HttpResponse:
             lambda: services.training_start(actor=request.user, **form.cleaned_data),
             "Training started: its progress is shown below.",
         )
-    return redirect(reverse("dashboard:models") + "#training")
+    return redirect(reverse("dashboard:models") + "?started=1#training")
 
 
 @require_POST
 @staff_required
 def model_activate(request: HttpRequest, version: str) -> HttpResponse:
-    _run(request, lambda: services.model_activate(actor=request.user, version=version), f"{version} is now serving.")
+    _run(
+        request,
+        lambda: services.model_activate(actor=request.user, version=version),
+        f"{version} is now serving.",
+    )
     return redirect("dashboard:models")
 
 
 @require_POST
 @staff_required
 def model_retire(request: HttpRequest, version: str) -> HttpResponse:
-    _run(request, lambda: services.model_retire(actor=request.user, version=version), f"{version} is retired.")
+    _run(
+        request, lambda: services.model_retire(actor=request.user, version=version), f"{version} is retired."
+    )
     return redirect("dashboard:models")
 
 
@@ -119,7 +129,8 @@ def model_rollback(request: HttpRequest, algorithm: str) -> HttpResponse:
 @require_GET
 @staff_required
 def models_compare(request: HttpRequest) -> HttpResponse:
-    a, b = request.GET.get("a", ""), request.GET.get("b", "")
+    picked = request.GET.getlist("v")
+    a, b = (picked + ["", ""])[:2] if picked else (request.GET.get("a", ""), request.GET.get("b", ""))
     comparison = selectors.models_compare(a=a, b=b) if a and b else None
     if (a or b) and comparison is None:
         messages.error(request, "Pick two existing versions to compare.")
@@ -142,7 +153,14 @@ class VisitorForm(forms.Form):
 def visitors(request: HttpRequest) -> HttpResponse:
     form = VisitorForm(request.GET or None)
     visitor = selectors.visitor_get(user_id=form.cleaned_data["user_id"]) if form.is_valid() else None
-    return render(request, "dashboard/visitors.html", {"page": "visitors", "form": form, "visitor": visitor})
+    context = {"page": "visitors", "form": form, "visitor": visitor}
+    if visitor is not None:
+        context.update(
+            profile_rows=visitor["profile_rows"],
+            profile_chart=visitor["profile_chart"],
+            interests_chart=visitor["interests_chart"],
+        )
+    return render(request, "dashboard/visitors.html", context)
 
 
 @staff_required
@@ -158,7 +176,8 @@ def visitor_delete(request: HttpRequest, user_id: str) -> HttpResponse:
             messages.error(request, f"Deletion failed: {exc}")
         else:
             messages.success(
-                request, f"Deleted {user_id}: {result.events} events, {result.quarantined} quarantined rows, features."
+                request,
+                f"Deleted {user_id}: {result.events} events, {result.quarantined} quarantined rows, features.",
             )
         return redirect(reverse("dashboard:visitors") + f"?user_id={user_id}")
     if request.method != "GET":

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,46 +14,76 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('actor_name', models.CharField(max_length=150)),
-                ('action', models.CharField(max_length=64)),
-                ('target', models.CharField(blank=True, max_length=255)),
-                ('details', models.JSONField(default=dict)),
-                ('ok', models.BooleanField(default=True)),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("actor_name", models.CharField(max_length=150)),
+                ("action", models.CharField(max_length=64)),
+                ("target", models.CharField(blank=True, max_length=255)),
+                ("details", models.JSONField(default=dict)),
+                ("ok", models.BooleanField(default=True)),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
+                "ordering": ["-at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='MetricSnapshot',
+            name="MetricSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField()),
-                ('source', models.CharField(max_length=128)),
-                ('values', models.JSONField(default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField()),
+                ("source", models.CharField(max_length=128)),
+                ("values", models.JSONField(default=dict)),
             ],
             options={
-                'ordering': ['at', 'id'],
-                'indexes': [models.Index(fields=['at'], name='dash_snapshot_at'), models.Index(fields=['source', 'at'], name='dash_snapshot_source_at')],
+                "ordering": ["at", "id"],
+                "indexes": [
+                    models.Index(fields=["at"], name="dash_snapshot_at"),
+                    models.Index(fields=["source", "at"], name="dash_snapshot_source_at"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='TrafficMinute',
+            name="TrafficMinute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField()),
-                ('metric', models.CharField(max_length=32)),
-                ('label', models.CharField(blank=True, max_length=64)),
-                ('count', models.BigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField()),
+                ("metric", models.CharField(max_length=32)),
+                ("label", models.CharField(blank=True, max_length=64)),
+                ("count", models.BigIntegerField(default=0)),
             ],
             options={
-                'indexes': [models.Index(fields=['metric', 'minute'], name='dash_traffic_metric_minute')],
-                'constraints': [models.UniqueConstraint(fields=('minute', 'metric', 'label'), name='dash_traffic_minute_unique')],
+                "indexes": [models.Index(fields=["metric", "minute"], name="dash_traffic_metric_minute")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("minute", "metric", "label"), name="dash_traffic_minute_unique"
+                    )
+                ],
             },
         ),
     ]

@@ -1,0 +1,151 @@
+/* Dashboard behaviour: charts from json_script data, live refresh of the overview, training
+   progress. Every table is rendered by the server first, so the pages read fine without this. */
+(function () {
+  "use strict";
+  const palette = ["#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#5c940d", "#495057", "#364fc7"];
+  const charts = {};
+
+  function data(id) {
+    const el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  }
+
+  function chart(canvasId, config) {
+    const canvas = document.getElementById(canvasId);
+    if (!canvas || typeof Chart === "undefined") return null;
+    if (charts[canvasId]) charts[canvasId].destroy();
+    config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options || {});
+    charts[canvasId] = new Chart(canvas, config);
+    return charts[canvasId];
+  }
+
+  function shortTime(iso) { return iso ? iso.substring(11, 16) : ""; }
+
+  function ratesChart(c) {
+    if (!c) return;
+    chart("chart-rates", {
+      type: "line",
+      data: {
+        labels: c.requests.map((p) => shortTime(p.t)),
+        datasets: [
+          { label: "requests /s", data: c.requests.map((p) => p.v), borderColor: palette[0], spanGaps: true, pointRadius: 0 },
+          { label: "events /s", data: c.events.map((p) => p.v), borderColor: palette[1], spanGaps: true, pointRadius: 0 },
+        ],
+      },
+      options: { scales: { y: { beginAtZero: true } } },
+    });
+  }
+
+  function cell(tr, value, numeric) {
+    const td = document.createElement("td");
+    td.textContent = value === null || value === undefined ? "–" : String(value);
+    if (numeric) td.className = "num";
+    tr.appendChild(td);
+  }
+
+  function fillTable(table, value) {
+    const cols = table.dataset.cols.split(",");
+    const body = table.tBodies[0];
+    const rows = Array.isArray(value) ? value : Object.entries(value || {}).map(([key, v]) => ({ key: key, value: v }));
+    if (!rows.length) return; // keep the server's "nothing yet" row
+    body.replaceChildren();
+    rows.forEach((row) => {
+      const tr = document.createElement("tr");
+      cols.forEach((col, i) => cell(tr, row[col], i > 0 && typeof row[col] === "number"));
+      body.appendChild(tr);
+    });
+  }
+
+  function refreshOverview() {
+    const note = document.getElementById("overview-note");
+    if (!note) return;
+    const every = Math.max(2, Number(note.dataset.refresh || 5)) * 1000;
+    async function tick() {
+      try {
+        const response = await fetch(note.dataset.url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (response.ok) {
+          const o = await response.json();
+          document.querySelectorAll("[data-k]").forEach((el) => {
+            const v = o[el.dataset.k];
+            el.textContent = v === null || v === undefined ? "–" : String(v);
+          });
+          document.querySelectorAll("table[data-table]").forEach((t) => fillTable(t, o[t.dataset.table]));
+          ratesChart(o.chart);
+        }
+      } finally {
+        setTimeout(tick, every);
+      }
+    }
+    setTimeout(tick, every);
+  }
+
+  function barChart(canvasId, payload) {
+    if (!payload) return;
+    chart(canvasId, {
+      type: "bar",
+      data: {
+        labels: payload.labels,
+        datasets: payload.datasets.map((d, i) => ({ label: d.label, data: d.data, backgroundColor: palette[i % palette.length] })),
+      },
+      options: Object.assign({ scales: { y: { beginAtZero: true } } }, payload.options || {}),
+    });
+  }
+
+  function stackedSeries(canvasId, payload) {
+    if (!payload) return;
+    chart(canvasId, {
+      type: "bar",
+      data: {
+        labels: payload.t.map(shortTime),
+        datasets: Object.entries(payload.series).map(([label, values], i) => ({ label: label, data: values, backgroundColor: palette[i % palette.length] })),
+      },
+      options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } },
+    });
+  }
+
+  function trainingProgress() {
+    const box = document.getElementById("training");
+    if (!box || !box.dataset.url) return;
+    const bar = box.querySelector(".progress > span");
+    const text = box.querySelector("[data-run-text]");
+    const loaded = Date.now();
+    async function tick() {
+      let again = true;
+      try {
+        const response = await fetch(box.dataset.url, { credentials: "same-origin" });
+        if (response.ok) {
+          const run = (await response.json()).run;
+          const waiting = box.dataset.started === "1" && (!run || run.id <= Number(box.dataset.lastId || 0));
+          if (waiting && Date.now() - loaded < 120000) {
+            text.textContent = "Waiting for the training run to start…";
+          } else if (run) {
+            bar.style.width = run.percent + "%";
+            box.querySelector(".progress").setAttribute("aria-valuenow", String(run.percent));
+            text.textContent = "Run " + run.id + ": " + run.status + " · " + (run.stage || "") + " " + run.percent + "% · " + (run.message || "");
+            if (run.status !== "running") {
+              again = false;
+              if (box.dataset.wasRunning === "1" || box.dataset.started === "1") window.location.replace(window.location.pathname + "#training");
+            } else {
+              box.dataset.wasRunning = "1";
+            }
+          }
+        }
+      } finally {
+        if (again) setTimeout(tick, 1000);
+      }
+    }
+    tick();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    ratesChart(data("overview-chart"));
+    refreshOverview();
+    barChart("chart-compare", data("compare-chart"));
+    barChart("chart-profile", data("profile-chart"));
+    barChart("chart-interests", data("interests-chart"));
+    stackedSeries("chart-events", data("events-series"));
+    stackedSeries("chart-quarantine", data("quarantine-series"));
+    stackedSeries("chart-delivery", data("delivery-series"));
+    trainingProgress();
+  });
+})();
