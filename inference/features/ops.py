@@ -131,6 +131,12 @@ def _decay_ops(
                 drop.add(stale_prefix + category)
 
 
+def _printable(value: str) -> str:
+    """Identifiers become field names and list items: no control characters (the Redis store uses
+    two as separators). Slugs and ordinary ids pass through untouched (one C-level check)."""
+    return value if value.isprintable() else "".join(ch for ch in value if ch.isprintable())
+
+
 def event_ops(record: EventRecord) -> tuple[Ops, Ops]:
     """(the user's operations, the population's operations) for one accepted, non-bot event.
 
@@ -141,16 +147,18 @@ def event_ops(record: EventRecord) -> tuple[Ops, Ops]:
     population = Ops()
     ts = float(record.ts)
     kind = record.type
-    categories = tuple(dict.fromkeys(c for c in record.categories if c))  # each category once per event
+    # each category once per event
+    categories = tuple(dict.fromkeys(c for c in map(_printable, record.categories) if c))
     incr = user.incr
     maxima = user.maxima
-    incr["t:" + kind] = 1.0
-    if record.session_id:
-        incr["sn:" + record.session_id] = 1.0
+    incr["t:" + _printable(kind)] = 1.0
+    session = _printable(record.session_id)
+    if session:
+        incr["sn:" + session] = 1.0
         if record.engaged_ms:
-            incr["se:" + record.session_id] = float(record.engaged_ms)
-        user.sessions[record.session_id] = ts
-    maxima["dv:" + (record.device or "other")] = ts
+            incr["se:" + session] = float(record.engaged_ms)
+        user.sessions[session] = ts
+    maxima["dv:" + (_printable(record.device) or "other")] = ts
     if kind == AD_IMPRESSION:
         for category in categories:
             incr["ai:" + category] = 1.0
@@ -164,7 +172,7 @@ def event_ops(record: EventRecord) -> tuple[Ops, Ops]:
             incr["c:" + category] = 1.0
             maxima["ls:" + category] = ts
         _decay_ops(user, ts, categories, HALF_LIVES)
-        user.push.append(SeqItem(record.item_id, categories, ts))
+        user.push.append(SeqItem(_printable(record.item_id), categories, ts))
         pincr = population.incr
         pincr["n"] = 1.0
         population.maxima["last"] = ts

@@ -141,6 +141,20 @@ def test_redis_store_matches_memory_store_for_batches(
 
 
 @pytest.mark.requires_redis
+def test_control_characters_in_ids_cannot_corrupt_the_redis_fields(redis_store: FeatureStore) -> None:
+    odd = [
+        EventRecord("odd", T0, "page_view", ("a",), item_id="x\x1fy\x1ez", session_id="s\x1e1\x1f2"),
+        EventRecord("odd", T0 + 1, "page_ping", ("a",), session_id="s\x1e1\x1f2", engaged_ms=1500),
+    ]
+    memory = MemoryFeatureStore()
+    memory.observe(odd)
+    redis_store.observe(odd)
+    a, b = memory.read("odd", now=T0 + 2).user, redis_store.read("odd", now=T0 + 2).user
+    assert_same_user(b, a)
+    assert b.recent[0].item_id == "xyz" and b.session_events == 2.0 and b.session_engaged_s == 1.5
+
+
+@pytest.mark.requires_redis
 def test_redis_store_keeps_one_user_in_one_cluster_slot(redis_store: FeatureStore) -> None:
     from redis.crc import key_slot
 
