@@ -56,10 +56,10 @@ def embedded(settings: Any) -> None:
     settings.TRACKING = {**settings.TRACKING, "BUFFER": "database"}
 
 
-def ingest(events: list[Any], *, user_agent: str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0") -> Any:
+def ingest(events: list[Any], *, bot: bool = False) -> Any:
     from tracking.api import IngestContext, events_ingest
 
-    context = IngestContext(source="api", received_at=timezone.now(), user_agent=user_agent)
+    context = IngestContext(source="api", received_at=timezone.now(), is_bot=bot)
     return events_ingest(events=events, context=context)
 
 
@@ -75,12 +75,18 @@ def seeded(db: None, embedded: None) -> dict[str, Any]:
     categories = ["technology", "sports", "travel"]
     events = [make_event(categories=[categories[i % 3]], item_id=f"i{i}") for i in range(12)]
     events += [make_event(user_id="visitor-dash-2", categories=["travel"], item_id=f"j{i}") for i in range(5)]
-    events += [make_event(type="ad_impression", ad={"creative_id": "cr1", "campaign_id": "ca1", "placement_id": "top"})]
-    events += [make_event(type="ad_click", ad={"creative_id": "cr1", "campaign_id": "ca1", "placement_id": "top"})]
+    events += [
+        make_event(
+            type="ad_impression", ad={"creative_id": "cr1", "campaign_id": "ca1", "placement_id": "top"}
+        )
+    ]
+    events += [
+        make_event(type="ad_click", ad={"creative_id": "cr1", "campaign_id": "ca1", "placement_id": "top"})
+    ]
     events += [{"event_id": "not-a-uuid", "type": "page_view", "user_id": VISITOR}]  # quarantined
     events += [make_event(type="no_such_type")]  # quarantined
     ingest(events)
-    ingest([make_event(user_id="crawler-1")], user_agent="Googlebot/2.1 (+http://www.google.com/bot.html)")
+    ingest([make_event(user_id="crawler-1")], bot=True)
     metrics = {
         "slice": {"split": "time", "test_users": 40},
         "results": {
@@ -92,12 +98,21 @@ def seeded(db: None, embedded: None) -> dict[str, Any]:
     }
     now = timezone.now()
     old = registry.model_version_register(
-        algorithm="gbdt", version="gbdt-seed-old", artifact_path="gbdt-seed-old", metrics=metrics,
-        data_from=now - timedelta(days=3), data_to=now - timedelta(days=1),
+        algorithm="gbdt",
+        version="gbdt-seed-old",
+        artifact_path="gbdt-seed-old",
+        metrics=metrics,
+        data_from=now - timedelta(days=3),
+        data_to=now - timedelta(days=1),
     )
     new = registry.model_version_register(
-        algorithm="gbdt", version="gbdt-seed-new", artifact_path="gbdt-seed-new",
-        metrics={**metrics, "results": {**metrics["results"], "model": {"ndcg@5": 0.83, "recall@3": 0.91, "auc": 0.79}}},
+        algorithm="gbdt",
+        version="gbdt-seed-new",
+        artifact_path="gbdt-seed-new",
+        metrics={
+            **metrics,
+            "results": {**metrics["results"], "model": {"ndcg@5": 0.83, "recall@3": 0.91, "auc": 0.79}},
+        },
     )
     registry.model_version_activate(version=old.version)
     TrainingRun.objects.create(status="succeeded", stage="register", percent=100.0, message="done")

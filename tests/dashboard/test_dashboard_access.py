@@ -40,7 +40,9 @@ def test_anonymous_is_sent_to_login(url):
 def test_anonymous_post_is_sent_to_login_and_changes_nothing(url):
     from adsite.dashboard.models import AuditEntry
 
-    response = Client().post(url, {"confirm": "someone", "ids": ["1"], "algorithm": "all", "activate": "never"})
+    response = Client().post(
+        url, {"confirm": "someone", "ids": ["1"], "algorithm": "all", "activate": "never"}
+    )
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
     assert AuditEntry.objects.count() == 0
 
@@ -55,7 +57,9 @@ def test_non_staff_post_get_403_and_changes_nothing(user_client, url):
     from adsite.dashboard.models import AuditEntry
     from inference.registry.models import TrainingRun
 
-    response = user_client.post(url, {"confirm": "someone", "ids": ["1"], "algorithm": "all", "activate": "never"})
+    response = user_client.post(
+        url, {"confirm": "someone", "ids": ["1"], "algorithm": "all", "activate": "never"}
+    )
     assert response.status_code == 403
     assert AuditEntry.objects.count() == 0
     assert TrainingRun.objects.count() == 0

@@ -1,0 +1,122 @@
+"""Staff actions call the owning app's service and are written to the audit trail."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+
+from adsite.dashboard.models import AuditEntry
+from inference.events import EventRecord
+from inference.registry.models import ModelVersion, TrainingRun
+from tests.dashboard.conftest import VISITOR
+
+pytestmark = pytest.mark.django_db
+CATEGORIES = [f"c{i}" for i in range(5)]
+
+
+def training_events(*, since=None, until=None, chunk_size=50_000):
+    rng = random.Random(3)
+    yield [
+        EventRecord(
+            user_id=f"u{(user := rng.randrange(25))}",
+            ts=1.7e9 + n * 600,
+            type="page_view",
+            categories=(CATEGORIES[user % 5] if rng.random() < 0.7 else rng.choice(CATEGORIES),),
+            item_id=str(n % 60),
+        )
+        for n in range(1000)
+    ]
+
+
+def training_categories():
+    return list(CATEGORIES)
+
+
+def test_activate_rollback_retire_are_done_and_audited(staff_client, seeded, staff_user):
+    old, new = seeded["old"], seeded["new"]
+    staff_client.post(f"/dashboard/models/{new}/activate")
+    assert ModelVersion.objects.get(version=new).status == "active"
+    staff_client.post("/dashboard/models/gbdt/rollback")
+    assert ModelVersion.objects.get(version=old).status == "active"
+    staff_client.post(f"/dashboard/models/{new}/retire")
+    assert ModelVersion.objects.get(version=new).status == "retired"
+    entries = list(AuditEntry.objects.order_by("id").values_list("actor_name", "action", "target", "ok"))
+    assert entries == [
+        ("staffer", "model.activate", new, True),
+        ("staffer", "model.rollback", "gbdt", True),
+        ("staffer", "model.retire", new, True),
+    ]
+    html = staff_client.get("/dashboard/audit/").content.decode()
+    assert "model.rollback" in html and "staffer" in html
+
+
+def test_a_refused_action_is_shown_and_audited_as_failed(staff_client, seeded):
+    response = staff_client.post(f"/dashboard/models/{seeded['old']}/retire", follow=True)
+    assert "is active" in response.content.decode()
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.ok) == ("model.retire", False)
+    assert ModelVersion.objects.get(version=seeded["old"]).status == "active"
+
+
+@pytest.mark.slow
+def test_train_now_runs_the_training_task_and_the_run_appears(staff_client, tmp_path, settings):
+    cache.delete("inference:training:lock")
+    settings.DASHBOARD = {"TRAIN_IN_BACKGROUND": False}
+    with override_settings(
+        INFERENCE={
+            "MODEL_DIR": str(tmp_path),
+            "EVENT_SOURCE": f"{__name__}.training_events",
+            "CATEGORY_SOURCE": f"{__name__}.training_categories",
+            "HYPERPARAMETERS": {"gbdt": {"objective": "binary", "max_rounds": 10}},
+        }
+    ):
+        response = staff_client.post("/dashboard/models/train", {"algorithm": "gbdt", "activate": "never"})
+    assert response.status_code == 302
+    run = TrainingRun.objects.get()
+    assert run.status == "succeeded" and run.percent == 100
+    assert ModelVersion.objects.get().status == "candidate"
+    assert (
+        staff_client.get(f"/dashboard/models/training.json?id={run.pk}").json()["run"]["status"]
+        == "succeeded"
+    )
+    entry = AuditEntry.objects.get()
+    assert entry.action == "model.train" and entry.details["algorithm"] == "gbdt"
+
+
+def test_delete_visitor_needs_confirmation_then_removes_their_data(staff_client, seeded):
+    from inference import api as inference_api
+    from tracking.api import user_events_recent
+
+    assert user_events_recent(user_id=VISITOR)
+    assert "Type the visitor id" in staff_client.get(f"/dashboard/visitors/{VISITOR}/delete").content.decode()
+    staff_client.post(f"/dashboard/visitors/{VISITOR}/delete", {"confirm": "wrong"})
+    assert user_events_recent(user_id=VISITOR)  # not confirmed: nothing deleted
+    response = staff_client.post(f"/dashboard/visitors/{VISITOR}/delete", {"confirm": VISITOR}, follow=True)
+    assert "Deleted" in response.content.decode()
+    assert user_events_recent(user_id=VISITOR) == []
+    assert inference_api.user_interest_profile(VISITOR).events == 0
+    assert user_events_recent(user_id="visitor-dash-2")  # others untouched
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.target, entry.details["events"]) == ("visitor.delete", VISITOR, 14)
+
+
+def test_replay_after_a_fix_stores_the_event_and_marks_the_row(staff_client, seeded, settings):
+    from tracking.api import quarantined_list, user_events_recent
+
+    bad = next(row for row in quarantined_list() if "no_such_type" in row.payload)
+    # the "fix": the rejected type becomes acceptable (here by patching the payload's own type)
+    from tracking.models import QuarantinedEvent
+
+    QuarantinedEvent.objects.filter(id=bad.id).update(payload=bad.payload.replace("no_such_type", "click"))
+    before = len(user_events_recent(user_id=VISITOR, limit=100))
+    response = staff_client.post("/dashboard/quality/replay", {"ids": [str(bad.id)]}, follow=True)
+    assert "1 accepted" in response.content.decode()
+    assert len(user_events_recent(user_id=VISITOR, limit=100)) == before + 1
+    assert next(row for row in quarantined_list() if row.id == bad.id).replayed_at is not None
+    # a second replay of the same row does nothing
+    staff_client.post("/dashboard/quality/replay", {"ids": [str(bad.id)]})
+    assert len(user_events_recent(user_id=VISITOR, limit=100)) == before + 1
+    assert [e.action for e in AuditEntry.objects.order_by("id")] == ["quarantine.replay", "quarantine.replay"]
