@@ -67,10 +67,9 @@ def ingest(events: list[Any], *, bot: bool = False) -> Any:
 def seeded(db: None, embedded: None) -> dict[str, Any]:
     """Events of two visitors (one category mix each), bad input in quarantine, two registry versions
     (one active) and a finished training run; then one rollup."""
+    from adsite.dashboard.rollup import rollup_refresh
     from inference.registry import services as registry
     from inference.registry.models import TrainingRun
-
-    from adsite.dashboard.rollup import rollup_refresh
 
     categories = ["technology", "sports", "travel"]
     events = [make_event(categories=[categories[i % 3]], item_id=f"i{i}") for i in range(12)]
