@@ -99,7 +99,9 @@ def bench_training() -> list[dict[str, str]]:
         elapsed = time.perf_counter() - started
         total += elapsed
         model.save(out_dir / algorithm)
-        facts = {k: model.training.get(k) for k in ("validation_ndcg@5", "fit_samples", "best_iteration", "epochs")}
+        facts = {
+            k: model.training.get(k) for k in ("validation_ndcg@5", "fit_samples", "best_iteration", "epochs")
+        }
         rows.append(
             _row(
                 f"training {algorithm} on MovieLens ({len(events):,} events, CPU)",
@@ -139,7 +141,9 @@ def _time_calls(fn: Callable[[Any], Any], args: Sequence[Any], calls: int, *, wa
     return out
 
 
-def _interleaved(fns: dict[str, Callable[[Any], Any]], args: Sequence[Any], calls: int) -> dict[str, list[float]]:
+def _interleaved(
+    fns: dict[str, Callable[[Any], Any]], args: Sequence[Any], calls: int
+) -> dict[str, list[float]]:
     """Time several ways of doing the same call in turn, so that load on the machine hits all alike."""
     for fn in fns.values():
         for arg in args[:50]:
@@ -163,7 +167,9 @@ def _torchscript_scorer(model: Any) -> Callable[[Any], Any]:
     example = _pack([model.inputs("", None, None, time.time())], model.mean, model.std)
     with torch.inference_mode():
         traced = torch.jit.optimize_for_inference(
-            torch.jit.freeze(torch.jit.trace(model.network, tuple(example[k] for k in keys), check_trace=False))
+            torch.jit.freeze(
+                torch.jit.trace(model.network, tuple(example[k] for k in keys), check_trace=False)
+            )
         )
 
     def score(sample: Any) -> Any:
@@ -217,7 +223,8 @@ def bench_predict() -> list[dict[str, str]]:
     gbdt = model_load(dirs["gbdt"])
     neural = model_load(dirs["neural"])
     samples = {
-        name: [m.inputs("", r.user, r.population, r.user.now) for r in reads] for name, m in (("gbdt", gbdt), ("neural", neural))
+        name: [m.inputs("", r.user, r.population, r.user.now) for r in reads]
+        for name, m in (("gbdt", gbdt), ("neural", neural))
     }
     n_rows = statistics.mean(s.candidates.size for s in samples["gbdt"])
     cache = _bench_var() / "compiled"
@@ -236,19 +243,29 @@ def bench_predict() -> list[dict[str, str]]:
 
     eager = lambda s: type(neural).score(neural, s)  # noqa: E731 - the model's own path (inference_mode)
     neural_times = _interleaved(
-        {"eager": eager, "torchscript": _torchscript_scorer(neural), "onnxruntime": neural_onnx_scorer(neural)},
+        {
+            "eager": eager,
+            "torchscript": _torchscript_scorer(neural),
+            "onnxruntime": neural_onnx_scorer(neural),
+        },
         samples["neural"],
         CALLS,
     )
     note = "one user, inputs already built; interleaved; bar p99 <= 1 ms"
     rows.append(_row("neural model call: torch eager, inference_mode", _us(neural_times["eager"]), note))
-    rows.append(_row("neural model call: TorchScript (trace + freeze)", _us(neural_times["torchscript"]), note))
-    rows.append(_row("neural model call: ONNX Runtime (serving path)", _us(neural_times["onnxruntime"]), note))
+    rows.append(
+        _row("neural model call: TorchScript (trace + freeze)", _us(neural_times["torchscript"]), note)
+    )
+    rows.append(
+        _row("neural model call: ONNX Runtime (serving path)", _us(neural_times["onnxruntime"]), note)
+    )
 
     fast_gbdt = accelerate(model_load(dirs["gbdt"]), cache_dir=cache)
     fast_neural = accelerate(model_load(dirs["neural"]))
     for name, model in (("gbdt", fast_gbdt), ("neural", fast_neural)):
-        times = _time_calls(lambda r, m=model: m.predict(r.user, r.population, now=r.user.now, top=10), reads, CALLS)
+        times = _time_calls(
+            lambda r, m=model: m.predict(r.user, r.population, now=r.user.now, top=10), reads, CALLS
+        )
         rows.append(
             _row(
                 f"{name} model.predict on {model.serving_path} (pair inputs + score + top 10)",
@@ -370,12 +387,16 @@ def bench_interests_http() -> list[dict[str, str]]:
     headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
     user = os.environ.get("BENCH_USER", "86")  # the median MovieLens user (70 ratings)
     path = f"/api/v1/users/{user}/interests?top=10"
-    rows = [_row("interests_http setup: import MovieLens into PostgreSQL + Redis features", f"{imported:.1f} s")]
+    rows = [
+        _row("interests_http setup: import MovieLens into PostgreSQL + Redis features", f"{imported:.1f} s")
+    ]
     results = {}
     for label, extra in (("", {}), (" (neural slowed to 10 ms)", {"INFERENCE_NEURAL_DELAY_MS": "10"})):
         run_env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": str(var_dir / f"prom{len(results)}")}
         Path(run_env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
-        with gunicorn(run_env, workers=2, threads=1, config=str(ROOT / "scripts" / "gunicorn.conf.py")) as port:
+        with gunicorn(
+            run_env, workers=2, threads=1, config=str(ROOT / "scripts" / "gunicorn.conf.py")
+        ) as port:
             # both workers warm (models loaded by gunicorn.conf.py's post_worker_init; slow on a busy host)
             served, _ = _served_by_sample(port, path, headers, n=50, timeout=120)
             api = run_load(port=port, path=path, headers=headers, clients=8, seconds=SECONDS)
@@ -387,7 +408,11 @@ def bench_interests_http() -> list[dict[str, str]]:
         if server_ms:
             note += f"; server time p99 {_pct(server_ms)[1]:.2f} ms"
         rows.append(
-            load_row(f"GET interests of user {user}, gunicorn 2 workers, 8 clients, services mode{label}", api, note=note)
+            load_row(
+                f"GET interests of user {user}, gunicorn 2 workers, 8 clients, services mode{label}",
+                api,
+                note=note,
+            )
         )
         if not label:
             rows.append(load_row("GET /healthz (bare Django JSON view), same server, 8 clients", bare))
@@ -408,4 +433,3 @@ SECTIONS: dict[str, Callable[[], list[dict[str, str]]]] = {
     "neural_slow": bench_neural_slow,
     "interests_http": bench_interests_http,
 }
-
