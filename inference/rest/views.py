@@ -6,6 +6,7 @@ import time
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -13,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.api import Deadline, Interests, predict_interests
+from inference.rest.authentication import CachedTokenAuthentication
 from inference.rest.parameters import (
     BATCH_MAX,
     TOP_DEFAULT,
@@ -54,6 +56,8 @@ def server_timing(interests: Interests, total_ms: float) -> str:
 
 
 class UserInterestsView(APIView):
+    # the per-request hot path: tokens remembered per process for a few seconds (authentication.py)
+    authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
     permission_classes = [IsServiceClientOrStaff]
     throttle_classes = [InterestsRateThrottle]
 
