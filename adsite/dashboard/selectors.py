@@ -284,6 +284,7 @@ def models_page(*, limit: int = 50) -> dict[str, Any]:
     rows = [model_row(row) for row in registry.model_versions_list()[:limit]]
     runs = list(registry.training_runs_recent(limit=5))
     status = inference_api.serving_status(start=False)
+    active = inference_api.active_model_versions()
     hour = overview_get(window="hour")
     latency = {row["model"]: row for row in hour["model_latency"]}  # model call time per algorithm
     served = hour["served_by"]
@@ -294,6 +295,7 @@ def models_page(*, limit: int = 50) -> dict[str, Any]:
         algorithms.append(
             {
                 "name": name,
+                "active": active.get(name, ""),
                 "loaded": status.loaded.get(name, ""),
                 "error": status.load_errors.get(name, ""),
                 "breaker": status.breakers.get(name) or hour["breakers"].get(name, ""),

@@ -54,7 +54,7 @@ def models(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/models.html",
-        {"page": "models", "started": request.GET.get("started") == "1", **selectors.models_page()},
+        {"page": "models", "after": request.GET.get("after", ""), **selectors.models_page()},
     )
 
 
@@ -84,6 +84,8 @@ def _run(request: HttpRequest, call: object, done: str) -> None:
 @staff_required
 def model_train(request: HttpRequest) -> HttpResponse:
     form = TrainForm(request.POST)
+    previous = selectors.training_run_get()
+    after = previous["id"] if previous else 0
     if not form.is_valid():
         messages.error(request, "Choose an algorithm and an activation policy.")
     else:
@@ -92,7 +94,7 @@ def model_train(request: HttpRequest) -> HttpResponse:
             lambda: services.training_start(actor=request.user, **form.cleaned_data),
             "Training started: its progress is shown below.",
         )
-    return redirect(reverse("dashboard:models") + "?started=1#training")
+    return redirect(reverse("dashboard:models") + f"?after={after}#training")
 
 
 @require_POST

@@ -115,7 +115,8 @@
         const response = await fetch(box.dataset.url, { credentials: "same-origin" });
         if (response.ok) {
           const run = (await response.json()).run;
-          const waiting = box.dataset.started === "1" && (!run || run.id <= Number(box.dataset.lastId || 0));
+          const started = box.dataset.after !== "";
+          const waiting = started && (!run || run.id <= Number(box.dataset.after));
           if (waiting && Date.now() - loaded < 120000) {
             text.textContent = "Waiting for the training run to start…";
           } else if (run) {
@@ -124,7 +125,7 @@
             text.textContent = "Run " + run.id + ": " + run.status + " · " + (run.stage || "") + " " + run.percent + "% · " + (run.message || "");
             if (run.status !== "running") {
               again = false;
-              if (box.dataset.wasRunning === "1" || box.dataset.started === "1") window.location.replace(window.location.pathname + "#training");
+              if (box.dataset.wasRunning === "1" || started) window.location.replace(window.location.pathname + "#training");
             } else {
               box.dataset.wasRunning = "1";
             }

@@ -1,0 +1,152 @@
+"""The dashboard in Debian's Chromium (Playwright) against a live server: log in as staff, visit
+every page (screenshots in docs/screenshots/dashboard-<page>.png), train now -> progress -> a new
+version, activate it -> the interests API serves it, delete a visitor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from tests.dashboard.conftest import VISITOR
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def training_settings(settings: Any, tmp_path: Path) -> None:
+    cache.delete("inference:training:lock")
+    settings.INFERENCE = {
+        **settings.INFERENCE,
+        "MODEL_DIR": str(tmp_path),
+        "EVENT_SOURCE": "tests.dashboard.test_dashboard_actions.training_events",
+        "CATEGORY_SOURCE": "tests.dashboard.test_dashboard_actions.training_categories",
+        "HYPERPARAMETERS": {"gbdt": {"objective": "binary", "max_rounds": 10}},
+        "RELOAD_POLL_SECONDS": 0.5,
+    }
+    settings.DASHBOARD = {"TRAIN_IN_BACKGROUND": False, "REFRESH_SECONDS": 2}
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError("condition not met in time")
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def _login(page: Any, base: str) -> None:
+    page.goto(f"{base}/dashboard/")
+    assert "/admin/login/" in page.url
+    page.fill("#id_username", "staffer")
+    page.fill("#id_password", "pw-staff-123")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/dashboard/")
+
+
+def test_staff_day_in_the_dashboard(
+    browser, live_server, transactional_db, seeded, staff_user, training_settings
+):
+    from inference.registry.models import ModelVersion
+    from tracking.api import user_events_recent
+
+    base = live_server.url
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _login(page, base)
+
+    # overview: charts drawn from our own static Chart.js, figures refreshed by fetch
+    page.wait_for_selector("#chart-rates")
+    with page.expect_response(lambda r: "/dashboard/overview.json" in r.url, timeout=15000):
+        pass
+    assert page.evaluate("typeof Chart") == "function"
+    _shot(page, "overview")
+
+    # models: train now -> the run's progress -> a new version in the table
+    page.goto(f"{base}/dashboard/models/")
+    before = set(ModelVersion.objects.values_list("version", flat=True))
+    page.select_option("#train-algorithm", "gbdt")
+    page.select_option("#train-activate", "never")
+    page.click("#train-now")
+    page.wait_for_selector("text=Training started")
+    _wait_until(lambda: "succeeded" in page.inner_text("[data-run-text]"))
+    new = ModelVersion.objects.exclude(version__in=before).get()
+    page.wait_for_selector(f"text={new.version}")
+    _shot(page, "models")
+
+    # activate the new version -> the interests API serves it (web processes reload on their poll)
+    page.click(f"button[aria-label='Activate {new.version}']")
+    page.wait_for_selector(f"text={new.version} is now serving.")
+
+    answers: list[dict[str, Any]] = []
+
+    def served_by_new() -> bool:
+        answers.append(page.request.get(f"{base}/api/v1/users/{VISITOR}/interests?top=3").json())
+        return answers[-1].get("model_version") == new.version
+
+    try:
+        _wait_until(served_by_new)
+    finally:
+        print("last interests answer:", answers[-1:] if answers else None)
+
+    # compare two versions
+    page.goto(f"{base}/dashboard/models/compare?a={seeded['old']}&b={new.version}")
+    page.wait_for_selector("#chart-compare")
+    _shot(page, "compare")
+
+    # visitors: profile, prediction, events; then delete (confirmed)
+    page.goto(f"{base}/dashboard/visitors/")
+    page.fill("#id_user_id", VISITOR)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#chart-profile")
+    _shot(page, "visitors")
+    page.click("#delete-visitor")
+    page.fill("#confirm", VISITOR)
+    _shot(page, "visitor-delete")
+    page.click("button.danger")
+    page.wait_for_selector("text=Deleted")
+    assert user_events_recent(user_id=VISITOR) == []
+
+    page.goto(f"{base}/dashboard/quality/")
+    page.wait_for_selector("#chart-events")
+    _shot(page, "quality")
+
+    page.goto(f"{base}/dashboard/audit/")
+    for action in ("model.train", "model.activate", "visitor.delete"):
+        page.wait_for_selector(f"text={action}")
+    _shot(page, "audit")
