@@ -1,0 +1,47 @@
+"""The overview reads rates and latency percentiles from the difference of two metric snapshots."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from adsite.dashboard import series
+from adsite.dashboard.rollup import metrics_snapshot_take
+from adsite.dashboard.selectors import overview_get
+from inference.serving import metrics
+
+pytestmark = pytest.mark.django_db
+
+
+def test_rates_and_percentiles_come_from_snapshot_differences():
+    start = timezone.now() - timedelta(seconds=30)
+    metrics_snapshot_take(now=start)
+    for _ in range(90):
+        metrics.SERVED_TOTAL.labels("gbdt").inc()
+        metrics.PREDICT_SECONDS.labels("gbdt", "total").observe(0.0008)
+    for _ in range(10):
+        metrics.SERVED_TOTAL.labels("prior").inc()
+        metrics.FALLBACKS_TOTAL.labels("over_budget").inc()
+        metrics.PREDICT_SECONDS.labels("prior", "total").observe(0.02)
+    metrics_snapshot_take(now=start + timedelta(seconds=20))
+    o = overview_get(window="hour", now=start + timedelta(seconds=21))
+    assert o["predictions_per_s"] == pytest.approx(100 / 20)
+    assert o["served_by"]["gbdt"] == 90 and o["served_by"]["prior"] == 10
+    assert o["fallbacks"] == [{"reason": "over_budget", "count": 10, "rate": "10.0%"}]
+    gbdt = next(row for row in o["prediction_latency"] if row["model"] == "gbdt")
+    assert 0.5 <= gbdt["p50_ms"] <= 1.0 and gbdt["count"] == 90  # inside the 0.5-1 ms bucket
+    prior = next(row for row in o["prediction_latency"] if row["model"] == "prior")
+    assert 10 <= prior["p99_ms"] <= 25
+
+
+def test_a_counter_that_went_down_means_a_restart_and_counts_from_zero():
+    assert series.counter_deltas({"a{}": 50.0}, {"a{}": 7.0}) == {"a{}": 7.0}
+    assert series.counter_deltas({"a{}": 5.0}, {"a{}": 7.0}) == {"a{}": 2.0}
+
+
+def test_histogram_quantile_interpolates_inside_the_bucket():
+    values = {"h_bucket{le=1.0}": 0.0, "h_bucket{le=2.0}": 10.0, "h_bucket{le=+Inf}": 10.0}
+    assert series.histogram_quantiles(values, "h", [0.5])[0.5] == pytest.approx(1.5)
+    assert series.histogram_quantiles({}, "h", [0.5])[0.5] is None
