@@ -173,6 +173,7 @@ TRACKING = {
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),
+    "AD_EVENT_HOOKS": ["adsite.ads.services.ad_events_accept"],
 }
 INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),

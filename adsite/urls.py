@@ -16,5 +16,6 @@ urlpatterns = [
     path("dashboard/", include("adsite.dashboard.urls")),
     path("", include("tracking.urls")),
     path("", include("inference.urls")),
+    path("", include("adsite.ads.urls")),
     path("", include("adsite.content.urls")),
 ]

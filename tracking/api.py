@@ -6,6 +6,7 @@ Nothing else in ``tracking`` is imported from outside it. Only plain values and 
 
 from __future__ import annotations
 
+from tracking.bots import user_agent_device
 from tracking.consent import tracking_allowed, tracking_refusal
 from tracking.identity import visitor_id
 from tracking.privacy import DeletionResult, user_data_delete
@@ -54,6 +55,7 @@ __all__ = [
     "user_data_delete",
     "user_events_recent",
     "tracking_allowed",
+    "user_agent_device",
     "tracking_refusal",
     "visitor_id",
 ]

@@ -58,6 +58,9 @@ DEFAULTS: dict[str, Any] = {
     "TRACKER_FLUSH_SECONDS": 5.0,
     # Callables (dotted paths) run with the user id when a visitor's data is deleted.
     "USER_DELETE_HOOKS": [],
+    # Callables (dotted paths) run with the accepted, non-bot ad events (``ad_impression``,
+    # ``ad_click``) of each batch as ``EventRecord``s, in the request (the ads app's viewability count).
+    "AD_EVENT_HOOKS": [],
 }
 
 
@@ -71,7 +74,7 @@ class TrackingSettings:
         if name not in DEFAULTS:
             raise AttributeError(f"unknown tracking setting {name!r}")
         value = self._configured.get(name, DEFAULTS[name])
-        if name == "USER_DELETE_HOOKS":
+        if name in ("USER_DELETE_HOOKS", "AD_EVENT_HOOKS"):
             return [_callable(hook) for hook in value]
         if name == "REDIS_URL" and not value:
             return getattr(settings, "REDIS_URL", None)

@@ -244,6 +244,21 @@ def _observe_new(valid: Sequence[ValidEvent], new_ids: set[str], *, device: str)
             seen.add(event.event_id)
             records.append(event_record_from(event, device=device))
     events_observe_safe(records)
+    ad_events_hand_over([record for record in records if record.type in AD_EVENT_TYPES])
+
+
+AD_EVENT_TYPES = frozenset({"ad_impression", "ad_click"})
+
+
+def ad_events_hand_over(records: Sequence[EventRecord]) -> None:
+    """Give accepted ad events to ``AD_EVENT_HOOKS`` (the ads app); a failing hook is logged, never raised."""
+    if not records:
+        return
+    for hook in tracking_settings().AD_EVENT_HOOKS:
+        try:
+            hook(records)
+        except Exception:
+            logger.exception("tracking.ad_event_hook_failed", extra={"records": len(records)})
 
 
 def events_ingest(*, events: Sequence[object], context: IngestContext) -> IngestResult:

@@ -38,6 +38,11 @@ class SlotAd:
     sponsor: str = "The Bellwether"
     impression_url: str = ""
     house: bool = True
+    # filled by the ads app: the creative's image, its HTML (shown only in a sandboxed iframe), and
+    # why it was chosen (a title on the label)
+    image_url: str = ""
+    html: str = ""
+    reason: str = ""
 
 
 PLACEMENTS: dict[str, str] = {

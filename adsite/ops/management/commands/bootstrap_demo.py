@@ -28,6 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         started = time.monotonic()
         call_command("seed_demo", verbosity=1)
+        call_command("seed_ads", verbosity=1)
         self._demo_traffic(int(options["visitors"]))  # type: ignore[arg-type]
         if not options["skip_training"]:
             self._first_models()

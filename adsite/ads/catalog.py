@@ -1,0 +1,156 @@
+"""The in-process catalog: every active campaign with its creatives, as frozen values.
+
+Promises: ``catalog_current()`` answers from memory; it rebuilds (three queries, however many
+campaigns) at most every ``ADS["CATALOG_SECONDS"]`` or after ``catalog_invalidate()``, so the
+decision path never touches the ORM row by row. Dates, budgets and caps are NOT resolved here:
+they change by the second and are checked per decision.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from adsite.ads.conf import ads_setting
+
+MICROS = 1_000_000
+TIER_RANK = {"sponsorship": 0, "standard": 1, "house": 2}
+
+
+def to_micros(amount: Decimal | float | int) -> int:
+    return int((Decimal(str(amount)) * MICROS).to_integral_value())
+
+
+@dataclass(frozen=True, slots=True)
+class CreativeView:
+    id: int
+    campaign_id: int
+    kind: str  # image | html
+    size: str
+    image_url: str
+    headline: str
+    body: str
+    cta: str
+    landing_url: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignView:
+    id: int
+    name: str
+    advertiser_id: int
+    advertiser: str
+    tier: str
+    pricing: str  # cpm | cpc
+    bid_micros: int
+    daily_budget_micros: int
+    total_budget_micros: int
+    starts_at: datetime
+    ends_at: datetime | None
+    interests: tuple[tuple[str, float], ...]
+    interest_min_score: float
+    devices: frozenset[str]
+    hours: frozenset[int]
+    cap_per_hour: int
+    cap_per_day: int
+    creatives: tuple[CreativeView, ...]
+
+    @property
+    def price_micros(self) -> int:
+        """What one billable event costs: an impression (CPM) or a click (CPC)."""
+        return self.bid_micros // 1000 if self.pricing == "cpm" else self.bid_micros
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(slug for slug, _ in self.interests)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    campaigns: tuple[CampaignView, ...]
+    placement_sizes: dict[str, str]  # placement name -> size
+    built_at: float
+    campaigns_by_id: dict[int, CampaignView] = field(default_factory=dict)
+    creatives_by_id: dict[int, CreativeView] = field(default_factory=dict)
+
+
+def catalog_build() -> Catalog:
+    """Read the active catalog from the database (three queries)."""
+    from adsite.ads.models import Campaign, Creative, Placement
+
+    creatives: dict[int, list[CreativeView]] = {}
+    for row in Creative.objects.filter(active=True, campaign__status=Campaign.Status.ACTIVE).order_by("id"):
+        creatives.setdefault(row.campaign_id, []).append(
+            CreativeView(
+                id=row.id,
+                campaign_id=row.campaign_id,
+                kind=row.kind,
+                size=row.size,
+                image_url=row.image.url if row.image else "",
+                headline=row.headline,
+                body=row.body,
+                cta=row.cta,
+                landing_url=row.landing_url,
+                html=row.html,
+            )
+        )
+    campaigns = []
+    for row in Campaign.objects.filter(status=Campaign.Status.ACTIVE).select_related("advertiser").order_by("id"):
+        weights = row.interests if isinstance(row.interests, dict) else {}
+        campaigns.append(
+            CampaignView(
+                id=row.id,
+                name=row.name,
+                advertiser_id=row.advertiser_id,
+                advertiser=row.advertiser.name,
+                tier=row.tier,
+                pricing=row.pricing,
+                bid_micros=to_micros(row.bid),
+                daily_budget_micros=to_micros(row.daily_budget),
+                total_budget_micros=to_micros(row.total_budget),
+                starts_at=row.starts_at,
+                ends_at=row.ends_at,
+                interests=tuple(sorted((str(k), float(v)) for k, v in weights.items())),
+                interest_min_score=float(row.interest_min_score),
+                devices=frozenset(row.devices or ()),
+                hours=frozenset(int(h) for h in (row.hours or ())),
+                cap_per_hour=row.cap_per_hour,
+                cap_per_day=row.cap_per_day,
+                creatives=tuple(creatives.get(row.id, ())),
+            )
+        )
+    sizes = dict(Placement.objects.values_list("name", "size"))
+    return Catalog(
+        campaigns=tuple(campaigns),
+        placement_sizes=sizes,
+        built_at=time.monotonic(),
+        campaigns_by_id={c.id: c for c in campaigns},
+        creatives_by_id={cr.id: cr for c in campaigns for cr in c.creatives},
+    )
+
+
+_lock = threading.Lock()
+_current: Catalog | None = None
+
+
+def catalog_current() -> Catalog:
+    """The catalog this process decides from (rebuilt when older than ``CATALOG_SECONDS``)."""
+    global _current
+    current = _current
+    if current is not None and time.monotonic() - current.built_at < float(ads_setting("CATALOG_SECONDS")):
+        return current
+    with _lock:
+        if _current is None or _current is current:  # nobody rebuilt it while we waited
+            _current = catalog_build()
+        return _current  # type: ignore[return-value]
+
+
+def catalog_invalidate() -> None:
+    """Forget this process's catalog (after a change through the admin or a service)."""
+    global _current
+    with _lock:
+        _current = None

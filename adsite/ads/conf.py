@@ -1,0 +1,53 @@
+"""Ads settings: defaults here, overrides from ``settings.ADS`` (which reads the environment).
+
+``ads_setting("BUDGET_MS")`` is the one accessor; nothing in ``adsite.ads`` reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # whole-decision budget (prediction included), milliseconds
+    "BUDGET_MS": 10.0,
+    # at most this much of the decision budget goes to the interest prediction
+    "PREDICT_BUDGET_MS": 5.0,
+    # interest categories asked of inference per decision
+    "INTEREST_TOP": 40,
+    # "memory" (in-process, persisted to SQLite) or "redis" (services mode)
+    "LEDGER": "memory",
+    "LEDGER_PATH": "var/ads_ledger.sqlite3",
+    "REDIS_URL": None,
+    "REDIS_PREFIX": "ads:",
+    # seconds an in-process catalog (campaigns, creatives, placements) is reused before it is rebuilt
+    "CATALOG_SECONDS": 3.0,
+    # Beta prior of a creative's click-through rate (a new creative starts here and gets explored)
+    "CTR_PRIOR_CLICKS": 1.0,
+    "CTR_PRIOR_IMPRESSIONS": 50.0,
+    # how strongly a visitor's predicted interest in a campaign's categories moves its click probability
+    "INTEREST_LIFT_MAX": 8.0,
+    # pacing: a campaign whose spend today is ahead of (share of the day elapsed + slack) x daily
+    # budget sits out; False switches pacing off (the simulation measures targeting, not pacing)
+    "PACING": True,
+    "PACING_SLACK": 0.05,
+    # click tokens: how long a click link stays billable (seconds)
+    "CLICK_MAX_AGE_S": 24 * 3600,
+    # share of decisions whose explanation is kept, and how many are kept at most
+    "EXPLAIN_SAMPLE": 0.01,
+    "EXPLAIN_KEEP": 1000,
+    # dotted path the content app calls to fill a page's placements
+    "PLACEMENT_PROVIDER": "adsite.ads.delivery.placements_provide",
+}
+
+
+def ads_setting(name: str) -> Any:
+    """The current value of an ads setting (re-read each call, so ``override_settings`` works)."""
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown ads setting {name!r}")
+    configured = getattr(settings, "ADS", {}) or {}
+    value = configured.get(name, DEFAULTS[name])
+    if name == "REDIS_URL" and not value:
+        return getattr(settings, "REDIS_URL", None)
+    return value

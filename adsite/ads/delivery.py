@@ -1,0 +1,81 @@
+"""From a decision to what a page or an API client shows: slot ads, signed click and impression URLs.
+
+``placements_provide`` is the content app's placement provider (``ADS["PLACEMENT_PROVIDER"]``): one
+``ads_select`` per page for all its slots. Visitors who refused tracking (DNT, GPC, no consent) get
+ads chosen from the page's own categories, with no visitor id: nothing about them is counted per person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from adsite.ads.selection import Choice, Decision, DecisionContext, Placement, ads_select
+from adsite.ads.tokens import CLICK_SALT, VIEW_SALT, AdToken, token_make
+from adsite.content.placements import SlotAd
+from tracking import api as tracking_api
+
+
+def choice_token(*, choice: Choice, user_id: str) -> AdToken | None:
+    if choice.creative is None or choice.campaign is None:
+        return None
+    return AdToken(
+        serve_id=choice.serve_id, creative_id=choice.creative.id, campaign_id=choice.campaign.id,
+        placement=choice.placement, user_id=user_id,
+    )
+
+
+def choice_urls(*, choice: Choice, user_id: str) -> tuple[str, str]:
+    """(click URL, impression URL), site-relative; empty for the built-in house ad."""
+    token = choice_token(choice=choice, user_id=user_id)
+    if token is None:
+        return "", ""
+    return (
+        reverse("ads-click", kwargs={"token": token_make(token=token, salt=CLICK_SALT)}),
+        reverse("ads-view", kwargs={"token": token_make(token=token, salt=VIEW_SALT)}),
+    )
+
+
+def request_context(*, request: HttpRequest, categories: Sequence[str] = (), explain: bool = False) -> tuple[str, DecisionContext]:
+    """(visitor id or "", decision context) of a page request."""
+    personalized = tracking_api.tracking_allowed(request)
+    user_id = tracking_api.visitor_id(request) if personalized else ""
+    device = tracking_api.user_agent_device(request.META.get("HTTP_USER_AGENT", "") or "")
+    return user_id, DecisionContext(
+        device=device, categories=tuple(categories), personalized=personalized, explain=explain
+    )
+
+
+def slot_ad(*, choice: Choice, user_id: str) -> SlotAd | None:
+    if choice.creative is None or choice.campaign is None:
+        return None
+    click_url, impression_url = choice_urls(choice=choice, user_id=user_id)
+    creative = choice.creative
+    return SlotAd(
+        placement=choice.placement,
+        creative_id=str(creative.id),
+        campaign_id=str(choice.campaign.id),
+        headline=creative.headline,
+        body=creative.body,
+        cta=creative.cta,
+        href=click_url,
+        sponsor=choice.campaign.advertiser,
+        impression_url=impression_url,
+        house=choice.house,
+        image_url=creative.image_url,
+        html=creative.html if creative.kind == "html" else "",
+        reason=choice.reason,
+    )
+
+
+def placements_provide(
+    *, request: HttpRequest, placements: Sequence[str], categories: Sequence[str] = ()
+) -> Mapping[str, SlotAd | None]:
+    """The content app's provider: one decision for the page's slots (``None``: built-in house ad)."""
+    user_id, context = request_context(request=request, categories=categories)
+    decision: Decision = ads_select(
+        user_id=user_id, placements=[Placement(name) for name in placements], context=context
+    )
+    return {choice.placement: slot_ad(choice=choice, user_id=decision.user_id) for choice in decision.choices}

@@ -1,0 +1,430 @@
+"""Money and frequency counters, exact under concurrency: one interface, two backends.
+
+Promises:
+- ``impression_reserve`` is one atomic check-and-count: the campaign's total and daily spend are
+  below budget, the visitor is under both frequency caps, then (CPM) the price is spent, the
+  visitor's counters and the creative's served impressions go up. Because the check is "spent so far
+  < budget" and the charge follows atomically, a campaign overspends by at most one price.
+- ``click_charge`` is one atomic step too: a token id is billed at most once (a replay is refused),
+  and a CPC click is billed only while the budget lasts; every non-replayed click counts for the
+  creative's statistics.
+- ``RedisLedger`` (services mode): Lua scripts, so any number of processes share exact counters.
+  The keys are ``<prefix>spend`` / ``<prefix>stats`` (hashes) and one ``<prefix>freq:{user}`` hash per
+  visitor (expiring after two days). A script touches the shared hashes and one visitor's hash: on
+  Redis Cluster that needs the shared hashes and the visitor hashes in one slot (a ``{ads}`` tag),
+  i.e. the ads counters stay on one shard.
+- ``MemoryLedger`` (embedded mode): dicts under one lock, every change written through to a small
+  SQLite file in the same critical section, so spend, caps and statistics survive a restart.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from adsite.ads.conf import ads_setting
+
+FREQ_TTL_S = 2 * 86400
+
+OK = "ok"
+OUT_OF_BUDGET = "out_of_budget"
+DAILY_BUDGET = "daily_budget"
+CAPPED_HOUR = "capped_hour"
+CAPPED_DAY = "capped_day"
+BILLED = "billed"
+FREE = "free"
+REPLAYED = "replayed"
+
+
+def day_key(now: float) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(now))
+
+
+def hour_key(now: float) -> str:
+    return str(int(now // 3600))
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What an impression of one campaign's creative may cost and which limits it must respect."""
+
+    campaign_id: int
+    creative_id: int
+    impression_price_micros: int  # CPM: bid/1000; CPC: 0 (paid on click)
+    daily_budget_micros: int
+    total_budget_micros: int
+    cap_per_hour: int = 0
+    cap_per_day: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Counters read in one go for one decision (a hint: the reservation re-checks atomically)."""
+
+    spend_total: dict[int, int]
+    spend_today: dict[int, int]
+    user_hour: dict[int, int]
+    user_day: dict[int, int]
+    impressions: dict[int, int]
+    clicks: dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CreativeStats:
+    impressions: int
+    clicks: int
+    viewable: int
+
+
+class Ledger(Protocol):
+    def snapshot(
+        self, *, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, now: float
+    ) -> Snapshot: ...
+
+    def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str: ...
+
+    def click_charge(
+        self,
+        *,
+        token_id: str,
+        campaign_id: int,
+        creative_id: int,
+        price_micros: int,
+        daily_budget_micros: int,
+        total_budget_micros: int,
+        now: float,
+        token_ttl_s: int,
+    ) -> str: ...
+
+    def viewable_add(self, *, creative_ids: Iterable[int]) -> None: ...
+
+    def creative_stats(self, *, creative_id: int) -> CreativeStats: ...
+
+    def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]: ...
+
+    def clear(self) -> None: ...
+
+
+# ---- in-process ----------------------------------------------------------------------------------
+
+
+class MemoryLedger:
+    """Counters in a dict under one lock, written through to SQLite (``path``; ``None``: memory only)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = {}
+        self._expiry: dict[str, float] = {}
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at REAL)"
+            )
+            now = time.time()
+            self._db.execute("DELETE FROM counters WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))
+            for key, value, expires_at in self._db.execute("SELECT key, value, expires_at FROM counters"):
+                self._values[key] = int(value)
+                if expires_at is not None:
+                    self._expiry[key] = float(expires_at)
+
+    def _get(self, key: str, now: float) -> int:
+        expires = self._expiry.get(key)
+        if expires is not None and expires < now:
+            self._values.pop(key, None)
+            self._expiry.pop(key, None)
+        return self._values.get(key, 0)
+
+    def _add(self, changes: list[tuple[str, int, float | None]], now: float) -> None:
+        """Apply and persist ``(key, delta, expires_at)`` changes; the caller holds the lock."""
+        for key, delta, expires in changes:
+            self._values[key] = self._get(key, now) + delta
+            if expires is not None:
+                self._expiry[key] = expires
+        if self._db is not None:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO counters (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                [(key, self._values[key], self._expiry.get(key)) for key, _, _ in changes],
+            )
+            self._db.execute("COMMIT")
+
+    def snapshot(
+        self, *, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, now: float
+    ) -> Snapshot:
+        day, hour = day_key(now), hour_key(now)
+        with self._lock:
+            return Snapshot(
+                spend_total={c: self._get(f"spend:{c}", now) for c in campaign_ids},
+                spend_today={c: self._get(f"spend:{c}:{day}", now) for c in campaign_ids},
+                user_hour={c: self._get(f"freq:{user_id}:{c}:h{hour}", now) for c in campaign_ids}
+                if user_id
+                else {},
+                user_day={c: self._get(f"freq:{user_id}:{c}:d{day}", now) for c in campaign_ids} if user_id else {},
+                impressions={c: self._get(f"imp:{c}", now) for c in creative_ids},
+                clicks={c: self._get(f"clk:{c}", now) for c in creative_ids},
+            )
+
+    def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
+        day, hour = day_key(now), hour_key(now)
+        c = charge.campaign_id
+        with self._lock:
+            if self._get(f"spend:{c}", now) >= charge.total_budget_micros:
+                return OUT_OF_BUDGET
+            if self._get(f"spend:{c}:{day}", now) >= charge.daily_budget_micros:
+                return DAILY_BUDGET
+            hour_field, day_field = f"freq:{user_id}:{c}:h{hour}", f"freq:{user_id}:{c}:d{day}"
+            if user_id and charge.cap_per_hour and self._get(hour_field, now) >= charge.cap_per_hour:
+                return CAPPED_HOUR
+            if user_id and charge.cap_per_day and self._get(day_field, now) >= charge.cap_per_day:
+                return CAPPED_DAY
+            changes: list[tuple[str, int, float | None]] = [(f"imp:{charge.creative_id}", 1, None)]
+            if charge.impression_price_micros:
+                changes += [
+                    (f"spend:{c}", charge.impression_price_micros, None),
+                    (f"spend:{c}:{day}", charge.impression_price_micros, now + FREQ_TTL_S),
+                ]
+            if user_id:
+                changes += [(hour_field, 1, now + FREQ_TTL_S), (day_field, 1, now + FREQ_TTL_S)]
+            self._add(changes, now)
+            return OK
+
+    def click_charge(
+        self,
+        *,
+        token_id: str,
+        campaign_id: int,
+        creative_id: int,
+        price_micros: int,
+        daily_budget_micros: int,
+        total_budget_micros: int,
+        now: float,
+        token_ttl_s: int,
+    ) -> str:
+        day = day_key(now)
+        with self._lock:
+            token_key = f"tok:{token_id}"
+            if self._get(token_key, now):
+                return REPLAYED
+            changes: list[tuple[str, int, float | None]] = [
+                (token_key, 1, now + token_ttl_s),
+                (f"clk:{creative_id}", 1, None),
+            ]
+            outcome = FREE
+            if (
+                price_micros
+                and self._get(f"spend:{campaign_id}", now) < total_budget_micros
+                and self._get(f"spend:{campaign_id}:{day}", now) < daily_budget_micros
+            ):
+                changes += [
+                    (f"spend:{campaign_id}", price_micros, None),
+                    (f"spend:{campaign_id}:{day}", price_micros, now + FREQ_TTL_S),
+                ]
+                outcome = BILLED
+            self._add(changes, now)
+            return outcome
+
+    def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
+        now = time.time()
+        with self._lock:
+            self._add([(f"view:{c}", 1, None) for c in creative_ids], now)
+
+    def creative_stats(self, *, creative_id: int) -> CreativeStats:
+        now = time.time()
+        with self._lock:
+            return CreativeStats(
+                self._get(f"imp:{creative_id}", now), self._get(f"clk:{creative_id}", now),
+                self._get(f"view:{creative_id}", now),
+            )
+
+    def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]:
+        with self._lock:
+            return self._get(f"spend:{campaign_id}", now), self._get(f"spend:{campaign_id}:{day_key(now)}", now)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._expiry.clear()
+            if self._db is not None:
+                self._db.execute("DELETE FROM counters")
+
+
+# ---- Redis -----------------------------------------------------------------------------------------
+
+_RESERVE = """
+local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if total >= tonumber(ARGV[3]) then return 1 end
+local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
+if today >= tonumber(ARGV[4]) then return 2 end
+local caph = tonumber(ARGV[7])
+local capd = tonumber(ARGV[8])
+if ARGV[5] ~= '' then
+  if caph > 0 and tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') >= caph then return 3 end
+  if capd > 0 and tonumber(redis.call('HGET', KEYS[2], ARGV[6]) or '0') >= capd then return 4 end
+  redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
+  redis.call('HINCRBY', KEYS[2], ARGV[6], 1)
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[10]))
+end
+local price = tonumber(ARGV[9])
+if price > 0 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], price)
+  redis.call('HINCRBY', KEYS[1], ARGV[2], price)
+end
+redis.call('HINCRBY', KEYS[3], ARGV[11], 1)
+return 0
+"""
+
+_CLICK = """
+if redis.call('SET', KEYS[3], '1', 'NX', 'EX', tonumber(ARGV[6])) == false then return 2 end
+redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
+local price = tonumber(ARGV[3])
+if price <= 0 then return 1 end
+local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
+if total >= tonumber(ARGV[4]) or today >= tonumber(ARGV[7]) then return 1 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], price)
+redis.call('HINCRBY', KEYS[1], ARGV[2], price)
+return 0
+"""
+
+_RESERVE_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET, 3: CAPPED_HOUR, 4: CAPPED_DAY}
+_CLICK_OUTCOMES = {0: BILLED, 1: FREE, 2: REPLAYED}
+
+
+class RedisLedger:
+    """The same counters in Redis, changed only by Lua scripts (atomic across processes)."""
+
+    def __init__(self, url: str, *, prefix: str = "ads:") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._prefix = prefix
+        self._spend = f"{prefix}spend"
+        self._stats = f"{prefix}stats"
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._click = self._redis.register_script(_CLICK)
+
+    def _freq(self, user_id: str) -> str:
+        return f"{self._prefix}freq:{{{user_id}}}"
+
+    def snapshot(
+        self, *, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, now: float
+    ) -> Snapshot:
+        day, hour = day_key(now), hour_key(now)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(self._spend, [f"t:{c}" for c in campaign_ids] + [f"d:{c}:{day}" for c in campaign_ids])
+        pipe.hmget(self._stats, [f"imp:{c}" for c in creative_ids] + [f"clk:{c}" for c in creative_ids])
+        if user_id:
+            pipe.hgetall(self._freq(user_id))
+        replies = pipe.execute()
+        n, m = len(campaign_ids), len(creative_ids)
+        spend = [int(v or 0) for v in replies[0]]
+        stats = [int(v or 0) for v in replies[1]]
+        freq = {k.decode(): int(v) for k, v in replies[2].items()} if user_id else {}
+        return Snapshot(
+            spend_total=dict(zip(campaign_ids, spend[:n], strict=True)),
+            spend_today=dict(zip(campaign_ids, spend[n:], strict=True)),
+            user_hour={c: freq.get(f"{c}:h{hour}", 0) for c in campaign_ids} if freq else {},
+            user_day={c: freq.get(f"{c}:d{day}", 0) for c in campaign_ids} if freq else {},
+            impressions=dict(zip(creative_ids, stats[:m], strict=True)),
+            clicks=dict(zip(creative_ids, stats[m:], strict=True)),
+        )
+
+    def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
+        day, hour = day_key(now), hour_key(now)
+        c = charge.campaign_id
+        reply = self._reserve(
+            keys=[self._spend, self._freq(user_id or "-"), self._stats],
+            args=[
+                f"t:{c}", f"d:{c}:{day}", charge.total_budget_micros, charge.daily_budget_micros,
+                f"{c}:h{hour}" if user_id else "", f"{c}:d{day}", charge.cap_per_hour, charge.cap_per_day,
+                charge.impression_price_micros, FREQ_TTL_S, f"imp:{charge.creative_id}",
+            ],
+        )
+        return _RESERVE_OUTCOMES[int(reply)]
+
+    def click_charge(
+        self,
+        *,
+        token_id: str,
+        campaign_id: int,
+        creative_id: int,
+        price_micros: int,
+        daily_budget_micros: int,
+        total_budget_micros: int,
+        now: float,
+        token_ttl_s: int,
+    ) -> str:
+        reply = self._click(
+            keys=[self._spend, self._stats, f"{self._prefix}tok:{token_id}"],
+            args=[
+                f"t:{campaign_id}", f"d:{campaign_id}:{day_key(now)}", price_micros, total_budget_micros,
+                f"clk:{creative_id}", max(1, token_ttl_s), daily_budget_micros,
+            ],
+        )
+        return _CLICK_OUTCOMES[int(reply)]
+
+    def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for creative_id in creative_ids:
+            pipe.hincrby(self._stats, f"view:{creative_id}", 1)
+        pipe.execute()
+
+    def creative_stats(self, *, creative_id: int) -> CreativeStats:
+        values = self._redis.hmget(self._stats, [f"imp:{creative_id}", f"clk:{creative_id}", f"view:{creative_id}"])
+        imp, clk, view = (int(v or 0) for v in values)
+        return CreativeStats(imp, clk, view)
+
+    def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]:
+        total, today = self._redis.hmget(self._spend, [f"t:{campaign_id}", f"d:{campaign_id}:{day_key(now)}"])
+        return int(total or 0), int(today or 0)
+
+    def clear(self) -> None:
+        keys = list(self._redis.scan_iter(match=f"{self._prefix}*", count=1000))
+        if keys:
+            self._redis.delete(*keys)
+
+
+# ---- the one accessor ----------------------------------------------------------------------------
+
+_ledger: Ledger | None = None
+_ledger_lock = threading.Lock()
+
+
+def ledger_build() -> Ledger:
+    if ads_setting("LEDGER") == "redis":
+        url = ads_setting("REDIS_URL")
+        if not url:
+            raise RuntimeError('ADS["LEDGER"] is "redis" but no REDIS_URL is configured')
+        return RedisLedger(url, prefix=str(ads_setting("REDIS_PREFIX")))
+    path = ads_setting("LEDGER_PATH")
+    return MemoryLedger(None if path in (None, "", ":memory:") else path)
+
+
+def ledger() -> Ledger:
+    """This process's ledger (built on first use from ``ADS["LEDGER"]``)."""
+    global _ledger
+    current = _ledger
+    if current is None:
+        with _ledger_lock:
+            if _ledger is None:
+                _ledger = ledger_build()
+            current = _ledger
+    return current
+
+
+def ledger_use(replacement: Ledger | None) -> Ledger | None:
+    """Swap this process's ledger (tests, the simulation); returns the previous one."""
+    global _ledger
+    with _ledger_lock:
+        previous, _ledger = _ledger, replacement
+    return previous

@@ -1,0 +1,418 @@
+"""The one place that decides which ad runs: ``ads_select``.
+
+Promises, for each decision (one page, or one API call, with one or more placements):
+
+1. eligibility from the in-process catalog: active, inside its dates, device and hour targeted,
+   budget left (total and today), visitor under both frequency caps, pacing (today's spend not ahead
+   of an even spread over the day), interest threshold met, creative fits the placement's size;
+2. the click probability of each creative = a Thompson sample from its Beta posterior (observed
+   clicks / served impressions over a weak prior, so a new creative is tried) x the lift of the
+   visitor's predicted interest in the campaign's categories over the population's (``predict_interests``
+   with what is left of the deadline);
+3. expected value per impression: CPC bid x click probability, CPM bid / 1000; the highest tier with
+   an eligible ad wins (sponsorship, standard, house), then the highest expected value;
+4. placements are filled in order, one advertiser at most once per decision (house excepted), each
+   choice confirmed by the ledger's atomic check-and-count (which also counts the served impression);
+5. when prediction fails, only house ads run; a placement with nothing eligible gets a house ad.
+
+The path reads the catalog from memory, the counters in one ledger round trip and reserves once per
+placement: no ORM query per row (a sampled explanation is the one write, one row).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, catalog_current
+from adsite.ads.conf import ads_setting
+from adsite.ads.ledger import OK, Charge, Snapshot, ledger
+from inference.api import Deadline, Interests, predict_interests
+
+logger = logging.getLogger(__name__)
+
+# filter reasons (what the explanation reports for campaigns that were not candidates)
+OUT_OF_DATES = "out_of_dates"
+UNTARGETED = "untargeted"
+OUT_OF_BUDGET = "out_of_budget"
+CAPPED = "capped"
+PACED = "paced"
+NO_CREATIVE = "no_fitting_creative"
+SAME_ADVERTISER = "same_advertiser"
+PREDICTION_FAILED = "prediction_failed"
+
+POLICIES = ("adsite", "random", "untargeted", "oracle")
+# (user_id, campaign, creative) -> click probability: only the simulation's oracle supplies one
+OracleScorer = Callable[[str, CampaignView, CreativeView], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    name: str
+    size: str = ""  # "" = the size the catalog knows for ``name``
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    device: str = "other"
+    # the page's own categories: the interests used when the visitor is not personalised (DNT/GPC)
+    categories: tuple[str, ...] = ()
+    personalized: bool = True
+    now: float | None = None  # epoch seconds; None = the clock
+    explain: bool = False
+    policy: str = "adsite"
+    oracle: OracleScorer | None = None
+    rng: random.Random | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    placement: str
+    creative: CreativeView | None  # None: the site's built-in house ad
+    campaign: CampaignView | None
+    house: bool
+    p_click: float
+    expected_value_micros: float
+    reason: str
+    serve_id: str  # one id per served impression: the click token's id (billable once)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision_id: str
+    user_id: str
+    choices: tuple[Choice, ...]
+    interests_served_by: str
+    fallback_reason: str | None
+    interest_scores: tuple[tuple[str, float], ...]
+    elapsed_ms: float
+    filtered: dict[str, int] = field(default_factory=dict)  # reason -> campaigns removed
+    explanation: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Candidate:
+    campaign: CampaignView
+    creative: CreativeView
+    p_click: float
+    value: float
+    relevance: float
+    lift: float
+
+
+def _weighted_score(campaign: CampaignView, scores: Mapping[str, float]) -> float:
+    total_weight = sum(w for _, w in campaign.interests)
+    if not total_weight:
+        return 0.0
+    return sum(w * scores.get(slug, 0.0) for slug, w in campaign.interests) / total_weight
+
+
+def _shares(scores: Sequence[tuple[str, float]]) -> dict[str, float]:
+    total = sum(max(s, 0.0) for _, s in scores)
+    return {slug: max(s, 0.0) / total for slug, s in scores} if total > 0 else {}
+
+
+_population: tuple[float, dict[str, float]] | None = None
+
+
+def _population_shares(catalog: Catalog) -> dict[str, float]:
+    """Interest shares of an unknown visitor (the population), refreshed with the catalog."""
+    global _population
+    cached = _population
+    if cached is not None and cached[0] == catalog.built_at:
+        return cached[1]
+    try:
+        answer = predict_interests(
+            "", deadline=Deadline(float(ads_setting("PREDICT_BUDGET_MS")) * 4), top=int(ads_setting("INTEREST_TOP"))
+        )
+        shares = _shares(answer.scores)
+    except Exception:
+        logger.exception("ads.population_interests_failed")
+        shares = {}
+    _population = (catalog.built_at, shares)
+    return shares
+
+
+def _interests(user_id: str, context: DecisionContext, deadline: Deadline) -> tuple[Interests | None, bool]:
+    """(interests, failed). Visitors who are not personalised get their page's categories."""
+    if not user_id or not context.personalized:
+        cats = context.categories
+        scores = tuple((slug, 1.0 / len(cats)) for slug in cats) if cats else ()
+        return Interests(scores, "context", "", None, 0.0), False
+    budget = min(float(ads_setting("PREDICT_BUDGET_MS")), deadline.remaining_ms() - 1.0)
+    if budget <= 0:
+        return None, True
+    try:
+        answer = predict_interests(user_id, deadline=Deadline(budget), top=int(ads_setting("INTEREST_TOP")))
+    except Exception:
+        logger.exception("ads.predict_interests_failed")
+        return None, True
+    if not answer.scores and answer.fallback_reason == "error":
+        return answer, True
+    return answer, False
+
+
+def _pacing_allows(campaign: CampaignView, spent_today: int, now: float) -> bool:
+    """Even daily spend: today's spend may not run ahead of the elapsed share of the day (+ slack)."""
+    if not ads_setting("PACING") or campaign.tier == "house" or campaign.daily_budget_micros <= 0:
+        return True
+    elapsed = (now % 86400) / 86400
+    allowed = campaign.daily_budget_micros * min(1.0, elapsed + float(ads_setting("PACING_SLACK")))
+    return spent_today < allowed
+
+
+def _prefilter(campaign: CampaignView, *, now: float, device: str, hour: int, house_only: bool) -> str | None:
+    if house_only and campaign.tier != "house":
+        return PREDICTION_FAILED
+    if campaign.starts_at.timestamp() > now or (campaign.ends_at is not None and campaign.ends_at.timestamp() <= now):
+        return OUT_OF_DATES
+    if (campaign.devices and device not in campaign.devices) or (campaign.hours and hour not in campaign.hours):
+        return UNTARGETED
+    if not campaign.creatives:
+        return NO_CREATIVE
+    return None
+
+
+def _counters_filter(campaign: CampaignView, snap: Snapshot, now: float) -> str | None:
+    c = campaign.id
+    if snap.spend_total.get(c, 0) >= campaign.total_budget_micros or snap.spend_today.get(c, 0) >= campaign.daily_budget_micros:
+        return OUT_OF_BUDGET
+    if (campaign.cap_per_hour and snap.user_hour.get(c, 0) >= campaign.cap_per_hour) or (
+        campaign.cap_per_day and snap.user_day.get(c, 0) >= campaign.cap_per_day
+    ):
+        return CAPPED
+    if not _pacing_allows(campaign, snap.spend_today.get(c, 0), now):
+        return PACED
+    return None
+
+
+def _p_click(
+    *,
+    policy: str,
+    rng: random.Random,
+    clicks: int,
+    impressions: int,
+    lift: float,
+    user_id: str,
+    campaign: CampaignView,
+    creative: CreativeView,
+    oracle: OracleScorer | None,
+) -> float:
+    a0 = float(ads_setting("CTR_PRIOR_CLICKS"))
+    b0 = float(ads_setting("CTR_PRIOR_IMPRESSIONS")) - a0
+    clicks = min(clicks, impressions)
+    if policy == "adsite":
+        return rng.betavariate(a0 + clicks, b0 + impressions - clicks) * lift
+    if policy == "untargeted":
+        return (a0 + clicks) / (a0 + b0 + impressions)
+    if policy == "oracle" and oracle is not None:
+        return oracle(user_id, campaign, creative)
+    return rng.random()  # random
+
+
+def ads_select(
+    *,
+    user_id: str,
+    placements: Sequence[Placement],
+    deadline: Deadline | None = None,
+    context: DecisionContext | None = None,
+) -> Decision:
+    """Choose an ad (or the house ad) for each placement of one page; see the module docstring."""
+    context = context or DecisionContext()
+    deadline = deadline or Deadline(float(ads_setting("BUDGET_MS")))
+    rng = context.rng or random.Random()
+    now = context.now if context.now is not None else time.time()
+    hour = int(now // 3600) % 24
+    catalog = catalog_current()
+    user_id = user_id if context.personalized else ""
+
+    interests, failed = _interests(user_id, context, deadline)
+    shares = _shares(interests.scores) if interests is not None else {}
+    population = _population_shares(catalog) if not failed else {}
+    lift_max = float(ads_setting("INTEREST_LIFT_MAX"))
+
+    filtered: dict[int, str] = {}
+    live: list[CampaignView] = []
+    for campaign in catalog.campaigns:
+        reason = _prefilter(campaign, now=now, device=context.device, hour=hour, house_only=failed)
+        if reason:
+            filtered[campaign.id] = reason
+        else:
+            live.append(campaign)
+    snap = ledger().snapshot(
+        campaign_ids=[c.id for c in live],
+        creative_ids=[cr.id for c in live for cr in c.creatives],
+        user_id=user_id,
+        now=now,
+    )
+    candidates: list[_Candidate] = []
+    for campaign in live:
+        reason = _counters_filter(campaign, snap, now)
+        relevance = _weighted_score(campaign, shares) if campaign.interests else 0.0
+        if reason is None and campaign.interest_min_score > 0 and relevance < campaign.interest_min_score:
+            reason = UNTARGETED
+        if reason:
+            filtered[campaign.id] = reason
+            continue
+        if campaign.interests:
+            base = _weighted_score(campaign, population) or (1.0 / max(len(shares), 1))
+            # shrink towards 1 for a thin answer: lift = (r + e) / (r_pop + e)
+            epsilon = 0.1 * base
+            lift = min(lift_max, max(1.0 / lift_max, (relevance + epsilon) / (base + epsilon)))
+        else:
+            lift = 1.0
+        for creative in campaign.creatives:
+            p = _p_click(
+                policy=context.policy, rng=rng, clicks=snap.clicks.get(creative.id, 0),
+                impressions=snap.impressions.get(creative.id, 0), lift=lift, user_id=user_id,
+                campaign=campaign, creative=creative, oracle=context.oracle,
+            )
+            if context.policy == "random":
+                value = p
+            else:
+                value = campaign.bid_micros * p if campaign.pricing == "cpc" else campaign.bid_micros / 1000.0
+            candidates.append(_Candidate(campaign, creative, p, value, relevance, lift))
+    # best first: tier, then expected value (a stable tie-break on ids keeps decisions reproducible)
+    candidates.sort(key=lambda c: (TIER_RANK[c.campaign.tier], -c.value, c.creative.id))
+
+    choices: list[Choice] = []
+    used_advertisers: set[int] = set()
+    refused: set[int] = set()
+    for placement in placements:
+        size = placement.size or catalog.placement_sizes.get(placement.name, "")
+        chosen: Choice | None = None
+        for cand in candidates:
+            campaign, creative = cand.campaign, cand.creative
+            if campaign.id in refused:
+                continue
+            if creative.size not in ("fluid", size):
+                continue
+            if campaign.tier != "house" and campaign.advertiser_id in used_advertisers:
+                continue
+            outcome = ledger().impression_reserve(
+                charge=Charge(
+                    campaign_id=campaign.id,
+                    creative_id=creative.id,
+                    impression_price_micros=campaign.price_micros if campaign.pricing == "cpm" else 0,
+                    daily_budget_micros=campaign.daily_budget_micros,
+                    total_budget_micros=campaign.total_budget_micros,
+                    cap_per_hour=campaign.cap_per_hour,
+                    cap_per_day=campaign.cap_per_day,
+                ),
+                user_id=user_id,
+                now=now,
+            )
+            if outcome != OK:  # another request got there first: budget or cap reached meanwhile
+                refused.add(campaign.id)
+                filtered[campaign.id] = CAPPED if outcome.startswith("capped") else OUT_OF_BUDGET
+                continue
+            used_advertisers.add(campaign.advertiser_id)
+            chosen = Choice(
+                placement=placement.name,
+                creative=creative,
+                campaign=campaign,
+                house=campaign.tier == "house",
+                p_click=cand.p_click,
+                expected_value_micros=cand.value,
+                reason=_reason(cand, interests, failed),
+                serve_id=uuid.uuid4().hex,
+            )
+            break
+        if chosen is None:
+            chosen = Choice(
+                placement=placement.name, creative=None, campaign=None, house=True, p_click=0.0,
+                expected_value_micros=0.0,
+                reason="prediction failed: house ad" if failed else "nothing eligible: house ad",
+                serve_id=uuid.uuid4().hex,
+            )
+        choices.append(chosen)
+
+    counts: dict[str, int] = {}
+    for reason in filtered.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    decision_id = str(uuid.uuid4())
+    explanation = None
+    sampled = rng.random() < float(ads_setting("EXPLAIN_SAMPLE"))
+    if context.explain or sampled:
+        explanation = _explanation(
+            interests=interests, failed=failed, candidates=candidates, filtered=filtered, catalog=catalog,
+            choices=choices, policy=context.policy,
+        )
+    decision = Decision(
+        decision_id=decision_id,
+        user_id=user_id,
+        choices=tuple(choices),
+        interests_served_by=interests.served_by if interests is not None else "none",
+        fallback_reason=(interests.fallback_reason if interests is not None else "error"),
+        interest_scores=interests.scores if interests is not None else (),
+        elapsed_ms=deadline.elapsed_ms(),
+        filtered=counts,
+        explanation=explanation,
+    )
+    if sampled and explanation is not None:
+        from adsite.ads.services import explanation_keep
+
+        explanation_keep(decision=decision)
+    return decision
+
+
+def _reason(cand: _Candidate, interests: Interests | None, failed: bool) -> str:
+    campaign = cand.campaign
+    if campaign.tier == "house":
+        return "house ad" + (" (prediction failed)" if failed else "")
+    parts = [f"{campaign.tier} {campaign.pricing.upper()} campaign"]
+    if campaign.interests and interests is not None and interests.scores:
+        top = max(campaign.interests, key=lambda item: item[1])[0]
+        parts.append(f"matches your interest in {top} (x{cand.lift:.2f})")
+    elif not campaign.interests:
+        parts.append("shown to every visitor")
+    parts.append(f"expected click rate {cand.p_click:.2%}")
+    return "; ".join(parts)
+
+
+def _explanation(
+    *,
+    interests: Interests | None,
+    failed: bool,
+    candidates: Sequence[_Candidate],
+    filtered: Mapping[int, str],
+    catalog: Catalog,
+    choices: Sequence[Choice],
+    policy: str,
+) -> dict[str, Any]:
+    return {
+        "policy": policy,
+        "prediction_failed": failed,
+        "interests": {
+            "served_by": interests.served_by if interests else "none",
+            "fallback_reason": interests.fallback_reason if interests else "error",
+            "scores": [{"category": s, "score": round(v, 6)} for s, v in (interests.scores if interests else ())][:10],
+        },
+        "candidates": [
+            {
+                "campaign_id": c.campaign.id,
+                "creative_id": c.creative.id,
+                "advertiser": c.campaign.advertiser,
+                "tier": c.campaign.tier,
+                "relevance": round(c.relevance, 6),
+                "interest_lift": round(c.lift, 4),
+                "p_click": round(c.p_click, 6),
+                "expected_value_micros": round(c.value, 3),
+            }
+            for c in candidates[:20]
+        ],
+        "filtered": [
+            {"campaign_id": cid, "campaign": catalog.campaigns_by_id[cid].name, "reason": reason}
+            for cid, reason in sorted(filtered.items())
+            if cid in catalog.campaigns_by_id
+        ],
+        "chosen": [
+            {"placement": ch.placement, "creative_id": ch.creative.id if ch.creative else None, "reason": ch.reason}
+            for ch in choices
+        ],
+    }

@@ -1,0 +1,10 @@
+from django.urls import path, re_path
+
+from adsite.ads import views
+
+urlpatterns = [
+    path("api/v1/ads/decisions", views.DecisionsView.as_view(), name="ads-decisions"),
+    path("c/<str:token>", views.click_redirect, name="ads-click"),
+    path("i/<str:token>", views.impression_beacon, name="ads-view"),
+    re_path(r"^media/ads/(?P<name>[A-Za-z0-9._-]{1,120})$", views.creative_image, name="ads-image"),
+]

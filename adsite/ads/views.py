@@ -1,0 +1,156 @@
+"""HTTP for ads: the decisions API, the click redirect, the impression beacon, creative images. Thin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from adsite.ads.delivery import choice_urls
+from adsite.ads.landing import landing_url_safe
+from adsite.ads.selection import DecisionContext, Placement, ads_select
+from adsite.ads.services import click_record, impression_view_record
+from tracking import api as tracking_api
+
+
+class DecisionsView(APIView):
+    """``POST /api/v1/ads/decisions``: the ad for each placement, for one visitor."""
+
+    class InputSerializer(serializers.Serializer):
+        user_id = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,64}$", required=False, allow_blank=True, default="")
+        placements = serializers.ListField(child=serializers.SlugField(max_length=64), min_length=1, max_length=10)
+        device = serializers.ChoiceField(choices=["desktop", "mobile", "tablet", "other"], default="other")
+        categories = serializers.ListField(child=serializers.SlugField(max_length=100), max_length=20, default=list)
+        explain = serializers.BooleanField(default=False)
+
+    class CreativeSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        campaign_id = serializers.IntegerField()
+        advertiser = serializers.CharField()
+        kind = serializers.CharField(help_text="image, or html (render ONLY in <iframe sandbox=\"\" srcdoc>)")
+        size = serializers.CharField()
+        headline = serializers.CharField()
+        body = serializers.CharField()
+        cta = serializers.CharField()
+        image_url = serializers.CharField()
+        html = serializers.CharField()
+
+    class PlacementOutputSerializer(serializers.Serializer):
+        placement = serializers.CharField()
+        house = serializers.BooleanField()
+        creative = serializers.DictField(allow_null=True, help_text="null: show your own house ad")
+        click_url = serializers.CharField(help_text="signed; redirects to the creative's landing URL")
+        impression_url = serializers.CharField(help_text="signed; GET it when the ad has been viewable")
+        explanation = serializers.CharField()
+
+    class OutputSerializer(serializers.Serializer):
+        decision_id = serializers.CharField()
+        user_id = serializers.CharField()
+        served_by = serializers.CharField(help_text="the interest model that answered (or context/none)")
+        fallback_reason = serializers.CharField(allow_null=True)
+        elapsed_ms = serializers.FloatField()
+        placements = serializers.ListField(child=serializers.DictField())
+        filtered = serializers.DictField(child=serializers.IntegerField(), help_text="reason -> campaigns removed")
+        explanation = serializers.DictField(required=False, allow_null=True)
+
+    @extend_schema(
+        operation_id="ads_decide",
+        request=InputSerializer,
+        responses={200: OutputSerializer},
+        examples=[OpenApiExample("two slots", value={"user_id": "u-42", "placements": ["sidebar", "footer"], "explain": True}, request_only=True)],
+        description="Chooses an ad for each placement (budget, caps, pacing, targeting, predicted interests) "
+        "and counts the served impressions. With `explain=true` the answer says why: interest scores, "
+        "candidates' scores and the filters that removed other campaigns.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        decision = ads_select(
+            user_id=values["user_id"],
+            placements=[Placement(name) for name in values["placements"]],
+            context=DecisionContext(
+                device=values["device"], categories=tuple(values["categories"]),
+                personalized=bool(values["user_id"]), explain=values["explain"],
+            ),
+        )
+        placements = []
+        for choice in decision.choices:
+            click_url, impression_url = choice_urls(choice=choice, user_id=decision.user_id)
+            creative = choice.creative
+            placements.append(
+                {
+                    "placement": choice.placement,
+                    "house": choice.house,
+                    "creative": None if creative is None or choice.campaign is None else {
+                        "id": creative.id, "campaign_id": creative.campaign_id, "advertiser": choice.campaign.advertiser,
+                        "kind": creative.kind, "size": creative.size, "headline": creative.headline,
+                        "body": creative.body, "cta": creative.cta,
+                        "image_url": request.build_absolute_uri(creative.image_url) if creative.image_url else "",
+                        "html": creative.html if creative.kind == "html" else "",
+                    },
+                    "click_url": request.build_absolute_uri(click_url) if click_url else "",
+                    "impression_url": request.build_absolute_uri(impression_url) if impression_url else "",
+                    "explanation": choice.reason,
+                }
+            )
+        body = {
+            "decision_id": decision.decision_id,
+            "user_id": decision.user_id,
+            "served_by": decision.interests_served_by,
+            "fallback_reason": decision.fallback_reason,
+            "elapsed_ms": round(decision.elapsed_ms, 3),
+            "placements": placements,
+            "filtered": decision.filtered,
+        }
+        if values["explain"]:
+            body["explanation"] = decision.explanation
+        return Response(body, status=status.HTTP_200_OK)
+
+
+@never_cache
+@require_GET
+def click_redirect(request: HttpRequest, token: str) -> HttpResponse:
+    """``GET /c/<token>``: record the click, then go to the creative's stored landing URL (only)."""
+    outcome = click_record(token=token)
+    if outcome.user_id and outcome.outcome in ("billed", "free") and tracking_api.tracking_allowed(request):
+        from adsite.ads.feedback import click_event_record
+
+        click_event_record(request=request, outcome=outcome)
+    target = landing_url_safe(outcome.landing_url)
+    response = HttpResponseRedirect(target or "/")
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@never_cache
+@require_GET
+def impression_beacon(request: HttpRequest, token: str) -> HttpResponse:
+    """``GET /i/<token>``: a viewable impression reported by a front end (counted once)."""
+    impression_view_record(token=token)
+    return HttpResponse(status=204)
+
+
+@require_GET
+def creative_image(request: HttpRequest, name: str) -> HttpResponse:
+    """The locally generated creative images (``MEDIA_ROOT/ads/*.svg``), served as images only."""
+    root = (Path(settings.MEDIA_ROOT) / "ads").resolve()
+    path = (root / name).resolve()
+    if path.parent != root or path.suffix != ".svg" or not path.is_file():
+        raise Http404("no such image")
+    response = FileResponse(path.open("rb"), content_type="image/svg+xml")
+    # an SVG opened on its own must not run script in the site's origin
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+__all__ = ["DecisionsView", "click_redirect", "creative_image", "impression_beacon", "inline_serializer"]
