@@ -1,13 +1,14 @@
 """The one definition of how an event changes the feature state: ``event_ops(record)``.
 
-An event becomes a set of operations on flat, named fields. Every operation is commutative
-(``incr`` adds, ``maxima`` keeps the largest value) or harmless to repeat in any order (``drop``
-removes an epoch field that no read-out looks at any more; ``push`` appends to the capped recent
-sequence, which the read-out orders by time). So:
+An event becomes a set of operations on flat, named fields. Every operation is commutative: applied
+in any order, or coalesced into batches in any way, they leave the same state (``incr`` adds,
+``maxima`` and ``sessions`` keep the largest value, ``decay`` adds epoch terms, ``push`` appends to
+the capped recent sequence, which the read-out orders by time). So:
 
 - the in-process store applies them to dicts under a lock,
-- the Redis store applies the *same* operations as ``HINCRBYFLOAT`` / ``ZADD GT`` / ``RPUSH`` +
-  ``LTRIM`` / ``HDEL`` inside one ``MULTI`` per batch (atomic: concurrent writers lose nothing),
+- the Redis store applies the *same* operations server-side (``HINCRBYFLOAT`` / ``ZADD GT`` /
+  ``RPUSH`` + ``LTRIM`` / ``HDEL``) inside one ``MULTI`` per batch (atomic: concurrent writers lose
+  nothing),
 - the training-set builder applies them to dicts while replaying events in time order,
 
 and serving and training cannot drift apart.
@@ -16,15 +17,19 @@ Exact exponential decay with additive updates: for a half-life ``h`` and epochs 
 ``L = EPOCH_HALF_LIVES * h`` seconds, an event at ``t`` adds ``2^((t - E)/h)`` to the field
 ``d:<label>:<k>:<category>``, ``k = floor(t / L)``, ``E = k * L``. The decayed count at any time
 ``s`` is ``sum_k S_k * 2^((E_k - s)/h)`` (see ``readout``), exact, with no read-modify-write.
-Epochs more than one behind the newest event's epoch weigh less than 2^-128: the read-out ignores
-them, and for half-lives up to a day (whose epochs roll every few days) the writer drops them.
+Only the newest epoch ``K`` and ``K - 1`` are kept (older terms weigh under 2^-128 against the
+newest event): the state records ``K`` per half-life (maximum ``e:<label>``); a term for a newer
+epoch first deletes the epochs it makes stale, a term for an epoch older than ``K - 1`` is
+skipped. The result is the same in any order (terms of epochs >= K - 1, summed), and a user's
+state holds at most two epochs per half-life and category however long their history.
 
 Field names (user hash): ``n`` interest events, ``c:<cat>`` counts, ``d:<hl>:<k>:<cat>`` decay
 terms, ``t:<type>`` events by type, ``ai:<cat>`` / ``ac:<cat>`` ad impressions / clicks,
 ``sn:<session>`` / ``se:<session>`` session events / engaged milliseconds. Maxima: ``last`` (last
-interest event), ``ls:<cat>`` last seen, ``dv:<device>`` device last used. Sessions: session ->
-its last event (a max); only the ``SESSIONS_KEPT`` most recent sessions are kept, older ones are
-pruned with their counters (the only state that would otherwise grow with every visit). Population hash: ``n``, ``c:<cat>``, ``d:<hl>:<k>:<cat>`` and maximum ``last``.
+interest event), ``ls:<cat>`` last seen, ``dv:<device>`` device last used, ``e:<hl>`` newest decay
+epoch. Sessions: session -> its last event (a max); only the ``SESSIONS_KEPT`` most recent sessions
+are kept, older ones are pruned with their counters. Population hash: ``n``, ``c:<cat>``,
+``d:<hl>:<k>:<cat>`` and maxima ``last``, ``e:<hl>``.
 """
 
 from __future__ import annotations
@@ -45,9 +50,6 @@ from inference.features.definitions import (
 
 __all__ = ["SeqItem", "Ops", "event_ops", "decay_term", "epoch_of"]
 
-# half-lives up to a day (epochs up to 128 days) drop the epoch fields two and three epochs back
-_DROP_UP_TO_S = 86_400.0
-
 
 class SeqItem(NamedTuple):
     """One entry of the recent sequence."""
@@ -64,8 +66,9 @@ class Ops:
     incr: dict[str, float] = field(default_factory=dict)
     maxima: dict[str, float] = field(default_factory=dict)
     push: list[SeqItem] = field(default_factory=list)
-    drop: set[str] = field(default_factory=set)
     sessions: dict[str, float] = field(default_factory=dict)
+    # half-life label -> epoch k -> category -> the sum of the events' terms 2^((t - E_k)/h)
+    decay: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
 
     def merge(self, other: Ops) -> None:
         """Coalesce ``other`` into this batch (sums add, maxima keep the larger, pushes append)."""
@@ -77,14 +80,19 @@ class Ops:
             if value > maxima.get(name, -math.inf):
                 maxima[name] = value
         self.push.extend(other.push)
-        self.drop |= other.drop
+        for label, epochs in other.decay.items():
+            mine = self.decay.setdefault(label, {})
+            for k, terms in epochs.items():
+                table = mine.setdefault(k, {})
+                for category, term in terms.items():
+                    table[category] = table.get(category, 0.0) + term
         sessions = self.sessions
         for session, value in other.sessions.items():
             if value > sessions.get(session, -math.inf):
                 sessions[session] = value
 
     def __bool__(self) -> bool:
-        return bool(self.incr or self.maxima or self.push or self.drop or self.sessions)
+        return bool(self.incr or self.maxima or self.push or self.sessions or self.decay)
 
 
 def epoch_of(ts: float, half_life: float) -> int:
@@ -98,37 +106,26 @@ def decay_term(ts: float, half_life: float) -> tuple[int, float]:
     return k, 2.0 ** ((ts - k * length) / half_life)
 
 
-# per (label, half-life): the current epoch's bounds and field prefixes, so that the hot path formats
-# no strings for the epoch (events arrive in nearly time order; a race merely recomputes an entry)
-_EPOCHS: dict[tuple[str, float], tuple[float, float, float, str, tuple[str, ...]]] = {}
-
-
-def _epoch(label: str, half_life: float, ts: float) -> tuple[float, float, float, str, tuple[str, ...]]:
-    key = (label, half_life)
-    entry = _EPOCHS.get(key)
-    if entry is not None and entry[0] <= ts < entry[1]:
-        return entry
-    length = EPOCH_HALF_LIVES * half_life
-    k = math.floor(ts / length)
-    stale = (f"d:{label}:{k - 2}:", f"d:{label}:{k - 3}:") if half_life <= _DROP_UP_TO_S else ()
-    entry = (k * length, (k + 1) * length, half_life, f"d:{label}:{k}:", stale)
-    _EPOCHS[key] = entry
-    return entry
+# per (label, half-life): the current epoch (k, start, end), so that the hot path does no division
+# for most events (they arrive in nearly time order; a race merely recomputes an entry)
+_EPOCHS: dict[tuple[str, float], tuple[int, float, float]] = {}
 
 
 def _decay_ops(
     ops: Ops, ts: float, categories: tuple[str, ...], half_lives: tuple[tuple[str, float], ...]
 ) -> None:
-    incr = ops.incr
-    drop = ops.drop
+    decay = ops.decay
     for label, half_life in half_lives:
-        start, _, _, prefix, stale = _epoch(label, half_life, ts)
-        term = 2.0 ** ((ts - start) / half_life)
+        key = (label, half_life)
+        epoch = _EPOCHS.get(key)
+        if epoch is None or not epoch[1] <= ts < epoch[2]:
+            length = EPOCH_HALF_LIVES * half_life
+            k = math.floor(ts / length)
+            epoch = _EPOCHS[key] = (k, k * length, (k + 1) * length)
+        term = 2.0 ** ((ts - epoch[1]) / half_life)
+        table = decay.setdefault(label, {}).setdefault(epoch[0], {})
         for category in categories:
-            name = prefix + category
-            incr[name] = incr.get(name, 0.0) + term
-            for stale_prefix in stale:
-                drop.add(stale_prefix + category)
+            table[category] = table.get(category, 0.0) + term
 
 
 def _printable(value: str) -> str:

@@ -1,7 +1,7 @@
 """Feature state: the flat fields ``ops`` writes, held in process (memory store, training replay).
 
-``FeatureState.apply(ops)`` is the in-process twin of the Redis store's pipeline: drops first, then
-sums, maxima and the capped sequence, in the same order the Redis commands run. ``states_replay``
+``FeatureState.apply(ops)`` is the in-process twin of the Redis store's script: sums, maxima, the
+capped sequence, the latest sessions and the decay epochs, with the same semantics. ``states_replay``
 replays time-ordered events into per-user states and the population state.
 """
 
@@ -16,6 +16,9 @@ from inference.features.ops import Ops, SeqItem, event_ops
 
 __all__ = ["FeatureState", "states_replay"]
 
+# (label, epoch) -> "d:<label>:<epoch>:" (a few per half-life and year of history)
+_PREFIXES: dict[tuple[str, int], str] = {}
+
 
 @dataclass(slots=True)
 class FeatureState:
@@ -29,8 +32,6 @@ class FeatureState:
 
     def apply(self, ops: Ops) -> None:
         sums = self.sums
-        for name in ops.drop:
-            sums.pop(name, None)
         for name, delta in ops.incr.items():
             sums[name] = sums.get(name, 0.0) + delta
         maxima = self.maxima
@@ -56,6 +57,34 @@ class FeatureState:
                     del sessions[session]
                     sums.pop("sn:" + session, None)
                     sums.pop("se:" + session, None)
+        for label, epochs in ops.decay.items():
+            if len(epochs) == 1:  # the usual case: one event, or a batch within one epoch
+                for k, terms in epochs.items():
+                    self._decay(label, k, terms)
+            else:
+                for k in sorted(epochs):
+                    self._decay(label, k, epochs[k])
+
+    def _decay(self, label: str, k: int, terms: dict[str, float]) -> None:
+        """Add one epoch's terms, keeping only the newest epoch and the one before (see ``ops``)."""
+        sums, maxima = self.sums, self.maxima
+        key = "e:" + label
+        newest = maxima.get(key)
+        if newest is None or k > newest:
+            if newest is not None:
+                stale = tuple(f"d:{label}:{j}:" for j in (int(newest) - 1, int(newest)) if j < k - 1)
+                if stale:  # an epoch rolled over: rare, so a scan of the fields is fine
+                    for name in [name for name in sums if name.startswith(stale)]:
+                        del sums[name]
+            maxima[key] = float(k)
+        elif k < newest - 1:
+            return  # older than anything a read-out uses (and would be deleted at the next roll-over)
+        prefix = _PREFIXES.get((label, k))
+        if prefix is None:
+            prefix = _PREFIXES[(label, k)] = f"d:{label}:{k}:"
+        for category, term in terms.items():
+            name = prefix + category
+            sums[name] = sums.get(name, 0.0) + term
 
     def copy(self) -> FeatureState:
         return FeatureState(dict(self.sums), dict(self.maxima), list(self.seq), dict(self.sessions))

@@ -10,9 +10,9 @@ Keys (the ``{user_id}`` hash tag keeps one user in one Redis Cluster slot):
 
 ``observe`` coalesces a batch's operations per user (they commute) and sends them in ONE
 ``MULTI``/``EXEC`` pipeline: one round trip per batch, and concurrent writers lose no update. Each
-user's operations travel as one ``EVAL`` of a small script that runs exactly those commands
-(``HDEL``, ``HINCRBYFLOAT``, ``ZADD GT``, ``RPUSH`` + ``LTRIM``) server-side: the same semantics as
-sending them one by one, at a fraction of the client-side cost (tens of commands per event).
+user's operations travel as one ``EVAL`` of a small script that applies them server-side with the
+semantics of ``FeatureState.apply`` (``HINCRBYFLOAT``, ``ZADD GT``, ``RPUSH`` + ``LTRIM``, and
+``HDEL`` of stale decay epochs and sessions): tens of commands per event, one call per user.
 Every script call touches the keys of one slot, so in a Redis Cluster each stays atomic per user.
 ``read`` is one pipelined round trip (``HGETALL`` + ``ZRANGE`` + ``LRANGE``, plus the population
 when its per-process copy is older than ``population_cache_s``). Connection failures and timeouts
@@ -48,21 +48,55 @@ from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRea
 
 __all__ = ["RedisFeatureStore", "user_keys"]
 
-# Applies one state's operations in FeatureState.apply's order: KEYS = sums hash, maxima zset[, sequence
-# list, sessions zset]; ARGV = cap, ttl, drop fields, "field US delta" records, "field US value"
-# records, "session US ts" records, sessions kept (records separated by RS: one string argument per
-# kind keeps the client's encoding cost per batch, not per field), then the sequence items.
+# Applies one state's operations with FeatureState.apply's semantics: KEYS = sums hash, maxima zset[,
+# sequence list, sessions zset]; ARGV = cap, ttl, decay records ("label US k US cat US term ..." in
+# ascending k), "field US delta" records, "field US value" records, "session US ts" records, sessions
+# kept (records separated by RS: one string argument per kind keeps the client's encoding cost per
+# batch, not per field), then the sequence items.
 _APPLY_OPS = r"""
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local batch = {}
-for name in string.gmatch(ARGV[3], '[^\30]+') do
-  batch[#batch + 1] = name
-  if #batch == 1000 then
-    redis.call('HDEL', KEYS[1], unpack(batch))
-    batch = {}
+for record in string.gmatch(ARGV[3], '[^\30]+') do
+  local parts = {}
+  for piece in string.gmatch(record, '[^\31]+') do parts[#parts + 1] = piece end
+  local label, k = parts[1], tonumber(parts[2])
+  local newest = redis.call('ZSCORE', KEYS[2], 'e:' .. label)
+  if newest then newest = tonumber(newest) end
+  local keep = true
+  if (not newest) or k > newest then
+    if newest then
+      local doomed, any = {}, false
+      for j = newest - 1, newest do
+        if j < k - 1 then
+          doomed['d:' .. label .. ':' .. string.format('%d', j) .. ':'] = true
+          any = true
+        end
+      end
+      if any then
+        local names = {}
+        for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+          local prefix = string.match(name, '^d:[^:]+:[^:]+:')
+          if prefix and doomed[prefix] then
+            names[#names + 1] = name
+            if #names == 1000 then
+              redis.call('HDEL', KEYS[1], unpack(names))
+              names = {}
+            end
+          end
+        end
+        if #names > 0 then redis.call('HDEL', KEYS[1], unpack(names)) end
+      end
+    end
+    redis.call('ZADD', KEYS[2], k, 'e:' .. label)
+  elseif k < newest - 1 then
+    keep = false
+  end
+  if keep then
+    local prefix = 'd:' .. label .. ':' .. parts[2] .. ':'
+    for i = 3, #parts, 2 do
+      redis.call('HINCRBYFLOAT', KEYS[1], prefix .. parts[i], parts[i + 1])
+    end
   end
 end
-if #batch > 0 then redis.call('HDEL', KEYS[1], unpack(batch)) end
 for name, delta in string.gmatch(ARGV[4], '([^\30\31]+)\31([^\30]+)') do
   redis.call('HINCRBYFLOAT', KEYS[1], name, delta)
 end
@@ -171,7 +205,11 @@ class RedisFeatureStore(FeatureStore):
         args: list[Any] = [
             SEQUENCE_LENGTH,
             self._ttl if user else 0,
-            _RECORD.join(ops.drop),
+            _RECORD.join(
+                _FIELD.join((label, str(k), *(f"{c}{_FIELD}{t!r}" for c, t in epochs[k].items())))
+                for label, epochs in ops.decay.items()
+                for k in sorted(epochs)
+            ),
             _RECORD.join(f"{name}{_FIELD}{delta!r}" for name, delta in ops.incr.items()),
             _RECORD.join(f"{name}{_FIELD}{value!r}" for name, value in ops.maxima.items()),
             _RECORD.join(f"{name}{_FIELD}{value!r}" for name, value in ops.sessions.items()) if user else "",

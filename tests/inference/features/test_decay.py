@@ -120,11 +120,12 @@ def test_a_user_state_does_not_grow_with_every_visit() -> None:
     cuts=st.lists(st.integers(min_value=1, max_value=23), max_size=5),
 )
 def test_any_arrival_order_and_batching_gives_the_same_features(order: list[int], cuts: list[int]) -> None:
-    """Concurrent writers deliver events in any order and any batches: the features do not change."""
+    """Concurrent writers deliver events in any order and any batches: the features do not change
+    (the events span several 1-hour-half-life epochs, so epochs roll over in between)."""
     events = [
         EventRecord(
             "u",
-            T0 + i * 5_003.0,
+            T0 + i * 40_003.0,
             ("page_view", "click", "ad_impression", "page_ping")[i % 4],
             ("abc"[i % 3], "xy"[i % 2]),
             item_id=f"i{i}",
@@ -144,7 +145,7 @@ def test_any_arrival_order_and_batching_gives_the_same_features(order: list[int]
         for record in shuffled[lo:hi]:
             batch.merge(event_ops(record)[0])
         state.apply(batch)
-    now = T0 + 23 * 5_003.0 + 60.0
+    now = T0 + 23 * 40_003.0 + 60.0
     a, b = user_features(reference, now), user_features(state, now)
     assert (a.counts, a.last_seen_ts, a.recent, a.type_counts, a.ad_impressions) == (
         b.counts,
@@ -157,3 +158,18 @@ def test_any_arrival_order_and_batching_gives_the_same_features(order: list[int]
     assert (a.session_events, a.session_engaged_s) == (b.session_events, b.session_engaged_s) == (6.0, 12.3)
     for table_a, table_b in zip(a.decayed, b.decayed, strict=True):
         assert table_a == pytest.approx(table_b, rel=1e-9)
+
+
+def test_a_long_history_keeps_two_decay_epochs_per_half_life() -> None:
+    """Three years of weekly visits: the decay fields stay at two epochs per half-life and category."""
+    events = [view(T0 + week * 7 * 86_400.0 + i, "abc"[i]) for week in range(156) for i in range(3)]
+    users, population = states_replay(events)
+    state = users["u"]
+    for label, _ in HALF_LIVES:
+        epochs = {name.split(":")[2] for name in state.sums if name.startswith(f"d:{label}:")}
+        assert len(epochs) <= 2
+    assert len([name for name in state.sums if name.startswith("d:")]) <= 2 * 3 * len(HALF_LIVES)
+    now = events[-1].ts + 3_600.0
+    exact = sum(2.0 ** (-(now - e.ts) / 86_400.0) for e in events if e.categories == ("a",))
+    assert user_features(state, now).decayed[1]["a"] == pytest.approx(exact, rel=1e-12)
+    assert len([name for name in population.sums if name.startswith("d:")]) <= 2 * 3 * 2

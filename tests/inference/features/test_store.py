@@ -141,6 +141,29 @@ def test_redis_store_matches_memory_store_for_batches(
 
 
 @pytest.mark.requires_redis
+def test_redis_store_keeps_two_decay_epochs_like_the_memory_store(redis_store: FeatureStore) -> None:
+    """Weekly visits for two years, late arrivals included: Redis rolls decay epochs over exactly as
+    the in-process state does, so a long history stays small and reads the same."""
+    events = [
+        EventRecord("loyal", T0 + week * 7 * 86_400.0 + i * 600.0, "page_view", ("abcd"[(week + i) % 4],))
+        for week in range(104)
+        for i in range(3)
+    ]
+    late = [EventRecord("loyal", e.ts, e.type, e.categories) for e in events[::50]]  # re-delivered old events
+    memory = MemoryFeatureStore(population_cache_s=0.0)
+    for i in range(0, len(events), 7):
+        memory.observe(events[i : i + 7])
+        redis_store.observe(events[i : i + 7])
+    memory.observe(late)
+    redis_store.observe(late)
+    a, b = memory.user_state("loyal"), redis_store.user_state("loyal")
+    assert a.sums.keys() == b.sums.keys()
+    assert len([name for name in b.sums if name.startswith("d:")]) <= 2 * 4 * 4
+    now = events[-1].ts + 60.0
+    assert_same_user(redis_store.read("loyal", now=now).user, memory.read("loyal", now=now).user)
+
+
+@pytest.mark.requires_redis
 def test_control_characters_in_ids_cannot_corrupt_the_redis_fields(redis_store: FeatureStore) -> None:
     odd = [
         EventRecord("odd", T0, "page_view", ("a",), item_id="x\x1fy\x1ez", session_id="s\x1e1\x1f2"),
