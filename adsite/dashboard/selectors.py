@@ -188,10 +188,11 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         "predictions_per_s": per_s(predictions),
         "decisions_per_s": per_s(decisions),
         "events_per_s": per_s(_received(deltas)),
-        "served_by": {k: int(v) for k, v in sorted(served.items())},
+        "served_by": {k: int(v) for k, v in sorted(served.items()) if v > 0},
         "fallbacks": [
             {"reason": k, "count": int(v), "rate": f"{100 * v / predictions:.1f}%" if predictions else None}
             for k, v in sorted(fallbacks.items())
+            if v > 0
         ],
         "prediction_latency": _latency_table(deltas, "inference_predict_seconds", "model", stage="total"),
         "model_latency": _latency_table(deltas, "inference_predict_seconds", "model", stage="model"),

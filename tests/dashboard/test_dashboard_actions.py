@@ -65,6 +65,7 @@ def test_a_refused_action_is_shown_and_audited_as_failed(staff_client, seeded):
 def test_train_now_runs_the_training_task_and_the_run_appears(staff_client, tmp_path, settings):
     cache.delete("inference:training:lock")
     settings.DASHBOARD = {"TRAIN_IN_BACKGROUND": False}
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # services mode would enqueue it for a worker
     with override_settings(
         INFERENCE={
             "MODEL_DIR": str(tmp_path),
