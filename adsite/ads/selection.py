@@ -145,8 +145,10 @@ def _interests(user_id: str, context: DecisionContext, deadline: Deadline) -> tu
         scores = tuple((slug, 1.0 / len(cats)) for slug in cats) if cats else ()
         return Interests(scores, "context", "", None, 0.0), False
     budget = min(float(ads_setting("PREDICT_BUDGET_MS")), deadline.remaining_ms() - 1.0)
-    if budget <= 0:
-        return None, True
+    if budget <= 0:  # no time left to ask: decide from the page, as for a visitor without a profile
+        cats = context.categories
+        scores = tuple((slug, 1.0 / len(cats)) for slug in cats) if cats else ()
+        return Interests(scores, "context", "", "over_budget", 0.0), False
     try:
         answer = predict_interests(user_id, deadline=Deadline(budget), top=int(ads_setting("INTEREST_TOP")))
     except Exception:
@@ -282,6 +284,7 @@ def ads_select(
 
     choices: list[Choice] = []
     used_advertisers: set[int] = set()
+    used_creatives: set[int] = set()
     refused: set[int] = set()
     for placement in placements:
         size = placement.size or catalog.placement_sizes.get(placement.name, "")
@@ -290,7 +293,7 @@ def ads_select(
             campaign, creative = cand.campaign, cand.creative
             if campaign.id in refused:
                 continue
-            if creative.size not in ("fluid", size):
+            if creative.size not in ("fluid", size) or creative.id in used_creatives:
                 continue
             if campaign.tier != "house" and campaign.advertiser_id in used_advertisers:
                 continue
@@ -312,6 +315,7 @@ def ads_select(
                 filtered[campaign.id] = CAPPED if outcome.startswith("capped") else OUT_OF_BUDGET
                 continue
             used_advertisers.add(campaign.advertiser_id)
+            used_creatives.add(creative.id)
             chosen = Choice(
                 placement=placement.name,
                 creative=creative,

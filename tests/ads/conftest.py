@@ -1,0 +1,106 @@
+"""Fixtures for the ads tests: a fresh in-memory ledger, a catalog built per test, fake interests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from adsite.ads import selection
+from adsite.ads.catalog import catalog_invalidate
+from adsite.ads.ledger import MemoryLedger, ledger_use
+from adsite.ads.models import Advertiser, Campaign, Creative, Placement
+from inference.api import Interests
+
+
+@pytest.fixture(autouse=True)
+def fresh_ads_state(settings: Any) -> Iterator[MemoryLedger]:
+    """Each test: an empty in-memory ledger, no pacing unless asked, nothing sampled, catalog rebuilt."""
+    settings.ADS = {**settings.ADS, "PACING": False, "EXPLAIN_SAMPLE": 0.0, "CATALOG_SECONDS": 0.0, "BUDGET_MS": 2000.0}
+    memory = MemoryLedger(None)
+    previous = ledger_use(memory)
+    catalog_invalidate()
+    selection._population = None
+    yield memory
+    ledger_use(previous)
+    catalog_invalidate()
+    selection._population = None
+
+
+class FakeInterests:
+    """Stands in for ``inference.api.predict_interests``: per-user scores, or an outage."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, dict[str, float]] = {}
+        self.down = False
+        self.calls = 0
+        self.users: list[str] = []
+
+    def __call__(self, user_id: str, *, deadline: Any = None, top: int = 10) -> Interests:
+        self.calls += 1
+        self.users.append(user_id)
+        if self.down:
+            raise RuntimeError("inference is down")
+        scores = self.scores.get(user_id, {})
+        ordered = tuple(sorted(scores.items(), key=lambda kv: -kv[1]))[:top]
+        return Interests(ordered, "prior", "test", None if scores else "cold_start", 0.1)
+
+
+@pytest.fixture
+def interests(monkeypatch: pytest.MonkeyPatch) -> FakeInterests:
+    fake = FakeInterests()
+    # the population: every category equally likely
+    fake.scores[""] = {c: 1.0 for c in ("travel", "sports", "pets", "science", "movies")}
+    monkeypatch.setattr(selection, "predict_interests", fake)
+    return fake
+
+
+@pytest.fixture
+def placements(db: None) -> None:
+    for name, size in (("leaderboard", "728x90"), ("sidebar", "300x250"), ("in_article", "300x250"), ("footer", "728x90")):
+        Placement.objects.get_or_create(name=name, defaults={"size": size})
+
+
+CampaignFactory = Callable[..., Campaign]
+
+
+@pytest.fixture
+def make_campaign(db: None, placements: None) -> CampaignFactory:
+    counter = {"n": 0}
+
+    def make(
+        *,
+        advertiser: str | None = None,
+        interests: dict[str, float] | None = None,
+        creatives: int = 1,
+        size: str = "fluid",
+        **fields: Any,
+    ) -> Campaign:
+        counter["n"] += 1
+        n = counter["n"]
+        adv, _ = Advertiser.objects.get_or_create(name=advertiser or f"Advertiser {n}")
+        defaults: dict[str, Any] = {
+            "name": f"Campaign {n}",
+            "starts_at": timezone.now() - timedelta(days=1),
+            "ends_at": timezone.now() + timedelta(days=30),
+            "pricing": Campaign.Pricing.CPC,
+            "bid": Decimal("0.50"),
+            "daily_budget": Decimal("100"),
+            "total_budget": Decimal("1000"),
+            "interests": interests or {},
+        }
+        defaults.update(fields)
+        campaign = Campaign.objects.create(advertiser=adv, **defaults)
+        for k in range(creatives):
+            Creative.objects.create(
+                campaign=campaign, name=f"Creative {n}-{k}", size=size, headline=f"Headline {n}-{k}",
+                body="Body", landing_url=f"https://advertiser{n}.example/landing?c={k}",
+            )
+        catalog_invalidate()
+        return campaign
+
+    return make
