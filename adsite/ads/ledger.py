@@ -321,14 +321,15 @@ class RedisLedger:
     ) -> Snapshot:
         day, hour = day_key(now), hour_key(now)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hmget(self._spend, [f"t:{c}" for c in campaign_ids] + [f"d:{c}:{day}" for c in campaign_ids])
-        pipe.hmget(self._stats, [f"imp:{c}" for c in creative_ids] + [f"clk:{c}" for c in creative_ids])
+        # "_" keeps HMGET valid when a list is empty
+        pipe.hmget(self._spend, ["_"] + [f"t:{c}" for c in campaign_ids] + [f"d:{c}:{day}" for c in campaign_ids])
+        pipe.hmget(self._stats, ["_"] + [f"imp:{c}" for c in creative_ids] + [f"clk:{c}" for c in creative_ids])
         if user_id:
             pipe.hgetall(self._freq(user_id))
         replies = pipe.execute()
         n, m = len(campaign_ids), len(creative_ids)
-        spend = [int(v or 0) for v in replies[0]]
-        stats = [int(v or 0) for v in replies[1]]
+        spend = [int(v or 0) for v in replies[0][1:]]
+        stats = [int(v or 0) for v in replies[1][1:]]
         freq = {k.decode(): int(v) for k, v in replies[2].items()} if user_id else {}
         return Snapshot(
             spend_total=dict(zip(campaign_ids, spend[:n], strict=True)),

@@ -1,0 +1,154 @@
+"""The ledger: money and caps exact under concurrency (threads in-process, processes on real Redis),
+billing a click token at most once, and the embedded ledger surviving a restart."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from adsite.ads.ledger import (
+    BILLED,
+    CAPPED_DAY,
+    CAPPED_HOUR,
+    FREE,
+    OK,
+    OUT_OF_BUDGET,
+    REPLAYED,
+    Charge,
+    MemoryLedger,
+    RedisLedger,
+)
+
+PRICE = 7_000  # one CPM impression at 7.00 CPM, in micros
+BUDGET = 1_000_000  # 1.00: 142.86 impressions
+
+
+def cpm_charge(campaign_id: int = 1, *, budget: int = BUDGET, cap_hour: int = 0, cap_day: int = 0) -> Charge:
+    return Charge(campaign_id, 10, PRICE, budget, budget, cap_hour, cap_day)
+
+
+def test_memory_ledger_never_overspends_under_threads() -> None:
+    ledger = MemoryLedger(None)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        for i in range(60):
+            outcome = ledger.impression_reserve(charge=cpm_charge(), user_id=f"t{n}-{i}", now=time.time())
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total, _ = ledger.spend(campaign_id=1, now=time.time())
+    assert BUDGET <= total < BUDGET + PRICE
+    assert results.count(OK) * PRICE == total
+    assert results.count(OUT_OF_BUDGET) == 480 - results.count(OK)
+
+
+def test_memory_ledger_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = MemoryLedger(path)
+    now = time.time()
+    for _ in range(3):
+        assert first.impression_reserve(charge=cpm_charge(cap_hour=3), user_id="v", now=now) == OK
+    assert first.click_charge(
+        token_id="tok", campaign_id=2, creative_id=20, price_micros=500_000, daily_budget_micros=BUDGET,
+        total_budget_micros=BUDGET, now=now, token_ttl_s=60,
+    ) == BILLED
+    restarted = MemoryLedger(path)
+    assert restarted.spend(campaign_id=1, now=now) == (3 * PRICE, 3 * PRICE)
+    assert restarted.spend(campaign_id=2, now=now) == (500_000, 500_000)
+    assert restarted.impression_reserve(charge=cpm_charge(cap_hour=3), user_id="v", now=now) == CAPPED_HOUR
+    assert restarted.click_charge(
+        token_id="tok", campaign_id=2, creative_id=20, price_micros=500_000, daily_budget_micros=BUDGET,
+        total_budget_micros=BUDGET, now=now, token_ttl_s=60,
+    ) == REPLAYED
+    assert restarted.creative_stats(creative_id=10).impressions == 3
+    assert restarted.creative_stats(creative_id=20).clicks == 1
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_click_tokens_bill_once_and_only_while_budget_lasts(backend: str, request: pytest.FixtureRequest) -> None:
+    ledger: Any
+    if backend == "redis":
+        request.applymarker(pytest.mark.requires_redis)
+        if not settings.REDIS_URL:
+            pytest.skip("REDIS_URL is not set")
+        ledger = RedisLedger(settings.REDIS_URL, prefix=f"test-ads-{uuid.uuid4().hex}:")
+    else:
+        ledger = MemoryLedger(None)
+    now = time.time()
+    args = {"campaign_id": 3, "creative_id": 30, "price_micros": 400_000, "daily_budget_micros": 1_000_000,
+            "total_budget_micros": 1_000_000, "now": now, "token_ttl_s": 60}
+    outcomes = [ledger.click_charge(token_id=f"t{i}", **args) for i in range(4)]
+    assert outcomes == [BILLED, BILLED, BILLED, FREE]  # 0.4 + 0.4 + 0.4: over by less than one click
+    assert ledger.click_charge(token_id="t0", **args) == REPLAYED
+    assert ledger.spend(campaign_id=3, now=now) == (1_200_000, 1_200_000)
+    assert ledger.creative_stats(creative_id=30).clicks == 4
+    ledger.clear()
+
+
+# ---- real Redis, many processes ----------------------------------------------------------------
+
+
+def _redis_client_worker(url: str, prefix: str, n: int, users: int, rounds: int, queue: Any) -> None:
+    ledger = RedisLedger(url, prefix=prefix)
+    outcomes: dict[str, int] = {}
+    for i in range(rounds):
+        user = f"user-{(n + i) % users}"
+        outcome = ledger.impression_reserve(charge=cpm_charge(cap_hour=5, cap_day=7), user_id=user, now=time.time())
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        click = ledger.click_charge(
+            token_id=f"click-{i // 2}", campaign_id=2, creative_id=21, price_micros=30_000,
+            daily_budget_micros=BUDGET, total_budget_micros=BUDGET, now=time.time(), token_ttl_s=60,
+        ) if i % 2 == 0 else None
+        if click == BILLED:
+            outcomes["click_billed"] = outcomes.get("click_billed", 0) + 1
+    queue.put(outcomes)
+
+
+@pytest.mark.requires_redis
+def test_redis_ledger_budget_and_caps_hold_across_processes() -> None:
+    prefix = f"test-ads-{uuid.uuid4().hex}:"
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    procs = [
+        context.Process(target=_redis_client_worker, args=(settings.REDIS_URL, prefix, n, 30, 40, queue))
+        for n in range(8)
+    ]
+    for proc in procs:
+        proc.start()
+    totals: dict[str, int] = {}
+    for _ in procs:
+        for key, value in queue.get(timeout=120).items():
+            totals[key] = totals.get(key, 0) + value
+    for proc in procs:
+        proc.join(timeout=30)
+    ledger = RedisLedger(settings.REDIS_URL, prefix=prefix)
+    now = time.time()
+    spent, today = ledger.spend(campaign_id=1, now=now)
+    # 320 attempts by 30 visitors capped at 7 a day (<= 210 impressions) against a 143-impression budget
+    assert BUDGET <= spent < BUDGET + PRICE
+    assert totals[OK] * PRICE == spent == today
+    assert totals[OK] == ledger.creative_stats(creative_id=10).impressions
+    assert totals.get(CAPPED_HOUR, 0) + totals.get(CAPPED_DAY, 0) > 0
+    snapshot = ledger.snapshot(campaign_ids=[1], creative_ids=[10], user_id="user-0", now=now)
+    for user in range(30):
+        snap = ledger.snapshot(campaign_ids=[1], creative_ids=[], user_id=f"user-{user}", now=now)
+        assert snap.user_hour.get(1, 0) <= 5 and snap.user_day.get(1, 0) <= 7
+    assert snapshot.spend_total[1] == spent
+    # 20 distinct click tokens, each billed once however many processes replayed them
+    assert totals.get("click_billed", 0) == 20
+    assert ledger.spend(campaign_id=2, now=now)[0] == 20 * 30_000
+    ledger.clear()
