@@ -199,8 +199,8 @@ def _predictor(dirs: dict[str, Path], store: Any, *, chain: tuple[str, ...], fas
         prior=PriorAdapter(adapter),
         loader=ModelLoaderAdapter(fastpath=fastpath),
         registry_reader=lambda: active,
-        config=PredictorConfig(poll_seconds=0, chain=chain),
-    ).start(background=False)
+        config=PredictorConfig(poll_seconds=2.0, chain=chain),  # as served: background poll and probes
+    ).start(background=True)
 
 
 def bench_predict() -> list[dict[str, str]]:

@@ -83,6 +83,7 @@ class LoadedModel:
     breaker: CircuitBreaker
     latency: LatencyWindow
     error: str = ""
+    last_call: float = 0.0  # time.monotonic() of the last request that called it
     score_range: tuple[float, float] = (0.0, 1.0)
 
 
@@ -91,6 +92,7 @@ class PredictorConfig:
     failure_threshold: int = 5
     cooldown_s: float = 5.0
     latency_window: int = 256
+    latency_max_age_s: float = 30.0
     poll_seconds: float = 2.0
     chain: tuple[str, ...] = CHAIN
     warm_up_calls: int = 2
@@ -178,6 +180,29 @@ class Predictor:
             except Exception as exc:
                 self.last_refresh_error = repr(exc)
                 logger.warning("inference.registry_poll_failed: %r", exc)
+            self.probe_idle()
+
+    def probe_idle(self) -> list[str]:
+        """Time one call (on empty features) of each loaded model that no request called during the
+        last poll period, so that a model skipped for its p99 comes back once it is fast again and
+        stays out, without any request paying for it, while it is slow. Returns the models probed."""
+        probed = []
+        idle_since = time.monotonic() - max(self.config.poll_seconds, 0.0)
+        for name, slot in self._slots.items():
+            if slot.model is None or slot.last_call > idle_since or slot.breaker.state != "closed":
+                continue
+            started = time.perf_counter()
+            try:
+                _validated(
+                    slot.model.predict(self._features.empty(), now=self._clock(), top=5), 5, slot.score_range
+                )
+            except Exception as exc:  # a probe is not a request: the breaker learns from requests only
+                logger.debug("inference.probe_failed %s: %r", name, exc)
+                continue
+            slot.latency.record((time.perf_counter() - started) * 1000.0)
+            slot.last_call = time.monotonic()
+            probed.append(name)
+        return probed
 
     def loaded(self) -> dict[str, str]:
         """algorithm -> version for the models this process serves now (failed loads excluded)."""
@@ -229,7 +254,7 @@ class Predictor:
             breaker=CircuitBreaker(
                 failure_threshold=self.config.failure_threshold, cooldown_s=self.config.cooldown_s
             ),
-            latency=LatencyWindow(self.config.latency_window),
+            latency=LatencyWindow(self.config.latency_window, max_age_s=self.config.latency_max_age_s),
         )
         try:
             model = self._loader(name, artifact_dir)
@@ -296,6 +321,7 @@ class Predictor:
                 reason = reason or "over_budget"
                 continue
             call_started = time.perf_counter()
+            slot.last_call = time.monotonic()
             try:
                 scores = _validated(slot.model.predict(features, now=now, top=top), top, slot.score_range)
             except BatcherUnavailable as exc:

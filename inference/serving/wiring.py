@@ -33,6 +33,7 @@ def predictor_config() -> PredictorConfig:
         failure_threshold=int(inference_setting("BREAKER_FAILURES")),
         cooldown_s=float(inference_setting("BREAKER_COOLDOWN_S")),
         latency_window=int(inference_setting("LATENCY_WINDOW")),
+        latency_max_age_s=float(inference_setting("LATENCY_MAX_AGE_S")),
         poll_seconds=float(inference_setting("RELOAD_POLL_SECONDS")),
     )
 

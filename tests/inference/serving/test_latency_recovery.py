@@ -1,0 +1,66 @@
+"""A model skipped for its recent p99 comes back when it is fast again, and stays out while it is slow."""
+
+from __future__ import annotations
+
+import time
+
+from inference.serving.deadline import Deadline
+from inference.serving.latency import LatencyWindow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_window_forgets_samples_older_than_its_age_limit():
+    clock = Clock()
+    window = LatencyWindow(256, max_age_s=30, clock=clock)
+    for _ in range(10):
+        window.record(50.0)  # a burst of slow calls
+    clock.now += 20
+    window.record(1.0)
+    assert window.p99() == 50.0
+    clock.now += 15  # the burst is now 35 s old, the fast call 15 s
+    assert window.p99() == 1.0
+    clock.now += 60
+    assert window.p99() is None  # nothing recent: the model will be tried again
+    assert len(window) == 0
+
+
+def test_window_without_age_limit_keeps_its_samples():
+    clock = Clock()
+    window = LatencyWindow(256, clock=clock)
+    window.record(50.0)
+    clock.now += 3600
+    assert window.p99() == 50.0
+
+
+def test_model_skipped_for_its_p99_serves_again_once_probes_find_it_fast(registry, make_predictor):
+    neural = registry.publish("neural", "neural-1")
+    neural.delay_s = 0.02  # the warm-up measures 20 ms
+    registry.publish("gbdt", "gbdt-1")
+    predictor = make_predictor(latency_max_age_s=0.05, poll_seconds=0)
+    assert predictor.predict("alice", deadline=Deadline(10)).served_by == "gbdt"
+    neural.delay_s = 0.0  # the contention is over
+    time.sleep(0.1)  # the slow samples age out
+    assert "neural" in predictor.probe_idle()
+    answer = predictor.predict("alice", deadline=Deadline(10))
+    assert (answer.served_by, answer.fallback_reason) == ("neural", None)
+
+
+def test_slow_model_stays_out_and_no_request_pays_for_the_probes(registry, make_predictor):
+    neural = registry.publish("neural", "neural-1")
+    neural.delay_s = 0.02
+    registry.publish("gbdt", "gbdt-1")
+    predictor = make_predictor(latency_max_age_s=0.05, poll_seconds=0)
+    for _ in range(3):
+        time.sleep(0.1)
+        predictor.probe_idle()
+        calls = neural.calls
+        answer = predictor.predict("alice", deadline=Deadline(10))
+        assert (answer.served_by, answer.fallback_reason) == ("gbdt", "over_budget"), answer.stage_ms
+        assert neural.calls == calls  # the request itself did not call the slow model
