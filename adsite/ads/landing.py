@@ -20,4 +20,7 @@ def landing_url_safe(url: str) -> str:
         return ""
     if parts.scheme not in ("http", "https") or not parts.hostname or not url.lower().startswith(parts.scheme + "://"):
         return ""
+    # no user:password@ (a host that looks like another), no encoded line breaks or NULs
+    if "@" in parts.netloc or any(code in url.lower() for code in ("%0d", "%0a", "%00")):
+        return ""
     return url

@@ -20,6 +20,10 @@ def landing_url_validate(value: str) -> None:
     if any(ord(ch) < 0x21 or ch == "\\" for ch in value):
         raise ValidationError("The landing URL may not contain spaces, control characters or backslashes.")
     URLValidator(schemes=["http", "https"])(value)
+    from adsite.ads.landing import landing_url_safe
+
+    if not landing_url_safe(value):
+        raise ValidationError("The landing URL must be a plain http(s) URL: no user@host, no encoded line breaks.")
 
 
 class Advertiser(models.Model):

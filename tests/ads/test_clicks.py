@@ -1,0 +1,123 @@
+"""GET /c/<token>: records every click, bills only genuine fresh unused tokens, and redirects only to
+the creative's stored landing URL, whatever the input (open-redirect corpus)."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from adsite.ads.catalog import catalog_invalidate
+from adsite.ads.models import AdClick, Campaign, Creative
+from adsite.ads.tokens import CLICK_SALT, AdToken, token_make
+
+pytestmark = pytest.mark.django_db
+
+OPEN_REDIRECT_CORPUS = [
+    "//evil.example",
+    "//evil.example/%2e%2e",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "http:\\\\evil.example",
+    "https:/\\evil.example",
+    "javascript:alert(document.domain)",
+    "JaVaScRiPt:alert(1)",
+    "java\tscript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "%2F%2Fevil.example",
+    "%2f%5cevil.example",
+    "https%3A%2F%2Fevil.example",
+    "/%0d%0aLocation:%20https://evil.example",
+    "https://good.example/\r\nLocation: https://evil.example",
+    "https://good.example/%0d%0aSet-Cookie:%20x=1",
+    " https://evil.example",
+    "https://evil.example@good.example",
+    "///evil.example",
+    "ftp://evil.example",
+]
+
+
+def click_url(campaign: Campaign, *, user: str = "visitor", serve_id: str = "serve-1") -> str:
+    creative = campaign.creatives.get()
+    token = token_make(token=AdToken(serve_id, creative.id, campaign.id, "sidebar", user), salt=CLICK_SALT)
+    return f"/c/{token}"
+
+
+def landing_of(campaign: Campaign) -> str:
+    return campaign.creatives.get().landing_url
+
+
+def test_a_genuine_click_is_billed_once_and_redirects_to_the_landing_url(make_campaign: Any, fresh_ads_state: Any) -> None:
+    campaign = make_campaign(bid=Decimal("0.40"))
+    url = click_url(campaign)
+    first = Client().get(url)
+    assert first.status_code == 302 and first["Location"] == landing_of(campaign)
+    replay = Client().get(url)
+    assert replay.status_code == 302 and replay["Location"] == landing_of(campaign)
+    assert list(AdClick.objects.order_by("id").values_list("outcome", "price_micros")) == [("billed", 400_000), ("replayed", 0)]
+    assert fresh_ads_state.spend(campaign_id=campaign.id, now=time.time())[0] == 400_000
+    assert fresh_ads_state.creative_stats(creative_id=campaign.creatives.get().id).clicks == 1
+
+
+def test_an_expired_token_is_recorded_not_billed(make_campaign: Any, settings: Any, fresh_ads_state: Any) -> None:
+    campaign = make_campaign()
+    url = click_url(campaign)
+    settings.ADS = {**settings.ADS, "CLICK_MAX_AGE_S": -1}  # every token is older than that
+    response = Client().get(url)
+    assert response["Location"] == landing_of(campaign)
+    assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("expired", 0)]
+    assert fresh_ads_state.spend(campaign_id=campaign.id, now=time.time()) == (0, 0)
+
+
+def test_a_tampered_token_is_forged_and_never_billed(make_campaign: Any, fresh_ads_state: Any) -> None:
+    victim = make_campaign()
+    attacker = make_campaign()
+    genuine = click_url(victim)
+    payload, stamp, signature = genuine.removeprefix("/c/").split(":")
+    other_payload = click_url(attacker).removeprefix("/c/").split(":")[0]
+    for forged in (f"{other_payload}:{stamp}:{signature}", f"{payload}:{stamp}:{signature[:-2]}AA", "x", "a" * 2000):
+        response = Client().get(f"/c/{forged}")
+        assert response.status_code == 302 and response["Location"] == "/"
+    assert set(AdClick.objects.values_list("outcome", flat=True)) == {"forged"}
+    assert fresh_ads_state.spend(campaign_id=victim.id, now=time.time()) == (0, 0)
+    assert fresh_ads_state.spend(campaign_id=attacker.id, now=time.time()) == (0, 0)
+
+
+@pytest.mark.parametrize("attack", OPEN_REDIRECT_CORPUS)
+def test_no_token_input_redirects_off_site(attack: str, make_campaign: Any) -> None:
+    make_campaign()
+    for path in (f"/c/{quote(attack, safe='')}", f"/c/{quote(attack, safe='/:%')}", f"/c/x?next={quote(attack)}"):
+        response = Client().get(path)
+        location = response.get("Location", "")
+        assert response.status_code in (302, 404)
+        assert location in ("", "/"), (path, location)
+
+
+@pytest.mark.parametrize("attack", OPEN_REDIRECT_CORPUS)
+def test_a_stored_landing_url_from_the_corpus_never_leaves_the_site(attack: str, make_campaign: Any) -> None:
+    campaign = make_campaign()
+    creative = campaign.creatives.get()
+    creative.landing_url = attack
+    with pytest.raises(ValidationError):
+        creative.full_clean()  # the admin refuses it
+    Creative.objects.filter(id=creative.id).update(landing_url=attack)  # a row written past the validators
+    catalog_invalidate()
+    response = Client().get(click_url(campaign))
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert "evil" not in response.serialize_headers().decode("latin-1")
+
+
+def test_click_on_a_paused_campaign_still_goes_to_its_own_landing_unbilled(make_campaign: Any, fresh_ads_state: Any) -> None:
+    campaign = make_campaign()
+    url = click_url(campaign)
+    Campaign.objects.filter(id=campaign.id).update(status=Campaign.Status.PAUSED)
+    catalog_invalidate()
+    response = Client().get(url)
+    assert response["Location"] == landing_of(campaign)
+    assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("free", 0)]
