@@ -20,6 +20,11 @@ __all__ = ["FeatureState", "states_replay"]
 _PREFIXES: dict[tuple[str, int], str] = {}
 
 
+def _prefix(label: str, k: int) -> str:
+    prefix = _PREFIXES[(label, k)] = f"d:{label}:{k}:"
+    return prefix
+
+
 @dataclass(slots=True)
 class FeatureState:
     """One user's (or the population's) fields: sums, maxima, the recent sequence (oldest first) and
@@ -59,7 +64,14 @@ class FeatureState:
                     sums.pop("se:" + session, None)
         for label, epochs in ops.decay.items():
             if len(epochs) == 1:  # the usual case: one event, or a batch within one epoch
-                for k, terms in epochs.items():
+                ((k, terms),) = epochs.items()
+                newest = maxima.get("e:" + label)
+                if newest is not None and newest - 1 <= k <= newest:  # no roll-over: add in place (hot)
+                    prefix = _PREFIXES.get((label, k)) or _prefix(label, k)
+                    for category, term in terms.items():
+                        name = prefix + category
+                        sums[name] = sums.get(name, 0.0) + term
+                else:
                     self._decay(label, k, terms)
             else:
                 for k in sorted(epochs):
@@ -79,9 +91,7 @@ class FeatureState:
             maxima[key] = float(k)
         elif k < newest - 1:
             return  # older than anything a read-out uses (and would be deleted at the next roll-over)
-        prefix = _PREFIXES.get((label, k))
-        if prefix is None:
-            prefix = _PREFIXES[(label, k)] = f"d:{label}:{k}:"
+        prefix = _PREFIXES.get((label, k)) or _prefix(label, k)
         for category, term in terms.items():
             name = prefix + category
             sums[name] = sums.get(name, 0.0) + term
