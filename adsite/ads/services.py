@@ -163,7 +163,7 @@ ADVERTISERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Pulse Fitness", ("healthy-living", "sports")),
     ("Workbench Supply", ("hobbies-and-interests", "home-and-garden")),
     ("Carewell Clinics", ("medical-health", "healthy-living")),
-    ("Marquee Cinemas", ("movies", "pop-culture")),
+    ("Marquee Cinemas", ("movies", "television")),
     ("Soundwave Audio", ("music-and-audio", "technology-and-computing")),
     ("Civic Ledger Weekly", ("news-and-politics", "education")),
     ("Homestead Realty", ("real-estate", "home-and-garden")),
@@ -171,7 +171,7 @@ ADVERTISERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Quantum Labs Kits", ("science", "education")),
     ("Cartwheel Market", ("shopping", "style-and-fashion")),
     ("Atelier Rue", ("style-and-fashion", "shopping")),
-    ("Pixelforge Games", ("video-gaming", "technology-and-computing")),
+    ("Pixelforge Games", ("video-gaming", "pop-culture")),
     ("Greenroute Travel", ("travel", "sustainability")),
 )
 
@@ -194,6 +194,7 @@ HEADLINES = {
     "home-and-garden": ("Raised beds, delivered", "Paint that covers in one coat"),
     "medical-health": ("See a GP today", "Health checks near you"),
     "movies": ("Premieres on the big screen", "Member nights: two for one"),
+    "television": ("Every series, one subscription", "The box set weekend starts here"),
     "pop-culture": ("The fan convention returns", "Collectibles, officially licensed"),
     "music-and-audio": ("Headphones that hear you", "Vinyl reissues this week"),
     "news-and-politics": ("Read the debate, not the noise", "Subscribe to the briefing"),
