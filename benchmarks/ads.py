@@ -1,0 +1,85 @@
+"""Ad decision benchmarks: ``POST /api/v1/ads/decisions`` under gunicorn, and ``ads_select`` in-process.
+
+    python -m benchmarks.ads [--services] [--seconds 10]
+
+``bench_decisions(services)`` is the section ``benchmarks.run`` calls: a fresh database seeded with the
+demo site and ~40 campaigns, gunicorn with 2 workers, 8 concurrent keep-alive clients, each request
+deciding 3 placements for one of 500 visitors (token auth). The bar (issue 5) is p99 <= 10 ms.
+The in-process row times ``ads_select`` alone (prediction included) over 5,000 decisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from benchmarks.load import run_load
+
+IN_PROCESS = r"""
+import json, statistics, time, django, os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsite.settings")
+django.setup()
+from adsite.ads.selection import Placement, ads_select
+places = [Placement("leaderboard"), Placement("sidebar"), Placement("footer")]
+for i in range(300):
+    ads_select(user_id=f"warm-{i}", placements=places)
+samples = []
+for i in range(5000):
+    t0 = time.perf_counter()
+    ads_select(user_id=f"visitor-{i % 500}", placements=places)
+    samples.append((time.perf_counter() - t0) * 1000)
+q = statistics.quantiles(samples, n=100, method="inclusive")
+print(json.dumps({"p50": q[49], "p99": q[98], "max": max(samples)}))
+"""
+
+
+def decisions_body(client: int, n: int) -> bytes:
+    return json.dumps(
+        {"user_id": f"visitor-{(client * 7919 + n) % 500}", "placements": ["leaderboard", "sidebar", "footer"]}
+    ).encode()
+
+
+def bench_decisions(services: bool = False) -> list[dict[str, str]]:
+    from benchmarks.run import BENCH_VAR, PY, ROOT, SECONDS, fresh_state, gunicorn, load_row, manage, row
+
+    mode = "services" if services else "embedded"
+    env = fresh_state(BENCH_VAR / f"ads-{mode}", services)
+    manage(env, "seed_demo")
+    manage(env, "seed_ads")
+    token = manage(env, "create_api_token", "bench-ads").stdout.strip().splitlines()[-1]
+    out = []
+    measured = subprocess.run([PY, "-c", IN_PROCESS], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    figures = json.loads(measured.stdout.strip().splitlines()[-1])
+    out.append(row(f"ads_select in-process, {mode}, 3 placements, 41 campaigns",
+                   f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, max {figures['max']:.1f} ms",
+                   "prediction (cold-start prior: no events, no model) included"))
+    with gunicorn(env, workers=2, threads=1) as port:
+        result = run_load(port=port, path="/api/v1/ads/decisions", method="POST",
+                          headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+                          body_factory=decisions_body, clients=8, seconds=SECONDS)
+    out.append(load_row(f"POST /api/v1/ads/decisions, {mode}, gunicorn 2 workers, 8 clients, 3 placements",
+                        result, note="bar: p99 <= 10 ms"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--services", action="store_true")
+    parser.add_argument("--seconds", type=float, default=None)
+    args = parser.parse_args()
+    if args.seconds is not None:
+        os.environ["BENCH_SECONDS"] = str(args.seconds)
+        import benchmarks.run as run
+
+        run.SECONDS = args.seconds
+    print("| benchmark | figure | note |\n|---|---|---|")
+    results = bench_decisions(args.services)
+    json.dump(results, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
