@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 
 from inference.events import EventRecord
-from inference.models.inputs import states_replay
+from inference.features import population_features, states_replay, user_features
 from inference.registry import services
 from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
 from inference.serving.deadline import Deadline
@@ -71,7 +71,11 @@ def publish(trained: dict[str, Path], model_dir: Path, algorithm: str, version: 
 
 @pytest.fixture
 def build():
-    users, population = states_replay(stream())
+    events = stream()
+    states, population_state = states_replay(events)  # the store's read-out, as serving gets it
+    now = events[-1].ts + 60
+    users = {user_id: user_features(state, now) for user_id, state in states.items()}
+    population = population_features(population_state, now)
     made = []
 
     def make() -> Predictor:
