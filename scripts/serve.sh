@@ -28,5 +28,8 @@ if [[ -n "${DATABASE_URL:-}" && -n "${REDIS_URL:-}" ]]; then
   wait -n "${pids[@]}"
 else
   echo "adsite: embedded mode on http://${BIND}/ (SQLite in var/, in-process features, eager tasks)"
+  # The in-process feature store starts empty: rebuild it from the stored events (replayed in time
+  # order through the same feature code) before the first request.
+  export INFERENCE_STORE_REBUILD_ON_START="${INFERENCE_STORE_REBUILD_ON_START:-1}"
   exec "${GUNICORN[@]}" --workers 1 --threads "${GUNICORN_THREADS:-8}"
 fi
