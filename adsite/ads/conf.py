@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "CTR_PRIOR_IMPRESSIONS": 50.0,
     # how strongly a visitor's predicted interest in a campaign's categories moves its click probability
     "INTEREST_LIFT_MAX": 8.0,
+    # lift = (visitor's score + s) / (population's score + s), in the interest scores' own units
+    "INTEREST_SMOOTHING": 0.05,
     # pacing: a campaign whose spend today is ahead of (share of the day elapsed + slack) x daily
     # budget sits out; False switches pacing off (the simulation measures targeting, not pacing)
     "PACING": True,

@@ -113,8 +113,8 @@ def _weighted_score(campaign: CampaignView, scores: Mapping[str, float]) -> floa
 
 
 def _shares(scores: Sequence[tuple[str, float]]) -> dict[str, float]:
-    total = sum(max(s, 0.0) for _, s in scores)
-    return {slug: max(s, 0.0) / total for slug, s in scores} if total > 0 else {}
+    """Scores as given (clipped to [0, 1]); a category missing from the answer scores 0."""
+    return {slug: min(max(float(s), 0.0), 1.0) for slug, s in scores}
 
 
 _population: tuple[float, dict[str, float]] | None = None
@@ -237,6 +237,7 @@ def ads_select(
     shares = _shares(interests.scores) if interests is not None else {}
     population = _population_shares(catalog) if not failed else {}
     lift_max = float(ads_setting("INTEREST_LIFT_MAX"))
+    smoothing = float(ads_setting("INTEREST_SMOOTHING"))
 
     filtered: dict[int, str] = {}
     live: list[CampaignView] = []
@@ -262,10 +263,9 @@ def ads_select(
             filtered[campaign.id] = reason
             continue
         if campaign.interests:
-            base = _weighted_score(campaign, population) or (1.0 / max(len(shares), 1))
-            # shrink towards 1 for a thin answer: lift = (r + e) / (r_pop + e)
-            epsilon = 0.1 * base
-            lift = min(lift_max, max(1.0 / lift_max, (relevance + epsilon) / (base + epsilon)))
+            # the visitor's interest over the population's, smoothed (a category nobody scores is neutral)
+            base = _weighted_score(campaign, population)
+            lift = min(lift_max, max(1.0 / lift_max, (relevance + smoothing) / (base + smoothing)))
         else:
             lift = 1.0
         for creative in campaign.creatives:

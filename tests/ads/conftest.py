@@ -54,7 +54,7 @@ class FakeInterests:
 def interests(monkeypatch: pytest.MonkeyPatch) -> FakeInterests:
     fake = FakeInterests()
     # the population: every category equally likely
-    fake.scores[""] = {c: 1.0 for c in ("travel", "sports", "pets", "science", "movies")}
+    fake.scores[""] = {c: 0.2 for c in ("travel", "sports", "pets", "science", "movies")}
     monkeypatch.setattr(selection, "predict_interests", fake)
     return fake
 

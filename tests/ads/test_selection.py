@@ -63,8 +63,8 @@ def test_visitors_see_the_campaign_targeting_their_interests(make_campaign: Any,
     rng = random.Random(1)
     traveller = [shown(ads_select(user_id="traveller", placements=SIDEBAR, context=DecisionContext(rng=rng)))[0] for _ in range(40)]
     owner = [shown(ads_select(user_id="dog-owner", placements=SIDEBAR, context=DecisionContext(rng=rng)))[0] for _ in range(40)]
-    assert traveller.count(travel.id) >= 34
-    assert owner.count(pets.id) >= 34
+    assert traveller.count(travel.id) >= 30  # Thompson sampling still explores a little
+    assert owner.count(pets.id) >= 30
 
 
 def test_interest_threshold_keeps_a_campaign_from_uninterested_visitors(make_campaign: Any, interests: Any) -> None:
