@@ -159,6 +159,9 @@ class AdClick(models.Model):
     user_id = models.CharField(max_length=64, blank=True, default="")
     price_micros = models.BigIntegerField(default=0)
 
+    def __str__(self) -> str:
+        return f"{self.outcome} click on creative {self.creative_id}"
+
 
 class DecisionExplanation(models.Model):
     """A sample of decisions with their reasons (bounded: ``ADS["EXPLAIN_KEEP"]`` rows)."""
@@ -167,3 +170,6 @@ class DecisionExplanation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     user_id = models.CharField(max_length=64, blank=True, default="")
     explanation = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"decision {self.decision_id}"

@@ -32,6 +32,7 @@ from typing import Any
 from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, catalog_current
 from adsite.ads.conf import ads_setting
 from adsite.ads.ledger import OK, Charge, Snapshot, ledger
+from adsite.ads.metrics import decision_observe
 from inference.api import Deadline, Interests, predict_interests
 
 logger = logging.getLogger(__name__)
@@ -362,6 +363,14 @@ def ads_select(
         from adsite.ads.services import explanation_keep
 
         explanation_keep(decision=decision)
+    decision_observe(
+        placements=[p.name for p in placements],
+        known_placements=catalog.placement_sizes,
+        served_by=decision.interests_served_by,
+        tiers=[ch.campaign.tier if ch.campaign is not None else "builtin" for ch in choices],
+        filtered=filtered,
+        seconds=deadline.elapsed_ms() / 1000.0,
+    )
     return decision
 
 

@@ -8,7 +8,6 @@ import json
 import re
 import time
 import uuid
-from decimal import Decimal
 from typing import Any
 
 import pytest

@@ -1,0 +1,56 @@
+"""Prometheus series of ad decisions (what the staff dashboard's overview and ads page read).
+
+Multiprocess-correct like ``inference.serving.metrics`` (counters and histograms only). Promises:
+one ``decision_observe`` per ``ads_select`` call, a few label lookups and no I/O; label values are
+bounded (placement names known to the catalog, tiers, campaign ids of the catalog, a fixed set of
+filter reasons).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from prometheus_client import Counter, Histogram
+
+# the decision budget is 10 ms
+DECISION_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 1.0)
+
+DECISIONS_TOTAL = Counter(
+    "ads_decisions_total", "Ad decisions (one per page or API call), by how the interests were answered.", ["served_by"]
+)
+DECISION_SECONDS = Histogram(
+    "ads_decision_seconds",
+    "Whole-decision latency (prediction included), by the decision's placements.",
+    ["placement"],
+    buckets=DECISION_BUCKETS,
+)
+IMPRESSIONS_SERVED_TOTAL = Counter(
+    "ads_impressions_served_total", "Placements filled, by tier (builtin: the site's own house ad).", ["tier"]
+)
+CAMPAIGN_FILTERED_TOTAL = Counter(
+    "ads_campaign_filtered_total",
+    "Decisions in which a campaign sat out because of a cap, pacing or its budget.",
+    ["campaign", "reason"],
+)
+# the filter reasons worth counting per campaign (targeting and dates are not "delivery problems")
+COUNTED_REASONS = frozenset({"capped", "paced", "out_of_budget"})
+
+
+def decision_observe(
+    *,
+    placements: Sequence[str],
+    known_placements: Mapping[str, str],
+    served_by: str,
+    tiers: Sequence[str],
+    filtered: Mapping[int, str],
+    seconds: float,
+) -> None:
+    """Count one decision. ``tiers``: the tier of each filled placement ("builtin" for the site's own)."""
+    names = sorted({name if name in known_placements else "other" for name in placements})
+    DECISIONS_TOTAL.labels(served_by=served_by).inc()
+    DECISION_SECONDS.labels(placement="+".join(names) or "none").observe(seconds)
+    for tier in tiers:
+        IMPRESSIONS_SERVED_TOTAL.labels(tier=tier).inc()
+    for campaign_id, reason in filtered.items():
+        if reason in COUNTED_REASONS:
+            CAMPAIGN_FILTERED_TOTAL.labels(campaign=str(campaign_id), reason=reason).inc()

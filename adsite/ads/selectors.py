@@ -1,0 +1,194 @@
+"""Reads of the ads app for staff (the dashboard): campaigns and creatives with their delivery.
+
+Promises: every function here is bounded (two or three queries, however many campaigns, plus one
+ledger read), returns frozen dataclasses or plain dicts (no ORM row leaves except through the
+``*_get`` functions that forms need), and writes nothing. Money is reported in the currency unit
+(float), converted from the ledger's integer micros only here, for display.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from adsite.ads.catalog import MICROS, to_micros
+from adsite.ads.conf import ads_setting
+from adsite.ads.ledger import ledger
+from adsite.ads.models import Advertiser, Campaign, Creative, DecisionExplanation
+
+# pacing states (what the dashboard shows next to a campaign)
+PACING_OFF = "off"
+PACING_ON_PACE = "on pace"
+PACING_AHEAD = "held back (ahead of pace)"
+PACING_DAILY_SPENT = "daily budget spent"
+PACING_BUDGET_SPENT = "budget spent"
+PACING_PAUSED = "paused"
+
+
+@dataclass(frozen=True, slots=True)
+class CreativeDelivery:
+    id: int
+    campaign_id: int
+    name: str
+    kind: str
+    size: str
+    active: bool
+    headline: str
+    body: str
+    cta: str
+    image_url: str
+    html: str
+    landing_url: str
+    served: int
+    viewable: int
+    clicks: int
+
+    @property
+    def ctr(self) -> float | None:
+        return self.clicks / self.served if self.served else None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignDelivery:
+    id: int
+    name: str
+    advertiser_id: int
+    advertiser: str
+    status: str
+    tier: str
+    pricing: str
+    bid: float
+    daily_budget: float
+    total_budget: float
+    spend_total: float
+    spend_today: float
+    served: int
+    viewable: int
+    clicks: int
+    pacing: str
+    creatives: tuple[CreativeDelivery, ...]
+
+    @property
+    def ctr(self) -> float | None:
+        return self.clicks / self.served if self.served else None
+
+    @property
+    def budget_used(self) -> float | None:
+        return self.spend_total / self.total_budget if self.total_budget else None
+
+
+def pacing_state(
+    *, status: str, tier: str, daily_budget_micros: int, total_budget_micros: int, spend_total: int, spend_today: int,
+    now: float,
+) -> str:
+    """The same rule ``ads_select`` applies (even spread over the UTC day plus ``PACING_SLACK``)."""
+    if status != Campaign.Status.ACTIVE:
+        return PACING_PAUSED
+    if spend_total >= total_budget_micros:
+        return PACING_BUDGET_SPENT
+    if spend_today >= daily_budget_micros:
+        return PACING_DAILY_SPENT
+    if not ads_setting("PACING") or tier == Campaign.Tier.HOUSE or daily_budget_micros <= 0:
+        return PACING_OFF
+    elapsed = (now % 86400) / 86400
+    allowed = daily_budget_micros * min(1.0, elapsed + float(ads_setting("PACING_SLACK")))
+    return PACING_ON_PACE if spend_today < allowed else PACING_AHEAD
+
+
+def _creative_delivery(row: Creative, served: int, clicks: int, viewable: int) -> CreativeDelivery:
+    return CreativeDelivery(
+        id=row.id, campaign_id=row.campaign_id, name=row.name, kind=row.kind, size=row.size, active=row.active,
+        headline=row.headline, body=row.body, cta=row.cta, image_url=row.image.url if row.image else "",
+        html=row.html if row.kind == Creative.Kind.HTML else "", landing_url=row.landing_url,
+        served=served, viewable=viewable, clicks=clicks,
+    )
+
+
+def campaign_delivery_list(*, campaign_id: int | None = None, now: float | None = None) -> list[CampaignDelivery]:
+    """Every campaign (or one) with its creatives and ledger counters: two queries and one ledger read."""
+    now = time.time() if now is None else now
+    campaigns = list(Campaign.objects.select_related("advertiser").order_by("advertiser__name", "name", "id"))
+    creatives_query = Creative.objects.order_by("campaign_id", "name", "id")
+    if campaign_id is not None:
+        campaigns = [c for c in campaigns if c.id == campaign_id]
+        creatives_query = creatives_query.filter(campaign_id=campaign_id)
+    creatives = list(creatives_query)
+    store = ledger()
+    snap = store.snapshot(
+        campaign_ids=[c.id for c in campaigns], creative_ids=[c.id for c in creatives], user_id="", now=now
+    )
+    # the Snapshot carries no viewable count: one small read per creative (see ads_requests.md)
+    viewable = {c.id: store.creative_stats(creative_id=c.id).viewable for c in creatives}
+    by_campaign: dict[int, list[CreativeDelivery]] = {}
+    for row in creatives:
+        by_campaign.setdefault(row.campaign_id, []).append(
+            _creative_delivery(row, snap.impressions.get(row.id, 0), snap.clicks.get(row.id, 0), viewable[row.id])
+        )
+    out = []
+    for row in campaigns:
+        items = tuple(by_campaign.get(row.id, ()))
+        daily, total = to_micros(row.daily_budget), to_micros(row.total_budget)
+        spent, today = snap.spend_total.get(row.id, 0), snap.spend_today.get(row.id, 0)
+        out.append(
+            CampaignDelivery(
+                id=row.id, name=row.name, advertiser_id=row.advertiser_id, advertiser=row.advertiser.name,
+                status=row.status, tier=row.tier, pricing=row.pricing, bid=float(row.bid),
+                daily_budget=daily / MICROS, total_budget=total / MICROS,
+                spend_total=spent / MICROS, spend_today=today / MICROS,
+                served=sum(c.served for c in items), viewable=sum(c.viewable for c in items),
+                clicks=sum(c.clicks for c in items),
+                pacing=pacing_state(
+                    status=row.status, tier=row.tier, daily_budget_micros=daily, total_budget_micros=total,
+                    spend_total=spent, spend_today=today, now=now,
+                ),
+                creatives=items,
+            )
+        )
+    return out
+
+
+def ads_delivery_counters(*, now: float | None = None) -> dict[str, float]:
+    """Cumulative per-campaign figures in Prometheus-like keys (``ads_spend_total{campaign=7}``), for
+    the dashboard's snapshots: ``ads_campaign_served``, ``_viewable``, ``_clicks``, ``ads_spend_total``
+    (currency units) and ``ads_budget`` (total budget). The ledger is shared by all processes, so these
+    are global values, not per-process ones."""
+    values: dict[str, float] = {}
+    for c in campaign_delivery_list(now=now):
+        label = f"{{campaign={c.id}}}"
+        values[f"ads_campaign_served{label}"] = float(c.served)
+        values[f"ads_campaign_viewable{label}"] = float(c.viewable)
+        values[f"ads_campaign_clicks{label}"] = float(c.clicks)
+        values[f"ads_spend_total{label}"] = round(c.spend_total, 6)
+        values[f"ads_budget{label}"] = round(c.total_budget, 6)
+    return values
+
+
+def campaign_names() -> dict[int, str]:
+    """Campaign id -> "Advertiser: name" (one query)."""
+    return {
+        pk: f"{advertiser}: {name}"
+        for pk, name, advertiser in Campaign.objects.values_list("id", "name", "advertiser__name")
+    }
+
+
+def advertisers_list() -> list[Advertiser]:
+    return list(Advertiser.objects.order_by("name"))
+
+
+def campaign_get(*, campaign_id: int) -> Campaign | None:
+    return Campaign.objects.select_related("advertiser").filter(id=campaign_id).first()
+
+
+def creative_get(*, creative_id: int) -> Creative | None:
+    return Creative.objects.select_related("campaign__advertiser").filter(id=creative_id).first()
+
+
+def decision_explanations_recent(*, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The kept (sampled or explained) decisions of one visitor, newest first (one indexed query)."""
+    rows = (
+        DecisionExplanation.objects.filter(user_id=user_id)
+        .order_by("-created_at", "-id")
+        .values("decision_id", "created_at", "explanation")[:limit]
+    )
+    return [dict(row) for row in rows]
