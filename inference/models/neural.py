@@ -224,7 +224,11 @@ def neural_fit(
             np.concatenate([s.rows for s in data.fit]) if data.fit else np.zeros((1, len(PAIR_FEATURE_NAMES)))
         )
         mean = rows.mean(axis=0).astype(np.float32)
-        std = np.maximum(rows.std(axis=0), 1e-6).astype(np.float32)
+        # A column constant in training (e.g. ad or session features on a dataset without them) keeps
+        # a unit scale: a tiny std would blow a live non-zero value up to +-1e6 and let that one column
+        # decide the ranking. Training inputs are unchanged (x - mean is 0 there).
+        std = rows.std(axis=0)
+        std = np.where(std < 1e-3, 1.0, std).astype(np.float32)
         fit = _pack(data.fit, mean, std)
         network = _network(len(categories), params).to(target)
         optimizer = torch.optim.Adam(

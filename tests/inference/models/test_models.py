@@ -132,3 +132,21 @@ def test_learned_models_beat_popularity_on_a_stream_with_a_signal():
     for name in ("neural", "gbdt"):
         assert report["results"][name]["ndcg@5"] > popularity + 0.1
     assert np.isfinite(report["results"]["neural"]["auc"])
+
+
+def test_a_feature_never_seen_in_training_does_not_decide_the_ranking(stream):
+    """The training stream has no ad events (those columns are constant); a live visitor who then sees
+    ads must still be ranked by their reading history, not by the ad columns blown up by scaling."""
+    model = _train("neural", stream)
+    live = [*stream]
+    last = live[-1].ts
+    for i in range(3):
+        live.append(EventRecord("u1", last + 10 + i, "ad_impression", ("music",), "ad-1",
+                                campaign_id="c1", creative_id="k1"))
+    live.append(EventRecord("u1", last + 20, "ad_click", ("music",), "ad-1", campaign_id="c1", creative_id="k1"))
+    plain_user, population = read_out(stream, "u1")
+    ad_user, ad_population = read_out(live, "u1")
+    plain = model.predict(plain_user, population, now=ad_user.now, top=3)
+    with_ads = model.predict(ad_user, ad_population, now=ad_user.now, top=3)
+    assert all(math.isfinite(s) and 0.0 < s < 1.0 for _, s in with_ads)
+    assert plain[0][0] == with_ads[0][0] == "travel"  # u1 reads travel 75% of the time
