@@ -1,8 +1,10 @@
 """Rollups of what the serving path already records, so the overview reads small tables only.
 
 ``metrics_snapshot_take`` copies the cumulative Prometheus series (the same registry ``/metrics``
-exposes: all gunicorn workers when ``PROMETHEUS_MULTIPROC_DIR`` is set, else this process) and
-tracking's ledger counters into one ``MetricSnapshot`` row. ``traffic_minutes_roll`` recounts the
+exposes: all gunicorn workers when ``PROMETHEUS_MULTIPROC_DIR`` is set, else this process),
+tracking's ledger counters and the ads ledger's per-campaign delivery (``ads_campaign_served``,
+``ads_spend_total``, ``ads_budget``...: global values, the same whichever process reads them) into
+one ``MetricSnapshot`` row. ``traffic_minutes_roll`` recounts the
 trailing minutes of tracking's events and quarantine into ``TrafficMinute`` rows (upsert: safe to run
 twice, and late flushes within ``RECOUNT_MINUTES`` are caught).
 
@@ -74,6 +76,13 @@ def metrics_snapshot_take(*, now: datetime | None = None) -> MetricSnapshot:
             values[f"ledger:{name}"] = float(value)
     except Exception:  # Redis down: the serving series are still worth keeping
         logger.warning("dashboard.ledger_unavailable", exc_info=True)
+    try:
+        from adsite.ads import selectors as ads_selectors
+
+        # global per-campaign delivery (the ads ledger is shared by every process)
+        values.update(ads_selectors.ads_delivery_counters())
+    except Exception:  # the ads ledger being down must not lose the snapshot
+        logger.warning("dashboard.ads_ledger_unavailable", exc_info=True)
     snapshot = MetricSnapshot.objects.create(at=now, source=snapshot_source(), values=values)
     cutoff = now - timedelta(hours=float(dashboard_setting("SNAPSHOT_KEEP_HOURS")))
     MetricSnapshot.objects.filter(at__lt=cutoff).delete()

@@ -81,6 +81,34 @@ def _decisions(deltas: dict[str, float]) -> float:
     return sum(v for k, v in deltas.items() if series.key_parse(k)[0] == "ads_decisions_total")
 
 
+def _impressions_served(deltas: dict[str, float]) -> float:
+    """Placements filled with a campaign's creative (the site's built-in house ad is not counted)."""
+    served = series.series_by_label(deltas, "ads_impressions_served_total", "tier")
+    return sum(v for tier, v in served.items() if tier != "builtin")
+
+
+def _has_impressions(deltas: dict[str, float]) -> bool:
+    return any(series.key_parse(k)[0] == "ads_impressions_served_total" for k in deltas)
+
+
+def _spend_rows(spend: dict[str, float], budget: dict[str, float], limit: int = 10) -> list[dict[str, Any]]:
+    """The campaigns that spent, most first, named (one query); spend and budget are running totals."""
+    spent = sorted((c for c in spend if spend[c] > 0), key=lambda c: -spend[c])[:limit]
+    if not spent:
+        return []
+    from adsite.ads import selectors as ads_selectors
+
+    names = ads_selectors.campaign_names()
+    return [
+        {
+            "campaign": names.get(int(c), c) if c.isdigit() else c,
+            "spend": round(spend[c], 2),
+            "budget": round(budget[c], 2) if c in budget else None,
+        }
+        for c in spent
+    ]
+
+
 def _received(deltas: dict[str, float]) -> float:
     return deltas.get("ledger:received", 0.0)
 
@@ -202,18 +230,11 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         "bots_by_type": bots,
         "bot_share": round(sum(bots.values()) / (people + sum(bots.values())), 4) if people or bots else None,
         "quarantined_by_reason": quarantined,
-        "impressions_served": int(decisions),
+        "impressions_served": int(_impressions_served(deltas) if _has_impressions(deltas) else decisions),
         "impressions_viewable": impressions,
         "clicks": clicks,
         "ctr": f"{100 * clicks / impressions:.2f}%" if impressions else None,
-        "spend_vs_budget": [
-            {
-                "campaign": c,
-                "spend": round(spend.get(c, 0.0), 2),
-                "budget": round(budget[c], 2) if c in budget else None,
-            }
-            for c in sorted(set(spend) | set(budget))
-        ],
+        "spend_vs_budget": _spend_rows(spend, budget),
         "chart": {
             "requests": _rate_series(points, start, now, lambda d: _served(d) + _decisions(d)),
             "events": _rate_series(points, start, now, _received),
@@ -418,8 +439,40 @@ def visitor_get(*, user_id: str, events: int = 50) -> dict[str, Any]:
         "profile_error": profile_error,
         "interests": interests,
         "events": recent,
-        "decisions": [],
+        "decisions": visitor_decisions(user_id=user_id),
     }
+
+
+def visitor_decisions(*, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The visitor's kept ad decisions (ads keeps a sample), one row per filled placement, with the
+    reason given, how the interests were answered, what was filtered and the top candidates."""
+    from adsite.ads import selectors as ads_selectors
+
+    rows: list[dict[str, Any]] = []
+    for kept in ads_selectors.decision_explanations_recent(user_id=user_id, limit=limit):
+        explanation = kept["explanation"] or {}
+        candidates = explanation.get("candidates") or []
+        advertisers = {c.get("creative_id"): c.get("advertiser", "") for c in candidates}
+        filtered: dict[str, int] = {}
+        for item in explanation.get("filtered") or []:
+            filtered[item.get("reason", "")] = filtered.get(item.get("reason", ""), 0) + 1
+        interests = explanation.get("interests") or {}
+        for chosen in explanation.get("chosen") or []:
+            rows.append(
+                {
+                    "at": kept["created_at"],
+                    "decision_id": kept["decision_id"],
+                    "placement": chosen.get("placement", ""),
+                    "creative": chosen.get("creative_id") or "house ad",
+                    "advertiser": advertisers.get(chosen.get("creative_id"), ""),
+                    "explanation": chosen.get("reason", ""),
+                    "served_by": interests.get("served_by", ""),
+                    "fallback_reason": interests.get("fallback_reason") or "",
+                    "filtered": sorted(filtered.items()),
+                    "candidates": candidates[:5],
+                }
+            )
+    return rows
 
 
 # --- data quality ---------------------------------------------------------------------------------
@@ -457,3 +510,151 @@ def audit_list(*, limit: int = 100, before_id: int | None = None) -> list[AuditE
     if before_id is not None:
         query = query.filter(id__lt=before_id)
     return list(query.order_by("-id")[:limit])
+
+
+# --- ads ------------------------------------------------------------------------------------------
+
+ADS_SERIES = ("served", "viewable", "clicks", "spend")
+_ADS_KEYS = {
+    "ads_campaign_served": "served",
+    "ads_campaign_viewable": "viewable",
+    "ads_campaign_clicks": "clicks",
+    "ads_spend_total": "spend",
+}
+
+
+def _ads_values(values: dict[str, float]) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for key, value in values.items():
+        name, labels = series.key_parse(key)
+        if name in _ADS_KEYS and "campaign" in labels:
+            out[(_ADS_KEYS[name], labels["campaign"])] = value
+    return out
+
+
+def ads_delivery_series(
+    *, window: str = "hour", campaign_id: int | None = None, now: datetime | None = None, points: int = 30
+) -> dict[str, Any]:
+    """Served and viewable impressions, clicks and spend per time bucket (all campaigns summed, or one).
+
+    The ads ledger's counters are global, so consecutive snapshots are differenced in time order
+    whichever process took them (two queries: the window's snapshot index, then the picked rows).
+    """
+    now = now or timezone.now()
+    start = now - WINDOWS.get(window, WINDOWS["hour"])
+    index = list(
+        MetricSnapshot.objects.filter(at__gte=start, at__lte=now)
+        .order_by("at", "id")
+        .values_list("id", "at")[:20_000]
+    )
+    step = max(1, len(index) // (points * 2))
+    picks = index[::step]
+    if index and picks[-1] != index[-1]:
+        picks.append(index[-1])
+    values = dict(MetricSnapshot.objects.filter(id__in=[pk for pk, _ in picks]).values_list("id", "values"))
+    width = (now - start) / points
+    out: dict[str, list[float | None]] = {name: [None] * points for name in ADS_SERIES}
+    wanted = str(campaign_id) if campaign_id is not None else None
+    previous: dict[tuple[str, str], float] | None = None
+    for pk, at in picks:
+        current = _ads_values(values.get(pk) or {})
+        if previous is not None and current:
+            slot = min(points - 1, max(0, int((at - start) / width)))
+            for (name, campaign), value in current.items():
+                if wanted is not None and campaign != wanted:
+                    continue
+                before = previous.get((name, campaign), 0.0)
+                delta = value - before if value >= before else value  # a cleared ledger starts again
+                out[name][slot] = (out[name][slot] or 0.0) + delta
+        if current:
+            previous = current
+    return {
+        "t": [(start + width * (i + 1)).isoformat() for i in range(points)],
+        "series": {
+            name: [round(v, 4) if v is not None else None for v in values_] for name, values_ in out.items()
+        },
+        "snapshots": len(picks),
+    }
+
+
+def ads_sat_out(*, window: str = "hour", now: datetime | None = None) -> dict[str, dict[str, int]]:
+    """Per campaign id, how many decisions it sat out in the window: capped, paced, out of budget
+    (``ads_campaign_filtered_total``, a per-process counter: differenced per source, then summed)."""
+    now = now or timezone.now()
+    start = now - WINDOWS.get(window, WINDOWS["hour"])
+    points = _snapshots_in(start, now)
+    deltas = series.deltas_sum(
+        series.counter_deltas(rows[0][1], rows[-1][1]) for rows in points.values() if rows
+    )
+    out: dict[str, dict[str, int]] = {}
+    for key, value in deltas.items():
+        name, labels = series.key_parse(key)
+        if name == "ads_campaign_filtered_total" and value > 0:
+            out.setdefault(labels.get("campaign", ""), {})[labels.get("reason", "")] = int(value)
+    return out
+
+
+def _pct(part: float, whole: float, digits: int = 2) -> str | None:
+    return f"{100 * part / whole:.{digits}f}%" if whole else None
+
+
+def ads_page(*, window: str = "hour", now: datetime | None = None) -> dict[str, Any]:
+    """Advertisers with their campaigns (ledger totals, pacing, caps hit in the window) and the
+    combined delivery chart."""
+    from adsite.ads import selectors as ads_selectors
+
+    campaigns = ads_selectors.campaign_delivery_list()
+    sat_out = ads_sat_out(window=window, now=now)
+    rows = []
+    for c in campaigns:
+        hits = sat_out.get(str(c.id), {})
+        rows.append(
+            {
+                "c": c,
+                "ctr": _pct(c.clicks, c.served),
+                "used": _pct(c.spend_total, c.total_budget, 1),
+                "capped": hits.get("capped", 0),
+                "paced": hits.get("paced", 0),
+                "out_of_budget": hits.get("out_of_budget", 0),
+            }
+        )
+    advertisers: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        advertisers.setdefault(row["c"].advertiser, []).append(row)
+    totals = {
+        "served": sum(c.served for c in campaigns),
+        "viewable": sum(c.viewable for c in campaigns),
+        "clicks": sum(c.clicks for c in campaigns),
+        "spend": round(sum(c.spend_total for c in campaigns), 2),
+        "budget": round(sum(c.total_budget for c in campaigns if c.tier != "house"), 2),
+        "active": sum(1 for c in campaigns if c.status == "active"),
+        "campaigns": len(campaigns),
+    }
+    totals["ctr"] = f"{100 * totals['clicks'] / totals['served']:.2f}%" if totals["served"] else None
+    return {
+        "advertisers": sorted(advertisers.items()),
+        "totals": totals,
+        "delivery": ads_delivery_series(window=window, now=now),
+    }
+
+
+def ads_campaign_page(
+    *, campaign_id: int, window: str = "hour", now: datetime | None = None
+) -> dict[str, Any] | None:
+    """One campaign: its creatives (with previews), delivery chart and the caps it hit."""
+    from adsite.ads import selectors as ads_selectors
+
+    found = ads_selectors.campaign_delivery_list(campaign_id=campaign_id)
+    if not found:
+        return None
+    hits = ads_sat_out(window=window, now=now).get(str(campaign_id), {})
+    campaign = found[0]
+    return {
+        "campaign": campaign,
+        "ctr": _pct(campaign.clicks, campaign.served),
+        "used": _pct(campaign.spend_total, campaign.total_budget, 1),
+        "today_used": _pct(campaign.spend_today, campaign.daily_budget, 1),
+        "creatives": [{"cr": cr, "ctr": _pct(cr.clicks, cr.served)} for cr in campaign.creatives],
+        "sat_out": hits,
+        "delivery": ads_delivery_series(window=window, campaign_id=campaign_id, now=now),
+    }

@@ -177,3 +177,86 @@ def quarantine_replay(*, actor: Any, ids: Sequence[int]) -> Any:
             "unreadable": r.unreadable,
         },
     )
+
+
+# --- ads ------------------------------------------------------------------------------------------
+
+
+def campaign_status_set(*, actor: Any, campaign_id: int, status: str) -> Any:
+    """Pause (``paused``) or resume (``active``) a campaign through the ads service."""
+    from adsite.ads import services as ads
+
+    return _audited(
+        actor=actor,
+        action="campaign.pause" if status == "paused" else "campaign.resume",
+        target=f"campaign {campaign_id}",
+        details={"status": status},
+        call=lambda: ads.campaign_status_set(campaign_id=campaign_id, status=status),
+        describe=lambda r: {"campaign": str(r)},
+    )
+
+
+def creative_active_set(*, actor: Any, creative_id: int, active: bool) -> Any:
+    from adsite.ads import services as ads
+
+    return _audited(
+        actor=actor,
+        action="creative.resume" if active else "creative.pause",
+        target=f"creative {creative_id}",
+        details={"active": active},
+        call=lambda: ads.creative_active_set(creative_id=creative_id, active=active),
+        describe=lambda r: {"creative": r.name, "campaign_id": r.campaign_id},
+    )
+
+
+def _changed(fields: dict[str, Any], changed: Sequence[str] | None) -> list[str]:
+    return sorted(changed if changed is not None else fields)
+
+
+def campaign_save(
+    *,
+    actor: Any,
+    fields: dict[str, Any],
+    campaign_id: int | None = None,
+    changed: Sequence[str] | None = None,
+) -> Any:
+    """Create (no ``campaign_id``) or update a campaign; the audit entry names the changed fields."""
+    from adsite.ads import services as ads
+
+    def call() -> Any:
+        if campaign_id is None:
+            return ads.campaign_create(fields=fields)
+        return ads.campaign_update(campaign_id=campaign_id, fields=fields)
+
+    return _audited(
+        actor=actor,
+        action="campaign.create" if campaign_id is None else "campaign.update",
+        target=f"campaign {campaign_id}" if campaign_id else str(fields.get("name", ""))[:200],
+        details={"fields": _changed(fields, changed)},
+        call=call,
+        describe=lambda r: {"campaign_id": r.id, "campaign": str(r)},
+    )
+
+
+def creative_save(
+    *,
+    actor: Any,
+    fields: dict[str, Any],
+    creative_id: int | None = None,
+    changed: Sequence[str] | None = None,
+) -> Any:
+    from adsite.ads import services as ads
+
+    def call() -> Any:
+        if creative_id is None:
+            return ads.creative_create(fields=fields)
+        return ads.creative_update(creative_id=creative_id, fields=fields)
+
+    return _audited(
+        actor=actor,
+        action="creative.create" if creative_id is None else "creative.update",
+        target=f"creative {creative_id}" if creative_id else str(fields.get("name", ""))[:200],
+        details={"fields": _changed(fields, changed)},
+        call=call,
+        describe=lambda r: {"creative_id": r.id, "campaign_id": r.campaign_id},
+    )

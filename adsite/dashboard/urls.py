@@ -21,4 +21,13 @@ urlpatterns = [
     path("quality/", views.quality, name="quality"),
     path("quality/replay", views.quarantine_replay, name="quarantine-replay"),
     path("audit/", views.audit, name="audit"),
+    path("ads/", views.ads, name="ads"),
+    path("ads/campaigns/new", views.campaign_form, name="ads-campaign-new"),
+    path("ads/campaigns/<int:campaign_id>/", views.ads_campaign, name="ads-campaign"),
+    path("ads/campaigns/<int:campaign_id>/edit", views.campaign_form, name="ads-campaign-edit"),
+    path("ads/campaigns/<int:campaign_id>/<str:action>", views.campaign_status, name="ads-campaign-status"),
+    path("ads/creatives/new", views.creative_form, name="ads-creative-new"),
+    path("ads/creatives/<int:creative_id>/edit", views.creative_form, name="ads-creative-edit"),
+    path("ads/creatives/<int:creative_id>/preview", views.creative_preview, name="ads-creative-preview"),
+    path("ads/creatives/<int:creative_id>/<str:action>", views.creative_status, name="ads-creative-status"),
 ]

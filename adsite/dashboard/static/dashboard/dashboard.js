@@ -103,6 +103,30 @@
     });
   }
 
+  function deliveryChart(canvasId, payload) {
+    if (!payload) return;
+    const s = payload.series;
+    const line = (label, values, i, axis) => ({ label: label, data: values, borderColor: palette[i], backgroundColor: palette[i], spanGaps: true, pointRadius: 0, yAxisID: axis });
+    chart(canvasId, {
+      type: "line",
+      data: {
+        labels: payload.t.map(shortTime),
+        datasets: [
+          line("served impressions", s.served, 0, "y"),
+          line("viewable impressions", s.viewable, 2, "y"),
+          line("clicks", s.clicks, 1, "y"),
+          Object.assign(line("spend", s.spend, 3, "spend"), { borderDash: [6, 4] }),
+        ],
+      },
+      options: {
+        scales: {
+          y: { beginAtZero: true, title: { display: true, text: "per interval" } },
+          spend: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, title: { display: true, text: "spend" } },
+        },
+      },
+    });
+  }
+
   function trainingProgress() {
     const box = document.getElementById("training");
     if (!box || !box.dataset.url) return;
@@ -147,6 +171,7 @@
     stackedSeries("chart-events", data("events-series"));
     stackedSeries("chart-quarantine", data("quarantine-series"));
     stackedSeries("chart-delivery", data("delivery-series"));
+    deliveryChart("chart-ads-delivery", data("ads-delivery"));
     trainingProgress();
   });
 })();

@@ -1,0 +1,357 @@
+"""The dashboard's ads pages: staff only, campaigns and creatives with their delivery, pause and
+resume through the ads services (audited, and ``ads_select`` stops or restarts choosing), forms,
+sandboxed previews, and the visitor's kept ad decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from adsite.ads import selection
+from adsite.ads.catalog import catalog_invalidate
+from adsite.ads.ledger import MemoryLedger, ledger_use
+from adsite.ads.models import Campaign, Creative, DecisionExplanation
+from adsite.ads.selection import DecisionContext, Placement, ads_select
+from adsite.dashboard.models import AuditEntry
+from inference.api import Interests
+
+pytestmark = pytest.mark.django_db
+
+SHOPPER = "visitor-ads-1"
+CATEGORIES = ["travel", "sports", "pets", "science", "movies", "books-and-literature", "automotive"]
+
+
+def fake_interests(user_id: str, *, deadline: Any = None, top: int = 10) -> Interests:
+    scores = {"travel": 0.6, "sports": 0.2} if user_id else {c: 0.1 for c in CATEGORIES}
+    return Interests(tuple(sorted(scores.items(), key=lambda kv: -kv[1])), "prior", "test", None, 0.1)
+
+
+@pytest.fixture
+def ads_state(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryLedger]:
+    """A fresh in-memory ledger, every decision explained and kept, no pacing, interests faked."""
+    settings.ADS = {
+        **settings.ADS,
+        "PACING": False,
+        "EXPLAIN_SAMPLE": 1.0,
+        "CATALOG_SECONDS": 0.0,
+        "BUDGET_MS": 2000.0,
+    }
+    memory = MemoryLedger(None)
+    previous = ledger_use(memory)
+    monkeypatch.setattr(selection, "predict_interests", fake_interests)
+    catalog_invalidate()
+    selection._population = None
+    yield memory
+    ledger_use(previous)
+    catalog_invalidate()
+    selection._population = None
+
+
+def decide(user_id: str = SHOPPER, placement: str = "sidebar") -> Any:
+    return ads_select(
+        user_id=user_id, placements=[Placement(placement)], context=DecisionContext(device="desktop")
+    )
+
+
+@pytest.fixture
+def ads_seeded(ads_state: MemoryLedger, settings: Any, tmp_path: Any) -> dict[str, Any]:
+    """The demo catalog, 30 decisions for one visitor (kept with explanations), a snapshot."""
+    from adsite.ads.services import ads_demo_seed
+    from adsite.dashboard.rollup import rollup_refresh
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    ads_demo_seed(categories=CATEGORIES)
+    rollup_refresh(now=timezone.now() - timedelta(minutes=5))
+    chosen = [decide() for _ in range(30)]
+    rollup_refresh()
+    campaign_ids = {ch.campaign.id for d in chosen for ch in d.choices if ch.campaign is not None}
+    return {"decisions": chosen, "campaign_ids": campaign_ids}
+
+
+# --- access -----------------------------------------------------------------------------------------
+
+PAGES = [
+    "/dashboard/ads/",
+    "/dashboard/ads/campaigns/1/",
+    "/dashboard/ads/campaigns/new",
+    "/dashboard/ads/campaigns/1/edit",
+    "/dashboard/ads/creatives/new",
+    "/dashboard/ads/creatives/1/edit",
+    "/dashboard/ads/creatives/1/preview",
+]
+ACTIONS = [
+    "/dashboard/ads/campaigns/1/pause",
+    "/dashboard/ads/campaigns/1/resume",
+    "/dashboard/ads/creatives/1/pause",
+    "/dashboard/ads/creatives/1/resume",
+    "/dashboard/ads/campaigns/new",
+    "/dashboard/ads/campaigns/1/edit",
+    "/dashboard/ads/creatives/new",
+    "/dashboard/ads/creatives/1/edit",
+]
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_ads_pages_send_anonymous_to_login_and_refuse_non_staff(url, user_client):
+    response = Client().get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert user_client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize("url", ACTIONS)
+def test_ads_actions_refuse_anonymous_and_non_staff_and_change_nothing(url, user_client, ads_seeded):
+    before = list(Campaign.objects.order_by("id").values_list("status", flat=True))
+    creatives_before = list(Creative.objects.order_by("id").values_list("active", flat=True))
+    response = Client().post(url, {"name": "hijack"})
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert user_client.post(url, {"name": "hijack"}).status_code == 403
+    assert list(Campaign.objects.order_by("id").values_list("status", flat=True)) == before
+    assert list(Creative.objects.order_by("id").values_list("active", flat=True)) == creatives_before
+    assert AuditEntry.objects.count() == 0
+
+
+@pytest.mark.parametrize("url", ["/dashboard/ads/campaigns/1/pause", "/dashboard/ads/creatives/1/resume"])
+def test_pause_and_resume_refuse_get(staff_client, url):
+    assert staff_client.get(url).status_code == 405
+
+
+def test_pause_needs_the_csrf_token(staff_user, ads_seeded):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff_user)
+    campaign_id = sorted(ads_seeded["campaign_ids"])[0]
+    assert client.post(f"/dashboard/ads/campaigns/{campaign_id}/pause").status_code == 403
+    assert Campaign.objects.get(id=campaign_id).status == "active"
+
+
+# --- pages --------------------------------------------------------------------------------------------
+
+
+def test_ads_page_lists_advertisers_campaigns_and_their_delivery(staff_client, ads_seeded):
+    html = staff_client.get("/dashboard/ads/").content.decode()
+    assert "Northwind Motors" in html and "House: newsletter and membership" in html
+    assert 'id="chart-ads-delivery"' in html and "chart.umd.min.js" in html
+    assert "Pause" in html and "on pace" not in html  # pacing is off in this test: state "off"
+    served = sum(1 for d in ads_seeded["decisions"] for ch in d.choices if ch.campaign is not None)
+    assert f'<span class="value">{served}</span>' in html  # served impressions tile, from the ledger
+
+
+def test_delivery_series_counts_the_decisions_between_snapshots(ads_seeded):
+    from adsite.dashboard.selectors import ads_delivery_series
+
+    served = sum(1 for d in ads_seeded["decisions"] for ch in d.choices if ch.campaign is not None)
+    chart = ads_delivery_series(window="hour")
+    assert sum(v or 0 for v in chart["series"]["served"]) == served
+    one = sorted(ads_seeded["campaign_ids"])[0]
+    own = sum(
+        1
+        for d in ads_seeded["decisions"]
+        for ch in d.choices
+        if ch.campaign is not None and ch.campaign.id == one
+    )
+    assert sum(v or 0 for v in ads_delivery_series(window="hour", campaign_id=one)["series"]["served"]) == own
+
+
+def test_campaign_page_shows_creatives_with_sandboxed_previews(staff_client, ads_seeded):
+    html_creative = Creative.objects.filter(kind="html").first()
+    html = staff_client.get(f"/dashboard/ads/campaigns/{html_creative.campaign_id}/").content.decode()
+    assert html_creative.name in html
+    assert f'sandbox="" src="/dashboard/ads/creatives/{html_creative.id}/preview' in html
+    preview = staff_client.get(f"/dashboard/ads/creatives/{html_creative.id}/preview")
+    assert preview["X-Frame-Options"] == "SAMEORIGIN"
+    body = preview.content.decode()
+    # the HTML creative itself only ever appears inside the slot's sandboxed srcdoc iframe
+    assert 'sandbox="" srcdoc="' in body and "&lt;script&gt;" in body and "<script>document" not in body
+    image = Creative.objects.filter(kind="image").exclude(image="").first()
+    body = staff_client.get(f"/dashboard/ads/creatives/{image.id}/preview").content.decode()
+    assert "ad-slot__image" in body and image.headline in body and "site/site.css" in body
+
+
+def test_visitor_page_shows_recent_ad_decisions_with_explanations(staff_client, ads_seeded):
+    assert DecisionExplanation.objects.filter(user_id=SHOPPER).exists()
+    html = staff_client.get(f"/dashboard/visitors/?user_id={SHOPPER}").content.decode()
+    assert "No ad decisions recorded" not in html
+    assert "matches your interest in travel" in html and "Top candidates" in html
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/dashboard/ads/",
+        "/dashboard/ads/campaigns/{c}/",
+        "/dashboard/ads/campaigns/{c}/edit",
+        "/dashboard/ads/creatives/new",
+        f"/dashboard/visitors/?user_id={SHOPPER}",
+        "/dashboard/",
+    ],
+)
+def test_ads_pages_query_count_is_bounded(staff_client, ads_seeded, url, django_assert_max_num_queries):
+    from adsite.ads.models import Advertiser
+
+    url = url.format(c=sorted(ads_seeded["campaign_ids"])[0])
+    staff_client.get(url)
+    with django_assert_max_num_queries(20):
+        assert staff_client.get(url).status_code == 200
+    # ten more campaigns with creatives: the same number of queries
+    advertiser = Advertiser.objects.create(name="More Co")
+    for i in range(10):
+        campaign = Campaign.objects.create(
+            advertiser=advertiser,
+            name=f"more {i}",
+            starts_at=timezone.now() - timedelta(days=1),
+            bid=1,
+            daily_budget=100,
+            total_budget=1000,
+        )
+        Creative.objects.create(
+            campaign=campaign, name=f"more {i}", headline="h", landing_url="https://more.example/"
+        )
+    with django_assert_max_num_queries(20):
+        assert staff_client.get(url).status_code == 200
+
+
+# --- actions ------------------------------------------------------------------------------------------
+
+
+def sponsorship_campaign() -> Campaign:
+    """A sponsorship for every visitor, no caps: chosen by every decision while it runs."""
+    from adsite.ads.models import Advertiser
+
+    campaign = Campaign.objects.create(
+        advertiser=Advertiser.objects.create(name="Always On Ltd"),
+        name="Everywhere",
+        tier="sponsorship",
+        pricing="cpm",
+        bid=5,
+        daily_budget=1000,
+        total_budget=100000,
+        starts_at=timezone.now() - timedelta(days=1),
+    )
+    Creative.objects.create(
+        campaign=campaign, name="Everywhere 1", headline="Always", landing_url="https://on.example/"
+    )
+    catalog_invalidate()
+    return campaign
+
+
+def chosen_campaigns(n: int = 10) -> set[int]:
+    return {
+        ch.campaign.id for i in range(n) for ch in decide(user_id=f"u{i}").choices if ch.campaign is not None
+    }
+
+
+def test_pause_stops_selection_and_resume_brings_it_back_audited(staff_client, staff_user, ads_seeded):
+    target = sponsorship_campaign().id
+    assert chosen_campaigns() == {target}
+    response = staff_client.post(f"/dashboard/ads/campaigns/{target}/pause", {"next": "/dashboard/ads/"})
+    assert response.status_code == 302 and response["Location"] == "/dashboard/ads/"
+    assert Campaign.objects.get(id=target).status == "paused"
+    assert target not in chosen_campaigns()
+    staff_client.post(f"/dashboard/ads/campaigns/{target}/resume", {"next": "https://evil.example/"})
+    assert Campaign.objects.get(id=target).status == "active"
+    assert chosen_campaigns() == {target}
+    entries = list(AuditEntry.objects.order_by("id").values_list("action", "target", "actor_name", "ok"))
+    assert entries == [
+        ("campaign.pause", f"campaign {target}", staff_user.username, True),
+        ("campaign.resume", f"campaign {target}", staff_user.username, True),
+    ]
+
+
+def test_pausing_a_creative_leaves_its_campaign_running_on_the_others(staff_client, ads_seeded):
+    creative = Creative.objects.filter(campaign__tier="house").order_by("id").first()
+    staff_client.post(f"/dashboard/ads/creatives/{creative.id}/pause")
+    assert not Creative.objects.get(id=creative.id).active
+    served = {
+        ch.creative.id for _ in range(40) for ch in decide(user_id="").choices if ch.creative is not None
+    }
+    assert creative.id not in served
+    assert AuditEntry.objects.filter(action="creative.pause", target=f"creative {creative.id}").exists()
+
+
+def test_pausing_an_unknown_campaign_is_refused_and_audited_as_failed(staff_client, ads_seeded):
+    response = staff_client.post("/dashboard/ads/campaigns/999999/pause", follow=True)
+    assert "Campaign matching query does not exist" in response.content.decode()
+    assert AuditEntry.objects.get(action="campaign.pause").ok is False
+
+
+def test_campaign_and_creative_are_created_and_edited_from_forms(staff_client, ads_seeded):
+    from adsite.ads.models import Advertiser
+
+    advertiser = Advertiser.objects.get(name="Pulse Fitness")
+    response = staff_client.post(
+        "/dashboard/ads/campaigns/new",
+        {
+            "advertiser": advertiser.id,
+            "name": "Spring run",
+            "status": "active",
+            "tier": "standard",
+            "starts_at": (timezone.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            "ends_at": "",
+            "pricing": "cpc",
+            "bid": "0.50",
+            "daily_budget": "100",
+            "total_budget": "1000",
+            "interests": '{"sports": 1.0}',
+            "interest_min_score": "0",
+            "devices": "[]",
+            "hours": "[]",
+            "cap_per_hour": "2",
+            "cap_per_day": "5",
+        },
+    )
+    campaign = Campaign.objects.get(name="Spring run")
+    assert response.status_code == 302 and response["Location"] == f"/dashboard/ads/campaigns/{campaign.id}/"
+    assert campaign.interests == {"sports": 1.0} and campaign.cap_per_day == 5
+    bad = staff_client.post(
+        "/dashboard/ads/creatives/new",
+        {
+            "campaign": campaign.id,
+            "name": "Bad link",
+            "kind": "image",
+            "size": "fluid",
+            "headline": "Run",
+            "landing_url": "javascript:alert(1)",
+            "cta": "Go",
+            "active": "on",
+        },
+    )
+    assert bad.status_code == 200 and not Creative.objects.filter(name="Bad link").exists()
+    staff_client.post(
+        "/dashboard/ads/creatives/new",
+        {
+            "campaign": campaign.id,
+            "name": "Run shoes",
+            "kind": "image",
+            "size": "fluid",
+            "headline": "Run",
+            "body": "Fast",
+            "cta": "Go",
+            "landing_url": "https://pulse.example/run",
+            "active": "on",
+        },
+    )
+    creative = Creative.objects.get(name="Run shoes")
+    edit = staff_client.get(f"/dashboard/ads/campaigns/{campaign.id}/edit").content.decode()
+    assert 'value="Spring run"' in edit
+    staff_client.post(
+        f"/dashboard/ads/creatives/{creative.id}/edit",
+        {
+            "campaign": campaign.id,
+            "name": "Run shoes",
+            "kind": "image",
+            "size": "fluid",
+            "headline": "Run faster",
+            "body": "Fast",
+            "cta": "Go",
+            "landing_url": "https://pulse.example/run",
+            "active": "on",
+        },
+    )
+    assert Creative.objects.get(id=creative.id).headline == "Run faster"
+    actions = list(AuditEntry.objects.order_by("id").values_list("action", "details"))
+    assert [a for a, _ in actions] == ["campaign.create", "creative.create", "creative.update"]
+    assert actions[-1][1]["fields"] == ["headline"]
