@@ -49,7 +49,7 @@ test: install
 
 test-services: install
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) ADSITE_REQUIRE_SERVICES=1 \
-		$(PY) -m pytest -q -m "requires_redis or requires_postgres or browser"
+		$(PY) -m pytest -q -m "requires_redis or requires_postgres or services or browser"
 
 bench: install
 	$(PY) -m benchmarks.run

@@ -15,7 +15,8 @@ from django.utils import timezone
 from tracking.models import Event, QuarantinedEvent
 from tracking.selectors import ledger_get
 
-pytestmark = pytest.mark.django_db
+# Runs in both suites: embedded under `make test`, PostgreSQL + Redis under `make test-services`.
+pytestmark = [pytest.mark.django_db, pytest.mark.services, pytest.mark.usefixtures("embedded")]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 
 
@@ -105,5 +106,5 @@ def test_scheduled_purge_task_runs_the_same_purge(client) -> None:
 
     _collect(client, [_event("ancient")])
     Event.objects.filter(user_id="ancient").update(received_at=timezone.now() - timedelta(days=1000))
-    assert purge_expired.delay().get() == {"events": 1, "quarantined": 0}
+    assert purge_expired.apply().get() == {"events": 1, "quarantined": 0}
     assert not Event.objects.filter(user_id="ancient").exists()
