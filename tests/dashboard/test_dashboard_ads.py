@@ -4,6 +4,7 @@ sandboxed previews, and the visitor's kept ad decisions."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -23,11 +24,11 @@ from inference.api import Interests
 pytestmark = pytest.mark.django_db
 
 SHOPPER = "visitor-ads-1"
-CATEGORIES = ["travel", "sports", "pets", "science", "movies", "books-and-literature", "automotive"]
+CATEGORIES = ["travel", "sports", "healthy-living", "pets", "science", "movies", "books-and-literature", "automotive"]
 
 
 def fake_interests(user_id: str, *, deadline: Any = None, top: int = 10) -> Interests:
-    scores = {"travel": 0.6, "sports": 0.2} if user_id else {c: 0.1 for c in CATEGORIES}
+    scores = {"travel": 0.6, "healthy-living": 0.3, "sports": 0.2} if user_id else {c: 0.1 for c in CATEGORIES}
     return Interests(tuple(sorted(scores.items(), key=lambda kv: -kv[1])), "prior", "test", None, 0.1)
 
 
@@ -66,9 +67,27 @@ def ads_seeded(ads_state: MemoryLedger, settings: Any, tmp_path: Any) -> dict[st
 
     settings.MEDIA_ROOT = str(tmp_path)
     ads_demo_seed(categories=CATEGORIES)
-    rollup_refresh(now=timezone.now() - timedelta(minutes=5))
-    chosen = [decide() for _ in range(30)]
-    rollup_refresh()
+    now = timezone.now()
+    chosen = []
+    rollup_refresh(now=now - timedelta(minutes=50))
+    for round_ in range(5):  # five rounds between snapshots ten minutes apart: a delivery curve
+        batch = [decide()] + [decide(user_id=f"reader-{round_}-{i}") for i in range(8 + 4 * round_)]
+        for n, decision in enumerate(batch):
+            for choice in decision.choices:
+                if choice.creative is None:
+                    continue
+                if n % 4 != 3:  # three in four are seen
+                    ads_state.viewable_add(creative_ids=[choice.creative.id])
+                if n % 6 == 1:  # some are clicked (billed through the ledger like /c/<token>)
+                    campaign = choice.campaign
+                    ads_state.click_charge(
+                        token_id=choice.serve_id, campaign_id=campaign.id, creative_id=choice.creative.id,
+                        price_micros=campaign.price_micros if campaign.pricing == "cpc" else 0,
+                        daily_budget_micros=campaign.daily_budget_micros,
+                        total_budget_micros=campaign.total_budget_micros, now=time.time(), token_ttl_s=3600,
+                    )
+        chosen += batch
+        rollup_refresh(now=now - timedelta(minutes=40 - 10 * round_))
     campaign_ids = {ch.campaign.id for d in chosen for ch in d.choices if ch.campaign is not None}
     return {"decisions": chosen, "campaign_ids": campaign_ids}
 
@@ -355,3 +374,17 @@ def test_campaign_and_creative_are_created_and_edited_from_forms(staff_client, a
     actions = list(AuditEntry.objects.order_by("id").values_list("action", "details"))
     assert [a for a, _ in actions] == ["campaign.create", "creative.create", "creative.update"]
     assert actions[-1][1]["fields"] == ["headline"]
+
+
+def test_caps_hit_show_as_decisions_the_campaign_sat_out(staff_client, ads_seeded):
+    from adsite.dashboard.rollup import rollup_refresh
+
+    campaign = sponsorship_campaign()
+    Campaign.objects.filter(id=campaign.id).update(cap_per_hour=1)
+    catalog_invalidate()
+    rollup_refresh(now=timezone.now() - timedelta(seconds=30))
+    first, second = decide(user_id="capped-reader"), decide(user_id="capped-reader")
+    assert first.choices[0].campaign.id == campaign.id and second.choices[0].campaign.id != campaign.id
+    rollup_refresh()
+    html = staff_client.get(f"/dashboard/ads/campaigns/{campaign.id}/").content.decode()
+    assert "capped 1," in html

@@ -106,7 +106,7 @@
   function deliveryChart(canvasId, payload) {
     if (!payload) return;
     const s = payload.series;
-    const line = (label, values, i, axis) => ({ label: label, data: values, borderColor: palette[i], backgroundColor: palette[i], spanGaps: true, pointRadius: 0, yAxisID: axis });
+    const line = (label, values, i, axis) => ({ label: label, data: values, borderColor: palette[i], backgroundColor: palette[i], spanGaps: true, pointRadius: 2, yAxisID: axis });
     chart(canvasId, {
       type: "line",
       data: {
