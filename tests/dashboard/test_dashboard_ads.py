@@ -24,11 +24,22 @@ from inference.api import Interests
 pytestmark = pytest.mark.django_db
 
 SHOPPER = "visitor-ads-1"
-CATEGORIES = ["travel", "sports", "healthy-living", "pets", "science", "movies", "books-and-literature", "automotive"]
+CATEGORIES = [
+    "travel",
+    "sports",
+    "healthy-living",
+    "pets",
+    "science",
+    "movies",
+    "books-and-literature",
+    "automotive",
+]
 
 
 def fake_interests(user_id: str, *, deadline: Any = None, top: int = 10) -> Interests:
-    scores = {"travel": 0.6, "healthy-living": 0.3, "sports": 0.2} if user_id else {c: 0.1 for c in CATEGORIES}
+    scores = (
+        {"travel": 0.6, "healthy-living": 0.3, "sports": 0.2} if user_id else {c: 0.1 for c in CATEGORIES}
+    )
     return Interests(tuple(sorted(scores.items(), key=lambda kv: -kv[1])), "prior", "test", None, 0.1)
 
 
@@ -81,10 +92,14 @@ def ads_seeded(ads_state: MemoryLedger, settings: Any, tmp_path: Any) -> dict[st
                 if n % 6 == 1:  # some are clicked (billed through the ledger like /c/<token>)
                     campaign = choice.campaign
                     ads_state.click_charge(
-                        token_id=choice.serve_id, campaign_id=campaign.id, creative_id=choice.creative.id,
+                        token_id=choice.serve_id,
+                        campaign_id=campaign.id,
+                        creative_id=choice.creative.id,
                         price_micros=campaign.price_micros if campaign.pricing == "cpc" else 0,
                         daily_budget_micros=campaign.daily_budget_micros,
-                        total_budget_micros=campaign.total_budget_micros, now=time.time(), token_ttl_s=3600,
+                        total_budget_micros=campaign.total_budget_micros,
+                        now=time.time(),
+                        token_ttl_s=3600,
                     )
         chosen += batch
         rollup_refresh(now=now - timedelta(minutes=40 - 10 * round_))

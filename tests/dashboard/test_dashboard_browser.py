@@ -158,7 +158,8 @@ def test_staff_day_in_the_dashboard(
     _shot(page, "audit")
 
 
-def test_pause_a_campaign_from_the_ads_page(browser, live_server, transactional_db, ads_seeded, staff_user):
+@pytest.mark.usefixtures("ads_seeded")
+def test_pause_a_campaign_from_the_ads_page(browser, live_server, transactional_db, staff_user):
     """Ads: the page renders the seeded delivery; pausing a campaign there stops ``ads_select`` from
     choosing it; the campaign page shows its creatives in their sandboxed previews."""
     from adsite.ads.models import Campaign, Creative
