@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "INTEREST_LIFT_MAX": 8.0,
     # lift = (visitor's score + s) / (population's score + s), in the interest scores' own units
     "INTEREST_SMOOTHING": 0.05,
+    # lift ** power: how sharply the click estimate follows the interest ratio (1 = proportional)
+    "INTEREST_LIFT_POWER": 1.0,
     # pacing: a campaign whose spend today is ahead of (share of the day elapsed + slack) x daily
     # budget sits out; False switches pacing off (the simulation measures targeting, not pacing)
     "PACING": True,

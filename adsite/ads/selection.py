@@ -22,6 +22,7 @@ placement: no ORM query per row (a sampled explanation is the one write, one row
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -113,9 +114,30 @@ def _weighted_score(campaign: CampaignView, scores: Mapping[str, float]) -> floa
     return sum(w * scores.get(slug, 0.0) for slug, w in campaign.interests) / total_weight
 
 
-def _shares(scores: Sequence[tuple[str, float]]) -> dict[str, float]:
-    """Scores as given (clipped to [0, 1]); a category missing from the answer scores 0."""
-    return {slug: min(max(float(s), 0.0), 1.0) for slug, s in scores}
+def _shares(scores: Sequence[tuple[str, float]], served_by: str = "context") -> dict[str, float]:
+    """The answer as interest shares (summing to at most 1; a category missing from it scores 0).
+
+    ``predict_interests`` answers a logistic of each model's own score (ordering only), which
+    squeezes everything into (0.5, 0.75) for the prior; the logit undoes it. The prior's score is
+    already a share (population share blended with the visitor's decayed share); a trained model's
+    score is a ranking score, made a share by a softmax over the answer. Page-context interests
+    (``served_by == "context"``) are shares as given.
+    """
+    if not scores:
+        return {}
+    if served_by == "context":
+        return {slug: min(max(float(v), 0.0), 1.0) for slug, v in scores}
+    logits = {}
+    for slug, v in scores:
+        p = min(max(float(v), 1e-9), 1.0 - 1e-9)
+        logits[slug] = math.log(p / (1.0 - p))
+    if served_by == "prior":
+        total = sum(max(x, 0.0) for x in logits.values())
+        return {slug: max(x, 0.0) / total for slug, x in logits.items()} if total > 0 else {}
+    top = max(logits.values())
+    weights = {slug: math.exp(x - top) for slug, x in logits.items()}
+    total = sum(weights.values())
+    return {slug: w / total for slug, w in weights.items()}
 
 
 _population: tuple[float, dict[str, float]] | None = None
@@ -131,7 +153,7 @@ def _population_shares(catalog: Catalog) -> dict[str, float]:
         answer = predict_interests(
             "", deadline=Deadline(float(ads_setting("PREDICT_BUDGET_MS")) * 4), top=int(ads_setting("INTEREST_TOP"))
         )
-        shares = _shares(answer.scores)
+        shares = _shares(answer.scores, answer.served_by)
     except Exception:
         logger.exception("ads.population_interests_failed")
         shares = {}
@@ -235,10 +257,11 @@ def ads_select(
     user_id = user_id if context.personalized else ""
 
     interests, failed = _interests(user_id, context, deadline)
-    shares = _shares(interests.scores) if interests is not None else {}
+    shares = _shares(interests.scores, interests.served_by) if interests is not None else {}
     population = _population_shares(catalog) if not failed else {}
     lift_max = float(ads_setting("INTEREST_LIFT_MAX"))
     smoothing = float(ads_setting("INTEREST_SMOOTHING"))
+    lift_power = float(ads_setting("INTEREST_LIFT_POWER"))
 
     filtered: dict[int, str] = {}
     live: list[CampaignView] = []
@@ -266,7 +289,8 @@ def ads_select(
         if campaign.interests:
             # the visitor's interest over the population's, smoothed (a category nobody scores is neutral)
             base = _weighted_score(campaign, population)
-            lift = min(lift_max, max(1.0 / lift_max, (relevance + smoothing) / (base + smoothing)))
+            ratio = ((relevance + smoothing) / (base + smoothing)) ** lift_power
+            lift = min(lift_max, max(1.0 / lift_max, ratio))
         else:
             lift = 1.0
         for creative in campaign.creatives:

@@ -55,6 +55,8 @@ class SimulationSpec:
     base_ctr: float = 0.05
     floor: float = 0.2
     slope: float = 4.0
+    # pages each visitor reads before its ad slots count (its features exist by then; ads still run and are clicked)
+    warmup: int = 3
 
 
 @dataclass
@@ -62,6 +64,7 @@ class PolicyResult:
     impressions: int = 0
     clicks: int = 0
     per_visitor: list[tuple[int, int]] = field(default_factory=list)
+    expected_clicks: float = 0.0  # sum of the hidden click probabilities of the counted slots
 
 
 def _hidden_interest(profile: dict[str, float], campaign: CampaignView) -> float:
@@ -94,7 +97,8 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
         samples = per[idx, 0].sum(axis=1) / np.maximum(per[idx, 1].sum(axis=1), 1)
         lo, hi = np.quantile(samples, [0.025, 0.975])
         report["policies"][policy] = {"ctr": round(ctr, 5), "ctr_ci": [round(float(lo), 5), round(float(hi), 5)],
-                                      "impressions": result.impressions, "clicks": result.clicks}
+                                      "impressions": result.impressions, "clicks": result.clicks,
+                                      "expected_ctr": round(result.expected_clicks / max(result.impressions, 1), 5)}
     random_ctr = report["policies"]["random"]["ctr"]
     for policy in POLICIES:
         report["policies"][policy]["lift_over_random"] = round(report["policies"][policy]["ctr"] - random_ctr, 5)
@@ -131,23 +135,26 @@ def _run_policy(
                 client.cookies["adsite_uid"] = user_id
                 visitor_clicks = visitor_impressions = 0
                 cats, weights = zip(*profile.items(), strict=True)
-                for _ in range(spec.pages):
+                for page in range(spec.warmup + spec.pages):
+                    counted = page >= spec.warmup
                     category = browse_rng.choices(cats, weights=weights)[0]
                     slug = browse_rng.choice(articles[category])
                     html = client.get(f"/article/{slug}/").content.decode()
                     catalog = catalog_current()
                     events = []
                     for placement, creative_id, campaign_id, href in SLOT.findall(html):
-                        visitor_impressions += 1
+                        visitor_impressions += counted
                         creative = catalog.creatives_by_id.get(int(creative_id)) if creative_id.isdigit() else None
                         campaign = catalog.campaigns_by_id.get(int(campaign_id)) if campaign_id.isdigit() else None
                         if creative is None or campaign is None or campaign.tier == "house":
                             p = spec.base_ctr * spec.floor
                         else:
                             p = _click_probability(spec, profile, campaign, creative)
+                        if counted:
+                            result.expected_clicks += p
                         events.append(_impression_event(user_id, placement, creative_id, campaign_id, slug))
                         if clicks_rng.random() < p:
-                            visitor_clicks += 1
+                            visitor_clicks += counted
                             if href.startswith("/c/"):
                                 client.get(href)
                     if events:

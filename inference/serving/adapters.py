@@ -102,7 +102,13 @@ class PriorAdapter:
         from inference.models.prior import PriorModel
 
         stale = time.monotonic() - self._built_at >= self._rebuild_seconds
-        if self._prior is None or (stale and population is not None and population is not self._built_from):
+        # a category the prior has never seen (a young site's population grows) cannot be ranked: rebuild at once
+        grown = (
+            self._prior is not None
+            and population is not None
+            and len(population.counts) > len(self._prior.categories)
+        )
+        if self._prior is None or grown or (stale and population is not None and population is not self._built_from):
             with self._lock:
                 counts = dict(population.counts) if population is not None else {}
                 self._prior = PriorModel.from_population(counts)

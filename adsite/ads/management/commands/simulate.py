@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
@@ -22,19 +23,30 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=SimulationSpec.seed)
         parser.add_argument("--concentration", type=float, default=SimulationSpec.concentration)
         parser.add_argument("--base-ctr", type=float, default=SimulationSpec.base_ctr)
+        parser.add_argument("--warmup", type=int, default=SimulationSpec.warmup, help="pages read before ad slots count")
+        parser.add_argument("--train", action="store_true", help="train the first models when none is active")
 
     def handle(self, *args: object, **options: object) -> None:
         from adsite.ads.models import Campaign
         from adsite.content.models import Article
         from adsite.content.selectors import article_slugs_by_category
+        from inference.api import active_model_versions
+        from tracking.models import Event
 
         if not Article.objects.exists():
             call_command("seed_demo", verbosity=0)
         if not Campaign.objects.exists():
             call_command("seed_ads", verbosity=0)
+        if not Event.objects.exists():  # a site with readers: demo traffic (and models with --train)
+            call_command("bootstrap_demo", skip_training=not options["train"], verbosity=0)
+        elif options["train"] and not active_model_versions():
+            call_command("train", activate="always")
+        if settings.INFERENCE["STORE"] == "memory":  # this process's store starts empty: replay the history
+            call_command("features_rebuild", verbosity=0)
         spec = SimulationSpec(
             visitors=int(options["visitors"]), pages=int(options["pages"]), seed=int(options["seed"]),  # type: ignore[arg-type]
             concentration=float(options["concentration"]), base_ctr=float(options["base_ctr"]),  # type: ignore[arg-type]
+            warmup=int(options["warmup"]),  # type: ignore[arg-type]
         )
         bar = tqdm(total=spec.visitors * len(POLICIES), desc="visitors", disable=int(options["verbosity"]) < 1)  # type: ignore[arg-type]
         report = simulate(spec=spec, articles=article_slugs_by_category(), progress=lambda policy, v: bar.update(1))
