@@ -165,6 +165,15 @@ SECTIONS: dict[str, Callable[[], list[dict[str, str]]]] = {
 SECTIONS.update(inference_sections)  # training, predict, neural_slow, interests_http (benchmarks/inference.py)
 
 
+def _ads_decisions() -> list[dict[str, str]]:
+    from benchmarks.ads import bench_decisions  # imports this module: loaded on demand
+
+    return bench_decisions(services=True)
+
+
+SECTIONS["ads_decisions"] = _ads_decisions  # Redis + PostgreSQL, gunicorn 2 workers, 8 clients (benchmarks/ads.py)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="comma-separated section names")
