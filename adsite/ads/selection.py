@@ -370,7 +370,7 @@ def ads_select(
     if context.explain or sampled:
         explanation = _explanation(
             interests=interests, failed=failed, candidates=candidates, filtered=filtered, catalog=catalog,
-            choices=choices, policy=context.policy,
+            choices=choices, policy=context.policy, full=context.explain,
         )
     decision = Decision(
         decision_id=decision_id,
@@ -421,7 +421,9 @@ def _explanation(
     catalog: Catalog,
     choices: Sequence[Choice],
     policy: str,
+    full: bool = True,
 ) -> dict[str, Any]:
+    """Why: interests used, every candidate's score (the best 20 when only sampled), the filters."""
     return {
         "policy": policy,
         "prediction_failed": failed,
@@ -441,7 +443,7 @@ def _explanation(
                 "p_click": round(c.p_click, 6),
                 "expected_value_micros": round(c.value, 3),
             }
-            for c in candidates[:20]
+            for c in (candidates if full else candidates[:20])
         ],
         "filtered": [
             {"campaign_id": cid, "campaign": catalog.campaigns_by_id[cid].name, "reason": reason}

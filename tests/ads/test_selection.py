@@ -200,3 +200,16 @@ def test_sampled_explanations_are_kept_and_bounded(make_campaign: Any, interests
         ads_select(user_id=f"u{i}", placements=SIDEBAR)
     assert 5 <= DecisionExplanation.objects.count() < 80
     catalog_invalidate()
+
+
+def test_an_explanation_asked_for_scores_every_candidate_and_names_untargeted_campaigns(
+    make_campaign: Any, interests: Any
+) -> None:
+    for _ in range(24):
+        make_campaign(interests={"travel": 1.0})
+    picky = make_campaign(interests={"pets": 1.0}, interest_min_score=0.5)
+    interests.scores["u"] = {"travel": 0.7, "pets": 0.1}
+    explanation = ads_select(user_id="u", placements=SIDEBAR, context=DecisionContext(explain=True)).explanation
+    assert len(explanation["candidates"]) == 24  # every candidate's score, not only the best 20
+    assert all(row["expected_value_micros"] >= 0 and "interest_lift" in row for row in explanation["candidates"])
+    assert {"campaign_id": picky.id, "campaign": picky.name, "reason": "untargeted"} in explanation["filtered"]
