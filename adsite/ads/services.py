@@ -42,11 +42,13 @@ def explanation_keep(*, decision: Any) -> None:
     if decision.explanation is None:
         return
     try:
-        DecisionExplanation.objects.create(
+        row = DecisionExplanation.objects.create(
             decision_id=decision.decision_id, user_id=decision.user_id[:64], explanation=decision.explanation
         )
         keep = int(ads_setting("EXPLAIN_KEEP"))
-        if random.random() < 0.05:  # trim occasionally: one indexed delete, not one per insert
+        # Trim every so many rows (deterministically, by id): one indexed delete, not one per insert;
+        # the table never holds more than about keep + keep/10 rows.
+        if row.pk % max(1, min(100, keep // 10 or 1)) == 0:
             cutoff = DecisionExplanation.objects.order_by("-id").values_list("id", flat=True)[keep : keep + 1]
             first_dropped = list(cutoff)
             if first_dropped:
