@@ -174,6 +174,8 @@ TRACKING = {
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),
     "AD_EVENT_HOOKS": ["adsite.ads.services.ad_events_accept"],
+    # What else to delete when a visitor asks to be forgotten (tracking cannot import adsite.ads).
+    "USER_DELETE_HOOKS": ["adsite.ads.services.user_ads_forget"],
 }
 INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),

@@ -156,7 +156,8 @@ class AdClick(models.Model):
     creative_id = models.BigIntegerField(null=True, blank=True)
     campaign_id = models.BigIntegerField(null=True, blank=True)
     placement = models.CharField(max_length=64, blank=True, default="")
-    user_id = models.CharField(max_length=64, blank=True, default="")
+    # Indexed: deleting a visitor's data finds their rows without a scan.
+    user_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     price_micros = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
@@ -168,7 +169,8 @@ class DecisionExplanation(models.Model):
 
     decision_id = models.CharField(max_length=36, unique=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    user_id = models.CharField(max_length=64, blank=True, default="")
+    # Indexed: the dashboard's visitor page and the privacy deletion look rows up by visitor.
+    user_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     explanation = models.JSONField()
 
     def __str__(self) -> str:

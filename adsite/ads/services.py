@@ -398,3 +398,12 @@ def creative_update(*, creative_id: int, fields: dict[str, Any]) -> Creative:
 def creative_active_set(*, creative_id: int, active: bool) -> Creative:
     """Pause (``active=False``) or resume one creative; its campaign's other creatives keep running."""
     return creative_update(creative_id=creative_id, fields={"active": active})
+
+
+def user_ads_forget(user_id: str) -> None:
+    """The ads part of deleting a visitor's data (a ``TRACKING["USER_DELETE_HOOKS"]`` entry).
+
+    Kept decision explanations go; click records stay for billing but no longer name the visitor.
+    """
+    DecisionExplanation.objects.filter(user_id=user_id).delete()
+    AdClick.objects.filter(user_id=user_id).update(user_id="")

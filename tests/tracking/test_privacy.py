@@ -108,3 +108,17 @@ def test_scheduled_purge_task_runs_the_same_purge(client) -> None:
     Event.objects.filter(user_id="ancient").update(received_at=timezone.now() - timedelta(days=1000))
     assert purge_expired.apply().get() == {"events": 1, "quarantined": 0}
     assert not Event.objects.filter(user_id="ancient").exists()
+
+
+def test_deleting_a_visitor_also_drops_their_ad_explanations_and_unnames_their_clicks(client) -> None:
+    from adsite.ads.models import AdClick, DecisionExplanation
+
+    DecisionExplanation.objects.create(decision_id="d-1", user_id="dave", explanation={"why": "travel"})
+    DecisionExplanation.objects.create(decision_id="d-2", user_id="erin", explanation={"why": "pets"})
+    AdClick.objects.create(outcome="billed", user_id="dave", price_micros=500_000)
+
+    call_command("delete_user", "dave")
+
+    assert list(DecisionExplanation.objects.values_list("user_id", flat=True)) == ["erin"]
+    click = AdClick.objects.get()
+    assert click.user_id == "" and click.price_micros == 500_000  # billing stays exact
