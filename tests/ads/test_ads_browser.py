@@ -73,7 +73,10 @@ def article(live_server: Any) -> Article:
     demo_content_seed(articles_per_category=4)
     ads_demo_seed()
     for creative_id in Creative.objects.values_list("id", flat=True):
-        creative_update(creative_id=creative_id, fields={"landing_url": f"{live_server.url}/about/?creative={creative_id}"})
+        creative_update(
+            creative_id=creative_id,
+            fields={"landing_url": f"{live_server.url}/about/?creative={creative_id}"},
+        )
     catalog_invalidate()
     return Article.objects.select_related("category").order_by("-published_at").first()
 
