@@ -168,6 +168,9 @@ TRACKING = {
     "TRUST_X_FORWARDED_FOR": _env_bool("TRACKING_TRUST_X_FORWARDED_FOR", False),
     "DEDUPE_TTL_SECONDS": _env_int("TRACKING_DEDUPE_TTL_SECONDS", 7 * 24 * 3600),
     "FLUSH_BATCH": _env_int("TRACKING_FLUSH_BATCH", 5000),
+    # Redis names of the event buffer and its ledger counters (several sites can share one Redis).
+    "STREAM_KEY": _env("TRACKING_STREAM_KEY", "adsite:events"),
+    "LEDGER_KEY": _env("TRACKING_LEDGER_KEY", "adsite:ledger"),
     # test hook: a flush exits right after inserting a batch, before acknowledging it
     "FLUSH_CRASH_AFTER_INSERT": _env_bool("TRACKING_FLUSH_CRASH_AFTER_INSERT", False),
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -118,14 +119,22 @@ def _subprocess_env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_flush_killed_after_insert_before_ack_loses_and_duplicates_nothing(
-    client: Client, redis_client: Any
+    client: Client, redis_client: Any, settings: Any
 ) -> None:
+    # A stream and ledger of this test's own: a late beacon from an earlier browser test's page
+    # cannot land in them and blur the exact counts below.
+    keys = {"STREAM_KEY": f"test:events:{uuid.uuid4().hex}", "LEDGER_KEY": f"test:ledger:{uuid.uuid4().hex}"}
+    settings.TRACKING = {**settings.TRACKING, **keys}
     events = [make_event() for _ in range(10)]
     post_collect(client, events)
     crashed = subprocess.run(
         [sys.executable, "manage.py", "flush_events", "--batch-size", "4"],
         cwd=ROOT,
-        env=_subprocess_env(TRACKING_FLUSH_CRASH_AFTER_INSERT="1"),
+        env=_subprocess_env(
+            TRACKING_FLUSH_CRASH_AFTER_INSERT="1",
+            TRACKING_STREAM_KEY=keys["STREAM_KEY"],
+            TRACKING_LEDGER_KEY=keys["LEDGER_KEY"],
+        ),
         capture_output=True,
         timeout=120,
     )
