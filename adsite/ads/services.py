@@ -88,11 +88,13 @@ def click_record(*, token: str, now: float | None = None) -> ClickOutcome:
     outcome = {FORGED: AdClick.Outcome.FORGED, EXPIRED: AdClick.Outcome.EXPIRED}.get(status, AdClick.Outcome.FREE)
     price = 0
     if status == VALID and ad is not None and creative is not None and campaign is not None and ad.campaign_id == campaign.id:
+        # A CPM campaign pays for impressions; its clicks are counted, never charged.
+        click_price = campaign.price_micros if campaign.pricing == "cpc" else 0
         result = ledger().click_charge(
             token_id=ad.serve_id,
             campaign_id=campaign.id,
             creative_id=creative.id,
-            price_micros=campaign.price_micros if campaign.pricing == "cpc" else 0,
+            price_micros=click_price,
             daily_budget_micros=campaign.daily_budget_micros,
             total_budget_micros=campaign.total_budget_micros,
             now=now,
@@ -102,7 +104,7 @@ def click_record(*, token: str, now: float | None = None) -> ClickOutcome:
             outcome = AdClick.Outcome.REPLAYED
         elif result == BILLED:
             outcome = AdClick.Outcome.BILLED
-            price = campaign.price_micros
+            price = click_price  # what the ledger charged: the click record and the spend agree
     AdClick.objects.create(
         outcome=outcome,
         token_id=ad.serve_id if ad else "",

@@ -64,6 +64,15 @@ def test_a_genuine_click_is_billed_once_and_redirects_to_the_landing_url(make_ca
     assert fresh_ads_state.creative_stats(creative_id=campaign.creatives.get().id).clicks == 1
 
 
+def test_a_click_on_a_cpm_campaign_is_counted_but_charges_nothing(make_campaign: Any, fresh_ads_state: Any) -> None:
+    campaign = make_campaign(pricing=Campaign.Pricing.CPM, bid=Decimal("4.00"))
+    assert Client().get(click_url(campaign)).status_code == 302
+    (outcome, price), = AdClick.objects.values_list("outcome", "price_micros")
+    assert price == 0  # the record agrees with the ledger: CPM pays for impressions only
+    assert fresh_ads_state.spend(campaign_id=campaign.id, now=time.time())[0] == 0
+    assert fresh_ads_state.creative_stats(creative_id=campaign.creatives.get().id).clicks == 1
+
+
 def test_an_expired_token_is_recorded_not_billed(make_campaign: Any, settings: Any, fresh_ads_state: Any) -> None:
     campaign = make_campaign()
     url = click_url(campaign)
