@@ -58,7 +58,8 @@ bench-gpu: install
 	$(PY) -m benchmarks.gpu
 
 lint: install
-	$(VENV)/bin/ruff check adsite inference tracking tests
+	$(VENV)/bin/ruff check adsite inference tracking tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) var

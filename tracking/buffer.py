@@ -92,7 +92,7 @@ def stream_append(rows: Sequence[Row]) -> set[str]:
     Raises ``redis.RedisError`` (connection refused, timeout, ...) when Redis cannot take them.
     """
     conf = tracking_settings()
-    args: list[object] = [int(conf.DEDUPE_TTL_SECONDS), conf.DEDUPE_PREFIX]
+    args: list[str | int] = [int(conf.DEDUPE_TTL_SECONDS), conf.DEDUPE_PREFIX]
     for row in rows:
         args.append(row[0])
         args.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
@@ -105,7 +105,7 @@ def ledger_counts_redis() -> dict[str, int]:
     """The ledger counters kept in Redis (services mode), e.g. ``received``, ``duplicates``."""
     conf = tracking_settings()
     raw = redis_client(socket_timeout=5.0).hgetall(conf.LEDGER_KEY)
-    return {key.decode(): int(value) for key, value in raw.items()}
+    return {(key.decode() if isinstance(key, bytes) else key): int(value) for key, value in raw.items()}
 
 
 def stream_length() -> int:
@@ -176,12 +176,12 @@ def stream_flush(
             claimed = client.xautoclaim(
                 stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size
             )
-            entries = list(claimed[1])
+            entries = list(claimed[1])  # type: ignore[arg-type]
             reclaimed = bool(entries)
             reclaim = reclaimed  # keep reclaiming until nothing idle is left, then read new entries
         if not entries:
             response = client.xreadgroup(group, consumer, {stream: ">"}, count=batch_size)
-            entries = list(response[0][1]) if response else []
+            entries = list(response[0][1]) if response else []  # type: ignore[index,arg-type]
         if not entries:
             break
         inserted, duplicates = _batch_store(entries, reclaimed=reclaimed)

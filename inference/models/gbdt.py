@@ -124,7 +124,7 @@ def _train_one(data: TrainingData, objective: str, params: Mapping[str, Any], se
     if objective == "lambdarank":
         lgb_params["eval_at"] = [5]
     train_set = _dataset(data.fit, objective)
-    callbacks = []
+    callbacks: list[Any] = []
     valid_sets = []
     if data.validation:
         valid_sets = [_dataset(data.validation, objective, reference=train_set)]

@@ -129,7 +129,12 @@ class NeuralModel(PairModel):
     algorithm = "neural"
 
     def __init__(
-        self, *, network: InterestNetwork, mean: Sequence[float], std: Sequence[float], **kwargs: Any
+        self,
+        *,
+        network: InterestNetwork,
+        mean: Sequence[float] | np.ndarray,
+        std: Sequence[float] | np.ndarray,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.network = network.eval()

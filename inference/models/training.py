@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def training_samples(
 ) -> TrainingData:
     index = {c: i for i, c in enumerate(categories)}
     ordered = sorted(events, key=lambda e: e.ts)
-    common = {
+    common: dict[str, Any] = {
         "horizon": horizon,
         "category_index": index,
         "popular_k": popular_k,

@@ -145,7 +145,7 @@ def neural_onnx_scorer(model: Any) -> Scorer:
         torch.onnx.export(
             network,
             tuple(example[k] for k in _NEURAL_INPUTS),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object is accepted at run time
             input_names=list(_NEURAL_INPUTS),
             output_names=["scores"],
             dynamic_axes={
@@ -272,7 +272,7 @@ def accelerate(
         if score is None:
             path = path if path != "model" else "torch"
     if score is not None or delay_ms > 0:
-        base = score or (lambda sample, _m=model: type(_m).score(_m, sample))
+        base = score or (lambda sample, _m=model: type(_m).score(_m, sample))  # type: ignore[misc]
         model.score = _delayed(base, delay_ms) if delay_ms > 0 else base
     model.serving_path = path
     return model

@@ -25,7 +25,7 @@ def registry_active_versions() -> Mapping[str, ActiveVersionLike]:
     # but never inside a transaction (a caller's, or a test's)
     if not connection.in_atomic_block:
         close_old_connections()
-    return active_model_versions()
+    return active_model_versions()  # type: ignore[return-value]  # ActiveVersion satisfies the protocol
 
 
 def predictor_config() -> PredictorConfig:
