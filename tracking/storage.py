@@ -5,6 +5,8 @@ Promises:
 * ``events_insert`` writes many rows with multi-row ``INSERT ... ON CONFLICT (event_id) DO NOTHING
   RETURNING event_id`` (SQLite >= 3.35 and PostgreSQL alike) and returns exactly the ids it inserted,
   so accepted / duplicate counts are exact and an insert repeated after a crash is harmless.
+  ``events_insert_count`` is the same write without ``RETURNING``, for bulk imports that need only
+  how many rows were new.
 * ``ledger_add`` bumps ``LedgerCounter`` rows with ``value = value + n`` (an upsert).
 * Both run on the caller's transaction: callers wrap them in ``transaction.atomic()`` so that the
   rows and the counters that count them commit together.
@@ -98,15 +100,16 @@ def _canonical_id(value: object) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def _insert_sql(n_rows: int, placeholder: str) -> str:
+def _insert_sql(n_rows: int, placeholder: str, returning: bool = True) -> str:
     table = Event._meta.db_table
     columns = ", ".join(ROW_FIELDS)
     one = "(" + ", ".join([placeholder] * len(ROW_FIELDS)) + ")"
     values = ", ".join([one] * n_rows)
-    return f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    tail = " RETURNING event_id" if returning else ""
+    return f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (event_id) DO NOTHING{tail}"
 
 
-_SQL_CACHE: dict[tuple[int, str], str] = {}
+_SQL_CACHE: dict[tuple[int, str, bool], str] = {}
 
 
 def db_params(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
@@ -122,31 +125,55 @@ def events_insert(rows: Sequence[Row], *, params: Sequence[tuple[Any, ...]] | No
     preparing thread). Uses the raw DB-API cursor of Django's connection (so it joins the caller's
     transaction) to skip the debug cursor's per-query formatting, which would dominate a large import.
     """
+    inserted: set[str] = set()
+    _events_write(rows, params=params, inserted=inserted)
+    return inserted
+
+
+def events_insert_count(rows: Sequence[Row], *, params: Sequence[tuple[Any, ...]] | None = None) -> int:
+    """Insert ``rows`` like :func:`events_insert` but return only how many were inserted.
+
+    No ``RETURNING``: each statement's row count (SQLite ``changes()``, PostgreSQL's command tag) is
+    summed, which is exact because ``ON CONFLICT DO NOTHING`` counts only rows it wrote. Cheaper for
+    bulk imports that do not need the ids.
+    """
+    return _events_write(rows, params=params, inserted=None)
+
+
+def _events_write(
+    rows: Sequence[Row], *, params: Sequence[tuple[Any, ...]] | None, inserted: set[str] | None
+) -> int:
     if not rows:
-        return set()
+        return 0
     connection.ensure_connection()
     vendor = connection.vendor
     converted = db_params(rows) if params is None else params
+    returning = inserted is not None
     if vendor == "postgresql" and len(converted) >= COPY_MIN_ROWS:
-        return _events_insert_copy(converted)
+        return _events_insert_copy(converted, inserted)
     placeholder = "?" if vendor == "sqlite" else "%s"
-    inserted: set[str] = set()
+    count = 0
     cursor = connection.connection.cursor()
     try:
         for start in range(0, len(converted), ROWS_PER_STATEMENT):
             chunk = converted[start : start + ROWS_PER_STATEMENT]
-            key = (len(chunk), vendor)
+            key = (len(chunk), vendor, returning)
             sql = _SQL_CACHE.get(key)
             if sql is None:
-                sql = _SQL_CACHE[key] = _insert_sql(len(chunk), placeholder)
+                sql = _SQL_CACHE[key] = _insert_sql(len(chunk), placeholder, returning)
             flat: list[Any] = []
             for values in chunk:
                 flat.extend(values)
             cursor.execute(sql, flat)
-            inserted.update(_canonical_id(found[0]) for found in cursor.fetchall())
+            if inserted is None:
+                count += cursor.rowcount
+            else:
+                found = cursor.fetchall()
+                count += len(found)
+                inserted.update(_canonical_id(value[0]) for value in found)
     finally:
         cursor.close()
-    return inserted
+    return count
 
 
 # PostgreSQL: from this many rows on, COPY into a temporary table and INSERT ... SELECT from it.
@@ -159,7 +186,7 @@ _LOAD_COLUMNS = (
 )
 
 
-def _events_insert_copy(converted: Sequence[tuple[Any, ...]]) -> set[str]:
+def _events_insert_copy(converted: Sequence[tuple[Any, ...]], inserted: set[str] | None) -> int:
     """The PostgreSQL fast path: ``COPY`` the batch into a per-session temporary table (emptied at
     commit), then one ``INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING RETURNING``."""
     table = Event._meta.db_table
@@ -173,15 +200,21 @@ def _events_insert_copy(converted: Sequence[tuple[Any, ...]]) -> set[str]:
         with cursor.copy(f"COPY {_LOAD_TABLE} ({columns}) FROM STDIN") as copy:
             for values in converted:
                 copy.write_row(values)
+        tail = " RETURNING event_id" if inserted is not None else ""
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_LOAD_TABLE} "
-            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            f"ON CONFLICT (event_id) DO NOTHING{tail}"
         )
-        inserted = {str(found[0]) for found in cursor.fetchall()}
+        if inserted is None:
+            count = cursor.rowcount
+        else:
+            found = cursor.fetchall()
+            count = len(found)
+            inserted.update(str(value[0]) for value in found)
         cursor.execute(f"TRUNCATE {_LOAD_TABLE}")
     finally:
         cursor.close()
-    return inserted
+    return count
 
 
 def ledger_add(counts: dict[str, int]) -> None:

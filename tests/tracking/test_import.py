@@ -64,6 +64,29 @@ def test_generic_csv_is_imported_and_reimport_stores_nothing_twice(tmp_path: Pat
     assert ledger["duplicates"] == 3 and ledger["unaccounted"] == 0
 
 
+def test_reimport_without_features_counts_every_row_as_duplicate(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "events.csv",
+        [["u1", "a1", "news", "1700000000", ""], ["u2", "a2", "news", "1600000000", "click"]],
+    )
+    assert "2 stored, 0 duplicates" in run_import(str(path), "--no-features")
+    assert "0 stored, 2 duplicates" in run_import(str(path), "--no-features")
+    assert Event.objects.count() == 2
+    ledger = ledger_get()
+    assert ledger["duplicates"] == 2 and ledger["unaccounted"] == 0
+
+
+def test_event_ids_are_deterministic_and_ordered_by_event_time(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "events.csv",
+        [["u1", "a1", "news", "1700000060", ""], ["u1", "a1", "news", "1700000000", ""]],
+    )
+    run_import(str(path), "--no-features")
+    ids = [str(event_id) for event_id in Event.objects.order_by("ts").values_list("event_id", flat=True)]
+    assert ids == sorted(ids)
+    assert int(ids[0].replace("-", "")[:12], 16) == 1_700_000_000_000
+
+
 def test_generic_csv_without_type_column_defaults_to_page_view(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "e.csv",
