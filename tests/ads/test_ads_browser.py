@@ -10,7 +10,7 @@ The landing URLs point back at the live server (``/about/``): the test machine h
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,16 +28,6 @@ from inference.store import feature_store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVED_SLOT = ".ad-slot[data-click-recorded='server']"  # a campaign's ad (house ads have no click URL)
 
 
@@ -49,15 +39,9 @@ def fast_tracker(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def browser(fast_tracker: None) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+def browser(browser: Any, fast_tracker: None) -> Any:
+    """The shared Chromium (tests/conftest.py), with the tracker flushing fast."""
+    return browser
 
 
 @pytest.fixture
