@@ -233,3 +233,8 @@ def ledger_counters() -> dict[str, int]:
         for name, value in ledger_counts_redis().items():
             counters[name] = counters.get(name, 0) + int(value)
     return counters
+
+
+def events_recorded() -> bool:
+    """Whether any event has been stored yet (one indexed probe, not a count)."""
+    return Event.objects.exists()

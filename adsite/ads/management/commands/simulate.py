@@ -31,13 +31,13 @@ class Command(BaseCommand):
         from adsite.content.models import Article
         from adsite.content.selectors import article_slugs_by_category
         from inference.api import active_model_versions
-        from tracking.models import Event
+        from tracking.api import events_recorded
 
         if not Article.objects.exists():
             call_command("seed_demo", verbosity=0)
         if not Campaign.objects.exists():
             call_command("seed_ads", verbosity=0)
-        if not Event.objects.exists():  # a site with readers: demo traffic (and models with --train)
+        if not events_recorded():  # a site with readers: demo traffic (and models with --train)
             call_command("bootstrap_demo", skip_training=not options["train"], verbosity=0)
         elif options["train"] and not active_model_versions():
             call_command("train", activate="always")

@@ -38,9 +38,9 @@ class Command(BaseCommand):
     def _demo_traffic(self, visitors: int) -> None:
         from adsite.content.selectors import article_slugs_by_category
         from adsite.content.traffic import TrafficSpec, traffic_rows, traffic_write_csv
-        from tracking.models import Event
+        from tracking.api import events_recorded
 
-        if Event.objects.exists():
+        if events_recorded():
             self.stdout.write("bootstrap_demo: events already recorded, no demo traffic generated")
             return
         path = Path(settings.VAR_DIR) / "demo" / "traffic.csv"
