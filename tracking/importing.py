@@ -21,8 +21,11 @@ MovieLens directory: ``ratings.csv`` (each rating is a ``page_view`` of the movi
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import uuid
@@ -115,8 +118,17 @@ def _event_id(ts_ms: object, *parts: str) -> str:
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def generic_rows(path: Path) -> Iterator[SourceRow]:
-    """Rows of a generic events CSV."""
+# A share of a file for one of several preparing processes: (worker, workers, lines per block); the
+# worker yields only rows in blocks ``line // lines_per_block`` with ``block % workers == worker``.
+Share = tuple[int, int, int]
+
+
+def _mine(line: int, share: Share | None) -> bool:
+    return share is None or (line // share[2]) % share[1] == share[0]
+
+
+def generic_rows(path: Path, share: Share | None = None) -> Iterator[SourceRow]:
+    """Rows of a generic events CSV (only those of ``share``, when given)."""
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
@@ -130,7 +142,7 @@ def generic_rows(path: Path) -> Iterator[SourceRow]:
             )
         has_type = len(header) == 5
         for line, fields in enumerate(reader, start=2):
-            if not fields:
+            if not fields or not _mine(line, share):
                 continue
             if len(fields) != len(header):
                 yield SourceRow(
@@ -152,8 +164,9 @@ def generic_rows(path: Path) -> Iterator[SourceRow]:
             yield SourceRow(line, raw, labels)
 
 
-def movielens_rows(directory: Path) -> Iterator[SourceRow]:
-    """Rows of a MovieLens directory: each rating a page_view of the movie, genres as categories."""
+def movielens_rows(directory: Path, share: Share | None = None) -> Iterator[SourceRow]:
+    """Rows of a MovieLens directory: each rating a page_view of the movie, genres as categories
+    (only those of ``share``, when given)."""
     genres: dict[str, dict[str, str]] = {}
     with (directory / "movies.csv").open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -174,6 +187,8 @@ def movielens_rows(directory: Path) -> Iterator[SourceRow]:
         width = len(header)
         no_labels: dict[str, str] = {}
         for line, fields in enumerate(reader, start=2):
+            if not _mine(line, share):
+                continue
             if len(fields) != width:
                 yield SourceRow(line, {"row": fields}, {}, problem=f"{len(fields)} columns, expected {width}")
                 continue
@@ -213,10 +228,16 @@ class _Prepared:
     bad: list[QuarantinedEvent]
     labels: dict[str, str]
     params: list[tuple[Any, ...]] = field(default_factory=list)
+    accepted: int = 0  # rows that passed validation (offered to the database)
 
 
 def _prepare(
-    batch: list[SourceRow], *, limits: Limits, context: IngestContext, received_at_us: int
+    batch: list[SourceRow],
+    *,
+    limits: Limits,
+    context: IngestContext,
+    received_at_us: int,
+    keep_valid: bool = True,
 ) -> _Prepared:
     prepared = _Prepared(len(batch), [], [], [], {})
     for source in batch:
@@ -246,41 +267,82 @@ def _prepare(
             if slug not in prepared.labels:
                 prepared.labels[slug] = source.labels.get(slug, slug)
     prepared.params = db_params(prepared.db_rows)
+    prepared.accepted = len(prepared.db_rows)
+    # The writer needs only the converted rows (and the events, to observe): less to hand over.
+    prepared.db_rows = []
+    if not keep_valid:
+        prepared.valid = []
     return prepared
 
 
-_DONE = object()
+_DONE = "done"
+
+
+def _fork_context() -> Any:
+    """The ``fork`` multiprocessing context where the platform has one (the row source, a generator,
+    is inherited by the child rather than pickled), else ``None`` (prepare on a thread instead)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    return multiprocessing.get_context("fork")
+
+
+def default_workers() -> int:
+    """Preparing processes by default: one per core beyond the writer's (at least one, at most 4)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def events_import(
     *,
-    rows: Iterable[SourceRow],
+    rows: Iterable[SourceRow] | Callable[[Share | None], Iterable[SourceRow]],
     observe: bool = True,
     chunk_size: int = 20_000,
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
+    workers: int | None = None,
 ) -> ImportResult:
-    """Validate and store ``rows`` in transactions of ``chunk_size`` rows (see the module docstring).
+    """Validate and store ``rows`` in transactions of about ``chunk_size`` rows (see the module docstring).
 
-    Reading and validating (pure Python) run in a helper thread while this thread writes the previous
-    chunk: SQLite releases the GIL while it steps, so the two overlap on a second core.
+    ``rows``: the rows, or a function of a :data:`Share` giving them (``generic_rows``,
+    ``movielens_rows`` bound to their path), which lets ``workers`` forked processes each read the
+    file and prepare (build, validate, convert: pure Python) its own blocks of lines while this
+    process writes, instead of taking turns on the GIL. Where the platform cannot fork, or
+    ``workers`` is 0, one helper thread prepares everything. Preparing makes no query. ``None``:
+    :func:`default_workers`.
     """
+    if workers is None:
+        workers = default_workers()
     received_at = now or timezone.now()
     context = IngestContext(source="import", received_at=received_at)
     received_at_us = int(received_at.timestamp() * 1_000_000)
     limits = limits_for(now_ms=received_at_us // 1000)
     total = accepted = duplicates = quarantined = created = 0
     labels_seen: set[str] = set()
-    chunks: queue.Queue[object] = queue.Queue(maxsize=2)
+    fork = _fork_context() if workers > 0 else None
+    n_workers = workers if fork is not None and callable(rows) else 1
+    chunks: Any = fork.Queue(maxsize=2 * n_workers) if fork is not None else queue.Queue(maxsize=2)
     stop = threading.Event()
 
-    def produce() -> None:
+    def prepare(chunk: list[SourceRow]) -> _Prepared:
+        return _prepare(
+            chunk, limits=limits, context=context, received_at_us=received_at_us, keep_valid=observe
+        )
+
+    def produce(worker: int) -> None:
+        if fork is not None:
+            # A forked child: its rows make no reference cycles, and a collection would walk (and so
+            # copy) every page inherited from the parent.
+            gc.disable()
         try:
+            if callable(rows):
+                share = (worker, n_workers, chunk_size) if n_workers > 1 else None
+                sources = rows(share)
+            else:
+                sources = rows
             chunk: list[SourceRow] = []
-            for source in rows:
+            for source in sources:
                 chunk.append(source)
                 if len(chunk) >= chunk_size:
-                    item = _prepare(chunk, limits=limits, context=context, received_at_us=received_at_us)
+                    item = prepare(chunk)
                     while not stop.is_set():
                         try:
                             chunks.put(item, timeout=0.5)
@@ -291,18 +353,43 @@ def events_import(
                         return
                     chunk = []
             if chunk:
-                chunks.put(_prepare(chunk, limits=limits, context=context, received_at_us=received_at_us))
+                chunks.put(prepare(chunk))
             chunks.put(_DONE)
-        except BaseException as exc:  # handed to the writer thread, which re-raises it
-            chunks.put(exc)
+        except BaseException as exc:  # handed to the writer, which re-raises it
+            try:
+                chunks.put(exc)
+            except Exception:  # not picklable
+                chunks.put(RuntimeError(repr(exc)))
 
-    producer = threading.Thread(target=produce, name="import-prepare", daemon=True)
-    producer.start()
-    try:
+    producers: list[Any] = [
+        fork.Process(target=produce, args=(worker,), name=f"import-prepare-{worker}", daemon=True)
+        if fork is not None
+        else threading.Thread(target=produce, args=(worker,), name="import-prepare", daemon=True)
+        for worker in range(n_workers)
+    ]
+    if fork is not None:
+        gc.freeze()  # what exists now is shared with the children untouched (see produce)
+    for producer in producers:
+        producer.start()
+
+    def next_item() -> object:
         while True:
-            item = chunks.get()
-            if item is _DONE:
-                break
+            try:
+                return chunks.get(timeout=1.0)
+            except queue.Empty:
+                if not any(producer.is_alive() for producer in producers):
+                    try:  # it may have put its last item just before exiting
+                        return chunks.get(timeout=1.0)
+                    except queue.Empty:
+                        raise RuntimeError("import: the preparing process ended unexpectedly") from None
+
+    running = n_workers
+    try:
+        while running:
+            item = next_item()
+            if item == _DONE:
+                running -= 1
+                continue
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, _Prepared)
@@ -310,18 +397,18 @@ def events_import(
             with transaction.atomic():
                 created += categories_ensure(labels=new_labels)
                 if observe:
-                    inserted = events_insert(item.db_rows, params=item.params)
+                    inserted = events_insert(item.params, params=item.params)
                     n_inserted = len(inserted)
                 else:  # no ids needed: skip RETURNING, count the rows each statement wrote
                     inserted = set()
-                    n_inserted = events_insert_count(item.db_rows, params=item.params)
+                    n_inserted = events_insert_count(item.params, params=item.params)
                 if item.bad:
                     QuarantinedEvent.objects.bulk_create(item.bad)
-                ledger_add({"received": item.size, "duplicates": len(item.db_rows) - n_inserted})
+                ledger_add({"received": item.size, "duplicates": item.accepted - n_inserted})
             labels_seen.update(new_labels)
             total += item.size
             accepted += n_inserted
-            duplicates += len(item.db_rows) - n_inserted
+            duplicates += item.accepted - n_inserted
             quarantined += len(item.bad)
             if observe and inserted:
                 records: list[EventRecord] = []
@@ -336,7 +423,14 @@ def events_import(
                 progress(item.size)
     finally:
         stop.set()
-        producer.join(timeout=5)
+        for producer in producers:
+            if fork is not None and producer.is_alive():
+                producer.terminate()
+            producer.join(timeout=5)
+        if fork is not None:
+            chunks.close()
+            chunks.cancel_join_thread()
+            gc.unfreeze()
     logger.info(
         "tracking.imported",
         extra={"rows": total, "accepted": accepted, "duplicates": duplicates, "quarantined": quarantined},

@@ -87,6 +87,21 @@ def test_event_ids_are_deterministic_and_ordered_by_event_time(tmp_path: Path) -
     assert int(ids[0].replace("-", "")[:12], 16) == 1_700_000_000_000
 
 
+@pytest.mark.parametrize("workers", ["0", "1", "3"])
+def test_import_gives_the_same_result_prepared_by_a_thread_or_several_processes(
+    tmp_path: Path, workers: str
+) -> None:
+    rows = [["u1", f"a{n}", "news", str(1_700_000_000 + n), ""] for n in range(40)]
+    rows[7][3] = "yesterday"  # line 9
+    rows[30][0] = ""  # line 32: user_id required
+    path = write_csv(tmp_path / "events.csv", rows)
+    output = run_import(str(path), "--no-features", "--chunk-size", "5", "--workers", workers)
+    assert "40 rows in" in output and "38 stored, 0 duplicates, 2 quarantined" in output
+    assert Event.objects.count() == 38
+    assert set(QuarantinedEvent.objects.values_list("batch_index", flat=True)) == {9, 32}
+    assert ledger_get()["unaccounted"] == 0
+
+
 def test_generic_csv_without_type_column_defaults_to_page_view(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "e.csv",

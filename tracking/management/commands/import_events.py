@@ -6,6 +6,7 @@ nothing twice), categories created as needed, a tqdm progress bar; see ``trackin
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--chunk-size", type=int, default=20_000, help="rows per transaction")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="processes that read and validate while this one writes "
+            "(default: cores - 1, at least 1, at most 4; 0: a thread instead)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from tracking.importing import events_import, generic_rows, movielens_rows
@@ -33,11 +41,11 @@ class Command(BaseCommand):
         if options["format"] == "movielens":
             if not (path / "ratings.csv").is_file() or not (path / "movies.csv").is_file():
                 raise CommandError(f"{path} must hold ratings.csv and movies.csv")
-            rows = movielens_rows(path)
+            rows = functools.partial(movielens_rows, path)
         else:
             if not path.is_file():
                 raise CommandError(f"{path} is not a file")
-            rows = generic_rows(path)
+            rows = functools.partial(generic_rows, path)
         bar = tqdm(
             unit="ev", unit_scale=True, desc="import", disable=options["no_progress"], file=self.stderr
         )
@@ -49,6 +57,7 @@ class Command(BaseCommand):
                 observe=not options["no_features"],
                 chunk_size=options["chunk_size"],
                 progress=bar.update,
+                workers=None if options["workers"] is None else max(0, options["workers"]),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
