@@ -287,8 +287,12 @@ def _fork_context() -> Any:
 
 
 def default_workers() -> int:
-    """Preparing processes by default: one per core beyond the writer's (at least one, at most 4)."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    """Preparing processes by default: one per core beyond the writer's, at least 2, at most 4.
+
+    Preparing costs about 2.5 times what writing does, so even on 2 cores two preparers keep the
+    writer busier than one (measured: docs/benchmarks.md, Tracking).
+    """
+    return min(4, max(2, (os.cpu_count() or 2) - 1))
 
 
 def events_import(

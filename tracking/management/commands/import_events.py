@@ -31,7 +31,7 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="processes that read and validate while this one writes "
-            "(default: cores - 1, at least 1, at most 4; 0: a thread instead)",
+            "(default: cores - 1, at least 2, at most 4; 0: a thread instead)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
