@@ -10,7 +10,10 @@ Promises:
 * Category labels become slugs (``Sci-Fi`` -> ``sci-fi``); missing ``content.Category`` rows are created.
 * Rows are written in large transactions with the raw multi-row ``INSERT ... ON CONFLICT DO NOTHING``
   of ``tracking.storage`` (no ORM per row), with the ledger counters in the same transaction.
-* Accepted events are handed to ``inference.api.events_observe`` in chunks (unless ``observe=False``).
+* Accepted events are handed to ``inference.api.events_observe`` in chunks (unless ``observe=False``;
+  then the inserts skip ``RETURNING`` and count the rows written instead).
+* Reading and validating run in forked worker processes (each takes alternate blocks of lines) while
+  the calling process writes; the workers make no query. Chunks may be written in any order.
 
 Generic file (EVALUATION.md): header ``user_id,item_id,categories,timestamp[,type]``, categories
 pipe-separated, timestamp in unix seconds, type defaulting to ``page_view``.
@@ -401,6 +404,7 @@ def events_import(
             with transaction.atomic():
                 created += categories_ensure(labels=new_labels)
                 if observe:
+                    # (the canonical rows stayed with the preparer: the converted ones stand in)
                     inserted = events_insert(item.params, params=item.params)
                     n_inserted = len(inserted)
                 else:  # no ids needed: skip RETURNING, count the rows each statement wrote

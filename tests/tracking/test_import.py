@@ -102,6 +102,15 @@ def test_import_gives_the_same_result_prepared_by_a_thread_or_several_processes(
     assert ledger_get()["unaccounted"] == 0
 
 
+def test_rows_given_as_an_iterable_are_imported(tmp_path: Path) -> None:
+    from tracking.importing import events_import, generic_rows
+
+    path = write_csv(tmp_path / "events.csv", [["u1", f"a{n}", "news", "1700000000", ""] for n in range(7)])
+    result = events_import(rows=generic_rows(path), observe=False, chunk_size=3)
+    assert (result.rows, result.accepted, result.duplicates) == (7, 7, 0)
+    assert Event.objects.count() == 7
+
+
 def test_generic_csv_without_type_column_defaults_to_page_view(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "e.csv",
