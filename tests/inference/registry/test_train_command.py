@@ -6,7 +6,6 @@ The event and category sources are injected through settings, as in production
 
 from __future__ import annotations
 
-import random
 from io import StringIO
 
 import pytest
@@ -15,9 +14,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from inference.events import EventRecord
 from inference.registry.models import ModelVersion, TrainingRun
 from inference.registry.training import LOCK_KEY
+from tests.inference.streams import affinity_stream
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -25,20 +24,7 @@ CATEGORIES = [f"c{i}" for i in range(6)]
 
 
 def event_records_iter(*, since=None, until=None, chunk_size=50_000):
-    rng = random.Random(1)
-    events = []
-    for n in range(1500):
-        user = rng.randrange(30)
-        category = CATEGORIES[user % 6] if rng.random() < 0.7 else rng.choice(CATEGORIES)
-        events.append(
-            EventRecord(
-                user_id=f"u{user}",
-                ts=1.7e9 + n * 600,
-                type="page_view",
-                categories=(category,),
-                item_id=str(n % 90),
-            )
-        )
+    events = affinity_stream(CATEGORIES, seed=1, step_s=600)
     yield events[:700]
     yield events[700:]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from inference.events import EventRecord
 from inference.features import population_features, states_replay, user_features
 from inference.serving import fastpath
 from inference.serving.fastpath import accelerate
+from tests.inference.streams import affinity_stream
 
 pytestmark = pytest.mark.slow
 
@@ -20,21 +20,7 @@ CATEGORIES = [f"c{i}" for i in range(8)]
 
 
 def stream() -> list[EventRecord]:
-    rng = random.Random(1)
-    events = []
-    for n in range(1500):
-        user = rng.randrange(30)
-        category = CATEGORIES[user % 8] if rng.random() < 0.7 else rng.choice(CATEGORIES)
-        events.append(
-            EventRecord(
-                user_id=f"u{user}",
-                ts=1.7e9 + n * 60,
-                type="page_view",
-                categories=(category,),
-                item_id=str(n % 90),
-            )
-        )
-    return events
+    return affinity_stream(CATEGORIES, seed=1)
 
 
 @pytest.fixture(scope="module")

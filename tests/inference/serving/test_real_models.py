@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAd
 from inference.serving.deadline import Deadline
 from inference.serving.predictor import Predictor, PredictorConfig
 from inference.serving.wiring import registry_active_versions
+from tests.inference.streams import affinity_stream
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -23,21 +23,7 @@ CATEGORIES = [f"c{i}" for i in range(6)]
 
 
 def stream() -> list[EventRecord]:
-    rng = random.Random(0)
-    events = []
-    for n in range(1500):
-        user = rng.randrange(30)
-        category = CATEGORIES[user % 6] if rng.random() < 0.7 else rng.choice(CATEGORIES)
-        events.append(
-            EventRecord(
-                user_id=f"u{user}",
-                ts=1.7e9 + n * 60,
-                type="page_view",
-                categories=(category,),
-                item_id=str(n % 90),
-            )
-        )
-    return events
+    return affinity_stream(CATEGORIES, seed=0)
 
 
 @pytest.fixture(scope="module")
