@@ -49,6 +49,13 @@ def batchers():
         batcher.close()
 
 
+def _wait_for_queued(batcher: MicroBatcher, count: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while batcher.queued() < count:
+        assert time.monotonic() < deadline, f"{count} items never queued (queued: {batcher.queued()})"
+        time.sleep(0.001)
+
+
 def _concurrently(batcher: MicroBatcher, items: list[int], timeout_ms: float = 5000) -> dict[int, object]:
     answers: dict[int, object] = {}
     start = threading.Barrier(len(items))
@@ -102,8 +109,7 @@ def test_batches_never_exceed_max_batch(scorer, batchers):
     assert scorer.entered.wait(5)
     waiting = threading.Thread(target=_concurrently, args=(batcher, list(range(10))))
     waiting.start()
-    while batcher.queued() < 10:
-        time.sleep(0.001)
+    _wait_for_queued(batcher, 10)
     scorer.gate.set()
     waiting.join(10)
     assert max(len(batch) for batch in scorer.batches) == 4
@@ -128,8 +134,7 @@ def test_full_queue_falls_through_with_a_reason(scorer, batchers):
     ]
     for thread in fillers:
         thread.start()
-    while batcher.queued() < 2:
-        time.sleep(0.001)
+    _wait_for_queued(batcher, 2)
     with pytest.raises(BatcherFull) as caught:
         batcher.submit(3, timeout_ms=5000)
     assert caught.value.reason == "over_budget"
@@ -208,11 +213,11 @@ def test_full_batcher_queue_falls_through_to_gbdt_over_budget_without_opening_th
     batcher = batchers(scorer, max_batch=1, max_wait_ms=0, max_queue=1)
     predictor = _batched_chain(registry, make_predictor, batcher)
     scorer.gate.clear()
+    scorer.entered.clear()  # the predictor's warm-up already went through the scorer
     threading.Thread(target=batcher.submit, args=(0,), kwargs={"timeout_ms": 5000}).start()
     assert scorer.entered.wait(5)
     threading.Thread(target=batcher.submit, args=(1,), kwargs={"timeout_ms": 5000}).start()
-    while batcher.queued() < 1:
-        time.sleep(0.001)
+    _wait_for_queued(batcher, 1)
     answers = [predictor.predict("alice", deadline=Deadline(1000)) for _ in range(8)]
     scorer.gate.set()
     assert {(a.served_by, a.fallback_reason) for a in answers} == {("gbdt", "over_budget")}
