@@ -9,7 +9,8 @@ and serving issues fill in the feature store, the models and the fallback chain 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from inference.events import EventRecord
 from inference.serving.deadline import Deadline
@@ -21,10 +22,14 @@ __all__ = [
     "InterestProfile",
     "Interests",
     "ServingStatus",
+    "ShadowSetting",
     "events_observe",
     "active_model_versions",
     "predict_interests",
     "serving_status",
+    "shadow_setting_clear",
+    "shadow_setting_get",
+    "shadow_setting_set",
     "store_rebuild",
     "user_forget",
     "user_interest_profile",
@@ -90,6 +95,8 @@ class ServingStatus:
     load_errors: dict[str, str]
     breakers: dict[str, str]  # algorithm -> closed / half_open / open
     registry_error: str
+    # the shadow this process holds: version, algorithm, sample_rate, top_k, breaker; error (empty: none)
+    shadow: dict[str, str] = field(default_factory=dict)
 
 
 def serving_status(*, start: bool = True) -> ServingStatus:
@@ -110,6 +117,7 @@ def serving_status(*, start: bool = True) -> ServingStatus:
         load_errors=current.load_errors(),
         breakers=current.breaker_states(),
         registry_error=current.last_refresh_error,
+        shadow=current.shadow_status(),
     )
 
 
@@ -163,3 +171,54 @@ def user_interest_profile(user_id: str) -> InterestProfile:
         type_counts={k: float(v) for k, v in user.type_counts.items()},
         device=str(user.device),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSetting:
+    """Shadow mode as configured in the registry: ``version`` scores ``sample_rate`` of the requests a
+    model served, after the answer, and its top-``top_k`` overlap and latency are recorded."""
+
+    version: str
+    algorithm: str
+    status: str  # the version's registry status (candidate or retired)
+    sample_rate: float
+    top_k: int
+    actor: str
+    updated_at: datetime
+
+
+def shadow_setting_get() -> ShadowSetting | None:
+    """The configured shadow (None: shadow mode is off). One query."""
+    from inference.registry.selectors import shadow_config_get
+
+    row = shadow_config_get()
+    if row is None:
+        return None
+    return ShadowSetting(
+        version=row.version.version,
+        algorithm=row.version.algorithm,
+        status=row.version.status,
+        sample_rate=row.sample_rate,
+        top_k=row.top_k,
+        actor=row.actor,
+        updated_at=row.updated_at,
+    )
+
+
+def shadow_setting_set(*, version: str, sample_rate: float, top_k: int = 5, actor: str = "") -> ShadowSetting:
+    """Shadow ``version`` on ``sample_rate`` of the served requests; every web process picks it up on
+    its next registry poll. Raises ``inference.registry.services.RegistryError`` for an unknown or
+    active version, or a rate outside (0, 1]."""
+    from inference.registry.services import shadow_config_set
+
+    shadow_config_set(version=version, sample_rate=sample_rate, top_k=top_k, actor=actor)
+    setting = shadow_setting_get()
+    assert setting is not None
+    return setting
+
+
+def shadow_setting_clear() -> str | None:
+    """Turn shadow mode off; returns the version that was shadowing (None when none was)."""
+    from inference.registry.services import shadow_config_clear
+
+    return shadow_config_clear()

@@ -97,3 +97,23 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"training run {self.pk} ({self.status}, {self.stage} {self.percent:.0f}%)"
+
+
+class ShadowConfig(models.Model):
+    """The version that shadows live traffic: it scores a sample of the interest requests that a model
+    served, after the answer is computed, and is never served itself. One row (``pk=1``) or none.
+
+    Every web process reads this row on its registry poll (``RELOAD_POLL_SECONDS``), like the active
+    versions, and loads and warms the version up beside the serving ones.
+    """
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    # share of eligible requests (a model answered) that the shadow also scores, 0 < rate <= 1
+    sample_rate = models.FloatField(default=0.1)
+    # agreement is the overlap of the two top-k category lists
+    top_k = models.PositiveSmallIntegerField(default=5)
+    actor = models.CharField(max_length=150, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"shadow {self.version_id} at {self.sample_rate:.0%}, top-{self.top_k}"

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.db.models import QuerySet
 
 from inference.conf import inference_setting
-from inference.registry.models import ModelVersion, TrainingRun
+from inference.registry.models import ModelVersion, ShadowConfig, TrainingRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,43 @@ def active_model_versions() -> dict[str, ActiveVersion]:
         )
         for algorithm, version, path in rows
     }
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowVersion:
+    """The shadow as serving polls it (see ``ShadowConfig``)."""
+
+    algorithm: str
+    version: str
+    artifact_dir: Path
+    sample_rate: float
+    top_k: int
+
+
+def shadow_version() -> ShadowVersion | None:
+    """The configured shadow, or None (one cheap query, polled beside ``active_model_versions``)."""
+    row = (
+        ShadowConfig.objects.filter(pk=1)
+        .values_list(
+            "version__algorithm", "version__version", "version__artifact_path", "sample_rate", "top_k"
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    algorithm, version, path, rate, top_k = row
+    return ShadowVersion(
+        algorithm=algorithm,
+        version=version,
+        artifact_dir=artifact_dir_for(artifact_path=path),
+        sample_rate=float(rate),
+        top_k=int(top_k),
+    )
+
+
+def shadow_config_get() -> ShadowConfig | None:
+    """The shadow row with its version (one joined query), for the dashboard."""
+    return ShadowConfig.objects.select_related("version").filter(pk=1).first()
 
 
 def model_version_get(*, version: str) -> ModelVersion:

@@ -1,4 +1,4 @@
-"""Writes to the registry: register a candidate, activate, roll back, retire.
+"""Writes to the registry: register a candidate, activate, roll back, retire; set the shadow.
 
 Each change of the serving version is one transaction (row lock on the algorithm's versions) that
 flips the statuses and writes a :class:`ModelActivation` audit row; web processes notice the change on
@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from inference.registry.models import ModelActivation, ModelVersion
+from inference.registry.models import ModelActivation, ModelVersion, ShadowConfig
 
 
 class RegistryError(Exception):
@@ -78,6 +78,8 @@ def _switch(*, target: ModelVersion, action: str, actor: str, reason: str) -> Mo
     target.status = ModelVersion.Status.ACTIVE
     target.activated_at = timezone.now()
     target.save(update_fields=["status", "activated_at"])
+    # a shadow that becomes the serving version has nothing left to be compared with
+    ShadowConfig.objects.filter(version=target).delete()
     ModelActivation.objects.create(
         algorithm=target.algorithm,
         action=action,
@@ -144,3 +146,37 @@ def model_version_retire(*, version: str, actor: str = "system", reason: str = "
         reason=reason,
     )
     return target
+
+
+SHADOW_TOP_K_MAX = 50
+
+
+@transaction.atomic
+def shadow_config_set(
+    *, version: str, sample_rate: float, top_k: int = 5, actor: str = "system"
+) -> ShadowConfig:
+    """Make ``version`` (a candidate or retired version, not an active one) the shadow: every web
+    process loads it on its next poll and scores ``sample_rate`` of the requests a model served."""
+    if not 0.0 < float(sample_rate) <= 1.0:
+        raise RegistryError(f"sample rate must be in (0, 1], not {sample_rate!r}")
+    if not 1 <= int(top_k) <= SHADOW_TOP_K_MAX:
+        raise RegistryError(f"top-k must be between 1 and {SHADOW_TOP_K_MAX}, not {top_k!r}")
+    target = _locked(version)
+    if target.status == ModelVersion.Status.ACTIVE:
+        raise RegistryError(f"{version} is already serving: shadow a candidate instead")
+    config, _ = ShadowConfig.objects.update_or_create(
+        pk=1,
+        defaults={"version": target, "sample_rate": float(sample_rate), "top_k": int(top_k), "actor": actor},
+    )
+    return config
+
+
+def shadow_config_clear() -> str | None:
+    """Stop shadowing; returns the version that was shadowing (None when there was none)."""
+    with transaction.atomic():
+        config = ShadowConfig.objects.select_for_update().select_related("version").filter(pk=1).first()
+        if config is None:
+            return None
+        version = config.version.version
+        config.delete()
+    return version

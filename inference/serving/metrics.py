@@ -46,3 +46,40 @@ MODEL_VERSION_LOADED = Gauge(
 MODEL_LOADS_TOTAL = Counter(
     "inference_model_loads_total", "Model version loads, by model and result.", ["model", "result"]
 )
+
+# --- shadow mode: a candidate scores a sample of served requests, never served itself ------------
+AGREEMENT_BUCKETS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 0.9, 1.0)
+
+SHADOW_AGREEMENT = Histogram(
+    "inference_shadow_agreement",
+    "Top-k overlap of the shadow version's categories with the served answer's, per request scored.",
+    ["version", "compared_with"],
+    buckets=AGREEMENT_BUCKETS,
+)
+SHADOW_TOP1_MATCH_TOTAL = Counter(
+    "inference_shadow_top1_match_total",
+    "Shadow-scored requests where the shadow's first category is the served answer's first.",
+    ["version", "compared_with"],
+)
+SHADOW_SECONDS = Histogram(
+    "inference_shadow_seconds",
+    "Latency of the shadow version's model call.",
+    ["version"],
+    buckets=LATENCY_BUCKETS,
+)
+SHADOW_SKIPPED_TOTAL = Counter(
+    "inference_shadow_skipped_total",
+    "Sampled requests the shadow did not score: no_time (deadline), circuit_open.",
+    ["version", "reason"],
+)
+SHADOW_ERRORS_TOTAL = Counter(
+    "inference_shadow_errors_total",
+    "Shadow calls that raised, returned invalid output or overran (counted, never raised).",
+    ["version", "kind"],
+)
+SHADOW_LOADED = Gauge(
+    "inference_shadow_loaded",
+    "1 for the shadow version loaded in a live worker.",
+    ["version"],
+    multiprocess_mode="livemax",
+)

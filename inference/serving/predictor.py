@@ -13,12 +13,19 @@ Promises:
   answers (population popularity blended with the user's own decayed counts, or the population only
   when the feature store cannot be read).
 - One thread of math per process (``torch.set_num_threads(1)``): a 2-core host runs several workers.
+- Shadow mode: the same poll reads the shadow config; the shadow version is loaded and warmed up
+  beside the serving ones but never serves. After a model (neural or gbdt) has answered, a sampled
+  request is also scored by the shadow, only if its p99 fits in the time the deadline has left and
+  its own breaker allows it; its top-k overlap with the served answer and its latency go to the
+  ``inference_shadow_*`` metrics. The served answer is computed first and returned unchanged; a shadow
+  failure is counted (``inference_shadow_errors_total``), never raised, and opens its breaker.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,8 +76,22 @@ class ActiveVersionLike(Protocol):
     artifact_dir: Path
 
 
+class ShadowVersionLike(Protocol):
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def artifact_dir(self) -> Path: ...
+    @property
+    def sample_rate(self) -> float: ...
+    @property
+    def top_k(self) -> int: ...
+
+
 ModelLoader = Callable[[str, Path], ServingModel]
 RegistryReader = Callable[[], Mapping[str, ActiveVersionLike]]
+ShadowReader = Callable[[], ShadowVersionLike | None]
 
 
 @dataclass(eq=False)
@@ -85,6 +106,25 @@ class LoadedModel:
     error: str = ""
     last_call: float = 0.0  # time.monotonic() of the last request that called it
     score_range: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class ShadowSlot:
+    """The shadow as this process holds it: a loaded, warmed-up model and how much traffic it sees."""
+
+    slot: LoadedModel
+    sample_rate: float
+    top_k: int
+
+
+def topk_overlap(served: Sequence[tuple[str, float]], shadow: Sequence[tuple[str, float]], k: int) -> float:
+    """Share of the served answer's top-k categories that the shadow's top-k also holds (1.0: the
+    same set, in any order). k is capped by the served answer's length; an empty answer agrees fully."""
+    k = min(k, len(served))
+    if k <= 0:
+        return 1.0
+    wanted = {category for category, _ in served[:k]}
+    return len(wanted.intersection(category for category, _ in shadow[:k])) / k
 
 
 @dataclass(frozen=True)
@@ -137,6 +177,8 @@ class Predictor:
         registry_reader: RegistryReader,
         config: PredictorConfig | None = None,
         clock: Callable[[], float] = time.time,
+        shadow_reader: ShadowReader | None = None,
+        sampler: Callable[[], float] = random.random,
     ) -> None:
         self.config = config or PredictorConfig()
         self._features = features
@@ -151,6 +193,12 @@ class Predictor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_refresh_error: str = ""
+        # shadow mode (None: no shadow); replaced whole like _slots, read once per request
+        self._shadow_reader = shadow_reader
+        self._sampler = sampler
+        self._shadow: ShadowSlot | None = None
+        self._failed_shadow = ""
+        self.shadow_error = ""
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, *, background: bool = True) -> Predictor:
@@ -214,6 +262,21 @@ class Predictor:
     def breaker_states(self) -> dict[str, str]:
         return {name: slot.breaker.state for name, slot in self._slots.items()}
 
+    def shadow_status(self) -> dict[str, str]:
+        """The shadow this process holds: version, sample rate, top-k, breaker (empty: none) and the
+        last load error."""
+        shadow = self._shadow
+        out: dict[str, str] = {"error": self.shadow_error} if self.shadow_error else {}
+        if shadow is not None:
+            out.update(
+                version=shadow.slot.version,
+                algorithm=shadow.slot.name,
+                sample_rate=str(shadow.sample_rate),
+                top_k=str(shadow.top_k),
+                breaker=shadow.slot.breaker.state,
+            )
+        return out
+
     def refresh(self) -> bool:
         """Poll the registry once; load changed versions fully, then swap them in. True if swapped."""
         with self._refresh_lock:
@@ -240,11 +303,52 @@ class Predictor:
                         )
                         continue
                 updated[name] = slot
+            shadow_changed = self._refresh_shadow(served={slot.version for slot in updated.values()})
             if updated == current:
-                return False
+                return shadow_changed
             self._slots = updated  # the atomic swap
             self._publish_versions(current, updated)
             return True
+
+    def _refresh_shadow(self, *, served: set[str]) -> bool:
+        """Load (and warm up) the configured shadow version, or drop it; True when it changed. A
+        failure to read the config keeps the current shadow; a failure to load leaves none."""
+        if self._shadow_reader is None:
+            return False
+        try:
+            wanted = self._shadow_reader()
+        except Exception as exc:
+            logger.warning("inference.shadow_poll_failed: %r", exc)
+            return False
+        held = self._shadow
+        if wanted is None or wanted.version in served:
+            # no shadow, or it has become a serving version: nothing left to compare it with
+            self._set_shadow(None)
+            self.shadow_error = ""
+            return held is not None
+        if held is not None and held.slot.version == wanted.version:
+            if (held.sample_rate, held.top_k) == (wanted.sample_rate, wanted.top_k):
+                return False
+            self._shadow = ShadowSlot(held.slot, float(wanted.sample_rate), int(wanted.top_k))
+            return True
+        if self._failed_shadow == wanted.version:
+            return False  # already failed to load: do not retry every poll
+        slot = self._load(wanted.algorithm, wanted.version, Path(wanted.artifact_dir))
+        if slot.model is None:
+            self._failed_shadow, self.shadow_error = wanted.version, slot.error
+            self._set_shadow(None)
+            return held is not None
+        self.shadow_error = ""
+        self._set_shadow(ShadowSlot(slot, float(wanted.sample_rate), int(wanted.top_k)))
+        logger.info("inference.shadow_loaded %s at %.3f", wanted.version, wanted.sample_rate)
+        return True
+
+    def _set_shadow(self, new: ShadowSlot | None) -> None:
+        old, self._shadow = self._shadow, new  # one reference: a request sees the old or the new
+        if old is not None and (new is None or new.slot is not old.slot):
+            metrics.SHADOW_LOADED.labels(old.slot.version).set(0)
+        if new is not None:
+            metrics.SHADOW_LOADED.labels(new.slot.version).set(1)
 
     def _load(self, name: str, version: str, artifact_dir: Path) -> LoadedModel:
         slot = LoadedModel(
@@ -353,10 +457,64 @@ class Predictor:
                 continue
             slot.breaker.record_success()
             metrics.BREAKER_STATE.labels(name).set(0)
-            return self._answer(scores, name, slot.version, reason, deadline, stages)
+            answer = self._answer(scores, name, slot.version, reason, deadline, stages)
+            shadow = self._shadow  # read once; None (no shadow) costs one attribute read
+            if shadow is not None:
+                self._shadow_score(shadow, features, answer, now=now, deadline=deadline)
+            return answer
         return self._prior_answer(
             features, reason or "no_model", now=now, top=top, deadline=deadline, stages=stages
         )
+
+    def _shadow_score(
+        self, shadow: ShadowSlot, features: Any, answer: Interests, *, now: float, deadline: Deadline
+    ) -> None:
+        """Score a sampled request with the shadow after the served answer was computed. Never raises
+        and never changes ``answer``: skipped when the time left does not fit the shadow's p99."""
+        slot = shadow.slot
+        try:
+            if self._sampler() >= shadow.sample_rate or not answer.scores or slot.model is None:
+                return
+            k = min(shadow.top_k, len(answer.scores))
+            p99 = slot.latency.p99()
+            remaining = deadline.remaining_ms()
+            if remaining <= 0 or (p99 is not None and p99 > remaining):
+                metrics.SHADOW_SKIPPED_TOTAL.labels(slot.version, "no_time").inc()
+                return
+            if not slot.breaker.allow():
+                metrics.SHADOW_SKIPPED_TOTAL.labels(slot.version, "circuit_open").inc()
+                return
+            started = time.perf_counter()
+            slot.last_call = time.monotonic()
+            try:
+                scores = _validated(slot.model.predict(features, now=now, top=k), k, slot.score_range)
+            except BatcherUnavailable as exc:
+                slot.breaker.release()  # the shared GPU queue is busy: not the shadow's fault
+                metrics.SHADOW_ERRORS_TOTAL.labels(slot.version, f"batcher_{exc.reason}").inc()
+                return
+            except Exception as exc:
+                slot.breaker.record_failure()
+                kind = "invalid_output" if isinstance(exc, InvalidOutput) else "exception"
+                metrics.SHADOW_ERRORS_TOTAL.labels(slot.version, kind).inc()
+                logger.debug("inference.shadow_failed %s: %r", slot.version, exc)
+                return
+            took = (time.perf_counter() - started) * 1000.0
+            slot.latency.record(took)
+            metrics.SHADOW_SECONDS.labels(slot.version).observe(took / 1000.0)
+            if deadline.remaining_ms() < 0:
+                # it did score, but past the request's deadline: count it, and let repeated overruns
+                # open the breaker so that a slow shadow stops costing requests time
+                slot.breaker.record_failure()
+                metrics.SHADOW_ERRORS_TOTAL.labels(slot.version, "overrun").inc()
+            else:
+                slot.breaker.record_success()
+            metrics.SHADOW_AGREEMENT.labels(slot.version, answer.served_by).observe(
+                topk_overlap(answer.scores, scores, k)
+            )
+            if scores and scores[0][0] == answer.scores[0][0]:
+                metrics.SHADOW_TOP1_MATCH_TOTAL.labels(slot.version, answer.served_by).inc()
+        except Exception:  # the shadow's bookkeeping must never reach the request
+            logger.exception("inference.shadow_bookkeeping_failed")
 
     def _failed(self, slot: LoadedModel, kind: str) -> None:
         slot.breaker.record_failure()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.conf import inference_setting
-from inference.serving.predictor import ActiveVersionLike, Predictor, PredictorConfig
+from inference.serving.predictor import ActiveVersionLike, Predictor, PredictorConfig, ShadowVersionLike
 
 
 def registry_active_versions() -> Mapping[str, ActiveVersionLike]:
@@ -26,6 +26,13 @@ def registry_active_versions() -> Mapping[str, ActiveVersionLike]:
     if not connection.in_atomic_block:
         close_old_connections()
     return active_model_versions()  # type: ignore[return-value]  # ActiveVersion satisfies the protocol
+
+
+def registry_shadow_version() -> ShadowVersionLike | None:
+    """The shadow config, read on the same poll right after the active versions (one cheap query)."""
+    from inference.registry.selectors import shadow_version
+
+    return shadow_version()
 
 
 def predictor_config() -> PredictorConfig:
@@ -74,4 +81,5 @@ def predictor_build() -> Predictor:
         loader=ModelLoaderAdapter(fastpath=fastpath_options()),
         registry_reader=registry_active_versions,
         config=predictor_config(),
+        shadow_reader=registry_shadow_version,
     )
