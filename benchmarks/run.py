@@ -111,6 +111,25 @@ def collect_body(batch: int) -> Callable[[int, int], bytes]:
     return factory
 
 
+def collect_lua(batch: int) -> str:
+    """The same body as ``collect_body`` for wrk: ``batch`` events with ids unique per run, thread, request."""
+    return r"""
+function body(n)
+  local now = os.time() * 1000
+  local events = {}
+  for i = 0, LAST do
+    local cat = (i % 2 == 1) and "technology-computing" or "travel"
+    events[#events + 1] = string.format(
+      '{"event_id": "%08x-%04x-4%03x-a000-%012d", "type": "page_view", "user_id": "bench-%d-%d", '
+      .. '"session_id": "s-%d", "ts": %d, "url": "http://127.0.0.1/articles/a-%d/", "item_id": "a-%d", '
+      .. '"categories": ["%s"]}',
+      run_id, thread_id, i, n, thread_id, n % 50, thread_id, now, i, i, cat)
+  end
+  return '{"events": [' .. table.concat(events, ", ") .. ']}'
+end
+""".replace("LAST", str(batch - 1))
+
+
 def row(name: str, value: str, note: str = "") -> dict[str, str]:
     print(f"| {name} | {value} | {note} |", flush=True)
     return {"name": name, "value": value, "note": note}
@@ -120,7 +139,16 @@ def load_row(name: str, result: LoadResult, per_request: int = 1, note: str = ""
     events = result.rps * per_request
     value = (f"{events:,.0f} events/s" if per_request > 1 else f"{result.rps:,.0f} req/s") + (
         f"; p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms; statuses {result.statuses}")
-    return row(name, value, note)
+    load = (f"generator {result.generator}, {result.requests:,} requests in {result.seconds:.1f} s, "
+            f"errors {result.errors}, load average {load_average()}")
+    return row(name, value, f"{note}; {load}" if note else load)
+
+
+def load_average() -> str:
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def bench_collect(services: bool) -> list[dict[str, str]]:
@@ -130,6 +158,7 @@ def bench_collect(services: bool) -> list[dict[str, str]]:
     with gunicorn(env, workers=1, threads=threads) as port:
         result = run_load(port=port, path="/collect", method="POST",
                           headers={"Content-Type": "text/plain"}, body_factory=collect_body(50),
+                          lua_body=collect_lua(50),
                           clients=4, seconds=SECONDS)
     out = [load_row(f"/collect, {mode}, 1 web process, 50-event batches, 4 clients", result, 50)]
     if services:
