@@ -1,13 +1,155 @@
-"""Rate limits of the inference API, per authenticated client (rates in REST_FRAMEWORK settings)."""
+"""Rate limits of the inference API, per authenticated client (rates in REST_FRAMEWORK settings).
+
+DRF's stock throttles keep each client's full request history (a list of timestamps, up to the rate's
+count) in Django's cache: a pickled list read and written on every request — at 120,000/minute that is
+hundreds of kB per call for a busy client — and Django's Redis cache backend builds a new client object
+per call. These throttles count instead: a fixed window per client (``rate`` requests per period,
+windows aligned to the period), one Redis round trip per request (a script doing ``INCR`` and, on the
+window's first hit, ``PEXPIRE``) on one connection pool per process.
+
+The price of a fixed window: a client can make up to twice the rate across a window boundary.
+
+Degradation: when Redis is not configured (embedded mode) or does not answer within
+``REDIS_TIMEOUT_S``, the window is counted in this process instead (limits then hold per web process,
+i.e. looser by the number of workers), and Redis is left alone for ``REDIS_RETRY_AFTER_S`` so that a
+dead Redis costs one timeout per process per period, not one per request. A throttle never fails a
+request with a 5xx.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rest_framework.request import Request
 from rest_framework.throttling import UserRateThrottle
 
+logger = logging.getLogger(__name__)
 
-class InterestsRateThrottle(UserRateThrottle):
+REDIS_TIMEOUT_S = 0.1
+REDIS_RETRY_AFTER_S = 2.0
+LOCAL_KEYS_MAX = 100_000  # windows counted in-process before old ones are dropped
+
+# KEYS[1] = the window's counter; ARGV[1] = its lifetime in ms. Returns the count including this hit.
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class LocalWindowCounter:
+    """Per-process window counts (embedded mode, and the fallback while Redis is away)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, expires_at: float) -> int:
+        with self._lock:
+            now = time.time()
+            if len(self._counts) >= LOCAL_KEYS_MAX:
+                self._counts = {k: v for k, v in self._counts.items() if v[0] > now}
+                if len(self._counts) >= LOCAL_KEYS_MAX:
+                    self._counts.clear()
+            _, count = self._counts.get(key, (expires_at, 0))
+            self._counts[key] = (expires_at, count + 1)
+            return count + 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+class RedisWindowCounter:
+    """Window counts in Redis, one client (connection pool) per process and URL, one round trip per hit."""
+
+    def __init__(self, url: str, *, timeout_s: float = REDIS_TIMEOUT_S) -> None:
+        self.url = url
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+        )
+        self._script: Any = self._client.register_script(_HIT)  # EVALSHA; loads the script when missing
+        self._down_until = 0.0
+
+    def hit(self, key: str, ttl_ms: int) -> int | None:
+        """The count in the window including this hit, or None while Redis is unavailable."""
+        if self._down_until and time.monotonic() < self._down_until:
+            return None
+        try:
+            count = int(self._script(keys=[key], args=[ttl_ms]))
+        except redis.RedisError as exc:
+            self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
+            logger.warning(
+                "api.throttle_redis_unavailable: counting in-process for %.0f s (%s)",
+                REDIS_RETRY_AFTER_S,
+                exc,
+            )
+            return None
+        self._down_until = 0.0
+        return count
+
+
+_local = LocalWindowCounter()
+_redis: RedisWindowCounter | None = None
+_redis_lock = threading.Lock()
+
+
+def redis_counter() -> RedisWindowCounter | None:
+    """This process's Redis counter for ``settings.REDIS_URL`` (None in embedded mode)."""
+    global _redis
+    url = getattr(settings, "REDIS_URL", "") or ""
+    if not url:
+        return None
+    counter = _redis
+    if counter is None or counter.url != url:
+        with _redis_lock:
+            if _redis is None or _redis.url != url:
+                _redis = RedisWindowCounter(url)
+            counter = _redis
+    return counter
+
+
+def throttle_counters_reset() -> None:
+    """Forget this process's Redis client and in-process counts (tests)."""
+    global _redis
+    with _redis_lock:
+        _redis = None
+    _local.clear()
+
+
+class FixedWindowUserRateThrottle(UserRateThrottle):
+    """``UserRateThrottle``'s identity and rates, counted in fixed windows (see the module docstring)."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        self.now = self.timer()
+        window = int(self.now // self.duration)
+        self.window_ends = (window + 1) * self.duration
+        window_key = f"{key}:{window}"
+        counter = redis_counter()
+        count = counter.hit(window_key, int(self.duration * 1000) + 1000) if counter is not None else None
+        if count is None:
+            count = _local.hit(window_key, self.window_ends)
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return max(0.0, self.window_ends - self.now)
+
+
+class InterestsRateThrottle(FixedWindowUserRateThrottle):
     scope = "interests"
 
 
-class InterestsBatchRateThrottle(UserRateThrottle):
+class InterestsBatchRateThrottle(FixedWindowUserRateThrottle):
     scope = "interests_batch"
