@@ -80,15 +80,40 @@ def test_an_unreachable_redis_costs_one_attempt_then_is_left_alone(token_client,
     calls = []
     real_hit = throttling.RedisWindowCounter.hit
 
-    def counting_hit(self, key, ttl_ms):
+    def counting_hit(self, key, **kwargs):
         calls.append(self._down_until)
-        return real_hit(self, key, ttl_ms)
+        return real_hit(self, key, **kwargs)
 
     monkeypatch.setattr(throttling.RedisWindowCounter, "hit", counting_hit)
     with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
         assert _statuses(token_client, 4) == [200, 200, 200, 429]
     assert calls[0] == 0.0  # the first request tried Redis
     assert all(down > 0 for down in calls[1:])  # the next ones knew it was away and did not wait on it
+
+
+def test_a_busy_client_is_counted_in_batches_and_held_to_its_limit(private_redis):
+    import redis
+
+    counter = throttling.RedisWindowCounter(private_redis)
+    limit = 10_000  # sent every 100 hits
+    window = {"limit": limit, "ttl_ms": 60_000, "expires_at": NOW + 60}
+    for _ in range(250):
+        counter.hit("w", **window)
+    assert int(redis.Redis.from_url(private_redis).get("w")) in range(150, 251)  # at most 99 held back
+    counts = [counter.hit("w", **window) for _ in range(limit)]
+    allowed = sum(1 for count in counts if count <= limit)
+    assert allowed == limit - 250  # one process: judged on Redis's exact total near the limit
+
+
+def test_several_processes_pass_a_limit_by_at_most_their_held_back_hits(private_redis):
+    processes = [throttling.RedisWindowCounter(private_redis) for _ in range(3)]
+    limit = 5_000  # each sends every 50 hits
+    window = {"limit": limit, "ttl_ms": 60_000, "expires_at": NOW + 60}
+    allowed = 0
+    for i in range(3 * limit):
+        count = processes[i % 3].hit("w", **window)
+        allowed += count is not None and count <= limit
+    assert limit <= allowed <= limit + 2 * throttling.RedisWindowCounter.sync_every(limit)
 
 
 def _kill_private_redis(url: str) -> None:
