@@ -168,11 +168,22 @@ def traffic_series(
     return {"t": [(start + width * (i + 1)).isoformat() for i in range(points)], "series": labels}
 
 
-def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[str, Any]:
-    """The overview's figures for the last hour or day, JSON-ready (see the module docstring of rollup)."""
+@dataclass(frozen=True, slots=True)
+class WindowDeltas:
+    """What the snapshots of one window say: per-source points, the summed counter increases over the
+    window, the seconds they cover and the latest snapshot (at, values)."""
+
+    start: datetime
+    points: dict[str, list[tuple[datetime, dict[str, float]]]]
+    deltas: dict[str, float]
+    seconds: float
+    latest: tuple[datetime, dict[str, float]] | None
+
+
+def window_deltas(*, window: str = "hour", now: datetime | None = None) -> WindowDeltas:
+    """Counter increases over the last hour or day from the snapshots (two queries)."""
     now = now or timezone.now()
-    span = WINDOWS.get(window, WINDOWS["hour"])
-    start = now - span
+    start = now - WINDOWS.get(window, WINDOWS["hour"])
     points = _snapshots_in(start, now)
     deltas = series.deltas_sum(
         series.counter_deltas(rows[0][1], rows[-1][1]) for rows in points.values() if rows
@@ -186,6 +197,15 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         0.0,
     )
     latest = max((rows[-1] for rows in points.values() if rows), key=lambda r: r[0], default=None)
+    return WindowDeltas(start=start, points=points, deltas=deltas, seconds=seconds, latest=latest)
+
+
+def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[str, Any]:
+    """The overview's figures for the last hour or day, JSON-ready (see the module docstring of rollup)."""
+    now = now or timezone.now()
+    measured = window_deltas(window=window, now=now)
+    start, points, deltas = measured.start, measured.points, measured.deltas
+    seconds, latest = measured.seconds, measured.latest
     served = series.series_by_label(deltas, "inference_served_total", "served_by")
     predictions = sum(served.values())
     decisions = _decisions(deltas)
@@ -298,35 +318,106 @@ def model_row(row: Any) -> ModelRow:
     )
 
 
-def models_page(*, limit: int = 50) -> dict[str, Any]:
-    """The registry table (newest first), recent training runs and live serving figures."""
+def shadow_results(measured: WindowDeltas) -> list[dict[str, Any]]:
+    """Per shadow version (and the algorithm whose answers it was compared with) in the window:
+    requests scored, mean top-k agreement, top-1 match rate, latency p50/p99, skips and errors."""
+    d = measured.deltas
+    scored = {
+        (labels["version"], labels["compared_with"]): value
+        for key, value in d.items()
+        for name, labels in [series.key_parse(key)]
+        if name == "inference_shadow_agreement_count" and "version" in labels and "compared_with" in labels
+    }
+    versions = sorted(
+        {v for v, _ in scored}
+        | {
+            series.key_parse(k)[1].get("version", "")
+            for k, value in d.items()
+            if value > 0
+            and series.key_parse(k)[0] in ("inference_shadow_skipped_total", "inference_shadow_errors_total")
+        }
+        - {""}
+    )
+    rows = []
+    for version in versions:
+        latency = series.histogram_quantiles(d, "inference_shadow_seconds", (0.5, 0.99), version=version)
+        skipped = series.series_by_label(d, "inference_shadow_skipped_total", "reason", version=version)
+        errors = series.series_by_label(d, "inference_shadow_errors_total", "kind", version=version)
+        compared = sorted(c for v, c in scored if v == version) or [""]
+        for against in compared:
+            n = scored.get((version, against), 0.0)
+            total = d.get(series_key("inference_shadow_agreement_sum", version, against), 0.0)
+            top1 = d.get(series_key("inference_shadow_top1_match_total", version, against), 0.0)
+            rows.append(
+                {
+                    "version": version,
+                    "compared_with": against,
+                    "scored": int(n),
+                    "agreement": round(total / n, 3) if n else None,
+                    "top1": f"{100 * top1 / n:.1f}%" if n else None,
+                    "p50_ms": round(latency[0.5] * 1000, 3) if latency[0.5] is not None else None,
+                    "p99_ms": round(latency[0.99] * 1000, 3) if latency[0.99] is not None else None,
+                    "skipped": {k: int(v) for k, v in sorted(skipped.items()) if v > 0},
+                    "errors": {k: int(v) for k, v in sorted(errors.items()) if v > 0},
+                }
+            )
+    return rows
+
+
+def series_key(name: str, version: str, compared_with: str) -> str:
+    return f"{name}{{compared_with={compared_with},version={version}}}"
+
+
+def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, Any]:
+    """The registry table (newest first), recent training runs, live serving figures and shadow mode
+    (its config and, from the rollups, its agreement and latency over the last hour and day)."""
     from inference import api as inference_api
     from inference.registry import selectors as registry
 
+    now = now or timezone.now()
     rows = [model_row(row) for row in registry.model_versions_list()[:limit]]
     runs = list(registry.training_runs_recent(limit=5))
     status = inference_api.serving_status(start=False)
     active = inference_api.active_model_versions()
-    hour = overview_get(window="hour")
-    latency = {row["model"]: row for row in hour["model_latency"]}  # model call time per algorithm
-    served = hour["served_by"]
+    hour = window_deltas(window="hour", now=now)
+    day = window_deltas(window="day", now=now)
+    # model call time per algorithm, answers per algorithm and the latest breaker states (last hour)
+    latency = {
+        row["model"]: row
+        for row in _latency_table(hour.deltas, "inference_predict_seconds", "model", stage="model")
+    }
+    served = series.series_by_label(hour.deltas, "inference_served_total", "served_by")
     answers = sum(served.values())
+    breakers = (
+        series.series_by_label(hour.latest[1], "inference_breaker_state", "model") if hour.latest else {}
+    )
     algorithms = []
     for name in ("neural", "gbdt"):
         row = latency.get(name, {})
+        state = breakers.get(name)
         algorithms.append(
             {
                 "name": name,
                 "active": active.get(name, ""),
                 "loaded": status.loaded.get(name, ""),
                 "error": status.load_errors.get(name, ""),
-                "breaker": status.breakers.get(name) or hour["breakers"].get(name, ""),
+                "breaker": status.breakers.get(name)
+                or (BREAKER_NAMES.get(int(state), "") if state is not None else ""),
                 "p50": row.get("p50_ms"),
                 "p99": row.get("p99_ms"),
                 "share": f"{100 * served.get(name, 0) / answers:.1f}%" if answers else None,
             }
         )
-    return {"models": rows, "runs": runs, "algorithms": algorithms}
+    setting = inference_api.shadow_setting_get()
+    shadow = {
+        "setting": setting,
+        "percent": round(100 * setting.sample_rate, 2) if setting else None,
+        "here": status.shadow,
+        "results": [{"window": "last hour", **r} for r in shadow_results(hour)]
+        + [{"window": "last day", **r} for r in shadow_results(day)],
+        "candidates": [r for r in rows if r.status != "active"],
+    }
+    return {"models": rows, "runs": runs, "algorithms": algorithms, "shadow": shadow}
 
 
 def training_run_get(*, run_id: int | None = None) -> dict[str, Any] | None:

@@ -146,6 +146,43 @@ def model_retire(*, actor: Any, version: str) -> str:
     return row.version
 
 
+def shadow_set(*, actor: Any, version: str, sample_rate: float, top_k: int) -> Any:
+    """Shadow ``version`` on ``sample_rate`` of the model-served requests (every web process picks it
+    up on its next registry poll)."""
+    from inference import api as inference_api
+
+    return _audited(
+        actor=actor,
+        action="model.shadow",
+        target=version,
+        details={"sample_rate": sample_rate, "top_k": top_k},
+        call=lambda: inference_api.shadow_setting_set(
+            version=version, sample_rate=sample_rate, top_k=top_k, actor=_actor_label(actor)
+        ),
+        describe=lambda r: {"algorithm": r.algorithm},
+    )
+
+
+def shadow_stop(*, actor: Any) -> str | None:
+    """Turn shadow mode off; returns the version that was shadowing."""
+    from inference import api as inference_api
+
+    def call() -> str | None:
+        stopped = inference_api.shadow_setting_clear()
+        if stopped is None:
+            raise ValueError("no version is shadowing")
+        return stopped
+
+    return _audited(
+        actor=actor,
+        action="model.shadow_stop",
+        target="shadow",
+        details={},
+        call=call,
+        describe=lambda r: {"version": r},
+    )
+
+
 def visitor_delete(*, actor: Any, user_id: str) -> Any:
     """The privacy operation (tracking's ``user_data_delete``: events, quarantine rows, features)."""
     from tracking import api as tracking_api

@@ -53,6 +53,7 @@ def overview_json(request: HttpRequest) -> JsonResponse:
 @require_GET
 @staff_required
 def models(request: HttpRequest) -> HttpResponse:
+    rollup_refresh_if_stale()  # the shadow's agreement and the latencies come from the snapshots
     return render(
         request,
         "dashboard/models.html",
@@ -128,6 +129,43 @@ def model_rollback(request: HttpRequest, algorithm: str) -> HttpResponse:
         f"{algorithm} rolled back to the version that served before.",
     )
     return redirect("dashboard:models")
+
+
+class ShadowForm(forms.Form):
+    version = forms.CharField(max_length=64)
+    sample_percent = forms.FloatField(min_value=0.01, max_value=100.0, label="Sample (%)")
+    top_k = forms.IntegerField(min_value=1, max_value=20, initial=5, label="Top-k")
+
+
+@require_POST
+@staff_required
+def model_shadow(request: HttpRequest) -> HttpResponse:
+    form = ShadowForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, "Choose a version, a sample between 0.01 and 100 %, and a top-k from 1 to 20."
+        )
+    else:
+        data = form.cleaned_data
+        _run(
+            request,
+            lambda: services.shadow_set(
+                actor=request.user,
+                version=data["version"],
+                sample_rate=data["sample_percent"] / 100.0,
+                top_k=data["top_k"],
+            ),
+            f"{data['version']} now shadows {data['sample_percent']:g}% of model-served requests "
+            "(web processes pick it up on their next poll).",
+        )
+    return redirect(reverse("dashboard:models") + "#shadow")
+
+
+@require_POST
+@staff_required
+def model_shadow_stop(request: HttpRequest) -> HttpResponse:
+    _run(request, lambda: services.shadow_stop(actor=request.user), "Shadow mode is off.")
+    return redirect(reverse("dashboard:models") + "#shadow")
 
 
 @require_GET

@@ -24,6 +24,8 @@ ACTIONS = [
     "/dashboard/models/gbdt-x/activate",
     "/dashboard/models/gbdt-x/retire",
     "/dashboard/models/gbdt/rollback",
+    "/dashboard/models/shadow",
+    "/dashboard/models/shadow/stop",
     "/dashboard/visitors/someone/delete",
     "/dashboard/quality/replay",
 ]
