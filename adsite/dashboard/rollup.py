@@ -28,7 +28,7 @@ from adsite.dashboard.models import MetricSnapshot, TrafficMinute
 logger = logging.getLogger(__name__)
 
 # the metric families the overview reads; anything else in the registry is left out of snapshots
-PREFIXES = ("inference_", "ads_", "tracking_")
+PREFIXES = ("inference_", "ads_", "tracking_", "http_")
 
 
 def snapshot_source() -> str:

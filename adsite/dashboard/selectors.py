@@ -77,6 +77,26 @@ def _served(deltas: dict[str, float]) -> float:
     return sum(series.series_by_label(deltas, "inference_served_total", "served_by").values())
 
 
+def _http_requests(deltas: dict[str, float]) -> float:
+    """HTTP requests answered (every route and status: ``adsite.ops.middleware``)."""
+    return sum(series.series_by_label(deltas, "http_requests_total", "route").values())
+
+
+def _requests_by_route(deltas: dict[str, float], seconds: float, limit: int = 8) -> list[dict[str, Any]]:
+    routes = series.series_by_label(deltas, "http_requests_total", "route")
+    errors = series.series_by_label(deltas, "http_requests_total", "route", status="5xx")
+    busiest = sorted((r for r in routes if routes[r] > 0), key=lambda r: -routes[r])[:limit]
+    return [
+        {
+            "route": route,
+            "count": int(routes[route]),
+            "per_s": round(routes[route] / seconds, 3) if seconds > 0 else None,
+            "errors_5xx": int(errors.get(route, 0)),
+        }
+        for route in busiest
+    ]
+
+
 def _decisions(deltas: dict[str, float]) -> float:
     return sum(v for k, v in deltas.items() if series.key_parse(k)[0] == "ads_decisions_total")
 
@@ -232,7 +252,14 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         "now": now.isoformat(),
         "measured_seconds": round(seconds, 1),
         "snapshot_at": latest[0].isoformat() if latest else None,
-        "requests_per_s": per_s(predictions + decisions),
+        # true HTTP requests (every route), not predictions + decisions; None before the first
+        # snapshots that hold the counter
+        "requests_per_s": (
+            per_s(_http_requests(deltas))
+            if any(k.startswith("http_requests_total{") for k in deltas)
+            else None
+        ),
+        "requests_by_route": _requests_by_route(deltas, seconds),
         "predictions_per_s": per_s(predictions),
         "decisions_per_s": per_s(decisions),
         "events_per_s": per_s(_received(deltas)),
@@ -256,7 +283,7 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         "ctr": f"{100 * clicks / impressions:.2f}%" if impressions else None,
         "spend_vs_budget": _spend_rows(spend, budget),
         "chart": {
-            "requests": _rate_series(points, start, now, lambda d: _served(d) + _decisions(d)),
+            "requests": _rate_series(points, start, now, _http_requests),
             "events": _rate_series(points, start, now, _received),
         },
     }

@@ -45,3 +45,20 @@ def test_histogram_quantile_interpolates_inside_the_bucket():
     values = {"h_bucket{le=1.0}": 0.0, "h_bucket{le=2.0}": 10.0, "h_bucket{le=+Inf}": 10.0}
     assert series.histogram_quantiles(values, "h", [0.5])[0.5] == pytest.approx(1.5)
     assert series.histogram_quantiles({}, "h", [0.5])[0.5] is None
+
+
+def test_requests_per_second_counts_real_http_requests_by_route(client):
+    """Every answered request counts, by route (404s and static files as 'other'), not predictions."""
+    start = timezone.now() - timedelta(seconds=30)
+    metrics_snapshot_take(now=start)
+    for _ in range(7):
+        assert client.get("/healthz").status_code == 200
+    for _ in range(3):
+        assert client.get("/no-such-page/").status_code == 404
+    metrics_snapshot_take(now=start + timedelta(seconds=20))
+    o = overview_get(window="hour", now=start + timedelta(seconds=21))
+    assert o["requests_per_s"] == pytest.approx(10 / 20)
+    assert o["predictions_per_s"] == 0
+    routes = {row["route"]: row["count"] for row in o["requests_by_route"]}
+    assert routes == {"healthz": 7, "other": 3}
+    assert sum(p["v"] or 0 for p in o["chart"]["requests"]) == pytest.approx(10 / 20)
