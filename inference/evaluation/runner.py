@@ -9,13 +9,14 @@ registry or the active models.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from inference.evaluation.baselines import BASELINES, baseline_scores, category_popularity
 from inference.evaluation.metrics import (
+    binary_auc,
     bootstrap_interval,
     mean_auc,
     ndcg_at_k,
@@ -26,7 +27,18 @@ from inference.evaluation.metrics import (
 from inference.evaluation.protocol import Split, split_events
 from inference.events import EventRecord
 
-__all__ = ["Scorer", "RankerResult", "split_categories", "ranker_result", "interests_evaluate"]
+__all__ = [
+    "Scorer",
+    "RankerResult",
+    "split_categories",
+    "ranker_result",
+    "per_category_metrics",
+    "interests_evaluate",
+]
+
+# per-category figures are kept for this many categories (those most test users engaged with), so a
+# retailer's thousands of leaf categories do not bloat the report stored with every model version
+PER_CATEGORY_LIMIT = 30
 
 Scorer = Callable[[Split, Sequence[str], int], tuple[np.ndarray, dict[str, Any]]]
 
@@ -37,16 +49,20 @@ class RankerResult:
     recall: np.ndarray  # per case
     auc: float
     extra: dict[str, Any]
+    per_category: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self, *, seed: int) -> dict[str, Any]:
         lo, hi = bootstrap_interval(self.ndcg, seed=seed)
-        return {
+        out = {
             "ndcg@5": round(float(np.nanmean(self.ndcg)), 4),
             "ndcg@5_ci": [round(lo, 4), round(hi, 4)],
             "recall@3": round(float(np.nanmean(self.recall)), 4),
             "auc": round(self.auc, 4),
             **self.extra,
         }
+        if self.per_category:
+            out["per_category"] = self.per_category
+        return out
 
 
 def split_categories(events: Sequence[EventRecord], split: Split) -> tuple[list[str], np.ndarray]:
@@ -57,12 +73,54 @@ def split_categories(events: Sequence[EventRecord], split: Split) -> tuple[list[
     return categories, np.arange(len(categories))
 
 
+def per_category_metrics(
+    scores: np.ndarray,
+    truth: np.ndarray,
+    order: np.ndarray,
+    categories: Sequence[str],
+    *,
+    k: int = 3,
+    limit: int = PER_CATEGORY_LIMIT,
+) -> dict[str, dict[str, Any]]:
+    """For the ``limit`` categories most test users engaged with: ``users`` (how many engaged),
+    ``hit@3`` (the share of them whose top k held the category) and ``auc`` (the category's score
+    ranking its engaged users above the others; None when every user engaged)."""
+    relevant = np.asarray(truth) > 0
+    if relevant.size == 0:
+        return {}
+    users = relevant.sum(axis=0)
+    in_top = np.zeros(relevant.shape, dtype=bool)
+    np.put_along_axis(in_top, order[:, :k], True, axis=1)
+    out: dict[str, dict[str, Any]] = {}
+    for column in np.argsort(-users, kind="stable")[:limit]:
+        engaged = int(users[column])
+        if engaged == 0:
+            break
+        auc = binary_auc(relevant[:, column], scores[:, column])
+        out[str(categories[column])] = {
+            "users": engaged,
+            f"hit@{k}": round(float((in_top[:, column] & relevant[:, column]).sum()) / engaged, 4),
+            "auc": None if np.isnan(auc) else round(auc, 4),
+        }
+    return out
+
+
 def ranker_result(
-    scores: np.ndarray, truth: np.ndarray, tiebreak: np.ndarray, extra: dict[str, Any]
+    scores: np.ndarray,
+    truth: np.ndarray,
+    tiebreak: np.ndarray,
+    extra: dict[str, Any],
+    *,
+    categories: Sequence[str] | None = None,
 ) -> RankerResult:
+    """Metrics of one ranker; with ``categories``, also its per-category figures."""
     order = ranking_order(scores, tiebreak)
     return RankerResult(
-        ndcg_at_k(order, truth, 5), recall_at_k(order, truth, 3), mean_auc(scores, truth), extra
+        ndcg_at_k(order, truth, 5),
+        recall_at_k(order, truth, 3),
+        mean_auc(scores, truth),
+        extra,
+        per_category_metrics(scores, truth, order, categories) if categories is not None else {},
     )
 
 
@@ -93,7 +151,8 @@ def interests_evaluate(
     results: dict[str, RankerResult] = {}
     for name, scorer in (scorers or {}).items():
         scores, extra = scorer(parts, categories, seed)
-        results[name] = ranker_result(scores, truth, tiebreak, extra)
+        # per-category figures for the models only (the dashboard charts two versions side by side)
+        results[name] = ranker_result(scores, truth, tiebreak, extra, categories=categories)
     for name in BASELINES:
         results[name] = ranker_result(
             baseline_scores(name, parts.cases, categories, popularity), truth, tiebreak, {}
