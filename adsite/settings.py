@@ -223,7 +223,9 @@ ADS = {
 # --- REST framework -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication with a valid token remembered per process for 10 s: no database
+        # query per API call (~1.5 ms of a ~14 ms ad decision here; docs/benchmarks.md)
+        "inference.rest.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
