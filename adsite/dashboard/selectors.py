@@ -495,7 +495,49 @@ def models_compare(*, a: str, b: str) -> dict[str, Any] | None:
         ],
         "options": {"scales": {"y": {"beginAtZero": True, "max": 1}}},
     }
+    out["per_category"] = per_category_compare(
+        a=(a, ((rows[a].metrics or {}).get("results") or {}).get("model") or {}),
+        b=(b, ((rows[b].metrics or {}).get("results") or {}).get("model") or {}),
+    )
     return out
+
+
+def per_category_compare(
+    *, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]], limit: int = 20
+) -> dict[str, Any]:
+    """Per-category hit@3 and AUC of two versions, as stored with each at training time (each on its
+    own evaluation slice), for the categories most of A's (then B's) test users engaged with."""
+    name_a, fa = a[0], a[1].get("per_category") or {}
+    name_b, fb = b[0], b[1].get("per_category") or {}
+    order = sorted(fa, key=lambda c: -fa[c].get("users", 0))
+    order += sorted((c for c in fb if c not in fa), key=lambda c: -fb[c].get("users", 0))
+    categories = order[:limit]
+    rows = [
+        {
+            "category": c,
+            "users_a": (fa.get(c) or {}).get("users"),
+            "users_b": (fb.get(c) or {}).get("users"),
+            "hit_a": (fa.get(c) or {}).get("hit@3"),
+            "hit_b": (fb.get(c) or {}).get("hit@3"),
+            "auc_a": (fa.get(c) or {}).get("auc"),
+            "auc_b": (fb.get(c) or {}).get("auc"),
+        }
+        for c in categories
+    ]
+    return {
+        "missing": [version for version, f in ((name_a, fa), (name_b, fb)) if not f],
+        "rows": rows,
+        "chart": {
+            "labels": categories,
+            "datasets": [
+                {"label": f"{name_a} hit@3", "data": [r["hit_a"] for r in rows]},
+                {"label": f"{name_b} hit@3", "data": [r["hit_b"] for r in rows]},
+            ],
+            "options": {"indexAxis": "y", "scales": {"x": {"beginAtZero": True, "max": 1}}},
+        }
+        if rows
+        else None,
+    }
 
 
 # --- visitors -------------------------------------------------------------------------------------

@@ -89,7 +89,16 @@ def seeded(db: None, embedded: None) -> dict[str, Any]:
     metrics = {
         "slice": {"split": "time", "test_users": 40},
         "results": {
-            "model": {"ndcg@5": 0.81, "recall@3": 0.9, "auc": 0.77},
+            "model": {
+                "ndcg@5": 0.81,
+                "recall@3": 0.9,
+                "auc": 0.77,
+                "per_category": {
+                    "technology": {"users": 30, "hit@3": 0.93, "auc": 0.81},
+                    "travel": {"users": 22, "hit@3": 0.77, "auc": 0.74},
+                    "sports": {"users": 9, "hit@3": 0.44, "auc": 0.66},
+                },
+            },
             "popularity": {"ndcg@5": 0.7, "recall@3": 0.85, "auc": 0.6},
             "frequency": {"ndcg@5": 0.78, "recall@3": 0.88, "auc": 0.7},
         },
@@ -110,7 +119,19 @@ def seeded(db: None, embedded: None) -> dict[str, Any]:
         artifact_path="gbdt-seed-new",
         metrics={
             **metrics,
-            "results": {**metrics["results"], "model": {"ndcg@5": 0.83, "recall@3": 0.91, "auc": 0.79}},
+            "results": {
+                **metrics["results"],
+                "model": {
+                    "ndcg@5": 0.83,
+                    "recall@3": 0.91,
+                    "auc": 0.79,
+                    "per_category": {
+                        "technology": {"users": 31, "hit@3": 0.9, "auc": 0.8},
+                        "travel": {"users": 20, "hit@3": 0.85, "auc": 0.79},
+                        "food": {"users": 4, "hit@3": 0.5, "auc": None},
+                    },
+                },
+            },
         },
     )
     registry.model_version_activate(version=old.version)

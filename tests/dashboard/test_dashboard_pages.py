@@ -35,6 +35,37 @@ def test_compare_page_puts_two_versions_side_by_side(staff_client, seeded):
     assert "compare-chart" in html and "0.83" in html and "0.81" in html
 
 
+def test_compare_page_charts_per_category_scores_with_a_table_fallback(staff_client, seeded):
+    from adsite.dashboard.selectors import models_compare
+
+    comparison = models_compare(a=seeded["old"], b=seeded["new"])
+    assert comparison is not None
+    pc = comparison["per_category"]
+    # A's categories by engaged users, then B's own; a category one version has no figure for is None
+    assert [r["category"] for r in pc["rows"]] == ["technology", "travel", "sports", "food"]
+    assert pc["chart"]["datasets"][0]["data"] == [0.93, 0.77, 0.44, None]
+    assert pc["chart"]["datasets"][1]["data"] == [0.9, 0.85, None, 0.5]
+    assert pc["missing"] == []
+    html = staff_client.get(f"/dashboard/models/compare?a={seeded['old']}&b={seeded['new']}").content.decode()
+    assert 'id="chart-per-category"' in html and "per-category-chart" in html
+    # the table reads without JavaScript
+    assert (
+        '<th scope="row">sports</th><td class="num">9</td><td class="num">0.44</td><td class="num">–</td>'
+        in html
+    )
+
+
+def test_compare_page_says_when_a_version_has_no_per_category_figures(staff_client, seeded):
+    from inference.registry import services as registry
+
+    registry.model_version_register(
+        algorithm="gbdt", version="gbdt-seed-bare", artifact_path="x", metrics={"results": {"model": {}}}
+    )
+    html = staff_client.get(f"/dashboard/models/compare?a=gbdt-seed-bare&b={seeded['new']}").content.decode()
+    assert "Not recorded for <code>gbdt-seed-bare</code>" in html
+    assert 'id="chart-per-category"' in html  # B's figures are still charted
+
+
 def test_visitor_page_shows_profile_prediction_and_events(staff_client, seeded):
     html = staff_client.get(f"/dashboard/visitors/?user_id={VISITOR}").content.decode()
     assert "technology" in html and "sports" in html  # profile and events

@@ -166,6 +166,7 @@
     ratesChart(data("overview-chart"));
     refreshOverview();
     barChart("chart-compare", data("compare-chart"));
+    barChart("chart-per-category", data("per-category-chart"));
     barChart("chart-profile", data("profile-chart"));
     barChart("chart-interests", data("interests-chart"));
     stackedSeries("chart-events", data("events-series"));
