@@ -26,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
     # Beta prior of a creative's click-through rate (a new creative starts here and gets explored)
     "CTR_PRIOR_CLICKS": 1.0,
     "CTR_PRIOR_IMPRESSIONS": 50.0,
+    # a creative's quality (clicks over the clicks its audience's interest lift predicts): Gamma prior of
+    # this shape (in clicks) around the pooled rate, so a new creative is explored but one or two
+    # clicks do not crown it; pooled over the creative's campaign ("campaign") or every creative ("all")
+    "QUALITY_PRIOR_SHAPE": 4.0,
+    "QUALITY_POOL": "campaign",
     # how strongly a visitor's predicted interest in a campaign's categories moves its click probability
     "INTEREST_LIFT_MAX": 8.0,
     # lift = (visitor's score + s) / (population's score + s), in the interest scores' own units

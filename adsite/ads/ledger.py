@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -60,6 +60,10 @@ class Charge:
     total_budget_micros: int
     cap_per_hour: int = 0
     cap_per_day: int = 0
+    # the click model's weight of this impression (the visitor's interest lift) minus 1, in millionths:
+    # a creative's exposure = impressions + the summed extra; its quality is learned as clicks /
+    # exposure (``selection.quality_posteriors``). Counted with the impression, no money involved
+    extra_exposure_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class Snapshot:
     user_day: dict[int, int]
     impressions: dict[int, int]
     clicks: dict[int, int]
+    extra_exposure: dict[int, int] = field(default_factory=dict)  # creative -> summed extra_exposure_micros
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,7 @@ class MemoryLedger:
                 user_day={c: self._get(f"freq:{user_id}:{c}:d{day}", now) for c in campaign_ids} if user_id else {},
                 impressions={c: self._get(f"imp:{c}", now) for c in creative_ids},
                 clicks={c: self._get(f"clk:{c}", now) for c in creative_ids},
+                extra_exposure={c: self._get(f"exp:{c}", now) for c in creative_ids},
             )
 
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
@@ -188,6 +194,8 @@ class MemoryLedger:
             if user_id and charge.cap_per_day and self._get(day_field, now) >= charge.cap_per_day:
                 return CAPPED_DAY
             changes: list[tuple[str, int, float | None]] = [(f"imp:{charge.creative_id}", 1, None)]
+            if charge.extra_exposure_micros:
+                changes.append((f"exp:{charge.creative_id}", charge.extra_exposure_micros, None))
             if charge.impression_price_micros:
                 changes += [
                     (f"spend:{c}", charge.impression_price_micros, None),
@@ -250,6 +258,13 @@ class MemoryLedger:
         with self._lock:
             return self._get(f"spend:{campaign_id}", now), self._get(f"spend:{campaign_id}:{day_key(now)}", now)
 
+    def statistics_add(self, *, creative_id: int, impressions: int, clicks: int, extra_exposure_micros: int) -> None:
+        """Add earlier traffic's statistics for one creative (the simulation's history); no money moves."""
+        now = time.time()
+        with self._lock:
+            self._add([(f"imp:{creative_id}", impressions, None), (f"clk:{creative_id}", clicks, None),
+                       (f"exp:{creative_id}", extra_exposure_micros, None)], now)
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
@@ -280,6 +295,8 @@ if price > 0 then
   redis.call('HINCRBY', KEYS[1], ARGV[2], price)
 end
 redis.call('HINCRBY', KEYS[3], ARGV[11], 1)
+local exposure = tonumber(ARGV[13])
+if exposure ~= 0 then redis.call('HINCRBY', KEYS[3], ARGV[12], exposure) end
 return 0
 """
 
@@ -323,7 +340,10 @@ class RedisLedger:
         pipe = self._redis.pipeline(transaction=False)
         # "_" keeps HMGET valid when a list is empty
         pipe.hmget(self._spend, ["_"] + [f"t:{c}" for c in campaign_ids] + [f"d:{c}:{day}" for c in campaign_ids])
-        pipe.hmget(self._stats, ["_"] + [f"imp:{c}" for c in creative_ids] + [f"clk:{c}" for c in creative_ids])
+        pipe.hmget(
+            self._stats,
+            ["_"] + [f"imp:{c}" for c in creative_ids] + [f"clk:{c}" for c in creative_ids] + [f"exp:{c}" for c in creative_ids],
+        )
         if user_id:
             pipe.hgetall(self._freq(user_id))
         replies = pipe.execute()
@@ -337,7 +357,8 @@ class RedisLedger:
             user_hour={c: freq.get(f"{c}:h{hour}", 0) for c in campaign_ids} if freq else {},
             user_day={c: freq.get(f"{c}:d{day}", 0) for c in campaign_ids} if freq else {},
             impressions=dict(zip(creative_ids, stats[:m], strict=True)),
-            clicks=dict(zip(creative_ids, stats[m:], strict=True)),
+            clicks=dict(zip(creative_ids, stats[m : 2 * m], strict=True)),
+            extra_exposure=dict(zip(creative_ids, stats[2 * m :], strict=True)),
         )
 
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
@@ -349,6 +370,7 @@ class RedisLedger:
                 f"t:{c}", f"d:{c}:{day}", charge.total_budget_micros, charge.daily_budget_micros,
                 f"{c}:h{hour}" if user_id else "", f"{c}:d{day}", charge.cap_per_hour, charge.cap_per_day,
                 charge.impression_price_micros, FREQ_TTL_S, f"imp:{charge.creative_id}",
+                f"exp:{charge.creative_id}", charge.extra_exposure_micros,
             ],
         )
         return _RESERVE_OUTCOMES[int(reply)]

@@ -5,10 +5,12 @@ Promises, for each decision (one page, or one API call, with one or more placeme
 1. eligibility from the in-process catalog: active, inside its dates, device and hour targeted,
    budget left (total and today), visitor under both frequency caps, pacing (today's spend not ahead
    of an even spread over the day), interest threshold met, creative fits the placement's size;
-2. the click probability of each creative = a Thompson sample from its Beta posterior (observed
-   clicks / served impressions over a weak prior, so a new creative is tried) x the lift of the
-   visitor's predicted interest in the campaign's categories over the population's (``predict_interests``
-   with what is left of the deadline);
+2. the click probability of each creative = the lift of the visitor's predicted interest in the
+   campaign's categories over the population's (``predict_interests`` with what is left of the
+   deadline) x a Thompson sample of the creative's quality: its clicks per unit of exposure, exposure
+   being the sum of the lifts of the impressions it was served with (``quality_posteriors``: a
+   Gamma-Poisson posterior around its campaign's and all creatives' pooled rate, so a new creative is
+   tried, and a creative shown mostly to interested visitors is not credited for their interest);
 3. expected value per impression: CPC bid x click probability, CPM bid / 1000; the highest tier with
    an eligible ad wins (sponsorship, standard, house), then the highest expected value;
 4. placements are filled in order, one advertiser at most once per decision (house excepted), each
@@ -216,12 +218,72 @@ def _counters_filter(campaign: CampaignView, snap: Snapshot, now: float) -> str 
     return None
 
 
+EXPOSURE_UNIT = 1_000_000  # the ledger keeps the extra exposure (summed lift - 1) in millionths
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """A creative's clicks per unit of exposure (a click rate at lift 1): a Gamma(shape, rate) posterior."""
+
+    shape: float
+    rate: float
+
+    @property
+    def mean(self) -> float:
+        return self.shape / self.rate
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.gammavariate(self.shape, 1.0 / self.rate)
+
+
+def _exposure(snap: Snapshot, creative_id: int) -> float:
+    """Summed lifts of the creative's impressions (one counted before exposure was kept weighs 1)."""
+    impressions = snap.impressions.get(creative_id, 0)
+    return max(impressions + snap.extra_exposure.get(creative_id, 0) / EXPOSURE_UNIT, 0.0)
+
+
+def quality_posteriors(campaigns: Sequence[CampaignView], snap: Snapshot) -> dict[int, Quality]:
+    """Each creative's quality posterior, learned from clicks relative to what its audience predicted.
+
+    Model: clicks_i ~ Poisson(q_i x exposure_i), exposure_i = the summed interest lifts of its
+    impressions, so the interest the visitors brought is accounted for and q_i is the creative's own
+    appeal. Prior, hierarchical: the pooled rate of all non-house creatives (over the CTR prior,
+    ``CTR_PRIOR_CLICKS`` / ``CTR_PRIOR_IMPRESSIONS``), then (``QUALITY_POOL = "campaign"``) the
+    campaign's pooled rate around it; each level weighs ``QUALITY_PRIOR_SHAPE`` clicks. Posterior:
+    Gamma(shape + clicks_i, shape / pooled + exposure_i), conjugate, so one pass over the snapshot.
+    """
+    shape = float(ads_setting("QUALITY_PRIOR_SHAPE"))
+    by_campaign = ads_setting("QUALITY_POOL") == "campaign"
+    stats = {cr.id: (float(snap.clicks.get(cr.id, 0)), _exposure(snap, cr.id)) for c in campaigns for cr in c.creatives}
+    pooled_clicks = pooled_exposure = 0.0
+    for campaign in campaigns:
+        if campaign.tier != "house":
+            for creative in campaign.creatives:
+                pooled_clicks += stats[creative.id][0]
+                pooled_exposure += stats[creative.id][1]
+    overall = (float(ads_setting("CTR_PRIOR_CLICKS")) + pooled_clicks) / (
+        float(ads_setting("CTR_PRIOR_IMPRESSIONS")) + pooled_exposure
+    )
+    out: dict[int, Quality] = {}
+    for campaign in campaigns:
+        centre = overall
+        if by_campaign:
+            clicks = sum(stats[cr.id][0] for cr in campaign.creatives)
+            exposure = sum(stats[cr.id][1] for cr in campaign.creatives)
+            centre = (shape + clicks) / (shape / overall + exposure)
+        for creative in campaign.creatives:
+            clicks, exposure = stats[creative.id]
+            out[creative.id] = Quality(shape + clicks, shape / centre + exposure)
+    return out
+
+
 def _p_click(
     *,
     policy: str,
     rng: random.Random,
     clicks: int,
     impressions: int,
+    quality: Quality | None,
     lift: float,
     user_id: str,
     campaign: CampaignView,
@@ -231,8 +293,8 @@ def _p_click(
     a0 = float(ads_setting("CTR_PRIOR_CLICKS"))
     b0 = float(ads_setting("CTR_PRIOR_IMPRESSIONS")) - a0
     clicks = min(clicks, impressions)
-    if policy == "adsite":
-        return rng.betavariate(a0 + clicks, b0 + impressions - clicks) * lift
+    if policy == "adsite" and quality is not None:
+        return min(1.0, quality.sample(rng) * lift)
     if policy == "untargeted":
         return (a0 + clicks) / (a0 + b0 + impressions)
     if policy == "oracle" and oracle is not None:
@@ -277,6 +339,7 @@ def ads_select(
         user_id=user_id,
         now=now,
     )
+    qualities = quality_posteriors(live, snap) if context.policy == "adsite" else {}
     candidates: list[_Candidate] = []
     for campaign in live:
         reason = _counters_filter(campaign, snap, now)
@@ -296,7 +359,8 @@ def ads_select(
         for creative in campaign.creatives:
             p = _p_click(
                 policy=context.policy, rng=rng, clicks=snap.clicks.get(creative.id, 0),
-                impressions=snap.impressions.get(creative.id, 0), lift=lift, user_id=user_id,
+                impressions=snap.impressions.get(creative.id, 0), quality=qualities.get(creative.id), lift=lift,
+                user_id=user_id,
                 campaign=campaign, creative=creative, oracle=context.oracle,
             )
             if context.policy == "random":
@@ -331,6 +395,7 @@ def ads_select(
                     total_budget_micros=campaign.total_budget_micros,
                     cap_per_hour=campaign.cap_per_hour,
                     cap_per_day=campaign.cap_per_day,
+                    extra_exposure_micros=round((cand.lift - 1.0) * EXPOSURE_UNIT),
                 ),
                 user_id=user_id,
                 now=now,

@@ -1,0 +1,104 @@
+"""A creative's quality is learned from clicks relative to the clicks its audience's interest predicted.
+
+The ledger counts each impression's exposure (the visitor's interest lift) with the impression;
+``quality_posteriors`` turns clicks / exposure into a Gamma posterior that ``ads_select`` samples.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+
+from adsite.ads.catalog import catalog_current
+from adsite.ads.ledger import OK, Charge, MemoryLedger, RedisLedger, ledger
+from adsite.ads.selection import DecisionContext, Placement, ads_select, quality_posteriors
+
+pytestmark = pytest.mark.django_db
+
+PRICE = 7_000
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_exposure_is_counted_with_the_impression_and_moves_no_money(backend: str, request: pytest.FixtureRequest) -> None:
+    book: Any
+    if backend == "redis":
+        request.applymarker(pytest.mark.requires_redis)
+        if not django_settings.REDIS_URL:
+            pytest.skip("REDIS_URL is not set")
+        book = RedisLedger(django_settings.REDIS_URL, prefix=f"test-ads-{uuid.uuid4().hex}:")
+    else:
+        book = MemoryLedger(None)
+    now = time.time()
+    for extra in (3_200_000, -800_000, 0):
+        charge = Charge(1, 10, PRICE, 1_000_000, 1_000_000, extra_exposure_micros=extra)
+        assert book.impression_reserve(charge=charge, user_id="v", now=now) == OK
+    snap = book.snapshot(campaign_ids=[1], creative_ids=[10, 11], user_id="v", now=now)
+    assert snap.impressions[10] == 3 and snap.extra_exposure[10] == 2_400_000 and snap.extra_exposure[11] == 0
+    assert book.spend(campaign_id=1, now=now) == (3 * PRICE, 3 * PRICE)  # exactly what the prices say
+    book.clear()
+
+
+def _click(campaign_id: int, creative_id: int) -> None:
+    ledger().click_charge(
+        token_id=uuid.uuid4().hex, campaign_id=campaign_id, creative_id=creative_id, price_micros=0,
+        daily_budget_micros=10**12, total_budget_micros=10**12, now=time.time(), token_ttl_s=60,
+    )
+
+
+def test_a_creative_shown_only_to_matched_visitors_is_not_over_credited(
+    make_campaign: Any, interests: Any, fresh_ads_state: MemoryLedger, settings: Any
+) -> None:
+    matched = make_campaign(advertiser="Travel Co", interests={"travel": 1.0})
+    broad = make_campaign(advertiser="Everyone Co")
+    settings.ADS = {**settings.ADS, "CATALOG_SECONDS": 600.0}
+    interests.scores["traveller"] = {"travel": 0.9}
+    rng, clicks_rng = random.Random(5), random.Random(6)
+    for _ in range(1500):  # travellers only: both campaigns fill the two slots of every page
+        decision = ads_select(user_id="traveller", placements=[Placement("sidebar"), Placement("footer")],
+                              context=DecisionContext(rng=rng, explain=True))
+        assert decision.explanation is not None
+        lifts = {c["campaign_id"]: c["interest_lift"] for c in decision.explanation["candidates"]}
+        for choice in decision.choices:
+            assert choice.campaign is not None and choice.creative is not None
+            # both creatives equally good: travellers click the travel ad as much more as the interest model says
+            if clicks_rng.random() < 0.02 * lifts[choice.campaign.id]:
+                _click(choice.campaign.id, choice.creative.id)
+    campaigns = catalog_current().campaigns
+    snap = fresh_ads_state.snapshot(campaign_ids=[], creative_ids=[cr.id for c in campaigns for cr in c.creatives],
+                                    user_id="", now=time.time())
+    m, b = matched.creatives.get().id, broad.creatives.get().id
+    raw = (snap.clicks[m] / snap.impressions[m]) / (snap.clicks[b] / snap.impressions[b])
+    assert lifts[matched.id] > 2.5 and lifts[broad.id] == 1.0
+    assert raw > 2.5  # its click rate alone would credit the travel creative with its audience's interest
+    quality = quality_posteriors(campaigns, snap)
+    assert 0.6 < quality[m].mean / quality[b].mean < 1.5
+    # a visitor without travel interest (lift 1 for both): the travel creative's clicks from travellers
+    # do not make it the favourite (by click rate, 0.16 against 0.03, it would win nearly every time)
+    seen = [ads_select(user_id="newcomer", placements=[Placement("sidebar")], context=DecisionContext(rng=rng))
+            .choices[0].campaign for _ in range(300)]
+    assert sum(c is not None and c.id == matched.id for c in seen) / len(seen) < 0.6
+
+
+def test_a_creative_with_higher_hidden_quality_gets_more_traffic(
+    make_campaign: Any, interests: Any, fresh_ads_state: MemoryLedger, settings: Any
+) -> None:
+    campaign = make_campaign(bid=Decimal("0.50"), creatives=2)
+    settings.ADS = {**settings.ADS, "CATALOG_SECONDS": 600.0}
+    better, worse = (cr.id for cr in campaign.creatives.order_by("-id"))  # the sort's tie-break favours the lower id
+    hidden = {better: 0.04, worse: 0.02}
+    rng, clicks_rng = random.Random(11), random.Random(12)
+    shown: list[int] = []
+    for i in range(2000):
+        choice = ads_select(user_id=f"u{i}", placements=[Placement("sidebar")], context=DecisionContext(rng=rng)).choices[0]
+        assert choice.creative is not None
+        shown.append(choice.creative.id)
+        if clicks_rng.random() < hidden[choice.creative.id]:
+            _click(campaign.id, choice.creative.id)
+    assert shown[:100].count(worse) >= 20  # both explored at first
+    assert shown[-500:].count(better) >= 0.7 * 500
