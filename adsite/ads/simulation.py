@@ -10,8 +10,15 @@ hidden probability
 
 h being the visitor's hidden interest in the ad's categories (campaign weights), appeal a hidden
 per-creative quality in [0.6, 1.4]; a click follows the signed ``/c/<token>`` link. House ads are
-clicked with probability BASE_CTR x FLOOR. Four policies run over the same visitors and seeds, each
-from a fresh ledger (statistics start from zero) and its own visitor ids (features start from zero):
+clicked with probability BASE_CTR x FLOOR.
+
+History (``history`` visitors, 0 = none): a site that has run for a while knows its creatives' click
+statistics. Before the measured runs, ``history`` other visitors (their own hidden profiles, same
+distribution) browse with adsite's policy; the creatives' statistics they leave (impressions,
+clicks, exposure; no spend, no frequency counters) start every measured policy's ledger, so the
+policies that read statistics (untargeted, adsite) start from the same knowledge and random and
+oracle ignore it. Four policies then run over the same visitors and seeds, each from that ledger
+(or an empty one) and its own visitor ids (features start from zero):
 ``random`` (uniform among eligible ads), ``untargeted`` (best overall observed click rate),
 ``adsite`` (``ads_select``) and ``oracle`` (expected value with the hidden probability). Pacing is off
 (the simulation compresses days into minutes; it measures targeting, not pacing).
@@ -57,6 +64,8 @@ class SimulationSpec:
     slope: float = 4.0
     # pages each visitor reads before its ad slots count (its features exist by then; ads still run and are clicked)
     warmup: int = 3
+    # earlier visitors (adsite's policy) whose creative statistics every measured policy starts from
+    history: int = 0
 
 
 @dataclass
@@ -85,10 +94,27 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
     profiles = [dict(zip(categories, rng.dirichlet([spec.concentration] * len(categories)), strict=True)) for _ in range(spec.visitors)]
     results: dict[str, PolicyResult] = {}
     catalog_invalidate()
+    statistics: dict[int, tuple[int, int, int]] = {}
+    history: dict[str, Any] = {"visitors": spec.history}
+    if spec.history:
+        history_rng = np.random.default_rng([spec.seed, 1])  # other visitors than the measured ones
+        history_profiles = [dict(zip(categories, history_rng.dirichlet([spec.concentration] * len(categories)), strict=True))
+                            for _ in range(spec.history)]
+        book = MemoryLedger(None)
+        _run_policy(policy="adsite", spec=spec, profiles=history_profiles, articles=articles, progress=progress,
+                    book=book, tag="history")
+        statistics = _creative_statistics(book)
+        per_creative = sorted(c for _, c, _ in statistics.values())
+        history.update(impressions=sum(i for i, _, _ in statistics.values()), clicks=sum(per_creative),
+                       median_clicks_per_creative=per_creative[len(per_creative) // 2] if per_creative else 0)
     for policy in POLICIES:
-        results[policy] = _run_policy(policy=policy, spec=spec, profiles=profiles, articles=articles, progress=progress)
+        book = MemoryLedger(None)
+        for creative_id, (impressions, clicks, extra) in statistics.items():
+            book.statistics_add(creative_id=creative_id, impressions=impressions, clicks=clicks, extra_exposure_micros=extra)
+        results[policy] = _run_policy(policy=policy, spec=spec, profiles=profiles, articles=articles, progress=progress,
+                                      book=book, tag=policy)
     report: dict[str, Any] = {"policies": {}, "visitors": spec.visitors, "pages": spec.pages, "seed": spec.seed,
-                              "parameters": spec.__dict__}
+                              "history": history, "parameters": spec.__dict__}
     boot = np.random.default_rng(spec.seed + 1)
     for policy, result in results.items():
         per = np.array(result.per_visitor, dtype=float)  # (clicks, impressions) per visitor
@@ -106,6 +132,11 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
     report["adsite_share_of_oracle_lift"] = (
         round(report["policies"]["adsite"]["lift_over_random"] / oracle_lift, 4) if oracle_lift > 0 else None
     )
+    expected_lift = report["policies"]["oracle"]["expected_ctr"] - report["policies"]["random"]["expected_ctr"]
+    report["adsite_share_of_oracle_lift_expected"] = (
+        round((report["policies"]["adsite"]["expected_ctr"] - report["policies"]["random"]["expected_ctr"]) / expected_lift, 4)
+        if expected_lift > 0 else None
+    )
     report["bar_met"] = bool(
         report["adsite_share_of_oracle_lift"] is not None and report["adsite_share_of_oracle_lift"] >= 0.8
         and report["policies"]["adsite"]["ctr"] > report["policies"]["untargeted"]["ctr"]
@@ -113,18 +144,33 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
     return report
 
 
+def _creative_statistics(book: MemoryLedger) -> dict[int, tuple[int, int, int]]:
+    """(impressions, clicks, extra exposure) per creative of the catalog, as ``book`` counted them."""
+    ids = list(catalog_current().creatives_by_id)
+    snap = book.snapshot(campaign_ids=[], creative_ids=ids, user_id="", now=time.time())
+    return {c: (snap.impressions[c], snap.clicks[c], snap.extra_exposure[c]) for c in ids if snap.impressions[c]}
+
+
 def _run_policy(
-    *, policy: str, spec: SimulationSpec, profiles: list[dict[str, float]], articles: dict[str, list[str]], progress: Any
+    *,
+    policy: str,
+    spec: SimulationSpec,
+    profiles: list[dict[str, float]],
+    articles: dict[str, list[str]],
+    progress: Any,
+    book: MemoryLedger | None = None,
+    tag: str = "",
 ) -> PolicyResult:
     result = PolicyResult()
-    users = {f"sim-{spec.seed}-{policy}-{uuid.uuid4().hex[:6]}-{v}": v for v in range(len(profiles))}
+    tag = tag or policy
+    users = {f"sim-{spec.seed}-{tag}-{uuid.uuid4().hex[:6]}-{v}": v for v in range(len(profiles))}
     by_user = list(users)
 
     def oracle(user_id: str, campaign: CampaignView, creative: CreativeView) -> float:
         profile = profiles[users[user_id]] if user_id in users else {}
         return _click_probability(spec, profile, campaign, creative)
 
-    previous = ledger_use(MemoryLedger(None))
+    previous = ledger_use(book if book is not None else MemoryLedger(None))
     try:
         with override_settings(ADS=_sim_settings()), page_policy_use(policy=policy, oracle=oracle, rng=random.Random(spec.seed)):
             for v, profile in enumerate(profiles):
@@ -163,7 +209,7 @@ def _run_policy(
                 result.impressions += visitor_impressions
                 result.per_visitor.append((visitor_clicks, visitor_impressions))
                 if progress is not None:
-                    progress(policy, v)
+                    progress(tag, v)
     finally:
         ledger_use(previous)
     return result

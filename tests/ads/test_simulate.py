@@ -24,3 +24,28 @@ def test_simulate_compares_four_policies_over_the_same_visitors(tmp_path: Path, 
     for row in report["policies"].values():
         lo, hi = row["ctr_ci"]
         assert 0.0 <= lo <= row["ctr"] <= hi <= 1.0
+
+
+def test_simulate_history_gives_every_policy_the_same_creative_statistics(tmp_path: Path, settings: Any) -> None:
+    from adsite.ads import simulation
+    from adsite.ads.ledger import MemoryLedger
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    started: dict[str, dict[int, tuple[int, int, int]]] = {}
+    run_policy = simulation._run_policy
+
+    def spy(*, book: MemoryLedger | None = None, tag: str = "", **kwargs: Any) -> Any:
+        if book is not None:
+            started[tag] = simulation._creative_statistics(book)
+        return run_policy(book=book, tag=tag, **kwargs)
+
+    out = tmp_path / "sim.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(simulation, "_run_policy", spy)
+        call_command("simulate", "--visitors", "2", "--pages", "2", "--history", "3", "--seed", "5", "--json", str(out), verbosity=0)
+    report = json.loads(out.read_text())
+    assert report["history"]["visitors"] == 3 and report["history"]["impressions"] == 3 * (2 + 3) * 4
+    assert started["history"] == {}  # the history starts from nothing
+    measured = [started[p] for p in ("random", "untargeted", "adsite", "oracle")]
+    assert measured[0] and all(stats == measured[0] for stats in measured)
+    assert sum(i for i, _, _ in measured[0].values()) == report["history"]["impressions"]
