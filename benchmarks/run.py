@@ -135,6 +135,36 @@ def row(name: str, value: str, note: str = "") -> dict[str, str]:
     return {"name": name, "value": value, "note": note}
 
 
+BARS: list[dict[str, str]] = []  # the issues' bars measured in this run, printed as the summary at the end
+
+
+def bar(name: str, bar_text: str, measured: str, met: bool, note: str = "") -> dict[str, str]:
+    """A figure judged against an issue's bar: a table row now, and a line of the summary."""
+    verdict = "met" if met else "NOT met"
+    entry = {"name": name, "value": measured, "note": f"{bar_text}: {verdict}" + (f"; {note}" if note else ""),
+             "bar": bar_text, "met": verdict}
+    BARS.append(entry)
+    print(f"| {name} | {measured} | {entry['note']} |", flush=True)
+    return entry
+
+
+def summary(started: datetime, load_before: str) -> str:
+    """Markdown for docs/benchmarks.md: the bars of this run with the date, load and generator."""
+    from benchmarks.load import wrk_path
+
+    generator = "wrk (C, on the same host)" if wrk_path() else "Python client processes (wrk not on PATH)"
+    lines = [
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; load average (1/5/15 min) "
+        f"{load_before} before, {load_average()} after; load generator: {generator}; "
+        f"{SECONDS:g} s per measurement.",
+        "",
+        "| bar | measured | verdict |",
+        "|---|---|---|",
+        *(f"| {b['name']}: {b['bar']} | {b['value']} | **{b['met']}** |" for b in BARS),
+    ]
+    return "\n".join(lines)
+
+
 def load_row(name: str, result: LoadResult, per_request: int = 1, note: str = "") -> dict[str, str]:
     events = result.rps * per_request
     value = (f"{events:,.0f} events/s" if per_request > 1 else f"{result.rps:,.0f} req/s") + (
@@ -161,6 +191,9 @@ def bench_collect(services: bool) -> list[dict[str, str]]:
                           lua_body=collect_lua(50),
                           clients=4, seconds=SECONDS)
     out = [load_row(f"/collect, {mode}, 1 web process, 50-event batches, 4 clients", result, 50)]
+    events = result.rps * 50
+    out.append(bar(f"/collect, {mode}", "10,000 events/s per web process (issue 2's aim)", f"{events:,.0f} events/s",
+                   events >= 10_000 and result.errors == 0, f"p99 {result.p99_ms:.1f} ms per request"))
     if services:
         started = time.perf_counter()
         flushed = manage(env, "flush_events").stdout.strip()
@@ -208,8 +241,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated section names")
     args = parser.parse_args()
     wanted = [s for s in args.only.split(",") if s] or list(SECTIONS)
+    started, load_before = datetime.now(UTC), load_average()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}; date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
+          f"Python {platform.python_version()}; date {started:%Y-%m-%d %H:%M} UTC; load average {load_before}\n")
     print("| benchmark | figure | note |\n|---|---|---|")
     results: dict[str, list[dict[str, str]]] = {}
     for name in wanted:
@@ -219,7 +253,10 @@ def main() -> None:
             results[name] = [row(name, "FAILED", repr(exc)[:300])]
     out = ROOT / "var" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": datetime.now(UTC).isoformat(), "results": results}, indent=2))
+    text = summary(started, load_before)
+    if BARS:
+        print("\n## Summary (markdown for docs/benchmarks.md)\n\n" + text)
+    out.write_text(json.dumps({"date": datetime.now(UTC).isoformat(), "results": results, "summary": text}, indent=2))
 
 
 if __name__ == "__main__":
