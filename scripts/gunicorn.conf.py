@@ -6,7 +6,7 @@ start by serve.sh); a worker that exits has its live gauges dropped here.
 Worker type: services mode runs sync workers (serve.sh passes ``--workers`` and no ``--threads``), one
 request at a time per process. Measured on this 2-core host with wrk (docs/benchmarks.md): gthread with
 2 threads per worker served the bare ``/healthz`` view 1.5-1.8x faster (keep-alive, no reconnects) but
-the interests endpoint at half the rate, its p99 up to 25x worse, as a worker's threads contend for the
+the interests endpoint at half the rate with p99 1.7-25x worse, as a worker's threads contend for the
 GIL and the models' latencies pass the budget. Sync workers close the connection after each response,
 so ``keepalive`` does not apply to them. Embedded mode needs threads (one process holds the in-process
 state) and gets gthread.
