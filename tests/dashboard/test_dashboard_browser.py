@@ -1,7 +1,8 @@
 """The dashboard in Debian's Chromium (Playwright) against a live server: log in as staff, visit
 every page (screenshots in docs/screenshots/dashboard-<page>.png), train now -> progress -> a new
-version, activate it -> the interests API serves it, delete a visitor; pause a campaign on the ads
-page -> it is no longer selected."""
+version, activate it -> the interests API serves it; train a second candidate and shadow it -> live
+requests are scored by it and the models page shows its agreement; compare the two versions per
+category; delete a visitor; pause a campaign on the ads page -> it is no longer selected."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from tests.dashboard.conftest import VISITOR
+from tests.dashboard.conftest import VISITOR, ingest, make_event
 from tests.dashboard.test_dashboard_ads import ads_seeded, ads_state  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -63,8 +64,12 @@ def _login(page: Any, base: str) -> None:
 
 
 def test_staff_day_in_the_dashboard(
-    browser, live_server, transactional_db, seeded, staff_user, training_settings
+    browser, live_server, transactional_db, seeded, staff_user, training_settings, settings
 ):
+    from prometheus_client import REGISTRY
+
+    from adsite.dashboard.models import AuditEntry
+    from adsite.dashboard.rollup import metrics_snapshot_take
     from inference.registry.models import ModelVersion
     from tracking.api import user_events_recent
 
@@ -88,7 +93,7 @@ def test_staff_day_in_the_dashboard(
     page.wait_for_selector("text=Training started")
     _wait_until(lambda: "succeeded" in page.inner_text("[data-run-text]"))
     new = ModelVersion.objects.exclude(version__in=before).get()
-    page.wait_for_selector(f"text={new.version}")
+    page.wait_for_selector(f"button[aria-label='Activate {new.version}']")  # its registry row
     _shot(page, "models")
 
     # activate the new version -> the interests API serves it (web processes reload on their poll)
@@ -106,9 +111,51 @@ def test_staff_day_in_the_dashboard(
     finally:
         print("last interests answer:", answers[-1:] if answers else None)
 
-    # compare two versions
-    page.goto(f"{base}/dashboard/models/compare?a={seeded['old']}&b={new.version}")
+    # shadow mode: a second candidate (fewer boosting rounds) shadows every model-served request
+    settings.INFERENCE = {
+        **settings.INFERENCE,
+        "HYPERPARAMETERS": {"gbdt": {"objective": "binary", "max_rounds": 3}},
+    }
+    page.goto(f"{base}/dashboard/models/")
+    before = set(ModelVersion.objects.values_list("version", flat=True))
+    page.select_option("#train-algorithm", "gbdt")
+    page.select_option("#train-activate", "never")
+    page.click("#train-now")
+    page.wait_for_selector("text=Training started")
+    _wait_until(lambda: "succeeded" in page.inner_text("[data-run-text]"))
+    candidate = ModelVersion.objects.exclude(version__in=before).get()
+    page.goto(f"{base}/dashboard/models/#shadow")
+    page.select_option("#shadow-version", candidate.version)
+    page.fill("#shadow-percent", "100")
+    page.fill("#shadow-topk", "3")
+    page.click("#shadow-start")
+    page.wait_for_selector(f"text={candidate.version} now shadows 100% of model-served requests")
+
+    # a visitor with history in the categories the models were trained on, so the serving model
+    # answers with categories (the shadow is compared with model answers only)
+    ingest(
+        [make_event(user_id="visitor-shadow", categories=[f"c{i % 3}"], item_id=f"s{i}") for i in range(9)]
+    )
+
+    def shadow_scored() -> bool:
+        answer = page.request.get(f"{base}/api/v1/users/visitor-shadow/interests?top=3").json()
+        assert answer["model_version"] != candidate.version  # the shadow never serves
+        labels = {"version": candidate.version, "compared_with": "gbdt"}
+        return (REGISTRY.get_sample_value("inference_shadow_agreement_count", labels) or 0) >= 10
+
+    _wait_until(shadow_scored, timeout_s=90)
+    metrics_snapshot_take()  # the rollup the page reads (the beat's job in services mode)
+    page.goto(f"{base}/dashboard/models/?window=hour")  # a new document, not a same-page #fragment
+    row = page.wait_for_selector(f"#shadow-results tr[data-shadow-version='{candidate.version}']")
+    assert row.query_selector("[data-agreement]").inner_text() not in ("", "–")
+    _shot(page, "models-shadow")
+    assert AuditEntry.objects.filter(action="model.shadow", target=candidate.version, ok=True).exists()
+
+    # compare the serving version with the candidate: metrics and per-category scores as charts
+    page.goto(f"{base}/dashboard/models/compare?a={new.version}&b={candidate.version}")
     page.wait_for_selector("#chart-compare")
+    page.wait_for_selector("#chart-per-category")
+    assert page.locator("#per-category tbody tr").count() > 0
     _shot(page, "compare")
 
     # data quality before the deletion below removes the visitor's quarantined input too
@@ -130,7 +177,7 @@ def test_staff_day_in_the_dashboard(
     assert user_events_recent(user_id=VISITOR) == []
 
     page.goto(f"{base}/dashboard/audit/")
-    for action in ("model.train", "model.activate", "visitor.delete"):
+    for action in ("model.train", "model.activate", "model.shadow", "visitor.delete"):
         page.wait_for_selector(f"text={action}")
     _shot(page, "audit")
 
