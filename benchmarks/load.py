@@ -327,6 +327,7 @@ def run_load(
                 clients=clients,
                 seconds=warmup,
             )
+            time.sleep(0.2)  # requests wrk abandoned at the end of the warm-up finish before measuring
         parsed = _wrk_once(
             wrk,
             port=port,

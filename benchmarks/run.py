@@ -111,6 +111,24 @@ def collect_body(batch: int) -> Callable[[int, int], bytes]:
     return factory
 
 
+def warm_sequentially(port: int, path: str, headers: dict[str, str], body: Callable[[int, int], bytes],
+                      *, n: int) -> None:
+    """``n`` POSTs one after another, long timeout (a cold worker's first answers are slow)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        for i in range(n):
+            conn.request("POST", path, body=body(99, i), headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.getheader("Connection", "").lower() == "close":
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    finally:
+        conn.close()
+
+
 def collect_lua(batch: int) -> str:
     """The same body as ``collect_body`` for wrk: ``batch`` events with ids unique per run, thread, request."""
     return r"""
@@ -152,7 +170,7 @@ def summary(started: datetime, load_before: str) -> str:
     """Markdown for docs/benchmarks.md: the bars of this run with the date, load and generator."""
     from benchmarks.load import wrk_path
 
-    generator = "wrk (C, on the same host)" if wrk_path() else "Python client processes (wrk not on PATH)"
+    generator = "wrk (C, on the same host)" if wrk_path() else "Python client processes (wrk not on PATH, or BENCH_LOAD_GENERATOR=python)"
     lines = [
         f"Run {started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; load average (1/5/15 min) "
         f"{load_before} before, {load_average()} after; load generator: {generator}; "
@@ -186,6 +204,10 @@ def bench_collect(services: bool) -> list[dict[str, str]]:
     env = fresh_state(BENCH_VAR / f"collect-{mode}", services)
     threads = 1 if services else 4
     with gunicorn(env, workers=1, threads=threads) as port:
+        # a cold process's first batches take seconds (imports, first writes); sent one by one here, so
+        # they are neither measured nor left running into the measured window (wrk abandons in-flight
+        # requests at the end of its warm-up run)
+        warm_sequentially(port, "/collect", {"Content-Type": "text/plain"}, collect_body(50), n=20)
         result = run_load(port=port, path="/collect", method="POST",
                           headers={"Content-Type": "text/plain"}, body_factory=collect_body(50),
                           lua_body=collect_lua(50),
