@@ -18,7 +18,8 @@ Promises:
   request is also scored by the shadow, only if its p99 fits in the time the deadline has left and
   its own breaker allows it; its top-k overlap with the served answer and its latency go to the
   ``inference_shadow_*`` metrics. The served answer is computed first and returned unchanged; a shadow
-  failure is counted (``inference_shadow_errors_total``), never raised, and opens its breaker.
+  failure is counted (``inference_shadow_errors_total``), never raised, and opens its breaker; a
+  shadow skipped for its p99 is timed again by ``probe_idle`` like the serving models.
 """
 
 from __future__ import annotations
@@ -236,7 +237,11 @@ class Predictor:
         stays out, without any request paying for it, while it is slow. Returns the models probed."""
         probed = []
         idle_since = time.monotonic() - max(self.config.poll_seconds, 0.0)
-        for name, slot in self._slots.items():
+        slots = list(self._slots.items())
+        shadow = self._shadow
+        if shadow is not None:  # a shadow skipped for its p99 after one slow call recovers the same way
+            slots.append((f"shadow:{shadow.slot.version}", shadow.slot))
+        for name, slot in slots:
             if slot.model is None or slot.last_call > idle_since or slot.breaker.state != "closed":
                 continue
             started = time.perf_counter()

@@ -237,3 +237,20 @@ def test_a_shadow_that_fails_to_load_leaves_serving_alone(registry, shadow_confi
     assert "version" not in status and "corrupt artifact" in status["error"]
     answer = predictor.predict("alice", deadline=Deadline(1000), top=2)
     assert (answer.served_by, answer.fallback_reason) == ("neural", None)
+
+
+def test_a_shadow_skipped_for_one_slow_call_is_probed_back_between_requests(registry, shadow_config, build):
+    registry.publish("neural", "neural-1")
+    shadow = shadowing(registry, shadow_config, ["sports", "travel"])
+    shadow.delay_s = 0.03  # one slow spell: its p99 no longer fits a 20 ms deadline
+    predictor = build()
+    predictor.predict("alice", deadline=Deadline(20), top=2)
+    assert sample("inference_shadow_skipped_total", version=shadow.version, reason="no_time") == 1
+    shadow.delay_s = 0.0
+    probed: list[str] = []
+    for _ in range(300):  # fill the window with fast probe timings (the poll thread's job)
+        probed = predictor.probe_idle()
+    assert f"shadow:{shadow.version}" in probed
+    calls = shadow.calls
+    predictor.predict("alice", deadline=Deadline(20), top=2)
+    assert shadow.calls == calls + 1
