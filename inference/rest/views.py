@@ -9,12 +9,14 @@ from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.api import Deadline, Interests, predict_interests
 from inference.rest.authentication import CachedTokenAuthentication
+from inference.rest.negotiation import FirstRendererNegotiation
 from inference.rest.parameters import (
     BATCH_MAX,
     TOP_DEFAULT,
@@ -60,6 +62,8 @@ class UserInterestsView(APIView):
     authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
     permission_classes = [IsServiceClientOrStaff]
     throttle_classes = [InterestsRateThrottle]
+    renderer_classes = [JSONRenderer]  # JSON only, without parsing Accept on each call (negotiation.py)
+    content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(
         operation_id="user_interests",
@@ -102,6 +106,8 @@ class InterestsBatchView(APIView):
     permission_classes = [IsServiceClientOrStaff]
     throttle_classes = [InterestsBatchRateThrottle]
     parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(
         operation_id="interests_batch",

@@ -106,3 +106,18 @@ def test_create_api_token_prints_a_working_token(predictor):
     assert client.get("/api/v1/users/alice/interests").status_code == 401
     client.credentials(HTTP_AUTHORIZATION=f"Token {second}")
     assert client.get("/api/v1/users/alice/interests").status_code == 200
+
+
+def test_answers_are_json_whatever_the_client_accepts(token_client):
+    # JSON-only endpoints skip Accept negotiation (inference/rest/negotiation.py): no 406, no HTML page
+    for accept in ("text/html", "application/xml", "*/*"):
+        response = token_client.get("/api/v1/users/alice/interests", HTTP_ACCEPT=accept)
+        assert response.status_code == 200
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["categories"]
+
+
+def test_a_batch_body_that_is_not_json_is_refused_as_unsupported(token_client):
+    response = token_client.post("/api/v1/interests/batch", "user_ids=alice", content_type="text/plain")
+    assert response.status_code == 415
+    assert response["Content-Type"] == "application/json"
