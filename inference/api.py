@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from inference.events import EventRecord
 from inference.serving.deadline import Deadline
@@ -21,16 +22,25 @@ __all__ = [
     "EventRecord",
     "InterestProfile",
     "Interests",
+    "ModelVersionInfo",
     "ServingStatus",
     "ShadowSetting",
+    "TrainingRunInfo",
     "events_observe",
     "active_model_versions",
     "predict_interests",
+    "model_version_activate",
+    "model_version_retire",
+    "model_version_rollback",
+    "model_versions",
     "serving_status",
     "shadow_setting_clear",
     "shadow_setting_get",
     "shadow_setting_set",
     "store_rebuild",
+    "training_run",
+    "training_runs_recent",
+    "training_start",
     "user_forget",
     "user_interest_profile",
 ]
@@ -222,3 +232,121 @@ def shadow_setting_clear() -> str | None:
     from inference.registry.services import shadow_config_clear
 
     return shadow_config_clear()
+
+
+# --- the registry, for the dashboard (frozen copies, never ORM rows) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersionInfo:
+    version: str
+    algorithm: str
+    status: str  # candidate, active, retired
+    created_at: datetime
+    activated_at: datetime | None
+    data_from: datetime | None
+    data_to: datetime | None
+    training_seconds: float
+    # {"slice": {...}, "results": {"model": {"ndcg@5": .., "per_category": {..}}, "popularity": {..}}, ...}
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRunInfo:
+    id: int
+    status: str
+    stage: str
+    percent: float
+    message: str
+    outcome: dict[str, Any]
+    error: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def _version_info(row: Any) -> ModelVersionInfo:
+    return ModelVersionInfo(
+        version=row.version,
+        algorithm=row.algorithm,
+        status=row.status,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        data_from=row.data_from,
+        data_to=row.data_to,
+        training_seconds=row.training_seconds,
+        metrics=dict(row.metrics or {}),
+    )
+
+
+def _run_info(row: Any) -> TrainingRunInfo:
+    return TrainingRunInfo(
+        id=row.pk,
+        status=row.status,
+        stage=row.stage,
+        percent=row.percent,
+        message=row.message,
+        outcome=dict(row.outcome or {}),
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def model_versions(*, limit: int = 50, versions: Sequence[str] | None = None) -> list[ModelVersionInfo]:
+    """Registry versions, newest first (only ``versions`` when given). One query."""
+    from inference.registry.selectors import model_versions_list
+
+    rows = model_versions_list()
+    if versions is not None:
+        rows = rows.filter(version__in=list(versions))
+    return [_version_info(row) for row in rows[:limit]]
+
+
+def training_runs_recent(*, limit: int = 5) -> list[TrainingRunInfo]:
+    from inference.registry.selectors import training_runs_recent as recent
+
+    return [_run_info(row) for row in recent(limit=limit)]
+
+
+def training_run(*, run_id: int | None = None) -> TrainingRunInfo | None:
+    """One training run's progress (the latest when ``run_id`` is None)."""
+    from inference.registry import selectors
+
+    row = (
+        selectors.training_runs_recent(limit=1).first()
+        if run_id is None
+        else selectors.training_run_get(run_id=run_id)
+    )
+    return _run_info(row) if row is not None else None
+
+
+def training_start(*, algorithm: str = "all", activate: str = "never", eager: bool = False) -> str:
+    """Run the training task: enqueued (returns the task id), or here and now with ``eager``."""
+    from inference.registry.tasks import train_models
+
+    kwargs = {"algorithm": algorithm, "activate": activate}
+    if eager:
+        train_models.apply(kwargs=kwargs)
+        return "eager"
+    return str(train_models.delay(**kwargs).id)
+
+
+def model_version_activate(*, version: str, actor: str) -> ModelVersionInfo:
+    """Serve ``version``; every web process swaps it in on its next poll. Raises
+    ``inference.registry.services.RegistryError`` for an unknown version."""
+    from inference.registry.services import model_version_activate as activate
+
+    return _version_info(activate(version=version, actor=actor))
+
+
+def model_version_rollback(*, algorithm: str, actor: str) -> ModelVersionInfo:
+    """Serve again the version that served before the current one; returns it."""
+    from inference.registry.services import model_version_rollback as rollback
+
+    return _version_info(rollback(algorithm=algorithm, actor=actor))
+
+
+def model_version_retire(*, version: str, actor: str) -> ModelVersionInfo:
+    from inference.registry.services import model_version_retire as retire
+
+    return _version_info(retire(version=version, actor=actor))

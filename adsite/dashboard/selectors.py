@@ -1,6 +1,6 @@
 """Reads behind the dashboard pages. Every read is bounded (a limit, or a time window on an index)
-and goes through the apps' public faces (``tracking.api``, ``inference.api``) or the registry's
-selectors; the views only render what these return.
+and goes through the apps' public faces (``tracking.api``, ``inference.api``, the ads selectors); the
+views only render what these return.
 """
 
 from __future__ import annotations
@@ -324,6 +324,7 @@ def _metrics_of(result: dict[str, Any] | None) -> dict[str, float | None]:
 
 
 def model_row(row: Any) -> ModelRow:
+    """A registry version (``inference.api.ModelVersionInfo``) as the models table shows it."""
     metrics = row.metrics or {}
     results = metrics.get("results") or {}
     baselines = {name: _metrics_of(results.get(name)) for name in BASELINES if name in results}
@@ -399,11 +400,10 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
     """The registry table (newest first), recent training runs, live serving figures and shadow mode
     (its config and, from the rollups, its agreement and latency over the last hour and day)."""
     from inference import api as inference_api
-    from inference.registry import selectors as registry
 
     now = now or timezone.now()
-    rows = [model_row(row) for row in registry.model_versions_list()[:limit]]
-    runs = list(registry.training_runs_recent(limit=5))
+    rows = [model_row(row) for row in inference_api.model_versions(limit=limit)]
+    runs = inference_api.training_runs_recent(limit=5)
     status = inference_api.serving_status(start=False)
     active = inference_api.active_model_versions()
     hour = window_deltas(window="hour", now=now)
@@ -449,16 +449,13 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
 
 def training_run_get(*, run_id: int | None = None) -> dict[str, Any] | None:
     """A training run's progress (the latest when ``run_id`` is None), JSON-ready."""
-    from inference.registry import selectors as registry
+    from inference import api as inference_api
 
-    if run_id is None:
-        run = registry.training_runs_recent(limit=1).first()
-    else:
-        run = registry.training_run_get(run_id=run_id)
+    run = inference_api.training_run(run_id=run_id)
     if run is None:
         return None
     return {
-        "id": run.pk,
+        "id": run.id,
         "status": run.status,
         "stage": run.stage,
         "percent": run.percent,
@@ -472,9 +469,9 @@ def training_run_get(*, run_id: int | None = None) -> dict[str, Any] | None:
 
 def models_compare(*, a: str, b: str) -> dict[str, Any] | None:
     """Two versions side by side: metrics beside the baselines of each version's own slice."""
-    from inference.registry import selectors as registry
+    from inference import api as inference_api
 
-    rows = {row.version: row for row in registry.model_versions_list().filter(version__in=[a, b])[:2]}
+    rows = {row.version: row for row in inference_api.model_versions(versions=[a, b], limit=2)}
     if a not in rows or b not in rows:
         return None
     out: dict[str, Any] = {}

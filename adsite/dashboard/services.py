@@ -68,10 +68,10 @@ def _actor_label(actor: Any) -> str:
 
 
 def _train_in_thread(kwargs: dict[str, Any]) -> None:
-    from inference.registry.tasks import train_models
+    from inference import api as inference_api
 
     try:
-        train_models.apply(kwargs=kwargs)
+        inference_api.training_start(**kwargs, eager=True)
     except Exception:
         logger.exception("dashboard.training_failed")
     finally:
@@ -81,16 +81,15 @@ def _train_in_thread(kwargs: dict[str, Any]) -> None:
 def training_start(*, actor: Any, algorithm: str = "all", activate: str = "never") -> str:
     """Enqueue ``inference.train_models``. With eager Celery (embedded mode) the task runs on a
     background thread instead, so the request returns at once and the page can show its progress."""
-    from inference.registry.tasks import train_models
+    from inference import api as inference_api
 
     kwargs = {"algorithm": algorithm, "activate": activate}
 
     def call() -> str:
         if not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
-            return str(train_models.delay(**kwargs).id)
+            return inference_api.training_start(**kwargs)
         if not dashboard_setting("TRAIN_IN_BACKGROUND"):
-            train_models.apply(kwargs=kwargs)
-            return "eager"
+            return inference_api.training_start(**kwargs, eager=True)
         threading.Thread(target=_train_in_thread, args=(kwargs,), daemon=True, name="dashboard-train").start()
         return "thread"
 
@@ -105,7 +104,7 @@ def training_start(*, actor: Any, algorithm: str = "all", activate: str = "never
 
 
 def model_activate(*, actor: Any, version: str) -> str:
-    from inference.registry import services as registry
+    from inference import api as registry
 
     row = _audited(
         actor=actor,
@@ -119,7 +118,7 @@ def model_activate(*, actor: Any, version: str) -> str:
 
 
 def model_rollback(*, actor: Any, algorithm: str) -> str:
-    from inference.registry import services as registry
+    from inference import api as registry
 
     row = _audited(
         actor=actor,
@@ -133,7 +132,7 @@ def model_rollback(*, actor: Any, algorithm: str) -> str:
 
 
 def model_retire(*, actor: Any, version: str) -> str:
-    from inference.registry import services as registry
+    from inference import api as registry
 
     row = _audited(
         actor=actor,
