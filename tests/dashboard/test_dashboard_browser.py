@@ -82,7 +82,6 @@ def test_staff_day_in_the_dashboard(
     with page.expect_response(lambda r: "/dashboard/overview.json" in r.url, timeout=15000):
         pass
     assert page.evaluate("typeof Chart") == "function"
-    _shot(page, "overview")
 
     # models: train now -> the run's progress -> a new version in the table
     page.goto(f"{base}/dashboard/models/")
@@ -183,6 +182,13 @@ def test_staff_day_in_the_dashboard(
     for action in ("model.train", "model.activate", "model.shadow", "visitor.delete"):
         page.wait_for_selector(f"text={action}")
     _shot(page, "audit")
+
+    # the overview after the day's traffic: true HTTP requests per second, busiest routes
+    metrics_snapshot_take()
+    page.goto(f"{base}/dashboard/")
+    page.wait_for_selector("table[data-table='requests_by_route'] td >> text=dashboard:models")
+    assert page.inner_text("[data-k='requests_per_s']") not in ("", "–")
+    _shot(page, "overview")
 
 
 @pytest.mark.usefixtures("ads_seeded")

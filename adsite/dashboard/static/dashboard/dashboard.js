@@ -28,8 +28,8 @@
       data: {
         labels: c.requests.map((p) => shortTime(p.t)),
         datasets: [
-          { label: "requests /s", data: c.requests.map((p) => p.v), borderColor: palette[0], spanGaps: true, pointRadius: 0 },
-          { label: "events /s", data: c.events.map((p) => p.v), borderColor: palette[1], spanGaps: true, pointRadius: 0 },
+          { label: "requests /s", data: c.requests.map((p) => p.v), borderColor: palette[0], spanGaps: true, pointRadius: 2 },
+          { label: "events /s", data: c.events.map((p) => p.v), borderColor: palette[1], spanGaps: true, pointRadius: 2 },
         ],
       },
       options: { scales: { y: { beginAtZero: true } } },
