@@ -10,7 +10,6 @@ files. ``model_load(directory)`` (in ``inference.models``) reads any of them bac
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -75,6 +74,8 @@ class PairModel:
     """Shared behaviour: candidates, pair inputs, ranking, the manifest. Subclasses score samples."""
 
     algorithm: ClassVar[str] = "pair"
+    # whether score() reads the recent sequence (items / cats / ages) or only the pair rows
+    uses_sequence: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -127,6 +128,7 @@ class PairModel:
             category_index=self.category_index,
             popular=self.popular(population),
             item_buckets=self.item_buckets,
+            sequence=self.uses_sequence,
         )
 
     def predict(
@@ -142,12 +144,10 @@ class PairModel:
             return []
         scores = self.score(sample)
         order = np.argsort(-scores, kind="stable")[:top]
+        squashed = 1.0 / (1.0 + np.exp(-np.clip(scores[order].astype(np.float64), -30, 30)))
         return [
-            (
-                self.categories[int(sample.candidates[i])],
-                1.0 / (1.0 + math.exp(-float(np.clip(scores[i], -30, 30)))),
-            )
-            for i in order
+            (self.categories[int(sample.candidates[i])], float(p))
+            for i, p in zip(order, squashed, strict=True)
         ]
 
     def scores_matrix(self, samples: Sequence[Sample]) -> np.ndarray:

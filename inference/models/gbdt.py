@@ -53,6 +53,7 @@ def _matrix(samples: Sequence[Sample]) -> np.ndarray:
 
 class GbdtModel(PairModel):
     algorithm = "gbdt"
+    uses_sequence = False  # scores the pair rows only
 
     def __init__(self, *, booster: lgb.Booster, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -27,6 +27,7 @@ _EVENTS = PAIR_FEATURE_NAMES.index("log_user_events")
 
 class PriorModel(PairModel):
     algorithm = "prior"
+    uses_sequence = False  # scores the pair rows only
 
     @classmethod
     def from_population(

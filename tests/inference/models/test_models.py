@@ -150,3 +150,30 @@ def test_a_feature_never_seen_in_training_does_not_decide_the_ranking(stream):
     with_ads = model.predict(ad_user, ad_population, now=ad_user.now, top=3)
     assert all(math.isfinite(s) and 0.0 < s < 1.0 for _, s in with_ads)
     assert plain[0][0] == with_ads[0][0] == "travel"  # u1 reads travel 75% of the time
+
+
+@pytest.mark.parametrize("algorithm", ["gbdt", "prior"])
+def test_pair_only_models_serve_the_same_answer_without_building_the_sequence(algorithm, stream):
+    # gbdt and the prior score the pair rows only, so serving skips the recent-sequence arrays; the
+    # answer must be exactly what the scores of the full inputs (as in training) give
+    model = _train(algorithm, stream)
+    assert model.uses_sequence is False
+    for user_id in ("u1", "u7", "u22"):
+        user, population = read_out(stream, user_id)
+        served = model.inputs("", user, population, user.now)
+        assert not served.items.any()  # the sequence was not built
+        full = model.inputs("", user, population, user.now).__class__(
+            **{**served.__dict__, **dict(zip(("items", "cats", "ages"), _full_sequence(model, user), strict=True))}
+        )
+        assert full.items.any()
+        np.testing.assert_array_equal(model.score(served), model.score(full))
+        ranked = sorted(zip(full.candidates, model.score(full), strict=True), key=lambda pair: -pair[1])[:4]
+        answer = model.predict(user, population, now=user.now, top=4)
+        assert [c for c, _ in answer] == [model.categories[int(i)] for i, _ in ranked]
+        assert [s for _, s in answer] == pytest.approx([1 / (1 + math.exp(-float(s))) for _, s in ranked])
+
+
+def _full_sequence(model, user):
+    from inference.models.inputs import sequence_arrays
+
+    return sequence_arrays(user, model.category_index, model.item_buckets)
