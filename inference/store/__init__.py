@@ -38,6 +38,7 @@ StateReader = Callable[[str], tuple[UserFeatures | None, PopulationFeatures | No
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _stores: dict[str, FeatureStore] = {}
+_generation = 0  # bumped by feature_store_reset(); readers made earlier follow it
 
 
 def feature_store_rebuild(store: FeatureStore | None = None) -> int:
@@ -113,12 +114,14 @@ def feature_store(url: str | None = None) -> FeatureStore:
 
 def feature_store_reset() -> None:
     """Forget the stores built so far (tests; a new settings value takes effect on the next call)."""
+    global _generation
     with _lock:
         for store in _stores.values():
             close = getattr(store, "close", None)
             if close is not None:
                 close()
         _stores.clear()
+        _generation += 1
 
 
 def serving_state_reader(url: str | None = None) -> StateReader:
@@ -126,9 +129,14 @@ def serving_state_reader(url: str | None = None) -> StateReader:
 
     Raises :class:`FeatureStoreUnavailable` when the store cannot be reached (short timeouts).
     """
-    store = feature_store(url)
+    current: dict[int, FeatureStore] = {_generation: feature_store(url)}
 
     def read(user_id: str) -> tuple[UserFeatures | None, PopulationFeatures | None]:
+        store = current.get(_generation)
+        if store is None:  # the stores were reset: read the one built now, not the old one
+            store = feature_store(url)
+            current.clear()
+            current[_generation] = store
         result = store.read(user_id)
         return (None if result.user.is_cold else result.user), result.population
 

@@ -139,13 +139,24 @@ def test_staff_day_in_the_dashboard(
         [make_event(user_id="visitor-shadow", categories=[f"c{i % 3}"], item_id=f"s{i}") for i in range(9)]
     )
 
+    answers: list[dict[str, Any]] = []
+
     def shadow_scored() -> bool:
         answer = page.request.get(f"{base}/api/v1/users/visitor-shadow/interests?top=3").json()
+        answers.append(answer)
         assert answer["model_version"] != candidate.version  # the shadow never serves
         labels = {"version": candidate.version, "compared_with": "gbdt"}
         return (REGISTRY.get_sample_value("inference_shadow_agreement_count", labels) or 0) >= 10
 
-    _wait_until(shadow_scored, timeout_s=90)
+    try:
+        _wait_until(shadow_scored, timeout_s=90)
+    finally:  # on a failure, say what the server answered and what the shadow did
+        print("last interests answers:", answers[-3:])
+        print("shadow series:", [
+            (s.name, s.labels, s.value)
+            for metric in REGISTRY.collect() if metric.name.startswith("inference_shadow")
+            for s in metric.samples if not s.name.endswith(("_bucket", "_created"))
+        ])
     metrics_snapshot_take()  # the rollup the page reads (the beat's job in services mode)
     page.goto(f"{base}/dashboard/models/?window=hour")  # a new document, not a same-page #fragment
     row = page.wait_for_selector(f"#shadow-results tr[data-shadow-version='{candidate.version}']")
