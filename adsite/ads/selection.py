@@ -109,6 +109,37 @@ class _Candidate:
     lift: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Knobs:
+    """The ads settings one decision uses, read once per decision (not once per campaign or creative)."""
+
+    pacing: bool
+    pacing_slack: float
+    quality_prior_shape: float
+    quality_by_campaign: bool
+    ctr_prior_clicks: float
+    ctr_prior_impressions: float
+    lift_max: float
+    smoothing: float
+    lift_power: float
+    explain_sample: float
+
+    @classmethod
+    def read(cls) -> _Knobs:
+        return cls(
+            pacing=bool(ads_setting("PACING")),
+            pacing_slack=float(ads_setting("PACING_SLACK")),
+            quality_prior_shape=float(ads_setting("QUALITY_PRIOR_SHAPE")),
+            quality_by_campaign=ads_setting("QUALITY_POOL") == "campaign",
+            ctr_prior_clicks=float(ads_setting("CTR_PRIOR_CLICKS")),
+            ctr_prior_impressions=float(ads_setting("CTR_PRIOR_IMPRESSIONS")),
+            lift_max=float(ads_setting("INTEREST_LIFT_MAX")),
+            smoothing=float(ads_setting("INTEREST_SMOOTHING")),
+            lift_power=float(ads_setting("INTEREST_LIFT_POWER")),
+            explain_sample=float(ads_setting("EXPLAIN_SAMPLE")),
+        )
+
+
 def _weighted_score(campaign: CampaignView, scores: Mapping[str, float]) -> float:
     total_weight = sum(w for _, w in campaign.interests)
     if not total_weight:
@@ -142,15 +173,16 @@ def _shares(scores: Sequence[tuple[str, float]], served_by: str = "context") -> 
     return {slug: w / total for slug, w in weights.items()}
 
 
-_population: tuple[float, dict[str, float]] | None = None
+_population: tuple[float, dict[str, float], dict[int, float]] | None = None
 
 
-def _population_shares(catalog: Catalog) -> dict[str, float]:
-    """Interest shares of an unknown visitor (the population), refreshed with the catalog."""
+def _population_shares(catalog: Catalog) -> tuple[dict[str, float], dict[int, float]]:
+    """Interest shares of an unknown visitor (the population), and each campaign's weighted score under
+    them, refreshed with the catalog."""
     global _population
     cached = _population
     if cached is not None and cached[0] == catalog.built_at:
-        return cached[1]
+        return cached[1], cached[2]
     try:
         answer = predict_interests(
             "", deadline=Deadline(float(ads_setting("PREDICT_BUDGET_MS")) * 4), top=int(ads_setting("INTEREST_TOP"))
@@ -159,8 +191,9 @@ def _population_shares(catalog: Catalog) -> dict[str, float]:
     except Exception:
         logger.exception("ads.population_interests_failed")
         shares = {}
-    _population = (catalog.built_at, shares)
-    return shares
+    bases = {c.id: _weighted_score(c, shares) for c in catalog.campaigns if c.interests}
+    _population = (catalog.built_at, shares, bases)
+    return shares, bases
 
 
 def _interests(user_id: str, context: DecisionContext, deadline: Deadline) -> tuple[Interests | None, bool]:
@@ -184,12 +217,12 @@ def _interests(user_id: str, context: DecisionContext, deadline: Deadline) -> tu
     return answer, False
 
 
-def _pacing_allows(campaign: CampaignView, spent_today: int, now: float) -> bool:
+def _pacing_allows(campaign: CampaignView, spent_today: int, now: float, knobs: _Knobs) -> bool:
     """Even daily spend: today's spend may not run ahead of the elapsed share of the day (+ slack)."""
-    if not ads_setting("PACING") or campaign.tier == "house" or campaign.daily_budget_micros <= 0:
+    if not knobs.pacing or campaign.tier == "house" or campaign.daily_budget_micros <= 0:
         return True
     elapsed = (now % 86400) / 86400
-    allowed = campaign.daily_budget_micros * min(1.0, elapsed + float(ads_setting("PACING_SLACK")))
+    allowed = campaign.daily_budget_micros * min(1.0, elapsed + knobs.pacing_slack)
     return spent_today < allowed
 
 
@@ -205,7 +238,7 @@ def _prefilter(campaign: CampaignView, *, now: float, device: str, hour: int, ho
     return None
 
 
-def _counters_filter(campaign: CampaignView, snap: Snapshot, now: float) -> str | None:
+def _counters_filter(campaign: CampaignView, snap: Snapshot, now: float, knobs: _Knobs) -> str | None:
     c = campaign.id
     if snap.spend_total.get(c, 0) >= campaign.total_budget_micros or snap.spend_today.get(c, 0) >= campaign.daily_budget_micros:
         return OUT_OF_BUDGET
@@ -213,7 +246,7 @@ def _counters_filter(campaign: CampaignView, snap: Snapshot, now: float) -> str 
         campaign.cap_per_day and snap.user_day.get(c, 0) >= campaign.cap_per_day
     ):
         return CAPPED
-    if not _pacing_allows(campaign, snap.spend_today.get(c, 0), now):
+    if not _pacing_allows(campaign, snap.spend_today.get(c, 0), now, knobs):
         return PACED
     return None
 
@@ -242,7 +275,9 @@ def _exposure(snap: Snapshot, creative_id: int) -> float:
     return max(impressions + snap.extra_exposure.get(creative_id, 0) / EXPOSURE_UNIT, 0.0)
 
 
-def quality_posteriors(campaigns: Sequence[CampaignView], snap: Snapshot) -> dict[int, Quality]:
+def quality_posteriors(
+    campaigns: Sequence[CampaignView], snap: Snapshot, knobs: _Knobs | None = None
+) -> dict[int, Quality]:
     """Each creative's quality posterior, learned from clicks relative to what its audience predicted.
 
     Model: clicks_i ~ Poisson(q_i x exposure_i), exposure_i = the summed interest lifts of its
@@ -252,8 +287,9 @@ def quality_posteriors(campaigns: Sequence[CampaignView], snap: Snapshot) -> dic
     campaign's pooled rate around it; each level weighs ``QUALITY_PRIOR_SHAPE`` clicks. Posterior:
     Gamma(shape + clicks_i, shape / pooled + exposure_i), conjugate, so one pass over the snapshot.
     """
-    shape = float(ads_setting("QUALITY_PRIOR_SHAPE"))
-    by_campaign = ads_setting("QUALITY_POOL") == "campaign"
+    knobs = knobs or _Knobs.read()
+    shape = knobs.quality_prior_shape
+    by_campaign = knobs.quality_by_campaign
     stats = {cr.id: (float(snap.clicks.get(cr.id, 0)), _exposure(snap, cr.id)) for c in campaigns for cr in c.creatives}
     pooled_clicks = pooled_exposure = 0.0
     for campaign in campaigns:
@@ -261,9 +297,7 @@ def quality_posteriors(campaigns: Sequence[CampaignView], snap: Snapshot) -> dic
             for creative in campaign.creatives:
                 pooled_clicks += stats[creative.id][0]
                 pooled_exposure += stats[creative.id][1]
-    overall = (float(ads_setting("CTR_PRIOR_CLICKS")) + pooled_clicks) / (
-        float(ads_setting("CTR_PRIOR_IMPRESSIONS")) + pooled_exposure
-    )
+    overall = (knobs.ctr_prior_clicks + pooled_clicks) / (knobs.ctr_prior_impressions + pooled_exposure)
     out: dict[int, Quality] = {}
     for campaign in campaigns:
         centre = overall
@@ -289,14 +323,12 @@ def _p_click(
     campaign: CampaignView,
     creative: CreativeView,
     oracle: OracleScorer | None,
+    knobs: _Knobs,
 ) -> float:
-    a0 = float(ads_setting("CTR_PRIOR_CLICKS"))
-    b0 = float(ads_setting("CTR_PRIOR_IMPRESSIONS")) - a0
-    clicks = min(clicks, impressions)
     if policy == "adsite" and quality is not None:
         return min(1.0, quality.sample(rng) * lift)
     if policy == "untargeted":
-        return (a0 + clicks) / (a0 + b0 + impressions)
+        return (knobs.ctr_prior_clicks + min(clicks, impressions)) / (knobs.ctr_prior_impressions + impressions)
     if policy == "oracle" and oracle is not None:
         return oracle(user_id, campaign, creative)
     return rng.random()  # random
@@ -312,6 +344,7 @@ def ads_select(
     """Choose an ad (or the house ad) for each placement of one page; see the module docstring."""
     context = context or DecisionContext()
     deadline = deadline or Deadline(float(ads_setting("BUDGET_MS")))
+    knobs = _Knobs.read()
     rng = context.rng or random.Random()
     now = context.now if context.now is not None else time.time()
     hour = int(now // 3600) % 24
@@ -320,10 +353,8 @@ def ads_select(
 
     interests, failed = _interests(user_id, context, deadline)
     shares = _shares(interests.scores, interests.served_by) if interests is not None else {}
-    population = _population_shares(catalog) if not failed else {}
-    lift_max = float(ads_setting("INTEREST_LIFT_MAX"))
-    smoothing = float(ads_setting("INTEREST_SMOOTHING"))
-    lift_power = float(ads_setting("INTEREST_LIFT_POWER"))
+    population_bases = _population_shares(catalog)[1] if not failed else {}
+    lift_max, smoothing, lift_power = knobs.lift_max, knobs.smoothing, knobs.lift_power
 
     filtered: dict[int, str] = {}
     live: list[CampaignView] = []
@@ -339,10 +370,10 @@ def ads_select(
         user_id=user_id,
         now=now,
     )
-    qualities = quality_posteriors(live, snap) if context.policy == "adsite" else {}
+    qualities = quality_posteriors(live, snap, knobs) if context.policy == "adsite" else {}
     candidates: list[_Candidate] = []
     for campaign in live:
-        reason = _counters_filter(campaign, snap, now)
+        reason = _counters_filter(campaign, snap, now, knobs)
         relevance = _weighted_score(campaign, shares) if campaign.interests else 0.0
         if reason is None and campaign.interest_min_score > 0 and relevance < campaign.interest_min_score:
             reason = UNTARGETED
@@ -351,7 +382,7 @@ def ads_select(
             continue
         if campaign.interests:
             # the visitor's interest over the population's, smoothed (a category nobody scores is neutral)
-            base = _weighted_score(campaign, population)
+            base = population_bases.get(campaign.id, 0.0)
             ratio = ((relevance + smoothing) / (base + smoothing)) ** lift_power
             lift = min(lift_max, max(1.0 / lift_max, ratio))
         else:
@@ -361,7 +392,7 @@ def ads_select(
                 policy=context.policy, rng=rng, clicks=snap.clicks.get(creative.id, 0),
                 impressions=snap.impressions.get(creative.id, 0), quality=qualities.get(creative.id), lift=lift,
                 user_id=user_id,
-                campaign=campaign, creative=creative, oracle=context.oracle,
+                campaign=campaign, creative=creative, oracle=context.oracle, knobs=knobs,
             )
             if context.policy == "random":
                 value = p
@@ -431,7 +462,7 @@ def ads_select(
         counts[reason] = counts.get(reason, 0) + 1
     decision_id = str(uuid.uuid4())
     explanation = None
-    sampled = rng.random() < float(ads_setting("EXPLAIN_SAMPLE"))
+    sampled = rng.random() < knobs.explain_sample
     if context.explain or sampled:
         explanation = _explanation(
             interests=interests, failed=failed, candidates=candidates, filtered=filtered, catalog=catalog,
