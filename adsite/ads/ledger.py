@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from adsite.ads.conf import ads_setting
 
@@ -92,6 +92,10 @@ class Ledger(Protocol):
     ) -> Snapshot: ...
 
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str: ...
+
+    def impressions_reserve(self, *, charges: Sequence[Charge], user_id: str, now: float) -> list[str]:
+        """``impression_reserve`` for each charge in order (each one atomic, as if called one by one)."""
+        ...
 
     def click_charge(
         self,
@@ -205,6 +209,9 @@ class MemoryLedger:
                 changes += [(hour_field, 1, now + FREQ_TTL_S), (day_field, 1, now + FREQ_TTL_S)]
             self._add(changes, now)
             return OK
+
+    def impressions_reserve(self, *, charges: Sequence[Charge], user_id: str, now: float) -> list[str]:
+        return [self.impression_reserve(charge=charge, user_id=user_id, now=now) for charge in charges]
 
     def click_charge(
         self,
@@ -361,10 +368,10 @@ class RedisLedger:
             extra_exposure=dict(zip(creative_ids, stats[2 * m :], strict=True)),
         )
 
-    def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
+    def _reserve_call(self, charge: Charge, user_id: str, now: float, client: Any = None) -> Any:
         day, hour = day_key(now), hour_key(now)
         c = charge.campaign_id
-        reply = self._reserve(
+        return self._reserve(
             keys=[self._spend, self._freq(user_id or "-"), self._stats],
             args=[
                 f"t:{c}", f"d:{c}:{day}", charge.total_budget_micros, charge.daily_budget_micros,
@@ -372,8 +379,21 @@ class RedisLedger:
                 charge.impression_price_micros, FREQ_TTL_S, f"imp:{charge.creative_id}",
                 f"exp:{charge.creative_id}", charge.extra_exposure_micros,
             ],
+            client=client,
         )
-        return _RESERVE_OUTCOMES[int(reply)]
+
+    def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
+        return _RESERVE_OUTCOMES[int(self._reserve_call(charge, user_id, now))]
+
+    def impressions_reserve(self, *, charges: Sequence[Charge], user_id: str, now: float) -> list[str]:
+        """One round trip for a page's placements: the scripts run one after another in a pipeline,
+        each atomic, exactly as separate calls would (another process may run between two of them)."""
+        if len(charges) <= 1:
+            return [self.impression_reserve(charge=charge, user_id=user_id, now=now) for charge in charges]
+        pipe = self._redis.pipeline(transaction=False)
+        for charge in charges:
+            self._reserve_call(charge, user_id, now, client=pipe)
+        return [_RESERVE_OUTCOMES[int(reply)] for reply in pipe.execute()]
 
     def click_charge(
         self,

@@ -334,6 +334,84 @@ def _p_click(
     return rng.random()  # random
 
 
+def _charge(cand: _Candidate) -> Charge:
+    campaign = cand.campaign
+    return Charge(
+        campaign_id=campaign.id,
+        creative_id=cand.creative.id,
+        impression_price_micros=campaign.price_micros if campaign.pricing == "cpm" else 0,
+        daily_budget_micros=campaign.daily_budget_micros,
+        total_budget_micros=campaign.total_budget_micros,
+        cap_per_hour=campaign.cap_per_hour,
+        cap_per_day=campaign.cap_per_day,
+        extra_exposure_micros=round((cand.lift - 1.0) * EXPOSURE_UNIT),
+    )
+
+
+def _placements_fill(
+    candidates: Sequence[_Candidate], *, sizes: Sequence[str], filtered: dict[int, str], user_id: str, now: float
+) -> list[_Candidate | None]:
+    """The candidate reserved for each placement (``None``: the house ad), best first, with distinct
+    advertisers (house ads excepted) and creatives across the page.
+
+    The page is planned from the snapshot and its reservations made in one ledger call (one Redis
+    round trip); each reservation is still atomic and checks budget and caps again. A placement whose
+    reservation is refused (another request got there first) and any placement left empty are then
+    filled one reservation at a time from the remaining candidates.
+    """
+    used_advertisers: set[int] = set()
+    used_creatives: set[int] = set()
+    refused: set[int] = set()
+
+    def fits(cand: _Candidate, size: str) -> bool:
+        campaign, creative = cand.campaign, cand.creative
+        return (
+            campaign.id not in refused
+            and creative.size in ("fluid", size)
+            and creative.id not in used_creatives
+            and (campaign.tier == "house" or campaign.advertiser_id not in used_advertisers)
+        )
+
+    def take(cand: _Candidate) -> None:
+        used_creatives.add(cand.creative.id)
+        if cand.campaign.tier != "house":
+            used_advertisers.add(cand.campaign.advertiser_id)
+
+    def refuse(cand: _Candidate, outcome: str) -> None:  # budget or cap reached since the snapshot
+        refused.add(cand.campaign.id)
+        filtered[cand.campaign.id] = CAPPED if outcome.startswith("capped") else OUT_OF_BUDGET
+
+    planned: list[_Candidate | None] = []
+    for size in sizes:
+        cand = next((c for c in candidates if fits(c, size)), None)
+        if cand is not None:
+            take(cand)
+        planned.append(cand)
+    reserving = [(i, cand) for i, cand in enumerate(planned) if cand is not None]
+    outcomes = ledger().impressions_reserve(charges=[_charge(c) for _, c in reserving], user_id=user_id, now=now)
+    for (i, cand), outcome in zip(reserving, outcomes, strict=True):
+        if outcome != OK:
+            refuse(cand, outcome)
+            used_creatives.discard(cand.creative.id)
+            if cand.campaign.tier != "house":
+                used_advertisers.discard(cand.campaign.advertiser_id)
+            planned[i] = None
+    for i, size in enumerate(sizes):
+        if planned[i] is not None:
+            continue
+        for cand in candidates:
+            if not fits(cand, size):
+                continue
+            outcome = ledger().impression_reserve(charge=_charge(cand), user_id=user_id, now=now)
+            if outcome != OK:
+                refuse(cand, outcome)
+                continue
+            take(cand)
+            planned[i] = cand
+            break
+    return planned
+
+
 def ads_select(
     *,
     user_id: str,
@@ -402,60 +480,33 @@ def ads_select(
     # best first: tier, then expected value (a stable tie-break on ids keeps decisions reproducible)
     candidates.sort(key=lambda c: (TIER_RANK[c.campaign.tier], -c.value, c.creative.id))
 
+    planned = _placements_fill(
+        candidates,
+        sizes=[p.size or catalog.placement_sizes.get(p.name, "") for p in placements],
+        filtered=filtered,
+        user_id=user_id,
+        now=now,
+    )
     choices: list[Choice] = []
-    used_advertisers: set[int] = set()
-    used_creatives: set[int] = set()
-    refused: set[int] = set()
-    for placement in placements:
-        size = placement.size or catalog.placement_sizes.get(placement.name, "")
-        chosen: Choice | None = None
-        for cand in candidates:
-            campaign, creative = cand.campaign, cand.creative
-            if campaign.id in refused:
-                continue
-            if creative.size not in ("fluid", size) or creative.id in used_creatives:
-                continue
-            if campaign.tier != "house" and campaign.advertiser_id in used_advertisers:
-                continue
-            outcome = ledger().impression_reserve(
-                charge=Charge(
-                    campaign_id=campaign.id,
-                    creative_id=creative.id,
-                    impression_price_micros=campaign.price_micros if campaign.pricing == "cpm" else 0,
-                    daily_budget_micros=campaign.daily_budget_micros,
-                    total_budget_micros=campaign.total_budget_micros,
-                    cap_per_hour=campaign.cap_per_hour,
-                    cap_per_day=campaign.cap_per_day,
-                    extra_exposure_micros=round((cand.lift - 1.0) * EXPOSURE_UNIT),
-                ),
-                user_id=user_id,
-                now=now,
-            )
-            if outcome != OK:  # another request got there first: budget or cap reached meanwhile
-                refused.add(campaign.id)
-                filtered[campaign.id] = CAPPED if outcome.startswith("capped") else OUT_OF_BUDGET
-                continue
-            used_advertisers.add(campaign.advertiser_id)
-            used_creatives.add(creative.id)
-            chosen = Choice(
-                placement=placement.name,
-                creative=creative,
-                campaign=campaign,
-                house=campaign.tier == "house",
-                p_click=cand.p_click,
-                expected_value_micros=cand.value,
-                reason=_reason(cand, interests, failed),
-                serve_id=uuid.uuid4().hex,
-            )
-            break
-        if chosen is None:
-            chosen = Choice(
+    for placement, cand in zip(placements, planned, strict=True):
+        if cand is None:
+            choices.append(Choice(
                 placement=placement.name, creative=None, campaign=None, house=True, p_click=0.0,
                 expected_value_micros=0.0,
                 reason="prediction failed: house ad" if failed else "nothing eligible: house ad",
                 serve_id=uuid.uuid4().hex,
-            )
-        choices.append(chosen)
+            ))
+            continue
+        choices.append(Choice(
+            placement=placement.name,
+            creative=cand.creative,
+            campaign=cand.campaign,
+            house=cand.campaign.tier == "house",
+            p_click=cand.p_click,
+            expected_value_micros=cand.value,
+            reason=_reason(cand, interests, failed),
+            serve_id=uuid.uuid4().hex,
+        ))
 
     counts: dict[str, int] = {}
     for reason in filtered.values():

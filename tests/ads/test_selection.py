@@ -213,3 +213,43 @@ def test_an_explanation_asked_for_scores_every_candidate_and_names_untargeted_ca
     assert len(explanation["candidates"]) == 24  # every candidate's score, not only the best 20
     assert all(row["expected_value_micros"] >= 0 and "interest_lift" in row for row in explanation["candidates"])
     assert {"campaign_id": picky.id, "campaign": picky.name, "reason": "untargeted"} in explanation["filtered"]
+
+
+class _RacedLedger:
+    """The memory ledger, but another request spends the first planned campaign's whole budget between
+    this decision's snapshot and its reservations (what concurrent decisions on other processes do)."""
+
+    def __init__(self, inner: Any, victim: int) -> None:
+        self.inner, self.victim, self.batches = inner, victim, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def impressions_reserve(self, *, charges: Any, user_id: str, now: float) -> list[str]:
+        self.batches.append([c.campaign_id for c in charges])
+        for charge in charges:
+            if charge.campaign_id == self.victim:  # the other request empties the budget first
+                spent = Charge(charge.campaign_id, charge.creative_id, charge.total_budget_micros, 10**12, 10**12)
+                assert self.inner.impression_reserve(charge=spent, user_id="", now=now) == "ok"
+        return self.inner.impressions_reserve(charges=charges, user_id=user_id, now=now)
+
+
+def test_a_page_reserved_in_one_call_refills_a_placement_lost_to_a_concurrent_request(
+    make_campaign: Any, interests: Any, fresh_ads_state: Any
+) -> None:
+    from adsite.ads.ledger import ledger_use
+
+    best = make_campaign(advertiser="Acme", pricing=Campaign.Pricing.CPM, bid=Decimal("900"), total_budget=Decimal("50"))
+    acme_second = make_campaign(advertiser="Acme", pricing=Campaign.Pricing.CPM, bid=Decimal("800"))
+    other = make_campaign(advertiser="Globex", pricing=Campaign.Pricing.CPM, bid=Decimal("700"))
+    raced = _RacedLedger(fresh_ads_state, victim=best.id)
+    ledger_use(raced)  # the fixture puts its own ledger back afterwards
+    decision = ads_select(user_id="u", placements=[Placement("sidebar"), Placement("footer")])
+    # both placements were reserved in one ledger call; the first lost its campaign to the other request,
+    # so it was filled again one reservation at a time: Acme's next campaign (Acme is no longer on the page)
+    assert raced.batches == [[best.id, other.id]]
+    assert shown(decision) == [acme_second.id, other.id]
+    assert decision.filtered == {"out_of_budget": 1}
+    now = time.time()
+    assert fresh_ads_state.spend(campaign_id=best.id, now=now)[0] == 50_000_000  # only the other request's spend
+    assert fresh_ads_state.spend(campaign_id=acme_second.id, now=now)[0] == 800_000  # CPM 800: 0.80 per impression
