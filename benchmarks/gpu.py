@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import threading
 import time
@@ -64,6 +65,10 @@ def main() -> None:
         print(f"benchmarks.gpu needs {MOVIELENS}: nothing measured.")
         return
     torch.set_num_threads(1)
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsite.settings")
+    django.setup()  # the MovieLens reader names categories with tracking's rule
     from inference.evaluation.reading import events_read_movielens
     from inference.models import model_train
     from inference.models.neural import _inputs, _pack

@@ -67,6 +67,10 @@ def _ms(values: Sequence[float]) -> str:
 
 # --- data and models --------------------------------------------------------------------------------
 def _events() -> list[Any]:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsite.settings")
+    django.setup()  # the reader names categories with tracking's rule (as imported events are named)
     from inference.evaluation.reading import events_read_movielens
 
     return sorted(events_read_movielens(MOVIELENS), key=lambda e: e.ts)

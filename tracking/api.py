@@ -9,6 +9,7 @@ from __future__ import annotations
 from tracking.bots import user_agent_device
 from tracking.consent import tracking_allowed, tracking_refusal
 from tracking.identity import visitor_id
+from tracking.importing import category_slugs
 from tracking.privacy import DeletionResult, user_data_delete
 from tracking.selectors import (
     EventSummary,
@@ -35,6 +36,7 @@ from tracking.services import (
 )
 
 __all__ = [
+    "category_slugs",
     "DeletionResult",
     "EventSummary",
     "IngestContext",

@@ -82,7 +82,10 @@ class SourceRow:
     problem: str = ""
 
 
-def _slug_labels(labels: Iterable[str]) -> dict[str, str]:
+def category_slugs(labels: Iterable[str]) -> dict[str, str]:
+    """Category labels as the slugs events carry (``Sci-Fi`` -> ``sci-fi``), slug -> first label.
+    The evaluation's file readers use it too, so a model trained from a file and one trained from
+    imported events name categories alike."""
     slugs: dict[str, str] = {}
     for label in labels:
         label = label.strip()
@@ -154,7 +157,7 @@ def generic_rows(path: Path, share: Share | None = None) -> Iterator[SourceRow]:
                 continue
             user_id, item_id, categories, timestamp = fields[:4]
             event_type = (fields[4].strip() if has_type else "") or "page_view"
-            labels = _slug_labels(categories.split("|")) if categories else {}
+            labels = category_slugs(categories.split("|")) if categories else {}
             ts = _ts_ms(timestamp)
             raw = {
                 "event_id": _event_id(ts, "generic", user_id, item_id, timestamp, event_type),
@@ -173,7 +176,7 @@ def movielens_rows(directory: Path, share: Share | None = None) -> Iterator[Sour
     genres: dict[str, dict[str, str]] = {}
     with (directory / "movies.csv").open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            genres[row["movieId"]] = _slug_labels((row.get("genres") or "").split("|"))
+            genres[row["movieId"]] = category_slugs((row.get("genres") or "").split("|"))
     with (directory / "ratings.csv").open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])

@@ -3,24 +3,28 @@
 Two formats: the project's generic events CSV (``user_id,item_id,categories,timestamp[,type]``,
 categories pipe-separated, unix seconds) and, as a convenience, a MovieLens directory
 (``ratings.csv`` + ``movies.csv``: each rating is one ``page_view`` of a movie whose genres are its
-categories; ``(no genres listed)`` means none). The sort is stable, so events sharing a timestamp keep
+categories; ``(no genres listed)`` means none). Category labels become the slugs the importer gives
+them (``Sci-Fi`` -> ``sci-fi``), so a model trained from a file names categories as served events do.
+The sort is stable, so events sharing a timestamp keep
 the file order: the evaluation's user split depends on it.
 """
 
 from __future__ import annotations
 
 import csv
+from functools import lru_cache
 from pathlib import Path
 
 from inference.events import EventRecord
 
 __all__ = ["events_read", "events_read_generic", "events_read_movielens"]
 
-NO_GENRES = "(no genres listed)"
 
-
+@lru_cache(maxsize=65536)  # a file repeats the same few category fields on every row
 def _categories(field: str) -> tuple[str, ...]:
-    return tuple(c for c in (part.strip() for part in field.split("|")) if c and c != NO_GENRES)
+    from tracking.api import category_slugs  # the importer's rule ("(no genres listed)" means none)
+
+    return tuple(category_slugs(field.split("|")))
 
 
 def events_read_generic(path: Path) -> list[EventRecord]:
