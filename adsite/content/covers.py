@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from functools import lru_cache
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -138,6 +139,7 @@ MOTIF_DRAWERS = {
 }
 
 
+@lru_cache(maxsize=4096)  # a picture is a pure function of its arguments; pages reuse them all the time
 def cover_svg(*, category_slug: str, seed_text: str, label: str = "") -> SafeString:
     """The cover as inline SVG. With a ``label`` it is an image with that accessible name, without one
     it is decorative and hidden from assistive technology (the headline beside it says the same)."""

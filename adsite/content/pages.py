@@ -19,7 +19,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from adsite.content.placements import PAGE_PLACEMENTS, placements_fill
-from adsite.content.selectors import category_list
+from adsite.content.selectors import category_sections
 from tracking import api as tracking_api
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def page_context(
         "ad_slots": placements_fill(
             request=request, placements=PAGE_PLACEMENTS[page_type], categories=categories
         ),
-        "nav_categories": category_list(),
+        "nav_categories": category_sections(),  # (slug, name) pairs; {% section_links %} renders them
         "tracker_config": config,
         "consent_required": config["consentRequired"],
         "consent_choice_made": consent in ("granted", "denied"),

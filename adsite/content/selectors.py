@@ -11,14 +11,23 @@ from django.db.models.functions import RowNumber
 
 from adsite.content.models import Article, Category
 
+# What article cards (lists, related stories) never show: the body is most of a row's bytes.
+CARD_DEFERRED = ("body", "category__description", "category__parent")
+
 
 def category_slugs() -> list[str]:
     return list(Category.objects.order_by("slug").values_list("slug", flat=True))
 
 
 def category_list() -> list[Category]:
-    """All categories by name (the site navigation)."""
+    """All categories by name."""
     return list(Category.objects.order_by("name").only("id", "slug", "name"))
+
+
+def category_sections() -> tuple[tuple[str, str], ...]:
+    """(slug, name) of every category by name: the site navigation, as a hashable value (one query;
+    the navigation's rendered HTML is cached on it, so a renamed or new category shows at once)."""
+    return tuple(Category.objects.order_by("name").values_list("slug", "name"))
 
 
 def category_get(*, slug: str) -> Category:
@@ -32,13 +41,18 @@ def article_get(*, slug: str) -> Article:
 
 
 def articles_latest(*, limit: int) -> list[Article]:
-    return list(Article.objects.select_related("category").order_by("-published_at", "-id")[:limit])
+    return list(
+        Article.objects.select_related("category").defer(*CARD_DEFERRED).order_by("-published_at", "-id")[:limit]
+    )
 
 
 def articles_for_category(*, category: Category) -> QuerySet[Article]:
     """Newest first; the caller paginates (one COUNT and one page query)."""
     return (
-        Article.objects.filter(category=category).select_related("category").order_by("-published_at", "-id")
+        Article.objects.filter(category=category)
+        .select_related("category")
+        .defer(*CARD_DEFERRED)
+        .order_by("-published_at", "-id")
     )
 
 
@@ -50,6 +64,7 @@ def articles_latest_per_category(*, per_category: int) -> list[tuple[Category, l
     """
     ranked = (
         Article.objects.select_related("category")
+        .defer(*CARD_DEFERRED)
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -72,6 +87,7 @@ def articles_related(*, article: Article, limit: int) -> list[Article]:
         Article.objects.filter(category_id=article.category_id)
         .exclude(pk=article.pk)
         .select_related("category")
+        .defer(*CARD_DEFERRED)
         .order_by("-published_at", "-id")[:limit]
     )
 
