@@ -74,6 +74,7 @@ class PolicyResult:
     clicks: int = 0
     per_visitor: list[tuple[int, int]] = field(default_factory=list)
     expected_clicks: float = 0.0  # sum of the hidden click probabilities of the counted slots
+    per_visitor_expected: list[float] = field(default_factory=list)
 
 
 def _hidden_interest(profile: dict[str, float], campaign: CampaignView) -> float:
@@ -137,11 +138,32 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
         round((report["policies"]["adsite"]["expected_ctr"] - report["policies"]["random"]["expected_ctr"]) / expected_lift, 4)
         if expected_lift > 0 else None
     )
+    # Paired bootstrap over visitors (every policy saw the same visitors, so resample them together):
+    # how far the share of the oracle's lift itself moves with who the visitors were and the click noise.
+    share_rng = np.random.default_rng([spec.seed, 2])
+    idx = share_rng.integers(0, spec.visitors, size=(1000, spec.visitors)) if spec.visitors else None
+    for key, column in (("adsite_share_of_oracle_lift_ci", "clicks"), ("adsite_share_of_oracle_lift_expected_ci", "expected")):
+        report[key] = _share_ci(results, idx, column) if idx is not None else None
     report["bar_met"] = bool(
         report["adsite_share_of_oracle_lift"] is not None and report["adsite_share_of_oracle_lift"] >= 0.8
         and report["policies"]["adsite"]["ctr"] > report["policies"]["untargeted"]["ctr"]
     )
     return report
+
+
+def _share_ci(results: dict[str, PolicyResult], idx: np.ndarray, column: str) -> list[float] | None:
+    """95% interval of (adsite - random) / (oracle - random) over bootstrap samples of the visitors."""
+    ctr = {}
+    for policy, result in results.items():
+        impressions = np.array([i for _, i in result.per_visitor], dtype=float)
+        hits = np.array([c for c, _ in result.per_visitor] if column == "clicks" else result.per_visitor_expected, dtype=float)
+        ctr[policy] = hits[idx].sum(axis=1) / np.maximum(impressions[idx].sum(axis=1), 1)
+    oracle_lift = ctr["oracle"] - ctr["random"]
+    share = np.where(oracle_lift > 0, (ctr["adsite"] - ctr["random"]) / np.where(oracle_lift > 0, oracle_lift, 1), np.nan)
+    if np.isnan(share).all():
+        return None
+    lo, hi = np.nanquantile(share, [0.025, 0.975])
+    return [round(float(lo), 4), round(float(hi), 4)]
 
 
 def _creative_statistics(book: MemoryLedger) -> dict[int, tuple[int, int, int]]:
@@ -180,6 +202,7 @@ def _run_policy(
                 client = Client(HTTP_USER_AGENT=BROWSER)
                 client.cookies["adsite_uid"] = user_id
                 visitor_clicks = visitor_impressions = 0
+                visitor_expected = 0.0
                 cats, weights = zip(*profile.items(), strict=True)
                 for page in range(spec.warmup + spec.pages):
                     counted = page >= spec.warmup
@@ -197,7 +220,7 @@ def _run_policy(
                         else:
                             p = _click_probability(spec, profile, campaign, creative)
                         if counted:
-                            result.expected_clicks += p
+                            visitor_expected += p
                         events.append(_impression_event(user_id, placement, creative_id, campaign_id, slug))
                         if clicks_rng.random() < p:
                             visitor_clicks += counted
@@ -208,6 +231,8 @@ def _run_policy(
                 result.clicks += visitor_clicks
                 result.impressions += visitor_impressions
                 result.per_visitor.append((visitor_clicks, visitor_impressions))
+                result.expected_clicks += visitor_expected
+                result.per_visitor_expected.append(visitor_expected)
                 if progress is not None:
                     progress(tag, v)
     finally:

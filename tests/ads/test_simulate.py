@@ -24,6 +24,25 @@ def test_simulate_compares_four_policies_over_the_same_visitors(tmp_path: Path, 
     for row in report["policies"].values():
         lo, hi = row["ctr_ci"]
         assert 0.0 <= lo <= row["ctr"] <= hi <= 1.0
+    for key in ("adsite_share_of_oracle_lift_ci", "adsite_share_of_oracle_lift_expected_ci"):
+        assert report[key] is None or report[key][0] <= report[key][1]
+
+
+def test_the_share_of_the_oracle_lift_is_bootstrapped_over_the_same_visitors_for_every_policy() -> None:
+    import numpy as np
+
+    from adsite.ads.simulation import PolicyResult, _share_ci
+
+    # visitor v: 100 slots; random 2 + v clicks, adsite 4 + v, oracle 6 + v: adsite has half the
+    # oracle's lift for every visitor, so every paired resample says 0.5 (an unpaired one would not)
+    def policy(extra: int) -> PolicyResult:
+        per = [(extra + v, 100) for v in range(20)]
+        return PolicyResult(per_visitor=per, per_visitor_expected=[float(c) for c, _ in per])
+
+    results = {"random": policy(2), "untargeted": policy(2), "adsite": policy(4), "oracle": policy(6)}
+    idx = np.random.default_rng(0).integers(0, 20, size=(200, 20))
+    assert _share_ci(results, idx, "clicks") == [0.5, 0.5]
+    assert _share_ci(results, idx, "expected") == [0.5, 0.5]
 
 
 def test_simulate_history_gives_every_policy_the_same_creative_statistics(tmp_path: Path, settings: Any) -> None:

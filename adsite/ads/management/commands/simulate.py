@@ -62,4 +62,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{policy:>11}: CTR {row['ctr']:.4f} [{row['ctr_ci'][0]:.4f}, {row['ctr_ci'][1]:.4f}] "
                               f"lift over random {row['lift_over_random']:+.4f} ({row['clicks']}/{row['impressions']})")
         self.stdout.write(f"adsite reaches {report['adsite_share_of_oracle_lift']} of the oracle's lift "
-                          f"({report['adsite_share_of_oracle_lift_expected']} on expected CTR); bar met: {report['bar_met']}")
+                          f"(95% CI {report['adsite_share_of_oracle_lift_ci']}; "
+                          f"{report['adsite_share_of_oracle_lift_expected']} on expected CTR, "
+                          f"CI {report['adsite_share_of_oracle_lift_expected_ci']}); bar met: {report['bar_met']}")
