@@ -42,11 +42,19 @@ class Event(models.Model):
     source = models.CharField(max_length=16, default="tracker")
 
     class Meta:
+        # Each secondary index costs every insert (the import and /collect write paths), so only those
+        # a query needs are kept (``event_id``'s unique index is the dedupe key):
         indexes = [
+            # a visitor's events newest first (selectors.user_events_recent, the dashboard's visitor
+            # page) and the deletion of one visitor's data (privacy.user_data_delete)
             models.Index(fields=["user_id", "ts"], name="event_user_ts"),
+            # training and feature rebuilds page through all events in (ts, id) order over a ts window
+            # (selectors.event_records_iter); event_user_ts cannot serve a ts range across visitors
             models.Index(fields=["ts"], name="event_ts"),
+            # the retention purge (privacy.events_purge_expired: received_at < cutoff) and the
+            # dashboard's per-minute traffic counts (selectors.traffic_counts_by_minute: a received_at window)
             models.Index(fields=["received_at"], name="event_received"),
-            models.Index(fields=["type", "received_at"], name="event_type_received"),
+            # (type, received_at) was dropped in 0002: no query filters on type with received_at.
         ]
 
     def __str__(self) -> str:
