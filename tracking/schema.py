@@ -42,7 +42,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 EVENT_TYPES = frozenset({"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"})
 AD_TYPES = frozenset({"ad_impression", "ad_click"})
@@ -67,6 +67,9 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_STR = {"user_id": 64, "session_id": 64, "url": 2048, "referrer": 2048, "item_id": 128}
 MAX_AD_STR = 64
+_MAX_USER_ID, _MAX_SESSION_ID, _MAX_URL, _MAX_REFERRER, _MAX_ITEM_ID = (
+    MAX_STR[name] for name in ("user_id", "session_id", "url", "referrer", "item_id")
+)
 MAX_ENGAGED_MS = 24 * 3600 * 1000
 _VALID_CATEGORIES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
@@ -300,7 +303,70 @@ def event_validate(raw: object, *, limits: Limits, fallback_user_id: str = "") -
         return Rejection(INVALID_TYPE, type(exc).__name__)
 
 
+def _plain(value: object, max_chars: int) -> TypeGuard[str]:
+    """True when ``value`` is a non-empty ``str`` that :func:`_string` would return unchanged and that
+    is cheap to prove so: at most ``max_chars`` long, ASCII (so no unpaired surrogate) and without NUL.
+    Anything else goes through the full check, which finds the exact reason."""
+    return type(value) is str and 0 < len(value) <= max_chars and value.isascii() and "\x00" not in value
+
+
 def _validate(raw: object, *, limits: Limits, fallback_user_id: str) -> ValidEvent:
+    # The checks run in the documented order, so that the first problem found is the reason. The
+    # common valid event takes the inline branches (plain ASCII strings, an int ts in range, no ad
+    # or properties); whatever they do not prove valid goes through the helper that checks it fully,
+    # so every input gets the same result as through the helpers alone (tests/tracking/test_schema.py
+    # compares the two on generated input).
+    if not isinstance(raw, dict):
+        raise _Reject(NOT_AN_OBJECT, "an event must be a JSON object")
+    if not FIELDS.issuperset(raw):
+        unknown = [key for key in raw if key not in FIELDS]
+        name = unknown[0] if isinstance(unknown[0], str) else "?"
+        name = name[:40] if _clean_str(name) else "?"
+        raise _Reject(UNKNOWN_FIELD, f"unknown field {name!r}")
+    get = raw.get
+    event_id = get("event_id")
+    if not (type(event_id) is str and len(event_id) == 36 and CANONICAL_UUID_RE.match(event_id)):
+        event_id = _event_id(raw)
+    event_type = get("type")
+    if event_type is None:
+        raise _Reject(MISSING_FIELD, "type is required")
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        raise _Reject(INVALID_EVENT_TYPE, "type must be one of " + ", ".join(sorted(EVENT_TYPES)))
+    user_id = get("user_id")
+    if not _plain(user_id, _MAX_USER_ID):
+        user_id = _string(raw, "user_id") or fallback_user_id
+        if not user_id:
+            raise _Reject(MISSING_FIELD, "user_id is required")
+    session_id = get("session_id", "")
+    if session_id != "" and not _plain(session_id, _MAX_SESSION_ID):
+        session_id = _string(raw, "session_id")
+    ts_ms = get("ts")
+    if not (
+        type(ts_ms) is int
+        and limits.min_ts_ms <= ts_ms <= limits.now_ms + limits.max_future_ms
+        and (not limits.max_age_ms or ts_ms >= limits.now_ms - limits.max_age_ms)
+    ):
+        ts_ms = _ts(raw, limits)
+    url = get("url", "")
+    if url != "" and not _plain(url, _MAX_URL):
+        url = _string(raw, "url")
+    referrer = get("referrer", "")
+    if referrer != "" and not _plain(referrer, _MAX_REFERRER):
+        referrer = _string(raw, "referrer")
+    item_id = get("item_id", "")
+    if item_id != "" and not _plain(item_id, _MAX_ITEM_ID):
+        item_id = _string(raw, "item_id")
+    categories = _categories(raw, limits) if "categories" in raw else ()
+    ad = None if get("ad") is None and event_type not in AD_TYPES else _ad(raw, event_type)
+    properties = {} if get("properties") is None else _properties(raw, event_type, limits)
+    return ValidEvent(
+        event_id, event_type, user_id, session_id, ts_ms, url, referrer, item_id, categories, ad, properties
+    )
+
+
+def _validate_plain(raw: object, *, limits: Limits, fallback_user_id: str) -> ValidEvent:
+    """The same checks as :func:`_validate` through the helpers only (no inline branches): the
+    reference the tests compare it with."""
     if not isinstance(raw, dict):
         raise _Reject(NOT_AN_OBJECT, "an event must be a JSON object")
     unknown = [key for key in raw if key not in FIELDS]

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tracking_factories import make_event
 
+from tracking import schema
 from tracking.schema import Limits, Rejection, ValidEvent, event_validate
 
 NOW_MS = int(time.time() * 1000)
@@ -143,3 +144,123 @@ def test_any_input_gives_an_event_or_a_reason(raw: Any) -> None:
     else:
         assert outcome.type in {"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"}
         outcome.user_id.encode("utf-8")
+
+
+# --- The inline branches of _validate against the helpers alone ----------------------------------
+
+
+def validate_plain(raw: Any, *, limits: Limits, fallback_user_id: str = "") -> ValidEvent | Rejection:
+    """``event_validate`` through ``_validate_plain`` (the helpers only, no inline branches)."""
+    try:
+        return schema._validate_plain(raw, limits=limits, fallback_user_id=fallback_user_id)
+    except schema._Reject as exc:
+        return Rejection(exc.reason, exc.detail)
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+        return Rejection("invalid_type", type(exc).__name__)
+
+
+_ID = "6f1c2a3e-5b7d-4c8e-9f00-112233445566"
+_NOT_STRINGS = [None, 0, False, [], 7, True, ["a"]]
+_STRING_LIMITS = {"user_id": 64, "session_id": 64, "url": 2048, "referrer": 2048, "item_id": 128}
+
+
+def _edge_strings(limit: int) -> list[object]:
+    """Strings at and around ``limit`` characters ending in ASCII, non-ASCII, NUL, an unpaired
+    surrogate or a newline, and values that are not strings."""
+    values: list[object] = [
+        "a" * (n - 1) + last if n else ""
+        for n in (0, 1, limit - 1, limit, limit + 1)
+        for last in ("a", "é", "\x00", "\ud800", "\n")
+    ]
+    return values + _NOT_STRINGS
+
+
+# Values at the edges of what each inline branch of _validate accepts, field by field.
+EDGES: dict[str, list[object]] = {
+    "event_id": [
+        _ID,
+        _ID.upper(),
+        _ID[:-1] + "\n",
+        _ID[:-1] + "g",
+        "x" * 36,
+        "{" + _ID[1:-1] + "}",
+        _ID.replace("-", ""),
+        "",
+        5,
+    ],
+    "type": [*sorted(schema.EVENT_TYPES), "Page_view", "", None, 3],
+    **{name: _edge_strings(limit) for name, limit in _STRING_LIMITS.items()},
+    "ts": [
+        LIMITS.min_ts_ms - 1,
+        LIMITS.min_ts_ms,
+        NOW_MS - LIMITS.max_age_ms - 1,
+        NOW_MS - LIMITS.max_age_ms,
+        NOW_MS,
+        NOW_MS + LIMITS.max_future_ms,
+        NOW_MS + LIMITS.max_future_ms + 1,
+        True,
+        float(NOW_MS),
+        str(NOW_MS),
+        None,
+    ],
+    "categories": [
+        None,
+        "",
+        0,
+        {},
+        "sports",
+        [],
+        ["sports"],
+        ["sports", "news", "sports"],
+        ["Bad"],
+        ["x\n"],
+        [3],
+    ],
+    "ad": [None, {"creative_id": "c1"}, {"creative_id": ""}, {"x": "y"}, "ad"],
+    "properties": [None, {}, {"engaged_ms": 5}, {"engaged_ms": -1}, [], "p"],
+}
+_MISSING = object()
+
+
+def _with_changes(changes: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A valid event with a few fields replaced (or removed, for ``_MISSING``)."""
+    event = make_event(ts=NOW_MS)
+    for name, value in changes:
+        if value is _MISSING:
+            event.pop(name, None)
+        else:
+            event[name] = value
+    return event
+
+
+def _agree(raw: Any) -> None:
+    for limits in (LIMITS, Limits(now_ms=NOW_MS)):
+        for fallback in ("", "cookie-visitor"):
+            expected = validate_plain(raw, limits=limits, fallback_user_id=fallback)
+            assert event_validate(raw, limits=limits, fallback_user_id=fallback) == expected, raw
+
+
+def test_inline_checks_agree_with_the_helpers_at_each_edge() -> None:
+    """Each field of a valid event set, one at a time, to each edge value or left out (exhaustive)."""
+    for event_type in ("page_view", "page_ping", "ad_click"):
+        for name, values in EDGES.items():
+            for value in [*values, _MISSING]:
+                _agree(_with_changes([("type", event_type), (name, value)]))
+
+
+# One to three fields of an otherwise valid event at an edge (now and then left out, or an unknown
+# field added), for the combinations the exhaustive test above does not try.
+edge_change = st.tuples(st.sampled_from([*sorted(EDGES), "other"]), st.integers(0, 9)).flatmap(
+    lambda pick: (
+        st.just(_MISSING)
+        if pick[1] == 0 and pick[0] != "other"
+        else (st.sampled_from(EDGES[pick[0]]) if pick[0] in EDGES else field_values)
+    ).map(lambda value: (pick[0], value))
+)
+edge_events = st.lists(edge_change, min_size=1, max_size=3).map(_with_changes)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(raw=st.one_of(edge_events, event_dicts, json_values))
+def test_inline_checks_agree_with_the_helpers(raw: Any) -> None:
+    _agree(raw)
