@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 
 from adsite.ads.selection import Choice, Decision, DecisionContext, OracleScorer, Placement, ads_select
 from adsite.ads.tokens import CLICK_SALT, VIEW_SALT, AdToken, token_make
@@ -30,14 +30,29 @@ def choice_token(*, choice: Choice, user_id: str) -> AdToken | None:
     )
 
 
+_TOKEN_MARK = "TOKEN"
+_url_templates: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _token_url(name: str, token: str) -> str:
+    """``reverse(name, kwargs={"token": token})``, the pattern reversed once per process and prefix:
+    signed tokens hold only URL-safe characters (base64url, ``:``), which ``reverse`` leaves as they are."""
+    key = (name, get_script_prefix())
+    parts = _url_templates.get(key)
+    if parts is None:
+        head, _, tail = reverse(name, kwargs={"token": _TOKEN_MARK}).partition(_TOKEN_MARK)
+        parts = _url_templates[key] = (head, tail)
+    return parts[0] + token + parts[1]
+
+
 def choice_urls(*, choice: Choice, user_id: str) -> tuple[str, str]:
     """(click URL, impression URL), site-relative; empty for the built-in house ad."""
     token = choice_token(choice=choice, user_id=user_id)
     if token is None:
         return "", ""
     return (
-        reverse("ads-click", kwargs={"token": token_make(token=token, salt=CLICK_SALT)}),
-        reverse("ads-view", kwargs={"token": token_make(token=token, salt=VIEW_SALT)}),
+        _token_url("ads-click", token_make(token=token, salt=CLICK_SALT)),
+        _token_url("ads-view", token_make(token=token, salt=VIEW_SALT)),
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -19,6 +22,49 @@ from adsite.ads.landing import landing_url_safe
 from adsite.ads.selection import DecisionContext, Placement, ads_select
 from adsite.ads.services import click_record, impression_view_record
 from tracking import api as tracking_api
+
+_USER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+_DEVICES = frozenset({"desktop", "mobile", "tablet", "other"})
+_INPUT_FIELDS = frozenset({"user_id", "placements", "device", "categories", "explain"})
+
+
+def _slugs(value: object, *, most: int, longest: int, least: int = 0) -> list[str] | None:
+    if type(value) is not list or not least <= len(value) <= most:
+        return None
+    for item in value:
+        if type(item) is not str or len(item) > longest or not _SLUG.fullmatch(item):
+            return None
+    return value
+
+
+def decision_input_fast(data: object) -> dict[str, Any] | None:
+    """The validated input of a well-formed request body, or ``None`` to let ``InputSerializer`` judge it.
+
+    The serializer costs about a quarter of a millisecond per call (DRF deep-copies its fields for each
+    instance); a body every field of which is already exactly what it accepts (no whitespace to trim, no
+    "true" string to coerce, no unknown key) gets the same values from this check. Anything else,
+    errors included, goes through the serializer, so the API's answers are the serializer's."""
+    if type(data) is not dict or not data.keys() <= _INPUT_FIELDS:
+        return None
+    user_id = data.get("user_id", "")
+    if type(user_id) is not str or (user_id and not _USER_ID.fullmatch(user_id)):
+        return None
+    placements = _slugs(data.get("placements"), most=10, longest=64, least=1)
+    categories = _slugs(data.get("categories", []), most=20, longest=100)
+    device, explain = data.get("device", "other"), data.get("explain", False)
+    if placements is None or categories is None or type(device) is not str or device not in _DEVICES:
+        return None
+    if type(explain) is not bool:
+        return None
+    return {"user_id": user_id, "placements": placements, "device": device, "categories": categories, "explain": explain}
+
+
+def _absolute(request: Request, host: str, location: str) -> str:
+    """``request.build_absolute_uri`` for the site-relative paths a decision holds, without its parsing."""
+    if location.startswith("/") and not location.startswith("//"):
+        return host + location
+    return request.build_absolute_uri(location) if location else ""
 
 
 class DecisionsView(APIView):
@@ -71,9 +117,12 @@ class DecisionsView(APIView):
         "candidates' scores and the filters that removed other campaigns.",
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
+        values: Mapping[str, Any] | None = decision_input_fast(request.data)
+        if values is None:
+            data = self.InputSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            values = data.validated_data
+        host = f"{request.scheme}://{request.get_host()}"
         decision = ads_select(
             user_id=values["user_id"],
             placements=[Placement(name) for name in values["placements"]],
@@ -94,11 +143,11 @@ class DecisionsView(APIView):
                         "id": creative.id, "campaign_id": creative.campaign_id, "advertiser": choice.campaign.advertiser,
                         "kind": creative.kind, "size": creative.size, "headline": creative.headline,
                         "body": creative.body, "cta": creative.cta,
-                        "image_url": request.build_absolute_uri(creative.image_url) if creative.image_url else "",
+                        "image_url": _absolute(request, host, creative.image_url),
                         "html": creative.html if creative.kind == "html" else "",
                     },
-                    "click_url": request.build_absolute_uri(click_url) if click_url else "",
-                    "impression_url": request.build_absolute_uri(impression_url) if impression_url else "",
+                    "click_url": _absolute(request, host, click_url),
+                    "impression_url": _absolute(request, host, impression_url),
                     "explanation": choice.reason,
                 }
             )
