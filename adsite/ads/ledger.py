@@ -347,40 +347,43 @@ class RedisLedger:
         pipe = self._redis.pipeline(transaction=False)
         # "_" keeps HMGET valid when a list is empty
         pipe.hmget(self._spend, ["_"] + [f"t:{c}" for c in campaign_ids] + [f"d:{c}:{day}" for c in campaign_ids])
-        pipe.hmget(
-            self._stats,
-            ["_"] + [f"imp:{c}" for c in creative_ids] + [f"clk:{c}" for c in creative_ids] + [f"exp:{c}" for c in creative_ids],
-        )
+        # the whole statistics hash (a few fields per creative, bounded by the catalog) rather than
+        # HMGET of 3 x creatives field names: packing hundreds of arguments in Python cost more than
+        # the reply, which hiredis parses in C
+        pipe.hgetall(self._stats)
         if user_id:
             pipe.hgetall(self._freq(user_id))
         replies = pipe.execute()
-        n, m = len(campaign_ids), len(creative_ids)
+        n = len(campaign_ids)
         spend = [int(v or 0) for v in replies[0][1:]]
-        stats = [int(v or 0) for v in replies[1][1:]]
+        stats: dict[bytes, bytes] = replies[1]
         freq = {k.decode(): int(v) for k, v in replies[2].items()} if user_id else {}
         return Snapshot(
             spend_total=dict(zip(campaign_ids, spend[:n], strict=True)),
             spend_today=dict(zip(campaign_ids, spend[n:], strict=True)),
             user_hour={c: freq.get(f"{c}:h{hour}", 0) for c in campaign_ids} if freq else {},
             user_day={c: freq.get(f"{c}:d{day}", 0) for c in campaign_ids} if freq else {},
-            impressions=dict(zip(creative_ids, stats[:m], strict=True)),
-            clicks=dict(zip(creative_ids, stats[m : 2 * m], strict=True)),
-            extra_exposure=dict(zip(creative_ids, stats[2 * m :], strict=True)),
+            impressions={c: int(stats.get(b"imp:%d" % c, 0)) for c in creative_ids},
+            clicks={c: int(stats.get(b"clk:%d" % c, 0)) for c in creative_ids},
+            extra_exposure={c: int(stats.get(b"exp:%d" % c, 0)) for c in creative_ids},
         )
 
-    def _reserve_call(self, charge: Charge, user_id: str, now: float, client: Any = None) -> Any:
+    def _reserve_arguments(self, charge: Charge, user_id: str, now: float) -> tuple[list[str], list[Any]]:
         day, hour = day_key(now), hour_key(now)
         c = charge.campaign_id
-        return self._reserve(
-            keys=[self._spend, self._freq(user_id or "-"), self._stats],
-            args=[
+        return (
+            [self._spend, self._freq(user_id or "-"), self._stats],
+            [
                 f"t:{c}", f"d:{c}:{day}", charge.total_budget_micros, charge.daily_budget_micros,
                 f"{c}:h{hour}" if user_id else "", f"{c}:d{day}", charge.cap_per_hour, charge.cap_per_day,
                 charge.impression_price_micros, FREQ_TTL_S, f"imp:{charge.creative_id}",
                 f"exp:{charge.creative_id}", charge.extra_exposure_micros,
             ],
-            client=client,
         )
+
+    def _reserve_call(self, charge: Charge, user_id: str, now: float) -> Any:
+        keys, args = self._reserve_arguments(charge, user_id, now)
+        return self._reserve(keys=keys, args=args)
 
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
         return _RESERVE_OUTCOMES[int(self._reserve_call(charge, user_id, now))]
@@ -390,10 +393,23 @@ class RedisLedger:
         each atomic, exactly as separate calls would (another process may run between two of them)."""
         if len(charges) <= 1:
             return [self.impression_reserve(charge=charge, user_id=user_id, now=now) for charge in charges]
-        pipe = self._redis.pipeline(transaction=False)
-        for charge in charges:
-            self._reserve_call(charge, user_id, now, client=pipe)
-        return [_RESERVE_OUTCOMES[int(reply)] for reply in pipe.execute()]
+        from redis.exceptions import NoScriptError
+
+        # EVALSHA straight into the pipeline: a registered Script in a pipeline makes redis-py send
+        # SCRIPT EXISTS first, a second round trip on every decision. Should Redis not know the script
+        # (restarted, flushed), every EVALSHA of the batch fails with NOSCRIPT and none ran: load it, retry.
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            for charge in charges:
+                keys, args = self._reserve_arguments(charge, user_id, now)
+                pipe.evalsha(self._reserve.sha, len(keys), *keys, *args)
+            try:
+                return [_RESERVE_OUTCOMES[int(reply)] for reply in pipe.execute()]
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._redis.script_load(_RESERVE)
+        raise AssertionError("unreachable")
 
     def click_charge(
         self,
