@@ -13,19 +13,22 @@ Promises:
   visitor (expiring after two days). A script touches the shared hashes and one visitor's hash: on
   Redis Cluster that needs the shared hashes and the visitor hashes in one slot (a ``{ads}`` tag),
   i.e. the ads counters stay on one shard.
+- When Redis cannot be reached, every ``RedisLedger`` call raises ``LedgerUnavailable`` (never a
+  redis-py error): callers degrade (house ads, clicks redirected but not billed), never crash.
 - ``MemoryLedger`` (embedded mode): dicts under one lock, every change written through to a small
   SQLite file in the same critical section, so spend, caps and statistics survive a restart.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from adsite.ads.conf import ads_setting
 
@@ -324,6 +327,29 @@ _RESERVE_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET, 3: CAPPED_HOUR, 4
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE, 2: REPLAYED}
 
 
+class LedgerUnavailable(Exception):
+    """The ledger's store could not be reached; the failed call may not have counted anything."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _unavailable_on_redis_error(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        from redis.exceptions import NoScriptError, RedisError
+
+        try:
+            return method(*args, **kwargs)
+        except NoScriptError:
+            raise
+        except RedisError as exc:
+            raise LedgerUnavailable(f"ads ledger unavailable: {exc}") from exc
+
+    return wrapper
+
+
 class RedisLedger:
     """The same counters in Redis, changed only by Lua scripts (atomic across processes)."""
 
@@ -340,6 +366,7 @@ class RedisLedger:
     def _freq(self, user_id: str) -> str:
         return f"{self._prefix}freq:{{{user_id}}}"
 
+    @_unavailable_on_redis_error
     def snapshot(
         self, *, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, now: float
     ) -> Snapshot:
@@ -385,9 +412,11 @@ class RedisLedger:
         keys, args = self._reserve_arguments(charge, user_id, now)
         return self._reserve(keys=keys, args=args)
 
+    @_unavailable_on_redis_error
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
         return _RESERVE_OUTCOMES[int(self._reserve_call(charge, user_id, now))]
 
+    @_unavailable_on_redis_error
     def impressions_reserve(self, *, charges: Sequence[Charge], user_id: str, now: float) -> list[str]:
         """One round trip for a page's placements: the scripts run one after another in a pipeline,
         each atomic, exactly as separate calls would (another process may run between two of them)."""
@@ -411,6 +440,7 @@ class RedisLedger:
                 self._redis.script_load(_RESERVE)
         raise AssertionError("unreachable")
 
+    @_unavailable_on_redis_error
     def click_charge(
         self,
         *,
@@ -432,21 +462,25 @@ class RedisLedger:
         )
         return _CLICK_OUTCOMES[int(reply)]
 
+    @_unavailable_on_redis_error
     def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for creative_id in creative_ids:
             pipe.hincrby(self._stats, f"view:{creative_id}", 1)
         pipe.execute()
 
+    @_unavailable_on_redis_error
     def creative_stats(self, *, creative_id: int) -> CreativeStats:
         values = self._redis.hmget(self._stats, [f"imp:{creative_id}", f"clk:{creative_id}", f"view:{creative_id}"])
         imp, clk, view = (int(v or 0) for v in values)
         return CreativeStats(imp, clk, view)
 
+    @_unavailable_on_redis_error
     def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]:
         total, today = self._redis.hmget(self._spend, [f"t:{campaign_id}", f"d:{campaign_id}:{day_key(now)}"])
         return int(total or 0), int(today or 0)
 
+    @_unavailable_on_redis_error
     def clear(self) -> None:
         keys = list(self._redis.scan_iter(match=f"{self._prefix}*", count=1000))
         if keys:

@@ -34,7 +34,7 @@ from typing import Any
 
 from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, catalog_current
 from adsite.ads.conf import ads_setting
-from adsite.ads.ledger import OK, Charge, Snapshot, ledger
+from adsite.ads.ledger import OK, Charge, LedgerUnavailable, Snapshot, ledger
 from adsite.ads.metrics import decision_observe
 from inference.api import Deadline, Interests, predict_interests
 
@@ -49,6 +49,8 @@ PACED = "paced"
 NO_CREATIVE = "no_fitting_creative"
 SAME_ADVERTISER = "same_advertiser"
 PREDICTION_FAILED = "prediction_failed"
+# the counters (budget, caps) cannot be read or reserved: nothing paid may run, the house ad does
+LEDGER_UNAVAILABLE = "ledger_unavailable"
 
 POLICIES = ("adsite", "random", "untargeted", "oracle")
 # (user_id, campaign, creative) -> click probability: only the simulation's oracle supplies one
@@ -388,7 +390,13 @@ def _placements_fill(
             take(cand)
         planned.append(cand)
     reserving = [(i, cand) for i, cand in enumerate(planned) if cand is not None]
-    outcomes = ledger().impressions_reserve(charges=[_charge(c) for _, c in reserving], user_id=user_id, now=now)
+    try:
+        outcomes = ledger().impressions_reserve(charges=[_charge(c) for _, c in reserving], user_id=user_id, now=now)
+    except LedgerUnavailable:  # nothing could be reserved, so nothing planned may run
+        logger.warning("ads.ledger_unavailable at reservation: house ads")
+        for _, cand in reserving:
+            filtered[cand.campaign.id] = LEDGER_UNAVAILABLE
+        return [None] * len(sizes)
     for (i, cand), outcome in zip(reserving, outcomes, strict=True):
         if outcome != OK:
             refuse(cand, outcome)
@@ -402,7 +410,12 @@ def _placements_fill(
         for cand in candidates:
             if not fits(cand, size):
                 continue
-            outcome = ledger().impression_reserve(charge=_charge(cand), user_id=user_id, now=now)
+            try:
+                outcome = ledger().impression_reserve(charge=_charge(cand), user_id=user_id, now=now)
+            except LedgerUnavailable:
+                logger.warning("ads.ledger_unavailable at reservation: house ad")
+                filtered[cand.campaign.id] = LEDGER_UNAVAILABLE
+                return planned
             if outcome != OK:
                 refuse(cand, outcome)
                 continue
@@ -442,12 +455,17 @@ def ads_select(
             filtered[campaign.id] = reason
         else:
             live.append(campaign)
-    snap = ledger().snapshot(
-        campaign_ids=[c.id for c in live],
-        creative_ids=[cr.id for c in live for cr in c.creatives],
-        user_id=user_id,
-        now=now,
-    )
+    try:
+        snap = ledger().snapshot(
+            campaign_ids=[c.id for c in live],
+            creative_ids=[cr.id for c in live for cr in c.creatives],
+            user_id=user_id,
+            now=now,
+        )
+    except LedgerUnavailable:  # budgets and caps unknown: no campaign may run, every slot gets the house ad
+        logger.warning("ads.ledger_unavailable at snapshot: house ads")
+        filtered.update((c.id, LEDGER_UNAVAILABLE) for c in live)
+        live, snap = [], Snapshot({}, {}, {}, {}, {}, {}, {})
     qualities = quality_posteriors(live, snap, knobs) if context.policy == "adsite" else {}
     candidates: list[_Candidate] = []
     for campaign in live:
@@ -493,7 +511,10 @@ def ads_select(
             choices.append(Choice(
                 placement=placement.name, creative=None, campaign=None, house=True, p_click=0.0,
                 expected_value_micros=0.0,
-                reason="prediction failed: house ad" if failed else "nothing eligible: house ad",
+                reason=(
+                    "ad counters unavailable: house ad" if LEDGER_UNAVAILABLE in filtered.values()
+                    else "prediction failed: house ad" if failed else "nothing eligible: house ad"
+                ),
                 serve_id=uuid.uuid4().hex,
             ))
             continue

@@ -14,7 +14,7 @@ from typing import Any
 
 from adsite.ads.catalog import MICROS, to_micros
 from adsite.ads.conf import ads_setting
-from adsite.ads.ledger import ledger
+from adsite.ads.ledger import LedgerUnavailable, Snapshot, ledger
 from adsite.ads.models import Advertiser, Campaign, Creative, DecisionExplanation
 
 # pacing states (what the dashboard shows next to a campaign)
@@ -68,6 +68,8 @@ class CampaignDelivery:
     clicks: int
     pacing: str
     creatives: tuple[CreativeDelivery, ...]
+    # False while the ledger (Redis in services mode) cannot be read: the counters above are then zeros
+    counters_available: bool = True
 
     @property
     def ctr(self) -> float | None:
@@ -115,11 +117,16 @@ def campaign_delivery_list(*, campaign_id: int | None = None, now: float | None 
         creatives_query = creatives_query.filter(campaign_id=campaign_id)
     creatives = list(creatives_query)
     store = ledger()
-    snap = store.snapshot(
-        campaign_ids=[c.id for c in campaigns], creative_ids=[c.id for c in creatives], user_id="", now=now
-    )
-    # the Snapshot carries no viewable count: one small read per creative (see ads_requests.md)
-    viewable = {c.id: store.creative_stats(creative_id=c.id).viewable for c in creatives}
+    available = True
+    try:
+        snap = store.snapshot(
+            campaign_ids=[c.id for c in campaigns], creative_ids=[c.id for c in creatives], user_id="", now=now
+        )
+        # the Snapshot carries no viewable count: one small read per creative (see ads_requests.md)
+        viewable = {c.id: store.creative_stats(creative_id=c.id).viewable for c in creatives}
+    except LedgerUnavailable:  # the campaigns are still listed; their counters say they are unknown
+        available = False
+        snap, viewable = Snapshot({}, {}, {}, {}, {}, {}, {}), {c.id: 0 for c in creatives}
     by_campaign: dict[int, list[CreativeDelivery]] = {}
     for row in creatives:
         by_campaign.setdefault(row.campaign_id, []).append(
@@ -143,6 +150,7 @@ def campaign_delivery_list(*, campaign_id: int | None = None, now: float | None 
                     spend_total=spent, spend_today=today, now=now,
                 ),
                 creatives=items,
+                counters_available=available,
             )
         )
     return out
@@ -155,6 +163,8 @@ def ads_delivery_counters(*, now: float | None = None) -> dict[str, float]:
     are global values, not per-process ones."""
     values: dict[str, float] = {}
     for c in campaign_delivery_list(now=now):
+        if not c.counters_available:  # unknown, not zero: record nothing rather than a false drop
+            return {}
         label = f"{{campaign={c.id}}}"
         values[f"ads_campaign_served{label}"] = float(c.served)
         values[f"ads_campaign_viewable{label}"] = float(c.viewable)

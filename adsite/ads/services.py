@@ -25,7 +25,7 @@ from django.utils import timezone
 from adsite.ads.artwork import banner_svg
 from adsite.ads.catalog import catalog_current, catalog_invalidate
 from adsite.ads.conf import ads_setting
-from adsite.ads.ledger import BILLED, REPLAYED, ledger
+from adsite.ads.ledger import BILLED, FREE, REPLAYED, LedgerUnavailable, ledger
 from adsite.ads.models import AdClick, Advertiser, Campaign, Creative, DecisionExplanation, Placement
 from adsite.ads.tokens import EXPIRED, FORGED, VALID, VIEW_SALT, token_read
 
@@ -90,16 +90,22 @@ def click_record(*, token: str, now: float | None = None) -> ClickOutcome:
     if status == VALID and ad is not None and creative is not None and campaign is not None and ad.campaign_id == campaign.id:
         # A CPM campaign pays for impressions; its clicks are counted, never charged.
         click_price = campaign.price_micros if campaign.pricing == "cpc" else 0
-        result = ledger().click_charge(
-            token_id=ad.serve_id,
-            campaign_id=campaign.id,
-            creative_id=creative.id,
-            price_micros=click_price,
-            daily_budget_micros=campaign.daily_budget_micros,
-            total_budget_micros=campaign.total_budget_micros,
-            now=now,
-            token_ttl_s=max_age + 3600,
-        )
+        try:
+            result = ledger().click_charge(
+                token_id=ad.serve_id,
+                campaign_id=campaign.id,
+                creative_id=creative.id,
+                price_micros=click_price,
+                daily_budget_micros=campaign.daily_budget_micros,
+                total_budget_micros=campaign.total_budget_micros,
+                now=now,
+                token_ttl_s=max_age + 3600,
+            )
+        except LedgerUnavailable:
+            # replay and budget cannot be checked: the visitor still reaches the landing page and the
+            # click is kept, recorded as not billed (never charged without the ledger's check)
+            logger.warning("ads.click_not_billed ledger unavailable", extra={"creative_id": creative.id})
+            result = FREE
         if result == REPLAYED:
             outcome = AdClick.Outcome.REPLAYED
         elif result == BILLED:
@@ -133,7 +139,11 @@ def impression_view_record(*, token: str) -> bool:
         return False
     if not cache.add(f"ads:viewed:{ad.serve_id}", 1, timeout=int(ads_setting("CLICK_MAX_AGE_S"))):
         return False
-    ledger().viewable_add(creative_ids=[ad.creative_id])
+    try:
+        ledger().viewable_add(creative_ids=[ad.creative_id])
+    except LedgerUnavailable:
+        logger.warning("ads.viewable_not_counted ledger unavailable", extra={"creative_id": ad.creative_id})
+        return False
     return True
 
 
@@ -151,7 +161,10 @@ def ad_events_accept(records: Sequence[Any]) -> None:
             except (TypeError, ValueError):
                 continue  # the built-in house ads have non-numeric ids
     if viewed:
-        ledger().viewable_add(creative_ids=viewed)
+        try:
+            ledger().viewable_add(creative_ids=viewed)
+        except LedgerUnavailable:  # the events themselves are stored; only the creatives' view counts wait
+            logger.warning("ads.viewable_not_counted ledger unavailable", extra={"creatives": len(viewed)})
 
 
 # ---- demo seed -----------------------------------------------------------------------------------

@@ -790,6 +790,7 @@ def ads_page(*, window: str = "hour", now: datetime | None = None) -> dict[str, 
     totals["ctr"] = f"{100 * totals['clicks'] / totals['served']:.2f}%" if totals["served"] else None
     return {
         "advertisers": sorted(advertisers.items()),
+        "counters_unavailable": any(not c.counters_available for c in campaigns),
         "totals": totals,
         "delivery": ads_delivery_series(window=window, now=now),
     }
@@ -808,6 +809,7 @@ def ads_campaign_page(
     campaign = found[0]
     return {
         "campaign": campaign,
+        "counters_unavailable": not campaign.counters_available,
         "ctr": _pct(campaign.clicks, campaign.served),
         "used": _pct(campaign.spend_total, campaign.total_budget, 1),
         "today_used": _pct(campaign.spend_today, campaign.daily_budget, 1),
