@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db
 def test_simulate_compares_four_policies_over_the_same_visitors(tmp_path: Path, settings: Any) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     out = tmp_path / "sim.json"
-    call_command("simulate", "--visitors", "3", "--pages", "2", "--seed", "5", "--json", str(out), verbosity=0)
+    call_command(
+        "simulate", "--visitors", "3", "--pages", "2", "--history", "0", "--seed", "5", "--json", str(out), verbosity=0
+    )
     report = json.loads(out.read_text())
     assert set(report["policies"]) == {"random", "untargeted", "adsite", "oracle"}
     assert report["visitors"] == 3 and report["seed"] == 5
