@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,16 @@ class Command(BaseCommand):
             history=int(options["history"]),
         )
         bar = tqdm(total=spec.visitors * len(POLICIES) + spec.history, desc="visitors", disable=int(options["verbosity"]) < 1)
-        report = simulate(spec=spec, articles=article_slugs_by_category(), progress=lambda policy, v: bar.update(1))
-        bar.close()
+        # thousands of simulated page views and clicks: their INFO lines would bury the progress bar
+        quiet = int(options["verbosity"]) < 2
+        if quiet:
+            logging.disable(logging.INFO)
+        try:
+            report = simulate(spec=spec, articles=article_slugs_by_category(), progress=lambda policy, v: bar.update(1))
+        finally:
+            if quiet:
+                logging.disable(logging.NOTSET)
+            bar.close()
         text = json.dumps(report, indent=2)
         if options["json_path"]:
             Path(str(options["json_path"])).write_text(text + "\n")
