@@ -147,6 +147,16 @@ def private_redis() -> Iterator[str]:
         proc.wait(timeout=5)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def process_predictor_stopped(django_db_setup: None) -> Iterator[None]:
+    """The process's predictor (and its registry-polling thread, which holds a database connection of
+    its own) stopped before the test database is dropped."""
+    yield
+    from inference.serving.runtime import predictor_install
+
+    predictor_install(None)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process bound to the test database and the services-mode Redis."""

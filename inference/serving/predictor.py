@@ -180,8 +180,11 @@ class Predictor:
         clock: Callable[[], float] = time.time,
         shadow_reader: ShadowReader | None = None,
         sampler: Callable[[], float] = random.random,
+        poll_thread_exit: Callable[[], None] | None = None,
     ) -> None:
         self.config = config or PredictorConfig()
+        # run by the polling thread as it ends (the wiring closes the thread's database connection)
+        self._poll_thread_exit = poll_thread_exit
         self._features = features
         self._prior = prior
         self._loader = loader
@@ -230,6 +233,11 @@ class Predictor:
                 self.last_refresh_error = repr(exc)
                 logger.warning("inference.registry_poll_failed: %r", exc)
             self.probe_idle()
+        if self._poll_thread_exit is not None:
+            try:
+                self._poll_thread_exit()
+            except Exception:
+                logger.exception("inference.poll_thread_exit_failed")
 
     def probe_idle(self) -> list[str]:
         """Time one call (on empty features) of each loaded model that no request called during the

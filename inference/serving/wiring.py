@@ -82,4 +82,12 @@ def predictor_build() -> Predictor:
         registry_reader=registry_active_versions,
         config=predictor_config(),
         shadow_reader=registry_shadow_version,
+        poll_thread_exit=_thread_connections_close,
     )
+
+
+def _thread_connections_close() -> None:
+    """The polling thread's own database connection, closed when the predictor stops."""
+    from django.db import connections
+
+    connections.close_all()
