@@ -189,3 +189,20 @@ def test_deactivated_algorithm_is_unloaded(registry, make_predictor):
     predictor.refresh()
     answer = predictor.predict("alice", deadline=Deadline(1000))
     assert (answer.served_by, answer.fallback_reason) == ("gbdt", "no_model")
+
+
+def test_the_polling_thread_runs_its_exit_hook_in_its_own_thread_when_stopped(registry, features):
+    """The wiring closes the polling thread's database connection this way (connections are per thread)."""
+    from inference.serving.predictor import Predictor, PredictorConfig
+    from tests.inference.serving.conftest import FakePrior
+
+    exited_in: list[str] = []
+    registry.publish("gbdt", "gbdt-1")
+    predictor = Predictor(
+        features=features, prior=FakePrior(), loader=registry.load, registry_reader=registry.read,
+        config=PredictorConfig(poll_seconds=0.02),
+        poll_thread_exit=lambda: exited_in.append(threading.current_thread().name),
+    ).start()
+    assert exited_in == []
+    predictor.stop()
+    assert exited_in == ["inference-model-poll"]
