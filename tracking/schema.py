@@ -364,40 +364,6 @@ def _validate(raw: object, *, limits: Limits, fallback_user_id: str) -> ValidEve
     )
 
 
-def _validate_plain(raw: object, *, limits: Limits, fallback_user_id: str) -> ValidEvent:
-    """The same checks as :func:`_validate` through the helpers only (no inline branches): the
-    reference the tests compare it with."""
-    if not isinstance(raw, dict):
-        raise _Reject(NOT_AN_OBJECT, "an event must be a JSON object")
-    unknown = [key for key in raw if key not in FIELDS]
-    if unknown:
-        name = unknown[0] if isinstance(unknown[0], str) else "?"
-        name = name[:40] if _clean_str(name) else "?"
-        raise _Reject(UNKNOWN_FIELD, f"unknown field {name!r}")
-    event_id = _event_id(raw)
-    event_type = raw.get("type")
-    if event_type is None:
-        raise _Reject(MISSING_FIELD, "type is required")
-    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
-        raise _Reject(INVALID_EVENT_TYPE, "type must be one of " + ", ".join(sorted(EVENT_TYPES)))
-    user_id = _string(raw, "user_id") or fallback_user_id
-    if not user_id:
-        raise _Reject(MISSING_FIELD, "user_id is required")
-    return ValidEvent(
-        event_id=event_id,
-        type=event_type,
-        user_id=user_id,
-        session_id=_string(raw, "session_id"),
-        ts_ms=_ts(raw, limits),
-        url=_string(raw, "url"),
-        referrer=_string(raw, "referrer"),
-        item_id=_string(raw, "item_id"),
-        categories=_categories(raw, limits),
-        ad=_ad(raw, event_type),
-        properties=_properties(raw, event_type, limits),
-    )
-
-
 def payload_text(value: object, *, max_chars: int) -> tuple[str, int]:
     """A storable text form of a raw event (for quarantine) and its full size in bytes.
 

@@ -149,10 +149,45 @@ def test_any_input_gives_an_event_or_a_reason(raw: Any) -> None:
 # --- The inline branches of _validate against the helpers alone ----------------------------------
 
 
+def _validate_plain(raw: object, *, limits: Limits, fallback_user_id: str) -> ValidEvent:
+    """The checks of ``schema._validate`` through its field helpers only (no inline branches): the
+    reference the inline branches are compared with."""
+    s = schema
+    if not isinstance(raw, dict):
+        raise s._Reject(s.NOT_AN_OBJECT, "an event must be a JSON object")
+    unknown = [key for key in raw if key not in s.FIELDS]
+    if unknown:
+        name = unknown[0] if isinstance(unknown[0], str) else "?"
+        name = name[:40] if s._clean_str(name) else "?"
+        raise s._Reject(s.UNKNOWN_FIELD, f"unknown field {name!r}")
+    event_id = s._event_id(raw)
+    event_type = raw.get("type")
+    if event_type is None:
+        raise s._Reject(s.MISSING_FIELD, "type is required")
+    if not isinstance(event_type, str) or event_type not in s.EVENT_TYPES:
+        raise s._Reject(s.INVALID_EVENT_TYPE, "type must be one of " + ", ".join(sorted(s.EVENT_TYPES)))
+    user_id = s._string(raw, "user_id") or fallback_user_id
+    if not user_id:
+        raise s._Reject(s.MISSING_FIELD, "user_id is required")
+    return ValidEvent(
+        event_id=event_id,
+        type=event_type,
+        user_id=user_id,
+        session_id=s._string(raw, "session_id"),
+        ts_ms=s._ts(raw, limits),
+        url=s._string(raw, "url"),
+        referrer=s._string(raw, "referrer"),
+        item_id=s._string(raw, "item_id"),
+        categories=s._categories(raw, limits),
+        ad=s._ad(raw, event_type),
+        properties=s._properties(raw, event_type, limits),
+    )
+
+
 def validate_plain(raw: Any, *, limits: Limits, fallback_user_id: str = "") -> ValidEvent | Rejection:
     """``event_validate`` through ``_validate_plain`` (the helpers only, no inline branches)."""
     try:
-        return schema._validate_plain(raw, limits=limits, fallback_user_id=fallback_user_id)
+        return _validate_plain(raw, limits=limits, fallback_user_id=fallback_user_id)
     except schema._Reject as exc:
         return Rejection(exc.reason, exc.detail)
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:
