@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -91,19 +92,16 @@ def category_slugs(labels: Iterable[str]) -> dict[str, str]:
         label = label.strip()
         if not label or label == NO_GENRES:
             continue
-        slug = _SLUGS.get(label)
-        if slug is None:
-            slug = label if SLUG_RE.match(label) else slugify(label)[:100]
-            if len(_SLUGS) >= 10_000:
-                _SLUGS.clear()
-            _SLUGS[label] = slug
+        slug = _slug(label)
         slugs.setdefault(slug or label, label)
     return slugs
 
 
-# label -> slug: a file repeats few labels (MovieLens: 20 genres over ~10k movies), and ``slugify``
-# costs ~2 us a call, paid again by every preparing process.
-_SLUGS: dict[str, str] = {}
+# a file repeats few labels (MovieLens: 20 genres over ~10k movies), and ``slugify`` costs ~2 us a
+# call, paid again by every preparing process
+@lru_cache(maxsize=10_000)
+def _slug(label: str) -> str:
+    return label if SLUG_RE.match(label) else slugify(label)[:100]
 
 
 def _ts_ms(value: str) -> object:
