@@ -23,9 +23,10 @@ from adsite.ads.selection import DecisionContext, Placement, ads_select
 from adsite.ads.services import click_record, impression_view_record
 from tracking import api as tracking_api
 
-_USER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
-_DEVICES = frozenset({"desktop", "mobile", "tablet", "other"})
+USER_ID_PATTERN = r"[A-Za-z0-9._:-]{1,64}"
+DEVICES = ("desktop", "mobile", "tablet", "other")
+_USER_ID = re.compile(USER_ID_PATTERN)
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # DRF's SlugField (allow_unicode=False)
 _INPUT_FIELDS = frozenset({"user_id", "placements", "device", "categories", "explain"})
 
 
@@ -53,7 +54,7 @@ def decision_input_fast(data: object) -> dict[str, Any] | None:
     placements = _slugs(data.get("placements"), most=10, longest=64, least=1)
     categories = _slugs(data.get("categories", []), most=20, longest=100)
     device, explain = data.get("device", "other"), data.get("explain", False)
-    if placements is None or categories is None or type(device) is not str or device not in _DEVICES:
+    if placements is None or categories is None or type(device) is not str or device not in DEVICES:
         return None
     if type(explain) is not bool:
         return None
@@ -71,9 +72,9 @@ class DecisionsView(APIView):
     """``POST /api/v1/ads/decisions``: the ad for each placement, for one visitor."""
 
     class InputSerializer(serializers.Serializer):
-        user_id = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,64}$", required=False, allow_blank=True, default="")
+        user_id = serializers.RegexField(rf"^{USER_ID_PATTERN}$", required=False, allow_blank=True, default="")
         placements = serializers.ListField(child=serializers.SlugField(max_length=64), min_length=1, max_length=10)
-        device = serializers.ChoiceField(choices=["desktop", "mobile", "tablet", "other"], default="other")
+        device = serializers.ChoiceField(choices=list(DEVICES), default="other")
         categories = serializers.ListField(child=serializers.SlugField(max_length=100), max_length=20, default=list)
         explain = serializers.BooleanField(default=False)
 
