@@ -81,6 +81,11 @@ class Snapshot:
     clicks: dict[int, int]
     extra_exposure: dict[int, int] = field(default_factory=dict)  # creative -> summed extra_exposure_micros
 
+    @classmethod
+    def empty(cls) -> Snapshot:
+        """No counters known (the ledger unreachable)."""
+        return cls({}, {}, {}, {}, {}, {})
+
 
 @dataclass(frozen=True, slots=True)
 class CreativeStats:
@@ -338,12 +343,10 @@ _R = TypeVar("_R")
 def _unavailable_on_redis_error(method: Callable[_P, _R]) -> Callable[_P, _R]:
     @functools.wraps(method)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import RedisError
 
         try:
             return method(*args, **kwargs)
-        except NoScriptError:
-            raise
         except RedisError as exc:
             raise LedgerUnavailable(f"ads ledger unavailable: {exc}") from exc
 

@@ -465,7 +465,7 @@ def ads_select(
     except LedgerUnavailable:  # budgets and caps unknown: no campaign may run, every slot gets the house ad
         logger.warning("ads.ledger_unavailable at snapshot: house ads")
         filtered.update((c.id, LEDGER_UNAVAILABLE) for c in live)
-        live, snap = [], Snapshot({}, {}, {}, {}, {}, {}, {})
+        live, snap = [], Snapshot.empty()
     qualities = quality_posteriors(live, snap, knobs) if context.policy == "adsite" else {}
     candidates: list[_Candidate] = []
     for campaign in live:

@@ -126,7 +126,7 @@ def campaign_delivery_list(*, campaign_id: int | None = None, now: float | None 
         viewable = {c.id: store.creative_stats(creative_id=c.id).viewable for c in creatives}
     except LedgerUnavailable:  # the campaigns are still listed; their counters say they are unknown
         available = False
-        snap, viewable = Snapshot({}, {}, {}, {}, {}, {}, {}), {c.id: 0 for c in creatives}
+        snap, viewable = Snapshot.empty(), {c.id: 0 for c in creatives}
     by_campaign: dict[int, list[CreativeDelivery]] = {}
     for row in creatives:
         by_campaign.setdefault(row.campaign_id, []).append(
