@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-
-from benchmarks.load import run_load
 
 IN_PROCESS = r"""
 import json, statistics, time, django, os
@@ -52,7 +51,19 @@ end
 
 
 def bench_decisions(services: bool = False) -> list[dict[str, str]]:
-    from benchmarks.run import BENCH_VAR, PY, ROOT, SECONDS, bar, fresh_state, gunicorn, load_row, manage, row
+    from benchmarks.run import (
+        BENCH_VAR,
+        PY,
+        ROOT,
+        SECONDS,
+        bar,
+        fresh_state,
+        gunicorn,
+        load_row,
+        manage,
+        measured_load,
+        row,
+    )
 
     mode = "services" if services else "embedded"
     env = fresh_state(BENCH_VAR / f"ads-{mode}", services)
@@ -66,17 +77,33 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                    f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, max {figures['max']:.1f} ms",
                    "prediction (cold-start prior: no events, no model) included"))
     headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
-    # the served configuration: scripts/gunicorn.conf.py warms each worker's predictor before it serves
-    with gunicorn(env, workers=2, threads=1, config=str(ROOT / "scripts" / "gunicorn.conf.py")) as port:
+    # the served configuration: scripts/gunicorn.conf.py warms each worker's predictor before it serves;
+    # the workers' metrics are shared through a multiprocess directory, read before and after the load
+    prom = BENCH_VAR / f"ads-{mode}-prometheus"
+    shutil.rmtree(prom, ignore_errors=True)
+    prom.mkdir(parents=True)
+    with gunicorn({**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}, workers=2, threads=1,
+                  config=str(ROOT / "scripts" / "gunicorn.conf.py")) as port:
         warm = _sequential(port, headers, n=40)  # both workers past their first requests (cold on a busy host)
-        result = run_load(port=port, path="/api/v1/ads/decisions", method="POST",
-                          headers=headers,
-                          body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS)
+        result, server = measured_load(prom, "ads-decisions", port=port, path="/api/v1/ads/decisions",
+                                       method="POST", headers=headers, body_factory=decisions_body,
+                                       lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS)
+    ok = result.errors == 0 and result.requests > 0
     out.append(load_row(f"POST /api/v1/ads/decisions, {mode}, gunicorn 2 workers, 8 clients, 3 placements",
                         result, note=f"warm-up answers served_by {warm}"))
-    out.append(bar("POST /api/v1/ads/decisions, 2 workers, 8 clients", "p99 <= 10 ms (issue 5)",
+    out.append(row(f"POST /api/v1/ads/decisions, {mode}, same load, server-side (in the workers)",
+                   f"p50 {server.p50_ms:.2f} ms, p99 {server.p99_ms:.2f} ms; "
+                   f"{server.share_within(10.0):.2%} within 10 ms",
+                   f"http_request_seconds of {server.count:,} requests (bucketed: percentiles interpolated "
+                   "inside a bucket, the share within 10 ms exact); excludes the wait for a free worker"))
+    out.append(bar("POST /api/v1/ads/decisions, 2 workers, 8 clients, server-side",
+                   "p99 <= 10 ms (issue 5: whole decision, server-side)",
+                   f"p99 {server.p99_ms:.1f} ms ({server.share_within(10.0):.2%} within 10 ms)",
+                   ok and server.count > 0 and server.share_within(10.0) >= 0.99))
+    out.append(bar("POST /api/v1/ads/decisions, 2 workers, 8 clients, as the clients see it",
+                   "p99 <= 10 ms (issue 5, read strictly: client latency, queueing for a worker included)",
                    f"p99 {result.p99_ms:.1f} ms (p50 {result.p50_ms:.1f} ms, {result.rps:,.0f} req/s)",
-                   result.p99_ms <= 10 and result.errors == 0 and result.requests > 0))
+                   ok and result.p99_ms <= 10))
     return out
 
 

@@ -376,7 +376,7 @@ def _served_by_sample(
 def bench_interests_http() -> list[dict[str, str]]:
     if not MOVIELENS.is_dir():
         return [_row("interests_http", "skipped", f"{MOVIELENS} not found")]
-    from benchmarks.run import SECONDS, bar, fresh_state, gunicorn, load_row, manage
+    from benchmarks.run import SECONDS, bar, fresh_state, gunicorn, load_row, manage, measured_load
 
     dirs = _trained()
     var_dir = _bench_var() / "interests"
@@ -403,7 +403,10 @@ def bench_interests_http() -> list[dict[str, str]]:
         ) as port:
             # both workers warm (models loaded by gunicorn.conf.py's post_worker_init; slow on a busy host)
             served, _ = _served_by_sample(port, path, headers, n=50, timeout=120)
-            api = run_load(port=port, path=path, headers=headers, clients=8, seconds=SECONDS)
+            api, server = measured_load(
+                Path(run_env["PROMETHEUS_MULTIPROC_DIR"]), "user-interests",
+                port=port, path=path, headers=headers, clients=8, seconds=SECONDS,
+            )
             served, server_ms = _served_by_sample(port, path, headers)
             if not label:
                 bare = run_load(port=port, path="/healthz", clients=8, seconds=SECONDS)
@@ -416,6 +419,13 @@ def bench_interests_http() -> list[dict[str, str]]:
                 f"GET interests of user {user}, gunicorn 2 workers, 8 clients, services mode{label}",
                 api,
                 note=note,
+            )
+        )
+        rows.append(
+            _row(
+                f"GET interests, same load{label}, server-side (in the workers)",
+                f"p50 {server.p50_ms:.2f} ms, p99 {server.p99_ms:.2f} ms; {server.share_within(5.0):.2%} within 5 ms",
+                f"http_request_seconds of {server.count:,} requests; excludes the wait for a free worker",
             )
         )
         if not label:

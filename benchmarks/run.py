@@ -21,8 +21,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from benchmarks.inference import SECTIONS as inference_sections
 from benchmarks.load import LoadResult, run_load
@@ -181,6 +183,66 @@ def summary(started: datetime, load_before: str) -> str:
         *(f"| {b['name']}: {b['bar']} | {b['value']} | **{b['met']}** |" for b in BARS),
     ]
     return "\n".join(lines)
+
+
+def server_samples(prom_dir: Path) -> dict[str, float]:
+    """The cumulative metric samples of every gunicorn worker writing to ``prom_dir`` (what /metrics shows),
+    keyed as the dashboard keys them."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from adsite.dashboard.series import series_key
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(prom_dir))
+    values: dict[str, float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            key = series_key(sample.name, {k: v for k, v in sample.labels.items() if k != "pid"})
+            values[key] = values.get(key, 0.0) + float(sample.value)
+    return values
+
+
+@dataclass(frozen=True)
+class ServerLatency:
+    """A route's latency measured in the workers (``http_request_seconds``) between two samples: from the
+    request reaching Django's middleware to its response, without the wait for a free worker."""
+
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
+    within: dict[float, float]  # bucket bound (ms) -> share of requests answered within it
+
+    def share_within(self, ms: float) -> float:
+        return self.within[ms]
+
+
+def server_latency(before: dict[str, float], after: dict[str, float], route: str,
+                   bounds_ms: tuple[float, ...] = (5.0, 10.0)) -> ServerLatency:
+    from prometheus_client.utils import floatToGoString
+
+    from adsite.dashboard.series import counter_deltas, histogram_quantiles, series_key
+
+    deltas = counter_deltas(before, after)
+    q = histogram_quantiles(deltas, "http_request_seconds", (0.5, 0.99), route=route)
+    count = deltas.get(series_key("http_request_seconds_count", {"route": route}), 0.0)
+    within = {
+        ms: (deltas.get(series_key("http_request_seconds_bucket", {"le": floatToGoString(ms / 1000.0), "route": route}), 0.0)
+             / count if count else 0.0)
+        for ms in bounds_ms
+    }
+    return ServerLatency(int(count), *(None if q[x] is None else q[x] * 1000.0 for x in (0.5, 0.99)), within)
+
+
+def measured_load(prom_dir: Path, route: str, **load: Any) -> tuple[LoadResult, ServerLatency]:
+    """``run_load(**load)`` and the same requests' server-side latency from the workers' metrics in
+    ``prom_dir`` (a one-second warm-up load first, left out of both)."""
+    run_load(**{**load, "seconds": 1.0, "warmup": 0})
+    time.sleep(0.2)  # requests the warm-up abandoned finish before the first sample
+    before = server_samples(prom_dir)
+    result = run_load(**{**load, "warmup": 0})
+    time.sleep(0.2)  # and those the measurement abandoned before the second
+    return result, server_latency(before, server_samples(prom_dir), route)
 
 
 def load_row(name: str, result: LoadResult, per_request: int = 1, note: str = "") -> dict[str, str]:

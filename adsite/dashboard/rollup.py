@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from adsite.dashboard.conf import dashboard_setting
 from adsite.dashboard.models import MetricSnapshot, TrafficMinute
+from adsite.dashboard.series import series_key
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,6 @@ def snapshot_source() -> str:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return "multiprocess"
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def series_key(name: str, labels: dict[str, str]) -> str:
-    inner = ",".join(f"{key}={labels[key]}" for key in sorted(labels))
-    return f"{name}{{{inner}}}"
 
 
 def registry_sample() -> dict[str, float]:

@@ -86,15 +86,23 @@ def _requests_by_route(deltas: dict[str, float], seconds: float, limit: int = 8)
     routes = series.series_by_label(deltas, "http_requests_total", "route")
     errors = series.series_by_label(deltas, "http_requests_total", "route", status="5xx")
     busiest = sorted((r for r in routes if routes[r] > 0), key=lambda r: -routes[r])[:limit]
-    return [
-        {
-            "route": route,
-            "count": int(routes[route]),
-            "per_s": round(routes[route] / seconds, 3) if seconds > 0 else None,
-            "errors_5xx": int(errors.get(route, 0)),
-        }
-        for route in busiest
-    ]
+    rows = []
+    for route in busiest:
+        # server-side latency (``http_request_seconds``); None for windows recorded before it existed
+        latency = series.histogram_quantiles(deltas, "http_request_seconds", (0.5, 0.99), route=route)
+        rows.append(
+            {
+                "route": route,
+                "count": int(routes[route]),
+                "per_s": round(routes[route] / seconds, 3) if seconds > 0 else None,
+                "errors_5xx": int(errors.get(route, 0)),
+                **{
+                    f"p{int(q * 100)}_ms": round(v * 1000, 2) if v is not None else None
+                    for q, v in latency.items()
+                },
+            }
+        )
+    return rows
 
 
 def _decisions(deltas: dict[str, float]) -> float:

@@ -15,6 +15,12 @@ from collections.abc import Iterable, Mapping
 KEY_RE = re.compile(r"^(?P<name>[^{]+)\{(?P<labels>.*)\}$")
 
 
+def series_key(name: str, labels: Mapping[str, str]) -> str:
+    """The key of one sample: ``name{label=value,...}``, labels sorted (what ``key_parse`` reads)."""
+    inner = ",".join(f"{key}={labels[key]}" for key in sorted(labels))
+    return f"{name}{{{inner}}}"
+
+
 def key_parse(key: str) -> tuple[str, dict[str, str]]:
     match = KEY_RE.match(key)
     if match is None:
