@@ -1,0 +1,42 @@
+"""The benchmarks' server-side latency: read from the workers' multiprocess metrics files, between two samples."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.run import server_latency, server_samples
+
+# two "workers" (processes) observing the route's latency into one multiprocess directory
+WORKER = """
+import sys
+from adsite.ops.metrics import HTTP_REQUEST_SECONDS
+for seconds in map(float, sys.argv[1:]):
+    HTTP_REQUEST_SECONDS.labels("ads-decisions").observe(seconds)
+"""
+
+
+def _worker(prom_dir, *seconds: float) -> None:
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(prom_dir), "PATH": ""}
+    subprocess.run([sys.executable, "-c", WORKER, *map(str, seconds)], check=True, env=env)
+
+
+def test_latency_counts_only_the_requests_between_the_samples_of_every_worker(tmp_path):
+    _worker(tmp_path, *([0.5] * 50))  # the warm-up: slow, before the first sample
+    before = server_samples(tmp_path)
+    _worker(tmp_path, *([0.002] * 99))
+    _worker(tmp_path, 0.02)  # the other worker: one request over 10 ms
+    measured = server_latency(before, server_samples(tmp_path), "ads-decisions")
+    assert measured.count == 100
+    assert measured.share_within(10.0) == pytest.approx(0.99)
+    assert measured.share_within(5.0) == pytest.approx(0.99)
+    assert 1.0 <= measured.p50_ms <= 2.0  # inside the 1-2 ms bucket
+    assert measured.p99_ms <= 2.0  # the 99th of 100 is still a 2 ms request
+
+
+def test_a_route_without_requests_has_no_percentiles(tmp_path):
+    _worker(tmp_path, 0.001)
+    measured = server_latency(server_samples(tmp_path), server_samples(tmp_path), "ads-decisions")
+    assert measured.count == 0 and measured.p99_ms is None and measured.share_within(10.0) == 0.0
