@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from adsite.ads.views import DecisionsView, decision_input_fast
+from adsite.ads.decision_input import decision_input_fast
+from adsite.ads.views import DecisionsView
 
 _text = st.one_of(
     st.sampled_from(["sidebar", "footer", "leaderboard", "travel", "u-42", "visitor.1:a", "", " sidebar", "sidebar\n",
