@@ -1,9 +1,12 @@
 """adsite settings: the one place that reads the environment.
 
 Nothing set gives the embedded mode: a SQLite file under ``var/``, an in-process feature store and
-event path, Celery tasks run eagerly. ``DATABASE_URL`` selects another database (PostgreSQL);
-``REDIS_URL`` switches on the services mode: Redis holds the event stream, online features,
-counters, the cache and the Celery broker.
+event path, Celery tasks run eagerly. ``DATABASE_URL`` alone selects another database (PostgreSQL)
+and stays embedded otherwise. ``DATABASE_URL`` and ``REDIS_URL`` together give the services mode:
+Redis holds the event stream, online features, counters, the cache and the Celery broker.
+``REDIS_URL`` without ``DATABASE_URL`` is refused (``ImproperlyConfigured``): nothing would flush
+the event stream into SQLite (``scripts/serve.sh`` starts Celery only in services mode). This is
+the one rule; ``ADSITE_MODE`` says which mode it gave, and ``scripts/serve.sh`` asks for it.
 
 Every app keeps its own settings in one namespaced dict (``TRACKING``, ``INFERENCE``, ``ADS``) whose
 defaults live in the app's ``conf.py``; this module only overrides them from the environment.
@@ -136,6 +139,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, Celery -------------------------------------------------------------------------
 REDIS_URL = _env("REDIS_URL")
+if REDIS_URL and not DATABASE_URL:
+    # A mixed mode would buffer events into a Redis stream that nothing flushes (no Celery runs in
+    # embedded mode) and keep features in Redis beside a SQLite file: a misconfiguration.
+    raise ImproperlyConfigured(
+        "REDIS_URL is set but DATABASE_URL is not: set both (services mode: PostgreSQL and Redis) or "
+        "neither (embedded mode: SQLite, in-process features). See README.md, section 'Modes'."
+    )
 ADSITE_MODE = "services" if REDIS_URL else "embedded"
 
 if REDIS_URL:
