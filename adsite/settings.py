@@ -148,8 +148,21 @@ if REDIS_URL and not DATABASE_URL:
     )
 ADSITE_MODE = "services" if REDIS_URL else "embedded"
 
+# Every Redis client of the site fails fast on a Redis that stopped answering (adsite/ops/redis_guard.py).
+REDIS_CONNECTION_CLASS = "adsite.ops.redis_guard.GuardedConnection"
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # short timeouts and the guarded pool: a hung Redis must not hang the pages that use the cache
+            "OPTIONS": {
+                "pool_class": "adsite.ops.redis_guard.GuardedConnectionPool",
+                "socket_timeout": 0.25,
+                "socket_connect_timeout": 0.25,
+            },
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -191,10 +204,12 @@ TRACKING = {
     "AD_EVENT_HOOKS": ["adsite.ads.services.ad_events_accept"],
     # What else to delete when a visitor asks to be forgotten (tracking cannot import adsite.ads).
     "USER_DELETE_HOOKS": ["adsite.ads.services.user_ads_forget"],
+    "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
 }
 INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),
     "STORE": "redis" if REDIS_URL else "memory",
+    "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
     # embedded server: rebuild the in-process feature store from the Event table when a process starts serving
     "STORE_REBUILD_ON_START": _env_bool("INFERENCE_STORE_REBUILD_ON_START", False),
     "MODEL_DIR": _env("INFERENCE_MODEL_DIR", str(VAR_DIR / "models")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -118,12 +119,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def private_redis() -> Iterator[str]:
-    """A redis-server of the test's own, on its own port, that the test may kill.
+class PrivateRedis:
+    """A redis-server process of the test's own: ``url``; ``pause()`` (SIGSTOP: it accepts connections but
+    answers nothing, like a hung server) and ``resume()``."""
 
-    Yields its URL. The shared Redis on 6379 is never touched.
-    """
+    def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.proc = proc
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def private_redis_server() -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own, on its own port, that the test may pause or kill.
+    The shared Redis on 6379 is never touched."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed")
@@ -141,10 +155,17 @@ def private_redis() -> Iterator[str]:
             pytest.fail("private redis-server did not start")
         time.sleep(0.05)
     try:
-        yield url
+        yield PrivateRedis(url, proc)
     finally:
+        proc.send_signal(signal.SIGCONT)
         proc.kill()
         proc.wait(timeout=5)
+
+
+@pytest.fixture
+def private_redis(private_redis_server: PrivateRedis) -> str:
+    """The URL of a redis-server of the test's own (``private_redis_server``) that the test may kill."""
+    return private_redis_server.url
 
 
 @pytest.fixture(scope="session", autouse=True)

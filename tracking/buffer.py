@@ -27,9 +27,11 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from django.db import transaction
+from django.utils.module_loading import import_string
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -74,6 +76,9 @@ def redis_client(*, socket_timeout: float | None = None) -> redis.Redis:
     key = (str(conf.REDIS_URL), float(timeout))
     client = _clients.get(key)
     if client is None:
+        options: dict[str, Any] = {}
+        if conf.REDIS_CONNECTION_CLASS:
+            options["connection_class"] = import_string(str(conf.REDIS_CONNECTION_CLASS))
         client = redis.Redis.from_url(
             str(conf.REDIS_URL),
             socket_timeout=timeout,
@@ -81,6 +86,7 @@ def redis_client(*, socket_timeout: float | None = None) -> redis.Redis:
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             health_check_interval=0,
+            **options,
         )
         _clients[key] = client
     return client

@@ -359,7 +359,12 @@ class RedisLedger:
     def __init__(self, url: str, *, prefix: str = "ads:") -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        from adsite.ops.redis_guard import GuardedConnection
+
+        # fail fast on a Redis that hangs: one timeout per process per cooldown, then house ads at once
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=0.5, socket_connect_timeout=0.5, connection_class=GuardedConnection
+        )
         self._prefix = prefix
         self._spend = f"{prefix}spend"
         self._stats = f"{prefix}stats"

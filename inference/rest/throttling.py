@@ -96,8 +96,14 @@ class RedisWindowCounter:
 
     def __init__(self, url: str, *, timeout_s: float = REDIS_TIMEOUT_S) -> None:
         self.url = url
+        from inference.conf import redis_connection_kwargs
+
         self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            **redis_connection_kwargs(),
         )
         self._script: Any = self._client.register_script(_HIT)  # EVALSHA; loads the script when missing
         self._down_until = 0.0

@@ -177,6 +177,7 @@ class RedisFeatureStore(FeatureStore):
         population_cache_s: float = 1.0,
         ttl_s: float = 0.0,
         prefix: str = "",
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         def client(timeout: float) -> redis.Redis:
             return redis.Redis.from_url(
@@ -185,6 +186,7 @@ class RedisFeatureStore(FeatureStore):
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),
                 decode_responses=True,
+                **(client_options or {}),
             )
 
         self.url = url
