@@ -2,7 +2,8 @@
 
 - :class:`StoreAdapter` reads a user's state and the population state from the online feature
   store in one round trip and keeps the last population it saw (the prior still answers with the
-  population when the store goes down).
+  population when the store goes down), and the popularity saved with the latest loaded model (what
+  the prior answers with when the store has been down since this process started).
 - :class:`ModelAdapter` / :class:`ModelLoaderAdapter` turn an ``inference.models`` model (its
   ``predict(user, population, *, now, top)``) into the predictor's ``predict(features, *, now, top)``.
 - :class:`PriorAdapter` is the last step of the chain: ``PriorModel`` built from the population
@@ -34,6 +35,7 @@ class StoreAdapter:
     def __init__(self, reader: StateReader) -> None:
         self._reader = reader
         self.last_population: Any = None
+        self.saved_population: Any = None  # from a loaded model's saved popularity (``model_loaded``)
 
     @classmethod
     def from_settings(cls) -> StoreAdapter:
@@ -50,8 +52,20 @@ class StoreAdapter:
     def is_cold(self, features: ServingFeatures) -> bool:
         return features.user is None
 
+    def known_population(self) -> Any:
+        """The last population the store reported, else the popularity saved with a loaded model."""
+        return self.last_population if self.last_population is not None else self.saved_population
+
     def empty(self) -> ServingFeatures:
-        return ServingFeatures(None, self.last_population)
+        return ServingFeatures(None, self.known_population())
+
+    def model_loaded(self, model: Any) -> None:
+        """Remember a loaded model's saved popularity (the ``ModelLoaderAdapter``'s ``on_loaded``)."""
+        from inference.models.inputs import population_from_counts
+
+        popularity = getattr(model, "popularity", None)
+        if popularity and any(popularity.values()):
+            self.saved_population = population_from_counts(popularity)
 
 
 class ModelAdapter:
@@ -69,8 +83,11 @@ class ModelLoaderAdapter:
     """Loads a version from its artifact directory; ``fastpath`` (keyword arguments of
     ``fastpath.accelerate``) gives the serving copy its fast scoring path, ``None`` keeps the model's own."""
 
-    def __init__(self, *, fastpath: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, *, fastpath: dict[str, Any] | None = None, on_loaded: Callable[[Any], None] | None = None
+    ) -> None:
         self.fastpath = fastpath
+        self.on_loaded = on_loaded  # called with each loaded model (e.g. ``StoreAdapter.model_loaded``)
 
     def __call__(self, algorithm: str, directory: Path) -> ModelAdapter:
         from inference.models import model_load
@@ -82,6 +99,8 @@ class ModelLoaderAdapter:
             from inference.serving.fastpath import accelerate
 
             model = accelerate(model, **self.fastpath)
+        if self.on_loaded is not None:
+            self.on_loaded(model)
         return ModelAdapter(model)
 
 
@@ -120,7 +139,7 @@ class PriorAdapter:
     ) -> Sequence[tuple[str, float]]:
         population = features.population if features is not None else None
         population = (
-            population if population is not None and population.counts else self._store.last_population
+            population if population is not None and population.counts else self._store.known_population()
         )
         if population is None or not population.counts:
             return []

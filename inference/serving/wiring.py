@@ -78,7 +78,7 @@ def predictor_build() -> Predictor:
     return Predictor(
         features=store,
         prior=PriorAdapter(store),
-        loader=ModelLoaderAdapter(fastpath=fastpath_options()),
+        loader=ModelLoaderAdapter(fastpath=fastpath_options(), on_loaded=store.model_loaded),
         registry_reader=registry_active_versions,
         config=predictor_config(),
         shadow_reader=registry_shadow_version,

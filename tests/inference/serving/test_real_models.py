@@ -120,3 +120,34 @@ def test_cold_user_and_population_only_prior(trained, model_dir, build):
     answer = predictor.predict("never-seen", deadline=Deadline(1000), top=2)
     assert (answer.served_by, answer.fallback_reason) == ("prior", "cold_start")
     assert len(answer.scores) == 2
+
+
+def test_a_process_started_while_the_store_is_down_answers_with_the_models_saved_popularity(trained, model_dir):
+    """No population was ever read (the store has been down since start-up): the prior answers with the
+    popularity saved with the loaded model, not with an empty list."""
+    from inference.store import FeatureStoreUnavailable
+
+    def down(user_id):
+        raise FeatureStoreUnavailable("feature store read failed: Connection refused")
+
+    publish(trained, model_dir, "gbdt", "gbdt-1")
+    store = StoreAdapter(down)
+    predictor = Predictor(
+        features=store,
+        prior=PriorAdapter(store),
+        loader=ModelLoaderAdapter(on_loaded=store.model_loaded),
+        registry_reader=registry_active_versions,
+        config=PredictorConfig(poll_seconds=0),
+    ).start(background=False)
+    try:
+        answer = predictor.predict("u1", deadline=Deadline(1000), top=3)
+    finally:
+        predictor.stop()
+    assert (answer.served_by, answer.fallback_reason) == ("prior", "error")
+    from inference.models import model_load
+
+    popularity = model_load(trained["gbdt"]).popularity
+    assert len(answer.scores) == 3
+    assert {c for c, _ in answer.scores} <= set(popularity)
+    # the most popular category of the saved table leads (the prior blends nothing else for an unknown user)
+    assert answer.scores[0][0] == max(sorted(popularity), key=lambda c: popularity[c])
