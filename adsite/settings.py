@@ -180,6 +180,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "flush-events": {"task": "tracking.flush_events", "schedule": _env_float("TRACKING_FLUSH_SECONDS", 2.0)},
+    # feature updates that failed while Redis was unreachable (tracking.features_backlog)
+    "features-catch-up": {"task": "tracking.features_catch_up", "schedule": 10.0},
     "purge-expired-events": {"task": "tracking.purge_expired", "schedule": 3600.0},
     "dashboard-rollup": {"task": "dashboard.rollup", "schedule": 30.0},
 }

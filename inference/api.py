@@ -16,10 +16,12 @@ from typing import Any
 from inference.events import EventRecord
 from inference.serving.deadline import Deadline
 from inference.serving.interests import Interests
+from inference.store.base import FeatureStoreUnavailable
 
 __all__ = [
     "Deadline",
     "EventRecord",
+    "FeatureStoreUnavailable",
     "InterestProfile",
     "Interests",
     "ModelVersionInfo",
@@ -49,8 +51,9 @@ __all__ = [
 def events_observe(records: Sequence[EventRecord]) -> None:
     """Update the online features with accepted, non-bot events (called in the collect request).
 
-    One atomic batch (one Redis round trip in services mode). Raises
-    ``inference.store.FeatureStoreUnavailable`` when the store cannot be reached.
+    One atomic batch (one Redis round trip in services mode). Raises :class:`FeatureStoreUnavailable`
+    (exported here) when the store cannot be reached; nothing of the batch was applied then, except
+    when the connection failed after Redis ran the batch (a timeout on the reply).
     """
     if not records:
         return

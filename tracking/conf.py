@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "TRACKER_FLUSH_SECONDS": 5.0,
     # Callables (dotted paths) run with the user id when a visitor's data is deleted.
     "USER_DELETE_HOOKS": [],
+    # Feature catch-up (tracking.features_backlog): events per transaction, and how long a backlogged
+    # event may wait for its row in ``Event`` (still in the Redis buffer) before it is dropped.
+    "FEATURE_CATCH_UP_BATCH": 1_000,
+    "FEATURE_BACKLOG_ORPHAN_SECONDS": 24 * 3600,
     # Callables (dotted paths) run with the accepted, non-bot ad events (``ad_impression``,
     # ``ad_click``) of each batch as ``EventRecord``s, in the request (the ads app's viewability count).
     "AD_EVENT_HOOKS": [],

@@ -44,12 +44,12 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from inference.events import EventRecord
+from tracking.features_backlog import events_observe_safe
 from tracking.models import QuarantinedEvent
 from tracking.schema import SLUG_RE, Limits, Rejection, ValidEvent, event_validate, payload_text
 from tracking.services import (
     IngestContext,
     event_record_from,
-    events_observe_safe,
     limits_for,
     quarantine_row,
     row_from_event,
@@ -430,14 +430,14 @@ def events_import(
             duplicates += item.accepted - n_inserted
             quarantined += len(item.bad)
             if observe and inserted:
-                records: list[EventRecord] = []
+                pairs: list[tuple[str, EventRecord]] = []
                 for event in item.valid:
                     if event.event_id in inserted:
                         inserted.discard(event.event_id)
-                        records.append(event_record_from(event, device="other"))
+                        pairs.append((event.event_id, event_record_from(event, device="other")))
                 # The online update expects each visitor's events in time order; files need not be sorted.
-                records.sort(key=lambda record: record.ts)
-                events_observe_safe(records)
+                pairs.sort(key=lambda pair: pair[1].ts)
+                events_observe_safe([record for _id, record in pairs], event_ids=[event_id for event_id, _ in pairs])
             if progress is not None:
                 progress(item.size)
     finally:

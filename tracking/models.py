@@ -99,3 +99,24 @@ class LedgerCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+class FeatureBacklog(models.Model):
+    """An accepted event whose online feature update failed because the feature store was unreachable.
+
+    ``tracking.features_backlog.features_catch_up`` applies it later, once, in event time order, and
+    deletes the row in the same transaction. Only the id and time are kept: the event itself is read
+    from ``Event`` (so a visitor deleted meanwhile is not fed back into the features).
+    """
+
+    event_id = models.UUIDField(primary_key=True)
+    # the event's time (the sender's clock): the catch-up applies the backlog in this order
+    ts = models.DateTimeField()
+    # when the update failed: a row whose event never reaches ``Event`` is dropped after a while
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["ts", "event_id"], name="feature_backlog_ts")]
+
+    def __str__(self) -> str:
+        return f"backlog {self.event_id} at {self.ts:%Y-%m-%d %H:%M:%S}"

@@ -10,13 +10,16 @@ separately: those events were never received into the pipeline and nothing of th
 While a flush is in progress (inserted, not yet acknowledged) a batch can be counted both as stored
 and as buffered for a moment.
 
+``feature_backlog`` (outside the reconciliation) counts stored events whose online feature update
+failed and waits for ``features_catch_up`` (see ``tracking.features_backlog``).
+
 ``event_records_iter`` streams non-bot events in (ts, id) order with keyset pagination, so memory
 stays bounded by ``chunk_size`` however many events there are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +29,7 @@ from django.db.models import Count, Q
 from inference.events import EventRecord
 from tracking.bots import user_agent_device
 from tracking.buffer import buffer_enabled, ledger_counts_redis, stream_length
-from tracking.models import Event, LedgerCounter, QuarantinedEvent
+from tracking.models import Event, FeatureBacklog, LedgerCounter, QuarantinedEvent
 
 EXTRA_COUNTERS = ("deleted", "deleted_quarantine")
 
@@ -55,6 +58,8 @@ def ledger_get() -> dict[str, Any]:
     for name in EXTRA_COUNTERS:
         ledger[name] = int(counters.get(name, 0))
     ledger["dropped_for_privacy"] = int(counters.get("dropped_for_privacy", 0))
+    # not part of the reconciliation: stored events whose feature update waits for the catch-up
+    ledger["feature_backlog"] = feature_backlog_size()
     ledger["unaccounted"] = ledger["received"] - ledger_accounted(ledger)
     return ledger
 
@@ -125,6 +130,22 @@ def event_records_iter(
         if len(rows) < chunk_size:
             return
         last = (rows[-1][1], rows[-1][0])
+
+
+def event_records_by_id(*, event_ids: Sequence[str]) -> list[tuple[str, EventRecord]]:
+    """``(event_id, EventRecord)`` of the stored, non-bot events among ``event_ids``, in (ts, id) order
+    (ids not in the table are left out)."""
+    rows = (
+        Event.objects.filter(event_id__in=list(event_ids), is_bot=False)
+        .order_by("ts", "id")
+        .values_list("event_id", *_RECORD_FIELDS)
+    )
+    return [(str(row[0]), _record(row[1:])) for row in rows]
+
+
+def feature_backlog_size() -> int:
+    """Accepted events whose online feature update still waits for the catch-up."""
+    return FeatureBacklog.objects.count()
 
 
 # --- Reads for the staff dashboard (bounded: each takes a limit or a time window on an index) -------

@@ -7,8 +7,9 @@ server-side page view; imports use the same schema and storage in bigger transac
 2. services mode: append the valid ones to the Redis Stream (deduped atomically in Redis); if Redis
    is unavailable, or in embedded mode, write them to the database in ONE transaction with
    ``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING`` and the ledger counters beside them;
-3. hand the newly accepted, non-bot events to ``inference.api.events_observe`` (a failure there is
-   logged, never raised: the events are already safe).
+3. hand the newly accepted, non-bot events to ``inference.api.events_observe`` through
+   ``tracking.features_backlog.events_observe_safe``: never raised (the events are already safe); an
+   unreachable feature store backlogs them for ``features_catch_up``.
 
 If neither Redis nor the database can take the batch, :class:`StorageUnavailable` is raised and the
 view answers 503 so that the sender retries; nothing is answered "accepted" and then lost.
@@ -33,12 +34,12 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from inference import api as inference_api
 from inference.events import EventRecord
 from tracking.bots import user_agent_device, user_agent_is_bot
 from tracking.buffer import buffer_enabled, stream_append
 from tracking.conf import tracking_settings
 from tracking.consent import tracking_allowed
+from tracking.features_backlog import events_observe_safe
 from tracking.identity import visitor_id
 from tracking.models import QuarantinedEvent
 from tracking.network import client_ip_truncated
@@ -164,16 +165,6 @@ def event_record_from(event: ValidEvent, *, device: str) -> EventRecord:
     )
 
 
-def events_observe_safe(records: Sequence[EventRecord]) -> None:
-    """Hand records to inference; a failure there is logged, never raised (the events are stored)."""
-    if not records:
-        return
-    try:
-        inference_api.events_observe(records)
-    except Exception:
-        logger.exception("tracking.events_observe_failed", extra={"records": len(records)})
-
-
 def quarantine_row(
     *,
     reason: str,
@@ -239,11 +230,13 @@ def _raw_user_id(raw: object, fallback: str) -> str:
 def _observe_new(valid: Sequence[ValidEvent], new_ids: set[str], *, device: str) -> None:
     seen: set[str] = set()
     records = []
+    event_ids = []
     for event in valid:
         if event.event_id in new_ids and event.event_id not in seen:
             seen.add(event.event_id)
             records.append(event_record_from(event, device=device))
-    events_observe_safe(records)
+            event_ids.append(event.event_id)
+    events_observe_safe(records, event_ids=event_ids)
     ad_events_hand_over([record for record in records if record.type in AD_EVENT_TYPES])
 
 

@@ -27,3 +27,21 @@ def purge_expired() -> dict[str, int]:
 
     result = events_purge_expired()
     return {"events": result.events, "quarantined": result.quarantined}
+
+
+@shared_task(name="tracking.features_catch_up", soft_time_limit=50, time_limit=60, ignore_result=True)
+def features_catch_up(max_batches: int = 200) -> dict[str, int]:
+    """Apply the feature updates that failed while the feature store was unreachable.
+
+    Safe to run twice and concurrently: each batch's backlog rows are locked and deleted in the
+    transaction that applied them (see ``tracking.features_backlog``).
+    """
+    from tracking.features_backlog import features_catch_up as catch_up
+
+    result = catch_up(max_batches=max_batches)
+    return {
+        "applied": result.applied,
+        "waiting": result.waiting,
+        "dropped": result.dropped,
+        "store_unavailable": int(result.store_unavailable),
+    }

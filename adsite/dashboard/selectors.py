@@ -656,6 +656,8 @@ def quality_page(
     rows = tracking_api.quarantined_list(reason=reason, before_id=before_id, limit=limit)
     return {
         "reasons": tracking_api.quarantine_reasons(),
+        # events stored but not yet in the online features (the feature store was unreachable)
+        "feature_backlog": tracking_api.feature_backlog_size(),
         "reasons_day": traffic.get("quarantined", {}),
         "rows": rows,
         "next_before": rows[-1].id if len(rows) == limit else None,
