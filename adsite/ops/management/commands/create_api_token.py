@@ -1,8 +1,10 @@
 """``manage.py create_api_token NAME``: a new API token for a service client (created if new).
 
-Prints the token (the only time it is shown). The service user has no password and no staff rights:
-it can call the token-authenticated APIs (interests, events), not the staff ones. An existing token of
-that user is replaced, so running it again rotates the token.
+Prints the token (the only time it is shown). The service user has no password, so it cannot log in
+to the dashboard or the admin. Without ``--staff`` it can call the token-authenticated APIs (interests,
+events, ad decisions), not the staff ones; with ``--staff`` it may also call the staff APIs (the model
+registry, deleting a visitor's data), e.g. from a deployment script. An existing token of that user is
+replaced, so running it again rotates the token (and sets the staff right as asked).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="service client name, e.g. ads-frontend")
+        parser.add_argument(
+            "--staff",
+            action="store_true",
+            help="let this client call the staff APIs too (model registry, visitor data deletion)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = f"service-{options['name']}"
@@ -29,8 +36,10 @@ class Command(BaseCommand):
             )
             if created:
                 user.set_unusable_password()
-                user.save(update_fields=["password"])
+            user.is_staff = bool(options["staff"])
+            user.save(update_fields=["password", "is_staff"] if created else ["is_staff"])
             Token.objects.filter(user=user).delete()
             token = Token.objects.create(user=user)
-        self.stderr.write(f"{'created' if created else 'rotated token of'} service user {name}")
+        staff = " (staff APIs allowed)" if options["staff"] else ""
+        self.stderr.write(f"{'created' if created else 'rotated token of'} service user {name}{staff}")
         self.stdout.write(token.key)
