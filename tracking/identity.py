@@ -7,21 +7,20 @@ is not a plausible id is replaced, never trusted.
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from django.http import HttpRequest
 
+from inference.api import user_id_valid
 from tracking.conf import tracking_settings
 
-UID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _REQUEST_ATTR = "_adsite_visitor_id"
 
 
 def visitor_id_from_cookie(request: HttpRequest) -> str:
     """The visitor id the request's cookie carries, or ``""``."""
     value = request.COOKIES.get(tracking_settings().UID_COOKIE, "")
-    return value if UID_RE.match(value) and not value.endswith("\n") else ""
+    return value if user_id_valid(value) else ""
 
 
 def visitor_id(request: HttpRequest) -> str:

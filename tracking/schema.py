@@ -10,8 +10,10 @@ Fields (DESIGN.md "Event schema"):
 ``event_id``   required; a UUID string (any version); the dedupe key. Normalized to lowercase.
 ``type``       required; ``page_view``, ``page_ping``, ``click``, ``ad_impression``, ``ad_click``,
                ``conversion``.
-``user_id``    string, 1-64 characters. May be absent when the caller supplies a fallback (``/collect``
-               uses the visitor's ``adsite_uid`` cookie); otherwise ``missing_field``.
+``user_id``    string, 1-64 characters, each an ASCII letter, digit, ``.``, ``_``, ``:`` or ``-``
+               (``invalid_user_id``; the one rule of every endpoint, ``inference.api.user_id_valid``).
+               May be absent when the caller supplies a fallback (``/collect`` uses the visitor's
+               ``adsite_uid`` cookie); otherwise ``missing_field``.
 ``session_id`` string, up to 64 characters.
 ``ts``         required; epoch milliseconds (number) or an ISO-8601 string (naive means UTC). Must be
                on or after ``MIN_TS_SECONDS`` (1990-01-01: historical datasets such as MovieLens start
@@ -43,6 +45,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeGuard
+
+from inference.api import USER_ID_RULE, user_id_valid
 
 EVENT_TYPES = frozenset({"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"})
 AD_TYPES = frozenset({"ad_impression", "ad_click"})
@@ -79,6 +83,7 @@ UNKNOWN_FIELD = "unknown_field"
 MISSING_FIELD = "missing_field"
 INVALID_TYPE = "invalid_type"
 INVALID_STRING = "invalid_string"
+INVALID_USER_ID = "invalid_user_id"
 VALUE_TOO_LONG = "value_too_long"
 INVALID_EVENT_ID = "invalid_event_id"
 INVALID_EVENT_TYPE = "invalid_event_type"
@@ -333,10 +338,12 @@ def _validate(raw: object, *, limits: Limits, fallback_user_id: str) -> ValidEve
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         raise _Reject(INVALID_EVENT_TYPE, "type must be one of " + ", ".join(sorted(EVENT_TYPES)))
     user_id = get("user_id")
-    if not _plain(user_id, _MAX_USER_ID):
+    if not user_id_valid(user_id):
         user_id = _string(raw, "user_id") or fallback_user_id
         if not user_id:
             raise _Reject(MISSING_FIELD, "user_id is required")
+        if not user_id_valid(user_id):
+            raise _Reject(INVALID_USER_ID, f"user_id {USER_ID_RULE}")
     session_id = get("session_id", "")
     if session_id != "" and not _plain(session_id, _MAX_SESSION_ID):
         session_id = _string(raw, "session_id")

@@ -1,17 +1,28 @@
 """Hand-written parsing of the interests parameters (cheaper than a serializer on the hot path).
 
 Each parser returns the value or raises :class:`BadParameter` naming the parameter and the problem;
-the views turn that into a 400 with ``{"errors": {parameter: problem}}``.
+the views turn that into a 400 with ``{"errors": {parameter: problem}}``. Types are exact: ``top`` in a
+query string is ASCII digits only (Python's ``int()`` would also take ``"٥"``, ``"+5"`` or ``" 5"``), in a
+JSON body a JSON integer (not ``"5"``, not ``5.0``); user ids follow ``inference.user_ids``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from inference.user_ids import USER_ID_MAX, USER_ID_RULE, user_id_valid
 
 TOP_DEFAULT = 10
 TOP_MAX = 100
-USER_ID_MAX = 128
 BATCH_MAX = 100
+BATCH_FIELDS = ("user_ids", "top")
+_TOP_PROBLEM = f"must be an integer between 1 and {TOP_MAX}"
+
+__all__ = [
+    "BATCH_FIELDS", "BATCH_MAX", "TOP_DEFAULT", "TOP_MAX", "USER_ID_MAX", "BadParameter", "batch_fields_check",
+    "top_parse_json", "top_parse_query", "user_id_parse", "user_ids_parse",
+]
 
 
 class BadParameter(ValueError):
@@ -24,26 +35,25 @@ class BadParameter(ValueError):
         return {"errors": {self.name: self.problem}}
 
 
-def top_parse(raw: Any) -> int:
-    """``top`` as given (callers use TOP_DEFAULT when it is absent); null or empty is an error."""
-    if raw is None or isinstance(raw, bool):
-        raise BadParameter("top", f"must be an integer between 1 and {TOP_MAX}")
-    try:
-        value = int(raw) if not isinstance(raw, float) or raw.is_integer() else None
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not 1 <= value <= TOP_MAX:
-        raise BadParameter("top", f"must be an integer between 1 and {TOP_MAX}")
-    return value
+def top_parse_query(raw: str) -> int:
+    """``top`` from a query string (callers use TOP_DEFAULT when it is absent): ASCII digits, 1..TOP_MAX."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= TOP_MAX):
+        raise BadParameter("top", _TOP_PROBLEM)
+    return int(raw)
+
+
+def top_parse_json(raw: Any) -> int:
+    """``top`` from a JSON body: a JSON integer (``type(raw) is int``: not a bool, float or string)."""
+    if type(raw) is not int or not 1 <= raw <= TOP_MAX:
+        raise BadParameter("top", _TOP_PROBLEM)
+    return raw
 
 
 def user_id_parse(raw: Any, *, name: str = "user_id") -> str:
-    # any non-empty string up to the limit: ids are opaque (an unknown one simply gets a cold start)
-    if not isinstance(raw, str) or not raw:
-        raise BadParameter(name, "must be a non-empty string")
-    if len(raw) > USER_ID_MAX:
-        raise BadParameter(name, f"must be at most {USER_ID_MAX} characters")
-    return raw
+    # ids are opaque (an unknown one simply gets a cold start), but follow the one rule of every endpoint
+    if not user_id_valid(raw):
+        raise BadParameter(name, USER_ID_RULE)
+    return str(raw)
 
 
 def user_ids_parse(raw: Any) -> list[str]:
@@ -52,3 +62,10 @@ def user_ids_parse(raw: Any) -> list[str]:
     if len(raw) > BATCH_MAX:
         raise BadParameter("user_ids", f"must hold at most {BATCH_MAX} user ids")
     return [user_id_parse(item, name=f"user_ids[{index}]") for index, item in enumerate(raw)]
+
+
+def batch_fields_check(body: Mapping[str, Any]) -> None:
+    """Refuse a field the batch endpoint does not know (the first one, by name)."""
+    for key in body:
+        if key not in BATCH_FIELDS:
+            raise BadParameter(str(key)[:64], "unknown field (expected user_ids and top)")

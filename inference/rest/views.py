@@ -21,15 +21,17 @@ from inference.rest.parameters import (
     BATCH_MAX,
     TOP_DEFAULT,
     TOP_MAX,
-    USER_ID_MAX,
     BadParameter,
-    top_parse,
+    batch_fields_check,
+    top_parse_json,
+    top_parse_query,
     user_id_parse,
     user_ids_parse,
 )
 from inference.rest.permissions import IsServiceClientOrStaff
 from inference.rest.throttling import InterestsBatchRateThrottle, InterestsRateThrottle
 from inference.serving.interests import FALLBACK_REASONS
+from inference.user_ids import USER_ID_PATTERN, USER_ID_RULE
 
 
 class CategoryScoreSerializer(serializers.Serializer):
@@ -77,9 +79,9 @@ class UserInterestsView(APIView):
             ),
             OpenApiParameter(
                 "user_id",
-                {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX},
+                {"type": "string", "pattern": f"^{USER_ID_PATTERN}$"},
                 OpenApiParameter.PATH,
-                description="the first-party anonymous id; an unknown one gets a cold-start answer",
+                description=f"the first-party anonymous id ({USER_ID_RULE}); an unknown one gets a cold-start answer",
             ),
         ],
         responses={
@@ -91,7 +93,7 @@ class UserInterestsView(APIView):
     def get(self, request: Request, user_id: str) -> Response:
         try:
             user_id = user_id_parse(user_id)
-            top = top_parse(request.query_params["top"]) if "top" in request.query_params else TOP_DEFAULT
+            top = top_parse_query(request.query_params["top"]) if "top" in request.query_params else TOP_DEFAULT
         except BadParameter as exc:
             return Response(exc.body(), status=400)
         interests = predict_interests(user_id, deadline=Deadline.from_settings(), top=top)
@@ -116,7 +118,7 @@ class InterestsBatchView(APIView):
             "InterestsBatchInput",
             {
                 "user_ids": serializers.ListField(
-                    child=serializers.CharField(min_length=1, max_length=USER_ID_MAX, trim_whitespace=False),
+                    child=serializers.RegexField(f"^{USER_ID_PATTERN}$", trim_whitespace=False, help_text=USER_ID_RULE),
                     min_length=1,
                     max_length=BATCH_MAX,
                 ),
@@ -147,8 +149,9 @@ class InterestsBatchView(APIView):
         if not isinstance(body, dict):
             return Response({"errors": {"body": "must be a JSON object"}}, status=400)
         try:
+            batch_fields_check(body)
             user_ids = user_ids_parse(body.get("user_ids"))
-            top = top_parse(body["top"]) if "top" in body else TOP_DEFAULT
+            top = top_parse_json(body["top"]) if "top" in body else TOP_DEFAULT
         except BadParameter as exc:
             return Response(exc.body(), status=400)
         results = [

@@ -61,3 +61,14 @@ def test_fast_check_takes_the_usual_body_and_defers_the_rest() -> None:
     assert decision_input_fast({"placements": []}) is None  # an error: the serializer words it
     assert decision_input_fast({"placements": [" sidebar"]}) is None  # trimmed by the serializer, not here
     assert decision_input_fast(["sidebar"]) is None
+
+
+def test_fast_check_and_serializer_refuse_repeats_wrong_types_and_unknown_fields() -> None:
+    for body in (
+        {"placements": ["sidebar", "sidebar"]},
+        {"placements": ["sidebar"], "user_id": 123},
+        {"placements": ["sidebar"], "explain": "yes"},
+        {"placements": ["sidebar"], "bogus": 1},
+        {"placements": ["sidebar"], "user_id": "u:{x}"},
+    ):
+        assert decision_input_fast(body) is None and _serializer(body) is None, body

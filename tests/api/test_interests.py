@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -121,3 +123,28 @@ def test_a_batch_body_that_is_not_json_is_refused_as_unsupported(token_client):
     response = token_client.post("/api/v1/interests/batch", "user_ids=alice", content_type="text/plain")
     assert response.status_code == 415
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("top", ["%EF%BC%95", "+5", "%205", "5%20", "0005x", "1e1"])
+def test_top_in_the_query_is_ascii_digits_only(token_client, top):
+    response = token_client.get(f"/api/v1/users/alice/interests?top={top}")
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"top": "must be an integer between 1 and 100"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_ids": ["alice"], "top": "5"}, "top"),
+        ({"user_ids": ["alice"], "top": 2.0}, "top"),
+        ({"user_ids": ["alice"], "top": True}, "top"),
+        ({"user_ids": ["alice"], "top": None}, "top"),
+        ({"user_ids": ["alice"], "bogus": 1}, "bogus"),
+        ({"user_ids": ["alice"], "top": 2, "users": ["bob"]}, "users"),
+    ],
+)
+def test_batch_takes_exact_json_types_and_no_unknown_fields(token_client, body, field):
+    response = token_client.post("/api/v1/interests/batch", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert list(errors) == [field] and isinstance(errors[field], str)

@@ -36,7 +36,7 @@ def test_without_redis_the_limit_holds_and_the_refusal_says_when_to_retry(token_
     assert _statuses(token_client, 3) == [200, 200, 200]
     refused = token_client.get(URL)
     assert refused.status_code == 429
-    assert "throttled" in refused.json()["detail"].lower()
+    assert "throttled" in refused.json()["errors"]["detail"].lower()  # the API's one error shape
     assert 0 < int(refused["Retry-After"]) <= 60
 
 
