@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # outermost: counts every request answered, whichever layer answers it (dashboard requests /s)
     "adsite.ops.middleware.http_requests_counted",
+    # under /api/, a 404/405/500 that no API view answered is JSON too (adsite/ops/api_errors.py)
+    "adsite.ops.api_errors.api_errors_json",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -257,6 +259,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # every API error as {"errors": {name: message}} (adsite/ops/api_errors.py; README "HTTP interface")
+    "EXCEPTION_HANDLER": "adsite.ops.api_errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "user": _env("API_THROTTLE_USER", "100000/minute"),
         "anon": _env("API_THROTTLE_ANON", "600/minute"),
@@ -268,6 +272,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "adsite API",
     "DESCRIPTION": "Clickstream collection, interest predictions and ad decisions.",
     "VERSION": "1.0.0",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "adsite.ops.api_errors.schema_request_bodies_closed",  # bodies that refuse unknown fields
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI / Redoc assets come from our own static files (drf-spectacular-sidecar), not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -17,6 +17,7 @@ from inference.events import EventRecord
 from inference.serving.deadline import Deadline
 from inference.serving.interests import Interests
 from inference.store.base import FeatureStoreUnavailable
+from inference.user_ids import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 
 __all__ = [
     "Deadline",
@@ -28,6 +29,9 @@ __all__ = [
     "ServingStatus",
     "ShadowSetting",
     "TrainingRunInfo",
+    "USER_ID_MAX",
+    "USER_ID_PATTERN",
+    "USER_ID_RULE",
     "events_observe",
     "active_model_versions",
     "predict_interests",
@@ -45,6 +49,7 @@ __all__ = [
     "training_start",
     "user_forget",
     "user_interest_profile",
+    "user_id_valid",
 ]
 
 
