@@ -7,20 +7,23 @@ is not a plausible id is replaced, never trusted.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.http import HttpRequest
 
-from inference.api import user_id_valid
 from tracking.conf import tracking_settings
 
 _REQUEST_ATTR = "_adsite_visitor_id"
+# what this site mints (UUIDs) and what tracker.js keeps: stricter than the events' user id rule
+# (``inference.api.user_id_valid``), since anything else in the cookie was not set by us
+_COOKIE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def visitor_id_from_cookie(request: HttpRequest) -> str:
     """The visitor id the request's cookie carries, or ``""``."""
     value = request.COOKIES.get(tracking_settings().UID_COOKIE, "")
-    return value if user_id_valid(value) else ""
+    return value if _COOKIE_ID.fullmatch(value) else ""
 
 
 def visitor_id(request: HttpRequest) -> str:

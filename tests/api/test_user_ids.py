@@ -19,18 +19,21 @@ from inference.api import user_id_valid
 pytestmark = pytest.mark.django_db
 
 BAD_IDS = [
-    "u:{x}",  # braces would move the Redis Cluster hash tag of u:{user_id}:...
-    "a}b",
     "with space",
+    "tab\there",
     "new\nline",
     "trailing\n",
     "nul\x00",
-    "caf\u00e9",
-    "\uff15",  # full-width digit five
+    "bell\x07",
+    "del\x7f",
+    "no\u00a0break",  # a Unicode space
     "slash/inside",
     "x" * 65,
 ]
-GOOD_IDS = ["demo-00001", "610", str(uuid.uuid4()), "visitor.1:a_b-C", "x" * 64]
+GOOD_IDS = [
+    "demo-00001", "610", str(uuid.uuid4()), "visitor.1:a_b-C", "x" * 64,
+    "reader@example.com", "u:{x}", "caf\u00e9", "a+b=c|d",  # imported datasets' own ids
+]
 
 
 def test_the_rule_itself() -> None:

@@ -51,10 +51,10 @@ def test_iso_timestamp_is_accepted_and_naive_means_utc() -> None:
         ({"user_id": ...}, "missing_field"),
         ({"user_id": 42}, "invalid_type"),
         ({"user_id": "x" * 65}, "value_too_long"),
-        ({"user_id": "u:{x}"}, "invalid_user_id"),
+        ({"user_id": "a/b"}, "invalid_user_id"),
         ({"user_id": "a b"}, "invalid_user_id"),
         ({"user_id": "visitor\n"}, "invalid_user_id"),
-        ({"user_id": "caf\u00e9"}, "invalid_user_id"),
+        ({"user_id": "tab\there"}, "invalid_user_id"),
         ({"url": "https://e.org/" + "a" * 2048}, "value_too_long"),
         ({"url": "bad\x00url"}, "invalid_string"),
         ({"item_id": "\ud800"}, "invalid_string"),
@@ -174,7 +174,7 @@ def _validate_plain(raw: object, *, limits: Limits, fallback_user_id: str) -> Va
     user_id = s._string(raw, "user_id") or fallback_user_id
     if not user_id:
         raise s._Reject(s.MISSING_FIELD, "user_id is required")
-    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", user_id):
+    if not re.fullmatch(r"[^\s/\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}", user_id):
         raise s._Reject(s.INVALID_USER_ID, f"user_id {s.USER_ID_RULE}")
     return ValidEvent(
         event_id=event_id,
