@@ -14,6 +14,10 @@ state) and gets gthread.
 
 import os
 
+# gunicorn 25+ opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl), so two servers on
+# one host (make run beside the benchmarks' servers) would take it from each other; nothing here uses it
+control_socket_disable = True
+
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
