@@ -13,6 +13,7 @@ import math
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -65,6 +66,7 @@ class Sample:
     labels: np.ndarray
 
 
+@lru_cache(maxsize=1 << 16)  # the same items recur (a user's sequence at every request, every training sample)
 def item_bucket(item_id: str, buckets: int) -> int:
     """Stable hash of an item id into 1..buckets-1 (0 is padding)."""
     if not item_id:
@@ -81,12 +83,17 @@ def sequence_arrays(
     cats = np.zeros((SEQUENCE_LENGTH, CATEGORIES_PER_EVENT), dtype=np.int64)
     ages = np.zeros(SEQUENCE_LENGTH, dtype=np.float32)
     recent = user.recent[-SEQUENCE_LENGTH:]
+    if not recent:
+        return items, cats, ages
     offset = SEQUENCE_LENGTH - len(recent)
-    for i, item in enumerate(recent):
-        items[offset + i] = item_bucket(item.item_id, item_buckets)
+    now = user.now
+    # whole slices from lists: numpy's per-element assignment costs more than the values themselves
+    items[offset:] = [item_bucket(item.item_id, item_buckets) for item in recent]
+    ages[offset:] = [math.log1p(max(0.0, now - item.ts)) for item in recent]
+    for i, item in enumerate(recent, offset):
         ids = [category_index[c] + 1 for c in item.categories if c in category_index][:CATEGORIES_PER_EVENT]
-        cats[offset + i, : len(ids)] = ids
-        ages[offset + i] = math.log1p(max(0.0, user.now - item.ts))
+        if ids:
+            cats[i, : len(ids)] = ids
     return items, cats, ages
 
 
