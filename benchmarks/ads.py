@@ -2,9 +2,11 @@
 
     python -m benchmarks.ads [--services] [--seconds 10]
 
-``bench_decisions(services)`` is the section ``benchmarks.run`` calls: a fresh database seeded with the
-demo site and ~40 campaigns, gunicorn with 2 workers, 8 concurrent keep-alive clients, each request
-deciding 3 placements for one of 500 visitors (token auth). The bar (issue 5) is p99 <= 10 ms.
+``bench_decisions(services)`` is the section ``benchmarks.run`` calls: a fresh database set up as
+``make run`` sets it up (``bootstrap_demo``: the demo site, ~40 campaigns, demo traffic of 400 visitors,
+the first neural and LightGBM models), gunicorn with 2 workers, 8 concurrent keep-alive clients, each
+request deciding 3 placements for one of the 400 demo visitors (token auth), so every decision includes
+a real interest prediction from the visitor's history. The bar (issue 5) is p99 <= 10 ms.
 The in-process row times ``ads_select`` alone (prediction included) over 5,000 decisions.
 """
 
@@ -23,29 +25,31 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsite.settings")
 django.setup()
 from adsite.ads.selection import Placement, ads_select
 places = [Placement("leaderboard"), Placement("sidebar"), Placement("footer")]
+served = {}
 for i in range(300):
-    ads_select(user_id=f"warm-{i}", placements=places)
+    ads_select(user_id=f"demo-{i % 400 + 1:05d}", placements=places)
 samples = []
 for i in range(5000):
     t0 = time.perf_counter()
-    ads_select(user_id=f"visitor-{i % 500}", placements=places)
+    decision = ads_select(user_id=f"demo-{i % 400 + 1:05d}", placements=places)
     samples.append((time.perf_counter() - t0) * 1000)
+    served[decision.interests_served_by] = served.get(decision.interests_served_by, 0) + 1
 q = statistics.quantiles(samples, n=100, method="inclusive")
-print(json.dumps({"p50": q[49], "p99": q[98], "max": max(samples)}))
+print(json.dumps({"p50": q[49], "p99": q[98], "max": max(samples), "served_by": served}))
 """
 
 
 def decisions_body(client: int, n: int) -> bytes:
     return json.dumps(
-        {"user_id": f"visitor-{(client * 7919 + n) % 500}", "placements": ["leaderboard", "sidebar", "footer"]}
+        {"user_id": f"demo-{(client * 7919 + n) % 400 + 1:05d}", "placements": ["leaderboard", "sidebar", "footer"]}
     ).encode()
 
 
 # the same bodies for wrk (benchmarks/load.py): thread_id stands for the client number
 DECISIONS_LUA = r"""
 function body(n)
-  return string.format('{"user_id": "visitor-%d", "placements": ["leaderboard", "sidebar", "footer"]}',
-                       (thread_id * 7919 + n) % 500)
+  return string.format('{"user_id": "demo-%05d", "placements": ["leaderboard", "sidebar", "footer"]}',
+                       (thread_id * 7919 + n) % 400 + 1)
 end
 """
 
@@ -67,15 +71,14 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
 
     mode = "services" if services else "embedded"
     env = fresh_state(BENCH_VAR / f"ads-{mode}", services)
-    manage(env, "seed_demo")
-    manage(env, "seed_ads")
+    manage(env, "bootstrap_demo")  # as `make run`: demo site, campaigns, traffic, first models
     token = manage(env, "create_api_token", "bench-ads").stdout.strip().splitlines()[-1]
     out = []
     measured = subprocess.run([PY, "-c", IN_PROCESS], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     figures = json.loads(measured.stdout.strip().splitlines()[-1])
     out.append(row(f"ads_select in-process, {mode}, 3 placements, 41 campaigns",
                    f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, max {figures['max']:.1f} ms",
-                   "prediction (cold-start prior: no events, no model) included"))
+                   f"prediction included (demo visitors with history; served_by {figures['served_by']})"))
     headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
     # the served configuration: scripts/gunicorn.conf.py warms each worker's predictor before it serves;
     # the workers' metrics are shared through a multiprocess directory, read before and after the load
