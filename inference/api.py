@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from inference.events import EventRecord
+from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
 from inference.serving.deadline import Deadline
 from inference.serving.interests import Interests
 from inference.store.base import FeatureStoreUnavailable
@@ -23,6 +24,7 @@ __all__ = [
     "Deadline",
     "EventRecord",
     "FeatureStoreUnavailable",
+    "GenericHeader",
     "InterestProfile",
     "Interests",
     "ModelVersionInfo",
@@ -33,6 +35,9 @@ __all__ = [
     "USER_ID_PATTERN",
     "USER_ID_RULE",
     "events_observe",
+    "generic_header",
+    "timestamp_ms",
+    "timestamp_seconds",
     "active_model_versions",
     "predict_interests",
     "model_version_activate",

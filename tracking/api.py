@@ -11,6 +11,7 @@ from tracking.consent import tracking_allowed, tracking_refusal
 from tracking.identity import visitor_id
 from tracking.importing import category_slugs
 from tracking.privacy import DeletionResult, user_data_delete
+from tracking.schema import EVENT_TYPES
 from tracking.selectors import (
     EventSummary,
     QuarantinedSummary,
@@ -38,6 +39,7 @@ from tracking.services import (
 
 __all__ = [
     "category_slugs",
+    "EVENT_TYPES",
     "DeletionResult",
     "EventSummary",
     "IngestContext",

@@ -134,9 +134,15 @@ def interests_evaluate(
     seed: int = 0,
     scorers: Mapping[str, Scorer] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    on_split: Callable[[Split], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol and return the JSON-ready report (``results`` keyed by ranker name)."""
+    """Run the protocol and return the JSON-ready report (``results`` keyed by ranker name).
+
+    ``on_split`` sees the split before any model trains (the command refuses a split without test users).
+    """
     parts = split_events(events, kind=split, quantile=quantile, horizon=horizon)
+    if on_split is not None:
+        on_split(parts)
     categories, tiebreak = split_categories(events, parts)
     index = {c: i for i, c in enumerate(categories)}
     truth = np.zeros((len(parts.cases), len(categories)))

@@ -7,6 +7,7 @@ prints a table and optionally writes the JSON report.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from inference.evaluation.models import model_scorers
-from inference.evaluation.reading import events_read
+from inference.evaluation.protocol import Split
+from inference.evaluation.reading import ReadReport, events_read
 from inference.evaluation.runner import interests_evaluate
+from inference.events import EventRecord
 
 
 class Command(BaseCommand):
@@ -42,7 +45,14 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown models: {sorted(unknown)}")
         self.stderr.write(f"reading {path} ({options['format']})")
-        events = events_read(path, format=options["format"])
+        read = ReadReport()
+        try:
+            events = events_read(path, format=options["format"], report=read)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {path}: {exc}") from exc
+        self._say_read(read, len(events))
+        if not events:
+            raise CommandError(f"{path}: no usable events")
         bars: dict[str, tqdm] = {}
 
         def progress(name: str):
@@ -68,13 +78,56 @@ class Command(BaseCommand):
                 models, horizon=options["horizon"], device=options["device"], progress=progress
             ),
             log=lambda message: self.stderr.write(message),
+            on_split=lambda parts: _test_users_required(parts, events, options),
         )
         for bar in bars.values():
             bar.close()
         self.stdout.write(_table(report))
+        if read.skipped:
+            self.stdout.write(f"({len(read.skipped)} malformed rows of {path.name} left out: see above)")
         if options["json_path"]:
             Path(options["json_path"]).write_text(json.dumps(report, indent=2), encoding="utf-8")
             self.stdout.write(f"wrote {options['json_path']}")
+
+
+    def _say_read(self, read: ReadReport, n_events: int) -> None:
+        if read.ignored_columns:
+            self.stderr.write(f"ignored columns: {', '.join(read.ignored_columns)}")
+        if read.ms_timestamps:
+            self.stderr.write(
+                f"{read.ms_timestamps} of {n_events} timestamps read as milliseconds (values >= 1e11)"
+            )
+        if read.skipped:
+            reasons = Counter(reason for _line, reason, _detail in read.skipped)
+            self.stderr.write(
+                f"left out {len(read.skipped)} malformed rows ("
+                + ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+                + "), kept "
+                + str(n_events)
+            )
+            for line, _reason, detail in read.skipped[:5]:
+                self.stderr.write(f"  line {line}: {detail}")
+            if len(read.skipped) > 5:
+                self.stderr.write(f"  ... and {len(read.skipped) - 5} more")
+
+
+def _test_users_required(parts: Split, events: list[EventRecord], options: dict[str, Any]) -> None:
+    """Nothing to evaluate: say why instead of a table of NaN."""
+    if parts.cases:
+        return
+    users = len({event.user_id for event in events})
+    if options["split"] == "time":
+        rule = (
+            f"the time split tests users with at least 5 events before the {options['quantile']} quantile "
+            "of timestamps and at least 1 at or after it"
+        )
+    else:
+        rule = "the user split tests users with at least 30 events"
+    raise CommandError(
+        f"no test users: {rule} (and a category in their next {options['horizon']} events); "
+        f"the file has {len(events)} usable events of {users} users. "
+        + ("Try --split user." if options["split"] == "time" else "Try --split time.")
+    )
 
 
 def _table(report: dict[str, Any]) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 
-from inference.evaluation.reading import events_read_generic
+from inference.evaluation.reading import ReadReport, events_read_generic
 
 
 def _write_loyal_csv(path, users=40, events=40):
@@ -61,3 +62,72 @@ def test_command_writes_the_evaluation_json(tmp_path, capsys):
         assert lo <= result["ndcg@5"] <= hi
     assert report["results"]["frequency"]["ndcg@5"] > report["results"]["popularity"]["ndcg@5"]
     assert "frequency" in capsys.readouterr().out
+
+
+def _write_export(path, users=40, events=40, *, ms=False):
+    """A realistic export: BOM, CRLF, columns reordered, an extra column, e-mail ids, labels to slug,
+    fractional timestamps, and five malformed rows at the end."""
+    labels = ("Children's", "Arts & Crafts", "Comédie", "Sci-Fi")
+    lines = ["timestamp,session,categories,item_id,user_id,type"]
+    for u in range(users):
+        label = labels[u % len(labels)]
+        for i in range(events):
+            ts = 1_600_000_000.25 + i * 600 + u
+            stamp = f"{ts * 1000:.0f}" if ms else f"{ts:.2f}"
+            lines.append(f'{stamp},s{u},{label},"{i} Title, The",user.{u}+x@example.com,{"click" if i % 5 else ""}')
+    lines += [
+        "1600000000,s1,news",  # too few fields
+        "yesterday,s1,news,1,user.1+x@example.com,page_view",
+        "1600000000,s1,news,1,,page_view",
+        "1600000000,s1,news,1,user.1+x@example.com,hover",
+        "1600000000,s1,news,1,user 1,page_view",
+    ]
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+
+
+def test_a_messy_export_is_read_by_column_name_with_malformed_rows_counted(tmp_path, capsys):
+    path = tmp_path / "export.csv"
+    _write_export(path)
+    out = tmp_path / "report.json"
+    call_command("evaluate_interests", "--events", str(path), "--split", "user", "--models", "prior", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert report["test_users"] == 40
+    assert set(report["results"]) == {"prior", "popularity", "frequency", "recent", "decayed"}
+    err = capsys.readouterr().err
+    assert "left out 5 malformed rows" in err
+    assert "invalid_ts: 1" in err and "invalid_user_id: 2" in err and "invalid_event_type: 1" in err
+    assert "ignored columns: session" in err
+
+
+def test_millisecond_timestamps_read_as_the_same_instants(tmp_path):
+    seconds, millis = tmp_path / "s.csv", tmp_path / "ms.csv"
+    _write_export(seconds, users=2, events=6)
+    _write_export(millis, users=2, events=6, ms=True)
+    report_s, report_ms = ReadReport(), ReadReport()
+    in_seconds = events_read_generic(seconds, report=report_s)
+    in_millis = events_read_generic(millis, report=report_ms)
+    assert [round(e.ts, 3) for e in in_millis] == [round(e.ts, 3) for e in in_seconds]
+    assert in_seconds[0].categories in {("childrens",), ("arts-crafts",)}
+    assert in_seconds[0].item_id == "0 Title, The"
+    assert report_ms.ms_timestamps == 12 and report_s.ms_timestamps == 0
+
+
+def test_without_a_report_a_malformed_row_is_an_error(tmp_path):
+    path = tmp_path / "export.csv"
+    _write_export(path, users=1, events=3)
+    with pytest.raises(ValueError, match="line 5: 3 columns"):
+        events_read_generic(path)
+
+
+def test_no_test_users_is_a_clear_error_not_a_table_of_nan(tmp_path):
+    path = tmp_path / "few.csv"
+    _write_loyal_csv(path, users=5, events=3)
+    with pytest.raises(CommandError, match="no test users: the time split"):
+        call_command("evaluate_interests", "--events", str(path), "--models", "prior")
+
+
+def test_a_file_without_the_columns_is_a_command_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("user,item,when\nu1,i1,1600000000\n")
+    with pytest.raises(CommandError, match=r"missing columns \['user_id', 'item_id', 'categories', 'timestamp'\]"):
+        call_command("evaluate_interests", "--events", str(path), "--models", "prior")
