@@ -15,8 +15,9 @@ Promises:
 * Reading and validating run in forked worker processes (each takes alternate blocks of lines) while
   the calling process writes; the workers make no query. Chunks may be written in any order.
 
-Generic file (EVALUATION.md): header ``user_id,item_id,categories,timestamp[,type]``, categories
-pipe-separated, timestamp in unix seconds, type defaulting to ``page_view``.
+Generic file (EVALUATION.md): header ``user_id,item_id,categories,timestamp[,type]`` (by name, any
+order, other columns ignored), categories pipe-separated, timestamp in unix seconds (milliseconds from
+1e11: ``inference.events_csv``), type defaulting to ``page_view``.
 MovieLens directory: ``ratings.csv`` (each rating is a ``page_view`` of the movie) and ``movies.csv``
 (its genres are the categories; ``(no genres listed)`` means none).
 """
@@ -32,6 +33,7 @@ import os
 import queue
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +45,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from inference.api import generic_header, timestamp_ms
 from inference.events import EventRecord
 from tracking.features_backlog import events_observe_safe
 from tracking.models import QuarantinedEvent
@@ -60,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 IMPORT_NAMESPACE = uuid.UUID("5b0f3c1e-8d0a-4a57-9a53-6f1f0f3f2a10")
 NO_GENRES = "(no genres listed)"
-GENERIC_COLUMNS = ("user_id", "item_id", "categories", "timestamp")
 INVALID_ROW = "invalid_row"
 
 
@@ -71,6 +73,7 @@ class ImportResult:
     duplicates: int
     quarantined: int
     categories_created: int
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantine reason -> rows, most first
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,31 +145,24 @@ def _mine(line: int, share: Share | None) -> bool:
 
 
 def generic_rows(path: Path, share: Share | None = None) -> Iterator[SourceRow]:
-    """Rows of a generic events CSV (only those of ``share``, when given)."""
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    """Rows of a generic events CSV (only those of ``share``, when given). Columns by header name, in
+    any order, other columns ignored, a BOM dropped; timestamps in seconds, or milliseconds from 1e11
+    (``inference.api.generic_header`` / ``timestamp_ms``: the evaluation reads files alike)."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        if (
-            header[:4] != list(GENERIC_COLUMNS)
-            or len(header) > 5
-            or (len(header) == 5 and header[4] != "type")
-        ):
-            raise ValueError(
-                f"{path}: header must be user_id,item_id,categories,timestamp[,type], got {header}"
-            )
-        has_type = len(header) == 5
+        columns = generic_header(next(reader, []), source=path)
+        width = columns.width
         for line, fields in enumerate(reader, start=2):
             if not fields or not _mine(line, share):
                 continue
-            if len(fields) != len(header):
-                yield SourceRow(
-                    line, {"row": fields}, {}, problem=f"{len(fields)} columns, expected {len(header)}"
-                )
+            if len(fields) != width:
+                yield SourceRow(line, {"row": fields}, {}, problem=f"{len(fields)} columns, expected {width}")
                 continue
-            user_id, item_id, categories, timestamp = fields[:4]
-            event_type = (fields[4].strip() if has_type else "") or "page_view"
+            user_id, item_id = fields[columns.user_id], fields[columns.item_id]
+            categories, timestamp = fields[columns.categories], fields[columns.timestamp]
+            event_type = (fields[columns.type].strip() if columns.type is not None else "") or "page_view"
             labels = category_slugs(categories.split("|")) if categories else {}
-            ts = _ts_ms(timestamp)
+            ts = _file_ts_ms(timestamp)
             raw = {
                 "event_id": _event_id(ts, "generic", user_id, item_id, timestamp, event_type),
                 "type": event_type,
@@ -176,6 +172,13 @@ def generic_rows(path: Path, share: Share | None = None) -> Iterator[SourceRow]:
                 "categories": list(labels),
             }
             yield SourceRow(line, raw, labels)
+
+
+def _file_ts_ms(value: str) -> object:
+    try:
+        return timestamp_ms(value)
+    except ValueError:
+        return value  # the schema rejects it with invalid_ts
 
 
 def movielens_rows(directory: Path, share: Share | None = None) -> Iterator[SourceRow]:
@@ -335,6 +338,7 @@ def events_import(
     limits = limits_for(now_ms=received_at_us // 1000)
     total = accepted = duplicates = quarantined = created = 0
     labels_seen: set[str] = set()
+    reasons: Counter[str] = Counter()
     fork = _fork_context() if workers > 0 else None
     n_workers = workers if fork is not None and callable(rows) else 1
     chunks: Any = fork.Queue(maxsize=2 * n_workers) if fork is not None else queue.Queue(maxsize=2)
@@ -429,6 +433,7 @@ def events_import(
             accepted += n_inserted
             duplicates += item.accepted - n_inserted
             quarantined += len(item.bad)
+            reasons.update(bad.reason for bad in item.bad)
             if observe and inserted:
                 pairs: list[tuple[str, EventRecord]] = []
                 for event in item.valid:
@@ -454,4 +459,4 @@ def events_import(
         "tracking.imported",
         extra={"rows": total, "accepted": accepted, "duplicates": duplicates, "quarantined": quarantined},
     )
-    return ImportResult(total, accepted, duplicates, quarantined, created)
+    return ImportResult(total, accepted, duplicates, quarantined, created, dict(reasons.most_common()))

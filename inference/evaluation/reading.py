@@ -20,6 +20,8 @@ from inference.events import EventRecord
 from inference.events_csv import generic_header, timestamp_seconds, ts_in_ms
 from inference.user_ids import USER_ID_RULE, user_id_valid
 
+AD_TYPES = frozenset({"ad_impression", "ad_click"})
+
 __all__ = ["ReadReport", "events_read", "events_read_generic", "events_read_movielens"]
 
 
@@ -44,7 +46,7 @@ def events_read_generic(path: Path, *, report: ReadReport | None = None) -> list
 
     Columns by name in any order (``inference.events_csv``: a BOM, other columns and timestamps in
     milliseconds are understood). A row the importer would quarantine for its shape (wrong number of
-    fields, a user id outside the rule, no timestamp, an unknown type) is left out and noted in
+    fields, a user id outside the rule, no timestamp, an unknown type, an ad event without its ad) is left out and noted in
     ``report`` (with the quarantine's reason names); without ``report`` the first such row is a
     ``ValueError``.
     """
@@ -74,6 +76,8 @@ def events_read_generic(path: Path, *, report: ReadReport | None = None) -> list
                 elif event_type not in EVENT_TYPES:
                     reason = "invalid_event_type"
                     problem = f"type {event_type!r} is not one of {', '.join(sorted(EVENT_TYPES))}"
+                elif event_type in AD_TYPES:  # the file has no ad columns: the importer quarantines these
+                    reason, problem = "missing_ad", f"{event_type} needs an ad object (no ad columns in the file)"
             if problem:
                 if report is None:
                     raise ValueError(f"{path}, line {line}: {problem}")

@@ -154,3 +154,49 @@ def test_movielens_small_imports_every_rating_once(shared_data: Path) -> None:
     out = StringIO()
     call_command("ledger", "--json", stdout=out)
     assert json.loads(out.getvalue())["unaccounted"] == 0
+
+
+def test_an_export_with_bom_crlf_reordered_extra_columns_and_milliseconds_is_imported(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    lines = [
+        "timestamp,session,Categories,item_id,user_id,type",
+        "1700000000250,s1,Children's|Arts & Crafts,\"1 Title, The\",user.1+x@example.com,click",
+        "1700000060.5,s1,Sci-Fi,2,af3e133428b9e25c55bc59fe534248e6a0c0f17b,",
+        "1700000120,s1,news,3,user.1+x@example.com,ad_click",  # no ad columns in the format
+        "yesterday,s1,news,4,user.1+x@example.com,page_view",
+    ]
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    out = run_import(str(path))
+    first = Event.objects.get(item_id="1 Title, The")
+    assert first.ts.timestamp() == 1700000000.25  # milliseconds, read as such
+    assert (first.type, first.user_id, first.categories) == ("click", "user.1+x@example.com", ["childrens", "arts-crafts"])
+    assert Event.objects.get(item_id="2").ts.timestamp() == 1700000060.5
+    assert Category.objects.get(slug="childrens").name == "Children's"
+    assert dict(QuarantinedEvent.objects.values_list("batch_index", "reason")) == {4: "missing_ad", 5: "invalid_ts"}
+    assert "2 stored" in out and "2 quarantined" in out
+    assert "quarantined by reason: missing_ad 1, invalid_ts 1" in out
+
+
+def test_the_importer_and_the_evaluation_reader_slug_and_keep_alike(tmp_path: Path) -> None:
+    from inference.evaluation.reading import ReadReport, events_read_generic
+
+    path = write_csv(
+        tmp_path / "e.csv",
+        [
+            ["user.1+x@example.com", "a1", "Children's|Arts & Crafts| Comédie ", "1700000000", ""],
+            ["u2", "a2", "Sci-Fi|Film-Noir", "1700000000123", "page_ping"],
+            ["u2", "a3", "news", "soon", "page_view"],
+            ["u2", "a4", "news", "1700000000", "hover"],
+            ["u2", "a5", "news", "1700000000", "ad_impression"],
+        ],
+    )
+    run_import(str(path))
+    report = ReadReport()
+    read = events_read_generic(path, report=report)
+    imported = Event.objects.order_by("ts")
+    assert [(e.user_id, e.item_id, tuple(e.categories), e.ts.timestamp()) for e in imported] == [
+        (r.user_id, r.item_id, r.categories, r.ts) for r in read
+    ]
+    assert read[0].categories == ("childrens", "arts-crafts", "comedie")
+    skipped = sorted((line, reason) for line, reason, _detail in report.skipped)
+    assert skipped == sorted(QuarantinedEvent.objects.values_list("batch_index", "reason"))

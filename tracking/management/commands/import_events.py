@@ -72,3 +72,9 @@ class Command(BaseCommand):
             f"{result.duplicates} duplicates, {result.quarantined} quarantined, "
             f"{result.categories_created} categories created"
         )
+        if result.reasons:
+            self.stdout.write(
+                "quarantined by reason: "
+                + ", ".join(f"{reason} {n}" for reason, n in result.reasons.items())
+                + " (each row with its line number and detail: /dashboard/quality/)"
+            )
