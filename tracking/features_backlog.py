@@ -39,7 +39,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inference import api as inference_api
-from inference.events import EventRecord
+from inference.api import EventRecord
 from tracking.conf import tracking_settings
 from tracking.models import FeatureBacklog
 from tracking.selectors import event_records_by_id

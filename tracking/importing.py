@@ -37,19 +37,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
-from inference.api import generic_header, timestamp_ms
-from inference.events import EventRecord
+from inference.api import EventRecord, category_slugs, generic_header, timestamp_ms
 from tracking.features_backlog import events_observe_safe
 from tracking.models import QuarantinedEvent
-from tracking.schema import SLUG_RE, Limits, Rejection, ValidEvent, event_validate, payload_text
+from tracking.schema import Limits, Rejection, ValidEvent, event_validate, payload_text
 from tracking.services import (
     IngestContext,
     event_record_from,
@@ -62,7 +59,6 @@ from tracking.storage import Row, db_params, events_insert, events_insert_count,
 logger = logging.getLogger(__name__)
 
 IMPORT_NAMESPACE = uuid.UUID("5b0f3c1e-8d0a-4a57-9a53-6f1f0f3f2a10")
-NO_GENRES = "(no genres listed)"
 INVALID_ROW = "invalid_row"
 
 
@@ -84,27 +80,6 @@ class SourceRow:
     raw: dict[str, Any]
     labels: dict[str, str]  # slug -> label, for categories to create
     problem: str = ""
-
-
-def category_slugs(labels: Iterable[str]) -> dict[str, str]:
-    """Category labels as the slugs events carry (``Sci-Fi`` -> ``sci-fi``), slug -> first label.
-    The evaluation's file readers use it too, so a model trained from a file and one trained from
-    imported events name categories alike."""
-    slugs: dict[str, str] = {}
-    for label in labels:
-        label = label.strip()
-        if not label or label == NO_GENRES:
-            continue
-        slug = _slug(label)
-        slugs.setdefault(slug or label, label)
-    return slugs
-
-
-# a file repeats few labels (MovieLens: 20 genres over ~10k movies), and ``slugify`` costs ~2 us a
-# call, paid again by every preparing process
-@lru_cache(maxsize=10_000)
-def _slug(label: str) -> str:
-    return label if SLUG_RE.match(label) else slugify(label)[:100]
 
 
 def _ts_ms(value: str) -> object:

@@ -46,9 +46,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeGuard
 
-from inference.api import USER_ID_RULE, user_id_valid
+from inference.api import CATEGORY_SLUG_RE, EVENT_TYPES, USER_ID_RULE, user_id_valid
 
-EVENT_TYPES = frozenset({"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"})
 AD_TYPES = frozenset({"ad_impression", "ad_click"})
 FIELDS = frozenset(
     {
@@ -66,7 +65,7 @@ FIELDS = frozenset(
     }
 )
 AD_FIELDS = frozenset({"creative_id", "campaign_id", "placement", "placement_id"})
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+SLUG_RE = CATEGORY_SLUG_RE  # the event contract's (inference.events)
 # Canonical lowercase UUIDs (what tracker.js and the importer send) skip the uuid.UUID round trip.
 CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_STR = {"user_id": 64, "session_id": 64, "url": 2048, "referrer": 2048, "item_id": 128}

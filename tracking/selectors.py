@@ -26,7 +26,7 @@ from typing import Any
 
 from django.db.models import Count, Q
 
-from inference.events import EventRecord
+from inference.api import EventRecord
 from tracking.bots import user_agent_device
 from tracking.buffer import buffer_enabled, ledger_counts_redis, stream_length
 from tracking.models import Event, FeatureBacklog, LedgerCounter, QuarantinedEvent

@@ -34,7 +34,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from inference.events import EventRecord
+from inference.api import EventRecord
 from tracking.bots import user_agent_device, user_agent_is_bot
 from tracking.buffer import buffer_enabled, stream_append
 from tracking.conf import tracking_settings

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from inference.events import EventRecord
+from inference.events import EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import generic_header, timestamp_seconds, ts_in_ms
 from inference.user_ids import USER_ID_RULE, user_id_valid
 
@@ -36,8 +36,6 @@ class ReadReport:
 
 @lru_cache(maxsize=65536)  # a file repeats the same few category fields on every row
 def _categories(field: str) -> tuple[str, ...]:
-    from tracking.api import category_slugs  # the importer's rule ("(no genres listed)" means none)
-
     return tuple(category_slugs(field.split("|")))
 
 
@@ -50,8 +48,6 @@ def events_read_generic(path: Path, *, report: ReadReport | None = None) -> list
     ``report`` (with the quarantine's reason names); without ``report`` the first such row is a
     ``ValueError``.
     """
-    from tracking.api import EVENT_TYPES
-
     records: list[EventRecord] = []
     with Path(path).open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
