@@ -214,6 +214,8 @@ INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),
     "STORE": "redis" if REDIS_URL else "memory",
     "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
+    # a full rebuild replays every stored event: tracking's feature backlog is emptied first
+    "STORE_REBUILD_HOOKS": ["tracking.api.feature_backlog_clear"],
     # embedded server: rebuild the in-process feature store from the Event table when a process starts serving
     "STORE_REBUILD_ON_START": _env_bool("INFERENCE_STORE_REBUILD_ON_START", False),
     "MODEL_DIR": _env("INFERENCE_MODEL_DIR", str(VAR_DIR / "models")),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tracking.bots import user_agent_device
 from tracking.consent import tracking_allowed, tracking_refusal
+from tracking.features_backlog import feature_backlog_clear
 from tracking.identity import visitor_id
 from tracking.importing import category_slugs
 from tracking.privacy import DeletionResult, user_data_delete
@@ -51,6 +52,7 @@ __all__ = [
     "event_records_iter",
     "events_recorded",
     "events_ingest",
+    "feature_backlog_clear",
     "feature_backlog_size",
     "ledger_counter_add",
     "ledger_counters",

@@ -22,8 +22,9 @@ Promises:
 What it cannot promise: a write whose reply is lost (a timeout after Redis ran the batch) counts as
 failed and is applied again by the catch-up; so is a batch applied just before the database failed to
 commit its deletion. Both need the store and the database to fail within milliseconds of each other.
-``manage.py features_rebuild`` replays every stored event: run it when the backlog is empty (``manage.py
-ledger`` shows ``feature_backlog``), or the catch-up applies the backlogged events a second time.
+``manage.py features_rebuild`` replays every stored event, backlogged ones included, so it empties the
+backlog first (``feature_backlog_clear``, its ``INFERENCE["STORE_REBUILD_HOOKS"]`` entry): the catch-up
+never applies a replayed event a second time.
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def events_observe_safe(records: Sequence[EventRecord], *, event_ids: Sequence[s
             _outage.clear()
         if ended:
             logger.info("tracking.feature_store_recovered", extra={"backlogged": ended.get("backlogged", 0)})
+
+
+def feature_backlog_clear() -> int:
+    """Forget the whole backlog (a full rebuild of the features is about to replay every stored event).
+    Returns the rows removed."""
+    removed, _ = FeatureBacklog.objects.all().delete()
+    if removed:
+        logger.info("tracking.feature_backlog_cleared %d (the feature store is being rebuilt)", removed)
+    return removed
 
 
 def feature_backlog_add(records: Sequence[EventRecord], *, event_ids: Sequence[str], reason: str) -> int:

@@ -49,6 +49,8 @@ def feature_store_rebuild(store: FeatureStore | None = None) -> int:
     from inference.conf import inference_setting
 
     source = import_string(inference_setting("EVENT_SOURCE"))
+    for hook in inference_setting("STORE_REBUILD_HOOKS") or ():
+        import_string(hook)()
     return (store or feature_store()).rebuild(source())
 
 

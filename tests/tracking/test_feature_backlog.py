@@ -221,3 +221,18 @@ def test_quality_page_shows_the_feature_backlog(admin_client: Client) -> None:
     response = admin_client.get("/dashboard/quality/")
     assert response.status_code == 200
     assert b'id="feature-backlog">1<' in response.content
+
+
+@pytest.mark.django_db
+def test_a_full_rebuild_empties_the_backlog_so_no_event_counts_twice(
+    client: Client, memory_store: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = f"rebuilt-{uuid.uuid4().hex[:8]}"
+    with monkeypatch.context() as patch:
+        patch.setattr(inference_api, "events_observe", store_down)
+        post_collect(client, page_views(user, 3))
+    assert FeatureBacklog.objects.count() == 3
+    call_command("features_rebuild", stdout=io.StringIO())  # replays every stored event, these 3 included
+    assert not FeatureBacklog.objects.exists()
+    assert features_catch_up()["applied"] == 0
+    assert inference_api.user_interest_profile(user).counts == (("travel", 3.0),)
