@@ -56,6 +56,11 @@
     });
   }
 
+  // "2026-11-29T07:13:45.543727+00:00" -> "2026-11-29 07:13:45", the form the other dashboard times use
+  function stamp(iso) {
+    return String(iso).slice(0, 19).replace("T", " ");
+  }
+
   function refreshOverview() {
     const note = document.getElementById("overview-note");
     if (!note) return;
@@ -67,7 +72,7 @@
           const o = await response.json();
           document.querySelectorAll("[data-k]").forEach((el) => {
             const v = o[el.dataset.k];
-            el.textContent = v === null || v === undefined ? "–" : String(v);
+            el.textContent = v === null || v === undefined ? "–" : el.dataset.k.endsWith("_at") ? stamp(v) : String(v);
           });
           document.querySelectorAll("table[data-table]").forEach((t) => fillTable(t, o[t.dataset.table]));
           ratesChart(o.chart);
