@@ -311,7 +311,7 @@ def ads_demo_seed(*, categories: Sequence[str] | None = None, seed: int = 7) -> 
                         "size": "300x250" if html else "fluid",
                         "image": image,
                         "headline": headline,
-                        "body": f"{advertiser_name}: {headline.lower()}. Offer for readers of The Bellwether.",
+                        "body": f"{advertiser_name}: {headline[:1].lower() + headline[1:]}. Offer for readers of The Bellwether.",
                         "cta": "Find out more",
                         "landing_url": f"https://{_slugify(advertiser_name)}.example/{category}?utm_source=bellwether",
                         "html": _html_creative(advertiser=advertiser_name, headline=headline, colour="#087e8b") if html else "",

@@ -181,3 +181,16 @@ def test_a_page_costs_no_ad_queries_once_the_catalog_is_warm(
     settings.ADS = {**settings.ADS, "PLACEMENT_PROVIDER": "adsite.ads.delivery.placements_provide"}
     with django_assert_max_num_queries(len(without_ads.captured_queries)):
         client.get("/about/")
+
+
+def test_seeded_ad_copy_keeps_proper_nouns_and_acronyms(db: None, settings: Any, tmp_path: Any) -> None:
+    """The body repeats the headline mid-sentence; only its first letter drops to lower case."""
+    from adsite.ads.models import Creative
+    from adsite.ads.services import ads_demo_seed
+
+    settings.MEDIA_ROOT = tmp_path
+    demo_content_seed(articles_per_category=1, seed=1)
+    ads_demo_seed()
+    bodies = dict(Creative.objects.values_list("headline", "body"))
+    assert bodies["Night trains across Europe"].endswith(": night trains across Europe. Offer for readers of The Bellwether.")
+    assert ": see a GP today." in bodies["See a GP today"]
