@@ -241,3 +241,25 @@ def test_pause_a_campaign_from_the_ads_page(browser, live_server, transactional_
     page.wait_for_timeout(500)  # let the nested sandboxed frames paint before the screenshot
     _shot(page, "ads-campaign")
     assert "hijacked" not in page.title()  # the creative's script could not reach the dashboard
+
+
+@pytest.mark.usefixtures("ads_seeded")
+def test_models_page_polls_training_and_no_page_scrolls_sideways_on_a_phone(
+    browser, live_server, transactional_db, seeded, staff_user
+):
+    """The live training box is the one element with id ``training`` (a duplicate id once left
+    dashboard.js reading the section instead, so "Train now" progress never refreshed); at 390 px
+    wide tables scroll inside themselves rather than making the whole page scroll sideways."""
+    base = live_server.url
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    _login(page, base)
+    with page.expect_response(lambda r: "/dashboard/models/training.json" in r.url, timeout=15000):
+        page.goto(f"{base}/dashboard/models/")
+    assert page.locator("[id='training']").count() == 1
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/dashboard/", "/dashboard/models/", "/dashboard/ads/", "/dashboard/quality/", "/dashboard/audit/"):
+        page.goto(f"{base}{path}")
+        page.wait_for_load_state("networkidle")
+        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], f"{path} scrolls sideways at 390 px: {widths}"
