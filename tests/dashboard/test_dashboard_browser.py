@@ -249,7 +249,8 @@ def test_models_page_polls_training_and_no_page_scrolls_sideways_on_a_phone(
 ):
     """The live training box is the one element with id ``training`` (a duplicate id once left
     dashboard.js reading the section instead, so "Train now" progress never refreshed); at 390 px
-    wide tables scroll inside themselves rather than making the whole page scroll sideways."""
+    wide tables scroll inside themselves rather than making the whole page scroll sideways; and the
+    pages log no console errors."""
     base = live_server.url
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     _login(page, base)
@@ -257,9 +258,13 @@ def test_models_page_polls_training_and_no_page_scrolls_sideways_on_a_phone(
         page.goto(f"{base}/dashboard/models/")
     assert page.locator("[id='training']").count() == 1
 
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{m.text} ({m.location.get('url')})") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 390, "height": 844})
     for path in ("/dashboard/", "/dashboard/models/", "/dashboard/ads/", "/dashboard/quality/", "/dashboard/audit/"):
         page.goto(f"{base}{path}")
         page.wait_for_load_state("networkidle")
         widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert widths[0] <= widths[1], f"{path} scrolls sideways at 390 px: {widths}"
+    assert errors == []  # no script errors, no failed loads
