@@ -154,7 +154,10 @@
             text.textContent = "Run " + run.id + ": " + run.status + " · " + (run.stage || "") + " " + run.percent + "% · " + (run.message || "");
             if (run.status !== "running") {
               again = false;
-              if (box.dataset.wasRunning === "1" || started) window.location.replace(window.location.pathname + "#training");
+              // reload for the registry's new row, unless this page was drawn after the run had ended
+              // (a training run finished within the POST): reloading then only drops the page's message
+              const shownFinal = box.dataset.shown === run.id + ":" + run.status;
+              if (box.dataset.wasRunning === "1" || (started && !shownFinal)) window.location.replace(window.location.pathname + "#training");
             } else {
               box.dataset.wasRunning = "1";
             }
