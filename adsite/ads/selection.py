@@ -253,6 +253,10 @@ def _counters_filter(campaign: CampaignView, snap: Snapshot, now: float, knobs: 
     return None
 
 
+# the interest lift from which an explanation says the ad matches the visitor's interest (below it, the
+# visitor is about as interested as anyone: a new visitor's answer is the population's)
+NOTICEABLE_LIFT = 1.05
+
 EXPOSURE_UNIT = 1_000_000  # the ledger keeps the extra exposure (summed lift - 1) in millionths
 
 
@@ -571,10 +575,13 @@ def _reason(cand: _Candidate, interests: Interests | None, failed: bool) -> str:
     if campaign.tier == "house":
         return "house ad" + (" (prediction failed)" if failed else "")
     parts = [f"{campaign.tier} {campaign.pricing.upper()} campaign"]
-    if campaign.interests and interests is not None and interests.scores:
+    if campaign.interests:
         top = max(campaign.interests, key=lambda item: item[1])[0]
-        parts.append(f"matches your interest in {top} (x{cand.lift:.2f})")
-    elif not campaign.interests:
+        if interests is not None and interests.scores and cand.lift >= NOTICEABLE_LIFT:
+            parts.append(f"matches your interest in {top} (x{cand.lift:.2f})")
+        else:  # a visitor without history, or no more interested than anyone: claim nothing about them
+            parts.append(f"for readers of {top}")
+    else:
         parts.append("shown to every visitor")
     parts.append(f"expected click rate {cand.p_click:.2%}")
     return "; ".join(parts)

@@ -67,6 +67,17 @@ def test_visitors_see_the_campaign_targeting_their_interests(make_campaign: Any,
     assert owner.count(pets.id) >= 30
 
 
+def test_why_this_ad_claims_an_interest_only_when_the_visitor_has_one(make_campaign: Any, interests: Any) -> None:
+    make_campaign(interests={"travel": 1.0})
+    interests.scores["traveller"] = {"travel": 0.8, "pets": 0.05, "sports": 0.15}
+    interests.scores["newcomer"] = dict(interests.scores[""])  # no history: the population's answer
+    traveller = ads_select(user_id="traveller", placements=SIDEBAR).choices[0].reason
+    assert "matches your interest in travel" in traveller
+    for visitor in ("newcomer", "nobody-known"):
+        reason = ads_select(user_id=visitor, placements=SIDEBAR).choices[0].reason
+        assert "your interest" not in reason and "for readers of travel" in reason
+
+
 def test_interest_threshold_keeps_a_campaign_from_uninterested_visitors(make_campaign: Any, interests: Any) -> None:
     strict = make_campaign(interests={"science": 1.0}, interest_min_score=0.3, bid=Decimal("500"))
     fallback = make_campaign()
