@@ -78,3 +78,9 @@ def test_readyz_degraded_when_redis_is_down(predictor, private_redis, settings):
     response = Client().get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["redis"]["ok"] is False
+
+
+def test_favicon_is_served_so_pages_without_an_inline_icon_log_no_404(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg")
