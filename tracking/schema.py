@@ -10,7 +10,7 @@ Fields (DESIGN.md "Event schema"):
 ``event_id``   required; a UUID string (any version); the dedupe key. Normalized to lowercase.
 ``type``       required; ``page_view``, ``page_ping``, ``click``, ``ad_impression``, ``ad_click``,
                ``conversion``.
-``user_id``    string, 1-64 characters, each an ASCII letter, digit, ``.``, ``_``, ``:`` or ``-``
+``user_id``    string, 1-64 characters, none of them whitespace, a control character or ``/``
                (``invalid_user_id``; the one rule of every endpoint, ``inference.api.user_id_valid``).
                May be absent when the caller supplies a fallback (``/collect`` uses the visitor's
                ``adsite_uid`` cookie); otherwise ``missing_field``.

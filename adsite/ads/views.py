@@ -10,20 +10,19 @@ from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from adsite.ads.decision_input import DEVICES, INPUT_FIELDS, decision_input_fast, placements_unknown
+from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fast, placements_unknown
 from adsite.ads.delivery import choice_urls
 from adsite.ads.landing import landing_url_safe
 from adsite.ads.selection import DecisionContext, Placement, ads_select
 from adsite.ads.services import click_record, impression_view_record
 from adsite.ops.api_errors import ERRORS_SCHEMA
-from inference.api import USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 from tracking import api as tracking_api
 
 
@@ -34,74 +33,12 @@ def _absolute(request: Request, host: str, location: str) -> str:
     return request.build_absolute_uri(location) if location else ""
 
 
-class _StrictSlugField(serializers.SlugField):
-    """A slug that is a JSON string (DRF's CharField would turn ``7`` into ``"7"``), untrimmed."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(trim_whitespace=False, **kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        if type(data) is not str or data.endswith("\n"):  # the validator's "$" would let "x\n" through
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class _StrictUserIdField(serializers.RegexField):
-    """The one user id rule (``inference.api``), as a JSON string; ``""`` is the anonymous visitor."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            rf"^{USER_ID_PATTERN}$", trim_whitespace=False, allow_blank=True,
-            error_messages={"invalid": f"{USER_ID_RULE} (or empty: an anonymous visitor)"},
-            **kwargs,
-        )
-
-    def to_internal_value(self, data: Any) -> str:
-        if type(data) is not str or not user_id_valid(data):  # the validator's "$" would let "x\n" through
-            self.fail("invalid")
-        return data
-
-
-class _StrictBooleanField(serializers.BooleanField):
-    """A JSON boolean only (DRF's BooleanField takes ``"yes"``, ``1``, ``"on"``...)."""
-
-    default_error_messages = {"invalid": "must be a JSON boolean (true or false)"}
-
-    def to_internal_value(self, data: Any) -> bool:
-        if type(data) is not bool:
-            self.fail("invalid")
-        return data
-
-
 class DecisionsView(APIView):
     """``POST /api/v1/ads/decisions``: the ad for each placement, for one visitor."""
 
     parser_classes = [JSONParser]  # JSON types are checked exactly: no form encoding
 
-    @extend_schema_serializer(component_name="AdDecisionInput")
-    class InputSerializer(serializers.Serializer):
-        user_id = _StrictUserIdField(required=False, default="", help_text=USER_ID_RULE + "; empty: anonymous")
-        placements = serializers.ListField(
-            child=_StrictSlugField(max_length=64), min_length=1, max_length=10,
-            help_text="names of the site's placements (Placement), each at most once",
-        )
-        device = serializers.ChoiceField(choices=list(DEVICES), default="other")
-        categories = serializers.ListField(child=_StrictSlugField(max_length=100), max_length=20, default=list)
-        explain = _StrictBooleanField(default=False)
-
-        def to_internal_value(self, data: Any) -> Any:
-            if isinstance(data, Mapping):
-                unknown = [str(key)[:64] for key in data if key not in INPUT_FIELDS]
-                if unknown:
-                    expected = ", ".join(INPUT_FIELDS)
-                    raise serializers.ValidationError({name: f"unknown field (expected {expected})" for name in unknown})
-            return super().to_internal_value(data)
-
-        def validate_placements(self, value: list[str]) -> list[str]:
-            repeated = sorted({name for name in value if value.count(name) > 1})
-            if repeated:
-                raise serializers.ValidationError(f"each placement at most once; repeated: {', '.join(repeated)}")
-            return value
+    InputSerializer = DecisionInputSerializer  # the reference for decision_input_fast (and the schema)
 
     class CreativeSerializer(serializers.Serializer):
         id = serializers.IntegerField()
