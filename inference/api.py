@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from inference.events import CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
+from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
 from inference.serving.deadline import Deadline
 from inference.serving.interests import Interests
@@ -21,6 +21,7 @@ from inference.store.base import FeatureStoreUnavailable
 from inference.user_ids import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 
 __all__ = [
+    "AD_TYPES",
     "CATEGORY_SLUG_RE",
     "EVENT_TYPES",
     "category_slugs",

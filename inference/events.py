@@ -19,6 +19,7 @@ from functools import lru_cache
 from django.utils.text import slugify
 
 EVENT_TYPES = frozenset({"page_view", "page_ping", "click", "ad_impression", "ad_click", "conversion"})
+AD_TYPES = frozenset({"ad_impression", "ad_click"})  # the events that carry an ad
 CATEGORY_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 NO_CATEGORY_LABEL = "(no genres listed)"  # MovieLens's way of saying "none"
 

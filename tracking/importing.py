@@ -82,13 +82,6 @@ class SourceRow:
     problem: str = ""
 
 
-def _ts_ms(value: str) -> object:
-    try:
-        return int(float(value) * 1000)
-    except (ValueError, OverflowError):
-        return value  # the schema rejects it with invalid_ts
-
-
 _NAMESPACE_BYTES = IMPORT_NAMESPACE.bytes
 
 
@@ -137,7 +130,7 @@ def generic_rows(path: Path, share: Share | None = None) -> Iterator[SourceRow]:
             categories, timestamp = fields[columns.categories], fields[columns.timestamp]
             event_type = (fields[columns.type].strip() if columns.type is not None else "") or "page_view"
             labels = category_slugs(categories.split("|")) if categories else {}
-            ts = _file_ts_ms(timestamp)
+            ts = _ts_ms(timestamp)
             raw = {
                 "event_id": _event_id(ts, "generic", user_id, item_id, timestamp, event_type),
                 "type": event_type,
@@ -149,7 +142,7 @@ def generic_rows(path: Path, share: Share | None = None) -> Iterator[SourceRow]:
             yield SourceRow(line, raw, labels)
 
 
-def _file_ts_ms(value: str) -> object:
+def _ts_ms(value: str) -> object:
     try:
         return timestamp_ms(value)
     except ValueError:

@@ -46,9 +46,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeGuard
 
-from inference.api import CATEGORY_SLUG_RE, EVENT_TYPES, USER_ID_RULE, user_id_valid
+from inference.api import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, USER_ID_RULE, user_id_valid
 
-AD_TYPES = frozenset({"ad_impression", "ad_click"})
 FIELDS = frozenset(
     {
         "event_id",

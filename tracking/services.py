@@ -34,7 +34,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from inference.api import EventRecord
+from inference.api import AD_TYPES, EventRecord
 from tracking.bots import user_agent_device, user_agent_is_bot
 from tracking.buffer import buffer_enabled, stream_append
 from tracking.conf import tracking_settings
@@ -237,10 +237,7 @@ def _observe_new(valid: Sequence[ValidEvent], new_ids: set[str], *, device: str)
             records.append(event_record_from(event, device=device))
             event_ids.append(event.event_id)
     events_observe_safe(records, event_ids=event_ids)
-    ad_events_hand_over([record for record in records if record.type in AD_EVENT_TYPES])
-
-
-AD_EVENT_TYPES = frozenset({"ad_impression", "ad_click"})
+    ad_events_hand_over([record for record in records if record.type in AD_TYPES])
 
 
 def ad_events_hand_over(records: Sequence[EventRecord]) -> None:

@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from inference.events import EVENT_TYPES, EventRecord, category_slugs
+from inference.events import AD_TYPES, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import generic_header, timestamp_seconds, ts_in_ms
 from inference.user_ids import USER_ID_RULE, user_id_valid
-
-AD_TYPES = frozenset({"ad_impression", "ad_click"})
 
 __all__ = ["ReadReport", "events_read", "events_read_generic", "events_read_movielens"]
 
