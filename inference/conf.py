@@ -50,8 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER_COOLDOWN_S": 5.0,
     # sliding window of recent latencies per model used for the p99 estimate
     "LATENCY_WINDOW": 256,
-    # ...and only the samples of the last this many seconds (a model skipped for its p99 can come back)
-    "LATENCY_MAX_AGE_S": 30.0,
+    # ...and only the samples of the last this many seconds (a model skipped for its p99 comes back once a
+    # burst of slow calls is this old); keep it above RELOAD_POLL_SECONDS, the period of the idle probes
+    "LATENCY_MAX_AGE_S": 3.0,
     # per-algorithm hyperparameter overrides for scheduled/command training, e.g. {"gbdt": {"max_rounds": 200}}
     "HYPERPARAMETERS": {},
     # serving fast paths (inference/serving/fastpath.py): lleaves for gbdt, ONNX Runtime for neural on CPU

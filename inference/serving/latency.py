@@ -5,10 +5,14 @@ The p99 is recomputed every few records rather than on every read, because it is
 request (to decide whether a model can answer in the time left) and sorting 256 floats per request
 would cost more than the decision is worth.
 
-Samples older than ``max_age_s`` are dropped when the p99 is read. Without that, a model whose p99 was
-pushed past the budget by a burst of CPU contention would never be called again (a skipped model
-records nothing), and so would never come back; with it, a model that stays slow keeps being skipped
-only as long as fresh samples (the predictor's background probes) say it is slow.
+Samples older than ``max_age_s`` are dropped when the p99 is read, except the newest one. A skipped
+model records nothing from requests, so without the age limit a model whose p99 was pushed past the
+budget by a burst of CPU contention (three slow calls in 256 are its p99) would stay out until 256 probes
+had replaced the burst; under load on two cores that kept the neural model out of half the requests. With
+it, a burst is forgotten within seconds, and a model that stays slow keeps being skipped only as long as
+fresh samples (the predictor's background probes, one per poll period) say it is slow. The newest sample
+is kept whatever its age, so that a late probe never leaves the window empty (an empty window lets the
+next request try the model) while the model is still slow.
 """
 
 from __future__ import annotations
@@ -57,16 +61,16 @@ class LatencyWindow:
         oldest_allowed = self._clock() - self._max_age_s  # type: ignore[operator]
         with self._lock:
             expired = False
-            while self._values and self._values[0][0] < oldest_allowed:
+            while len(self._values) > 1 and self._values[0][0] < oldest_allowed:
                 self._values.popleft()
                 expired = True
             if expired:
                 self._refresh()
 
     def p99(self) -> float | None:
-        """The 99th percentile of the recent calls in ms, or None when there is none recent."""
+        """The 99th percentile of the recent calls (at least the newest) in ms, or None before the first."""
         values = self._values
-        if self._max_age_s is not None and values and values[0][0] < self._clock() - self._max_age_s:
+        if self._max_age_s is not None and len(values) > 1 and values[0][0] < self._clock() - self._max_age_s:
             self._expire()
         return self._p99
 

@@ -133,7 +133,7 @@ class PredictorConfig:
     failure_threshold: int = 5
     cooldown_s: float = 5.0
     latency_window: int = 256
-    latency_max_age_s: float = 30.0
+    latency_max_age_s: float = 3.0
     poll_seconds: float = 2.0
     chain: tuple[str, ...] = CHAIN
     warm_up_calls: int = 2

@@ -27,8 +27,30 @@ def test_window_forgets_samples_older_than_its_age_limit():
     clock.now += 15  # the burst is now 35 s old, the fast call 15 s
     assert window.p99() == 1.0
     clock.now += 60
-    assert window.p99() is None  # nothing recent: the model will be tried again
-    assert len(window) == 0
+    assert window.p99() == 1.0  # the newest sample stays, however old, until a newer one comes
+    assert len(window) == 1
+
+
+def test_burst_of_slow_calls_is_forgotten_within_the_age_limit():
+    """Three slow calls in 256 are the p99: the model is skipped, records nothing from requests, and
+    must not stay out for longer than the age limit once probes find it fast."""
+    clock = Clock()
+    window = LatencyWindow(256, max_age_s=3, clock=clock)
+    for _ in range(250):
+        window.record(0.5)
+    for _ in range(3):
+        window.record(9.0)  # the worker was preempted during three calls
+    assert window.p99() == 9.0
+    clock.now += 2
+    window.record(0.4)  # a background probe
+    assert window.p99() == 9.0
+    clock.now += 1.5  # the burst is 3.5 s old
+    assert window.p99() == 0.4
+
+
+def test_window_is_empty_only_before_the_first_sample():
+    window = LatencyWindow(256, max_age_s=3, clock=Clock())
+    assert window.p99() is None
 
 
 def test_window_without_age_limit_keeps_its_samples():
@@ -64,3 +86,17 @@ def test_slow_model_stays_out_and_no_request_pays_for_the_probes(registry, make_
         answer = predictor.predict("alice", deadline=Deadline(10))
         assert (answer.served_by, answer.fallback_reason) == ("gbdt", "over_budget"), answer.stage_ms
         assert neural.calls == calls  # the request itself did not call the slow model
+
+
+def test_slow_model_stays_out_when_a_probe_is_late(registry, make_predictor):
+    """The probes run on the poll thread and can be late (a busy host): the slow model's last sample
+    outlives the age limit, so no request meanwhile tries it and answers late."""
+    neural = registry.publish("neural", "neural-1")
+    neural.delay_s = 0.02
+    registry.publish("gbdt", "gbdt-1")
+    predictor = make_predictor(latency_max_age_s=0.05, poll_seconds=0)
+    time.sleep(0.15)  # three age limits without a probe
+    calls = neural.calls
+    answer = predictor.predict("alice", deadline=Deadline(10))
+    assert (answer.served_by, answer.fallback_reason) == ("gbdt", "over_budget")
+    assert neural.calls == calls
