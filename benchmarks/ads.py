@@ -67,6 +67,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         manage,
         measured_load,
         row,
+        served_row,
     )
 
     mode = "services" if services else "embedded"
@@ -99,6 +100,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                    f"{server.share_within(10.0):.2%} within 10 ms",
                    f"http_request_seconds of {server.count:,} requests (bucketed: percentiles interpolated "
                    "inside a bucket, the share within 10 ms exact); excludes the wait for a free worker"))
+    out.append(served_row(f"POST /api/v1/ads/decisions, {mode}, same load, predictions by model", server))
     out.append(bar("POST /api/v1/ads/decisions, 2 workers, 8 clients, server-side",
                    "p99 <= 10 ms (issue 5: whole decision, server-side)",
                    f"p99 {server.p99_ms:.1f} ms ({server.share_within(10.0):.2%} within 10 ms)",

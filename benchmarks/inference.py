@@ -376,7 +376,16 @@ def _served_by_sample(
 def bench_interests_http() -> list[dict[str, str]]:
     if not MOVIELENS.is_dir():
         return [_row("interests_http", "skipped", f"{MOVIELENS} not found")]
-    from benchmarks.run import SECONDS, bar, fresh_state, gunicorn, load_row, manage, measured_load
+    from benchmarks.run import (
+        SECONDS,
+        bar,
+        fresh_state,
+        gunicorn,
+        load_row,
+        manage,
+        measured_load,
+        served_row,
+    )
 
     dirs = _trained()
     var_dir = _bench_var() / "interests"
@@ -428,6 +437,7 @@ def bench_interests_http() -> list[dict[str, str]]:
                 f"http_request_seconds of {server.count:,} requests; excludes the wait for a free worker",
             )
         )
+        rows.append(served_row(f"GET interests, same load{label}, answers by model", server))
         if not label:
             rows.append(load_row("GET /healthz (bare Django JSON view), same server, 8 clients", bare))
             ratio = api.p50_ms / bare.p50_ms if bare.p50_ms else float("inf")

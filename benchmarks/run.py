@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -212,9 +212,21 @@ class ServerLatency:
     p50_ms: float | None
     p99_ms: float | None
     within: dict[float, float]  # bucket bound (ms) -> share of requests answered within it
+    deltas: dict[str, float] = field(default_factory=dict)  # every series' increase over the same load
 
     def share_within(self, ms: float) -> float:
         return self.within[ms]
+
+    def counts(self, metric: str, label: str) -> dict[str, int]:
+        """A counter's increase over the load by one label's value, e.g. answers by ``served_by``."""
+        from adsite.dashboard.series import key_parse
+
+        out: dict[str, int] = {}
+        for key, value in self.deltas.items():
+            name, labels = key_parse(key)
+            if name == metric and value and label in labels:
+                out[labels[label]] = out.get(labels[label], 0) + int(value)
+        return out
 
 
 def server_latency(before: dict[str, float], after: dict[str, float], route: str,
@@ -231,7 +243,8 @@ def server_latency(before: dict[str, float], after: dict[str, float], route: str
              / count if count else 0.0)
         for ms in bounds_ms
     }
-    return ServerLatency(int(count), *(None if q[x] is None else q[x] * 1000.0 for x in (0.5, 0.99)), within)
+    p50, p99 = (None if q[x] is None else q[x] * 1000.0 for x in (0.5, 0.99))
+    return ServerLatency(int(count), p50, p99, within, deltas)
 
 
 def measured_load(prom_dir: Path, route: str, **load: Any) -> tuple[LoadResult, ServerLatency]:
@@ -243,6 +256,16 @@ def measured_load(prom_dir: Path, route: str, **load: Any) -> tuple[LoadResult, 
     result = run_load(**{**load, "warmup": 0})
     time.sleep(0.2)  # and those the measurement abandoned before the second
     return result, server_latency(before, server_samples(prom_dir), route)
+
+
+def served_row(name: str, server: ServerLatency) -> dict[str, str]:
+    """Which model answered the predictions of a measured load (``inference_served_total`` of every worker):
+    a chain that falls back under load does less per request, so a latency without this says little."""
+    served = server.counts("inference_served_total", "served_by")
+    reasons = server.counts("inference_fallbacks_total", "reason")
+    total = sum(served.values())
+    shares = ", ".join(f"{model} {n / total:.1%}" for model, n in sorted(served.items(), key=lambda x: -x[1]))
+    return row(name, shares or "none counted", f"{total:,} predictions; fallback reasons {reasons or 'none'}")
 
 
 def load_row(name: str, result: LoadResult, per_request: int = 1, note: str = "") -> dict[str, str]:

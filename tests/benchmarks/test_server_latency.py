@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks.run import server_latency, server_samples
+from benchmarks.run import served_row, server_latency, server_samples
 
 # two "workers" (processes) observing the route's latency into one multiprocess directory
 WORKER = """
@@ -40,3 +40,25 @@ def test_a_route_without_requests_has_no_percentiles(tmp_path):
     _worker(tmp_path, 0.001)
     measured = server_latency(server_samples(tmp_path), server_samples(tmp_path), "ads-decisions")
     assert measured.count == 0 and measured.p99_ms is None and measured.share_within(10.0) == 0.0
+
+
+SERVED = """
+import sys
+from inference.serving import metrics
+for served_by in sys.argv[1:]:
+    metrics.SERVED_TOTAL.labels(served_by).inc()
+    if served_by != "neural":
+        metrics.FALLBACKS_TOTAL.labels("over_budget").inc()
+"""
+
+
+def test_answers_by_model_count_only_the_load_between_the_samples(tmp_path):
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": ""}
+    subprocess.run([sys.executable, "-c", SERVED, *(["neural"] * 30)], check=True, env=env)  # warm-up
+    before = server_samples(tmp_path)
+    subprocess.run([sys.executable, "-c", SERVED, *(["neural"] * 3), "gbdt"], check=True, env=env)
+    measured = server_latency(before, server_samples(tmp_path), "user-interests")
+    assert measured.counts("inference_served_total", "served_by") == {"neural": 3, "gbdt": 1}
+    row = served_row("answers", measured)
+    assert row["value"] == "neural 75.0%, gbdt 25.0%"
+    assert "{'over_budget': 1}" in row["note"]
