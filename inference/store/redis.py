@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -148,6 +149,7 @@ def _encode(item: SeqItem) -> str:
     return f"{item.ts!r}{_FIELD}{item.item_id}{_FIELD}{_CATEGORY.join(item.categories)}"
 
 
+@lru_cache(maxsize=1 << 16)  # a user's sequence is read again at every request, one new entry at a time
 def _decode(raw: str) -> SeqItem:
     ts, item_id, categories = raw.split(_FIELD, 2)
     return SeqItem(item_id, tuple(categories.split(_CATEGORY)) if categories else (), float(ts))
