@@ -51,8 +51,10 @@ DEFAULTS: dict[str, Any] = {
     # sliding window of recent latencies per model used for the p99 estimate
     "LATENCY_WINDOW": 256,
     # ...and only the samples of the last this many seconds (a model skipped for its p99 comes back once a
-    # burst of slow calls is this old); keep it above RELOAD_POLL_SECONDS, the period of the idle probes
-    "LATENCY_MAX_AGE_S": 3.0,
+    # burst of slow calls is this old), the newest always kept; the web process's poll thread times each
+    # model no request called for LATENCY_PROBE_SECONDS, so a slow one keeps fresh (slow) samples
+    "LATENCY_MAX_AGE_S": 1.0,
+    "LATENCY_PROBE_SECONDS": 0.5,
     # per-algorithm hyperparameter overrides for scheduled/command training, e.g. {"gbdt": {"max_rounds": 200}}
     "HYPERPARAMETERS": {},
     # serving fast paths (inference/serving/fastpath.py): lleaves for gbdt, ONNX Runtime for neural on CPU

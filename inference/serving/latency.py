@@ -6,13 +6,13 @@ request (to decide whether a model can answer in the time left) and sorting 256 
 would cost more than the decision is worth.
 
 Samples older than ``max_age_s`` are dropped when the p99 is read, except the newest one. A skipped
-model records nothing from requests, so without the age limit a model whose p99 was pushed past the
-budget by a burst of CPU contention (three slow calls in 256 are its p99) would stay out until 256 probes
-had replaced the burst; under load on two cores that kept the neural model out of half the requests. With
-it, a burst is forgotten within seconds, and a model that stays slow keeps being skipped only as long as
-fresh samples (the predictor's background probes, one per poll period) say it is slow. The newest sample
-is kept whatever its age, so that a late probe never leaves the window empty (an empty window lets the
-next request try the model) while the model is still slow.
+model records nothing from requests, so a model whose p99 was pushed past the budget by a burst of CPU
+contention (three preempted calls in 256 are its p99) stays out for as long as the burst is in its window:
+with the earlier 30 s limit, under load on two cores, that kept the neural model out of about half the
+requests. With a short limit the burst is forgotten within a second or so, and a model that stays slow
+keeps being skipped only as long as fresh samples (the predictor's background probes) say it is slow. The
+newest sample is kept whatever its age, so that a late probe never leaves the window empty (an empty
+window lets the next request try the model) while the model is still slow.
 """
 
 from __future__ import annotations

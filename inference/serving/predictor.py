@@ -133,8 +133,10 @@ class PredictorConfig:
     failure_threshold: int = 5
     cooldown_s: float = 5.0
     latency_window: int = 256
-    latency_max_age_s: float = 3.0
+    latency_max_age_s: float = 1.0
     poll_seconds: float = 2.0
+    # how often the poll thread times the models no request called meanwhile (capped by poll_seconds)
+    probe_seconds: float = 0.5
     chain: tuple[str, ...] = CHAIN
     warm_up_calls: int = 2
 
@@ -224,14 +226,22 @@ class Predictor:
             self._thread.join(timeout=5)
             self._thread = None
 
+    def _probe_period(self) -> float:
+        return min(self.config.probe_seconds, self.config.poll_seconds) if self.config.probe_seconds > 0 else (
+            self.config.poll_seconds
+        )
+
     def _poll_loop(self) -> None:
-        while not self._stop.wait(self.config.poll_seconds):
-            try:
-                self.refresh()
-                self.last_refresh_error = ""
-            except Exception as exc:
-                self.last_refresh_error = repr(exc)
-                logger.warning("inference.registry_poll_failed: %r", exc)
+        next_refresh = time.monotonic() + self.config.poll_seconds
+        while not self._stop.wait(self._probe_period()):
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + self.config.poll_seconds
+                try:
+                    self.refresh()
+                    self.last_refresh_error = ""
+                except Exception as exc:
+                    self.last_refresh_error = repr(exc)
+                    logger.warning("inference.registry_poll_failed: %r", exc)
             self.probe_idle()
         if self._poll_thread_exit is not None:
             try:
@@ -241,10 +251,10 @@ class Predictor:
 
     def probe_idle(self) -> list[str]:
         """Time one call (on empty features) of each loaded model that no request called during the
-        last poll period, so that a model skipped for its p99 comes back once it is fast again and
-        stays out, without any request paying for it, while it is slow. Returns the models probed."""
+        last probe period, so that a model skipped for its p99 comes back soon after it is fast again
+        and stays out, without any request paying for it, while it is slow. Returns the models probed."""
         probed = []
-        idle_since = time.monotonic() - max(self.config.poll_seconds, 0.0)
+        idle_since = time.monotonic() - max(self._probe_period(), 0.0)
         slots = list(self._slots.items())
         shadow = self._shadow
         if shadow is not None:  # a shadow skipped for its p99 after one slow call recovers the same way

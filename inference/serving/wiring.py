@@ -42,6 +42,7 @@ def predictor_config() -> PredictorConfig:
         latency_window=int(inference_setting("LATENCY_WINDOW")),
         latency_max_age_s=float(inference_setting("LATENCY_MAX_AGE_S")),
         poll_seconds=float(inference_setting("RELOAD_POLL_SECONDS")),
+        probe_seconds=float(inference_setting("LATENCY_PROBE_SECONDS")),
     )
 
 

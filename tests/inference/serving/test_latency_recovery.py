@@ -100,3 +100,22 @@ def test_slow_model_stays_out_when_a_probe_is_late(registry, make_predictor):
     answer = predictor.predict("alice", deadline=Deadline(10))
     assert (answer.served_by, answer.fallback_reason) == ("gbdt", "over_budget")
     assert neural.calls == calls
+
+
+def test_poll_thread_probes_a_skipped_model_more_often_than_it_polls_the_registry(registry, make_predictor):
+    """A model out for its p99 is timed every probe period (0.5 s by default), not every registry poll
+    (2 s): after a burst it is back within about a second."""
+    neural = registry.publish("neural", "neural-1")
+    neural.delay_s = 0.02
+    registry.publish("gbdt", "gbdt-1")
+    reads = []
+    reader = registry.read
+    registry.read = lambda: reads.append(1) or reader()  # type: ignore[method-assign]
+    predictor = make_predictor(latency_max_age_s=0.1, poll_seconds=5.0, probe_seconds=0.05)
+    assert predictor.predict("alice", deadline=Deadline(10)).served_by == "gbdt"
+    neural.delay_s = 0.0  # the contention is over
+    deadline = time.monotonic() + 3.0
+    while predictor.predict("alice", deadline=Deadline(10)).served_by != "neural":
+        assert time.monotonic() < deadline, "the skipped model never came back"
+        time.sleep(0.02)
+    assert len(reads) <= 1  # the start-up read only: no registry poll was needed to bring it back
