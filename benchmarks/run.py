@@ -264,7 +264,9 @@ def served_row(name: str, server: ServerLatency) -> dict[str, str]:
     served = server.counts("inference_served_total", "served_by")
     reasons = server.counts("inference_fallbacks_total", "reason")
     total = sum(served.values())
-    shares = ", ".join(f"{model} {n / total:.1%}" for model, n in sorted(served.items(), key=lambda x: -x[1]))
+    shares = ", ".join(
+        f"{model} {n:,} ({n / total:.1%})" for model, n in sorted(served.items(), key=lambda x: -x[1])
+    )
     return row(name, shares or "none counted", f"{total:,} predictions; fallback reasons {reasons or 'none'}")
 
 

@@ -60,5 +60,5 @@ def test_answers_by_model_count_only_the_load_between_the_samples(tmp_path):
     measured = server_latency(before, server_samples(tmp_path), "user-interests")
     assert measured.counts("inference_served_total", "served_by") == {"neural": 3, "gbdt": 1}
     row = served_row("answers", measured)
-    assert row["value"] == "neural 75.0%, gbdt 25.0%"
+    assert row["value"] == "neural 3 (75.0%), gbdt 1 (25.0%)"
     assert "{'over_budget': 1}" in row["note"]
