@@ -373,6 +373,14 @@ def _served_by_sample(
     return served, server_ms
 
 
+def _movielens_users() -> list[str]:
+    """The user ids of the MovieLens ratings, in file order of first appearance."""
+    import csv
+
+    with (MOVIELENS / "ratings.csv").open(newline="") as handle:
+        return list(dict.fromkeys(row["userId"] for row in csv.DictReader(handle)))
+
+
 def bench_interests_http() -> list[dict[str, str]]:
     if not MOVIELENS.is_dir():
         return [_row("interests_http", "skipped", f"{MOVIELENS} not found")]
@@ -419,6 +427,11 @@ def bench_interests_http() -> list[dict[str, str]]:
             served, server_ms = _served_by_sample(port, path, headers)
             if not label:
                 bare = run_load(port=port, path="/healthz", clients=8, seconds=SECONDS)
+                every, every_server = measured_load(
+                    Path(run_env["PROMETHEUS_MULTIPROC_DIR"]), "user-interests", port=port, path=path,
+                    paths=[f"/api/v1/users/{u}/interests?top=10" for u in _movielens_users()],
+                    headers=headers, clients=8, seconds=SECONDS,
+                )
         results[label] = api
         note = f"served_by/reason of 300 sequential requests {dict(served)}"
         if server_ms:
@@ -440,6 +453,17 @@ def bench_interests_http() -> list[dict[str, str]]:
         rows.append(served_row(f"GET interests, same load{label}, answers by model", server))
         if not label:
             rows.append(load_row("GET /healthz (bare Django JSON view), same server, 8 clients", bare))
+            users = f"GET interests of every MovieLens user in turn ({len(_movielens_users())}), same server"
+            rows.append(load_row(users, every, note="the bar rows below use user 86"))
+            rows.append(
+                _row(
+                    f"{users}, server-side",
+                    f"p50 {every_server.p50_ms:.2f} ms, p99 {every_server.p99_ms:.2f} ms; "
+                    f"{every_server.share_within(5.0):.2%} within 5 ms",
+                    f"http_request_seconds of {every_server.count:,} requests",
+                )
+            )
+            rows.append(served_row(f"{users}, answers by model", every_server))
             ratio = api.p50_ms / bare.p50_ms if bare.p50_ms else float("inf")
             ok = api.errors == 0 and api.requests > 0
             rows.append(

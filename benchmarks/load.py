@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 BodyFactory = Callable[[int, int], bytes]
@@ -113,11 +113,26 @@ end
 
 
 def wrk_script(
-    *, method: str, headers: dict[str, str], lua_body: str | None, static_body: bytes | None, run_id: int
+    *,
+    method: str,
+    headers: dict[str, str],
+    lua_body: str | None,
+    static_body: bytes | None,
+    run_id: int,
+    paths: Sequence[str] | None = None,
 ) -> str:
     """The Lua script for one wrk run (exposed for tests and for reading)."""
     header_lines = "\n".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
-    if lua_body:
+    if paths:
+        # each connection walks the list from its own offset: request n of thread t gets path (n*T + t)
+        table = ", ".join(_lua_string(path) for path in paths)
+        request_fn = (
+            f"local paths = {{{table}}}\n"
+            "function request()\n  n = n + 1\n"
+            "  local path = paths[((n * 8 + thread_id) % #paths) + 1]\n"
+            f"  return wrk.format(nil, path, nil, {'body(n)' if lua_body else 'nil'})\nend"
+        )
+    elif lua_body:
         request_fn = "function request()\n  n = n + 1\n  return wrk.format(nil, nil, nil, body(n))\nend"
     else:
         request_fn = ""  # wrk's own pre-built request: the cheapest
@@ -145,6 +160,7 @@ def _wrk_once(
     static_body: bytes | None,
     clients: int,
     seconds: float,
+    paths: Sequence[str] | None = None,
 ) -> dict[str, object]:
     threads = max(1, min(clients, 2))  # 2 cores here; more wrk threads would only compete with the server
     script = wrk_script(
@@ -153,6 +169,7 @@ def _wrk_once(
         lua_body=lua_body,
         static_body=static_body,
         run_id=random.randrange(1, 2**31),
+        paths=paths,
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -219,8 +236,9 @@ def _client(
     client_no: int,
     seconds: float,
     warmup: float,
-    queue: mp.Queue,
-) -> None:  # type: ignore[type-arg]
+    queue: mp.Queue,  # type: ignore[type-arg]
+    paths: Sequence[str] | None = None,
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -234,6 +252,8 @@ def _client(
         if now >= stop:
             break
         body = body_factory(client_no, n) if body_factory else None
+        if paths:
+            path = paths[(n * 8 + client_no) % len(paths)]
         n += 1
         t0 = time.perf_counter()
         try:
@@ -264,12 +284,13 @@ def _python_load(
     clients: int,
     seconds: float,
     warmup: float,
+    paths: Sequence[str] | None = None,
 ) -> LoadResult:
     ctx = mp.get_context("fork")
     queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     procs = [
         ctx.Process(
-            target=_client, args=(port, method, path, headers, body_factory, i, seconds, warmup, queue)
+            target=_client, args=(port, method, path, headers, body_factory, i, seconds, warmup, queue, paths)
         )
         for i in range(clients)
     ]
@@ -305,8 +326,11 @@ def run_load(
     clients: int = 8,
     seconds: float = 10.0,
     warmup: float = 1.0,
+    paths: Sequence[str] | None = None,
 ) -> LoadResult:
     """Drive ``clients`` concurrent closed-loop keep-alive clients at ``path`` for ``seconds``.
+
+    ``paths``: requests walk this list instead (each client from its own offset), e.g. many users.
 
     Bodies: ``static_body`` (the same every request), or per request ``lua_body`` (Lua source defining
     ``body(n)``, for wrk) and ``body_factory(client, n)`` (for the Python clients). wrk runs when it is on
@@ -326,6 +350,7 @@ def run_load(
                 static_body=static_body,
                 clients=clients,
                 seconds=warmup,
+                paths=paths,
             )
             time.sleep(0.2)  # requests wrk abandoned at the end of the warm-up finish before measuring
         parsed = _wrk_once(
@@ -338,6 +363,7 @@ def run_load(
             static_body=static_body,
             clients=clients,
             seconds=seconds,
+            paths=paths,
         )
         return result_from_wrk(parsed)
     factory = body_factory
@@ -356,4 +382,5 @@ def run_load(
         clients=clients,
         seconds=seconds,
         warmup=warmup,
+        paths=paths,
     )
