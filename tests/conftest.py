@@ -219,3 +219,9 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+            # Django's connections are context-local (asgiref), and Playwright's event loop gives this thread
+            # another context: a connection the test's fixtures opened meanwhile (a staff user's INSERT) is not
+            # the one pytest-django closes, and it kept the test database from being dropped at the end.
+            from django.db import connections
+
+            connections.close_all()
