@@ -1,9 +1,6 @@
 """The public face of inference. Nothing else in ``inference`` is imported from outside it.
 
 Returns frozen dataclasses only: no tensor, booster or ORM row crosses this module.
-
-Placeholder stage: the foundation issue wires tracking to ``events_observe``; the features-and-models
-and serving issues fill in the feature store, the models and the fallback chain behind these names.
 """
 
 from __future__ import annotations
