@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ class Command(BaseCommand):
                 models, horizon=options["horizon"], device=options["device"], progress=progress
             ),
             log=lambda message: self.stderr.write(message),
-            on_split=lambda parts: _test_users_required(parts, events, options),
+            on_split=lambda parts: _test_users_required(parts, events, options, self.stderr.write),
         )
         for bar in bars.values():
             bar.close()
@@ -111,9 +112,19 @@ class Command(BaseCommand):
                 self.stderr.write(f"  ... and {len(read.skipped) - 5} more")
 
 
-def _test_users_required(parts: Split, events: list[EventRecord], options: dict[str, Any]) -> None:
-    """Nothing to evaluate: say why instead of a table of NaN."""
+FEW_TEST_USERS = 100  # below this, a difference of a few hundredths of NDCG is mostly sampling noise
+
+
+def _test_users_required(
+    parts: Split, events: list[EventRecord], options: dict[str, Any], warn: Callable[[str], None]
+) -> None:
+    """Nothing to evaluate: say why instead of a table of NaN; few test users: say so before the table."""
     if parts.cases:
+        if len(parts.cases) < FEW_TEST_USERS:
+            warn(
+                f"warning: only {len(parts.cases)} test users (under {FEW_TEST_USERS}): read the 95% intervals, "
+                "not the point estimates; a paired interval that includes 0 means no measurable difference"
+            )
         return
     users = len({event.user_id for event in events})
     if options["split"] == "time":

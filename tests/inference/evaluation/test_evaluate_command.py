@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import pytest
@@ -131,3 +132,12 @@ def test_a_file_without_the_columns_is_a_command_error(tmp_path):
     path.write_text("user,item,when\nu1,i1,1600000000\n")
     with pytest.raises(CommandError, match=r"missing columns \['user_id', 'item_id', 'categories', 'timestamp'\]"):
         call_command("evaluate_interests", "--events", str(path), "--models", "prior")
+
+
+def test_few_test_users_get_a_warning_before_the_table(tmp_path):
+    path = tmp_path / "small.csv"
+    _write_loyal_csv(path, users=12, events=40)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("evaluate_interests", "--events", str(path), "--models", "prior", stdout=out, stderr=err)
+    assert "warning: only 12 test users" in err.getvalue()
+    assert "12 test users" in out.getvalue()  # and the table still comes
