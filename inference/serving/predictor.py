@@ -227,9 +227,9 @@ class Predictor:
             self._thread = None
 
     def _probe_period(self) -> float:
-        return min(self.config.probe_seconds, self.config.poll_seconds) if self.config.probe_seconds > 0 else (
-            self.config.poll_seconds
-        )
+        """Seconds between the poll thread's probes: ``probe_seconds``, at most ``poll_seconds``."""
+        probe, poll = self.config.probe_seconds, self.config.poll_seconds
+        return min(probe, poll) if probe > 0 else poll
 
     def _poll_loop(self) -> None:
         next_refresh = time.monotonic() + self.config.poll_seconds
