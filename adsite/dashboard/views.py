@@ -189,6 +189,15 @@ def models_compare(request: HttpRequest) -> HttpResponse:
 class VisitorForm(forms.Form):
     user_id = forms.CharField(max_length=64, strip=True, label="Visitor id")
 
+    def clean_user_id(self) -> str:
+        # the site's one user id rule: an id no visitor can have (a '/' has no delete link) is an error
+        from inference import api as inference_api
+
+        value = self.cleaned_data["user_id"]
+        if not inference_api.user_id_valid(value):
+            raise forms.ValidationError(f"A visitor id {inference_api.USER_ID_RULE}.")
+        return value
+
 
 @require_GET
 @staff_required

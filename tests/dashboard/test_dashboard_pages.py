@@ -73,6 +73,16 @@ def test_visitor_page_shows_profile_prediction_and_events(staff_client, seeded):
     assert "i11" in html  # the latest event's item
 
 
+@pytest.mark.parametrize("user_id", ["a/b", "two words"])
+def test_visitor_page_refuses_an_id_no_visitor_can_have(staff_client, user_id):
+    """An id outside the site's user id rule (a '/' broke the page's delete link: a 500) is a form error."""
+    response = staff_client.get("/dashboard/visitors/", {"user_id": user_id})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "without whitespace, control characters or" in html
+    assert 'id="delete-visitor"' not in html
+
+
 def test_quality_page_shows_quarantine_with_raw_payloads(staff_client, seeded):
     html = staff_client.get("/dashboard/quality/").content.decode()
     assert "not-a-uuid" in html
