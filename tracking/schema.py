@@ -257,7 +257,10 @@ def _ad(raw: dict[str, Any], event_type: str) -> dict[str, str] | None:
     ad: dict[str, str] = {}
     for key, item in value.items():
         if key not in AD_FIELDS:
-            raise _Reject(INVALID_AD, "ad has an unknown field")
+            name = key[:40] if _clean_str(key) else "?"
+            raise _Reject(
+                INVALID_AD, f"unknown field {'ad.' + name!r} (an ad takes creative_id, campaign_id, placement)"
+            )
         if item is None:
             continue
         if not isinstance(item, str) or len(item) > MAX_AD_STR or not _clean_str(item):

@@ -105,6 +105,16 @@ def test_ad_event_keeps_its_ad_and_placement_id_is_an_alias() -> None:
     assert event.ad == {"creative_id": "cr1", "campaign_id": "ca1", "placement": "top"}
 
 
+def test_an_unknown_ad_field_is_named_with_the_fields_an_ad_takes() -> None:
+    """A sender who writes ``ad.creative`` (not ``ad.creative_id``) learns which field and what to send."""
+    outcome = validate(make_event(type="ad_impression", ad={"creative": "cr1", "placement": "top"}))
+    assert outcome == Rejection(
+        "invalid_ad", "unknown field 'ad.creative' (an ad takes creative_id, campaign_id, placement)"
+    )
+    long_name = validate(make_event(ad={"x" * 500: "v"}))
+    assert isinstance(long_name, Rejection) and len(long_name.detail) < 150
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
     lambda children: (
