@@ -234,6 +234,15 @@ class SeedResult:
     created: int
 
 
+def _mid_sentence(headline: str) -> str:
+    """The headline as the rest of a sentence: its first letter lowered, unless its first word is an
+    acronym ('CV reviews' stays, not 'cV reviews')."""
+    first = headline.split(" ", 1)[0]
+    if len(first) > 1 and first.isupper():
+        return headline
+    return headline[:1].lower() + headline[1:]
+
+
 def _slugify(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
 
@@ -311,7 +320,7 @@ def ads_demo_seed(*, categories: Sequence[str] | None = None, seed: int = 7) -> 
                         "size": "300x250" if html else "fluid",
                         "image": image,
                         "headline": headline,
-                        "body": f"{advertiser_name}: {headline[:1].lower() + headline[1:]}. Offer for readers of The Bellwether.",
+                        "body": f"{advertiser_name}: {_mid_sentence(headline)}. Offer for readers of The Bellwether.",
                         "cta": "Find out more",
                         "landing_url": f"https://{_slugify(advertiser_name)}.example/{category}?utm_source=bellwether",
                         "html": _html_creative(advertiser=advertiser_name, headline=headline, colour="#087e8b") if html else "",

@@ -194,3 +194,4 @@ def test_seeded_ad_copy_keeps_proper_nouns_and_acronyms(db: None, settings: Any,
     bodies = dict(Creative.objects.values_list("headline", "body"))
     assert bodies["Night trains across Europe"].endswith(": night trains across Europe. Offer for readers of The Bellwether.")
     assert ": see a GP today." in bodies["See a GP today"]
+    assert ": CV reviews by recruiters." in bodies["CV reviews by recruiters"]  # not 'cV reviews'
