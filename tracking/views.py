@@ -220,7 +220,7 @@ class EventsApiView(APIView):
         operation_id="events_create",
         summary="Record clickstream events (server to server)",
         description="Same schema and answers as /collect; every event must carry its user_id.",
-        request=_BATCH,
+        request={"application/json": _BATCH},
         responses=_RESPONSES,
         examples=[_EXAMPLE],
         tags=["tracking"],

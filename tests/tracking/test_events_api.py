@@ -52,3 +52,14 @@ def test_api_body_that_is_not_json_answers_400(token: str) -> None:
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     response = client.post("/api/v1/events", "{not json", content_type="application/json")
     assert response.status_code == 400 and response.json()["error"] == "invalid_json"
+
+
+def test_the_schema_offers_only_the_json_body_the_endpoint_reads(token: str) -> None:
+    """The OpenAPI schema listed form and multipart bodies, which the endpoint answers with a 400."""
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    body = schema["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]
+    assert list(body) == ["application/json"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    form = client.post("/api/v1/events", {"events": "x"}, format="multipart")
+    assert form.status_code == 400 and form.json()["error"] == "invalid_json"
