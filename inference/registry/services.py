@@ -21,6 +21,10 @@ class RegistryError(Exception):
     """A registry operation that cannot be done (unknown version, nothing to roll back to, ...)."""
 
 
+class ModelVersionNotFound(RegistryError):
+    """The named version is not in the registry (the API answers 404, not a conflict)."""
+
+
 def model_version_name(*, algorithm: str, at: datetime | None = None) -> str:
     """``<algorithm>-YYYYMMDD-HHMM-<4 hex>`` in UTC."""
     at = (at or timezone.now()).astimezone(UTC)
@@ -60,7 +64,7 @@ def _locked(version: str) -> ModelVersion:
     try:
         return ModelVersion.objects.select_for_update().get(version=version)
     except ModelVersion.DoesNotExist:
-        raise RegistryError(f"no model version {version!r}") from None
+        raise ModelVersionNotFound(f"no model version {version!r}") from None
 
 
 def _switch(*, target: ModelVersion, action: str, actor: str, reason: str) -> ModelVersion:

@@ -81,12 +81,18 @@ class ModelVersionRetireView(APIView):
     @extend_schema(
         operation_id="models_retire",
         request=None,
-        responses={200: ModelVersionOutputSerializer, 409: RegistryErrorSerializer},
+        responses={
+            200: ModelVersionOutputSerializer,
+            404: RegistryErrorSerializer,
+            409: RegistryErrorSerializer,
+        },
     )
     def post(self, request: Request, version: str) -> Response:
         try:
             row = services.model_version_retire(version=version, actor=_actor(request))
-        except services.RegistryError as exc:
+        except services.ModelVersionNotFound as exc:
+            return Response({"errors": {"version": str(exc)}}, status=404)
+        except services.RegistryError as exc:  # the active version
             return Response({"errors": {"version": str(exc)}}, status=409)
         return Response(ModelVersionOutputSerializer(row).data)
 

@@ -39,6 +39,15 @@ def test_unknown_version_and_impossible_rollback(staff, versions):
     assert staff.post("/api/v1/models/svm/rollback").status_code == 400
 
 
+def test_retiring_an_unknown_version_is_not_found_like_activating_one(staff, versions):
+    """Retire answered 409 Conflict for a version that does not exist (activate: 404)."""
+    response = staff.post("/api/v1/models/nope/retire")
+    assert response.status_code == 404
+    assert response.json() == {"errors": {"version": "no model version 'nope'"}}
+    staff.post("/api/v1/models/gbdt-1/activate")
+    assert staff.post("/api/v1/models/gbdt-1/retire").status_code == 409  # the active one: a conflict
+
+
 def test_non_staff_and_service_tokens_are_refused(django_user_model, versions):
     from rest_framework.authtoken.models import Token
 
