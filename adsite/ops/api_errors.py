@@ -6,6 +6,8 @@
   (``WWW-Authenticate``, ``Retry-After``, ``Allow``) as DRF sets them, the message under ``detail``.
 * Under ``/api/``, what no API view answers (a path that matches no endpoint, a 405 or 500 from Django
   itself) is JSON too (``path`` for a 404, ``detail`` otherwise); elsewhere the site's HTML pages stay.
+  A write (POST, PUT, ...) to an endpoint's path without its trailing slash is a 404 that names the
+  path: Django's ``APPEND_SLASH`` cannot redirect it (a 500 in DEBUG, a 301 that drops the body otherwise).
 
 ``api_exception_handler`` is DRF's ``EXCEPTION_HANDLER``; ``api_errors_json`` is a middleware. The
 ``/collect`` beacon and ``/api/v1/events`` answer their own documented bodies (``tracking/views.py``) and
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.urls import is_valid_path
 from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
@@ -87,7 +90,12 @@ def api_errors_json(
     def middleware(request: HttpRequest) -> HttpResponseBase:
         response = get_response(request)
         status = response.status_code
-        if status not in (404, 405, 500) or not request.path.startswith("/api/"):
+        if status not in (301, 404, 405, 500) or not request.path.startswith("/api/"):
+            return response
+        if status in (301, 500) and _slash_missing(request):
+            hint = f"no such API endpoint (did you mean {request.path}/?)"
+            return JsonResponse({"errors": {"path": hint}}, status=404)
+        if status == 301:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
@@ -98,6 +106,18 @@ def api_errors_json(
         return replaced
 
     return middleware
+
+
+def _slash_missing(request: HttpRequest) -> bool:
+    """A write whose path names an endpoint once a ``/`` is appended (what ``APPEND_SLASH`` acts on).
+    Checked only for a 301 or 500 answer, so the API's own paths (no trailing slash) pay nothing."""
+    path = request.path_info
+    return (
+        request.method not in ("GET", "HEAD")
+        and not path.endswith("/")
+        and not is_valid_path(path)
+        and is_valid_path(f"{path}/")
+    )
 
 
 # Request bodies that refuse unknown fields (400 naming them): the schema says so, so that clients and

@@ -110,6 +110,20 @@ def test_an_unknown_api_path_is_a_json_404(api: Client, path: str) -> None:
     assert response.json() == {"errors": {"path": "no such API endpoint"}}
 
 
+@pytest.mark.parametrize("debug", [True, False])
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_a_write_to_an_api_path_missing_its_slash_is_a_json_404_naming_the_path(
+    api: Client, settings: Any, debug: bool, method: str
+) -> None:
+    """Django's APPEND_SLASH cannot redirect a POST: a 500 in DEBUG, an HTML 301 (the body lost) otherwise."""
+    settings.DEBUG = debug
+    client = Client(HTTP_AUTHORIZATION=api.defaults["HTTP_AUTHORIZATION"], raise_request_exception=False)
+    response = getattr(client, method)("/api/v1/models", "{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response.json() == {"errors": {"path": "no such API endpoint (did you mean /api/v1/models/?)"}}
+    assert client.get("/api/v1/models").status_code == 301  # a GET is still redirected
+
+
 def test_the_sites_own_404_stays_an_html_page(client: Client, db: None) -> None:
     response = client.get("/no-such-page/")
     assert response.status_code == 404
