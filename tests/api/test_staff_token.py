@@ -39,3 +39,15 @@ def test_a_staff_service_user_still_cannot_log_in():
     _token("deployer", "--staff")
     user = get_user_model().objects.get(username="service-deployer")
     assert user.is_staff and not user.has_usable_password()
+
+
+@pytest.mark.parametrize("name", ["", "n" * 143, "my service"])
+def test_a_name_no_username_can_hold_is_refused_before_anything_is_created(name):
+    """An empty name made user 'service-'; a long one fails inside PostgreSQL (varchar(150))."""
+    from django.contrib.auth import get_user_model
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="NAME must be"):
+        _token(name)
+    assert not get_user_model().objects.filter(username__startswith="service-").exists()
+    assert len(_token("n" * 142)) == 40  # the longest that fits

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -30,8 +31,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = f"service-{options['name']}"
+        user_model = get_user_model()
+        longest = user_model._meta.get_field(user_model.USERNAME_FIELD).max_length - len("service-")
+        try:
+            if not 1 <= len(options["name"]) <= longest:  # the username column's length
+                raise ValidationError("too short or too long")
+            user_model.username_validator(name)
+        except ValidationError:
+            raise CommandError(
+                f"NAME must be 1-{longest} letters, digits or @ . + - _ (the service user is service-NAME)"
+            ) from None
         with transaction.atomic():
-            user, created = get_user_model().objects.get_or_create(
+            user, created = user_model.objects.get_or_create(
                 username=name, defaults={"is_active": True}
             )
             if created:
