@@ -35,8 +35,14 @@ class BadParameter(ValueError):
         return {"errors": {self.name: self.problem}}
 
 
-def top_parse_query(raw: str) -> int:
-    """``top`` from a query string (callers use TOP_DEFAULT when it is absent): ASCII digits, 1..TOP_MAX."""
+def top_parse_query(values: list[str]) -> int:
+    """``top`` from a query string's values for it: TOP_DEFAULT when absent, else exactly one value of ASCII
+    digits, 1..TOP_MAX (``?top=5&top=6`` is refused rather than silently taking one of them)."""
+    if not values:
+        return TOP_DEFAULT
+    raw = values[0]
+    if len(values) > 1:
+        raise BadParameter("top", "given more than once")
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= TOP_MAX):
         raise BadParameter("top", _TOP_PROBLEM)
     return int(raw)

@@ -93,7 +93,7 @@ class UserInterestsView(APIView):
     def get(self, request: Request, user_id: str) -> Response:
         try:
             user_id = user_id_parse(user_id)
-            top = top_parse_query(request.query_params["top"]) if "top" in request.query_params else TOP_DEFAULT
+            top = top_parse_query(request.query_params.getlist("top"))
         except BadParameter as exc:
             return Response(exc.body(), status=400)
         interests = predict_interests(user_id, deadline=Deadline.from_settings(), top=top)

@@ -38,6 +38,13 @@ def test_bad_top_is_a_400_naming_the_parameter(token_client, top):
     assert "top" in response.json()["errors"]
 
 
+def test_top_given_twice_is_a_400_not_one_of_them(token_client):
+    response = token_client.get("/api/v1/users/alice/interests?top=5&top=6")
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"top": "given more than once"}}
+    assert len(token_client.get("/api/v1/users/alice/interests?top=3").json()["categories"]) <= 3
+
+
 def test_overlong_user_id_is_a_400(token_client):
     response = token_client.get(f"/api/v1/users/{'u' * 200}/interests")
     assert response.status_code == 400
