@@ -1,7 +1,8 @@
 """One shape for every API error: ``{"errors": {"<name>": "<what is wrong>"}}``, one string per name.
 
 * 400, a request that does not validate: one entry per field (``placements[1]`` for a list item; ``body``
-  for the body as a whole: not JSON, not an object, empty).
+  for the body as a whole: not JSON, not an object; an empty body reads as ``{}``, so the required fields
+  are named).
 * Any other error a DRF view raises (401, 403, 404, 405, 406, 415, 429, ...): its status and headers
   (``WWW-Authenticate``, ``Retry-After``, ``Allow``) as DRF sets them, the message under ``detail``.
 * Under ``/api/``, what no API view answers (a path that matches no endpoint, a 405 or 500 from Django
