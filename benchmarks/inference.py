@@ -408,6 +408,7 @@ def bench_interests_http() -> list[dict[str, str]]:
     headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
     user = os.environ.get("BENCH_USER", "86")  # the median MovieLens user (70 ratings)
     path = f"/api/v1/users/{user}/interests?top=10"
+    every_path = [f"/api/v1/users/{u}/interests?top=10" for u in _movielens_users()]
     rows = [
         _row("interests_http setup: import MovieLens into PostgreSQL + Redis features", f"{imported:.1f} s")
     ]
@@ -429,7 +430,7 @@ def bench_interests_http() -> list[dict[str, str]]:
                 bare = run_load(port=port, path="/healthz", clients=8, seconds=SECONDS)
                 every, every_server = measured_load(
                     Path(run_env["PROMETHEUS_MULTIPROC_DIR"]), "user-interests", port=port, path=path,
-                    paths=[f"/api/v1/users/{u}/interests?top=10" for u in _movielens_users()],
+                    paths=every_path,
                     headers=headers, clients=8, seconds=SECONDS,
                 )
         results[label] = api
@@ -453,7 +454,7 @@ def bench_interests_http() -> list[dict[str, str]]:
         rows.append(served_row(f"GET interests, same load{label}, answers by model", server))
         if not label:
             rows.append(load_row("GET /healthz (bare Django JSON view), same server, 8 clients", bare))
-            users = f"GET interests of every MovieLens user in turn ({len(_movielens_users())}), same server"
+            users = f"GET interests of every MovieLens user in turn ({len(every_path)}), same server"
             rows.append(load_row(users, every, note="the bar rows below use user 86"))
             rows.append(
                 _row(

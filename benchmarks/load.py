@@ -120,16 +120,18 @@ def wrk_script(
     static_body: bytes | None,
     run_id: int,
     paths: Sequence[str] | None = None,
+    threads: int = 1,
 ) -> str:
     """The Lua script for one wrk run (exposed for tests and for reading)."""
     header_lines = "\n".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
     if paths:
-        # each connection walks the list from its own offset: request n of thread t gets path (n*T + t)
+        # the threads interleave: request n (from 0) of thread t (from 1) gets path n*threads + t - 1
         table = ", ".join(_lua_string(path) for path in paths)
         request_fn = (
             f"local paths = {{{table}}}\n"
-            "function request()\n  n = n + 1\n"
-            "  local path = paths[((n * 8 + thread_id) % #paths) + 1]\n"
+            "function request()\n"
+            f"  local path = paths[((n * {threads} + thread_id - 1) % #paths) + 1]\n"
+            "  n = n + 1\n"
             f"  return wrk.format(nil, path, nil, {'body(n)' if lua_body else 'nil'})\nend"
         )
     elif lua_body:
@@ -170,6 +172,7 @@ def _wrk_once(
         static_body=static_body,
         run_id=random.randrange(1, 2**31),
         paths=paths,
+        threads=threads,
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -238,6 +241,7 @@ def _client(
     warmup: float,
     queue: mp.Queue,  # type: ignore[type-arg]
     paths: Sequence[str] | None = None,
+    clients: int = 1,
 ) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     latencies: list[float] = []
@@ -253,7 +257,7 @@ def _client(
             break
         body = body_factory(client_no, n) if body_factory else None
         if paths:
-            path = paths[(n * 8 + client_no) % len(paths)]
+            path = paths[(n * clients + client_no) % len(paths)]  # the clients interleave
         n += 1
         t0 = time.perf_counter()
         try:
@@ -290,7 +294,8 @@ def _python_load(
     queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     procs = [
         ctx.Process(
-            target=_client, args=(port, method, path, headers, body_factory, i, seconds, warmup, queue, paths)
+            target=_client,
+            args=(port, method, path, headers, body_factory, i, seconds, warmup, queue, paths, clients),
         )
         for i in range(clients)
     ]
