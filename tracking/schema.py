@@ -259,7 +259,7 @@ def _ad(raw: dict[str, Any], event_type: str) -> dict[str, str] | None:
         if key not in AD_FIELDS:
             name = key[:40] if _clean_str(key) else "?"
             raise _Reject(
-                INVALID_AD, f"unknown field {'ad.' + name!r} (an ad takes creative_id, campaign_id, placement)"
+                INVALID_AD, f"unknown field {'ad.' + name!r} (an ad takes {', '.join(sorted(AD_FIELDS))})"
             )
         if item is None:
             continue
