@@ -79,7 +79,7 @@ class Command(BaseCommand):
                 models, horizon=options["horizon"], device=options["device"], progress=progress
             ),
             log=lambda message: self.stderr.write(message),
-            on_split=lambda parts: _test_users_required(parts, events, options, self.stderr.write),
+            on_split=lambda parts: _test_users_check(parts, events, options, self.stderr.write),
         )
         for bar in bars.values():
             bar.close()
@@ -115,7 +115,7 @@ class Command(BaseCommand):
 FEW_TEST_USERS = 100  # below this, a difference of a few hundredths of NDCG is mostly sampling noise
 
 
-def _test_users_required(
+def _test_users_check(
     parts: Split, events: list[EventRecord], options: dict[str, Any], warn: Callable[[str], None]
 ) -> None:
     """Nothing to evaluate: say why instead of a table of NaN; few test users: say so before the table."""
