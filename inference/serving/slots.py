@@ -1,0 +1,146 @@
+"""What serving holds and how it checks an answer: the interfaces of its parts (models, feature store,
+prior, registry), one loaded model version (``LoadedModel``: model, breaker, latency window), the shadow
+slot, the predictor's configuration and the output check every model answer passes.
+
+Every other serving module (loading, polling, probes, shadow, the fallback chain in ``predictor``)
+works on these types; none of them holds a reference another one replaces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from inference.serving.breaker import CircuitBreaker
+from inference.serving.latency import LatencyWindow
+
+__all__ = [
+    "CHAIN",
+    "ActiveVersionLike",
+    "FeatureAccess",
+    "InvalidOutput",
+    "LoadedModel",
+    "ModelLoader",
+    "PredictorConfig",
+    "PriorScorer",
+    "RegistryReader",
+    "ServingModel",
+    "ShadowReader",
+    "ShadowSlot",
+    "ShadowVersionLike",
+    "validated_scores",
+]
+
+CHAIN = ("neural", "gbdt")
+
+
+class ServingModel(Protocol):
+    def predict(self, features: Any, *, now: float, top: int) -> Sequence[tuple[str, float]]: ...
+
+
+class FeatureAccess(Protocol):
+    """The online feature store as serving sees it (one round trip per user)."""
+
+    def read(self, user_id: str) -> Any:
+        """The user's features; raises when the store is unavailable."""
+        ...
+
+    def is_cold(self, features: Any) -> bool: ...
+
+    def empty(self) -> Any:
+        """Features of a user with no history (used for the warm-up)."""
+        ...
+
+
+class PriorScorer(Protocol):
+    version: str
+
+    def predict(self, features: Any | None, *, now: float, top: int) -> Sequence[tuple[str, float]]:
+        """Population popularity blended with the user's decayed counts; population only for None."""
+        ...
+
+
+class ActiveVersionLike(Protocol):
+    version: str
+    artifact_dir: Path
+
+
+class ShadowVersionLike(Protocol):
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def artifact_dir(self) -> Path: ...
+    @property
+    def sample_rate(self) -> float: ...
+    @property
+    def top_k(self) -> int: ...
+
+
+ModelLoader = Callable[[str, Path], ServingModel]
+RegistryReader = Callable[[], Mapping[str, ActiveVersionLike]]
+ShadowReader = Callable[[], ShadowVersionLike | None]
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One version of one algorithm as this process holds it (model None: it failed to load)."""
+
+    name: str
+    version: str
+    model: ServingModel | None
+    breaker: CircuitBreaker
+    latency: LatencyWindow
+    error: str = ""
+    last_call: float = 0.0  # the predictor's monotonic clock at the last request that called it
+    score_range: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class ShadowSlot:
+    """The shadow as this process holds it: a loaded, warmed-up model and how much traffic it sees."""
+
+    slot: LoadedModel
+    sample_rate: float
+    top_k: int
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    failure_threshold: int = 5
+    cooldown_s: float = 5.0
+    latency_window: int = 256
+    latency_max_age_s: float = 1.0
+    poll_seconds: float = 2.0
+    # how often the poll thread times the models no request called meanwhile (capped by poll_seconds)
+    probe_seconds: float = 0.5
+    chain: tuple[str, ...] = CHAIN
+    warm_up_calls: int = 2
+
+    def probe_period(self) -> float:
+        """Seconds between the poll thread's probes: ``probe_seconds``, at most ``poll_seconds``."""
+        probe, poll = self.probe_seconds, self.poll_seconds
+        return min(probe, poll) if probe > 0 else poll
+
+
+class InvalidOutput(ValueError):
+    """A model answered with NaN, infinity, an out-of-range score or a malformed pair."""
+
+
+def validated_scores(
+    raw: Sequence[tuple[str, float]], top: int, score_range: tuple[float, float]
+) -> tuple[tuple[str, float], ...]:
+    """The first ``top`` pairs as ``(str, float)``; raises ``InvalidOutput`` on a score that is not
+    finite or lies outside ``score_range``."""
+    low, high = score_range
+    out: list[tuple[str, float]] = []
+    for category, score in raw[:top]:
+        value = float(score)
+        if not math.isfinite(value) or value < low or value > high:
+            raise InvalidOutput(f"score {value!r} for {category!r} outside [{low}, {high}]")
+        out.append((str(category), value))
+    return tuple(out)
