@@ -12,15 +12,22 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from adsite.dashboard import forms as dashboard_forms
-from adsite.dashboard import selectors, services
+from adsite.dashboard import services
 from adsite.dashboard.access import staff_required
 from adsite.dashboard.conf import dashboard_setting
 from adsite.dashboard.rollup import rollup_refresh_if_stale
+from adsite.dashboard.selectors import ads as ads_reads
+from adsite.dashboard.selectors import audit as audit_reads
+from adsite.dashboard.selectors import models as models_reads
+from adsite.dashboard.selectors import overview as overview_reads
+from adsite.dashboard.selectors import quality as quality_reads
+from adsite.dashboard.selectors import visitors as visitors_reads
+from adsite.dashboard.selectors.windows import WINDOWS
 
 
 def _window(request: HttpRequest) -> str:
     window = request.GET.get("window", "hour")
-    return window if window in selectors.WINDOWS else "hour"
+    return window if window in WINDOWS else "hour"
 
 
 @require_GET
@@ -34,7 +41,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         {
             "page": "overview",
             "window": window,
-            "o": selectors.overview_get(window=window),
+            "o": overview_reads.overview_get(window=window),
             "refresh_seconds": dashboard_setting("REFRESH_SECONDS"),
         },
     )
@@ -44,7 +51,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 @staff_required
 def overview_json(request: HttpRequest) -> JsonResponse:
     rollup_refresh_if_stale()
-    return JsonResponse(selectors.overview_get(window=_window(request)))
+    return JsonResponse(overview_reads.overview_get(window=_window(request)))
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -57,7 +64,7 @@ def models(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/models.html",
-        {"page": "models", "after": request.GET.get("after", ""), **selectors.models_page()},
+        {"page": "models", "after": request.GET.get("after", ""), **models_reads.models_page()},
     )
 
 
@@ -65,7 +72,7 @@ def models(request: HttpRequest) -> HttpResponse:
 @staff_required
 def training_run_json(request: HttpRequest) -> JsonResponse:
     run_id = request.GET.get("id")
-    run = selectors.training_run_get(run_id=int(run_id) if run_id and run_id.isdigit() else None)
+    run = models_reads.training_run_get(run_id=int(run_id) if run_id and run_id.isdigit() else None)
     return JsonResponse({"run": run})
 
 
@@ -87,7 +94,7 @@ def _run(request: HttpRequest, call: object, done: str) -> None:
 @staff_required
 def model_train(request: HttpRequest) -> HttpResponse:
     form = TrainForm(request.POST)
-    previous = selectors.training_run_get()
+    previous = models_reads.training_run_get()
     after = previous["id"] if previous else 0
     if not form.is_valid():
         messages.error(request, "Choose an algorithm and an activation policy.")
@@ -173,13 +180,13 @@ def model_shadow_stop(request: HttpRequest) -> HttpResponse:
 def models_compare(request: HttpRequest) -> HttpResponse:
     picked = request.GET.getlist("v")
     a, b = (picked + ["", ""])[:2] if picked else (request.GET.get("a", ""), request.GET.get("b", ""))
-    comparison = selectors.models_compare(a=a, b=b) if a and b else None
+    comparison = models_reads.models_compare(a=a, b=b) if a and b else None
     if (a or b) and comparison is None:
         messages.error(request, "Pick two existing versions to compare.")
     return render(
         request,
         "dashboard/compare.html",
-        {"page": "models", "a": a, "b": b, "comparison": comparison, **selectors.models_page()},
+        {"page": "models", "a": a, "b": b, "comparison": comparison, **models_reads.models_page()},
     )
 
 
@@ -203,7 +210,7 @@ class VisitorForm(forms.Form):
 @staff_required
 def visitors(request: HttpRequest) -> HttpResponse:
     form = VisitorForm(request.GET or None)
-    visitor = selectors.visitor_get(user_id=form.cleaned_data["user_id"]) if form.is_valid() else None
+    visitor = visitors_reads.visitor_get(user_id=form.cleaned_data["user_id"]) if form.is_valid() else None
     context = {"page": "visitors", "form": form, "visitor": visitor}
     if visitor is not None:
         context.update(
@@ -245,7 +252,7 @@ def quality(request: HttpRequest) -> HttpResponse:
     rollup_refresh_if_stale()
     reason = request.GET.get("reason") or None
     before = request.GET.get("before", "")
-    page = selectors.quality_page(reason=reason, before_id=int(before) if before.isdigit() else None)
+    page = quality_reads.quality_page(reason=reason, before_id=int(before) if before.isdigit() else None)
     return render(request, "dashboard/quality.html", {"page": "quality", "reason": reason, **page})
 
 
@@ -276,7 +283,7 @@ def quarantine_replay(request: HttpRequest) -> HttpResponse:
 @staff_required
 def audit(request: HttpRequest) -> HttpResponse:
     before = request.GET.get("before", "")
-    entries = selectors.audit_list(before_id=int(before) if before.isdigit() else None)
+    entries = audit_reads.audit_list(before_id=int(before) if before.isdigit() else None)
     return render(request, "dashboard/audit.html", {"page": "audit", "entries": entries})
 
 
@@ -289,7 +296,7 @@ def ads(request: HttpRequest) -> HttpResponse:
     rollup_refresh_if_stale()
     window = _window(request)
     return render(
-        request, "dashboard/ads.html", {"page": "ads", "window": window, **selectors.ads_page(window=window)}
+        request, "dashboard/ads.html", {"page": "ads", "window": window, **ads_reads.ads_page(window=window)}
     )
 
 
@@ -298,7 +305,7 @@ def ads(request: HttpRequest) -> HttpResponse:
 def ads_campaign(request: HttpRequest, campaign_id: int) -> HttpResponse:
     rollup_refresh_if_stale()
     window = _window(request)
-    page = selectors.ads_campaign_page(campaign_id=campaign_id, window=window)
+    page = ads_reads.ads_campaign_page(campaign_id=campaign_id, window=window)
     if page is None:
         raise Http404("no such campaign")
     return render(request, "dashboard/ads_campaign.html", {"page": "ads", "window": window, **page})

@@ -175,7 +175,7 @@ def test_ads_page_lists_advertisers_campaigns_and_their_delivery(staff_client, a
 
 
 def test_delivery_series_counts_the_decisions_between_snapshots(ads_seeded):
-    from adsite.dashboard.selectors import ads_delivery_series
+    from adsite.dashboard.selectors.ads import ads_delivery_series
 
     served = sum(1 for d in ads_seeded["decisions"] for ch in d.choices if ch.campaign is not None)
     chart = ads_delivery_series(window="hour")

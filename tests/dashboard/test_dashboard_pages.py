@@ -36,7 +36,7 @@ def test_compare_page_puts_two_versions_side_by_side(staff_client, seeded):
 
 
 def test_compare_page_charts_per_category_scores_with_a_table_fallback(staff_client, seeded):
-    from adsite.dashboard.selectors import models_compare
+    from adsite.dashboard.selectors.models import models_compare
 
     comparison = models_compare(a=seeded["old"], b=seeded["new"])
     assert comparison is not None

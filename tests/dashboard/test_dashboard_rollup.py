@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from adsite.dashboard import series
 from adsite.dashboard.rollup import metrics_snapshot_take
-from adsite.dashboard.selectors import overview_get
+from adsite.dashboard.selectors.overview import overview_get
 from inference.serving import metrics
 
 pytestmark = pytest.mark.django_db

@@ -90,7 +90,7 @@ def test_models_page_shows_the_shadows_agreement_and_latency_from_the_rollup(sta
     """A real predictor (test doubles for features and models) serves with a shadow; the snapshot
     after it holds the shadow's counters; the page shows their hour and day figures."""
     from adsite.dashboard.rollup import metrics_snapshot_take
-    from adsite.dashboard.selectors import models_page
+    from adsite.dashboard.selectors.models import models_page
     from inference.serving.deadline import Deadline
     from inference.serving.predictor import Predictor, PredictorConfig
     from tests.inference.serving.conftest import FakeFeatures, FakePrior, FakeRegistry

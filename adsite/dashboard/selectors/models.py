@@ -1,0 +1,266 @@
+"""Reads behind the models pages: the registry's versions beside the baselines, training runs,
+shadow-mode agreement, and the comparison of two versions (through ``inference.api``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from adsite.dashboard import series
+from adsite.dashboard.selectors.windows import (
+    BREAKER_NAMES,
+    WindowDeltas,
+    latency_table,
+    window_deltas,
+)
+
+BASELINES = ("popularity", "frequency", "recent", "decayed")
+
+METRIC_NAMES = ("ndcg@5", "recall@3", "auc")
+# template-friendly keys (Django template variables cannot contain "@")
+
+METRIC_KEYS = {"ndcg@5": "ndcg5", "recall@3": "recall3", "auc": "auc"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    version: str
+    algorithm: str
+    status: str
+    created_at: datetime
+    activated_at: datetime | None
+    data_from: datetime | None
+    data_to: datetime | None
+    training_seconds: float
+    model_metrics: dict[str, float | None]
+    best_baseline: str | None
+    best_baseline_metrics: dict[str, float | None]
+    test_users: int | None
+    decision: str
+
+
+def _metrics_of(result: dict[str, Any] | None) -> dict[str, float | None]:
+    result = result or {}
+    out: dict[str, float | None] = {}
+    for name in METRIC_NAMES:
+        value = result.get(name)
+        out[METRIC_KEYS[name]] = round(float(value), 4) if isinstance(value, int | float) else None
+    return out
+
+
+def model_row(row: Any) -> ModelRow:
+    """A registry version (``inference.api.ModelVersionInfo``) as the models table shows it."""
+    metrics = row.metrics or {}
+    results = metrics.get("results") or {}
+    baselines = {name: _metrics_of(results.get(name)) for name in BASELINES if name in results}
+    best = max(baselines, key=lambda n: baselines[n]["ndcg5"] or -1.0, default=None)
+    return ModelRow(
+        version=row.version,
+        algorithm=row.algorithm,
+        status=row.status,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        data_from=row.data_from,
+        data_to=row.data_to,
+        training_seconds=row.training_seconds,
+        model_metrics=_metrics_of(results.get("model")),
+        best_baseline=best,
+        best_baseline_metrics=baselines.get(best, {}) if best else {},
+        test_users=(metrics.get("slice") or {}).get("test_users"),
+        decision=str(metrics.get("decision") or ""),
+    )
+
+
+def shadow_results(measured: WindowDeltas) -> list[dict[str, Any]]:
+    """Per shadow version (and the algorithm whose answers it was compared with) in the window:
+    requests scored, mean top-k agreement, top-1 match rate, latency p50/p99, skips and errors."""
+    d = measured.deltas
+    scored = {
+        (labels["version"], labels["compared_with"]): value
+        for key, value in d.items()
+        for name, labels in [series.key_parse(key)]
+        if name == "inference_shadow_agreement_count" and "version" in labels and "compared_with" in labels
+    }
+    versions = sorted(
+        {v for v, _ in scored}
+        | {
+            series.key_parse(k)[1].get("version", "")
+            for k, value in d.items()
+            if value > 0
+            and series.key_parse(k)[0] in ("inference_shadow_skipped_total", "inference_shadow_errors_total")
+        }
+        - {""}
+    )
+    rows = []
+    for version in versions:
+        latency = series.histogram_quantiles(d, "inference_shadow_seconds", (0.5, 0.99), version=version)
+        skipped = series.series_by_label(d, "inference_shadow_skipped_total", "reason", version=version)
+        errors = series.series_by_label(d, "inference_shadow_errors_total", "kind", version=version)
+        compared = sorted(c for v, c in scored if v == version) or [""]
+        for against in compared:
+            n = scored.get((version, against), 0.0)
+            total = d.get(series_key("inference_shadow_agreement_sum", version, against), 0.0)
+            top1 = d.get(series_key("inference_shadow_top1_match_total", version, against), 0.0)
+            rows.append(
+                {
+                    "version": version,
+                    "compared_with": against,
+                    "scored": int(n),
+                    "agreement": round(total / n, 3) if n else None,
+                    "top1": f"{100 * top1 / n:.1f}%" if n else None,
+                    "p50_ms": round(latency[0.5] * 1000, 3) if latency[0.5] is not None else None,
+                    "p99_ms": round(latency[0.99] * 1000, 3) if latency[0.99] is not None else None,
+                    "skipped": {k: int(v) for k, v in sorted(skipped.items()) if v > 0},
+                    "errors": {k: int(v) for k, v in sorted(errors.items()) if v > 0},
+                }
+            )
+    return rows
+
+
+def series_key(name: str, version: str, compared_with: str) -> str:
+    return f"{name}{{compared_with={compared_with},version={version}}}"
+
+
+def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, Any]:
+    """The registry table (newest first), recent training runs, live serving figures and shadow mode
+    (its config and, from the rollups, its agreement and latency over the last hour and day)."""
+    from inference import api as inference_api
+
+    now = now or timezone.now()
+    rows = [model_row(row) for row in inference_api.model_versions(limit=limit)]
+    runs = inference_api.training_runs_recent(limit=5)
+    status = inference_api.serving_status(start=False)
+    active = inference_api.active_model_versions()
+    hour = window_deltas(window="hour", now=now)
+    day = window_deltas(window="day", now=now)
+    # model call time per algorithm, answers per algorithm and the latest breaker states (last hour)
+    latency = {
+        row["model"]: row
+        for row in latency_table(hour.deltas, "inference_predict_seconds", "model", stage="model")
+    }
+    served = series.series_by_label(hour.deltas, "inference_served_total", "served_by")
+    answers = sum(served.values())
+    breakers = (
+        series.series_by_label(hour.latest[1], "inference_breaker_state", "model") if hour.latest else {}
+    )
+    algorithms = []
+    for name in ("neural", "gbdt"):
+        row = latency.get(name, {})
+        state = breakers.get(name)
+        algorithms.append(
+            {
+                "name": name,
+                "active": active.get(name, ""),
+                "loaded": status.loaded.get(name, ""),
+                "error": status.load_errors.get(name, ""),
+                "breaker": status.breakers.get(name)
+                or (BREAKER_NAMES.get(int(state), "") if state is not None else ""),
+                "p50": row.get("p50_ms"),
+                "p99": row.get("p99_ms"),
+                "share": f"{100 * served.get(name, 0) / answers:.1f}%" if answers else None,
+            }
+        )
+    setting = inference_api.shadow_setting_get()
+    shadow = {
+        "setting": setting,
+        "percent": round(100 * setting.sample_rate, 2) if setting else None,
+        "here": status.shadow,
+        "results": [{"window": "last hour", **r} for r in shadow_results(hour)]
+        + [{"window": "last day", **r} for r in shadow_results(day)],
+        "candidates": [r for r in rows if r.status != "active"],
+    }
+    return {"models": rows, "runs": runs, "algorithms": algorithms, "shadow": shadow}
+
+
+def training_run_get(*, run_id: int | None = None) -> dict[str, Any] | None:
+    """A training run's progress (the latest when ``run_id`` is None), JSON-ready."""
+    from inference import api as inference_api
+
+    run = inference_api.training_run(run_id=run_id)
+    if run is None:
+        return None
+    return {
+        "id": run.id,
+        "status": run.status,
+        "stage": run.stage,
+        "percent": run.percent,
+        "message": run.message,
+        "outcome": run.outcome,
+        "error": run.error[-500:],
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+def models_compare(*, a: str, b: str) -> dict[str, Any] | None:
+    """Two versions side by side: metrics beside the baselines of each version's own slice."""
+    from inference import api as inference_api
+
+    rows = {row.version: row for row in inference_api.model_versions(versions=[a, b], limit=2)}
+    if a not in rows or b not in rows:
+        return None
+    out: dict[str, Any] = {}
+    for key, version in (("a", a), ("b", b)):
+        row = rows[version]
+        results = (row.metrics or {}).get("results") or {}
+        out[key] = {
+            "row": model_row(row),
+            "results": {
+                name: _metrics_of(results.get(name)) for name in ("model", *BASELINES) if name in results
+            },
+        }
+    out["chart"] = {
+        "labels": ["NDCG@5", "Recall@3", "AUC"],
+        "datasets": [
+            {"label": version, "data": [out[key]["row"].model_metrics.get(k) for k in METRIC_KEYS.values()]}
+            for key, version in (("a", a), ("b", b))
+        ],
+        "options": {"scales": {"y": {"beginAtZero": True, "max": 1}}},
+    }
+    out["per_category"] = per_category_compare(
+        a=(a, ((rows[a].metrics or {}).get("results") or {}).get("model") or {}),
+        b=(b, ((rows[b].metrics or {}).get("results") or {}).get("model") or {}),
+    )
+    return out
+
+
+def per_category_compare(
+    *, a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]], limit: int = 20
+) -> dict[str, Any]:
+    """Per-category hit@3 and AUC of two versions, as stored with each at training time (each on its
+    own evaluation slice), for the categories most of A's (then B's) test users engaged with."""
+    name_a, fa = a[0], a[1].get("per_category") or {}
+    name_b, fb = b[0], b[1].get("per_category") or {}
+    order = sorted(fa, key=lambda c: -fa[c].get("users", 0))
+    order += sorted((c for c in fb if c not in fa), key=lambda c: -fb[c].get("users", 0))
+    categories = order[:limit]
+    rows = [
+        {
+            "category": c,
+            "users_a": (fa.get(c) or {}).get("users"),
+            "users_b": (fb.get(c) or {}).get("users"),
+            "hit_a": (fa.get(c) or {}).get("hit@3"),
+            "hit_b": (fb.get(c) or {}).get("hit@3"),
+            "auc_a": (fa.get(c) or {}).get("auc"),
+            "auc_b": (fb.get(c) or {}).get("auc"),
+        }
+        for c in categories
+    ]
+    return {
+        "missing": [version for version, f in ((name_a, fa), (name_b, fb)) if not f],
+        "rows": rows,
+        "chart": {
+            "labels": categories,
+            "datasets": [
+                {"label": f"{name_a} hit@3", "data": [r["hit_a"] for r in rows]},
+                {"label": f"{name_b} hit@3", "data": [r["hit_b"] for r in rows]},
+            ],
+            "options": {"indexAxis": "y", "scales": {"x": {"beginAtZero": True, "max": 1}}},
+        }
+        if rows
+        else None,
+    }
