@@ -205,9 +205,9 @@ TRACKING = {
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),
-    "AD_EVENT_HOOKS": ["adsite.ads.services.ad_events_accept"],
+    "AD_EVENT_HOOKS": ["adsite.ads.services.billing.ad_events_accept"],
     # What else to delete when a visitor asks to be forgotten (tracking cannot import adsite.ads).
-    "USER_DELETE_HOOKS": ["adsite.ads.services.user_ads_forget"],
+    "USER_DELETE_HOOKS": ["adsite.ads.services.privacy.user_ads_forget"],
     "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
 }
 INFERENCE = {

@@ -14,7 +14,7 @@ import uuid
 from django.http import HttpRequest
 from django.utils import timezone
 
-from adsite.ads.services import ClickOutcome
+from adsite.ads.services.billing import ClickOutcome
 from tracking import api as tracking_api
 
 logger = logging.getLogger(__name__)

@@ -556,7 +556,7 @@ def ads_select(
         explanation=explanation,
     )
     if sampled and explanation is not None:
-        from adsite.ads.services import explanation_keep
+        from adsite.ads.services.explanations import explanation_keep
 
         explanation_keep(decision=decision)
     decision_observe(

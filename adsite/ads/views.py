@@ -21,7 +21,7 @@ from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fa
 from adsite.ads.delivery import choice_urls
 from adsite.ads.landing import landing_url_safe
 from adsite.ads.selection import DecisionContext, Placement, ads_select
-from adsite.ads.services import click_record, impression_view_record
+from adsite.ads.services.billing import click_record, impression_view_record
 from adsite.ops.api_errors import ERRORS_SCHEMA
 from tracking import api as tracking_api
 

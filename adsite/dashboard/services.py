@@ -220,7 +220,7 @@ def quarantine_replay(*, actor: Any, ids: Sequence[int]) -> Any:
 
 def campaign_status_set(*, actor: Any, campaign_id: int, status: str) -> Any:
     """Pause (``paused``) or resume (``active``) a campaign through the ads service."""
-    from adsite.ads import services as ads
+    from adsite.ads.services import staff as ads
 
     return _audited(
         actor=actor,
@@ -233,7 +233,7 @@ def campaign_status_set(*, actor: Any, campaign_id: int, status: str) -> Any:
 
 
 def creative_active_set(*, actor: Any, creative_id: int, active: bool) -> Any:
-    from adsite.ads import services as ads
+    from adsite.ads.services import staff as ads
 
     return _audited(
         actor=actor,
@@ -257,7 +257,7 @@ def campaign_save(
     changed: Sequence[str] | None = None,
 ) -> Any:
     """Create (no ``campaign_id``) or update a campaign; the audit entry names the changed fields."""
-    from adsite.ads import services as ads
+    from adsite.ads.services import staff as ads
 
     def call() -> Any:
         if campaign_id is None:
@@ -281,7 +281,7 @@ def creative_save(
     creative_id: int | None = None,
     changed: Sequence[str] | None = None,
 ) -> Any:
-    from adsite.ads import services as ads
+    from adsite.ads.services import staff as ads
 
     def call() -> Any:
         if creative_id is None:

@@ -21,7 +21,8 @@ from adsite.ads.catalog import catalog_invalidate
 from adsite.ads.ledger import ledger
 from adsite.ads.models import AdClick, Creative
 from adsite.ads.selectors import campaign_delivery_list
-from adsite.ads.services import ads_demo_seed, creative_update
+from adsite.ads.services.demo import ads_demo_seed
+from adsite.ads.services.staff import creative_update
 from adsite.content.models import Article
 from adsite.content.services import demo_content_seed
 from inference.store import feature_store

@@ -150,7 +150,7 @@ def test_a_click_updates_the_creatives_statistics_and_the_visitors_features_at_o
 
 def test_seed_ads_is_idempotent_and_covers_the_categories(db: None, settings: Any, tmp_path: Any) -> None:
     from adsite.ads.models import Campaign
-    from adsite.ads.services import ads_demo_seed
+    from adsite.ads.services.demo import ads_demo_seed
 
     settings.MEDIA_ROOT = tmp_path
     demo_content_seed(articles_per_category=1, seed=1)
@@ -186,7 +186,7 @@ def test_a_page_costs_no_ad_queries_once_the_catalog_is_warm(
 def test_seeded_ad_copy_keeps_proper_nouns_and_acronyms(db: None, settings: Any, tmp_path: Any) -> None:
     """The body repeats the headline mid-sentence; only its first letter drops to lower case."""
     from adsite.ads.models import Creative
-    from adsite.ads.services import ads_demo_seed
+    from adsite.ads.services.demo import ads_demo_seed
 
     settings.MEDIA_ROOT = tmp_path
     demo_content_seed(articles_per_category=1, seed=1)

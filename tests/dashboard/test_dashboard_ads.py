@@ -73,7 +73,7 @@ def decide(user_id: str = SHOPPER, placement: str = "sidebar") -> Any:
 @pytest.fixture
 def ads_seeded(ads_state: MemoryLedger, settings: Any, tmp_path: Any) -> dict[str, Any]:
     """The demo catalog, 30 decisions for one visitor (kept with explanations), a snapshot."""
-    from adsite.ads.services import ads_demo_seed
+    from adsite.ads.services.demo import ads_demo_seed
     from adsite.dashboard.rollup import rollup_refresh
 
     settings.MEDIA_ROOT = str(tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from adsite.ads.services import ads_demo_seed
+from adsite.ads.services.demo import ads_demo_seed
 
 
 class Command(BaseCommand):
