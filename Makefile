@@ -1,8 +1,8 @@
 # adsite: the two commands are `make run` and `make test`.
 #
 #   make run          venv, install, migrate, demo data, first models; then serve on 127.0.0.1:$(PORT).
-#                     With DATABASE_URL and REDIS_URL set it serves in services mode
-#                     (gunicorn x WEB_CONCURRENCY + Celery worker + beat, stopped together on Ctrl-C).
+#                     With DATABASE_URL and REDIS_URL set it serves in services mode: granian x WEB_CONCURRENCY,
+#                     Celery worker and beat under supervisord, each restarted alone (ADSITE_ROLES picks them).
 #   make test         install and run the test suite (service-backed tests skip without the services).
 #   make test-services  the service-backed suite against PostgreSQL and Redis on 127.0.0.1.
 #   make bench        the benchmarks; figures go to docs/benchmarks.md.

@@ -103,6 +103,14 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "adsite.urls"
 WSGI_APPLICATION = "adsite.wsgi.application"
+# The production web server (scripts/serve.sh: granian over adsite/rsgi.py) buffers each request body before
+# Django sees it; a body over this size is answered 413 unread. Above the collect endpoint's own limit
+# (TRACKING_MAX_BODY_BYTES), so that endpoint still quarantines and answers its own 413.
+ADSITE_SERVER = {
+    "MAX_BODY_BYTES": _env_int("ADSITE_MAX_BODY_BYTES", 10 * 1024 * 1024),
+    # requests one web process runs at once: 1 (inline, services mode); embedded mode's one process uses 8
+    "THREADS": _env_int("ADSITE_WEB_THREADS", 1),
+}
 
 TEMPLATES = [
     {

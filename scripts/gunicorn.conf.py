@@ -1,4 +1,5 @@
-"""gunicorn settings for scripts/serve.sh.
+"""gunicorn settings, kept for the benchmarks' before/after comparison (``make run`` serves with granian:
+scripts/serve.sh, adsite/rsgi.py).
 
 With several workers, Prometheus metrics are aggregated through PROMETHEUS_MULTIPROC_DIR (emptied at
 start by serve.sh); a worker that exits has its live gauges dropped here.

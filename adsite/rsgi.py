@@ -1,0 +1,147 @@
+"""RSGI entry point (``granian --interface rsgi adsite.rsgi:application``): the production web server.
+
+Why not granian's WSGI interface or gunicorn's sync workers: both hand the request to a Python worker before
+its body has arrived, so a client that sends headers and then trickles (or never sends) the body holds that
+worker until a time-out; two such connections stalled both workers of the site. Here granian's Rust side
+reads the whole body (``await proto()`` yields to the event loop, so other connections go on being served),
+and only then is Django's ordinary WSGI handler called, synchronously, on the worker's one thread: one
+request at a time per process, as gunicorn's sync workers run it, but with keep-alive and no per-request
+thread hand-off. A body over ``ADSITE_SERVER["MAX_BODY_BYTES"]`` is answered 413 without reading the rest.
+Embedded mode serves from one process that must answer concurrent requests (its state is in-process): there,
+``ADSITE_SERVER["THREADS"]`` > 1 runs the handler in a pool of that many threads instead.
+
+Django refuses ORM calls from a thread whose event loop is running (``SynchronousOnlyOperation``), a guard
+against two coroutines sharing one connection. That cannot happen here: the inline handler runs to
+completion between two awaits, so no other request's code interleaves with it; the guard is switched off
+for a server worker (``DJANGO_ALLOW_ASYNC_UNSAFE``, set in ``__rsgi_init__``), as Django documents for such callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsite.settings")
+
+from django.conf import settings  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+# headers whose WSGI names carry no HTTP_ prefix
+_UNPREFIXED = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+
+
+def _split_host_port(value: str, default_port: str) -> tuple[str, str]:
+    host, sep, port = value.rpartition(":")
+    return (host, port) if sep and port.isdigit() else (value, default_port)
+
+
+class BufferedWSGI:
+    """An RSGI application that buffers each request body, then runs a WSGI application on it."""
+
+    def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int = 1) -> None:
+        self.wsgi_app = wsgi_app
+        self.max_body_bytes = max_body_bytes
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="adsite-web") if threads > 1 else None
+
+    def __rsgi_init__(self, loop: Any) -> None:
+        # this is a server worker: Django code runs inline on its event loop's thread (module docstring)
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        # build and warm this worker's predictor (torch import, model loads) before it takes traffic, so no
+        # visitor pays for it on a worker's first request (gunicorn's post_worker_init did this)
+        try:
+            from inference.api import serving_status
+
+            serving_status()
+        except Exception:  # a worker that cannot warm up still serves (degraded answers say why)
+            import logging
+
+            logging.getLogger("adsite.server").exception("adsite: predictor warm-up failed")
+
+    def __rsgi_del__(self, loop: Any) -> None:
+        # a stopped worker's live gauges leave the aggregated /metrics (gunicorn's child_exit did this)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+    async def __call__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":  # no websockets here
+            return
+        declared = scope.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            proto.response_bytes(413, [("content-type", "application/json"), ("connection", "close")],
+                                 b'{"error": "body_too_large", "detail": "request body over the server limit"}')
+            return
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in proto:
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                proto.response_bytes(413, [("content-type", "application/json"), ("connection", "close")],
+                                     b'{"error": "body_too_large", "detail": "request body over the server limit"}')
+                return
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if self.pool is None:
+            status, headers, payload = self.call_wsgi(scope, body)
+        else:
+            status, headers, payload = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self.call_wsgi, scope, body)
+        proto.response_bytes(status, headers, payload)
+
+    def environ(self, scope: Any, body: bytes) -> dict[str, Any]:
+        scheme = scope.scheme
+        server_name, server_port = _split_host_port(scope.server, "443" if scheme == "https" else "80")
+        client_addr, client_port = _split_host_port(scope.client, "0")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": scope.method,
+            "SCRIPT_NAME": "",
+            # WSGI carries the decoded path as latin-1 code points of its bytes (PEP 3333)
+            "PATH_INFO": scope.path.encode("utf-8", "surrogateescape").decode("latin-1"),
+            "QUERY_STRING": scope.query_string,
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": server_port,
+            "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+            "REMOTE_ADDR": client_addr,
+            "REMOTE_PORT": client_port,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": scheme,
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        for name, value in scope.headers.items():
+            key = _UNPREFIXED.get(name) or "HTTP_" + name.upper().replace("-", "_")
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        if body or "CONTENT_LENGTH" in environ:
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return environ
+
+    def call_wsgi(self, scope: Any, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        started: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started["status"], started["headers"] = int(status[:3]), headers
+            return lambda data: chunks.append(data)  # the legacy write() callable
+
+        chunks: list[bytes] = []
+        result: Iterable[bytes] = self.wsgi_app(self.environ(scope, body), start_response)
+        try:
+            for chunk in result:
+                chunks.append(chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:  # Django's request_finished (database connections closed or kept) runs here
+                close()
+        return started["status"], started["headers"], b"".join(chunks)
+
+
+application = BufferedWSGI(get_wsgi_application(), max_body_bytes=int(settings.ADSITE_SERVER["MAX_BODY_BYTES"]),
+                           threads=int(settings.ADSITE_SERVER["THREADS"]))

@@ -1,0 +1,112 @@
+"""adsite/rsgi.py: the request Django sees through the buffering server adapter is the one the client sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from adsite.rsgi import BufferedWSGI
+
+
+class Headers:
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return next((v for k, v in self._items if k == key), default)
+
+
+class Scope:
+    proto = "http"
+    http_version = "1.1"
+    scheme = "http"
+    server = "127.0.0.1:8000"
+    client = "10.0.0.7:51234"
+
+    def __init__(self, method: str, path: str, query: str, headers: list[tuple[str, str]]) -> None:
+        self.method, self.path, self.query_string, self.headers = method, path, query, Headers(headers)
+
+
+class Proto:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.response: tuple[int, list[tuple[str, str]], bytes] | None = None
+
+    def __aiter__(self) -> Any:
+        async def gen() -> Any:
+            for chunk in self.chunks:
+                yield chunk
+        return gen()
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.response = (status, headers, body)
+
+
+class Echo:
+    """A WSGI app answering with what it was given; records that the server closed its response."""
+
+    closed = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        seen = {k: v for k, v in environ.items() if isinstance(v, str)}
+        seen["body"] = environ["wsgi.input"].read().decode()
+        start_response("201 Created", [("Content-Type", "application/json")])
+        app = self
+
+        class Body(list):  # type: ignore[type-arg]
+            def close(self) -> None:
+                app.closed += 1
+
+        return Body([json.dumps(seen).encode()])
+
+
+def _call(app: BufferedWSGI, scope: Scope, chunks: list[bytes]) -> tuple[int, list[tuple[str, str]], bytes]:
+    proto = Proto(chunks)
+    asyncio.run(app(scope, proto))
+    assert proto.response is not None
+    return proto.response
+
+
+def test_request_reaches_the_app_with_its_path_query_headers_and_whole_body() -> None:
+    echo = Echo()
+    app = BufferedWSGI(echo, max_body_bytes=1000)
+    scope = Scope("POST", "/café/a b", "q=%20&top=5",
+                  [("host", "example.com"), ("content-type", "text/plain"), ("content-length", "11"),
+                   ("x-forwarded-for", "1.2.3.4"), ("x-a", "1"), ("x-a", "2")])
+    status, headers, body = _call(app, scope, [b"hello", b" world"])
+    seen = json.loads(body)
+    assert status == 201 and headers == [("Content-Type", "application/json")]
+    assert seen["body"] == "hello world" and seen["CONTENT_LENGTH"] == "11"
+    assert seen["PATH_INFO"] == "/café/a b".encode().decode("latin-1")  # PEP 3333: bytes as latin-1
+    assert seen["QUERY_STRING"] == "q=%20&top=5"
+    assert (seen["CONTENT_TYPE"], seen["HTTP_HOST"], seen["HTTP_X_A"]) == ("text/plain", "example.com", "1,2")
+    assert (seen["REMOTE_ADDR"], seen["SERVER_PORT"], seen["REQUEST_METHOD"]) == ("10.0.0.7", "8000", "POST")
+    assert echo.closed == 1
+
+
+def test_body_over_the_limit_is_413_and_never_reaches_the_app() -> None:
+    echo = Echo()
+    app = BufferedWSGI(echo, max_body_bytes=8)
+    declared = Scope("POST", "/collect", "", [("content-length", "9")])
+    assert _call(app, declared, [b"123456789"])[0] == 413
+    chunked = Scope("POST", "/collect", "", [("transfer-encoding", "chunked")])
+    assert _call(app, chunked, [b"12345", b"6789"])[0] == 413
+    assert echo.closed == 0
+
+
+def test_threaded_mode_answers_the_same() -> None:
+    app = BufferedWSGI(Echo(), max_body_bytes=100, threads=2)
+    status, _, body = _call(app, Scope("GET", "/healthz", "", []), [])
+    assert status == 201 and json.loads(body)["PATH_INFO"] == "/healthz"
+    assert "CONTENT_LENGTH" not in json.loads(body)
+
+
+def test_site_answers_through_the_adapter() -> None:
+    from adsite.rsgi import application
+
+    status, headers, body = _call(application, Scope("GET", "/healthz", "", [("host", "127.0.0.1")]), [])
+    assert status == 200 and json.loads(body) == {"status": "ok"}
