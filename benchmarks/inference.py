@@ -188,8 +188,8 @@ def _predictor(dirs: dict[str, Path], store: Any, *, chain: tuple[str, ...], fas
     from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
     from inference.serving.predictor import Predictor, PredictorConfig
 
-    def read(user_id: str) -> tuple[Any, Any]:
-        found = store.read(user_id)
+    def read(user_id: str, now: float | None = None) -> tuple[Any, Any]:
+        found = store.read(user_id, now=now)
         return (None if found.user.is_cold else found.user), found.population
 
     adapter = StoreAdapter(read)

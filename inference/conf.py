@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "RELOAD_POLL_SECONDS": 2.0,
     # the share of events (by time) held out as the later evaluation slice in training
     "EVAL_FRACTION": 0.2,
+    # an activated model is trained again on every event (the slice included) before it is saved, so the
+    # served model has seen the latest behaviour; its metrics stay those of the copy judged on the slice
+    "REFIT_ON_ALL": True,
     # label horizon (next H events) for training and evaluation
     "HORIZON": 10,
     # circuit breaker: consecutive failures (errors or overruns) that open it, and its cooldown

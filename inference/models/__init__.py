@@ -1,4 +1,5 @@
-"""Interest models: ``neural`` (PyTorch), ``gbdt`` (LightGBM) and ``prior`` behind one interface.
+"""Interest models: ``neural`` (PyTorch), ``gbdt`` (LightGBM), ``prior`` and the baseline rankers
+(``popularity``, ``frequency``, ``recent``, ``decayed``) behind one interface.
 
 ``model_train`` trains one algorithm on the events it is given (carving its own later validation
 slice), ``model_load`` reads any saved model back. See ``base.InterestModel`` for the interface.
@@ -12,11 +13,15 @@ from typing import Any
 
 from inference.events import EventRecord
 from inference.models.base import FEATURE_SCHEMA_VERSION, InterestModel, PairModel, Progress, manifest_read
+from inference.models.baselines import BASELINE_RANKERS, BaselineRanker, baseline_ranker_train
 from inference.models.prior import PriorModel, prior_train
 from inference.models.training import TrainingData, training_samples
 
 __all__ = [
     "ALGORITHMS",
+    "BASELINE_RANKERS",
+    "BaselineRanker",
+    "baseline_ranker_train",
     "FEATURE_SCHEMA_VERSION",
     "InterestModel",
     "PairModel",
@@ -44,6 +49,8 @@ def model_train(
     """Train ``algorithm`` on ``events`` only (its early-stopping slice is the later part of them)."""
     if algorithm == "prior":
         return prior_train(events=events, categories=categories)
+    if algorithm in BASELINE_RANKERS:
+        return baseline_ranker_train(algorithm=algorithm, events=events, categories=categories)
     params = dict(hyperparameters or {})
     if progress:
         progress(0.0, f"{algorithm}: building samples")
@@ -105,6 +112,8 @@ def model_load(directory: Path) -> PairModel:
     algorithm = manifest_read(directory).get("algorithm")
     if algorithm == "prior":
         return PriorModel.load(directory)
+    if algorithm in BASELINE_RANKERS:
+        return BASELINE_RANKERS[algorithm].load(directory)
     if algorithm == "gbdt":
         from inference.models.gbdt import GbdtModel
 

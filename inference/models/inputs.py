@@ -66,7 +66,9 @@ class Sample:
     labels: np.ndarray
 
 
-@lru_cache(maxsize=1 << 16)  # the same items recur (a user's sequence at every request, every training sample)
+@lru_cache(
+    maxsize=1 << 16
+)  # the same items recur (a user's sequence at every request, every training sample)
 def item_bucket(item_id: str, buckets: int) -> int:
     """Stable hash of an item id into 1..buckets-1 (0 is padding)."""
     if not item_id:

@@ -10,6 +10,12 @@ class ModelVersion(models.Model):
     class Algorithm(models.TextChoices):
         NEURAL = "neural"
         GBDT = "gbdt"
+        # the evaluation's baselines as servable rankers (inference.models.baselines): registered by
+        # every training run; the best one on the validation slice is kept active
+        DECAYED = "decayed"
+        FREQUENCY = "frequency"
+        RECENT = "recent"
+        POPULARITY = "popularity"
 
     class Status(models.TextChoices):
         CANDIDATE = "candidate"

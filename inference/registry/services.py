@@ -134,6 +134,25 @@ def model_version_rollback(*, algorithm: str, actor: str = "system", reason: str
 
 
 @transaction.atomic
+def model_version_withdraw(*, version: str, actor: str = "system", reason: str = "") -> ModelVersion:
+    """Stop serving ``version`` without a replacement (it becomes retired; the chain's next ranker
+    answers): what training does with an active version that scores below the best baseline."""
+    target = _locked(version)
+    if target.status != ModelVersion.Status.ACTIVE:
+        return target
+    target.status = ModelVersion.Status.RETIRED
+    target.save(update_fields=["status"])
+    ModelActivation.objects.create(
+        algorithm=target.algorithm,
+        action=ModelActivation.Action.RETIRE,
+        version=target,
+        actor=actor,
+        reason=reason[:255],
+    )
+    return target
+
+
+@transaction.atomic
 def model_version_retire(*, version: str, actor: str = "system", reason: str = "") -> ModelVersion:
     """Take a non-serving version out of use (the active one must be replaced or rolled back first)."""
     target = _locked(version)

@@ -12,9 +12,19 @@
   version of the same algorithm, on exactly the same cases (EVALUATION.md's time split).
 - Artifacts are written to a temporary directory under ``MODEL_DIR`` and renamed into place, so a
   version directory is either complete or absent.
-- A candidate is activated when ``activate="always"``, or with ``"auto"`` when it is not worse than
-  the active version on NDCG@5 of that slice (or no version is active). A failed run, or a candidate
-  that scores below the active one, leaves the active version serving.
+- A candidate is activated when ``activate="always"``, or with ``"auto"`` when it is at least as good as
+  the best baseline on NDCG@5 of that slice and not worse than the active version (or none is active).
+  A candidate worse than the best baseline is registered, never served; an active version that scores
+  below the best baseline on the slice is withdrawn (retired) under ``"auto"``, so the chain falls to
+  the baseline ranker rather than serve it. A failed run, or a candidate that scores below the active
+  one, leaves the active version serving.
+- The servable baselines (``decayed``, ``frequency``, ``recent``, ``popularity``:
+  ``inference.models.baselines``) are registered by every run with the same slice's figures, and the
+  best one on the slice is activated (``auto``/``always``; the others are withdrawn): it serves after
+  the learned models in the chain, and instead of them when none beats it.
+- With ``INFERENCE["REFIT_ON_ALL"]`` (default), an activated model is trained again on every event
+  (the slice included) before it is saved: the protocol's models see everything before the cut-off,
+  and so does the served one. Its metrics are those of the copy judged on the slice.
 - Progress (stage, percent, message) is written to the :class:`TrainingRun` row as it goes, and
   reported to an optional callback (the command's tqdm bar).
 """
@@ -45,6 +55,8 @@ from inference.registry.models import TrainingRun
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("neural", "gbdt")
+# the evaluation's baselines that serve as rankers (inference.models.baselines), best first on ties
+BASELINE_ALGORITHMS = ("decayed", "frequency", "recent", "popularity")
 ACTIVATE_CHOICES = ("auto", "always", "never")
 LOCK_KEY = "inference:training:lock"
 LOCK_SECONDS = 3 * 3600
@@ -65,10 +77,11 @@ class TrainingParts:
     trainer: Callable[..., Any] | None = None  # inference.models.model_train
     evaluator: Callable[..., Mapping[str, Any]] | None = None  # inference.evaluation.models_offline_metrics
     loader: Callable[[Path], Any] | None = None  # inference.models.model_load
+    baseline_builder: Callable[..., Any] | None = None  # inference.models.baseline_ranker_train
 
     def resolved(self) -> TrainingParts:
         from inference.evaluation.models import models_offline_metrics
-        from inference.models import model_load, model_train
+        from inference.models import baseline_ranker_train, model_load, model_train
 
         return TrainingParts(
             event_source=self.event_source or import_string(inference_setting("EVENT_SOURCE")),
@@ -76,6 +89,7 @@ class TrainingParts:
             trainer=self.trainer or model_train,
             evaluator=self.evaluator or models_offline_metrics,
             loader=self.loader or model_load,
+            baseline_builder=self.baseline_builder or baseline_ranker_train,
         )
 
 
@@ -120,14 +134,34 @@ def _metric(results: Mapping[str, Any], name: str) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
+def _best_baseline(results: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The servable baseline with the highest NDCG@5 on the slice (None when none was scored)."""
+    scored = [(name, _metric(results, name)) for name in BASELINE_ALGORITHMS]
+    known = [(name, value) for name, value in scored if value is not None]
+    if not known:
+        return None
+    return max(known, key=lambda item: item[1])  # max keeps the first of equals: BASELINE_ALGORITHMS order
+
+
 def _decide(
-    activate: str, candidate: float | None, active: float | None, has_active: bool
+    activate: str,
+    candidate: float | None,
+    active: float | None,
+    has_active: bool,
+    baseline: tuple[str, float] | None = None,
 ) -> tuple[bool, str]:
     if activate == "always":
         return True, "activate=always"
     if activate == "never":
         return False, "activate=never"
+    if baseline is not None and candidate is not None and candidate < baseline[1]:
+        return False, (
+            f"{PRIMARY_METRIC} {candidate:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: "
+            "registered, not served"
+        )
     if not has_active:
+        if baseline is not None and candidate is not None:
+            return True, f"{PRIMARY_METRIC} {candidate:.4f} >= best baseline {baseline[0]} {baseline[1]:.4f}"
         return True, "no active version"
     if active is None:
         return (candidate is not None), "the active version could not be scored on the slice"
@@ -201,11 +235,43 @@ def _train_one(
     )
     test_users = results.pop("test_users", None)
     candidate_score, active_score = _metric(results, "model"), _metric(results, "active")
-    do_activate, why = _decide(activate, candidate_score, active_score, active_row is not None)
+    baseline = _best_baseline(results)
+    do_activate, why = _decide(activate, candidate_score, active_score, active_row is not None, baseline)
+    withdrawn = None
+    if (
+        activate == "auto"
+        and not do_activate
+        and active_row is not None
+        and baseline is not None
+        and active_score is not None
+        and active_score < baseline[1]
+    ):
+        withdrawn = active_row.version
+        services.model_version_withdraw(
+            version=active_row.version,
+            actor="training",
+            reason=f"{PRIMARY_METRIC} {active_score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}",
+        )
+
+    served = model
+    refit = None
+    if do_activate and bool(inference_setting("REFIT_ON_ALL")) and len(events) > len(train_events):
+        progress("train", slot[1], f"{algorithm}: training again on all {len(events):,} events")
+        refit_began = time.perf_counter()
+        served = parts.trainer(
+            algorithm=algorithm,
+            events=events,
+            categories=categories,
+            horizon=int(inference_setting("HORIZON")),
+            device=str(inference_setting("DEVICE")),
+            hyperparameters=dict((inference_setting("HYPERPARAMETERS") or {}).get(algorithm, {})),
+        )
+        refit = {"events": len(events), "seconds": round(time.perf_counter() - refit_began, 2)}
+        train_events = events
 
     progress("register", 0.0, f"{algorithm}: saving artifacts")
     version = services.model_version_name(algorithm=algorithm)
-    _save_atomically(model, version)
+    _save_atomically(served, version)
     train_from = train_events[0].ts if train_events else None
     train_to = train_events[-1].ts if train_events else None
     metrics = {
@@ -217,12 +283,17 @@ def _train_one(
         },
         "results": results,
         "decision": why,
+        "best_baseline": list(baseline) if baseline is not None else None,
     }
+    if refit is not None:
+        metrics["refit"] = refit
+    if withdrawn is not None:
+        metrics["withdrawn"] = withdrawn
     row = services.model_version_register(
         algorithm=algorithm,
         version=version,
         artifact_path=version,
-        hyperparameters=dict(getattr(model, "hyperparameters", {}) or {}),
+        hyperparameters=dict(getattr(served, "hyperparameters", {}) or {}),
         data_from=_as_datetime(train_from),
         data_to=_as_datetime(train_to),
         feature_schema_version=str(_schema_version()),
@@ -231,7 +302,76 @@ def _train_one(
     )
     if do_activate:
         services.model_version_activate(version=row.version, actor="training", reason=why)
-    return {"version": row.version, "activated": do_activate, "reason": why, PRIMARY_METRIC: candidate_score}
+    return {
+        "version": row.version,
+        "activated": do_activate,
+        "reason": why,
+        PRIMARY_METRIC: candidate_score,
+        "results": results,
+        "test_users": test_users,
+        "quantile": quantile,
+    }
+
+
+def _baselines_register(
+    outcome: Mapping[str, Mapping[str, Any]],
+    *,
+    parts: TrainingParts,
+    events: Sequence[EventRecord],
+    categories: Sequence[str],
+    activate: str,
+) -> dict[str, Any] | None:
+    """Register the best servable baseline of the slice (the learned runs scored the baselines on it)
+    and, unless ``activate="never"``, serve it; the other baseline rankers are withdrawn."""
+    assert parts.baseline_builder is not None
+    scored = next((o for o in outcome.values() if _best_baseline(o.get("results") or {})), None)
+    if scored is None:
+        return None
+    results = dict(scored["results"])
+    best = _best_baseline(results)
+    assert best is not None
+    name, value = best
+    ranker = parts.baseline_builder(algorithm=name, events=events, categories=categories)
+    version = services.model_version_name(algorithm=name)
+    _save_atomically(ranker, version)
+    others = ", ".join(
+        f"{other} {_metric(results, other):.4f}"
+        for other in BASELINE_ALGORITHMS
+        if other != name and _metric(results, other) is not None
+    )
+    why = f"best baseline on the slice: {name} {PRIMARY_METRIC} {value:.4f}" + (
+        f" (vs {others})" if others else ""
+    )
+    row = services.model_version_register(
+        algorithm=name,
+        version=version,
+        artifact_path=version,
+        hyperparameters=dict(getattr(ranker, "hyperparameters", {}) or {}),
+        data_from=_as_datetime(events[0].ts if events else None),
+        data_to=_as_datetime(events[-1].ts if events else None),
+        feature_schema_version=str(_schema_version()),
+        metrics={
+            "slice": {
+                "split": "time",
+                "quantile": scored.get("quantile"),
+                "test_users": scored.get("test_users"),
+            },
+            "results": {"model": results.get(name), **results},
+            "decision": why,
+            "best_baseline": [name, value],
+        },
+        training_seconds=0.0,
+    )
+    activated = activate != "never"
+    if activated:
+        services.model_version_activate(version=row.version, actor="training", reason=why)
+        for other in BASELINE_ALGORITHMS:
+            current = selectors.model_version_active(algorithm=other)
+            if other != name and current is not None:
+                services.model_version_withdraw(
+                    version=current.version, actor="training", reason=f"{name} is the best baseline: {why}"
+                )
+    return {"version": row.version, "activated": activated, "reason": why, PRIMARY_METRIC: value}
 
 
 def _schema_version() -> str:
@@ -302,6 +442,14 @@ def training_run_execute(
                 progress=reporter,
                 slot=(index * share, (index + 1) * share),
             )
+        ranker = _baselines_register(
+            outcome, parts=parts, events=events, categories=categories, activate=activate
+        )
+        for entry in outcome.values():  # the slice's figures are stored with the versions already
+            for key in ("results", "test_users", "quantile"):
+                entry.pop(key, None)
+        if ranker is not None:
+            outcome["baseline"] = ranker
         run.outcome = outcome
         run.status = TrainingRun.Status.SUCCEEDED
         reporter(

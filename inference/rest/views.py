@@ -30,7 +30,7 @@ from inference.rest.parameters import (
 )
 from inference.rest.permissions import IsServiceClientOrStaff
 from inference.rest.throttling import InterestsBatchRateThrottle, InterestsRateThrottle
-from inference.serving.interests import FALLBACK_REASONS
+from inference.serving.interests import FALLBACK_REASONS, SERVED_BY
 from inference.user_ids import USER_ID_PATTERN, USER_ID_RULE
 
 
@@ -43,7 +43,12 @@ class InterestsOutputSerializer(serializers.Serializer):
     """Schema only: the response is built by hand (``Interests.as_dict``)."""
 
     categories = CategoryScoreSerializer(many=True)
-    served_by = serializers.ChoiceField(choices=["neural", "gbdt", "prior"])
+    served_by = serializers.ChoiceField(
+        choices=list(SERVED_BY),
+        help_text="the ranker that answered: a learned model (neural, gbdt), the baseline ranker the "
+        "registry serves when no learned model beats it on the validation slice (decayed, frequency, "
+        "recent, popularity), or the prior (cold start, or every ranker failed or was out of time)",
+    )
     model_version = serializers.CharField()
     fallback_reason = serializers.ChoiceField(choices=list(FALLBACK_REASONS), allow_null=True)
     elapsed_ms = serializers.FloatField(help_text="server time spent on the prediction, ms")

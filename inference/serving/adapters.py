@@ -27,8 +27,8 @@ class ServingFeatures:
     population: Any
 
 
-# (user_id) -> (user features or None when cold, population features), one round trip
-StateReader = Callable[[str], tuple[Any, Any]]
+# (user_id, now) -> (user features or None when cold, population features at now), one round trip
+StateReader = Callable[..., tuple[Any, Any]]
 
 
 class StoreAdapter:
@@ -43,8 +43,10 @@ class StoreAdapter:
 
         return cls(serving_state_reader())
 
-    def read(self, user_id: str) -> ServingFeatures:
-        user, population = self._reader(user_id)  # the store already reads a cold user as None
+    def read(self, user_id: str, *, now: float | None = None) -> ServingFeatures:
+        # the features at the predictor's `now`: the models rank from the read-out's own time, so a
+        # store read at another clock than the predictor's would date every feature differently
+        user, population = self._reader(user_id, now)  # the store already reads a cold user as None
         if population is not None and getattr(population, "counts", None):
             self.last_population = population
         return ServingFeatures(user, population)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# who can answer: the learned models, the evaluation's baselines as rankers (the registry serves the best
+# one on the validation slice when no learned model beats it), and the prior (last resort)
+SERVED_BY = ("neural", "gbdt", "decayed", "frequency", "recent", "popularity", "prior")
 # why the preferred model did not answer; None when the first model in the chain answered
 FALLBACK_REASONS = ("timeout", "over_budget", "error", "circuit_open", "cold_start", "no_model")
 
@@ -11,7 +14,7 @@ FALLBACK_REASONS = ("timeout", "over_budget", "error", "circuit_open", "cold_sta
 @dataclass(frozen=True, slots=True)
 class Interests:
     scores: tuple[tuple[str, float], ...]  # (category slug, score), best first
-    served_by: str  # "neural", "gbdt" or "prior"
+    served_by: str  # one of SERVED_BY
     model_version: str
     fallback_reason: str | None
     elapsed_ms: float

@@ -5,7 +5,9 @@ Promises:
 - Start-up loads every active version and warms it up with a dummy prediction before serving it
   (``loading``); a background thread polls the registry and hot-swaps new versions (``polling``),
   and times the models no request called (``probes``).
-- ``predict`` never raises: it tries neural, then gbdt, then the prior. A model is tried only if its
+- ``predict`` never raises: it tries neural, then gbdt, then the active baseline ranker (decayed,
+  frequency, recent or popularity: the registry keeps the best one on the validation slice active, and
+  a learned model worse than it is not served), then the prior. A model is tried only if its
   circuit breaker allows it and its recent p99 fits in the time left; an exception, a NaN or
   out-of-range score, or an overrun of the deadline falls through to the next. The prior always
   answers (population popularity blended with the user's own decayed counts, or the population only
@@ -38,6 +40,7 @@ from inference.serving.probes import probe_idle
 from inference.serving.shadow import Shadow, topk_overlap
 from inference.serving.slots import (
     CHAIN,
+    LEARNED,
     ActiveVersionLike,
     FeatureAccess,
     InvalidOutput,
@@ -178,12 +181,16 @@ class Predictor:
         return self._shadow.status()
 
     # --- answering: the fallback chain -----------------------------------------------------------
-    def predict(self, user_id: str, *, deadline: Deadline, top: int = 10) -> Interests:
+    def predict(
+        self, user_id: str, *, deadline: Deadline, top: int = 10, now: float | None = None
+    ) -> Interests:
+        """The user's interests at ``now`` (default: the predictor's clock): the store's read-out and
+        every ranker see the same time, so a replay at a past cut-off serves what a live site would."""
         stages: list[tuple[str, float]] = []
-        now = self._clock()
+        now = self._clock() if now is None else now
         started = self._timer()
         try:
-            features = self._features.read(user_id)
+            features = self._features.read(user_id, now=now)
         except Exception as exc:  # store down: degrade to the population prior, never crash
             logger.warning("inference.feature_store_unavailable: %r", exc)
             stages.append(("features", (self._timer() - started) * 1000.0))
@@ -201,7 +208,8 @@ class Predictor:
         for name in self.config.chain:
             slot = slots.get(name)
             if slot is None:
-                reason = reason or "no_model"
+                if name in LEARNED:  # a baseline ranker without an active version is simply no step
+                    reason = reason or "no_model"
                 continue
             if slot.model is None:
                 reason = reason or "error"

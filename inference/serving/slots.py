@@ -18,7 +18,9 @@ from inference.serving.breaker import CircuitBreaker
 from inference.serving.latency import LatencyWindow
 
 __all__ = [
+    "BASELINE_RANKERS",
     "CHAIN",
+    "LEARNED",
     "ActiveVersionLike",
     "FeatureAccess",
     "InvalidOutput",
@@ -34,7 +36,12 @@ __all__ = [
     "validated_scores",
 ]
 
-CHAIN = ("neural", "gbdt")
+# the learned models, in the order they are tried; a missing one is a fallback (``no_model``)
+LEARNED = ("neural", "gbdt")
+# the evaluation's baselines as servable rankers (``inference.models.baselines``): the registry keeps at
+# most the best one active, tried after the learned models; without an active version they are no step
+BASELINE_RANKERS = ("decayed", "frequency", "recent", "popularity")
+CHAIN = (*LEARNED, *BASELINE_RANKERS)
 
 
 class ServingModel(Protocol):
@@ -44,7 +51,7 @@ class ServingModel(Protocol):
 class FeatureAccess(Protocol):
     """The online feature store as serving sees it (one round trip per user)."""
 
-    def read(self, user_id: str) -> Any:
+    def read(self, user_id: str, *, now: float) -> Any:
         """The user's features; raises when the store is unavailable."""
         ...
 

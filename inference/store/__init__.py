@@ -3,8 +3,8 @@
 ``feature_store()`` is the configured store of this process: ``INFERENCE["STORE"]`` ``"memory"``
 (embedded mode: one in-process store) or ``"redis"`` (services mode, ``settings.REDIS_URL``).
 ``feature_store(url=...)`` builds (and keeps) a Redis store for an explicit URL.
-``serving_state_reader()`` is what serving calls: ``read(user_id) -> (user features or None when
-cold, population features)``, one round trip, :class:`FeatureStoreUnavailable` when unreachable.
+``serving_state_reader()`` is what serving calls: ``read(user_id, now=None) -> (user features or None
+when cold, population features)`` at ``now`` (the predictor's clock), one round trip, :class:`FeatureStoreUnavailable` when unreachable.
 
 The in-process store does not survive a restart: with ``INFERENCE["STORE_REBUILD_ON_START"]`` the
 process's memory store is rebuilt from the stored events (``INFERENCE["EVENT_SOURCE"]``) when it is
@@ -33,7 +33,8 @@ __all__ = [
     "serving_state_reader",
 ]
 
-StateReader = Callable[[str], tuple[UserFeatures | None, PopulationFeatures | None]]
+# read(user_id, now=None): now None is the current time; the evaluation through serving passes its clock
+StateReader = Callable[..., tuple[UserFeatures | None, PopulationFeatures | None]]
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -134,13 +135,13 @@ def serving_state_reader(url: str | None = None) -> StateReader:
     """
     current: dict[int, FeatureStore] = {_generation: feature_store(url)}
 
-    def read(user_id: str) -> tuple[UserFeatures | None, PopulationFeatures | None]:
+    def read(user_id: str, now: float | None = None) -> tuple[UserFeatures | None, PopulationFeatures | None]:
         store = current.get(_generation)
         if store is None:  # the stores were reset: read the one built now, not the old one
             store = feature_store(url)
             current.clear()
             current[_generation] = store
-        result = store.read(user_id)
+        result = store.read(user_id, now=now)
         return (None if result.user.is_cold else result.user), result.population
 
     return read

@@ -22,7 +22,7 @@ class DoubleModel:
 class DoubleFeatures:
     users = {"alice": {"sports": 3.0, "travel": 1.0}, "bob": {"news": 2.0}}
 
-    def read(self, user_id: str) -> dict[str, float]:
+    def read(self, user_id: str, now: float | None = None) -> dict[str, float]:
         return dict(self.users.get(user_id, {}))
 
     def is_cold(self, features: dict) -> bool:

@@ -55,13 +55,19 @@ def settings_for_training(tmp_path):
         yield tmp_path
 
 
-def test_train_command_registers_and_activates_gbdt(settings_for_training):
+def test_train_command_registers_gbdt_and_serves_it_only_if_it_beats_the_best_baseline(settings_for_training):
     out, err = StringIO(), StringIO()
     call_command("train", "--algorithm", "gbdt", stdout=out, stderr=err)
-    version = ModelVersion.objects.get()
-    assert version.status == "active"
-    assert f"gbdt: {version.version} activated" in out.getvalue()
-    assert set(version.metrics["results"]) >= {"model", "popularity", "frequency", "recent", "decayed"}
+    version = ModelVersion.objects.get(algorithm="gbdt")
+    results = version.metrics["results"]
+    assert set(results) >= {"model", "popularity", "frequency", "recent", "decayed"}
+    best = max(("decayed", "frequency", "recent", "popularity"), key=lambda n: results[n]["ndcg@5"])
+    beats = results["model"]["ndcg@5"] >= results[best]["ndcg@5"]
+    assert version.status == ("active" if beats else "candidate")
+    assert f"gbdt: {version.version} {'activated' if beats else 'registered as candidate'}" in out.getvalue()
+    ranker = ModelVersion.objects.get(algorithm=best)  # the best baseline serves after (or instead of) it
+    assert ranker.status == "active"
+    assert f"baseline: {ranker.version} activated" in out.getvalue()
     assert (settings_for_training / version.version / "manifest.json").exists()
     assert TrainingRun.objects.get().status == "succeeded"
 
@@ -81,4 +87,4 @@ def test_task_trains_with_json_arguments_and_never_activates_when_told(settings_
 
     result = train_models.apply(kwargs={"algorithm": "neural", "activate": "never"}).get()
     assert result["status"] == "succeeded"
-    assert ModelVersion.objects.get().status == "candidate"
+    assert set(ModelVersion.objects.values_list("status", flat=True)) == {"candidate"}

@@ -50,11 +50,15 @@ def events_source(*, since=None, until=None, chunk_size=50_000):
         yield events[start : start + 100]
 
 
+BASELINES = {"popularity": 0.5, "frequency": 0.45, "recent": 0.4, "decayed": 0.42}
+
+
 def evaluate(contenders, *, events, split, quantile, horizon):
     results = {
         name: {"ndcg@5": model.quality, "recall@3": 0.5, "auc": 0.6} for name, model in contenders.items()
     }
-    results["popularity"] = {"ndcg@5": 0.5, "recall@3": 0.4, "auc": 0.5}
+    for name, value in BASELINES.items():
+        results[name] = {"ndcg@5": value, "recall@3": 0.4, "auc": 0.5}
     return {**results, "test_users": 7}
 
 
@@ -77,7 +81,7 @@ class Trainer:
 @pytest.fixture(autouse=True)
 def model_dir(tmp_path):
     cache.delete(LOCK_KEY)
-    with override_settings(INFERENCE={"MODEL_DIR": str(tmp_path / "models")}):
+    with override_settings(INFERENCE={"MODEL_DIR": str(tmp_path / "models"), "REFIT_ON_ALL": False}):
         yield tmp_path / "models"
 
 
@@ -101,10 +105,12 @@ def test_first_run_registers_and_activates_with_metrics_and_artifacts(model_dir)
     trainer = Trainer(0.7)
     run = train(trainer)
     assert run.status == "succeeded" and run.percent == 100
-    version = ModelVersion.objects.get()
+    version = ModelVersion.objects.get(algorithm="gbdt")
     assert (version.status, active_version()) == ("active", version.version)
     assert (model_dir / version.version / "manifest.json").exists()
-    assert [p.name for p in model_dir.iterdir()] == [version.version]  # no temporary directory left
+    ranker = ModelVersion.objects.get(algorithm="popularity")  # the best baseline the double scored
+    # no temporary directory left
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted([version.version, ranker.version])
     assert version.metrics["results"]["model"]["ndcg@5"] == 0.7
     assert version.metrics["results"]["popularity"]["ndcg@5"] == 0.5
     assert version.data_from < version.data_to
@@ -118,7 +124,7 @@ def test_worse_candidate_leaves_the_active_version_serving():
     run = train(Trainer(0.6))
     assert run.status == "succeeded"
     assert active_version() == serving
-    candidate = ModelVersion.objects.exclude(version=serving).get()
+    candidate = ModelVersion.objects.filter(algorithm="gbdt").exclude(version=serving).get()
     assert candidate.status == "candidate"
     assert candidate.metrics["results"]["active"]["ndcg@5"] == 0.8
     assert "active version kept" in candidate.metrics["decision"]
@@ -147,8 +153,9 @@ def test_failed_training_leaves_the_active_version_and_records_the_error(model_d
     assert run.status == "failed"
     assert "training diverged" in run.error and run.finished_at is not None
     assert active_version() == serving
-    assert ModelVersion.objects.count() == 1
-    assert [p.name for p in model_dir.iterdir()] == [serving]
+    assert ModelVersion.objects.filter(algorithm="gbdt").count() == 1
+    assert serving in [p.name for p in model_dir.iterdir()]
+    assert not [p for p in model_dir.iterdir() if p.name.startswith(".tmp")]
 
 
 def test_failed_save_leaves_no_partial_artifact_directory(model_dir):
@@ -168,11 +175,54 @@ def test_a_second_concurrent_run_is_skipped_and_changes_nothing():
 def test_unloadable_active_version_does_not_block_its_replacement(model_dir):
     services.model_version_register(algorithm="gbdt", version="gbdt-broken", artifact_path="gbdt-broken")
     services.model_version_activate(version="gbdt-broken")
-    train(Trainer(0.3))
+    train(Trainer(0.6))
     assert active_version() != "gbdt-broken"
 
 
 def test_all_trains_both_algorithms():
     run = train(Trainer(0.5, 0.6), algorithm="all")
-    assert set(run.outcome) == {"neural", "gbdt"}
-    assert set(selectors.active_model_versions()) == {"neural", "gbdt"}
+    assert set(run.outcome) == {"neural", "gbdt", "baseline"}
+    assert set(selectors.active_model_versions()) == {"neural", "gbdt", "popularity"}
+
+
+def test_a_first_model_worse_than_the_best_baseline_is_registered_and_the_baseline_serves():
+    run = train(Trainer(0.45))  # below popularity's 0.5 on the same slice
+    candidate = ModelVersion.objects.get(algorithm="gbdt")
+    assert candidate.status == "candidate" and active_version() is None
+    assert "< best baseline popularity 0.5000: registered, not served" in candidate.metrics["decision"]
+    assert run.outcome["gbdt"]["activated"] is False
+    assert set(selectors.active_model_versions()) == {"popularity"}
+    assert run.outcome["baseline"]["activated"] is True
+
+
+def test_an_active_model_that_falls_below_the_best_baseline_is_withdrawn():
+    train(Trainer(0.8))
+    serving = active_version()
+    BASELINES["decayed"] = 0.9
+    try:
+        train(Trainer(0.7))  # the active one scores 0.8 on this slice: below decayed's 0.9
+    finally:
+        BASELINES["decayed"] = 0.42
+    assert active_version() is None
+    assert ModelVersion.objects.get(version=serving).status == "retired"
+    # the best baseline serves; the one that served before is withdrawn with it
+    assert set(selectors.active_model_versions()) == {"decayed"}
+
+
+def test_an_activated_model_is_trained_again_on_every_event_before_it_is_saved(model_dir):
+    trainer = Trainer(0.8, 0.81)
+    with override_settings(INFERENCE={"MODEL_DIR": str(model_dir), "REFIT_ON_ALL": True}):
+        train(trainer)
+    assert trainer.seen == [240, 300]  # judged on the slice after 240 events, then refit on all 300
+    version = ModelVersion.objects.get(algorithm="gbdt")
+    assert load(model_dir / version.version).quality == 0.81  # the refit copy is what serves
+    assert version.metrics["results"]["model"]["ndcg@5"] == 0.8  # its figures: the judged copy's
+    assert version.metrics["refit"]["events"] == 300
+    assert version.data_to.timestamp() == 1_700_000_000 + 299 * DAY / 10
+
+
+def test_a_model_that_is_not_activated_is_not_trained_again(model_dir):
+    trainer = Trainer(0.3)
+    with override_settings(INFERENCE={"MODEL_DIR": str(model_dir), "REFIT_ON_ALL": True}):
+        train(trainer)
+    assert trainer.seen == [240]

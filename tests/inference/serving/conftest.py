@@ -43,7 +43,7 @@ class FakeFeatures:
     users: dict[str, dict[str, float]] = field(default_factory=dict)
     down: bool = False
 
-    def read(self, user_id: str) -> dict[str, float]:
+    def read(self, user_id: str, now: float | None = None) -> dict[str, float]:
         if self.down:
             raise ConnectionError("feature store unreachable")
         return dict(self.users.get(user_id, {}))

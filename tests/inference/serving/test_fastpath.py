@@ -146,7 +146,7 @@ def test_neural_slowed_by_the_delay_hook_is_skipped_for_gbdt(trained, readouts):
     from inference.serving.predictor import Predictor, PredictorConfig
 
     user, population, _ = readouts[0]
-    store = StoreAdapter(lambda user_id: (user, population))
+    store = StoreAdapter(lambda user_id, now=None: (user, population))
     active = {
         name: type("Active", (), {"version": f"{name}-1", "artifact_dir": path})
         for name, path in trained.items()

@@ -65,7 +65,7 @@ def build():
     made = []
 
     def make() -> Predictor:
-        store = StoreAdapter(lambda user_id: (users.get(user_id), population))
+        store = StoreAdapter(lambda user_id, now=None: (users.get(user_id), population))
         predictor = Predictor(
             features=store,
             prior=PriorAdapter(store),
@@ -127,7 +127,7 @@ def test_a_process_started_while_the_store_is_down_answers_with_the_models_saved
     popularity saved with the loaded model, not with an empty list."""
     from inference.store import FeatureStoreUnavailable
 
-    def down(user_id):
+    def down(user_id, now=None):
         raise FeatureStoreUnavailable("feature store read failed: Connection refused")
 
     publish(trained, model_dir, "gbdt", "gbdt-1")

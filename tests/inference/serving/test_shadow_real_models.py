@@ -35,7 +35,7 @@ def users():
 
 def predictor_with(users, *, shadow: bool) -> Predictor:
     by_user, population = users
-    store = StoreAdapter(lambda user_id: (by_user.get(user_id), population))
+    store = StoreAdapter(lambda user_id, now=None: (by_user.get(user_id), population))
     return Predictor(
         features=store,
         prior=PriorAdapter(store),
