@@ -4,7 +4,9 @@
 #                     With DATABASE_URL and REDIS_URL set it serves in services mode: granian x WEB_CONCURRENCY,
 #                     Celery worker and beat under supervisord, each restarted alone (ADSITE_ROLES picks them).
 #   make test         install and run the test suite (service-backed tests skip without the services).
-#   make test-services  the service-backed suite against PostgreSQL and Redis on 127.0.0.1.
+#   make test-services  the service-backed suite against PostgreSQL and Redis on 127.0.0.1, and the API
+#                     contract checks (schemathesis over every operation, a client generated from the schema).
+#   make test-contract  the API contract checks alone (about two minutes).
 #   make bench        the benchmarks; figures go to docs/benchmarks.md.
 #
 # TORCH_SPEC picks the PyTorch build: the CPU wheel by default; on a GPU host, e.g.
@@ -23,7 +25,7 @@ SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 export PORT WEB_CONCURRENCY
 
-.PHONY: install setup run dev test test-services bench bench-gpu lint clean
+.PHONY: install setup run dev test test-services test-contract bench bench-gpu lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,11 +47,14 @@ dev: setup
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not contract"
+
+test-contract: install
+	$(PY) -m pytest -q -m contract
 
 test-services: install
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) ADSITE_REQUIRE_SERVICES=1 \
-		$(PY) -m pytest -q -m "requires_redis or requires_postgres or services or browser"
+		$(PY) -m pytest -q -m "requires_redis or requires_postgres or services or browser or contract"
 
 bench: install
 	$(PY) -m benchmarks.run

@@ -13,7 +13,7 @@ from typing import Any
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
 from inference.serving.deadline import Deadline
-from inference.serving.interests import Interests
+from inference.serving.interests import FALLBACK_REASONS, SERVED_BY, Interests
 from inference.store.base import FeatureStoreUnavailable
 from inference.user_ids import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 
@@ -21,6 +21,8 @@ __all__ = [
     "AD_TYPES",
     "CATEGORY_SLUG_RE",
     "EVENT_TYPES",
+    "FALLBACK_REASONS",
+    "SERVED_BY",
     "category_slugs",
     "Deadline",
     "EventRecord",

@@ -14,6 +14,7 @@ from tracking.conf import tracking_settings
 DO_NOT_TRACK = "do_not_track"
 GLOBAL_PRIVACY_CONTROL = "global_privacy_control"
 NO_CONSENT = "no_consent"
+PRIVACY_REFUSALS = (DO_NOT_TRACK, GLOBAL_PRIVACY_CONTROL, NO_CONSENT)
 
 
 def tracking_refusal(request: HttpRequest) -> str | None:

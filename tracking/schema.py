@@ -46,7 +46,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeGuard
 
-from inference.api import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, USER_ID_RULE, user_id_valid
+from inference.api import (
+    AD_TYPES,
+    CATEGORY_SLUG_RE,
+    EVENT_TYPES,
+    USER_ID_MAX,
+    USER_ID_PATTERN,
+    USER_ID_RULE,
+    user_id_valid,
+)
 
 FIELDS = frozenset(
     {
@@ -94,6 +102,11 @@ INVALID_AD = "invalid_ad"
 MISSING_AD = "missing_ad"
 INVALID_PROPERTIES = "invalid_properties"
 PROPERTIES_TOO_LARGE = "properties_too_large"
+REJECTION_REASONS = (
+    NOT_AN_OBJECT, UNKNOWN_FIELD, MISSING_FIELD, INVALID_TYPE, INVALID_STRING, INVALID_USER_ID, VALUE_TOO_LONG,
+    INVALID_EVENT_ID, INVALID_EVENT_TYPE, INVALID_TS, TS_TOO_OLD, TS_IN_FUTURE, INVALID_CATEGORY,
+    TOO_MANY_CATEGORIES, INVALID_AD, MISSING_AD, INVALID_PROPERTIES, PROPERTIES_TOO_LARGE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +310,61 @@ def _properties(raw: dict[str, Any], event_type: str, limits: Limits) -> dict[st
         ):
             raise _Reject(INVALID_PROPERTIES, "properties.engaged_ms must be 0..86400000")
     return value
+
+
+def event_json_schema(*, limits: Limits) -> dict[str, Any]:
+    """The event as a JSON Schema (the OpenAPI ``Event`` component), from the definitions validation uses.
+
+    Every field of ``FIELDS`` with the type, lengths, patterns and enums checked above; ``null`` reads as
+    absent. What JSON Schema cannot say (a timestamp's range relative to the server clock, the compact
+    size of ``properties``, the ad that an ad event needs) is in the descriptions."""
+    def text(name: str, description: str) -> dict[str, Any]:
+        return {"type": "string", "maxLength": MAX_STR[name], "nullable": True, "description": description}
+
+    ad_field = {"type": "string", "maxLength": MAX_AD_STR, "nullable": True}
+    properties: dict[str, Any] = {
+        "event_id": {"type": "string", "format": "uuid", "description": "made by the sender; the dedupe key"},
+        "type": {"type": "string", "enum": sorted(EVENT_TYPES)},
+        "user_id": {
+            "type": "string", "minLength": 1, "maxLength": USER_ID_MAX, "pattern": f"^{USER_ID_PATTERN}$",
+            "description": f"first-party anonymous id: {USER_ID_RULE}; required on /api/v1/events, and on "
+            "/collect when the visitor has no `adsite_uid` cookie",
+        },
+        "session_id": text("session_id", "the sender's session"),
+        "ts": {
+            "anyOf": [
+                {"type": "number", "minimum": limits.min_ts_ms, "description": "epoch milliseconds"},
+                {"type": "string", "maxLength": 40, "description": "ISO-8601 (without an offset: UTC)"},
+            ],
+            "description": "when it happened, by the sender's clock: from 1990 to one day ahead of the server's "
+            "(tracker events: at most the collect age limit old)",
+        },
+        "url": text("url", "the page"),
+        "referrer": text("referrer", "the page's referrer"),
+        "item_id": text("item_id", "what the page is about (an article, a product)"),
+        "categories": {
+            "type": "array", "maxItems": limits.max_categories, "nullable": True,
+            "items": {"type": "string", "pattern": SLUG_RE.pattern},
+            "description": "category slugs; repeats are dropped",
+        },
+        "ad": {
+            "type": "object", "nullable": True, "additionalProperties": False,
+            "properties": {name: dict(ad_field) for name in sorted(AD_FIELDS)},
+            "description": f"required, with `creative_id`, on {' and '.join(sorted(AD_TYPES))}; "
+            "`placement_id` is another name for `placement`",
+        },
+        "properties": {
+            "type": "object", "nullable": True, "additionalProperties": True,
+            "description": f"free-form, at most {limits.max_properties_bytes} bytes as compact JSON; on "
+            f"page_ping, `engaged_ms` (0-{MAX_ENGAGED_MS}) is the engaged time",
+        },
+    }
+    if set(properties) != FIELDS:  # a field added to validation and not here (or the reverse) fails at once
+        raise AssertionError(f"event schema fields {sorted(properties)} != {sorted(FIELDS)}")
+    return {
+        "type": "object", "properties": properties, "required": ["event_id", "type", "ts"],
+        "additionalProperties": False,
+    }
 
 
 def event_validate(raw: object, *, limits: Limits, fallback_user_id: str = "") -> ValidEvent | Rejection:

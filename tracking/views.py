@@ -27,7 +27,14 @@ import math
 from typing import Any
 
 from django.http import HttpRequest
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -35,7 +42,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tracking.conf import tracking_settings
-from tracking.consent import tracking_refusal
+from tracking.consent import PRIVACY_REFUSALS, tracking_refusal
+from tracking.schema import REJECTION_REASONS, event_json_schema
 from tracking.services import (
     IngestContext,
     StorageUnavailable,
@@ -43,7 +51,10 @@ from tracking.services import (
     context_from_request,
     events_ingest,
     ledger_counter_add,
+    limits_for,
 )
+
+BODY_ERRORS = ("invalid_json", "invalid_batch", "batch_too_large", "body_too_large", "unavailable")
 
 
 class _BodyError(Exception):
@@ -140,11 +151,59 @@ def _ingest_response(
 
 
 _DESCRIPTION = __doc__
+
+
+class EventSchema:
+    """The ``Event`` component: ``tracking.schema.event_json_schema``, from validation's own definitions."""
+
+
+class EventBatchSchema:
+    """The ``EventBatch`` component: ``{"events": [...]}``; what a value in the list that is not a valid
+    event gets is a per-event rejection in the 202, not a 400 (DESIGN.md), and the schema says so."""
+
+
+class EventSchemaExtension(OpenApiSerializerExtension):
+    target_class = EventSchema
+
+    def get_name(self, auto_schema: Any, direction: Any) -> str:
+        return "Event"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return event_json_schema(limits=limits_for(now_ms=0))
+
+
+class EventBatchSchemaExtension(OpenApiSerializerExtension):
+    target_class = EventBatchSchema
+
+    def get_name(self, auto_schema: Any, direction: Any) -> str:
+        return "EventBatch"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        event = auto_schema.resolve_serializer(EventSchema, direction).ref
+        return {
+            "type": "object",
+            "required": ["events"],
+            "additionalProperties": False,
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "maxItems": int(tracking_settings().MAX_BATCH_EVENTS),
+                    "items": {
+                        "anyOf": [event, {}],
+                        "description": "an Event. Any other JSON value is accepted into the batch and "
+                        "answered per event: listed under `rejected` with its index and reason (202), and "
+                        "kept in quarantine",
+                    },
+                }
+            },
+        }
+
+
 _REJECTED = inline_serializer(
     "RejectedEvent",
     {
-        "index": serializers.IntegerField(),
-        "reason": serializers.CharField(),
+        "index": serializers.IntegerField(help_text="the event's position in `events`"),
+        "reason": serializers.ChoiceField(choices=list(REJECTION_REASONS)),
         "detail": serializers.CharField(),
     },
     many=True,
@@ -156,12 +215,19 @@ _ACCEPTED = inline_serializer(
         "duplicate": serializers.IntegerField(),
         "rejected": _REJECTED,
         "dropped_for_privacy": serializers.IntegerField(),
+        "reason": serializers.ChoiceField(
+            choices=list(PRIVACY_REFUSALS), required=False,
+            help_text="/collect only: why nothing was recorded (every event counted in dropped_for_privacy)",
+        ),
     },
 )
 _ERROR = inline_serializer(
-    "CollectError", {"error": serializers.CharField(), "detail": serializers.CharField()}
+    "CollectError",
+    {
+        "error": serializers.ChoiceField(choices=list(BODY_ERRORS)),
+        "detail": serializers.CharField(),
+    },
 )
-_BATCH = inline_serializer("EventBatch", {"events": serializers.ListField(child=serializers.DictField())})
 _EXAMPLE = OpenApiExample(
     "one page view",
     value={
@@ -182,7 +248,7 @@ _EXAMPLE = OpenApiExample(
 )
 _RESPONSES = {
     202: OpenApiResponse(_ACCEPTED, "per-event outcome"),
-    400: OpenApiResponse(_ERROR, "not JSON / not a batch (quarantined)"),
+    400: OpenApiResponse(_ERROR, "not JSON / not a batch / too many events (quarantined)"),
     413: OpenApiResponse(_ERROR, "body too large (quarantined)"),
     503: OpenApiResponse(_ERROR, "storage unavailable: retry"),
 }
@@ -193,12 +259,13 @@ class CollectView(APIView):
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    body_read_raw = True  # any content type: sendBeacon sends text/plain (no 415)
 
     @extend_schema(
         operation_id="collect",
         summary="Record clickstream events (browser beacon)",
         description=_DESCRIPTION,
-        request={"application/json": _BATCH, "text/plain": _BATCH},
+        request={"application/json": EventBatchSchema, "text/plain": EventBatchSchema},
         responses=_RESPONSES,
         examples=[_EXAMPLE],
         tags=["tracking"],
@@ -215,12 +282,13 @@ class EventsApiView(APIView):
     a valid token is remembered per process for a few seconds, as on every other API endpoint)."""
 
     permission_classes = [IsAuthenticated]
+    body_read_raw = True  # read as JSON whatever its content type (no 415)
 
     @extend_schema(
         operation_id="events_create",
         summary="Record clickstream events (server to server)",
         description="Same schema and answers as /collect; every event must carry its user_id.",
-        request={"application/json": _BATCH},
+        request={"application/json": EventBatchSchema},
         responses=_RESPONSES,
         examples=[_EXAMPLE],
         tags=["tracking"],
@@ -237,7 +305,15 @@ class UserDataDeleteView(APIView):
     permission_classes = [IsAdminUser]
 
     @extend_schema(
+        operation_id="user_data_delete",
         summary="Delete one visitor's data",
+        parameters=[
+            OpenApiParameter(
+                "user_id", {"type": "string", "pattern": "^[^/]+$"}, OpenApiParameter.PATH,
+                description="any id data is held under, even one outside the user id rule (quarantined rows "
+                "keep the id they came with); an id without data deletes nothing",
+            )
+        ],
         description="Deletes the visitor's events, quarantined rows, online features and derived data.",
         responses={
             200: inline_serializer(

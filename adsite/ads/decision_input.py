@@ -11,13 +11,19 @@ duplicate placements. Whether each placement exists is the view's check, from th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from inference.api import USER_ID_PATTERN, USER_ID_RULE, user_id_valid
+from inference.api import USER_ID_RULE, user_id_valid
+from inference.rest.fields import (
+    ClosedSerializer,
+    StrictBooleanField,
+    StrictSlugField,
+    StrictUserIdField,
+    UniqueListField,
+)
 
 DEVICES = ("desktop", "mobile", "tablet", "other")
 INPUT_FIELDS = ("user_id", "placements", "device", "categories", "explain")
@@ -25,70 +31,26 @@ _SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # DRF's SlugField (allow_unicode=False)
 _INPUT_FIELDS = frozenset(INPUT_FIELDS)
 
 
-class _StrictSlugField(serializers.SlugField):
-    """A slug that is a JSON string (DRF's CharField would turn ``7`` into ``"7"``), untrimmed."""
+def placement_names() -> frozenset[str]:
+    """The names of the site's placements, from the in-process catalog (``Placement`` rows, rebuilt as the
+    catalog is): no query per request. What a decision may name, and the schema's enum for it."""
+    from adsite.ads.catalog import catalog_current
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(trim_whitespace=False, **kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        if type(data) is not str or data.endswith("\n"):  # the validator's "$" would let "x\n" through
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class _StrictUserIdField(serializers.RegexField):
-    """The one user id rule (``inference.api``), as a JSON string; ``""`` is the anonymous visitor."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            rf"^{USER_ID_PATTERN}$", trim_whitespace=False, allow_blank=True,
-            error_messages={"invalid": f"{USER_ID_RULE} (or empty: an anonymous visitor)"},
-            **kwargs,
-        )
-
-    def to_internal_value(self, data: Any) -> str:
-        if type(data) is not str or not user_id_valid(data):  # the validator's "$" would let "x\n" through
-            self.fail("invalid")
-        return data
-
-
-class _StrictBooleanField(serializers.BooleanField):
-    """A JSON boolean only (DRF's BooleanField takes ``"yes"``, ``1``, ``"on"``...)."""
-
-    default_error_messages = {"invalid": "must be a JSON boolean (true or false)"}
-
-    def to_internal_value(self, data: Any) -> bool:
-        if type(data) is not bool:
-            self.fail("invalid")
-        return data
+    return frozenset(catalog_current().placement_sizes)
 
 
 @extend_schema_serializer(component_name="AdDecisionInput")
-class DecisionInputSerializer(serializers.Serializer):
-    user_id = _StrictUserIdField(required=False, default="", help_text=USER_ID_RULE + "; empty: anonymous")
-    placements = serializers.ListField(
-        child=_StrictSlugField(max_length=64), min_length=1, max_length=10,
-        help_text="names of the site's placements (Placement), each at most once",
+class DecisionInputSerializer(ClosedSerializer):
+    user_id = StrictUserIdField(
+        blank_means="an anonymous visitor", required=False, default="", help_text=USER_ID_RULE + "; empty: anonymous"
+    )
+    placements = UniqueListField(
+        child=StrictSlugField(max_length=64, schema_enum=placement_names), min_length=1, max_length=10,
+        item_name="placement", help_text="names of the site's placements, each at most once",
     )
     device = serializers.ChoiceField(choices=list(DEVICES), default="other")
-    categories = serializers.ListField(child=_StrictSlugField(max_length=100), max_length=20, default=list)
-    explain = _StrictBooleanField(default=False)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            unknown = [str(key)[:64] for key in data if key not in INPUT_FIELDS]
-            if unknown:
-                expected = ", ".join(INPUT_FIELDS)
-                raise serializers.ValidationError({name: f"unknown field (expected {expected})" for name in unknown})
-        return super().to_internal_value(data)
-
-    def validate_placements(self, value: list[str]) -> list[str]:
-        repeated = sorted({name for name in value if value.count(name) > 1})
-        if repeated:
-            raise serializers.ValidationError(f"each placement at most once; repeated: {', '.join(repeated)}")
-        return value
-
+    categories = serializers.ListField(child=StrictSlugField(max_length=100), max_length=20, default=list)
+    explain = StrictBooleanField(default=False)
 
 
 def _slugs(value: object, *, most: int, longest: int, least: int = 0) -> list[str] | None:
@@ -123,10 +85,6 @@ def decision_input_fast(data: object) -> dict[str, Any] | None:
 
 
 def placements_unknown(names: list[str]) -> list[str]:
-    """The names the site has no placement for, in the order given (none: ``[]``).
-
-    From the in-process catalog (``Placement`` rows, rebuilt as the catalog is): no query per request."""
-    from adsite.ads.catalog import catalog_current
-
-    known = catalog_current().placement_sizes
+    """The names the site has no placement for (``placement_names``), in the order given (none: ``[]``)."""
+    known = placement_names()
     return [name for name in names if name not in known]

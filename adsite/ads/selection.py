@@ -36,7 +36,7 @@ from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, c
 from adsite.ads.conf import ads_setting
 from adsite.ads.ledger import OK, Charge, LedgerUnavailable, Snapshot, ledger
 from adsite.ads.metrics import decision_observe
-from inference.api import Deadline, Interests, predict_interests
+from inference.api import SERVED_BY, Deadline, Interests, predict_interests
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ PREDICTION_FAILED = "prediction_failed"
 LEDGER_UNAVAILABLE = "ledger_unavailable"
 
 POLICIES = ("adsite", "random", "untargeted", "oracle")
+# who supplied a decision's interests: a model of the chain (SERVED_BY); "context", the request's own
+# categories (an anonymous visitor, or no time left to ask); "none", the prediction failed
+DECISION_SERVED_BY = (*SERVED_BY, "context", "none")
 # (user_id, campaign, creative) -> click probability: only the simulation's oracle supplies one
 OracleScorer = Callable[[str, CampaignView, CreativeView], float]
 

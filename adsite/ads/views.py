@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -20,9 +20,11 @@ from rest_framework.views import APIView
 from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fast, placements_unknown
 from adsite.ads.delivery import choice_urls
 from adsite.ads.landing import landing_url_safe
-from adsite.ads.selection import DecisionContext, Placement, ads_select
+from adsite.ads.models import Creative
+from adsite.ads.selection import DECISION_SERVED_BY, DecisionContext, Placement, ads_select
 from adsite.ads.services.billing import click_record, impression_view_record
 from adsite.ops.api_errors import ERRORS_SCHEMA
+from inference.api import FALLBACK_REASONS
 from tracking import api as tracking_api
 
 
@@ -33,6 +35,54 @@ def _absolute(request: Request, host: str, location: str) -> str:
     return request.build_absolute_uri(location) if location else ""
 
 
+@extend_schema_serializer(component_name="AdCreative")
+class AdCreativeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    campaign_id = serializers.IntegerField()
+    advertiser = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=Creative.Kind.choices, help_text='html: render ONLY in <iframe sandbox="" srcdoc>'
+    )
+    size = serializers.CharField(help_text="WIDTHxHEIGHT, or fluid")
+    headline = serializers.CharField(allow_blank=True)
+    body = serializers.CharField(allow_blank=True)
+    cta = serializers.CharField(allow_blank=True)
+    image_url = serializers.CharField(allow_blank=True, help_text="absolute; empty for an html creative")
+    html = serializers.CharField(allow_blank=True, help_text="the html creative's markup; empty otherwise")
+
+
+@extend_schema_serializer(component_name="AdPlacementDecision")
+class AdPlacementDecisionSerializer(serializers.Serializer):
+    placement = serializers.CharField()
+    house = serializers.BooleanField(help_text="true: the house ad (no paid campaign fits)")
+    creative = AdCreativeSerializer(allow_null=True, help_text="null: show your own house ad")
+    click_url = serializers.CharField(allow_blank=True, help_text="signed; redirects to the creative's landing URL")
+    impression_url = serializers.CharField(allow_blank=True, help_text="signed; GET it when the ad has been viewable")
+    explanation = serializers.CharField(allow_blank=True, help_text="why this ad, in a sentence")
+
+
+@extend_schema_serializer(component_name="AdDecision")
+class AdDecisionSerializer(serializers.Serializer):
+    decision_id = serializers.UUIDField()
+    user_id = serializers.CharField(allow_blank=True, help_text="empty: an anonymous visitor")
+    served_by = serializers.ChoiceField(
+        choices=list(DECISION_SERVED_BY),
+        help_text="who supplied the interests: an interest model of the fallback chain; `context`, the "
+        "request's own `categories` (an anonymous visitor, or no time left to ask a model); `none`, "
+        "the prediction failed",
+    )
+    fallback_reason = serializers.ChoiceField(
+        choices=list(FALLBACK_REASONS), allow_null=True, help_text="why the preferred model did not answer"
+    )
+    elapsed_ms = serializers.FloatField(help_text="server time spent on the decision, ms")
+    placements = AdPlacementDecisionSerializer(many=True)
+    filtered = serializers.DictField(child=serializers.IntegerField(), help_text="reason -> campaigns removed")
+    explanation = serializers.DictField(
+        required=False, allow_null=True,
+        help_text="with `explain=true` only: interest scores, every candidate's score, the filters",
+    )
+
+
 class DecisionsView(APIView):
     """``POST /api/v1/ads/decisions``: the ad for each placement, for one visitor."""
 
@@ -40,35 +90,7 @@ class DecisionsView(APIView):
 
     InputSerializer = DecisionInputSerializer  # the reference for decision_input_fast (and the schema)
 
-    class CreativeSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
-        campaign_id = serializers.IntegerField()
-        advertiser = serializers.CharField()
-        kind = serializers.CharField(help_text="image, or html (render ONLY in <iframe sandbox=\"\" srcdoc>)")
-        size = serializers.CharField()
-        headline = serializers.CharField()
-        body = serializers.CharField()
-        cta = serializers.CharField()
-        image_url = serializers.CharField()
-        html = serializers.CharField()
-
-    class PlacementOutputSerializer(serializers.Serializer):
-        placement = serializers.CharField()
-        house = serializers.BooleanField()
-        creative = serializers.DictField(allow_null=True, help_text="null: show your own house ad")
-        click_url = serializers.CharField(help_text="signed; redirects to the creative's landing URL")
-        impression_url = serializers.CharField(help_text="signed; GET it when the ad has been viewable")
-        explanation = serializers.CharField()
-
-    class OutputSerializer(serializers.Serializer):
-        decision_id = serializers.CharField()
-        user_id = serializers.CharField()
-        served_by = serializers.CharField(help_text="the interest model that answered (or context/none)")
-        fallback_reason = serializers.CharField(allow_null=True)
-        elapsed_ms = serializers.FloatField()
-        placements = serializers.ListField(child=serializers.DictField())
-        filtered = serializers.DictField(child=serializers.IntegerField(), help_text="reason -> campaigns removed")
-        explanation = serializers.DictField(required=False, allow_null=True)
+    OutputSerializer = AdDecisionSerializer  # the schema only: the body is built below
 
     @extend_schema(
         operation_id="ads_decide",

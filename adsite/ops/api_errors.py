@@ -22,17 +22,15 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.urls import is_valid_path
-from drf_spectacular.utils import inline_serializer
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from inference.rest.errors import ApiErrorsSerializer
+
 BODY = "body"
-ERRORS_SCHEMA = inline_serializer(
-    "ApiErrors",
-    {"errors": serializers.DictField(child=serializers.CharField(), help_text="field -> what is wrong")},
-)
+ERRORS_SCHEMA = ApiErrorsSerializer  # the body's schema (inference.rest.errors)
 _MIDDLEWARE_MESSAGES = {404: ("path", "no such API endpoint"), 500: ("detail", "internal server error")}
 
 
@@ -119,17 +117,3 @@ def _slash_missing(request: HttpRequest) -> bool:
         and not is_valid_path(path)
         and is_valid_path(f"{path}/")
     )
-
-
-# Request bodies that refuse unknown fields (400 naming them): the schema says so, so that clients and
-# schema-driven tests (tests/api/test_fuzz.py) do not send extra fields expecting them to be ignored.
-CLOSED_REQUEST_COMPONENTS = ("AdDecisionInput", "InterestsBatchInput")
-
-
-def schema_request_bodies_closed(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: ``additionalProperties: false`` on the closed request bodies."""
-    schemas = result.get("components", {}).get("schemas", {})
-    for name in CLOSED_REQUEST_COMPONENTS:
-        if name in schemas:
-            schemas[name]["additionalProperties"] = False
-    return result

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class OpsConfig(AppConfig):
     name = "adsite.ops"
     label = "ops"
+
+    def ready(self) -> None:
+        from adsite.ops import openapi  # noqa: F401  (registers the token scheme's schema extension)

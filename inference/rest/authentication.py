@@ -5,6 +5,9 @@ interests request here, measured in docs/benchmarks.md). This subclass remembers
 for ``TOKEN_CACHE_SECONDS`` per process, so a busy client costs one query per process per period. The
 price: a deleted token, or a deactivated user, keeps working for at most that long in each web process.
 Invalid tokens are never remembered (each one is checked against the database).
+
+The key is accepted as ``Authorization: Token <key>`` (DRF's form) and as ``Authorization: Bearer <key>``
+(what most HTTP clients and OpenAPI generators send); the schema lists both (``adsite/ops/openapi.py``).
 """
 
 from __future__ import annotations
@@ -13,15 +16,35 @@ import threading
 import time
 from typing import Any
 
-from rest_framework.authentication import TokenAuthentication
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
+from rest_framework.request import Request
 
 TOKEN_CACHE_SECONDS = 10.0
 TOKEN_CACHE_MAX = 10_000  # distinct tokens held per process before the memory is cleared
+KEYWORDS = (b"token", b"bearer")  # the Authorization header's scheme, case-insensitive (RFC 9110)
 
 
 class CachedTokenAuthentication(TokenAuthentication):
     _valid: dict[str, tuple[float, Any, Any]] = {}
     _lock = threading.Lock()
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        auth = get_authorization_header(request).split()
+        if not auth or auth[0].lower() not in KEYWORDS:
+            return None  # another scheme (or none): the next authenticator's, or "not provided"
+        if len(auth) != 2:
+            raise exceptions.AuthenticationFailed(
+                "Invalid authorization header: expected 'Token <key>' or 'Bearer <key>'."
+            )
+        try:
+            key = auth[1].decode("ascii")
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed("Invalid token: not ASCII.") from None
+        return self.authenticate_credentials(key)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Token realm="api", Bearer realm="api"'
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         now = time.monotonic()

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 
 class IsServiceClientOrStaff(BasePermission):
-    message = "A service token (Authorization: Token ...) or a staff session is required."
+    message = "A service token (Authorization: Token <key>, or Bearer <key>) or a staff session is required."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from typing import Any
+
+from django.http import QueryDict
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -11,6 +14,7 @@ from rest_framework.views import APIView
 
 from inference.registry import selectors, services
 from inference.registry.models import ModelVersion
+from inference.rest.errors import ApiErrorsSerializer
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer):
@@ -32,10 +36,6 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-class RegistryErrorSerializer(serializers.Serializer):
-    errors = serializers.DictField(child=serializers.CharField())
-
-
 def _actor(request: Request) -> str:
     return f"api:{request.user.get_username()}"
 
@@ -46,6 +46,16 @@ class ModelVersionListView(APIView):
     class FilterSerializer(serializers.Serializer):
         algorithm = serializers.ChoiceField(choices=ModelVersion.Algorithm.choices, required=False)
         status = serializers.ChoiceField(choices=ModelVersion.Status.choices, required=False)
+
+        def to_internal_value(self, data: Any) -> Any:
+            # each filter given at most once, and never empty: "?status=" is a 400, not "no filter"
+            # (DRF reads an empty query value of an optional field as absent), as the schema's enum says
+            if isinstance(data, QueryDict):
+                repeated = {name: "given more than once" for name, values in data.lists() if len(values) > 1}
+                if repeated:
+                    raise serializers.ValidationError(repeated)
+                data = data.dict()
+            return super().to_internal_value(data)
 
     @extend_schema(
         operation_id="models_list",
@@ -65,7 +75,7 @@ class ModelVersionActivateView(APIView):
     @extend_schema(
         operation_id="models_activate",
         request=None,
-        responses={200: ModelVersionOutputSerializer, 404: RegistryErrorSerializer},
+        responses={200: ModelVersionOutputSerializer, 404: ApiErrorsSerializer},
     )
     def post(self, request: Request, version: str) -> Response:
         try:
@@ -83,8 +93,8 @@ class ModelVersionRetireView(APIView):
         request=None,
         responses={
             200: ModelVersionOutputSerializer,
-            404: RegistryErrorSerializer,
-            409: RegistryErrorSerializer,
+            404: ApiErrorsSerializer,
+            409: ApiErrorsSerializer,
         },
     )
     def post(self, request: Request, version: str) -> Response:
@@ -103,7 +113,13 @@ class ModelRollbackView(APIView):
     @extend_schema(
         operation_id="models_rollback",
         request=None,
-        responses={200: ModelVersionOutputSerializer, 409: RegistryErrorSerializer},
+        parameters=[
+            OpenApiParameter(
+                "algorithm", str, OpenApiParameter.PATH, enum=ModelVersion.Algorithm.values,
+                description="the algorithm whose previous version becomes active again",
+            )
+        ],
+        responses={200: ModelVersionOutputSerializer, 409: ApiErrorsSerializer},
     )
     def post(self, request: Request, algorithm: str) -> Response:
         if algorithm not in ModelVersion.Algorithm.values:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -16,17 +20,15 @@ from rest_framework.views import APIView
 
 from inference.api import Deadline, Interests, predict_interests
 from inference.rest.authentication import CachedTokenAuthentication
+from inference.rest.fields import ClosedSerializer, StrictIntegerField, StrictUserIdField
 from inference.rest.negotiation import FirstRendererNegotiation
 from inference.rest.parameters import (
     BATCH_MAX,
     TOP_DEFAULT,
     TOP_MAX,
     BadParameter,
-    batch_fields_check,
-    top_parse_json,
     top_parse_query,
     user_id_parse,
-    user_ids_parse,
 )
 from inference.rest.permissions import IsServiceClientOrStaff
 from inference.rest.throttling import InterestsBatchRateThrottle, InterestsRateThrottle
@@ -39,6 +41,7 @@ class CategoryScoreSerializer(serializers.Serializer):
     score = serializers.FloatField()
 
 
+@extend_schema_serializer(component_name="Interests")
 class InterestsOutputSerializer(serializers.Serializer):
     """Schema only: the response is built by hand (``Interests.as_dict``)."""
 
@@ -50,12 +53,19 @@ class InterestsOutputSerializer(serializers.Serializer):
         "recent, popularity), or the prior (cold start, or every ranker failed or was out of time)",
     )
     model_version = serializers.CharField()
-    fallback_reason = serializers.ChoiceField(choices=list(FALLBACK_REASONS), allow_null=True)
+    fallback_reason = serializers.ChoiceField(
+        choices=list(FALLBACK_REASONS), allow_null=True, help_text="why the preferred model did not answer"
+    )
     elapsed_ms = serializers.FloatField(help_text="server time spent on the prediction, ms")
 
 
-class ErrorSerializer(serializers.Serializer):
-    errors = serializers.DictField(child=serializers.CharField(), help_text="parameter -> what is wrong")
+@extend_schema_serializer(component_name="InterestsBatchInput")
+class InterestsBatchInputSerializer(ClosedSerializer):
+    user_ids = serializers.ListField(
+        child=StrictUserIdField(help_text=USER_ID_RULE), min_length=1, max_length=BATCH_MAX,
+        help_text="the users, each answered in this order (a repeated id is answered each time)",
+    )
+    top = StrictIntegerField(min_value=1, max_value=TOP_MAX, default=TOP_DEFAULT, help_text="categories per user")
 
 
 def server_timing(interests: Interests, total_ms: float) -> str:
@@ -89,11 +99,7 @@ class UserInterestsView(APIView):
                 description=f"the first-party anonymous id ({USER_ID_RULE}); an unknown one gets a cold-start answer",
             ),
         ],
-        responses={
-            200: InterestsOutputSerializer,
-            400: ErrorSerializer,
-            401: OpenApiResponse(description="no credentials"),
-        },
+        responses={200: InterestsOutputSerializer},
     )
     def get(self, request: Request, user_id: str) -> Response:
         try:
@@ -119,17 +125,7 @@ class InterestsBatchView(APIView):
     @extend_schema(
         operation_id="interests_batch",
         summary="Predicted interests of many users",
-        request=inline_serializer(
-            "InterestsBatchInput",
-            {
-                "user_ids": serializers.ListField(
-                    child=serializers.RegexField(f"^{USER_ID_PATTERN}$", trim_whitespace=False, help_text=USER_ID_RULE),
-                    min_length=1,
-                    max_length=BATCH_MAX,
-                ),
-                "top": serializers.IntegerField(min_value=1, max_value=TOP_MAX, required=False),
-            },
-        ),
+        request=InterestsBatchInputSerializer,
         responses={
             200: inline_serializer(
                 "InterestsBatchOutput",
@@ -142,23 +138,13 @@ class InterestsBatchView(APIView):
                     "elapsed_ms": serializers.FloatField(),
                 },
             ),
-            400: ErrorSerializer,
         },
     )
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            body = request.data
-        except ParseError as exc:
-            return Response({"errors": {"body": f"not valid JSON: {exc.detail}"}}, status=400)
-        if not isinstance(body, dict):
-            return Response({"errors": {"body": "must be a JSON object"}}, status=400)
-        try:
-            batch_fields_check(body)
-            user_ids = user_ids_parse(body.get("user_ids"))
-            top = top_parse_json(body["top"]) if "top" in body else TOP_DEFAULT
-        except BadParameter as exc:
-            return Response(exc.body(), status=400)
+        data = InterestsBatchInputSerializer(data=request.data)  # a body that is not JSON: a 400 about it
+        data.is_valid(raise_exception=True)
+        user_ids, top = data.validated_data["user_ids"], data.validated_data["top"]
         results = [
             {
                 "user_id": user_id,

@@ -1,0 +1,103 @@
+"""The OpenAPI schema as the server's own account of itself (drf-spectacular's ``DEFAULT_SCHEMA_CLASS``).
+
+Promise: what a client generated from ``/api/schema/`` may send is what the server accepts, and every
+answer it can get is listed with its body (``tests/api/test_contract_schemathesis.py`` checks both with
+schemathesis over every operation). The schema is generated from the definitions the server itself
+validates and answers with, never written twice:
+
+* error answers from the view's own classes: 401 and 403 where a permission class guards the view, 429
+  where it has throttles, 415 where DRF parses its JSON body, 400 where it takes parameters or a body;
+  every one with the body ``api_errors`` sends (``ApiErrors``), unless the view declares its own;
+* ``additionalProperties: false`` on the body of a serializer that refuses unknown fields
+  (``unknown_fields_refused = True``, set by the serializer that does the refusing), ``uniqueItems`` on a
+  list field that refuses repeats (``inference/rest/fields.py``);
+* enums whose values are site data (the placements a decision may name) from a field's
+  ``schema_enum()``, the same function the server checks the values with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DatabaseError
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+from rest_framework import permissions
+
+from adsite.ops.api_errors import ERRORS_SCHEMA
+
+_ERROR_DESCRIPTIONS = {
+    "400": "the request does not validate: one entry per bad field (`body` for the body as a whole)",
+    "401": "no credentials, or invalid ones (`Authorization: Token <key>` or `Bearer <key>`): under `detail`",
+    "403": "authenticated, but not allowed (a staff endpoint, or a non-staff session): under `detail`",
+    "415": "the body is not `application/json`: under `detail`",
+    "429": "too many requests: retry after the `Retry-After` header's seconds; under `detail`",
+}
+
+
+class ApiAutoSchema(AutoSchema):
+    """drf-spectacular's ``AutoSchema`` plus the error answers and constraints the views enforce."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = super()._get_response_bodies(direction)
+        for code in self._error_codes():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ERRORS_SCHEMA, code, direction=direction)
+            if not responses[code].get("description"):
+                responses[code]["description"] = _ERROR_DESCRIPTIONS[code]
+        return responses
+
+    def _error_codes(self) -> list[str]:
+        view = self.view
+        codes = []
+        has_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
+        if has_body or self._get_parameters():
+            codes.append("400")
+        if not any(isinstance(p, permissions.AllowAny) for p in view.get_permissions()):
+            codes += ["401", "403"]
+        if has_body and not getattr(view, "body_read_raw", False):
+            codes.append("415")
+        if view.get_throttles():
+            codes.append("429")
+        return codes
+
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
+        if getattr(serializer, "unknown_fields_refused", False):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _map_serializer_field(self, field: Any, direction: Any, bypass_extensions: bool = False) -> Any:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if getattr(field, "unique_items", False) and isinstance(schema, dict):
+            schema["uniqueItems"] = True
+        enum = getattr(field, "schema_enum", None)
+        if callable(enum) and isinstance(schema, dict):
+            try:
+                values = sorted(enum())
+            except DatabaseError:  # `manage.py spectacular` before `migrate`: the site data is unknown
+                values = []
+            if values:  # an empty enum admits nothing: leave the pattern to describe the values
+                schema["enum"] = values
+        return schema
+
+
+class CachedTokenScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Token <key>`` and ``Authorization: Bearer <key>``: the same token either way."""
+
+    target_class = "inference.rest.authentication.CachedTokenAuthentication"
+    name = ["tokenAuth", "bearerAuth"]
+    priority = 1
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
+        how = "`manage.py create_api_token NAME` prints a key (`--staff` for the staff endpoints)"
+        return [
+            {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": f'Token-based authentication with required prefix "Token": {how}.',
+            },
+            {"type": "http", "scheme": "bearer", "description": f"The same key as a bearer token: {how}."},
+        ]
+
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[Any]]]:
+        return [{"tokenAuth": []}, {"bearerAuth": []}]
