@@ -24,7 +24,8 @@ import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# the datasets beside the checkout (../shared/data), or where ADSITE_SHARED_DATA says (a worktree elsewhere)
+SHARED_DATA = Path(os.environ.get("ADSITE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 REQUIRE_SERVICES = os.environ.get("ADSITE_REQUIRE_SERVICES") == "1"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Debian's Chromium as root, headless, and quiet on a machine without outside network.
