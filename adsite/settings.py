@@ -286,6 +286,16 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
     ],
     "SERVE_INCLUDE_SCHEMA": False,
+    # the enums' component names (each from the constant the server checks against)
+    "ENUM_NAME_OVERRIDES": {
+        "EventTypeEnum": "inference.events.EVENT_TYPES",
+        "RejectionReasonEnum": "tracking.schema.REJECTION_REASONS",
+        "CollectErrorCodeEnum": "tracking.views.BODY_ERRORS",
+        "PrivacyRefusalEnum": "tracking.consent.PRIVACY_REFUSALS",
+        "ModelStatusEnum": "inference.registry.models.ModelVersion.Status",
+        "ModelAlgorithmEnum": "inference.registry.models.ModelVersion.Algorithm",
+        "CreativeKindEnum": "adsite.ads.models.Creative.Kind",
+    },
     # Swagger UI / Redoc assets come from our own static files (drf-spectacular-sidecar), not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -333,7 +333,8 @@ def event_json_schema(*, limits: Limits) -> dict[str, Any]:
         "session_id": text("session_id", "the sender's session"),
         "ts": {
             "anyOf": [
-                {"type": "number", "minimum": limits.min_ts_ms, "description": "epoch milliseconds"},
+                {"type": "integer", "minimum": limits.min_ts_ms, "description": "epoch milliseconds"},
+                {"type": "number", "minimum": limits.min_ts_ms, "description": "epoch milliseconds (truncated)"},
                 {"type": "string", "maxLength": 40, "description": "ISO-8601 (without an offset: UTC)"},
             ],
             "description": "when it happened, by the sender's clock: from 1990 to one day ahead of the server's "

@@ -41,6 +41,8 @@ def placement_names() -> frozenset[str]:
 
 @extend_schema_serializer(component_name="AdDecisionInput")
 class DecisionInputSerializer(ClosedSerializer):
+    """What to decide: the visitor, the placements to fill, the page's device and categories."""
+
     user_id = StrictUserIdField(
         blank_means="an anonymous visitor", required=False, default="", help_text=USER_ID_RULE + "; empty: anonymous"
     )

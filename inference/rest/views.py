@@ -61,6 +61,8 @@ class InterestsOutputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="InterestsBatchInput")
 class InterestsBatchInputSerializer(ClosedSerializer):
+    """Many users in one call, the same ``top`` for each."""
+
     user_ids = serializers.ListField(
         child=StrictUserIdField(help_text=USER_ID_RULE), min_length=1, max_length=BATCH_MAX,
         help_text="the users, each answered in this order (a repeated id is answered each time)",
