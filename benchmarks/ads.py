@@ -23,8 +23,8 @@ IN_PROCESS = r"""
 import json, statistics, time, django, os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsite.settings")
 django.setup()
-from adsite.ads.selection import Placement, ads_select
-places = [Placement("leaderboard"), Placement("sidebar"), Placement("footer")]
+from adsite.ads.decisions import PlacementRequest, ads_select
+places = [PlacementRequest("leaderboard"), PlacementRequest("sidebar"), PlacementRequest("footer")]
 served = {}
 for i in range(300):
     ads_select(user_id=f"demo-{i % 400 + 1:05d}", placements=places)

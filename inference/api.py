@@ -42,6 +42,7 @@ __all__ = [
     "timestamp_ms",
     "timestamp_seconds",
     "active_model_versions",
+    "population_interests",
     "predict_interests",
     "model_version_activate",
     "model_version_retire",
@@ -110,6 +111,12 @@ def predict_interests(user_id: str, *, deadline: Deadline | None = None, top: in
         logging.getLogger(__name__).exception("inference.predictor_unavailable")
         return Interests((), "prior", "none", "error", deadline.elapsed_ms())
     return current.predict(user_id, deadline=deadline, top=top)
+
+
+def population_interests(*, deadline: Deadline | None = None, top: int = 10) -> Interests:
+    """The population's interests: the answer for a visitor with no history (read its ``shares()``
+    beside a visitor's to get an interest lift). Never raises, like ``predict_interests``."""
+    return predict_interests("", deadline=deadline, top=top)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,17 +7,15 @@ ads chosen from the page's own categories, with no visitor id: nothing about the
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
 
-from adsite.ads.selection import Choice, Decision, DecisionContext, OracleScorer, Placement, ads_select
+from adsite.ads.decisions import Choice, Decision, DecisionContext, PlacementRequest, ads_select
 from adsite.ads.tokens import CLICK_SALT, VIEW_SALT, AdToken, token_make
 from adsite.content.placements import SlotAd
+from adsite.platform import platform
 from tracking import api as tracking_api
 
 
@@ -56,31 +54,15 @@ def choice_urls(*, choice: Choice, user_id: str) -> tuple[str, str]:
     )
 
 
-# The simulation's seam: the policy (and the oracle's scorer) every page decision of this process
-# uses. Empty in production: the site always runs "adsite".
-_page_policy: dict[str, Any] = {}
-
-
-@contextmanager
-def page_policy_use(*, policy: str, oracle: OracleScorer | None = None, rng: random.Random | None = None) -> Iterator[None]:
-    """Decide the site's pages with another policy (``random``, ``untargeted``, ``oracle``) for a while."""
-    previous = dict(_page_policy)
-    _page_policy.clear()
-    _page_policy.update({"policy": policy, "oracle": oracle, "rng": rng})
-    try:
-        yield
-    finally:
-        _page_policy.clear()
-        _page_policy.update(previous)
-
-
 def request_context(*, request: HttpRequest, categories: Sequence[str] = (), explain: bool = False) -> tuple[str, DecisionContext]:
     """(visitor id or "", decision context) of a page request."""
     personalized = tracking_api.tracking_allowed(request)
     user_id = tracking_api.visitor_id(request) if personalized else ""
     device = tracking_api.user_agent_device(request.META.get("HTTP_USER_AGENT", "") or "")
+    owner = platform()  # the composition root holds the page policy (the site's, or the simulation's)
     return user_id, DecisionContext(
-        device=device, categories=tuple(categories), personalized=personalized, explain=explain, **_page_policy
+        device=device, categories=tuple(categories), personalized=personalized, explain=explain,
+        policy=owner.policy, rng=owner.page_rng,
     )
 
 
@@ -112,6 +94,6 @@ def placements_provide(
     """The content app's provider: one decision for the page's slots (``None``: built-in house ad)."""
     user_id, context = request_context(request=request, categories=categories)
     decision: Decision = ads_select(
-        user_id=user_id, placements=[Placement(name) for name in placements], context=context
+        user_id=user_id, placements=[PlacementRequest(name) for name in placements], context=context
     )
     return {choice.placement: slot_ad(choice=choice, user_id=decision.user_id) for choice in decision.choices}

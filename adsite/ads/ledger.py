@@ -65,7 +65,7 @@ class Charge:
     cap_per_day: int = 0
     # the click model's weight of this impression (the visitor's interest lift) minus 1, in millionths:
     # a creative's exposure = impressions + the summed extra; its quality is learned as clicks /
-    # exposure (``selection.quality_posteriors``). Counted with the impression, no money involved
+    # exposure (``scoring.quality_posteriors``). Counted with the impression, no money involved
     extra_exposure_micros: int = 0
 
 
@@ -497,10 +497,6 @@ class RedisLedger:
 
 # ---- the one accessor ----------------------------------------------------------------------------
 
-_ledger: Ledger | None = None
-_ledger_lock = threading.Lock()
-
-
 def ledger_build() -> Ledger:
     if ads_setting("LEDGER") == "redis":
         url = ads_setting("REDIS_URL")
@@ -512,20 +508,16 @@ def ledger_build() -> Ledger:
 
 
 def ledger() -> Ledger:
-    """This process's ledger (built on first use from ``ADS["LEDGER"]``)."""
-    global _ledger
-    current = _ledger
-    if current is None:
-        with _ledger_lock:
-            if _ledger is None:
-                _ledger = ledger_build()
-            current = _ledger
-    return current
+    """This process's ledger (the platform's: built on first use from ``ADS["LEDGER"]``)."""
+    from adsite.platform import platform
+
+    return platform().ledger
 
 
 def ledger_use(replacement: Ledger | None) -> Ledger | None:
     """Swap this process's ledger (tests, the simulation); returns the previous one."""
-    global _ledger
-    with _ledger_lock:
-        previous, _ledger = _ledger, replacement
+    from adsite.platform import platform
+
+    current = platform()
+    previous, current.ledger_backend = current.ledger_backend, replacement
     return previous

@@ -32,6 +32,7 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +40,9 @@ import numpy as np
 from django.test import Client, override_settings
 
 from adsite.ads.catalog import CampaignView, CreativeView, catalog_current, catalog_invalidate
-from adsite.ads.delivery import page_policy_use
-from adsite.ads.ledger import MemoryLedger, ledger_use
+from adsite.ads.ledger import MemoryLedger
+from adsite.ads.scoring import ADSITE_POLICY, Candidate, Knobs, Quality, SelectionPolicy, bid_value
+from adsite.platform import Platform, platform_use
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,49 @@ class SimulationSpec:
     warmup: int = 3
     # earlier visitors (adsite's policy) whose creative statistics every measured policy starts from
     history: int = 2000
+
+
+class RandomPolicy:
+    """Uniform among the eligible ads (a random score ranks them)."""
+
+    name = "random"
+    reads_quality = False
+
+    def click_probability(self, candidate: Candidate, *, quality: Quality | None, rng: random.Random, knobs: Knobs) -> float:
+        return rng.random()
+
+    def value(self, candidate: Candidate, p_click: float) -> float:
+        return p_click
+
+
+class UntargetedPolicy:
+    """The best overall observed click rate (the CTR prior plus the creative's clicks), no interests."""
+
+    name = "untargeted"
+    reads_quality = False
+
+    def click_probability(self, candidate: Candidate, *, quality: Quality | None, rng: random.Random, knobs: Knobs) -> float:
+        clicks, impressions = candidate.clicks, candidate.impressions
+        return (knobs.ctr_prior_clicks + min(clicks, impressions)) / (knobs.ctr_prior_impressions + impressions)
+
+    def value(self, candidate: Candidate, p_click: float) -> float:
+        return bid_value(candidate.campaign, p_click)
+
+
+class OraclePolicy:
+    """Expected value with the hidden click probability (the simulated visitors' own)."""
+
+    name = "oracle"
+    reads_quality = False
+
+    def __init__(self, scorer: Callable[[str, CampaignView, CreativeView], float]) -> None:
+        self._scorer = scorer
+
+    def click_probability(self, candidate: Candidate, *, quality: Quality | None, rng: random.Random, knobs: Knobs) -> float:
+        return self._scorer(candidate.user_id, candidate.campaign, candidate.creative)
+
+    def value(self, candidate: Candidate, p_click: float) -> float:
+        return bid_value(candidate.campaign, p_click)
 
 
 @dataclass
@@ -194,9 +239,17 @@ def _run_policy(
         profile = profiles[users[user_id]] if user_id in users else {}
         return _click_probability(spec, profile, campaign, creative)
 
-    previous = ledger_use(book if book is not None else MemoryLedger(None))
+    policies: dict[str, SelectionPolicy] = {
+        "adsite": ADSITE_POLICY, "random": RandomPolicy(), "untargeted": UntargetedPolicy(), "oracle": OraclePolicy(oracle),
+    }
+    # the pages decide with this run's policy and ledger: installed as the process's composition root
+    previous = platform_use(Platform(
+        ledger_backend=book if book is not None else MemoryLedger(None),
+        page_policy=policies[policy],
+        page_rng=random.Random(spec.seed),
+    ))
     try:
-        with override_settings(ADS=_sim_settings()), page_policy_use(policy=policy, oracle=oracle, rng=random.Random(spec.seed)):
+        with override_settings(ADS=_sim_settings()):
             for v, profile in enumerate(profiles):
                 clicks_rng = random.Random(f"{spec.seed}:{v}:clicks")
                 browse_rng = random.Random(f"{spec.seed}:{v}:browse")
@@ -238,7 +291,7 @@ def _run_policy(
                 if progress is not None:
                     progress(tag, v)
     finally:
-        ledger_use(previous)
+        platform_use(previous)
     return result
 
 

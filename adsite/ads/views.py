@@ -18,10 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fast, placements_unknown
+from adsite.ads.decisions import DECISION_SERVED_BY, DecisionContext, PlacementRequest, ads_select
 from adsite.ads.delivery import choice_urls
 from adsite.ads.landing import landing_url_safe
 from adsite.ads.models import Creative
-from adsite.ads.selection import DECISION_SERVED_BY, DecisionContext, Placement, ads_select
 from adsite.ads.services.billing import click_record, impression_view_record
 from adsite.ops.api_errors import ERRORS_SCHEMA
 from inference.api import FALLBACK_REASONS
@@ -113,7 +113,7 @@ class DecisionsView(APIView):
         host = f"{request.scheme}://{request.get_host()}"
         decision = ads_select(
             user_id=values["user_id"],
-            placements=[Placement(name) for name in values["placements"]],
+            placements=[PlacementRequest(name) for name in values["placements"]],
             context=DecisionContext(
                 device=values["device"], categories=tuple(values["categories"]),
                 personalized=bool(values["user_id"]), explain=values["explain"],

@@ -1,12 +1,33 @@
-"""The answer of a prediction: the frozen dataclass that crosses ``inference.api``."""
+"""The answer of a prediction: the frozen dataclass that crosses ``inference.api``.
+
+What a score means (the contract callers rely on; they never look at ``served_by`` to read a number):
+
+- ``scores`` rank the categories for this visitor, best first, each in (0, 1). They order one answer;
+  across answers and models they are not comparable (a trained model answers a logistic of its own
+  ranking score; the prior a logistic of its blended share). The REST API shows them as they are.
+- ``shares()`` is the comparable reading: the answer as *interest shares*, the predicted share of the
+  visitor's coming events in each category, summing to at most 1 (a category missing from the answer
+  has share 0). The population's shares are the same reading of an unknown visitor's answer
+  (``inference.api.population_interests``), so a visitor's share over the population's is an interest
+  lift whatever model served either.
+- An answer made from a page's own categories (``served_by == "context"``: built by the caller with
+  ``Interests.from_shares``) holds its shares as its scores.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # who can answer: the learned models, the evaluation's baselines as rankers (the registry serves the best
 # one on the validation slice when no learned model beats it), and the prior (last resort)
 SERVED_BY = ("neural", "gbdt", "decayed", "frequency", "recent", "popularity", "prior")
+
+CONTEXT = "context"
+TRAINED = ("neural", "gbdt")
+_EPS = 1e-9
+
 # why the preferred model did not answer; None when the first model in the chain answered
 FALLBACK_REASONS = ("timeout", "over_budget", "error", "circuit_open", "cold_start", "no_model")
 
@@ -20,6 +41,48 @@ class Interests:
     elapsed_ms: float
     # (stage, ms) for the Server-Timing header: "features", then the model(s) tried
     stage_ms: tuple[tuple[str, float], ...] = ()
+
+    def shares(self) -> dict[str, float]:
+        """The answer as interest shares (see the module docstring): the logit undoes the logistic; the
+        prior's logit is already a share (normalised over the answer), a trained model's ranking scores
+        become shares by a softmax over the answer."""
+        if not self.scores:
+            return {}
+        if self.served_by == CONTEXT:
+            return {slug: min(max(float(v), 0.0), 1.0) for slug, v in self.scores}
+        logits = {}
+        for slug, v in self.scores:
+            p = min(max(float(v), _EPS), 1.0 - _EPS)
+            logits[slug] = math.log(p / (1.0 - p))
+        if self.served_by not in TRAINED:  # the prior (and any score that is a logistic of a share)
+            total = sum(max(x, 0.0) for x in logits.values())
+            return {slug: max(x, 0.0) / total for slug, x in logits.items()} if total > 0 else {}
+        top = max(logits.values())
+        weights = {slug: math.exp(x - top) for slug, x in logits.items()}
+        total = sum(weights.values())
+        return {slug: w / total for slug, w in weights.items()}
+
+    @classmethod
+    def from_shares(
+        cls,
+        shares: Iterable[tuple[str, float]],
+        *,
+        served_by: str,
+        model_version: str = "",
+        fallback_reason: str | None = None,
+        elapsed_ms: float = 0.0,
+    ) -> Interests:
+        """An answer whose ``shares()`` are ``shares`` (best first): scores as the prior and the
+        models write them (a logistic of the share), or the shares themselves for ``"context"``. For
+        callers that decide from known shares (a page's categories) and for test doubles."""
+        ordered = sorted(((str(c), float(v)) for c, v in shares), key=lambda kv: -kv[1])
+        if served_by == CONTEXT:
+            scores = tuple(ordered)
+        elif served_by in TRAINED:  # logit = log(share): the softmax over the answer gives the shares back
+            scores = tuple((c, v / (1.0 + v)) for c, v in ordered if v > 0)
+        else:  # logit = share
+            scores = tuple((c, 1.0 / (1.0 + math.exp(-v))) for c, v in ordered)
+        return cls(scores, served_by, model_version, fallback_reason, elapsed_ms)
 
     def as_dict(self) -> dict[str, object]:
         """The JSON shape of the REST answer (built by hand: no serializer on the hot path)."""

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from adsite.ads import selection
+from adsite.ads import decisions
 from adsite.ads.catalog import catalog_invalidate
 from adsite.ads.ledger import MemoryLedger, ledger_use
 from adsite.ads.models import Advertiser, Campaign, Creative, Placement
+from adsite.platform import platform_reset
 from inference.api import Interests
 
 
@@ -24,15 +25,18 @@ def fresh_ads_state(settings: Any) -> Iterator[MemoryLedger]:
     memory = MemoryLedger(None)
     previous = ledger_use(memory)
     catalog_invalidate()
-    selection._population = None
+    platform_reset()
     yield memory
     ledger_use(previous)
     catalog_invalidate()
-    selection._population = None
+    platform_reset()
 
 
 class FakeInterests:
-    """Stands in for ``inference.api.predict_interests``: per-user scores, or an outage."""
+    """Stands in for ``inference.api.predict_interests`` and ``population_interests``: per-user interest
+    shares (the population's under ""), or an outage. Its answers are real ``Interests`` built with
+    ``Interests.from_shares`` as the prior writes them, so they honour the score contract
+    (``tests/ads/test_fake_interests.py`` checks them with the contract test inference's own answers pass)."""
 
     def __init__(self) -> None:
         self.scores: dict[str, dict[str, float]] = {}
@@ -45,9 +49,15 @@ class FakeInterests:
         self.users.append(user_id)
         if self.down:
             raise RuntimeError("inference is down")
-        scores = self.scores.get(user_id, {})
-        ordered = tuple(sorted(scores.items(), key=lambda kv: -kv[1]))[:top]
-        return Interests(ordered, "prior", "test", None if scores else "cold_start", 0.1)
+        shares = self.scores.get(user_id, {})
+        ordered = sorted(shares.items(), key=lambda kv: -kv[1])[:top]
+        return Interests.from_shares(
+            ordered, served_by="prior", model_version="test", fallback_reason=None if shares else "cold_start",
+            elapsed_ms=0.1,
+        )
+
+    def population(self, *, deadline: Any = None, top: int = 10) -> Interests:
+        return self("", deadline=deadline, top=top)
 
 
 @pytest.fixture
@@ -55,7 +65,8 @@ def interests(monkeypatch: pytest.MonkeyPatch) -> FakeInterests:
     fake = FakeInterests()
     # the population: every category equally likely
     fake.scores[""] = {c: 0.2 for c in ("travel", "sports", "pets", "science", "movies")}
-    monkeypatch.setattr(selection, "predict_interests", fake)
+    monkeypatch.setattr(decisions, "predict_interests", fake)
+    monkeypatch.setattr(decisions, "population_interests", fake.population)
     return fake
 
 

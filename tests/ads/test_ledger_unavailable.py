@@ -18,9 +18,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from adsite.ads.decisions import PlacementRequest, ads_select
+from adsite.ads.eligibility import LEDGER_UNAVAILABLE
 from adsite.ads.ledger import LedgerUnavailable, RedisLedger, ledger_use
 from adsite.ads.models import AdClick
-from adsite.ads.selection import LEDGER_UNAVAILABLE, Placement, ads_select
 from adsite.ads.tokens import CLICK_SALT, AdToken, token_make
 
 
@@ -47,7 +48,7 @@ def test_decisions_fall_back_to_house_ads_and_say_why(make_campaign: Any, intere
     make_campaign(interests={"travel": 1.0})
     make_campaign()
     interests.scores["reader"] = {"travel": 0.9}
-    decision = ads_select(user_id="reader", placements=[Placement("sidebar"), Placement("footer")])
+    decision = ads_select(user_id="reader", placements=[PlacementRequest("sidebar"), PlacementRequest("footer")])
     assert [c.house and c.creative is None for c in decision.choices] == [True, True]
     assert all(c.reason == "ad counters unavailable: house ad" for c in decision.choices)
     assert decision.filtered == {LEDGER_UNAVAILABLE: 2}

@@ -16,8 +16,9 @@ import pytest
 from django.conf import settings as django_settings
 
 from adsite.ads.catalog import catalog_current
+from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
 from adsite.ads.ledger import OK, Charge, MemoryLedger, RedisLedger, ledger
-from adsite.ads.selection import DecisionContext, Placement, ads_select, quality_posteriors
+from adsite.ads.scoring import quality_posteriors
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,7 @@ def test_a_creative_shown_only_to_matched_visitors_is_not_over_credited(
     interests.scores["traveller"] = {"travel": 0.9}
     rng, clicks_rng = random.Random(5), random.Random(6)
     for _ in range(1500):  # travellers only: both campaigns fill the two slots of every page
-        decision = ads_select(user_id="traveller", placements=[Placement("sidebar"), Placement("footer")],
+        decision = ads_select(user_id="traveller", placements=[PlacementRequest("sidebar"), PlacementRequest("footer")],
                               context=DecisionContext(rng=rng, explain=True))
         assert decision.explanation is not None
         lifts = {c["campaign_id"]: c["interest_lift"] for c in decision.explanation["candidates"]}
@@ -80,7 +81,7 @@ def test_a_creative_shown_only_to_matched_visitors_is_not_over_credited(
     assert 0.6 < quality[m].mean / quality[b].mean < 1.5
     # a visitor without travel interest (lift 1 for both): the travel creative's clicks from travellers
     # do not make it the favourite (by click rate, 0.16 against 0.03, it would win nearly every time)
-    seen = [ads_select(user_id="newcomer", placements=[Placement("sidebar")], context=DecisionContext(rng=rng))
+    seen = [ads_select(user_id="newcomer", placements=[PlacementRequest("sidebar")], context=DecisionContext(rng=rng))
             .choices[0].campaign for _ in range(300)]
     assert sum(c is not None and c.id == matched.id for c in seen) / len(seen) < 0.6
 
@@ -95,7 +96,7 @@ def test_a_creative_with_higher_hidden_quality_gets_more_traffic(
     rng, clicks_rng = random.Random(11), random.Random(12)
     shown: list[int] = []
     for i in range(2000):
-        choice = ads_select(user_id=f"u{i}", placements=[Placement("sidebar")], context=DecisionContext(rng=rng)).choices[0]
+        choice = ads_select(user_id=f"u{i}", placements=[PlacementRequest("sidebar")], context=DecisionContext(rng=rng)).choices[0]
         assert choice.creative is not None
         shown.append(choice.creative.id)
         if clicks_rng.random() < hidden[choice.creative.id]:

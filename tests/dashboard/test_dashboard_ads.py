@@ -13,12 +13,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from adsite.ads import selection
+from adsite.ads import decisions
 from adsite.ads.catalog import catalog_invalidate
+from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
 from adsite.ads.ledger import MemoryLedger, ledger_use
 from adsite.ads.models import Campaign, Creative, DecisionExplanation
-from adsite.ads.selection import DecisionContext, Placement, ads_select
 from adsite.dashboard.models import AuditEntry
+from adsite.platform import platform_reset
 from inference.api import Interests
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ def fake_interests(user_id: str, *, deadline: Any = None, top: int = 10) -> Inte
     scores = (
         {"travel": 0.6, "healthy-living": 0.3, "sports": 0.2} if user_id else {c: 0.1 for c in CATEGORIES}
     )
-    return Interests(tuple(sorted(scores.items(), key=lambda kv: -kv[1])), "prior", "test", None, 0.1)
+    return Interests.from_shares(scores.items(), served_by="prior", model_version="test", elapsed_ms=0.1)
 
 
 @pytest.fixture
@@ -55,18 +56,19 @@ def ads_state(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Memory
     }
     memory = MemoryLedger(None)
     previous = ledger_use(memory)
-    monkeypatch.setattr(selection, "predict_interests", fake_interests)
+    monkeypatch.setattr(decisions, "predict_interests", fake_interests)
+    monkeypatch.setattr(decisions, "population_interests", lambda **kw: fake_interests("", **kw))
     catalog_invalidate()
-    selection._population = None
+    platform_reset()
     yield memory
     ledger_use(previous)
     catalog_invalidate()
-    selection._population = None
+    platform_reset()
 
 
 def decide(user_id: str = SHOPPER, placement: str = "sidebar") -> Any:
     return ads_select(
-        user_id=user_id, placements=[Placement(placement)], context=DecisionContext(device="desktop")
+        user_id=user_id, placements=[PlacementRequest(placement)], context=DecisionContext(device="desktop")
     )
 
 

@@ -12,13 +12,13 @@ import pytest
 from django.utils import timezone
 
 from adsite.ads.catalog import catalog_invalidate
+from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
 from adsite.ads.ledger import Charge
 from adsite.ads.models import Campaign
-from adsite.ads.selection import DecisionContext, Placement, ads_select
 
 pytestmark = pytest.mark.django_db
 
-SIDEBAR = [Placement("sidebar")]
+SIDEBAR = [PlacementRequest("sidebar")]
 
 
 def shown(decision: Any) -> list[int | None]:
@@ -50,9 +50,9 @@ def test_device_and_hour_targeting_remove_campaigns_as_untargeted(make_campaign:
 def test_a_creative_only_fills_placements_of_its_size(make_campaign: Any, interests: Any) -> None:
     wide = make_campaign(size="728x90", bid=Decimal("500"))
     make_campaign(size="300x250")
-    decision = ads_select(user_id="u", placements=[Placement("leaderboard")])
+    decision = ads_select(user_id="u", placements=[PlacementRequest("leaderboard")])
     assert shown(decision) == [wide.id]
-    assert ads_select(user_id="u", placements=[Placement("sidebar")]).choices[0].campaign.id != wide.id
+    assert ads_select(user_id="u", placements=[PlacementRequest("sidebar")]).choices[0].campaign.id != wide.id
 
 
 def test_visitors_see_the_campaign_targeting_their_interests(make_campaign: Any, interests: Any) -> None:
@@ -139,7 +139,7 @@ def test_higher_tiers_win_and_house_ads_come_last(make_campaign: Any, interests:
     house = make_campaign(tier=Campaign.Tier.HOUSE, pricing=Campaign.Pricing.CPM, bid=Decimal("0"))
     standard = make_campaign(bid=Decimal("900"))
     sponsor = make_campaign(tier=Campaign.Tier.SPONSORSHIP, pricing=Campaign.Pricing.CPM, bid=Decimal("1"))
-    decision = ads_select(user_id="u", placements=[Placement("sidebar"), Placement("footer"), Placement("leaderboard")])
+    decision = ads_select(user_id="u", placements=[PlacementRequest("sidebar"), PlacementRequest("footer"), PlacementRequest("leaderboard")])
     assert shown(decision) == [sponsor.id, standard.id, house.id]
     assert [c.house for c in decision.choices] == [False, False, True]
 
@@ -147,7 +147,7 @@ def test_higher_tiers_win_and_house_ads_come_last(make_campaign: Any, interests:
 def test_one_advertiser_appears_once_per_page(make_campaign: Any, interests: Any) -> None:
     acme = {make_campaign(advertiser="Acme", bid=Decimal("900"), creatives=2).id, make_campaign(advertiser="Acme", bid=Decimal("8")).id}
     other = make_campaign(advertiser="Globex")
-    decision = ads_select(user_id="u", placements=[Placement("sidebar"), Placement("footer"), Placement("in_article")])
+    decision = ads_select(user_id="u", placements=[PlacementRequest("sidebar"), PlacementRequest("footer"), PlacementRequest("in_article")])
     assert shown(decision)[0] in acme
     assert shown(decision)[1:] == [other.id, None]
     assert decision.choices[2].house and decision.choices[2].creative is None
@@ -169,7 +169,7 @@ def test_when_inference_is_down_only_house_ads_run(make_campaign: Any, interests
     make_campaign(bid=Decimal("900"))
     house = make_campaign(tier=Campaign.Tier.HOUSE, pricing=Campaign.Pricing.CPM, bid=Decimal("0"))
     interests.down = True
-    decision = ads_select(user_id="u", placements=[Placement("sidebar"), Placement("footer")], context=DecisionContext(explain=True))
+    decision = ads_select(user_id="u", placements=[PlacementRequest("sidebar"), PlacementRequest("footer")], context=DecisionContext(explain=True))
     assert decision.choices[0].campaign.id == house.id and decision.choices[0].house
     assert decision.choices[1].creative is None and decision.choices[1].house  # the site's own house ad
     assert decision.fallback_reason == "error"
@@ -195,7 +195,9 @@ def test_explanation_lists_interests_candidates_and_filters(make_campaign: Any, 
     ads_select(user_id="u", placements=SIDEBAR)
     decision = ads_select(user_id="u", placements=SIDEBAR, context=DecisionContext(explain=True))
     explanation = decision.explanation
-    assert explanation["interests"]["scores"][0] == {"category": "travel", "score": 0.7}
+    # the answer's own score, as inference wrote it (the share 0.7 is what ``shares()`` reads back)
+    assert explanation["interests"]["scores"][0] == {"category": "travel", "score": round(decision.interest_scores[0][1], 6)}
+    assert decision.interest_scores[0][0] == "travel"
     assert {row["campaign_id"] for row in explanation["filtered"]} == {capped.id}
     assert explanation["filtered"][0]["reason"] == "capped"
     assert explanation["candidates"] and all("p_click" in row for row in explanation["candidates"])
@@ -255,7 +257,7 @@ def test_a_page_reserved_in_one_call_refills_a_placement_lost_to_a_concurrent_re
     other = make_campaign(advertiser="Globex", pricing=Campaign.Pricing.CPM, bid=Decimal("700"))
     raced = _RacedLedger(fresh_ads_state, victim=best.id)
     ledger_use(raced)  # the fixture puts its own ledger back afterwards
-    decision = ads_select(user_id="u", placements=[Placement("sidebar"), Placement("footer")])
+    decision = ads_select(user_id="u", placements=[PlacementRequest("sidebar"), PlacementRequest("footer")])
     # both placements were reserved in one ledger call; the first lost its campaign to the other request,
     # so it was filled again one reservation at a time: Acme's next campaign (Acme is no longer on the page)
     assert raced.batches == [[best.id, other.id]]

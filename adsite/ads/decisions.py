@@ -24,44 +24,50 @@ placement: no ORM query per row (a sampled explanation is the one write, one row
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, catalog_current
 from adsite.ads.conf import ads_setting
+from adsite.ads.eligibility import (
+    CAPPED,
+    LEDGER_UNAVAILABLE,
+    OUT_OF_BUDGET,
+    UNTARGETED,
+    counters_filter,
+    prefilter,
+)
 from adsite.ads.ledger import OK, Charge, LedgerUnavailable, Snapshot, ledger
 from adsite.ads.metrics import decision_observe
-from inference.api import SERVED_BY, Deadline, Interests, predict_interests
+from adsite.ads.scoring import (
+    ADSITE_POLICY,
+    EXPOSURE_UNIT,
+    Candidate,
+    Knobs,
+    SelectionPolicy,
+    interest_lift,
+    quality_posteriors,
+    weighted_score,
+)
+from adsite.platform import platform
+from inference.api import SERVED_BY, Deadline, Interests, population_interests, predict_interests
 
 logger = logging.getLogger(__name__)
 
-# filter reasons (what the explanation reports for campaigns that were not candidates)
-OUT_OF_DATES = "out_of_dates"
-UNTARGETED = "untargeted"
-OUT_OF_BUDGET = "out_of_budget"
-CAPPED = "capped"
-PACED = "paced"
-NO_CREATIVE = "no_fitting_creative"
-SAME_ADVERTISER = "same_advertiser"
-PREDICTION_FAILED = "prediction_failed"
-# the counters (budget, caps) cannot be read or reserved: nothing paid may run, the house ad does
-LEDGER_UNAVAILABLE = "ledger_unavailable"
 
-POLICIES = ("adsite", "random", "untargeted", "oracle")
 # who supplied a decision's interests: a model of the chain (SERVED_BY); "context", the request's own
 # categories (an anonymous visitor, or no time left to ask); "none", the prediction failed
 DECISION_SERVED_BY = (*SERVED_BY, "context", "none")
-# (user_id, campaign, creative) -> click probability: only the simulation's oracle supplies one
-OracleScorer = Callable[[str, CampaignView, CreativeView], float]
 
 
 @dataclass(frozen=True, slots=True)
-class Placement:
+class PlacementRequest:
+    """One slot of a page or API call to fill (the ``Placement`` model is the site's list of them)."""
+
     name: str
     size: str = ""  # "" = the size the catalog knows for ``name``
 
@@ -74,8 +80,8 @@ class DecisionContext:
     personalized: bool = True
     now: float | None = None  # epoch seconds; None = the clock
     explain: bool = False
-    policy: str = "adsite"
-    oracle: OracleScorer | None = None
+    # how candidates are scored: the site's policy unless a caller (the simulation) passes another
+    policy: SelectionPolicy = ADSITE_POLICY
     rng: random.Random | None = None
 
 
@@ -105,7 +111,7 @@ class Decision:
 
 
 @dataclass(slots=True)
-class _Candidate:
+class _Scored:
     campaign: CampaignView
     creative: CreativeView
     p_click: float
@@ -114,104 +120,33 @@ class _Candidate:
     lift: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Knobs:
-    """The ads settings one decision uses, read once per decision (not once per campaign or creative)."""
-
-    pacing: bool
-    pacing_slack: float
-    quality_prior_shape: float
-    quality_by_campaign: bool
-    ctr_prior_clicks: float
-    ctr_prior_impressions: float
-    lift_max: float
-    smoothing: float
-    lift_power: float
-    explain_sample: float
-
-    @classmethod
-    def read(cls) -> _Knobs:
-        return cls(
-            pacing=bool(ads_setting("PACING")),
-            pacing_slack=float(ads_setting("PACING_SLACK")),
-            quality_prior_shape=float(ads_setting("QUALITY_PRIOR_SHAPE")),
-            quality_by_campaign=ads_setting("QUALITY_POOL") == "campaign",
-            ctr_prior_clicks=float(ads_setting("CTR_PRIOR_CLICKS")),
-            ctr_prior_impressions=float(ads_setting("CTR_PRIOR_IMPRESSIONS")),
-            lift_max=float(ads_setting("INTEREST_LIFT_MAX")),
-            smoothing=float(ads_setting("INTEREST_SMOOTHING")),
-            lift_power=float(ads_setting("INTEREST_LIFT_POWER")),
-            explain_sample=float(ads_setting("EXPLAIN_SAMPLE")),
-        )
-
-
-def _weighted_score(campaign: CampaignView, scores: Mapping[str, float]) -> float:
-    total_weight = sum(w for _, w in campaign.interests)
-    if not total_weight:
-        return 0.0
-    return sum(w * scores.get(slug, 0.0) for slug, w in campaign.interests) / total_weight
-
-
-def _shares(scores: Sequence[tuple[str, float]], served_by: str = "context") -> dict[str, float]:
-    """The answer as interest shares (summing to at most 1; a category missing from it scores 0).
-
-    ``predict_interests`` answers a logistic of each model's own score (ordering only), which
-    squeezes everything into (0.5, 0.75) for the prior; the logit undoes it. The prior's score is
-    already a share (population share blended with the visitor's decayed share); a trained model's
-    score is a ranking score, made a share by a softmax over the answer. Page-context interests
-    (``served_by == "context"``) are shares as given.
-    """
-    if not scores:
-        return {}
-    if served_by == "context":
-        return {slug: min(max(float(v), 0.0), 1.0) for slug, v in scores}
-    logits = {}
-    for slug, v in scores:
-        p = min(max(float(v), 1e-9), 1.0 - 1e-9)
-        logits[slug] = math.log(p / (1.0 - p))
-    if served_by == "prior":
-        total = sum(max(x, 0.0) for x in logits.values())
-        return {slug: max(x, 0.0) / total for slug, x in logits.items()} if total > 0 else {}
-    top = max(logits.values())
-    weights = {slug: math.exp(x - top) for slug, x in logits.items()}
-    total = sum(weights.values())
-    return {slug: w / total for slug, w in weights.items()}
-
-
-_population: tuple[float, dict[str, float], dict[int, float]] | None = None
-
-
 def _population_shares(catalog: Catalog) -> tuple[dict[str, float], dict[int, float]]:
     """Interest shares of an unknown visitor (the population), and each campaign's weighted score under
     them, refreshed with the catalog."""
-    global _population
-    cached = _population
+    owner = platform()
+    cached = owner.population
     if cached is not None and cached[0] == catalog.built_at:
         return cached[1], cached[2]
     try:
-        answer = predict_interests(
-            "", deadline=Deadline(float(ads_setting("PREDICT_BUDGET_MS")) * 4), top=int(ads_setting("INTEREST_TOP"))
+        answer = population_interests(
+            deadline=Deadline(float(ads_setting("PREDICT_BUDGET_MS")) * 4), top=int(ads_setting("INTEREST_TOP"))
         )
-        shares = _shares(answer.scores, answer.served_by)
+        shares = answer.shares()
     except Exception:
         logger.exception("ads.population_interests_failed")
         shares = {}
-    bases = {c.id: _weighted_score(c, shares) for c in catalog.campaigns if c.interests}
-    _population = (catalog.built_at, shares, bases)
+    bases = {c.id: weighted_score(c, shares) for c in catalog.campaigns if c.interests}
+    owner.population = (catalog.built_at, shares, bases)
     return shares, bases
 
 
 def _interests(user_id: str, context: DecisionContext, deadline: Deadline) -> tuple[Interests | None, bool]:
     """(interests, failed). Visitors who are not personalised get their page's categories."""
     if not user_id or not context.personalized:
-        cats = context.categories
-        scores = tuple((slug, 1.0 / len(cats)) for slug in cats) if cats else ()
-        return Interests(scores, "context", "", None, 0.0), False
+        return _page_interests(context.categories, None), False
     budget = min(float(ads_setting("PREDICT_BUDGET_MS")), deadline.remaining_ms() - 1.0)
     if budget <= 0:  # no time left to ask: decide from the page, as for a visitor without a profile
-        cats = context.categories
-        scores = tuple((slug, 1.0 / len(cats)) for slug in cats) if cats else ()
-        return Interests(scores, "context", "", "over_budget", 0.0), False
+        return _page_interests(context.categories, "over_budget"), False
     try:
         answer = predict_interests(user_id, deadline=Deadline(budget), top=int(ads_setting("INTEREST_TOP")))
     except Exception:
@@ -222,128 +157,17 @@ def _interests(user_id: str, context: DecisionContext, deadline: Deadline) -> tu
     return answer, False
 
 
-def _pacing_allows(campaign: CampaignView, spent_today: int, now: float, knobs: _Knobs) -> bool:
-    """Even daily spend: today's spend may not run ahead of the elapsed share of the day (+ slack)."""
-    if not knobs.pacing or campaign.tier == "house" or campaign.daily_budget_micros <= 0:
-        return True
-    elapsed = (now % 86400) / 86400
-    allowed = campaign.daily_budget_micros * min(1.0, elapsed + knobs.pacing_slack)
-    return spent_today < allowed
-
-
-def _prefilter(campaign: CampaignView, *, now: float, device: str, hour: int, house_only: bool) -> str | None:
-    if house_only and campaign.tier != "house":
-        return PREDICTION_FAILED
-    if campaign.starts_at.timestamp() > now or (campaign.ends_at is not None and campaign.ends_at.timestamp() <= now):
-        return OUT_OF_DATES
-    if (campaign.devices and device not in campaign.devices) or (campaign.hours and hour not in campaign.hours):
-        return UNTARGETED
-    if not campaign.creatives:
-        return NO_CREATIVE
-    return None
-
-
-def _counters_filter(campaign: CampaignView, snap: Snapshot, now: float, knobs: _Knobs) -> str | None:
-    c = campaign.id
-    if snap.spend_total.get(c, 0) >= campaign.total_budget_micros or snap.spend_today.get(c, 0) >= campaign.daily_budget_micros:
-        return OUT_OF_BUDGET
-    if (campaign.cap_per_hour and snap.user_hour.get(c, 0) >= campaign.cap_per_hour) or (
-        campaign.cap_per_day and snap.user_day.get(c, 0) >= campaign.cap_per_day
-    ):
-        return CAPPED
-    if not _pacing_allows(campaign, snap.spend_today.get(c, 0), now, knobs):
-        return PACED
-    return None
+def _page_interests(categories: Sequence[str], reason: str | None) -> Interests:
+    """The page's own categories as equal interest shares (no visitor profile is used)."""
+    shares = [(slug, 1.0 / len(categories)) for slug in categories]
+    return Interests.from_shares(shares, served_by="context", fallback_reason=reason)
 
 
 # the interest lift from which an explanation says the ad matches the visitor's interest (below it, the
 # visitor is about as interested as anyone: a new visitor's answer is the population's)
 NOTICEABLE_LIFT = 1.05
 
-EXPOSURE_UNIT = 1_000_000  # the ledger keeps the extra exposure (summed lift - 1) in millionths
-
-
-@dataclass(frozen=True, slots=True)
-class Quality:
-    """A creative's clicks per unit of exposure (a click rate at lift 1): a Gamma(shape, rate) posterior."""
-
-    shape: float
-    rate: float
-
-    @property
-    def mean(self) -> float:
-        return self.shape / self.rate
-
-    def sample(self, rng: random.Random) -> float:
-        return rng.gammavariate(self.shape, 1.0 / self.rate)
-
-
-def _exposure(snap: Snapshot, creative_id: int) -> float:
-    """Summed lifts of the creative's impressions (one counted before exposure was kept weighs 1)."""
-    impressions = snap.impressions.get(creative_id, 0)
-    return max(impressions + snap.extra_exposure.get(creative_id, 0) / EXPOSURE_UNIT, 0.0)
-
-
-def quality_posteriors(
-    campaigns: Sequence[CampaignView], snap: Snapshot, knobs: _Knobs | None = None
-) -> dict[int, Quality]:
-    """Each creative's quality posterior, learned from clicks relative to what its audience predicted.
-
-    Model: clicks_i ~ Poisson(q_i x exposure_i), exposure_i = the summed interest lifts of its
-    impressions, so the interest the visitors brought is accounted for and q_i is the creative's own
-    appeal. Prior, hierarchical: the pooled rate of all non-house creatives (over the CTR prior,
-    ``CTR_PRIOR_CLICKS`` / ``CTR_PRIOR_IMPRESSIONS``), then (``QUALITY_POOL = "campaign"``) the
-    campaign's pooled rate around it; each level weighs ``QUALITY_PRIOR_SHAPE`` clicks. Posterior:
-    Gamma(shape + clicks_i, shape / pooled + exposure_i), conjugate, so one pass over the snapshot.
-    """
-    knobs = knobs or _Knobs.read()
-    shape = knobs.quality_prior_shape
-    by_campaign = knobs.quality_by_campaign
-    stats = {cr.id: (float(snap.clicks.get(cr.id, 0)), _exposure(snap, cr.id)) for c in campaigns for cr in c.creatives}
-    pooled_clicks = pooled_exposure = 0.0
-    for campaign in campaigns:
-        if campaign.tier != "house":
-            for creative in campaign.creatives:
-                pooled_clicks += stats[creative.id][0]
-                pooled_exposure += stats[creative.id][1]
-    overall = (knobs.ctr_prior_clicks + pooled_clicks) / (knobs.ctr_prior_impressions + pooled_exposure)
-    out: dict[int, Quality] = {}
-    for campaign in campaigns:
-        centre = overall
-        if by_campaign:
-            clicks = sum(stats[cr.id][0] for cr in campaign.creatives)
-            exposure = sum(stats[cr.id][1] for cr in campaign.creatives)
-            centre = (shape + clicks) / (shape / overall + exposure)
-        for creative in campaign.creatives:
-            clicks, exposure = stats[creative.id]
-            out[creative.id] = Quality(shape + clicks, shape / centre + exposure)
-    return out
-
-
-def _p_click(
-    *,
-    policy: str,
-    rng: random.Random,
-    clicks: int,
-    impressions: int,
-    quality: Quality | None,
-    lift: float,
-    user_id: str,
-    campaign: CampaignView,
-    creative: CreativeView,
-    oracle: OracleScorer | None,
-    knobs: _Knobs,
-) -> float:
-    if policy == "adsite" and quality is not None:
-        return min(1.0, quality.sample(rng) * lift)
-    if policy == "untargeted":
-        return (knobs.ctr_prior_clicks + min(clicks, impressions)) / (knobs.ctr_prior_impressions + impressions)
-    if policy == "oracle" and oracle is not None:
-        return oracle(user_id, campaign, creative)
-    return rng.random()  # random
-
-
-def _charge(cand: _Candidate) -> Charge:
+def _charge(cand: _Scored) -> Charge:
     campaign = cand.campaign
     return Charge(
         campaign_id=campaign.id,
@@ -358,8 +182,8 @@ def _charge(cand: _Candidate) -> Charge:
 
 
 def _placements_fill(
-    candidates: Sequence[_Candidate], *, sizes: Sequence[str], filtered: dict[int, str], user_id: str, now: float
-) -> list[_Candidate | None]:
+    candidates: Sequence[_Scored], *, sizes: Sequence[str], filtered: dict[int, str], user_id: str, now: float
+) -> list[_Scored | None]:
     """The candidate reserved for each placement (``None``: the house ad), best first, with distinct
     advertisers (house ads excepted) and creatives across the page.
 
@@ -372,7 +196,7 @@ def _placements_fill(
     used_creatives: set[int] = set()
     refused: set[int] = set()
 
-    def fits(cand: _Candidate, size: str) -> bool:
+    def fits(cand: _Scored, size: str) -> bool:
         campaign, creative = cand.campaign, cand.creative
         return (
             campaign.id not in refused
@@ -381,16 +205,16 @@ def _placements_fill(
             and (campaign.tier == "house" or campaign.advertiser_id not in used_advertisers)
         )
 
-    def take(cand: _Candidate) -> None:
+    def take(cand: _Scored) -> None:
         used_creatives.add(cand.creative.id)
         if cand.campaign.tier != "house":
             used_advertisers.add(cand.campaign.advertiser_id)
 
-    def refuse(cand: _Candidate, outcome: str) -> None:  # budget or cap reached since the snapshot
+    def refuse(cand: _Scored, outcome: str) -> None:  # budget or cap reached since the snapshot
         refused.add(cand.campaign.id)
         filtered[cand.campaign.id] = CAPPED if outcome.startswith("capped") else OUT_OF_BUDGET
 
-    planned: list[_Candidate | None] = []
+    planned: list[_Scored | None] = []
     for size in sizes:
         cand = next((c for c in candidates if fits(c, size)), None)
         if cand is not None:
@@ -435,14 +259,14 @@ def _placements_fill(
 def ads_select(
     *,
     user_id: str,
-    placements: Sequence[Placement],
+    placements: Sequence[PlacementRequest],
     deadline: Deadline | None = None,
     context: DecisionContext | None = None,
 ) -> Decision:
     """Choose an ad (or the house ad) for each placement of one page; see the module docstring."""
     context = context or DecisionContext()
     deadline = deadline or Deadline(float(ads_setting("BUDGET_MS")))
-    knobs = _Knobs.read()
+    knobs = Knobs.read()
     rng = context.rng or random.Random()
     now = context.now if context.now is not None else time.time()
     hour = int(now // 3600) % 24
@@ -450,14 +274,14 @@ def ads_select(
     user_id = user_id if context.personalized else ""
 
     interests, failed = _interests(user_id, context, deadline)
-    shares = _shares(interests.scores, interests.served_by) if interests is not None else {}
+    shares = interests.shares() if interests is not None else {}
     population_bases = _population_shares(catalog)[1] if not failed else {}
-    lift_max, smoothing, lift_power = knobs.lift_max, knobs.smoothing, knobs.lift_power
+    policy = context.policy
 
     filtered: dict[int, str] = {}
     live: list[CampaignView] = []
     for campaign in catalog.campaigns:
-        reason = _prefilter(campaign, now=now, device=context.device, hour=hour, house_only=failed)
+        reason = prefilter(campaign, now=now, device=context.device, hour=hour, house_only=failed)
         if reason:
             filtered[campaign.id] = reason
         else:
@@ -473,35 +297,24 @@ def ads_select(
         logger.warning("ads.ledger_unavailable at snapshot: house ads")
         filtered.update((c.id, LEDGER_UNAVAILABLE) for c in live)
         live, snap = [], Snapshot.empty()
-    qualities = quality_posteriors(live, snap, knobs) if context.policy == "adsite" else {}
-    candidates: list[_Candidate] = []
+    qualities = quality_posteriors(live, snap, knobs) if policy.reads_quality else {}
+    candidates: list[_Scored] = []
     for campaign in live:
-        reason = _counters_filter(campaign, snap, now, knobs)
-        relevance = _weighted_score(campaign, shares) if campaign.interests else 0.0
+        reason = counters_filter(campaign, snap, now, knobs)
+        relevance = weighted_score(campaign, shares) if campaign.interests else 0.0
         if reason is None and campaign.interest_min_score > 0 and relevance < campaign.interest_min_score:
             reason = UNTARGETED
         if reason:
             filtered[campaign.id] = reason
             continue
-        if campaign.interests:
-            # the visitor's interest over the population's, smoothed (a category nobody scores is neutral)
-            base = population_bases.get(campaign.id, 0.0)
-            ratio = ((relevance + smoothing) / (base + smoothing)) ** lift_power
-            lift = min(lift_max, max(1.0 / lift_max, ratio))
-        else:
-            lift = 1.0
+        lift = interest_lift(relevance, population_bases.get(campaign.id, 0.0), knobs) if campaign.interests else 1.0
         for creative in campaign.creatives:
-            p = _p_click(
-                policy=context.policy, rng=rng, clicks=snap.clicks.get(creative.id, 0),
-                impressions=snap.impressions.get(creative.id, 0), quality=qualities.get(creative.id), lift=lift,
-                user_id=user_id,
-                campaign=campaign, creative=creative, oracle=context.oracle, knobs=knobs,
+            candidate = Candidate(
+                user_id=user_id, campaign=campaign, creative=creative, lift=lift,
+                clicks=snap.clicks.get(creative.id, 0), impressions=snap.impressions.get(creative.id, 0),
             )
-            if context.policy == "random":
-                value = p
-            else:
-                value = campaign.bid_micros * p if campaign.pricing == "cpc" else campaign.bid_micros / 1000.0
-            candidates.append(_Candidate(campaign, creative, p, value, relevance, lift))
+            p = policy.click_probability(candidate, quality=qualities.get(creative.id), rng=rng, knobs=knobs)
+            candidates.append(_Scored(campaign, creative, p, policy.value(candidate, p), relevance, lift))
     # best first: tier, then expected value (a stable tie-break on ids keeps decisions reproducible)
     candidates.sort(key=lambda c: (TIER_RANK[c.campaign.tier], -c.value, c.creative.id))
 
@@ -545,7 +358,7 @@ def ads_select(
     if context.explain or sampled:
         explanation = _explanation(
             interests=interests, failed=failed, candidates=candidates, filtered=filtered, catalog=catalog,
-            choices=choices, policy=context.policy, full=context.explain,
+            choices=choices, policy=policy.name, full=context.explain,
         )
     decision = Decision(
         decision_id=decision_id,
@@ -573,7 +386,7 @@ def ads_select(
     return decision
 
 
-def _reason(cand: _Candidate, interests: Interests | None, failed: bool) -> str:
+def _reason(cand: _Scored, interests: Interests | None, failed: bool) -> str:
     campaign = cand.campaign
     if campaign.tier == "house":
         return "house ad" + (" (prediction failed)" if failed else "")
@@ -594,7 +407,7 @@ def _explanation(
     *,
     interests: Interests | None,
     failed: bool,
-    candidates: Sequence[_Candidate],
+    candidates: Sequence[_Scored],
     filtered: Mapping[int, str],
     catalog: Catalog,
     choices: Sequence[Choice],

@@ -1,0 +1,104 @@
+"""This process's composition root: the backends the mode chose, built once, swapped whole in tests.
+
+``platform()`` is the one object that owns what a web or worker process shares between requests on
+the ads side: the ad ledger (``ADS["LEDGER"]``: in-process or Redis), the policy that scores page
+decisions, and the caches derived from them (the population's interest shares per catalog build).
+``platform_use(...)`` installs another one (a test fixture, the simulation) and returns the previous;
+``platform_reset()`` drops every cache it owns at once.
+
+Page decisions read their policy from here: the site runs ``ADSITE_POLICY``; the simulation installs
+a platform holding its own policy object for its run, so nothing in the decision path switches on a
+policy name or reads a module-level setting meant for tests.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from adsite.ads.ledger import Ledger
+    from adsite.ads.scoring import SelectionPolicy
+
+
+@dataclass(eq=False)
+class Platform:
+    """The backends and caches of one process (see the module docstring). ``ledger`` None: built from
+    the settings on first use."""
+
+    ledger_backend: Ledger | None = None
+    page_policy: SelectionPolicy | None = None
+    # the random source of page decisions (None: a fresh one per decision); the simulation seeds one
+    page_rng: random.Random | None = None
+    # (catalog built_at, population shares, campaign bases): the population's interests per catalog build
+    population: tuple[float, dict[str, float], dict[int, float]] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ledger(self) -> Ledger:
+        current = self.ledger_backend
+        if current is None:
+            with self._lock:
+                if self.ledger_backend is None:
+                    from adsite.ads.ledger import ledger_build
+
+                    self.ledger_backend = ledger_build()
+                current = self.ledger_backend
+        return current
+
+    @property
+    def policy(self) -> SelectionPolicy:
+        if self.page_policy is None:
+            from adsite.ads.scoring import ADSITE_POLICY
+
+            return ADSITE_POLICY
+        return self.page_policy
+
+    def reset(self) -> None:
+        """Drop the derived caches (the backends stay)."""
+        self.population = None
+
+
+_lock = threading.Lock()
+_platform: Platform | None = None
+_pid: int | None = None
+
+
+def platform() -> Platform:
+    """This process's platform (a fresh one after a fork: each gunicorn worker builds its own clients)."""
+    global _platform, _pid
+    current = _platform
+    if current is not None and _pid == os.getpid():
+        return current
+    with _lock:
+        if _platform is None or _pid != os.getpid():
+            _platform, _pid = Platform(), os.getpid()
+        return _platform
+
+
+def platform_use(replacement: Platform | None) -> Platform | None:
+    """Install ``replacement`` as this process's platform (None: build a fresh one on next use);
+    returns the previous one."""
+    global _platform, _pid
+    with _lock:
+        previous = _platform
+        _platform, _pid = replacement, (os.getpid() if replacement is not None else None)
+    return previous
+
+
+def platform_reset() -> None:
+    """Every cache the platform owns, dropped at once (tests)."""
+    platform().reset()
+
+
+def platform_with(**changes: Any) -> Platform:
+    """A platform like the current one with some parts replaced (its caches start empty)."""
+    current = platform()
+    return Platform(
+        ledger_backend=changes.get("ledger_backend", current.ledger_backend),
+        page_policy=changes.get("page_policy", current.page_policy),
+        page_rng=changes.get("page_rng", current.page_rng),
+    )
