@@ -4,9 +4,12 @@
 
 ``bench_decisions(services)`` is the section ``benchmarks.run`` calls: a fresh database set up as
 ``make run`` sets it up (``bootstrap_demo``: the demo site, ~40 campaigns, demo traffic of 400 visitors,
-the first neural and LightGBM models), gunicorn with 2 workers, 8 concurrent keep-alive clients, each
-request deciding 3 placements for one of the 400 demo visitors (token auth), so every decision includes
-a real interest prediction from the visitor's history. The bar (issue 5) is p99 <= 10 ms.
+the first neural and LightGBM models); two servers of 2 web processes each on that database, granian (what
+``make run`` starts) and gunicorn sync workers (the previous server), measured in interleaved rounds
+(``BENCH_ROUNDS``, default 3; ``BENCH_PEER_SERVERS`` picks the servers); 8 concurrent keep-alive clients,
+each request deciding 3 placements for one of the 400 demo visitors (token auth), so every decision
+includes a real interest prediction from the visitor's history. Bars: server-side p99 <= 10 ms, client
+p99 <= 15 ms, and granian's req/s at least 2x gunicorn's.
 The in-process row times ``ads_select`` alone (prediction included) over 5,000 decisions.
 """
 
@@ -15,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import statistics
 import subprocess
 import sys
+import time
+from typing import Any
 
 IN_PROCESS = r"""
 import json, statistics, time, django, os
@@ -55,6 +60,7 @@ end
 
 
 def bench_decisions(services: bool = False) -> list[dict[str, str]]:
+    from benchmarks.load import run_load
     from benchmarks.run import (
         BENCH_VAR,
         PY,
@@ -62,12 +68,12 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         SECONDS,
         bar,
         fresh_state,
-        gunicorn,
-        load_row,
+        load_average,
         manage,
-        measured_load,
         row,
         served_row,
+        server_latency,
+        server_samples,
     )
 
     mode = "services" if services else "embedded"
@@ -81,34 +87,67 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                    f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, max {figures['max']:.1f} ms",
                    f"prediction included (demo visitors with history; served_by {figures['served_by']})"))
     headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
-    # the served configuration: scripts/gunicorn.conf.py warms each worker's predictor before it serves;
-    # the workers' metrics are shared through a multiprocess directory, read before and after the load
-    prom = BENCH_VAR / f"ads-{mode}-prometheus"
-    shutil.rmtree(prom, ignore_errors=True)
-    prom.mkdir(parents=True)
-    with gunicorn({**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}, workers=2, threads=1,
-                  config=str(ROOT / "scripts" / "gunicorn.conf.py")) as port:
-        warm = _sequential(port, headers, n=40)  # both workers past their first requests (cold on a busy host)
-        result, server = measured_load(prom, "ads-decisions", port=port, path="/api/v1/ads/decisions",
-                                       method="POST", headers=headers, body_factory=decisions_body,
-                                       lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS)
-    ok = result.errors == 0 and result.requests > 0
-    out.append(load_row(f"POST /api/v1/ads/decisions, {mode}, gunicorn 2 workers, 8 clients, 3 placements",
-                        result, note=f"warm-up answers served_by {warm}"))
-    out.append(row(f"POST /api/v1/ads/decisions, {mode}, same load, server-side (in the workers)",
-                   f"p50 {server.p50_ms:.2f} ms, p99 {server.p99_ms:.2f} ms; "
-                   f"{server.share_within(10.0):.2%} within 10 ms",
-                   f"http_request_seconds of {server.count:,} requests (bucketed: percentiles interpolated "
-                   "inside a bucket, the share within 10 ms exact); excludes the wait for a free worker"))
-    out.append(served_row(f"POST /api/v1/ads/decisions, {mode}, same load, predictions by model", server))
-    out.append(bar("POST /api/v1/ads/decisions, 2 workers, 8 clients, server-side",
-                   "p99 <= 10 ms (issue 5: whole decision, server-side)",
-                   f"p99 {server.p99_ms:.1f} ms ({server.share_within(10.0):.2%} within 10 ms)",
-                   ok and server.count > 0 and server.share_within(10.0) >= 0.99))
-    out.append(bar("POST /api/v1/ads/decisions, 2 workers, 8 clients, as the clients see it",
-                   "p99 <= 10 ms (issue 5, read strictly: client latency, queueing for a worker included)",
-                   f"p99 {result.p99_ms:.1f} ms (p50 {result.p50_ms:.1f} ms, {result.rps:,.0f} req/s)",
-                   ok and result.p99_ms <= 10))
+    # both servers from the same database, rounds interleaved: granian (what `make run` starts) and the
+    # previous gunicorn sync workers; each server's workers write metrics to their own multiprocess
+    # directory, read before its first and after its last measured round (server-side latency, models)
+    from benchmarks.peer import ROUNDS, adsite_server
+
+    kinds = [k for k in os.environ.get("BENCH_PEER_SERVERS", "granian,gunicorn").split(",") if k]
+    servers = {kind: adsite_server(kind, env, BENCH_VAR / f"ads-{mode}-prom-{kind}") for kind in kinds}
+    ports: dict[str, int] = {}
+    results: dict[str, list[Any]] = {kind: [] for kind in kinds}
+    samples: dict[str, list[dict[str, float]]] = {}
+    warm: dict[str, dict[str, int]] = {}
+    try:
+        for kind, server in servers.items():
+            ports[kind] = server.__enter__()
+            warm[kind] = _sequential(ports[kind], headers, n=40)  # every worker past its first requests
+        for kind in kinds:
+            run_load(port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers,
+                     body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=2, warmup=0)
+            samples[kind] = [server_samples(BENCH_VAR / f"ads-{mode}-prom-{kind}")]
+        for r in range(ROUNDS):
+            for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
+                results[kind].append(run_load(
+                    port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers,
+                    body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS, warmup=0))
+        time.sleep(0.3)
+        for kind in kinds:
+            samples[kind].append(server_samples(BENCH_VAR / f"ads-{mode}-prom-{kind}"))
+    finally:
+        for kind in reversed(list(ports)):
+            servers[kind].__exit__(None, None, None)
+
+    def med(kind: str, attr: str) -> float:
+        return statistics.median(r.rps if attr == "rps" else getattr(r, attr) for r in results[kind])
+
+    for kind in kinds:
+        server = server_latency(samples[kind][0], samples[kind][1], "ads-decisions")
+        ok = all(r.errors == 0 and r.requests > 0 for r in results[kind])
+        out.append(row(f"POST /api/v1/ads/decisions, {mode}, {kind} 2 workers, 8 clients, 3 placements "
+                       f"(median of {len(results[kind])} rounds)",
+                       f"{med(kind, 'rps'):,.0f} req/s; p50 {med(kind, 'p50_ms'):.2f} ms, p99 {med(kind, 'p99_ms'):.2f} ms",
+                       "rounds: " + "; ".join(f"{r.rps:,.0f}/s p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms"
+                                              for r in results[kind])
+                       + f"; errors {sum(r.errors for r in results[kind])}; warm-up served_by {warm[kind]}; "
+                       f"load average {load_average()}"))
+        out.append(row(f"POST /api/v1/ads/decisions, {kind}, same rounds, server-side (in the workers)",
+                       f"p50 {server.p50_ms:.2f} ms, p99 {server.p99_ms:.2f} ms; "
+                       f"{server.share_within(10.0):.2%} within 10 ms",
+                       f"http_request_seconds of {server.count:,} requests (bucketed); excludes the wait for a free worker"))
+        out.append(served_row(f"POST /api/v1/ads/decisions, {kind}, same rounds, predictions by model", server))
+        out.append(bar(f"POST /api/v1/ads/decisions, {kind}, 2 workers, 8 clients, server-side",
+                       "p99 <= 10 ms (whole decision, server-side)",
+                       f"p99 {server.p99_ms:.1f} ms ({server.share_within(10.0):.2%} within 10 ms)",
+                       ok and server.count > 0 and server.share_within(10.0) >= 0.99))
+        out.append(bar(f"POST /api/v1/ads/decisions, {kind}, 2 workers, 8 clients, as the clients see it",
+                       "client p99 <= 15 ms at 8 connections",
+                       f"p99 {med(kind, 'p99_ms'):.1f} ms (p50 {med(kind, 'p50_ms'):.1f} ms, {med(kind, 'rps'):,.0f} req/s)",
+                       ok and med(kind, "p99_ms") <= 15))
+    if "granian" in results and "gunicorn" in results:
+        ratio = med("granian", "rps") / med("gunicorn", "rps")
+        out.append(bar("POST /api/v1/ads/decisions, granian vs gunicorn, same run", "req/s at least 2x the previous server's",
+                       f"{ratio:.2f}x ({med('granian', 'rps'):,.0f} vs {med('gunicorn', 'rps'):,.0f} req/s)", ratio >= 2))
     return out
 
 

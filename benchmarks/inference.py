@@ -33,7 +33,7 @@ from typing import Any
 from benchmarks.load import run_load
 
 ROOT = Path(__file__).resolve().parent.parent
-MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-latest-small"
+MOVIELENS = Path(os.environ.get("BENCH_MOVIELENS", ROOT.parent / "shared" / "data" / "movielens-latest-small"))
 CALLS = int(os.environ.get("BENCH_PREDICT_CALLS", "3000"))
 BUDGET_MS = 5.0
 

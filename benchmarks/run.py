@@ -345,6 +345,15 @@ def _ads_decisions() -> list[dict[str, str]]:
 SECTIONS["ads_decisions"] = _ads_decisions  # Redis + PostgreSQL, gunicorn 2 workers, 8 clients (benchmarks/ads.py)
 
 
+def _peer() -> list[dict[str, str]]:
+    from benchmarks.peer import bench_peer  # imports this module: loaded on demand
+
+    return bench_peer()
+
+
+SECTIONS["peer"] = _peer  # adsite vs the FastAPI + LightGBM peer, rounds interleaved (benchmarks/peer.py)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="comma-separated section names")

@@ -13,7 +13,6 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import JSONParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +30,7 @@ from inference.rest.parameters import (
     user_id_parse,
 )
 from inference.rest.permissions import IsServiceClientOrStaff
+from inference.rest.renderers import ORJSONRenderer
 from inference.rest.throttling import InterestsBatchRateThrottle, InterestsRateThrottle
 from inference.serving.interests import FALLBACK_REASONS, SERVED_BY
 from inference.user_ids import USER_ID_PATTERN, USER_ID_RULE
@@ -81,7 +81,7 @@ class UserInterestsView(APIView):
     authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
     permission_classes = [IsServiceClientOrStaff]
     throttle_classes = [InterestsRateThrottle]
-    renderer_classes = [JSONRenderer]  # JSON only, without parsing Accept on each call (negotiation.py)
+    renderer_classes = [ORJSONRenderer]  # JSON only, without parsing Accept on each call (negotiation.py)
     content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(
@@ -121,7 +121,7 @@ class InterestsBatchView(APIView):
     permission_classes = [IsServiceClientOrStaff]
     throttle_classes = [InterestsBatchRateThrottle]
     parser_classes = [JSONParser]
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [ORJSONRenderer]
     content_negotiation_class = FirstRendererNegotiation
 
     @extend_schema(

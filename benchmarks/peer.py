@@ -1,0 +1,211 @@
+"""adsite's interests endpoint against the peer a team would write instead, in one run, rounds interleaved.
+
+    python -m benchmarks.run --only peer          (part of ``make bench``)
+
+The peer is ``../shared/peers/interest_service.py`` (FastAPI + LightGBM over in-memory decayed counts,
+uvicorn with 2 workers), run from its own virtual environment (``BENCH_PEER_VENV``, default
+``var/peer-venv``, created and installed with pinned versions on first use; never the project's).
+adsite runs in services mode (PostgreSQL + Redis) on MovieLens latest-small with the neural and LightGBM
+models active, 2 web processes, served two ways from the same database:
+
+- ``granian``: what ``make run`` starts (``scripts/serve.sh``: granian's RSGI interface, adsite/rsgi.py);
+- ``gunicorn``: the previous server (2 sync workers, scripts/gunicorn.conf.py), for before/after.
+
+Each round runs, for every server in a rotating order, ``GET /users/{u}/interests?top=5`` walking users
+1-200 (each wrk connection from its own offset) and ``GET /healthz``: wrk, 8 connections, ``BENCH_SECONDS``
+each (default 10). ``BENCH_ROUNDS`` rounds (default 3). Figures per target are the median over the rounds of
+p50, p99 and req/s; which model answered comes from adsite's own ``inference_served_total`` over the measured
+requests. The host is shared, so compare only figures of the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks.load import LoadResult, run_load
+
+PEER_DIR = Path(os.environ.get("BENCH_PEER_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "peers"))
+PEER_REQUIREMENTS = ["fastapi==0.165.0", "uvicorn[standard]==0.55.0", "lightgbm==4.7.0", "numpy==2.4.6",
+                     "orjson==3.13.0"]
+USERS = [str(u) for u in range(1, 201)]
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CLIENTS = 8
+
+
+def peer_venv() -> Path:
+    from benchmarks.run import ROOT
+
+    venv = Path(os.environ.get("BENCH_PEER_VENV", ROOT / "var" / "peer-venv"))
+    marker = venv / ".installed"
+    if not marker.is_file():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                        *PEER_REQUIREMENTS], check=True)
+        marker.write_text("\n".join(PEER_REQUIREMENTS) + "\n")
+    return venv
+
+
+def _wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 300.0) -> None:
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            if conn.getresponse().status < 500:
+                conn.close()
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} did not answer {path}")
+        time.sleep(0.5)
+
+
+@contextmanager
+def _process(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, ready_path: str = "/healthz") -> Iterator[int]:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
+    try:
+        _wait_http(port, ready_path, proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
+    from benchmarks.run import PY, ROOT
+
+    port = _free_port()
+    shutil.rmtree(prom, ignore_errors=True)
+    prom.mkdir(parents=True)
+    run_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    if kind == "granian":  # as scripts/serve.sh starts the web role
+        cmd = [str(Path(PY).parent / "granian"), "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "2", "--log-level", "warning", "adsite.rsgi:application"]
+    else:
+        cmd = [PY, "-m", "gunicorn", "adsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+               "--log-level", "warning", "--config", str(ROOT / "scripts" / "gunicorn.conf.py")]
+    return _process(cmd, cwd=ROOT, env=run_env, port=port)
+
+
+def _median(results: list[LoadResult], attr: str) -> float:
+    return statistics.median(getattr(r, attr) if attr != "rps" else r.rps for r in results)
+
+
+def bench_peer() -> list[dict[str, str]]:
+    from benchmarks.inference import MOVIELENS, _register_models, _trained
+    from benchmarks.run import (
+        BENCH_VAR,
+        SECONDS,
+        bar,
+        fresh_state,
+        load_average,
+        manage,
+        row,
+        server_latency,
+        server_samples,
+    )
+
+    if not MOVIELENS.is_dir() or not (PEER_DIR / "interest_service.py").is_file():
+        return [row("peer", "skipped", f"{MOVIELENS} or {PEER_DIR}/interest_service.py not found")]
+    venv = peer_venv()
+    dirs = _trained()
+    var_dir = BENCH_VAR / "peer"
+    env = fresh_state(var_dir, services=True)
+    env["API_THROTTLE_INTERESTS"] = "100000000/minute"  # the throttle runs; its rate is not what is measured
+    env["INFERENCE_COMPILED_CACHE_DIR"] = str(BENCH_VAR / "compiled")
+    manage(env, "import_events", "--format", "movielens", str(MOVIELENS), "--no-progress")
+    _register_models(env, dirs, var_dir)
+    token = manage(env, "create_api_token", "bench").stdout.strip()
+    auth = {"Authorization": f"Token {token}", "Accept": "application/json"}
+    kinds = [k for k in os.environ.get("BENCH_PEER_SERVERS", "granian,gunicorn").split(",") if k]
+    peer_port = _free_port()
+    peer_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE", "REDIS"))}
+    peer_cmd = [str(venv / "bin" / "uvicorn"), "interest_service:app", "--workers", "2", "--port", str(peer_port),
+                "--log-level", "warning"]
+    targets: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, str]] = []
+    with _process(peer_cmd, cwd=PEER_DIR, env=peer_env, port=peer_port) as port:
+        targets["peer"] = {"port": port, "paths": [f"/users/{u}/interests?top=5" for u in USERS], "headers": {}}
+        servers = [(kind, adsite_server(kind, env, var_dir / f"prom-{kind}")) for kind in kinds]
+        entered = []
+        try:
+            for kind, server in servers:
+                targets[kind] = {"port": server.__enter__(), "prom": var_dir / f"prom-{kind}", "headers": auth,
+                                 "paths": [f"/api/v1/users/{u}/interests?top=5" for u in USERS]}
+                entered.append(server)
+            for spec in targets.values():  # every worker past its first requests
+                run_load(port=spec["port"], path=spec["paths"][0], paths=spec["paths"], headers=spec["headers"],
+                         clients=CLIENTS, seconds=3, warmup=0)
+            runs: dict[tuple[str, str], list[LoadResult]] = {}
+            served: dict[str, list[Any]] = {k: [] for k in kinds}
+            names = list(targets)
+            for r in range(ROUNDS):
+                order = names[r % len(names):] + names[: r % len(names)]
+                for name in order:
+                    spec = targets[name]
+                    before = server_samples(spec["prom"]) if "prom" in spec else None
+                    result = run_load(port=spec["port"], path=spec["paths"][0], paths=spec["paths"],
+                                      headers=spec["headers"], clients=CLIENTS, seconds=SECONDS, warmup=0)
+                    if before is not None:
+                        time.sleep(0.2)
+                        served[name].append(server_latency(before, server_samples(spec["prom"]), "user-interests"))
+                    runs.setdefault((name, "interests"), []).append(result)
+                    runs.setdefault((name, "healthz"), []).append(
+                        run_load(port=spec["port"], path="/healthz", clients=CLIENTS, seconds=SECONDS, warmup=0))
+        finally:
+            for server in reversed(entered):
+                server.__exit__(None, None, None)
+    for (name, what), results in runs.items():
+        rows.append(row(f"{name} GET {what} (median of {len(results)} rounds)",
+                        f"p50 {_median(results, 'p50_ms'):.2f} ms, p99 {_median(results, 'p99_ms'):.2f} ms, "
+                        f"{_median(results, 'rps'):,.0f} req/s",
+                        "rounds: " + "; ".join(f"{x.p50_ms:.1f}/{x.p99_ms:.1f} ms {x.rps:,.0f}/s" for x in results)
+                        + f"; errors {sum(x.errors for x in results)}; statuses "
+                        + str({k: sum(x.statuses.get(k, 0) for x in results) for k in results[0].statuses})))
+    for kind in kinds:
+        total: dict[str, int] = {}
+        for server in served[kind]:
+            for model, n in server.counts("inference_served_total", "served_by").items():
+                total[model] = total.get(model, 0) + n
+        rows.append(row(f"{kind}: answers by model over its measured interests rounds",
+                        ", ".join(f"{m} {n:,}" for m, n in sorted(total.items(), key=lambda x: -x[1]))))
+        neural = total.get("neural", 0) / max(1, sum(total.values()))
+        mine, peer = runs[(kind, "interests")], runs[("peer", "interests")]
+        bare = runs[(kind, "healthz")]
+        ok = all(x.errors == 0 for x in mine)
+        rows.append(bar(f"GET interests, adsite ({kind}) vs peer, same run", "p99 <= peer's and req/s >= peer's, neural > 90%",
+                        f"p99 {_median(mine, 'p99_ms'):.1f} vs {_median(peer, 'p99_ms'):.1f} ms; "
+                        f"{_median(mine, 'rps'):,.0f} vs {_median(peer, 'rps'):,.0f} req/s; neural {neural:.1%}",
+                        ok and _median(mine, "p99_ms") <= _median(peer, "p99_ms")
+                        and _median(mine, "rps") >= _median(peer, "rps") and neural > 0.9))
+        ratio = _median(mine, "p50_ms") / _median(bare, "p50_ms")
+        rows.append(bar(f"GET interests vs own /healthz ({kind}), p50", "p50 <= 2x", f"{ratio:.2f}x "
+                        f"({_median(mine, 'p50_ms'):.2f} vs {_median(bare, 'p50_ms'):.2f} ms)", ok and ratio <= 2))
+    rows.append(row("peer section load average after", load_average()))
+    return rows
+
+
+SECTIONS = {"peer": bench_peer}
