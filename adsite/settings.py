@@ -213,17 +213,12 @@ TRACKING = {
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),
-    "AD_EVENT_HOOKS": ["adsite.ads.services.billing.ad_events_accept"],
-    # What else to delete when a visitor asks to be forgotten (tracking cannot import adsite.ads).
-    "USER_DELETE_HOOKS": ["adsite.ads.services.privacy.user_ads_forget"],
     "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
 }
 INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),
     "STORE": "redis" if REDIS_URL else "memory",
     "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
-    # a full rebuild replays every stored event: tracking's feature backlog is emptied first
-    "STORE_REBUILD_HOOKS": ["tracking.api.feature_backlog_clear"],
     # embedded server: rebuild the in-process feature store from the Event table when a process starts serving
     "STORE_REBUILD_ON_START": _env_bool("INFERENCE_STORE_REBUILD_ON_START", False),
     "MODEL_DIR": _env("INFERENCE_MODEL_DIR", str(VAR_DIR / "models")),
@@ -254,7 +249,6 @@ ADS = {
     "BUDGET_MS": _env_float("ADS_BUDGET_MS", 10.0),
     "LEDGER": "redis" if REDIS_URL else "memory",
     "LEDGER_PATH": str(VAR_DIR / "ads_ledger.sqlite3"),
-    "PLACEMENT_PROVIDER": "adsite.ads.delivery.placements_provide",
     "EXPLAIN_SAMPLE": _env_float("ADS_EXPLAIN_SAMPLE", 0.01),
     "CLICK_MAX_AGE_S": _env_int("ADS_CLICK_MAX_AGE_S", 24 * 3600),
 }

@@ -14,6 +14,7 @@ from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecor
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
 from inference.serving.deadline import Deadline
 from inference.serving.interests import FALLBACK_REASONS, SERVED_BY, Interests
+from inference.signals import store_rebuild_started
 from inference.store.base import FeatureStoreUnavailable
 from inference.user_ids import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 
@@ -53,6 +54,7 @@ __all__ = [
     "shadow_setting_get",
     "shadow_setting_set",
     "store_rebuild",
+    "store_rebuild_started",
     "training_run",
     "training_runs_recent",
     "training_start",

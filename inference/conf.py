@@ -24,9 +24,6 @@ DEFAULTS: dict[str, Any] = {
     # dotted path of the redis-py Connection class for the feature store and the API throttles ("" = redis-py's
     # own); the site sets one that fails fast on a Redis that stopped answering (adsite.ops.redis_guard)
     "REDIS_CONNECTION_CLASS": "",
-    # dotted paths of functions called with no argument before a full rebuild replays the stored events (the
-    # site empties tracking's feature backlog there, whose events the rebuild replays anyway)
-    "STORE_REBUILD_HOOKS": [],
     # embedded mode: rebuild the in-process store from the stored events when a process first needs it
     "STORE_REBUILD_ON_START": False,
     # model artifacts live under MODEL_DIR/<version>/ (shared storage when scaled out)

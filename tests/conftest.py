@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -226,3 +226,24 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             from django.db import connections
 
             connections.close_all()
+
+
+@pytest.fixture
+def placements_answer() -> Iterator[Callable[[Callable[..., Any] | None], None]]:
+    """``placements_answer(provider)``: pages' ad slots are answered by ``provider(*, request, placements,
+    categories)`` instead of the ads app's receiver (None: nobody answers, house ads only); the ads app's
+    receiver is connected again after the test."""
+    from adsite.ads import receivers
+    from adsite.content.signals import placements_requested
+
+    def use(provider: Callable[..., Any] | None) -> None:
+        placements_requested.disconnect(dispatch_uid="ads.placements_requested")
+        placements_requested.disconnect(dispatch_uid="test.placements")
+        if provider is not None:
+            placements_requested.connect(
+                lambda sender, signal, **kwargs: provider(**kwargs), dispatch_uid="test.placements", weak=False
+            )
+
+    yield use
+    placements_requested.disconnect(dispatch_uid="test.placements")
+    placements_requested.connect(receivers.on_placements_requested, dispatch_uid="ads.placements_requested")

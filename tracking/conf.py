@@ -1,16 +1,14 @@
 """Tracking settings: defaults here, overrides from ``settings.TRACKING`` (which reads the environment).
 
 ``tracking_settings()`` is the one accessor (attribute access, DRF ``api_settings`` style);
-nothing in ``tracking`` reads ``os.environ``. Dotted paths in ``USER_DELETE_HOOKS`` are imported here.
+nothing in ``tracking`` reads ``os.environ``. What tracking tells other apps goes through ``tracking.signals``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.utils.module_loading import import_string
 
 DEFAULTS: dict[str, Any] = {
     # Require the consent cookie (adsite_consent=granted) before recording anything.
@@ -59,15 +57,10 @@ DEFAULTS: dict[str, Any] = {
     # tracker.js configuration rendered into each page (engaged seconds per page_ping, seconds per flush)
     "TRACKER_PING_SECONDS": 15.0,
     "TRACKER_FLUSH_SECONDS": 5.0,
-    # Callables (dotted paths) run with the user id when a visitor's data is deleted.
-    "USER_DELETE_HOOKS": [],
     # Feature catch-up (tracking.features_backlog): events per transaction, and how long a backlogged
     # event may wait for its row in ``Event`` (still in the Redis buffer) before it is dropped.
     "FEATURE_CATCH_UP_BATCH": 1_000,
     "FEATURE_BACKLOG_ORPHAN_SECONDS": 24 * 3600,
-    # Callables (dotted paths) run with the accepted, non-bot ad events (``ad_impression``,
-    # ``ad_click``) of each batch as ``EventRecord``s, in the request (the ads app's viewability count).
-    "AD_EVENT_HOOKS": [],
 }
 
 
@@ -81,15 +74,9 @@ class TrackingSettings:
         if name not in DEFAULTS:
             raise AttributeError(f"unknown tracking setting {name!r}")
         value = self._configured.get(name, DEFAULTS[name])
-        if name in ("USER_DELETE_HOOKS", "AD_EVENT_HOOKS"):
-            return [_callable(hook) for hook in value]
         if name == "REDIS_URL" and not value:
             return getattr(settings, "REDIS_URL", None)
         return value
-
-
-def _callable(hook: str | Callable[[str], object]) -> Callable[[str], object]:
-    return import_string(hook) if isinstance(hook, str) else hook
 
 
 def tracking_settings() -> TrackingSettings:

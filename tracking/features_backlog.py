@@ -23,7 +23,7 @@ What it cannot promise: a write whose reply is lost (a timeout after Redis ran t
 failed and is applied again by the catch-up; so is a batch applied just before the database failed to
 commit its deletion. Both need the store and the database to fail within milliseconds of each other.
 ``manage.py features_rebuild`` replays every stored event, backlogged ones included, so it empties the
-backlog first (``feature_backlog_clear``, its ``INFERENCE["STORE_REBUILD_HOOKS"]`` entry): the catch-up
+backlog first (``feature_backlog_clear``, a receiver of ``store_rebuild_started``): the catch-up
 never applies a replayed event a second time.
 """
 

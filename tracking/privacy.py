@@ -20,6 +20,7 @@ from inference import api as inference_api
 from tracking.conf import tracking_settings
 from tracking.models import Event, QuarantinedEvent
 from tracking.services import ledger_counter_add
+from tracking.signals import visitor_deleted
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,6 @@ def user_data_delete(*, user_id: str) -> DeletionResult:
     # Derived state (online features, anything inference keeps per user) goes too. A feature store
     # that is down must not leave the visitor half-deleted silently: the error propagates to the caller.
     inference_api.user_forget(user_id)
-    for hook in tracking_settings().USER_DELETE_HOOKS:
-        hook(user_id)
+    visitor_deleted.send(sender=user_data_delete, user_id=user_id)
     logger.info("tracking.user_deleted", extra={"user_id": user_id, "events": events, "quarantined": quarantined})
     return DeletionResult(events=events, quarantined=quarantined)

@@ -44,6 +44,7 @@ from tracking.identity import visitor_id
 from tracking.models import QuarantinedEvent
 from tracking.network import client_ip_truncated
 from tracking.schema import SLUG_RE, Limits, Rejection, ValidEvent, event_validate, payload_text, safe_text
+from tracking.signals import ad_events_accepted
 from tracking.storage import Row, categories_json, events_insert, json_compact, ledger_add
 
 logger = logging.getLogger(__name__)
@@ -241,14 +242,16 @@ def _observe_new(valid: Sequence[ValidEvent], new_ids: set[str], *, device: str)
 
 
 def ad_events_hand_over(records: Sequence[EventRecord]) -> None:
-    """Give accepted ad events to ``AD_EVENT_HOOKS`` (the ads app); a failing hook is logged, never raised."""
+    """Announce accepted ad events (``signals.ad_events_accepted``: the ads app counts viewable
+    impressions); a failing receiver is logged, never raised."""
     if not records:
         return
-    for hook in tracking_settings().AD_EVENT_HOOKS:
-        try:
-            hook(records)
-        except Exception:
-            logger.exception("tracking.ad_event_hook_failed", extra={"records": len(records)})
+    for receiver, outcome in ad_events_accepted.send_robust(sender=ad_events_hand_over, records=records):
+        if isinstance(outcome, Exception):
+            logger.error(
+                "tracking.ad_event_receiver_failed %s: %r", getattr(receiver, "__qualname__", receiver), outcome,
+                exc_info=outcome, extra={"records": len(records)},
+            )
 
 
 def events_ingest(*, events: Sequence[object], context: IngestContext) -> IngestResult:

@@ -46,8 +46,6 @@ DEFAULTS: dict[str, Any] = {
     # share of decisions whose explanation is kept, and how many are kept at most
     "EXPLAIN_SAMPLE": 0.01,
     "EXPLAIN_KEEP": 1000,
-    # dotted path the content app calls to fill a page's placements
-    "PLACEMENT_PROVIDER": "adsite.ads.delivery.placements_provide",
 }
 
 

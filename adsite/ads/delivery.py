@@ -1,6 +1,6 @@
 """From a decision to what a page or an API client shows: slot ads, signed click and impression URLs.
 
-``placements_provide`` is the content app's placement provider (``ADS["PLACEMENT_PROVIDER"]``): one
+``placements_provide`` is the content app's placement provider (answering ``placements_requested``): one
 ``ads_select`` per page for all its slots. Visitors who refused tracking (DNT, GPC, no consent) get
 ads chosen from the page's own categories, with no visitor id: nothing about them is counted per person.
 """

@@ -4,9 +4,9 @@ Promises: every page type lists its placements in ``PAGE_PLACEMENTS``; views cal
 ``placements_fill`` once per page (one batch for all the page's slots, so an ad decision can be made
 for the page as a whole) and templates render each slot with ``{% ad_slot "name" %}`` through
 ``site/_ad_slot.html``. Until ad selection exists every slot shows a house ad. The ads app takes
-over by naming a provider in ``settings.ADS["PLACEMENT_PROVIDER"]`` (dotted path to a callable
-``(*, request, placements, categories) -> Mapping[str, SlotAd | None]``); a slot the provider leaves
-empty, or any error in the provider, falls back to the house ad so a page never fails over an ad.
+over by answering ``signals.placements_requested`` (a receiver connected in its ``apps.py``, returning
+``Mapping[str, SlotAd | None]``); a slot the receiver leaves empty, or any error in it, falls back to
+the house ad so a page never fails over an ad.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from django.conf import settings
 from django.http import HttpRequest
-from django.utils.module_loading import import_string
+
+from adsite.content.signals import placements_requested
 
 logger = logging.getLogger(__name__)
 
@@ -106,21 +106,20 @@ def house_ad(*, placement: str) -> SlotAd:
     return HOUSE_ADS.get(placement) or replace(HOUSE_ADS["sidebar"], placement=placement)
 
 
-def _provider() -> PlacementProvider | None:
-    path = getattr(settings, "ADS", {}).get("PLACEMENT_PROVIDER")
-    return import_string(path) if path else None
-
-
 def placements_fill(
     *, request: HttpRequest, placements: Sequence[str], categories: Sequence[str] = ()
 ) -> dict[str, SlotAd]:
     """The ad for each named placement of one page; house ads wherever nothing else is chosen."""
     chosen: Mapping[str, SlotAd | None] = {}
-    provider = _provider()
-    if provider is not None:
-        try:
-            chosen = provider(request=request, placements=list(placements), categories=list(categories))
-        except Exception:  # an ad must never take the page down with it
-            logger.exception("content.placements_provider_failed", extra={"placements": list(placements)})
-            chosen = {}
+    # an ad must never take the page down with it: a failing receiver is logged, its slots get house ads
+    answers = placements_requested.send_robust(
+        sender=placements_fill, request=request, placements=list(placements), categories=list(categories)
+    )
+    answer = answers[0][1] if answers else None  # the first receiver answers for the page
+    if isinstance(answer, Exception):
+        logger.error(
+            "content.placements_provider_failed %r", answer, exc_info=answer, extra={"placements": list(placements)}
+        )
+    elif answer is not None:
+        chosen = answer
     return {name: chosen.get(name) or house_ad(placement=name) for name in placements}

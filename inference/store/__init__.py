@@ -48,10 +48,10 @@ def feature_store_rebuild(store: FeatureStore | None = None) -> int:
     from django.utils.module_loading import import_string
 
     from inference.conf import inference_setting
+    from inference.signals import store_rebuild_started
 
     source = import_string(inference_setting("EVENT_SOURCE"))
-    for hook in inference_setting("STORE_REBUILD_HOOKS") or ():
-        import_string(hook)()
+    store_rebuild_started.send(sender=feature_store_rebuild)
     return (store or feature_store()).rebuild(source())
 
 

@@ -171,14 +171,16 @@ def test_seed_ads_is_idempotent_and_covers_the_categories(db: None, settings: An
 
 
 def test_a_page_costs_no_ad_queries_once_the_catalog_is_warm(
-    client: Client, site: Any, settings: Any, django_assert_max_num_queries: Any
+    client: Client, site: Any, settings: Any, django_assert_max_num_queries: Any, placements_answer: Any
 ) -> None:
+    from adsite.ads.receivers import on_placements_requested
+
     settings.ADS = {**settings.ADS, "CATALOG_SECONDS": 60.0}
     client.get("/about/")
-    settings.ADS = {**settings.ADS, "PLACEMENT_PROVIDER": ""}
+    placements_answer(None)
     with django_assert_max_num_queries(50) as without_ads:
         client.get("/about/")
-    settings.ADS = {**settings.ADS, "PLACEMENT_PROVIDER": "adsite.ads.delivery.placements_provide"}
+    placements_answer(lambda **kwargs: on_placements_requested(None, **kwargs))
     with django_assert_max_num_queries(len(without_ads.captured_queries)):
         client.get("/about/")
 

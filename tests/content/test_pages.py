@@ -128,13 +128,13 @@ def test_unknown_article_and_category_are_404(
 @pytest.mark.parametrize("path", ["/", "/category/sports/", "/category/sports/?page=2", "ARTICLE", "/about/"])
 def test_pages_cost_a_bounded_number_of_queries(
     client: Client, seeded: None, recorded: RecordedPageViews, django_assert_max_num_queries: Any, path: str,
-    settings: Any,
+    placements_answer: Any,
 ) -> None:
     if path == "ARTICLE":
         path = f"/article/{Article.objects.first().slug}/"
     # Content queries only (server-side page view stubbed, no ad provider: the ads app's own queries
     # are counted in tests/ads): fixed, whatever the number of articles.
-    settings.ADS = {**settings.ADS, "PLACEMENT_PROVIDER": ""}
+    placements_answer(None)
     with django_assert_max_num_queries(4):
         assert client.get(path).status_code == 200
 

@@ -30,7 +30,8 @@ def provider_broken(**kwargs: Any) -> dict[str, SlotAd]:
     raise RuntimeError("ad server down")
 
 
-def test_without_provider_every_slot_gets_a_house_ad() -> None:
+def test_without_provider_every_slot_gets_a_house_ad(placements_answer: Any) -> None:
+    placements_answer(None)
     slots = placements_fill(
         request=RequestFactory().get("/"), placements=["leaderboard", "sidebar", "in_article", "footer"]
     )
@@ -43,27 +44,27 @@ def test_without_provider_every_slot_gets_a_house_ad() -> None:
     assert len({ad.creative_id for ad in slots.values()}) == 4
 
 
-def test_provider_fills_its_slots_and_house_ads_fill_the_rest(settings: Any) -> None:
-    settings.ADS = {**settings.ADS, "PLACEMENT_PROVIDER": f"{__name__}.provider_sidebar_only"}
+def test_provider_fills_its_slots_and_house_ads_fill_the_rest(placements_answer: Any) -> None:
+    placements_answer(provider_sidebar_only)
     slots = placements_fill(request=RequestFactory().get("/"), placements=["leaderboard", "sidebar"])
 
     assert slots["sidebar"] == CHOSEN
     assert slots["leaderboard"].house
 
 
-def test_a_failing_provider_falls_back_to_house_ads(settings: Any) -> None:
-    settings.ADS = {**settings.ADS, "PLACEMENT_PROVIDER": f"{__name__}.provider_broken"}
+def test_a_failing_provider_falls_back_to_house_ads(placements_answer: Any) -> None:
+    placements_answer(provider_broken)
     slots = placements_fill(request=RequestFactory().get("/"), placements=["sidebar"])
 
     assert slots["sidebar"].house
 
 
 @pytest.mark.django_db
-def test_a_chosen_ad_is_rendered_in_its_slot(settings: Any, client: Any) -> None:
+def test_a_chosen_ad_is_rendered_in_its_slot(placements_answer: Any, client: Any) -> None:
     from adsite.content.services import demo_content_seed
 
     demo_content_seed(articles_per_category=1)
-    settings.ADS = {**settings.ADS, "PLACEMENT_PROVIDER": f"{__name__}.provider_sidebar_only"}
+    placements_answer(provider_sidebar_only)
     html = client.get("/").content.decode()
 
     assert 'data-placement="sidebar" data-creative-id="cr-42" data-campaign-id="cmp-7"' in html

@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 
 
 def user_ads_forget(user_id: str) -> None:
-    """The ads part of deleting a visitor's data (a ``TRACKING["USER_DELETE_HOOKS"]`` entry).
+    """The ads part of deleting a visitor's data (``tracking.signals.visitor_deleted``).
 
     Kept decision explanations go; click records stay for billing but no longer name the visitor.
     """

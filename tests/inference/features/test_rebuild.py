@@ -25,7 +25,9 @@ def stored_events(**_: object) -> Iterator[list[EventRecord]]:
 
 
 @pytest.fixture
-def fresh_process_stores() -> Iterator[None]:
+def fresh_process_stores(db: None) -> Iterator[None]:
+    # db: a rebuild announces itself (``store_rebuild_started``) and the site's tracking app empties its
+    # feature backlog table then
     feature_store_reset()
     yield
     feature_store_reset()
