@@ -78,7 +78,8 @@ def test_train_now_runs_the_training_task_and_the_run_appears(staff_client, tmp_
     assert response.status_code == 302
     run = TrainingRun.objects.get()
     assert run.status == "succeeded" and run.percent == 100
-    assert ModelVersion.objects.get().status == "candidate"
+    assert ModelVersion.objects.get(algorithm="gbdt").status == "candidate"
+    assert set(ModelVersion.objects.values_list("status", flat=True)) == {"candidate"}  # activate=never
     assert (
         staff_client.get(f"/dashboard/models/training.json?id={run.pk}").json()["run"]["status"]
         == "succeeded"

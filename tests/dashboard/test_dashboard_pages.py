@@ -28,6 +28,27 @@ def test_models_page_lists_versions_with_metrics_and_baselines(staff_client, see
     assert "Train now" in html
 
 
+def test_models_page_says_which_ranker_serves_and_why(staff_client):
+    from inference.registry import services as registry
+
+    registry.model_version_register(
+        algorithm="gbdt",
+        version="gbdt-below",
+        artifact_path="x",
+        metrics={"decision": "ndcg@5 0.3100 < best baseline decayed 0.3300: registered, not served"},
+    )
+    registry.model_version_register(
+        algorithm="decayed",
+        version="decayed-best",
+        artifact_path="y",
+        metrics={"decision": "best baseline on the slice: decayed ndcg@5 0.3300 (vs frequency 0.3100)"},
+    )
+    registry.model_version_activate(version="decayed-best")
+    html = staff_client.get("/dashboard/models/").content.decode()
+    assert "Answers come from <strong>decayed</strong>: best baseline on the slice: decayed" in html
+    assert "0.3100 &lt; best baseline decayed 0.3300: registered, not served" in html  # gbdt's row
+
+
 def test_compare_page_puts_two_versions_side_by_side(staff_client, seeded):
     response = staff_client.get(f"/dashboard/models/compare?v={seeded['old']}&v={seeded['new']}")
     html = response.content.decode()

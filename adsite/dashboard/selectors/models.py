@@ -19,6 +19,8 @@ from adsite.dashboard.selectors.windows import (
 )
 
 BASELINES = ("popularity", "frequency", "recent", "decayed")
+# the baselines as servable rankers, in the chain's order (after neural and gbdt)
+RANKERS = ("decayed", "frequency", "recent", "popularity")
 
 METRIC_NAMES = ("ndcg@5", "recall@3", "auc")
 # template-friendly keys (Django template variables cannot contain "@")
@@ -147,13 +149,21 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
     breakers = (
         series.series_by_label(hour.latest[1], "inference_breaker_state", "model") if hour.latest else {}
     )
+    # why each ranker serves or not: the decision stored with its active version, else with its newest one
+    by_version = {r.version: r for r in rows}
+    newest: dict[str, ModelRow] = {}
+    for r in rows:  # newest first
+        newest.setdefault(r.algorithm, r)
+    rankers = [name for name in RANKERS if name in active or name in newest]
     algorithms = []
-    for name in ("neural", "gbdt"):
+    for name in ("neural", "gbdt", *rankers):
         row = latency.get(name, {})
         state = breakers.get(name)
+        decided = by_version.get(active.get(name, "")) or newest.get(name)
         algorithms.append(
             {
                 "name": name,
+                "why": decided.decision if decided else "",
                 "active": active.get(name, ""),
                 "loaded": status.loaded.get(name, ""),
                 "error": status.load_errors.get(name, ""),
@@ -173,7 +183,13 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
         + [{"window": "last day", **r} for r in shadow_results(day)],
         "candidates": [r for r in rows if r.status != "active"],
     }
-    return {"models": rows, "runs": runs, "algorithms": algorithms, "shadow": shadow}
+    # the chain answers with its first active ranker (neural, gbdt, then the baseline ranker, then the prior)
+    first = next((a for a in algorithms if a["active"]), None)
+    serving = {
+        "name": first["name"] if first else "prior",
+        "why": first["why"] if first else "no ranker is active: the prior answers every request",
+    }
+    return {"models": rows, "runs": runs, "algorithms": algorithms, "shadow": shadow, "serving": serving}
 
 
 def training_run_get(*, run_id: int | None = None) -> dict[str, Any] | None:
