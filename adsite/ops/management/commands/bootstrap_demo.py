@@ -3,7 +3,9 @@
 1. Seed the demo publication (categories, articles; and ads once the ads app is there).
 2. When no events exist yet: generate browsing traffic for simulated visitors and import it through the
    tracking pipeline (same validation and feature code as live traffic).
-3. When no model is active: train the first models, so a newcomer sees personalized interests at once.
+3. When no model is active: train the first models (activated by the registry's rule: only if they beat
+   the best baseline on the validation slice, which serves otherwise), so a newcomer sees personalized
+   interests at once.
 4. In DEBUG only: a staff account for the dashboard (``admin`` / ``$ADSITE_ADMIN_PASSWORD`` or ``admin``).
 """
 
@@ -57,7 +59,9 @@ class Command(BaseCommand):
         if active_model_versions():
             self.stdout.write("bootstrap_demo: models already active, not retraining")
             return
-        call_command("train", activate="always")
+        # the registry's own rule, also for the first models: a model that does not beat the best
+        # baseline on the validation slice is registered, and the baseline ranker serves instead
+        call_command("train", activate="auto")
 
     def _staff_account(self) -> None:
         if not settings.DEBUG:
