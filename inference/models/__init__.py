@@ -63,6 +63,7 @@ def model_train(
         popular_k=int(params.get("popular_k", 20)),
         item_buckets=int(params.get("item_buckets", 8192)),
         every=int(params.get("sample_every", 5)),
+        returns=bool(params.get("return_points", True)),
     )
     return model_fit(
         algorithm=algorithm,

@@ -157,6 +157,7 @@ def samples_build(
     start_index: Mapping[str, int] | None = None,
     stop_index: Mapping[str, int] | None = None,
     seed: int = 0,
+    returns: bool = False,
 ) -> Iterator[Sample]:
     """Training samples from the builder's points (``inference.training.dataset.training_points``):
     features strictly before each point, labels from the user's next ``horizon`` interest events among
@@ -169,6 +170,7 @@ def samples_build(
         start_index=start_index,
         stop_index=stop_index,
         seed=seed,
+        returns=returns,
     ):
         yield sample_inputs(
             point.user_id,

@@ -56,6 +56,7 @@ def training_samples(
     popular_k: int = 20,
     item_buckets: int = 8192,
     seed: int = 0,
+    returns: bool = True,
 ) -> TrainingData:
     index = {c: i for i, c in enumerate(categories)}
     ordered = sorted(events, key=lambda e: e.ts)
@@ -64,6 +65,8 @@ def training_samples(
         "category_index": index,
         "popular_k": popular_k,
         "item_buckets": item_buckets,
+        # points at every return after a break as well: served answers are asked for at such gaps
+        "returns": returns,
     }
     if validation == "user":
         # positions count interest events, as the builder's do

@@ -9,7 +9,10 @@ store applies them, and yields :class:`LabeledPoint` s:
 - labels: the categories of the user's next ``horizon`` interest events, counted, from the events
   passed in only (pass only the training side and labels never look past it);
 - prediction points sampled across each user's history (every ``sample_every``-th interest event
-  from a deterministic per-user offset), or at caller-chosen times (``prediction_times``).
+  from a deterministic per-user offset), at every *return* (``returns``: before the first interest
+  event after at least ``SESSION_IDLE_S`` without one, so the samples hold the gaps real visitors come
+  back after: the next session, the next day, the next week, not only the moments inside a session),
+  or at caller-chosen times (``prediction_times``).
 
 Memory is bounded by the per-user states and the points still waiting for their labels, not by the
 number of events: a million events stream through in minutes (``benchmarks/features.py``).
@@ -34,6 +37,7 @@ from inference.features import (
     population_features,
     user_features,
 )
+from inference.features.definitions import SESSION_IDLE_S
 
 __all__ = [
     "LabeledPoint",
@@ -101,6 +105,7 @@ def training_points(
     stop_index: Mapping[str, int] | None = None,
     seed: int = 0,
     population_refresh_events: int = 1000,
+    returns: bool = False,
 ) -> Iterator[LabeledPoint]:
     """Replay ``events`` (time order) and yield labelled prediction points; see the module docstring.
 
@@ -110,6 +115,8 @@ def training_points(
       Sampled points whose next events carry no category are skipped.
     - ``prediction_times``: user -> times; a point at each, with the features of the events before
       that time (ties: events at exactly that time are *not* included), always yielded.
+    - ``returns``: also a point before each interest event that follows the user's previous one by at
+      least ``SESSION_IDLE_S`` (from position ``min_history`` on, within ``start_index``/``stop_index``).
     - ``population_refresh_events``: sampled points reuse the population read-out for up to this many
       population events (it changes slowly; 0 = exact at every point). Requested points always see
       the exact population at their time.
@@ -131,6 +138,7 @@ def training_points(
     ]
     heapq.heapify(requests)
     offsets: dict[str, int] = {}
+    last_interest: dict[str, float] = {}  # user -> time of their latest interest event (for ``returns``)
     last_ts = float("-inf")
 
     def population_at(now: float, exact: bool) -> PopulationFeatures:
@@ -174,12 +182,17 @@ def training_points(
         interest = record.type in INTEREST_TYPES
         if interest:
             position = positions.get(user_id, 0)
-            if every and position >= min_history:
-                offset = offsets.get(user_id)
-                if offset is None:
-                    offset = offsets[user_id] = _offset(user_id, seed, every)
+            if (every or returns) and position >= min_history:
+                sampled = False
+                if every:
+                    offset = offsets.get(user_id)
+                    if offset is None:
+                        offset = offsets[user_id] = _offset(user_id, seed, every)
+                    sampled = (position - offset) % every == 0
+                if not sampled and returns:
+                    sampled = ts - last_interest.get(user_id, ts) >= SESSION_IDLE_S
                 if (
-                    (position - offset) % every == 0
+                    sampled
                     and position >= (start_index or {}).get(user_id, 0)
                     and position < (stop_index or {}).get(user_id, 1 << 62)
                 ):
@@ -203,6 +216,7 @@ def training_points(
                             yield point
                     del waiting[:done]
             positions[user_id] = position + 1
+            last_interest[user_id] = ts
         user_ops, population_ops = event_ops(record)
         state = users.get(user_id)
         if state is None:

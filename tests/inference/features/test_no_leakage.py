@@ -100,3 +100,27 @@ def test_labels_count_the_next_h_interest_events() -> None:
     assert len(points) == 1
     assert points[0].labels == {"b": 2, "c": 1}
     assert points[0].user.counts == {"a": 5.0}
+
+
+def test_return_points_sit_before_each_comeback_with_the_gap_in_their_features():
+    """``returns``: a point before every interest event that follows a break of at least
+    SESSION_IDLE_S, features from before it (the visitor has been away that long), labels after."""
+    from inference.events import EventRecord
+    from inference.features.definitions import SESSION_IDLE_S
+    from inference.training.dataset import training_points
+
+    day = 86_400.0
+    times = [0, 60, 120, 180, 240, 300, 300 + day, 360 + day, 420 + 8 * day, 480 + 8 * day]
+    events = [
+        EventRecord(user_id="u", ts=1.6e9 + t, type="page_view", categories=(f"c{i % 2}",), item_id=str(i))
+        for i, t in enumerate(times)
+    ]
+    plain = list(training_points(events, horizon=2, sample_every=None))
+    points = list(training_points(events, horizon=2, sample_every=None, returns=True))
+    assert plain == []
+    assert [p.ts for p in points] == [1.6e9 + 300 + day, 1.6e9 + 420 + 8 * day]
+    for point in points:
+        gap = point.ts - point.user.last_ts
+        assert gap >= SESSION_IDLE_S
+        assert point.user.events == point.position  # nothing at or after the point in its features
+    assert [round((p.ts - p.user.last_ts) / day) for p in points] == [1, 7]
