@@ -50,7 +50,9 @@ GAP_BUCKETS: tuple[tuple[str, float], ...] = (
     ("minutes", HOUR),
     ("hours", DAY),
     ("days", 7 * DAY),
-    ("weeks", math.inf),
+    ("weeks", 30 * DAY),
+    ("months", 365 * DAY),
+    ("years", math.inf),
 )
 NOT_SERVED = -1e9
 
