@@ -209,7 +209,6 @@ TRACKING = {
     "STREAM_KEY": _env("TRACKING_STREAM_KEY", "adsite:events"),
     "LEDGER_KEY": _env("TRACKING_LEDGER_KEY", "adsite:ledger"),
     # test hook: a flush exits right after inserting a batch, before acknowledging it
-    "FLUSH_CRASH_AFTER_INSERT": _env_bool("TRACKING_FLUSH_CRASH_AFTER_INSERT", False),
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -163,9 +163,16 @@ def _batch_store(entries: list[tuple[bytes, dict[bytes, bytes]]], *, reclaimed: 
 
 
 def stream_flush(
-    *, batch_size: int | None = None, reclaim_idle_ms: int | None = None, max_batches: int | None = None
+    *,
+    batch_size: int | None = None,
+    reclaim_idle_ms: int | None = None,
+    max_batches: int | None = None,
+    after_insert: Callable[[int], object] | None = None,
 ) -> FlushResult:
-    """Drain the stream into the Event table in batches; safe to run twice and to kill at any point."""
+    """Drain the stream into the Event table in batches; safe to run twice and to kill at any point.
+
+    ``after_insert(entries)`` runs after each batch committed and before it is acknowledged (the
+    fault tests kill the process there to show that a flush killed halfway loses nothing)."""
     conf = tracking_settings()
     batch_size = batch_size or int(conf.FLUSH_BATCH)
     idle = int(conf.FLUSH_RECLAIM_IDLE_MS if reclaim_idle_ms is None else reclaim_idle_ms)
@@ -191,9 +198,8 @@ def stream_flush(
         if not entries:
             break
         inserted, duplicates = _batch_store(entries, reclaimed=reclaimed)
-        if conf.FLUSH_CRASH_AFTER_INSERT:
-            logger.warning("tracking.flush_crash_hook", extra={"entries": len(entries)})
-            os._exit(3)  # test hook: die after the insert committed, before the ack
+        if after_insert is not None:
+            after_insert(len(entries))
         ids = [entry_id for entry_id, _fields in entries]
         pipe = client.pipeline(transaction=True)
         pipe.xack(stream, group, *ids)

@@ -38,8 +38,6 @@ DEFAULTS: dict[str, Any] = {
     # consumer before another flush reclaims it (a flush killed halfway leaves such entries).
     "FLUSH_BATCH": 5_000,
     "FLUSH_RECLAIM_IDLE_MS": 60_000,
-    # Test hook: the flush exits the process after inserting a batch and before acknowledging it.
-    "FLUSH_CRASH_AFTER_INSERT": False,
     # Timestamps: anything before this (epoch seconds; 1990-01-01) or more than MAX_FUTURE_SECONDS
     # after the server clock is absurd. Live tracker events older than COLLECT_MAX_AGE_DAYS too.
     "MIN_TS_SECONDS": 631_152_000,

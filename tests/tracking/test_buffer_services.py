@@ -107,6 +107,15 @@ def test_redis_and_database_both_gone_answers_503_so_the_tracker_retries(
     assert not Event.objects.exists()
 
 
+KILLED_FLUSH = """
+import os, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsite.settings")
+django.setup()
+from tracking.buffer import stream_flush
+stream_flush(batch_size=4, after_insert=lambda entries: os._exit(3))
+"""
+
+
 def _subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     db = django_settings.DATABASES["default"]
@@ -127,11 +136,11 @@ def test_flush_killed_after_insert_before_ack_loses_and_duplicates_nothing(
     settings.TRACKING = {**settings.TRACKING, **keys}
     events = [make_event() for _ in range(10)]
     post_collect(client, events)
+    # a real process, killed by the fault injected from outside: after its first batch committed, before the ack
     crashed = subprocess.run(
-        [sys.executable, "manage.py", "flush_events", "--batch-size", "4"],
+        [sys.executable, "-c", KILLED_FLUSH],
         cwd=ROOT,
         env=_subprocess_env(
-            TRACKING_FLUSH_CRASH_AFTER_INSERT="1",
             TRACKING_STREAM_KEY=keys["STREAM_KEY"],
             TRACKING_LEDGER_KEY=keys["LEDGER_KEY"],
         ),
