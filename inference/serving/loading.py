@@ -117,7 +117,9 @@ class ModelSet:
             name=name,
             version=version,
             model=None,
-            breaker=CircuitBreaker(failure_threshold=config.failure_threshold, cooldown_s=config.cooldown_s),
+            breaker=CircuitBreaker(
+                failure_threshold=config.failure_threshold, cooldown_s=config.cooldown_s, clock=self._timer
+            ),
             latency=LatencyWindow(
                 config.latency_window, max_age_s=config.latency_max_age_s, clock=self._timer
             ),

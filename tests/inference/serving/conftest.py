@@ -11,12 +11,28 @@ import pytest
 from inference.serving.predictor import Predictor, PredictorConfig
 
 
-class FakeModel:
-    """A model double: fixed scores, optional delay, exception or NaN, switchable after loading."""
+class TestClock:
+    """The serving tests' monotonic clock: real time plus what the test skipped ahead (``advance``). A
+    model's delay advances it instead of sleeping, so a test about a deadline never races the host."""
 
-    def __init__(self, name: str, version: str) -> None:
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.perf_counter() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+class FakeModel:
+    """A model double: fixed scores, optional delay (on the test clock), exception or NaN, switchable
+    after loading."""
+
+    def __init__(self, name: str, version: str, clock: TestClock | None = None) -> None:
         self.name = name
         self.version = version
+        self.clock = clock
         self.delay_s = 0.0
         self.fail = False
         self.nan = False
@@ -26,7 +42,10 @@ class FakeModel:
     def predict(self, features: dict, *, now: float, top: int) -> list[tuple[str, float]]:
         self.calls += 1
         if self.delay_s:
-            time.sleep(self.delay_s)
+            if self.clock is not None:
+                self.clock.advance(self.delay_s)
+            else:
+                time.sleep(self.delay_s)
         if self.fail:
             raise RuntimeError("model exploded")
         if self.nan:
@@ -75,14 +94,15 @@ class Active:
 class FakeRegistry:
     """The registry as serving polls it, plus the models 'on disk' that the loader reads."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: TestClock | None = None) -> None:
+        self.clock = clock
         self.active: dict[str, Active] = {}
         self.models: dict[str, FakeModel] = {}
         self.corrupt: set[str] = set()
         self.loads = 0
 
     def publish(self, name: str, version: str) -> FakeModel:
-        model = FakeModel(name, version)
+        model = FakeModel(name, version, self.clock)
         self.models[version] = model
         self.active[name] = Active(version, Path("/nonexistent") / version)
         return model
@@ -99,8 +119,13 @@ class FakeRegistry:
 
 
 @pytest.fixture
-def registry() -> FakeRegistry:
-    return FakeRegistry()
+def clock() -> TestClock:
+    return TestClock()
+
+
+@pytest.fixture
+def registry(clock: TestClock) -> FakeRegistry:
+    return FakeRegistry(clock)
 
 
 @pytest.fixture
@@ -109,7 +134,7 @@ def features() -> FakeFeatures:
 
 
 @pytest.fixture
-def make_predictor(registry: FakeRegistry, features: FakeFeatures):
+def make_predictor(registry: FakeRegistry, features: FakeFeatures, clock: TestClock):
     made: list[Predictor] = []
 
     def make(**config: object) -> Predictor:
@@ -119,6 +144,7 @@ def make_predictor(registry: FakeRegistry, features: FakeFeatures):
             loader=registry.load,
             registry_reader=registry.read,
             config=PredictorConfig(**config),
+            timer=clock,
         )
         made.append(predictor.start(background=bool(config.get("poll_seconds"))))
         return predictor

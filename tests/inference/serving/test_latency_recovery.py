@@ -61,48 +61,48 @@ def test_window_without_age_limit_keeps_its_samples():
     assert window.p99() == 50.0
 
 
-def test_model_skipped_for_its_p99_serves_again_once_probes_find_it_fast(registry, make_predictor):
+def test_model_skipped_for_its_p99_serves_again_once_probes_find_it_fast(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     neural.delay_s = 0.02  # the warm-up measures 20 ms
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor(latency_max_age_s=0.05, poll_seconds=0)
-    assert predictor.predict("alice", deadline=Deadline(10)).served_by == "gbdt"
+    assert predictor.predict("alice", deadline=Deadline(10, clock=clock)).served_by == "gbdt"
     neural.delay_s = 0.0  # the contention is over
-    time.sleep(0.1)  # the slow samples age out
+    clock.advance(0.1)  # the slow samples age out
     assert "neural" in predictor.probe_idle()
-    answer = predictor.predict("alice", deadline=Deadline(10))
+    answer = predictor.predict("alice", deadline=Deadline(10, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("neural", None)
 
 
-def test_slow_model_stays_out_and_no_request_pays_for_the_probes(registry, make_predictor):
+def test_slow_model_stays_out_and_no_request_pays_for_the_probes(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     neural.delay_s = 0.02
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor(latency_max_age_s=0.05, poll_seconds=0)
     for _ in range(3):
-        time.sleep(0.1)
+        clock.advance(0.1)
         predictor.probe_idle()
         calls = neural.calls
-        answer = predictor.predict("alice", deadline=Deadline(10))
+        answer = predictor.predict("alice", deadline=Deadline(10, clock=clock))
         assert (answer.served_by, answer.fallback_reason) == ("gbdt", "over_budget"), answer.stage_ms
         assert neural.calls == calls  # the request itself did not call the slow model
 
 
-def test_slow_model_stays_out_when_a_probe_is_late(registry, make_predictor):
+def test_slow_model_stays_out_when_a_probe_is_late(registry, make_predictor, clock):
     """The probes run on the poll thread and can be late (a busy host): the slow model's last sample
     outlives the age limit, so no request meanwhile tries it and answers late."""
     neural = registry.publish("neural", "neural-1")
     neural.delay_s = 0.02
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor(latency_max_age_s=0.05, poll_seconds=0)
-    time.sleep(0.15)  # three age limits without a probe
+    clock.advance(0.15)  # three age limits without a probe
     calls = neural.calls
-    answer = predictor.predict("alice", deadline=Deadline(10))
+    answer = predictor.predict("alice", deadline=Deadline(10, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("gbdt", "over_budget")
     assert neural.calls == calls
 
 
-def test_poll_thread_probes_a_skipped_model_more_often_than_it_polls_the_registry(registry, make_predictor):
+def test_poll_thread_probes_a_skipped_model_more_often_than_it_polls_the_registry(registry, make_predictor, clock):
     """A model out for its p99 is timed every probe period (0.5 s by default), not every registry poll
     (2 s): after a burst it is back within about a second."""
     neural = registry.publish("neural", "neural-1")
@@ -112,10 +112,10 @@ def test_poll_thread_probes_a_skipped_model_more_often_than_it_polls_the_registr
     reader = registry.read
     registry.read = lambda: reads.append(1) or reader()  # type: ignore[method-assign]
     predictor = make_predictor(latency_max_age_s=0.1, poll_seconds=5.0, probe_seconds=0.05)
-    assert predictor.predict("alice", deadline=Deadline(10)).served_by == "gbdt"
+    assert predictor.predict("alice", deadline=Deadline(10, clock=clock)).served_by == "gbdt"
     neural.delay_s = 0.0  # the contention is over
     deadline = time.monotonic() + 3.0
-    while predictor.predict("alice", deadline=Deadline(10)).served_by != "neural":
+    while predictor.predict("alice", deadline=Deadline(10, clock=clock)).served_by != "neural":
         assert time.monotonic() < deadline, "the skipped model never came back"
         time.sleep(0.02)
     assert len(reads) <= 1  # the start-up read only: no registry poll was needed to bring it back

@@ -9,10 +9,10 @@ import time
 from inference.serving.deadline import Deadline
 
 
-def test_neural_answers_when_healthy_and_in_time(registry, make_predictor):
+def test_neural_answers_when_healthy_and_in_time(registry, make_predictor, clock):
     registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
-    answer = make_predictor().predict("alice", deadline=Deadline(1000), top=2)
+    answer = make_predictor().predict("alice", deadline=Deadline(1000, clock=clock), top=2)
     assert answer.served_by == "neural"
     assert answer.model_version == "neural-1"
     assert answer.fallback_reason is None
@@ -20,68 +20,68 @@ def test_neural_answers_when_healthy_and_in_time(registry, make_predictor):
     assert answer.elapsed_ms >= 0
 
 
-def test_exhausted_budget_falls_to_the_prior_over_budget(registry, make_predictor):
+def test_exhausted_budget_falls_to_the_prior_over_budget(registry, make_predictor, clock):
     registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
-    answer = make_predictor().predict("alice", deadline=Deadline(0), top=3)
+    answer = make_predictor().predict("alice", deadline=Deadline(0, clock=clock), top=3)
     assert answer.served_by == "prior"
     assert answer.fallback_reason == "over_budget"
     assert answer.scores[0][0] == "sports"  # the user's own counts blended into the prior
 
 
-def test_slow_neural_is_skipped_for_gbdt_when_its_p99_does_not_fit(registry, make_predictor):
+def test_slow_neural_is_skipped_for_gbdt_when_its_p99_does_not_fit(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     neural.delay_s = 0.02  # 20 ms: the warm-up measures it
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor()
     calls_after_warm_up = neural.calls
-    answer = predictor.predict("alice", deadline=Deadline(10), top=3)
+    answer = predictor.predict("alice", deadline=Deadline(10, clock=clock), top=3)
     assert answer.served_by == "gbdt"
     assert answer.fallback_reason == "over_budget"
     assert neural.calls == calls_after_warm_up  # not even tried
 
 
-def test_exception_falls_through_to_gbdt(registry, make_predictor):
+def test_exception_falls_through_to_gbdt(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor()
     neural.fail = True
-    answer = predictor.predict("alice", deadline=Deadline(1000))
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason, answer.model_version) == ("gbdt", "error", "gbdt-1")
 
 
-def test_nan_output_falls_through(registry, make_predictor):
+def test_nan_output_falls_through(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor()
     neural.nan = True
-    answer = predictor.predict("alice", deadline=Deadline(1000))
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("gbdt", "error")
     assert all(math.isfinite(score) for _, score in answer.scores)
 
 
-def test_out_of_range_output_falls_through(registry, make_predictor):
+def test_out_of_range_output_falls_through(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     gbdt = registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor()
     neural.out_of_range = True
     gbdt.fail = True
-    answer = predictor.predict("alice", deadline=Deadline(1000))
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("prior", "error")
 
 
-def test_corrupt_artifact_at_start_up_falls_through(registry, make_predictor):
+def test_corrupt_artifact_at_start_up_falls_through(registry, make_predictor, clock):
     registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
     registry.corrupt.add("neural-1")
     predictor = make_predictor()
     assert predictor.loaded() == {"gbdt": "gbdt-1"}
     assert "corrupt artifact" in predictor.load_errors()["neural"]
-    answer = predictor.predict("alice", deadline=Deadline(1000))
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("gbdt", "error")
 
 
-def test_corrupt_new_version_leaves_the_previous_one_serving(registry, make_predictor):
+def test_corrupt_new_version_leaves_the_previous_one_serving(registry, make_predictor, clock):
     registry.publish("neural", "neural-1")
     predictor = make_predictor()
     registry.publish("neural", "neural-2")
@@ -89,57 +89,57 @@ def test_corrupt_new_version_leaves_the_previous_one_serving(registry, make_pred
     predictor.refresh()
     predictor.refresh()  # a failed version is not reloaded on every poll
     assert registry.loads == 2
-    answer = predictor.predict("alice", deadline=Deadline(1000))
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.model_version, answer.fallback_reason) == ("neural", "neural-1", None)
 
 
-def test_no_active_model_gives_the_prior_with_no_model(make_predictor):
-    answer = make_predictor().predict("alice", deadline=Deadline(1000))
+def test_no_active_model_gives_the_prior_with_no_model(make_predictor, clock):
+    answer = make_predictor().predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("prior", "no_model")
     assert answer.scores
 
 
-def test_unknown_user_gets_a_cold_start_answer(registry, make_predictor):
+def test_unknown_user_gets_a_cold_start_answer(registry, make_predictor, clock):
     registry.publish("neural", "neural-1")
-    answer = make_predictor().predict("nobody", deadline=Deadline(1000), top=2)
+    answer = make_predictor().predict("nobody", deadline=Deadline(1000, clock=clock), top=2)
     assert (answer.served_by, answer.fallback_reason) == ("prior", "cold_start")
     assert [c for c, _ in answer.scores] == ["news", "sports"]
 
 
-def test_feature_store_down_gives_population_prior_with_error(registry, features, make_predictor):
+def test_feature_store_down_gives_population_prior_with_error(registry, features, make_predictor, clock):
     registry.publish("neural", "neural-1")
     predictor = make_predictor()
     features.down = True
-    answer = predictor.predict("alice", deadline=Deadline(1000), top=3)
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock), top=3)
     assert (answer.served_by, answer.fallback_reason) == ("prior", "error")
     assert [c for c, _ in answer.scores] == ["news", "sports", "travel"]  # population only
 
 
-def test_answer_past_the_deadline_is_discarded_as_timeout(registry, make_predictor):
+def test_answer_past_the_deadline_is_discarded_as_timeout(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor()
     neural.delay_s = 0.03  # warm-up saw a fast model; this call overruns a 10 ms deadline
-    answer = predictor.predict("alice", deadline=Deadline(10))
+    answer = predictor.predict("alice", deadline=Deadline(10, clock=clock))
     assert answer.served_by == "prior"  # gbdt cannot fit in the time left (none)
     assert answer.fallback_reason == "timeout"
 
 
-def test_repeated_errors_open_the_breaker_and_the_model_is_not_called(registry, make_predictor):
+def test_repeated_errors_open_the_breaker_and_the_model_is_not_called(registry, make_predictor, clock):
     neural = registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor(failure_threshold=3, cooldown_s=3600)
     neural.fail = True
-    reasons = [predictor.predict("alice", deadline=Deadline(1000)).fallback_reason for _ in range(3)]
+    reasons = [predictor.predict("alice", deadline=Deadline(1000, clock=clock)).fallback_reason for _ in range(3)]
     assert reasons == ["error", "error", "error"]
     calls = neural.calls
-    answer = predictor.predict("alice", deadline=Deadline(1000))
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("gbdt", "circuit_open")
     assert neural.calls == calls
     assert predictor.breaker_states()["neural"] == "open"
 
 
-def test_hot_reload_under_concurrent_requests_fails_no_request(registry, make_predictor):
+def test_hot_reload_under_concurrent_requests_fails_no_request(registry, make_predictor, clock):
     registry.publish("neural", "neural-1")
     predictor = make_predictor()
     problems: list[object] = []
@@ -149,7 +149,7 @@ def test_hot_reload_under_concurrent_requests_fails_no_request(registry, make_pr
     def client() -> None:
         while not stop.is_set():
             try:
-                answer = predictor.predict("alice", deadline=Deadline(1000))
+                answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
                 if answer.served_by != "neural" or answer.fallback_reason is not None:
                     problems.append(answer)
                 versions.add(answer.model_version)
@@ -171,23 +171,23 @@ def test_hot_reload_under_concurrent_requests_fails_no_request(registry, make_pr
     assert len(versions) > 1
 
 
-def test_background_poll_picks_up_a_newly_activated_version(registry, make_predictor):
+def test_background_poll_picks_up_a_newly_activated_version(registry, make_predictor, clock):
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor(poll_seconds=0.02)
     registry.publish("gbdt", "gbdt-2")
     waited = time.monotonic()
     while predictor.loaded().get("gbdt") != "gbdt-2" and time.monotonic() - waited < 10:
         time.sleep(0.01)
-    assert predictor.predict("alice", deadline=Deadline(1000)).model_version == "gbdt-2"
+    assert predictor.predict("alice", deadline=Deadline(1000, clock=clock)).model_version == "gbdt-2"
 
 
-def test_deactivated_algorithm_is_unloaded(registry, make_predictor):
+def test_deactivated_algorithm_is_unloaded(registry, make_predictor, clock):
     registry.publish("neural", "neural-1")
     registry.publish("gbdt", "gbdt-1")
     predictor = make_predictor()
     del registry.active["neural"]
     predictor.refresh()
-    answer = predictor.predict("alice", deadline=Deadline(1000))
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("gbdt", "no_model")
 
 

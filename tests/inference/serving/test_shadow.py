@@ -60,7 +60,7 @@ def shadow_config() -> ShadowConfigDouble:
 
 
 @pytest.fixture
-def build(registry, features, shadow_config):
+def build(registry, features, shadow_config, clock):
     made: list[Predictor] = []
 
     def make(*, draws: list[float] | None = None) -> Predictor:
@@ -73,6 +73,7 @@ def build(registry, features, shadow_config):
             config=PredictorConfig(poll_seconds=0),
             shadow_reader=shadow_config.read,
             sampler=(lambda: next(values)) if values is not None else (lambda: 0.0),
+            timer=clock,
         )
         made.append(predictor.start(background=False))
         return predictor
@@ -105,15 +106,15 @@ def test_topk_overlap_is_the_share_of_the_served_top_k_the_shadow_also_has():
 
 def test_a_sampled_request_is_scored_by_the_shadow_and_the_served_answer_is_unchanged(
     registry, shadow_config, build
-):
+, clock):
     registry.publish("neural", "neural-1")
-    baseline = build().predict("alice", deadline=Deadline(1000), top=2)
+    baseline = build().predict("alice", deadline=Deadline(1000, clock=clock), top=2)
 
     shadow = shadowing(registry, shadow_config, ["sports", "news"])  # top-2 overlap with the served: 1/2
     predictor = build()
     assert predictor.shadow_status()["version"] == shadow.version
     warm_up_calls = shadow.calls
-    answer = predictor.predict("alice", deadline=Deadline(1000), top=2)
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock), top=2)
 
     assert shadow.calls == warm_up_calls + 1
     assert (answer.served_by, answer.model_version, answer.scores) == (
@@ -128,23 +129,23 @@ def test_a_sampled_request_is_scored_by_the_shadow_and_the_served_answer_is_unch
     assert sample("inference_shadow_seconds_count", version=shadow.version) == 1
 
 
-def test_the_shadow_never_serves_even_when_the_chain_falls_through(registry, shadow_config, build):
+def test_the_shadow_never_serves_even_when_the_chain_falls_through(registry, shadow_config, build, clock):
     neural = registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"])
     predictor = build()
     neural.fail = True
-    answer = predictor.predict("alice", deadline=Deadline(1000), top=2)
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock), top=2)
     assert (answer.served_by, answer.fallback_reason) == ("prior", "error")
     assert answer.model_version != shadow.version
     assert predictor.loaded() == {"neural": "neural-1"}
 
 
-def test_a_failing_shadow_is_counted_and_never_reaches_the_answer(registry, shadow_config, build):
+def test_a_failing_shadow_is_counted_and_never_reaches_the_answer(registry, shadow_config, build, clock):
     registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"])
     predictor = build()
     shadow.fail = True
-    answers = [predictor.predict("alice", deadline=Deadline(1000), top=2) for _ in range(8)]
+    answers = [predictor.predict("alice", deadline=Deadline(1000, clock=clock), top=2) for _ in range(8)]
     assert {(a.served_by, a.model_version, a.fallback_reason) for a in answers} == {
         ("neural", "neural-1", None)
     }
@@ -156,44 +157,44 @@ def test_a_failing_shadow_is_counted_and_never_reaches_the_answer(registry, shad
     assert sample("inference_shadow_agreement_count", version=shadow.version, compared_with="neural") == 0
 
 
-def test_invalid_shadow_output_is_counted_not_raised(registry, shadow_config, build):
+def test_invalid_shadow_output_is_counted_not_raised(registry, shadow_config, build, clock):
     registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"])
     predictor = build()
     shadow.nan = True
-    answer = predictor.predict("alice", deadline=Deadline(1000), top=2)
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock), top=2)
     assert (answer.served_by, answer.fallback_reason) == ("neural", None)
     assert sample("inference_shadow_errors_total", version=shadow.version, kind="invalid_output") == 1
 
 
-def test_the_shadow_is_skipped_when_the_deadline_has_no_time_left_for_it(registry, shadow_config, build):
+def test_the_shadow_is_skipped_when_the_deadline_has_no_time_left_for_it(registry, shadow_config, build, clock):
     registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"])
     shadow.delay_s = 0.03  # 30 ms: the warm-up measures it
     predictor = build()
     calls = shadow.calls
-    answer = predictor.predict("alice", deadline=Deadline(20), top=2)
+    answer = predictor.predict("alice", deadline=Deadline(20, clock=clock), top=2)
     assert answer.served_by == "neural"
     assert shadow.calls == calls
     assert sample("inference_shadow_skipped_total", version=shadow.version, reason="no_time") == 1
 
 
-def test_only_the_sampled_share_of_requests_is_scored(registry, shadow_config, build):
+def test_only_the_sampled_share_of_requests_is_scored(registry, shadow_config, build, clock):
     registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"], rate=0.25)
     predictor = build(draws=[0.1, 0.3, 0.9, 0.24, 0.25])
     calls = shadow.calls
     for _ in range(5):
-        predictor.predict("alice", deadline=Deadline(1000), top=2)
+        predictor.predict("alice", deadline=Deadline(1000, clock=clock), top=2)
     assert shadow.calls == calls + 2  # the draws under 0.25
 
 
-def test_cold_start_and_prior_answers_are_not_shadowed(registry, shadow_config, build):
+def test_cold_start_and_prior_answers_are_not_shadowed(registry, shadow_config, build, clock):
     registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"])
     predictor = build()
     calls = shadow.calls
-    assert predictor.predict("nobody", deadline=Deadline(1000)).fallback_reason == "cold_start"
+    assert predictor.predict("nobody", deadline=Deadline(1000, clock=clock)).fallback_reason == "cold_start"
     assert shadow.calls == calls
 
 
@@ -228,23 +229,23 @@ def test_a_shadow_that_becomes_active_stops_shadowing(registry, shadow_config, b
     assert "version" not in predictor.shadow_status()
 
 
-def test_a_shadow_that_fails_to_load_leaves_serving_alone(registry, shadow_config, build):
+def test_a_shadow_that_fails_to_load_leaves_serving_alone(registry, shadow_config, build, clock):
     registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"])
     registry.corrupt.add(shadow.version)
     predictor = build()
     status = predictor.shadow_status()
     assert "version" not in status and "corrupt artifact" in status["error"]
-    answer = predictor.predict("alice", deadline=Deadline(1000), top=2)
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock), top=2)
     assert (answer.served_by, answer.fallback_reason) == ("neural", None)
 
 
-def test_a_shadow_skipped_for_one_slow_call_is_probed_back_between_requests(registry, shadow_config, build):
+def test_a_shadow_skipped_for_one_slow_call_is_probed_back_between_requests(registry, shadow_config, build, clock):
     registry.publish("neural", "neural-1")
     shadow = shadowing(registry, shadow_config, ["sports", "travel"])
     shadow.delay_s = 0.03  # one slow spell: its p99 no longer fits a 20 ms deadline
     predictor = build()
-    predictor.predict("alice", deadline=Deadline(20), top=2)
+    predictor.predict("alice", deadline=Deadline(20, clock=clock), top=2)
     assert sample("inference_shadow_skipped_total", version=shadow.version, reason="no_time") == 1
     shadow.delay_s = 0.0
     probed: list[str] = []
@@ -252,5 +253,5 @@ def test_a_shadow_skipped_for_one_slow_call_is_probed_back_between_requests(regi
         probed = predictor.probe_idle()
     assert f"shadow:{shadow.version}" in probed
     calls = shadow.calls
-    predictor.predict("alice", deadline=Deadline(20), top=2)
+    predictor.predict("alice", deadline=Deadline(20, clock=clock), top=2)
     assert shadow.calls == calls + 1
