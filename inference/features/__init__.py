@@ -16,6 +16,7 @@ from inference.features.definitions import (
     INTEREST_TYPES,
     POPULATION_HALF_LIVES,
     SEQUENCE_LENGTH,
+    SEQUENCE_TYPES,
     SESSIONS_KEPT,
 )
 from inference.features.ops import Ops, SeqItem, event_ops
@@ -30,6 +31,7 @@ __all__ = [
     "PAIR_FEATURE_NAMES",
     "POPULATION_HALF_LIVES",
     "SEQUENCE_LENGTH",
+    "SEQUENCE_TYPES",
     "SESSIONS_KEPT",
     "FeatureState",
     "Ops",

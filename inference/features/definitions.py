@@ -6,12 +6,13 @@ feature list changes: stored models of another version refuse to load.
 
 from __future__ import annotations
 
-FEATURE_SCHEMA_VERSION = 2
+FEATURE_SCHEMA_VERSION = 3
 
 # (label, seconds): the decayed category counts kept per user
 HALF_LIVES: tuple[tuple[str, float], ...] = (
     ("1h", 3_600.0),
     ("1d", 86_400.0),
+    ("3d", 3 * 86_400.0),
     ("7d", 7 * 86_400.0),
     ("30d", 30 * 86_400.0),
 )
@@ -24,6 +25,11 @@ SEQUENCE_LENGTH = 50
 # events that express interest in their categories (counts, decay, recency, the sequence, labels);
 # page_ping only adds engaged time, ad_impression only the per-category impression count
 INTEREST_TYPES = frozenset({"page_view", "click", "ad_click", "conversion"})
+# interest events counted per category by type too (behaviour: a favourite, a cart, a purchase say more
+# than a view); page views are the plain counts ``c:``
+BEHAVIOUR_TYPES = ("click", "ad_click", "conversion")
+# the event types of the recent sequence, as the models index them (0 = padding)
+SEQUENCE_TYPES = ("page_view", "click", "ad_click", "conversion")
 AD_IMPRESSION = "ad_impression"
 AD_CLICK = "ad_click"
 # a session is over after this long without an event (its counters then read as zero)

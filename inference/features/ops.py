@@ -24,7 +24,7 @@ skipped. The result is the same in any order (terms of epochs >= K - 1, summed),
 state holds at most two epochs per half-life and category however long their history.
 
 Field names (user hash): ``n`` interest events, ``c:<cat>`` counts, ``d:<hl>:<k>:<cat>`` decay
-terms, ``t:<type>`` events by type, ``ai:<cat>`` / ``ac:<cat>`` ad impressions / clicks,
+terms, ``t:<type>`` events by type, ``b:<type>:<cat>`` counts of the ``BEHAVIOUR_TYPES``, ``ai:<cat>`` / ``ac:<cat>`` ad impressions / clicks,
 ``sn:<session>`` / ``se:<session>`` session events / engaged milliseconds. Maxima: ``last`` (last
 interest event), ``ls:<cat>`` last seen, ``dv:<device>`` device last used, ``e:<hl>`` newest decay
 epoch. Sessions: session -> its last event (a max); only the ``SESSIONS_KEPT`` most recent sessions
@@ -42,6 +42,7 @@ from inference.events import EventRecord
 from inference.features.definitions import (
     AD_CLICK,
     AD_IMPRESSION,
+    BEHAVIOUR_TYPES,
     EPOCH_HALF_LIVES,
     HALF_LIVES,
     INTEREST_TYPES,
@@ -57,6 +58,7 @@ class SeqItem(NamedTuple):
     item_id: str
     categories: tuple[str, ...]
     ts: float
+    kind: str = "page_view"  # the event type (an interest type)
 
 
 @dataclass(slots=True)
@@ -168,8 +170,11 @@ def event_ops(record: EventRecord) -> tuple[Ops, Ops]:
         for category in categories:
             incr["c:" + category] = 1.0
             maxima["ls:" + category] = ts
+        if kind in BEHAVIOUR_TYPES:
+            for category in categories:
+                incr["b:" + kind + ":" + category] = 1.0
         _decay_ops(user, ts, categories, HALF_LIVES)
-        user.push.append(SeqItem(_printable(record.item_id), categories, ts))
+        user.push.append(SeqItem(_printable(record.item_id), categories, ts, kind))
         pincr = population.incr
         pincr["n"] = 1.0
         population.maxima["last"] = ts

@@ -1,7 +1,7 @@
 """Per (user, candidate category) tabular features, and the candidate set.
 
 The models score pairs, so their size and latency do not grow with the number of categories: the
-candidates are the user's own categories (most frequent first) plus the most popular ones.
+candidates are the user's own categories (recent, then frequent) plus the most popular ones.
 ``pair_features(user, population, candidates)`` is the one function both training and serving use
 to build the rows; ``PAIR_FEATURE_NAMES`` names its columns in order.
 """
@@ -13,7 +13,7 @@ from collections.abc import Container, Sequence
 
 import numpy as np
 
-from inference.features.definitions import HALF_LIVES, SEQUENCE_LENGTH
+from inference.features.definitions import BEHAVIOUR_TYPES, HALF_LIVES, SEQUENCE_LENGTH, SESSION_IDLE_S
 from inference.features.readout import PopulationFeatures, UserFeatures
 
 __all__ = ["PAIR_FEATURE_NAMES", "NEVER_SEEN_S", "pair_features", "candidate_categories"]
@@ -51,6 +51,24 @@ PAIR_FEATURE_NAMES: tuple[str, ...] = (
     "device_mobile",
     "device_tablet",
     "population_trend_1d",
+    # repeat consumption: favourites / carts and purchases of the category (BEHAVIOUR_TYPES)
+    *(f"log_{kind}_count" for kind in BEHAVIOUR_TYPES),
+    # seconds from the category's last event to the user's last event (0: in the latest event); unlike
+    # log_seconds_since_seen, the same whether the prediction comes seconds or a day after the visit
+    "log_seen_before_last_s",
+    # within the recent sequence, split into sessions at SESSION_IDLE_S gaps: how many sessions (and
+    # which share of them) held the category (an interest that returns, not one burst), its events in
+    # the latest session (count and share), distinct days, distinct items, and the most views of one item
+    "recent_sessions_with",
+    "recent_sessions_share",
+    "last_session_count",
+    "last_session_share",
+    "recent_days_with",
+    "log_recent_items",
+    "log_recent_max_item_repeats",
+    # user-level context: seconds since the user's last interest event, sessions in the recent sequence
+    "log_idle_s",
+    "log_recent_sessions",
 )
 
 
@@ -61,10 +79,14 @@ def candidate_categories(
     known: Container[str] | None = None,
     limit: int = 100,
 ) -> list[str]:
-    """The user's own categories (most frequent first, at most ``limit - len(popular)``) then the
-    ``popular`` ones, restricted to ``known`` when given: at most ``limit``, without repeats."""
+    """The user's own categories (those of the recent sequence, latest first, then the others, most
+    frequent first; at most ``limit - len(popular)``) then the ``popular`` ones, restricted to ``known``
+    when given: at most ``limit``, without repeats. The recent ones come first so that a shopper with
+    hundreds of old categories still has what they looked at today among the candidates."""
     counts = user.counts
-    own = sorted(counts, key=lambda c: (-counts[c], c))[: max(0, limit - len(popular))]
+    recent = dict.fromkeys(c for item in reversed(user.recent) for c in item.categories)
+    frequent = sorted(counts, key=lambda c: (-counts[c], c))
+    own = list(dict.fromkeys((*recent, *frequent)))[: max(0, limit - len(popular))]
     seen: dict[str, None] = {}
     for category in (*own, *popular):
         if known is None or category in known:
@@ -139,13 +161,72 @@ def pair_features(
     rows = np.empty((n, len(PAIR_FEATURE_NAMES)), dtype=np.float64)
     rows[:, : len(columns)] = np.array(columns, dtype=np.float64).T
     rows[:, len(columns) : len(columns) + len(context)] = context
-    rows[:, -1] = [population.trend_1d(c) for c in candidates]
+    rows[:, len(columns) + len(context)] = [population.trend_1d(c) for c in candidates]
+    rows[:, _REPEAT_START:] = _repeat_columns(user, candidates)
     rows[:, _LOG_COLUMNS] = np.log1p(rows[:, _LOG_COLUMNS])
     return rows.astype(np.float32)
+
+
+_REPEAT_START = PAIR_FEATURE_NAMES.index("population_trend_1d") + 1
+
+
+def _repeat_columns(user: UserFeatures, candidates: Sequence[str]) -> np.ndarray:
+    """The repeat-consumption and session columns (from ``log_<type>_count`` on), before log1p."""
+    n = len(candidates)
+    recent = user.recent
+    last = user.last_ts
+    sessions_with: dict[str, set[int]] = {}
+    days_with: dict[str, set[int]] = {}
+    items_of: dict[str, dict[str, int]] = {}
+    in_session: dict[str, int] = {}
+    session = 0
+    previous = None
+    boundaries = [0] * len(recent)
+    for position, item in enumerate(recent):
+        if previous is not None and item.ts - previous > SESSION_IDLE_S:
+            session += 1
+        previous = item.ts
+        boundaries[position] = session
+    last_session_events = 0
+    for position, item in enumerate(recent):
+        current = boundaries[position] == session
+        last_session_events += current
+        day = int(item.ts // 86_400)
+        for category in item.categories:
+            sessions_with.setdefault(category, set()).add(boundaries[position])
+            days_with.setdefault(category, set()).add(day)
+            per_item = items_of.setdefault(category, {})
+            per_item[item.item_id] = per_item.get(item.item_id, 0) + 1
+            if current:
+                in_session[category] = in_session.get(category, 0) + 1
+    n_sessions = session + 1 if recent else 0
+    last_seen = user.last_seen_ts
+    out = np.zeros((n, len(PAIR_FEATURE_NAMES) - _REPEAT_START), dtype=np.float64)
+    for column, kind in enumerate(BEHAVIOUR_TYPES):
+        table = user.behaviour.get(kind)
+        if table:
+            out[:, column] = [table.get(c, 0.0) for c in candidates]
+    column = len(BEHAVIOUR_TYPES)
+    out[:, column] = [
+        max(0.0, last - last_seen[c]) if c in last_seen else NEVER_SEEN_S for c in candidates
+    ]
+    sessions = [len(sessions_with.get(c, ())) for c in candidates]
+    out[:, column + 1] = sessions
+    out[:, column + 2] = [x / n_sessions for x in sessions] if n_sessions else 0.0
+    counts = [in_session.get(c, 0) for c in candidates]
+    out[:, column + 3] = counts
+    out[:, column + 4] = [x / last_session_events for x in counts] if last_session_events else 0.0
+    out[:, column + 5] = [len(days_with.get(c, ())) for c in candidates]
+    out[:, column + 6] = [len(items_of.get(c, ())) for c in candidates]
+    out[:, column + 7] = [max(items_of[c].values()) if c in items_of else 0 for c in candidates]
+    out[:, column + 8] = max(0.0, user.now - last) if recent else NEVER_SEEN_S
+    out[:, column + 9] = n_sessions
+    return out
 
 
 _LOG_COLUMNS = [
     i
     for i, name in enumerate(PAIR_FEATURE_NAMES)
-    if name.startswith("log_") and name not in {"log_session_events", "log_session_engaged_s"}
+    if (name.startswith("log_") and name not in {"log_session_events", "log_session_engaged_s"})
+    or name in {"recent_sessions_with", "last_session_count"}
 ]

@@ -35,7 +35,9 @@ _Decayed = tuple[dict[str, float], ...]
 class UserFeatures:
     """A user's features at ``now``. Mappings are read-only by convention (never mutate them).
 
-    ``decayed[i]`` / ``decayed_share[i]`` follow ``HALF_LIVES[i]`` (1h, 1d, 7d, 30d).
+    ``decayed[i]`` / ``decayed_share[i]`` follow ``HALF_LIVES[i]`` (1h, 1d, 3d, 7d, 30d).
+    ``behaviour[type]`` counts the categories of the ``BEHAVIOUR_TYPES`` events (favourites, carts,
+    purchases) per category.
     ``events`` counts interest events only (``INTEREST_TYPES``); ``type_counts`` all events.
     """
 
@@ -50,6 +52,7 @@ class UserFeatures:
     events_since_seen: dict[str, int] = field(default_factory=dict)
     recent: tuple[SeqItem, ...] = ()  # oldest first, at most SEQUENCE_LENGTH
     type_counts: dict[str, float] = field(default_factory=dict)
+    behaviour: dict[str, dict[str, float]] = field(default_factory=dict)
     ad_impressions: dict[str, float] = field(default_factory=dict)
     ad_clicks: dict[str, float] = field(default_factory=dict)
     session_events: float = 0.0  # events of the current session (0 when idle over SESSION_IDLE_S)
@@ -137,6 +140,7 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
     type_counts: dict[str, float] = {}
     ad_impressions: dict[str, float] = {}
     ad_clicks: dict[str, float] = {}
+    behaviour: dict[str, dict[str, float]] = {}
     for name, value in sums.items():
         tag = name[:2]
         if tag == "c:":
@@ -154,6 +158,9 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
             ad_impressions[name[3:]] = value
         elif tag == "ac":
             ad_clicks[name[3:]] = value
+        elif tag == "b:":
+            kind, _, category = name[2:].partition(":")
+            behaviour.setdefault(kind, {})[category] = value
     last_seen_ts: dict[str, float] = {}
     session, session_ts = "", -math.inf
     device, device_ts = "other", -math.inf
@@ -192,6 +199,7 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
         events_since_seen=events_since_seen,
         recent=recent,
         type_counts=type_counts,
+        behaviour=behaviour,
         ad_impressions=ad_impressions,
         ad_clicks=ad_clicks,
         session_events=session_events,

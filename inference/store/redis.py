@@ -146,13 +146,15 @@ def user_keys(user_id: str, prefix: str = "") -> tuple[str, str, str, str]:
 
 
 def _encode(item: SeqItem) -> str:
-    return f"{item.ts!r}{_FIELD}{item.item_id}{_FIELD}{_CATEGORY.join(item.categories)}"
+    return f"{item.ts!r}{_FIELD}{item.item_id}{_FIELD}{_CATEGORY.join(item.categories)}{_FIELD}{item.kind}"
 
 
 @lru_cache(maxsize=1 << 16)  # a user's sequence is read again at every request, one new entry at a time
 def _decode(raw: str) -> SeqItem:
-    ts, item_id, categories = raw.split(_FIELD, 2)
-    return SeqItem(item_id, tuple(categories.split(_CATEGORY)) if categories else (), float(ts))
+    ts, item_id, categories, *kind = raw.split(_FIELD, 3)  # entries written before the type had none
+    return SeqItem(
+        item_id, tuple(categories.split(_CATEGORY)) if categories else (), float(ts), kind[0] if kind else "page_view"
+    )
 
 
 def _state(

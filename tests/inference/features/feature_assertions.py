@@ -23,6 +23,7 @@ def assert_same_user(offline: UserFeatures, online: UserFeatures) -> None:
     assert offline.events_since_seen == online.events_since_seen
     assert offline.recent == online.recent
     assert offline.type_counts == online.type_counts
+    assert offline.behaviour == online.behaviour
     assert offline.ad_impressions == online.ad_impressions
     assert offline.ad_clicks == online.ad_clicks
     assert offline.session_events == online.session_events

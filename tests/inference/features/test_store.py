@@ -13,6 +13,7 @@ from django.conf import settings
 from feature_assertions import assert_same_population, assert_same_user
 
 from inference.events import EventRecord
+from inference.features import HALF_LIVES
 from inference.store import FeatureStoreUnavailable, feature_store, feature_store_reset, serving_state_reader
 from inference.store.base import FeatureStore
 from inference.store.memory import MemoryFeatureStore
@@ -158,7 +159,7 @@ def test_redis_store_keeps_two_decay_epochs_like_the_memory_store(redis_store: F
     redis_store.observe(late)
     a, b = memory.user_state("loyal"), redis_store.user_state("loyal")
     assert a.sums.keys() == b.sums.keys()
-    assert len([name for name in b.sums if name.startswith("d:")]) <= 2 * 4 * 4
+    assert len([name for name in b.sums if name.startswith("d:")]) <= 2 * len(HALF_LIVES) * 4
     now = events[-1].ts + 60.0
     assert_same_user(redis_store.read("loyal", now=now).user, memory.read("loyal", now=now).user)
 
@@ -217,6 +218,7 @@ def test_redis_store_writes_a_batch_and_reads_a_user_in_one_round_trip(
 CONCURRENT_WRITER = """
 import sys
 from inference.events import EventRecord
+from inference.features import HALF_LIVES
 from inference.store.redis import RedisFeatureStore
 url, writer, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 store = RedisFeatureStore(url, write_timeout_s=5.0)
