@@ -9,6 +9,18 @@ for early stopping and model choice (never the test users of an evaluation):
 - ``user``: like the evaluation's user split, every user with at least 30 training events is cut
   after 80% of their own events: validation points lie after the cut (about every ``every`` events),
   fit samples and their labels use only events before it.
+
+Where the points lie (``points``):
+
+- ``events``: before about every ``every``-th interest event of each user (mid-session, seconds after
+  the previous event) and, with ``returns``, at every return after a break: what a request during a
+  visit sees, and what the user split tests;
+- ``cutoffs``: at a grid of global times every ``cutoff_step_s`` seconds, a point for every user with
+  at least 5 interest events before it and one after (labels: the next ``horizon``): what the time
+  split tests, a prediction made at a moment unrelated to the user's own clock (often hours into a
+  gap between visits). Training only on the mid-visit points teaches "the last thing seen comes
+  next", which is wrong after a gap; the grid teaches both, as the test does.
+- ``auto``: ``cutoffs`` with the time validation split, ``events`` with the user split.
 """
 
 from __future__ import annotations
@@ -21,9 +33,14 @@ import numpy as np
 
 from inference.events import EventRecord
 from inference.features import INTEREST_TYPES
-from inference.models.inputs import Sample, samples_build
+from inference.models.inputs import Sample, sample_inputs, samples_build
+from inference.training.dataset import training_points
 
-__all__ = ["TrainingData", "training_samples", "ndcg_of_samples"]
+__all__ = ["CUTOFF_STEP_S", "TrainingData", "training_samples", "ndcg_of_samples"]
+
+# the grid of prediction times of ``points="cutoffs"``: every 3 hours
+CUTOFF_STEP_S = 3 * 3600.0
+MAX_CUTOFFS = 96
 
 
 @dataclass(frozen=True)
@@ -57,8 +74,14 @@ def training_samples(
     item_buckets: int = 8192,
     seed: int = 0,
     returns: bool = True,
+    points: str = "auto",
+    cutoff_step_s: float = CUTOFF_STEP_S,
 ) -> TrainingData:
     index = {c: i for i, c in enumerate(categories)}
+    if points == "auto":
+        points = "cutoffs" if validation == "time" else "events"
+    if points not in {"events", "cutoffs"}:
+        raise ValueError(f"unknown training points {points!r}: use events, cutoffs or auto")
     ordered = sorted(events, key=lambda e: e.ts)
     common: dict[str, Any] = {
         "horizon": horizon,
@@ -91,6 +114,12 @@ def training_samples(
             return TrainingData([], [], _popularity(ordered, categories), popular_k, item_buckets)
         cutoff = float(np.quantile([e.ts for e in ordered], validation_quantile))
         fit_events = [e for e in ordered if e.ts < cutoff]
+        if points == "cutoffs":
+            start = ordered[0].ts + cutoff_step_s
+            grid = {k: v for k, v in common.items() if k != "returns"}
+            fit = list(_cutoff_samples(fit_events, np.arange(start, cutoff, cutoff_step_s), **grid))
+            val = list(_cutoff_samples(ordered, np.arange(cutoff, ordered[-1].ts, cutoff_step_s), **grid))
+            return TrainingData(fit, val, _popularity(ordered, categories), popular_k, item_buckets)
         seen_before: dict[str, int] = {}
         for event in fit_events:
             if event.type in INTEREST_TYPES:
@@ -101,6 +130,54 @@ def training_samples(
     else:
         raise ValueError(f"unknown validation split {validation!r}")
     return TrainingData(fit, val, _popularity(ordered, categories), popular_k, item_buckets)
+
+
+def _cutoff_samples(
+    events: Sequence[EventRecord],
+    times: np.ndarray,
+    *,
+    horizon: int,
+    category_index: dict[str, int],
+    popular_k: int,
+    item_buckets: int,
+    min_history: int = 5,
+) -> list[Sample]:
+    """A sample at each of ``times`` for every user with ``min_history`` interest events before it
+    and at least one after it (in ``events``): features before the time, labels from the next
+    ``horizon`` interest events among ``events``."""
+    if not len(times) or not events:
+        return []
+    if len(times) > MAX_CUTOFFS:  # a long history (years of MovieLens): an even subset of the grid
+        times = times[np.linspace(0, len(times) - 1, MAX_CUTOFFS).round().astype(int)]
+    interest_ts: dict[str, list[float]] = {}
+    for event in events:
+        if event.type in INTEREST_TYPES:
+            interest_ts.setdefault(event.user_id, []).append(float(event.ts))
+    # only the grid times at which a user qualifies: min_history interest events before, one after
+    requests = {}
+    for user_id, stamps in interest_ts.items():
+        if len(stamps) > min_history:
+            first, last = stamps[min_history - 1], stamps[-1]
+            chosen = [float(t) for t in times if first < t <= last]
+            if chosen:
+                requests[user_id] = chosen
+    samples = []
+    for point in training_points(events, horizon=horizon, sample_every=None, prediction_times=requests):
+        if point.position < min_history or not point.labels:
+            continue
+        samples.append(
+            sample_inputs(
+                point.user_id,
+                point.user,
+                point.population,
+                category_index=category_index,
+                popular=point.population.popular(popular_k),
+                item_buckets=item_buckets,
+                labels=point.labels,
+            )
+        )
+    samples.sort(key=lambda s: (s.ts, s.user_id))  # points come out as their labels complete
+    return samples
 
 
 def ndcg_of_samples(samples: Sequence[Sample], scores: Sequence[np.ndarray], k: int = 5) -> float:
