@@ -40,7 +40,13 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "num_threads": 1,
     "popular_k": 20,
     "item_buckets": 8192,
+    # the candidate's category id as a categorical feature: "auto" = only with at most
+    # CATEGORY_FEATURE_MAX categories (MovieLens genres, the demo's taxonomy); with a retailer's
+    # thousands of sparse leaf categories each id has a handful of rows and the splits on it overfit
+    "category_feature": "auto",
+    "linear_gain": True,
 }
+CATEGORY_FEATURE_MAX = 200
 
 
 def _matrix(samples: Sequence[Sample]) -> np.ndarray:
@@ -91,11 +97,21 @@ class GbdtModel(PairModel):
         return cls(booster=booster, **cls._kwargs_from_manifest(manifest))
 
 
-def _dataset(samples: Sequence[Sample], objective: str, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+def _dataset(
+    samples: Sequence[Sample],
+    objective: str,
+    reference: lgb.Dataset | None = None,
+    *,
+    category_feature: bool = True,
+) -> lgb.Dataset:
     labels = np.concatenate([s.labels for s in samples]) if samples else np.zeros(0)
     labels = np.minimum(labels, MAX_LABEL) if objective == "lambdarank" else (labels > 0).astype(np.float32)
+    matrix = _matrix(samples)
+    if not category_feature:
+        # a constant column: no tree splits on it, so the served rows may carry any id there
+        matrix[:, -1] = 0.0
     return lgb.Dataset(
-        _matrix(samples),
+        matrix,
         label=labels,
         group=[s.candidates.size for s in samples] if objective == "lambdarank" else None,
         feature_name=[*PAIR_FEATURE_NAMES, "category_id"],
@@ -105,7 +121,16 @@ def _dataset(samples: Sequence[Sample], objective: str, reference: lgb.Dataset |
     )
 
 
-def _train_one(data: TrainingData, objective: str, params: Mapping[str, Any], seed: int) -> lgb.Booster:
+def _category_feature(params: Mapping[str, Any], n_categories: int) -> bool:
+    setting = params.get("category_feature", "auto")
+    if setting == "auto":
+        return n_categories <= CATEGORY_FEATURE_MAX
+    return bool(setting)
+
+
+def _train_one(
+    data: TrainingData, objective: str, params: Mapping[str, Any], seed: int, *, category_feature: bool
+) -> lgb.Booster:
     lgb_params = {
         "objective": objective,
         "metric": "ndcg" if objective == "lambdarank" else "binary_logloss",
@@ -124,11 +149,17 @@ def _train_one(data: TrainingData, objective: str, params: Mapping[str, Any], se
     }
     if objective == "lambdarank":
         lgb_params["eval_at"] = [5]
-    train_set = _dataset(data.fit, objective)
+        if params.get("linear_gain", True):
+            # the protocol's NDCG gains are the counts themselves (relevance 4 = 4 times as good as 1);
+            # LightGBM's default 2^label - 1 made a category seen 10 times worth 1,023 seen-once ones
+            lgb_params["label_gain"] = [float(g) for g in range(MAX_LABEL + 1)]
+    train_set = _dataset(data.fit, objective, category_feature=category_feature)
     callbacks: list[Any] = []
     valid_sets = []
     if data.validation:
-        valid_sets = [_dataset(data.validation, objective, reference=train_set)]
+        valid_sets = [
+            _dataset(data.validation, objective, reference=train_set, category_feature=category_feature)
+        ]
         callbacks.append(lgb.early_stopping(params["early_stopping_rounds"], verbose=False))
     return lgb.train(
         lgb_params,
@@ -152,11 +183,12 @@ def gbdt_fit(
     params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)  # as the samples were built
     objectives = ["lambdarank", "binary"] if params["objective"] == "auto" else [params["objective"]]
     started = time.perf_counter()
+    category_feature = _category_feature(params, len(categories))
     candidates: list[tuple[float, str, lgb.Booster]] = []
     for i, objective in enumerate(objectives):
         if progress:
             progress(i / len(objectives), f"gbdt: fitting {objective}")
-        booster = _train_one(data, objective, params, seed)
+        booster = _train_one(data, objective, params, seed, category_feature=category_feature)
         model = GbdtModel(
             booster=booster, categories=categories, popularity=data.popularity, hyperparameters=params
         )
@@ -168,6 +200,7 @@ def gbdt_fit(
     training = {
         "train_seconds": round(time.perf_counter() - started, 2),
         "objective": best_objective,
+        "category_feature": category_feature,
         "best_iteration": best_booster.best_iteration or best_booster.current_iteration(),
         "validation_ndcg@5": round(best_ndcg, 4),
         "validation_ndcg@5_by_objective": {obj: round(n, 4) for n, obj, _ in candidates},
