@@ -167,7 +167,7 @@ def _torchscript_scorer(model: Any) -> Callable[[Any], Any]:
 
     from inference.models.neural import _pack
 
-    keys = ("candidates", "rows", "items", "cats", "ages")
+    keys = ("candidates", "rows", "items", "cats", "ages", "kinds")
     example = _pack([model.inputs("", None, None, time.time())], model.mean, model.std)
     with torch.inference_mode():
         traced = torch.jit.optimize_for_inference(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -21,11 +21,13 @@ from inference.events import EventRecord
 from inference.features import (
     PAIR_FEATURE_NAMES,
     SEQUENCE_LENGTH,
+    SEQUENCE_TYPES,
     PopulationFeatures,
     UserFeatures,
     candidate_categories,
     pair_features,
 )
+from inference.features.definitions import SESSION_IDLE_S
 from inference.training.dataset import training_points
 
 __all__ = [
@@ -43,17 +45,20 @@ __all__ = [
 ]
 
 # bump when the arrays below change meaning (the pair features carry FEATURE_SCHEMA_VERSION)
-INPUTS_VERSION = 2
+INPUTS_VERSION = 3
 CATEGORIES_PER_EVENT = 4
 MAX_CANDIDATES = 100
+# the sequence's kinds: 1 + 2 * (the type's index in SEQUENCE_TYPES) + (1 if the entry opens a session)
+SEQUENCE_KINDS = 1 + 2 * len(SEQUENCE_TYPES)
+_TYPE_INDEX = {kind: i for i, kind in enumerate(SEQUENCE_TYPES)}
 
 
 @dataclass(frozen=True)
 class Sample:
     """Model inputs for one user at one time, with the labels when known.
 
-    ``candidates`` are category indices; ``rows`` the pair features [n, F]; ``items``/``cats``/``ages``
-    the recent sequence; ``labels`` the next-H counts of each candidate (zeros when unknown).
+    ``candidates`` are category indices; ``rows`` the pair features [n, F]; ``items``/``cats``/``ages``/
+    ``kinds`` the recent sequence; ``labels`` the next-H counts of each candidate (zeros when unknown).
     """
 
     user_id: str
@@ -64,6 +69,8 @@ class Sample:
     cats: np.ndarray
     ages: np.ndarray
     labels: np.ndarray
+    # the event type and session start of each sequence entry (``sequence_kind``; 0 = padding)
+    kinds: np.ndarray = field(default_factory=lambda: np.zeros(SEQUENCE_LENGTH, dtype=np.int64))
 
 
 @lru_cache(
@@ -78,25 +85,33 @@ def item_bucket(item_id: str, buckets: int) -> int:
 
 def sequence_arrays(
     user: UserFeatures, category_index: Mapping[str, int], item_buckets: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The recent sequence, newest last, left-padded: item buckets [L], category ids [L, K] (index+1,
-    0 = none) and log1p(seconds before ``user.now``) [L]."""
+    0 = none), log1p(seconds before ``user.now``) [L] and kinds [L] (the event type and whether the
+    entry opens a session, after a gap over ``SESSION_IDLE_S``; 0 = padding)."""
     items = np.zeros(SEQUENCE_LENGTH, dtype=np.int64)
     cats = np.zeros((SEQUENCE_LENGTH, CATEGORIES_PER_EVENT), dtype=np.int64)
     ages = np.zeros(SEQUENCE_LENGTH, dtype=np.float32)
+    kinds = np.zeros(SEQUENCE_LENGTH, dtype=np.int64)
     recent = user.recent[-SEQUENCE_LENGTH:]
     if not recent:
-        return items, cats, ages
+        return items, cats, ages, kinds
     offset = SEQUENCE_LENGTH - len(recent)
     now = user.now
     # whole slices from lists: numpy's per-element assignment costs more than the values themselves
     items[offset:] = [item_bucket(item.item_id, item_buckets) for item in recent]
     ages[offset:] = [math.log1p(max(0.0, now - item.ts)) for item in recent]
+    previous = -math.inf
+    codes = []
+    for item in recent:
+        codes.append(1 + 2 * _TYPE_INDEX.get(item.kind, 0) + (item.ts - previous > SESSION_IDLE_S))
+        previous = item.ts
+    kinds[offset:] = codes
     for i, item in enumerate(recent, offset):
         ids = [category_index[c] + 1 for c in item.categories if c in category_index][:CATEGORIES_PER_EVENT]
         if ids:
             cats[i, : len(ids)] = ids
-    return items, cats, ages
+    return items, cats, ages, kinds
 
 
 def sample_inputs(
@@ -116,11 +131,12 @@ def sample_inputs(
     arrays empty (all padding) instead of building them: about a third of the work for such a model."""
     candidates = candidate_categories(user, popular, known=category_index, limit=MAX_CANDIDATES)
     if sequence:
-        items, cats, ages = sequence_arrays(user, category_index, item_buckets)
+        items, cats, ages, kinds = sequence_arrays(user, category_index, item_buckets)
     else:
         items = np.zeros(SEQUENCE_LENGTH, dtype=np.int64)
         cats = np.zeros((SEQUENCE_LENGTH, CATEGORIES_PER_EVENT), dtype=np.int64)
         ages = np.zeros(SEQUENCE_LENGTH, dtype=np.float32)
+        kinds = np.zeros(SEQUENCE_LENGTH, dtype=np.int64)
     return Sample(
         user_id=user_id,
         ts=user.now,
@@ -130,6 +146,7 @@ def sample_inputs(
         cats=cats,
         ages=ages,
         labels=np.array([(labels or {}).get(c, 0) for c in candidates], dtype=np.float32),
+        kinds=kinds,
     )
 
 

@@ -1,8 +1,11 @@
 """A small PyTorch network scoring (user, candidate category) pairs.
 
 The user's last 50 events become vectors (hashed item embedding + mean of the event's category
-embeddings + a projection of the log age); each candidate category attends over them (target
-attention, the candidate's embedding is the query). The attended context, the candidate embedding,
+embeddings + a projection of the log age + an embedding of the event's kind: its type, view /
+favourite / ad click / cart or purchase, and whether it opened a session); ``self_attention_layers``
+SASRec-style blocks (masked multi-head self-attention and a feed-forward layer, residual, layer norm)
+let each event see the rest of the sequence; then each candidate category attends over the events
+(DIN-style target attention, the candidate's embedding is the query). The attended context, the candidate embedding,
 their product and the standardized tabular pair features go through a small MLP to one score per
 candidate. Loss: listwise softmax cross-entropy against the next-H counts of the candidates.
 Early stopping on the NDCG@5 of the later validation slice. Trains on CUDA when available (``device
@@ -28,7 +31,13 @@ import torch
 from torch import nn
 
 from inference.models.base import PairModel, Progress, manifest_read
-from inference.models.inputs import CATEGORIES_PER_EVENT, PAIR_FEATURE_NAMES, SEQUENCE_LENGTH, Sample
+from inference.models.inputs import (
+    CATEGORIES_PER_EVENT,
+    PAIR_FEATURE_NAMES,
+    SEQUENCE_KINDS,
+    SEQUENCE_LENGTH,
+    Sample,
+)
 from inference.models.training import TrainingData, ndcg_of_samples
 
 __all__ = ["NeuralModel", "InterestNetwork", "neural_fit", "DEFAULT_HYPERPARAMETERS"]
@@ -48,17 +57,59 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "train_threads": 1,  # OpenMP spin-waits badly on a shared machine: 1 thread was ~10x faster than 2 under load
     "popular_k": 20,
     "item_buckets": 8192,
+    "self_attention_layers": 1,
+    "heads": 2,
 }
+
+
+class SelfAttentionBlock(nn.Module):
+    """One SASRec-style block over the sequence: multi-head self-attention over the present events
+    (padding masked), then a position-wise feed-forward layer, each residual with layer norm. Written
+    with einsum and softmax so that the ONNX export is the plain graph."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, dim))
+        self.dropout = nn.Dropout(dropout)
+        self.scale = 1.0 / math.sqrt(dim // heads)
+
+    def forward(self, events: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        b, length, dim = events.shape
+        q, k, v = self.qkv(events).reshape(b, length, 3, self.heads, dim // self.heads).unbind(2)
+        logits = torch.einsum("blhd,bmhd->bhlm", q, k) * self.scale
+        logits = logits.masked_fill(~present[:, None, None, :], -1e4)
+        attended = torch.einsum("bhlm,bmhd->blhd", torch.softmax(logits, dim=-1), v).reshape(b, length, dim)
+        events = self.norm1(events + self.dropout(self.out(attended)))
+        events = self.norm2(events + self.dropout(self.ffn(events)))
+        return events * present.unsqueeze(-1).float()
 
 
 class InterestNetwork(nn.Module):
     def __init__(
-        self, *, n_categories: int, n_features: int, item_buckets: int, dim: int, hidden: int, dropout: float
+        self,
+        *,
+        n_categories: int,
+        n_features: int,
+        item_buckets: int,
+        dim: int,
+        hidden: int,
+        dropout: float,
+        self_attention_layers: int = 1,
+        heads: int = 2,
     ):
         super().__init__()
         self.item = nn.Embedding(item_buckets, dim, padding_idx=0)
         self.category = nn.Embedding(n_categories + 1, dim, padding_idx=0)  # index 0 = none
         self.candidate = nn.Embedding(n_categories + 1, dim)
+        self.kind = nn.Embedding(SEQUENCE_KINDS, dim, padding_idx=0)
+        self.blocks = nn.ModuleList(SelfAttentionBlock(dim, heads, dropout) for _ in range(self_attention_layers))
         self.age = nn.Linear(1, dim)
         self.query = nn.Linear(dim, dim, bias=False)
         self.scale = 1.0 / math.sqrt(dim)
@@ -78,12 +129,15 @@ class InterestNetwork(nn.Module):
         items: torch.Tensor,  # [B, L]
         cats: torch.Tensor,  # [B, L, K] category index + 1 (0 = none)
         ages: torch.Tensor,  # [B, L]
+        kinds: torch.Tensor,  # [B, L] event type and session start (0 = padding)
     ) -> torch.Tensor:
         cat_mask = (cats > 0).float().unsqueeze(-1)
         cat_mean = (self.category(cats) * cat_mask).sum(2) / cat_mask.sum(2).clamp(min=1.0)
-        events = self.item(items) + cat_mean + self.age(ages.unsqueeze(-1))  # [B, L, D]
+        events = self.item(items) + cat_mean + self.age(ages.unsqueeze(-1)) + self.kind(kinds)  # [B, L, D]
         present = items > 0
         present = present | (cats > 0).any(-1)
+        for block in self.blocks:
+            events = block(events, present)
         query = self.query(self.category(candidates))  # [B, C, D]
         logits = torch.einsum("bcd,bld->bcl", query, events) * self.scale
         logits = logits.masked_fill(~present.unsqueeze(1), -1e4)
@@ -105,24 +159,26 @@ def _pack(samples: Sequence[Sample], mean: np.ndarray, std: np.ndarray) -> dict[
     items = np.zeros((n, SEQUENCE_LENGTH), dtype=np.int64)
     cats = np.zeros((n, SEQUENCE_LENGTH, CATEGORIES_PER_EVENT), dtype=np.int64)
     ages = np.zeros((n, SEQUENCE_LENGTH), dtype=np.float32)
+    kinds = np.zeros((n, SEQUENCE_LENGTH), dtype=np.int64)
     for i, s in enumerate(samples):
         c = s.candidates.size
         candidates[i, :c] = s.candidates + 1
         rows[i, :c] = (s.rows - mean) / std
         labels[i, :c] = s.labels
-        items[i], cats[i], ages[i] = s.items, s.cats, s.ages
+        items[i], cats[i], ages[i], kinds[i] = s.items, s.cats, s.ages, s.kinds
     return {
         "candidates": torch.from_numpy(candidates),
         "rows": torch.from_numpy(rows),
         "items": torch.from_numpy(items),
         "cats": torch.from_numpy(cats),
         "ages": torch.from_numpy(ages),
+        "kinds": torch.from_numpy(kinds),
         "labels": torch.from_numpy(labels),
     }
 
 
 def _inputs(batch: Mapping[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
-    return tuple(batch[k].to(device) for k in ("candidates", "rows", "items", "cats", "ages"))
+    return tuple(batch[k].to(device) for k in ("candidates", "rows", "items", "cats", "ages", "kinds"))
 
 
 class NeuralModel(PairModel):
@@ -190,6 +246,8 @@ def _network(n_categories: int, params: Mapping[str, Any]) -> InterestNetwork:
         dim=int(params["dim"]),
         hidden=int(params["hidden"]),
         dropout=float(params["dropout"]),
+        self_attention_layers=int(params.get("self_attention_layers", 0)),
+        heads=int(params.get("heads", 2)),
     )
 
 

@@ -126,7 +126,7 @@ def _gbdt_booster_scorer(model: Any) -> Scorer:
 
 
 # --- neural -------------------------------------------------------------------------------------------
-_NEURAL_INPUTS = ("candidates", "rows", "items", "cats", "ages")
+_NEURAL_INPUTS = ("candidates", "rows", "items", "cats", "ages", "kinds")
 
 
 def neural_onnx_scorer(model: Any) -> Scorer:
@@ -154,6 +154,7 @@ def neural_onnx_scorer(model: Any) -> Scorer:
                 "items": {0: "batch"},
                 "cats": {0: "batch"},
                 "ages": {0: "batch"},
+                "kinds": {0: "batch"},
                 "scores": {0: "batch", 1: "candidates"},
             },
             dynamo=False,

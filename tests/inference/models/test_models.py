@@ -163,7 +163,7 @@ def test_pair_only_models_serve_the_same_answer_without_building_the_sequence(al
         served = model.inputs("", user, population, user.now)
         assert not served.items.any()  # the sequence was not built
         full = model.inputs("", user, population, user.now).__class__(
-            **{**served.__dict__, **dict(zip(("items", "cats", "ages"), _full_sequence(model, user), strict=True))}
+            **{**served.__dict__, **dict(zip(("items", "cats", "ages", "kinds"), _full_sequence(model, user), strict=True))}
         )
         assert full.items.any()
         np.testing.assert_array_equal(model.score(served), model.score(full))
