@@ -22,12 +22,25 @@ oracle ignore it. Four policies then run over the same visitors and seeds, each 
 ``random`` (uniform among eligible ads), ``untargeted`` (best overall observed click rate),
 ``adsite`` (``ads_select``) and ``oracle`` (expected value with the hidden probability). Pacing is off
 (the simulation compresses days into minutes; it measures targeting, not pacing).
+
+Worlds (``world``): the click model above is ``default``, the very form the selector assumes (appeal x
+interest). Two more, of other shapes, judge the selector on terms it was not built on (its constants
+were fixed before they existed):
+
+- ``logistic``: p = sigmoid(LOGIT_BASE + LOGIT_SLOPE x h + ln appeal) x position bias (the page's
+  first slot 1, then 1/sqrt(1 + slot)) x fatigue (FATIGUE^k after the visitor has seen the campaign k
+  times): interest matters through a threshold, not in proportion, and repeats wear out;
+- ``drift``: the default click form, but the visitor's interests move within the visit: after each page
+  the profile moves DRIFT_READ toward the category just read, and with probability DRIFT_JUMP a new
+  interest (a category drawn uniformly) takes DRIFT_JUMP_WEIGHT of it; browsing and clicks follow the
+  current profile, which the oracle knows and adsite must infer from the pages.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -47,6 +60,13 @@ from adsite.platform import Platform, platform_use
 logger = logging.getLogger(__name__)
 
 POLICIES = ("random", "untargeted", "adsite", "oracle")
+WORLDS = ("default", "logistic", "drift")
+LOGIT_BASE = -4.6  # sigmoid(-4.6) = 1%: an ad of no interest to the visitor
+LOGIT_SLOPE = 8.0  # h = 0.3 -> about 10%, h = 0.5 -> about 35% (before position and fatigue)
+FATIGUE = 0.8
+DRIFT_READ = 0.25
+DRIFT_JUMP = 0.15
+DRIFT_JUMP_WEIGHT = 0.4
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 SLOT = re.compile(
     r'<div class="ad-slot[^"]*" data-placement="([\w-]+)" data-creative-id="([^"]*)" data-campaign-id="([^"]*)"'
@@ -70,6 +90,8 @@ class SimulationSpec:
     warmup: int = 3
     # earlier visitors (adsite's policy) whose creative statistics every measured policy starts from
     history: int = 2000
+    # the hidden click model (WORLDS; see the module docstring)
+    world: str = "default"
 
 
 class RandomPolicy:
@@ -131,6 +153,44 @@ def _hidden_interest(profile: dict[str, float], campaign: CampaignView) -> float
     return sum(w * profile.get(slug, 0.0) for slug, w in campaign.interests) / total
 
 
+class _Visitor:
+    """One simulated visitor in the spec's world: the current hidden profile, the campaigns seen."""
+
+    def __init__(self, spec: SimulationSpec, profile: dict[str, float], rng: random.Random) -> None:
+        if spec.world not in WORLDS:
+            raise ValueError(f"unknown world {spec.world!r}: one of {', '.join(WORLDS)}")
+        self.spec = spec
+        self.profile = dict(profile)
+        self.rng = rng
+        self.seen: dict[int, int] = {}
+
+    def click_probability(self, campaign: CampaignView, creative: CreativeView, position: int = 0) -> float:
+        spec = self.spec
+        if spec.world == "logistic":
+            h = _hidden_interest(self.profile, campaign)
+            z = LOGIT_BASE + LOGIT_SLOPE * h + math.log(_appeal(creative.id, spec.seed))
+            fatigue = FATIGUE ** self.seen.get(campaign.id, 0)
+            return min(0.5, fatigue / (1.0 + math.exp(-z)) / math.sqrt(1.0 + position))
+        return _click_probability(spec, self.profile, campaign, creative)
+
+    def house_probability(self, position: int) -> float:
+        p = self.spec.base_ctr * self.spec.floor
+        return p / math.sqrt(1.0 + position) if self.spec.world == "logistic" else p
+
+    def after_page(self, category: str, shown: list[int]) -> None:
+        for campaign_id in shown:
+            self.seen[campaign_id] = self.seen.get(campaign_id, 0) + 1
+        if self.spec.world != "drift":
+            return
+        profile = {c: (1.0 - DRIFT_READ) * w for c, w in self.profile.items()}
+        profile[category] += DRIFT_READ
+        if self.rng.random() < DRIFT_JUMP:
+            jump = self.rng.choice(sorted(profile))
+            profile = {c: (1.0 - DRIFT_JUMP_WEIGHT) * w for c, w in profile.items()}
+            profile[jump] += DRIFT_JUMP_WEIGHT
+        self.profile = profile
+
+
 def _appeal(creative_id: int, seed: int) -> float:
     return 0.6 + 0.8 * random.Random(f"{seed}:{creative_id}").random()
 
@@ -161,7 +221,7 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
             book.statistics_add(creative_id=creative_id, impressions=impressions, clicks=clicks, extra_exposure_micros=extra)
         results[policy] = _run_policy(policy=policy, spec=spec, profiles=profiles, articles=articles, progress=progress,
                                       book=book, tag=policy)
-    report: dict[str, Any] = {"policies": {}, "visitors": spec.visitors, "pages": spec.pages, "seed": spec.seed,
+    report: dict[str, Any] = {"policies": {}, "world": spec.world, "visitors": spec.visitors, "pages": spec.pages, "seed": spec.seed,
                               "history": history, "parameters": spec.__dict__}
     boot = np.random.default_rng(spec.seed + 1)
     for policy, result in results.items():
@@ -234,10 +294,15 @@ def _run_policy(
     tag = tag or policy
     users = {f"sim-{spec.seed}-{tag}-{uuid.uuid4().hex[:6]}-{v}": v for v in range(len(profiles))}
     by_user = list(users)
+    visitors: dict[str, _Visitor] = {}
 
     def oracle(user_id: str, campaign: CampaignView, creative: CreativeView) -> float:
-        profile = profiles[users[user_id]] if user_id in users else {}
-        return _click_probability(spec, profile, campaign, creative)
+        # the visitor's current hidden state (drifted profile, campaigns seen); the position bias is
+        # the same for every ad of a slot, so it does not change the oracle's choice
+        visitor = visitors.get(user_id)
+        if visitor is None:
+            return _click_probability(spec, {}, campaign, creative)
+        return visitor.click_probability(campaign, creative)
 
     policies: dict[str, SelectionPolicy] = {
         "adsite": ADSITE_POLICY, "random": RandomPolicy(), "untargeted": UntargetedPolicy(), "oracle": OraclePolicy(oracle),
@@ -254,26 +319,29 @@ def _run_policy(
                 clicks_rng = random.Random(f"{spec.seed}:{v}:clicks")
                 browse_rng = random.Random(f"{spec.seed}:{v}:browse")
                 user_id = by_user[v]
+                visitor = visitors[user_id] = _Visitor(spec, profile, random.Random(f"{spec.seed}:{v}:world"))
                 client = Client(HTTP_USER_AGENT=BROWSER)
                 client.cookies["adsite_uid"] = user_id
                 visitor_clicks = visitor_impressions = 0
                 visitor_expected = 0.0
-                cats, weights = zip(*profile.items(), strict=True)
                 for page in range(spec.warmup + spec.pages):
                     counted = page >= spec.warmup
+                    cats, weights = zip(*visitor.profile.items(), strict=True)
                     category = browse_rng.choices(cats, weights=weights)[0]
                     slug = browse_rng.choice(articles[category])
                     html = client.get(f"/article/{slug}/").content.decode()
                     catalog = catalog_current()
                     events = []
-                    for placement, creative_id, campaign_id, href in SLOT.findall(html):
+                    shown: list[int] = []
+                    for position, (placement, creative_id, campaign_id, href) in enumerate(SLOT.findall(html)):
                         visitor_impressions += counted
                         creative = catalog.creatives_by_id.get(int(creative_id)) if creative_id.isdigit() else None
                         campaign = catalog.campaigns_by_id.get(int(campaign_id)) if campaign_id.isdigit() else None
                         if creative is None or campaign is None or campaign.tier == "house":
-                            p = spec.base_ctr * spec.floor
+                            p = visitor.house_probability(position)
                         else:
-                            p = _click_probability(spec, profile, campaign, creative)
+                            p = visitor.click_probability(campaign, creative, position)
+                            shown.append(campaign.id)
                         if counted:
                             visitor_expected += p
                         events.append(_impression_event(user_id, placement, creative_id, campaign_id, slug))
@@ -283,6 +351,7 @@ def _run_policy(
                                 client.get(href)
                     if events:
                         client.post("/collect", json.dumps({"events": events}), content_type="text/plain")
+                    visitor.after_page(category, shown)
                 result.clicks += visitor_clicks
                 result.impressions += visitor_impressions
                 result.per_visitor.append((visitor_clicks, visitor_impressions))

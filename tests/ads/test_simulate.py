@@ -70,3 +70,48 @@ def test_simulate_history_gives_every_policy_the_same_creative_statistics(tmp_pa
     measured = [started[p] for p in ("random", "untargeted", "adsite", "oracle")]
     assert measured[0] and all(stats == measured[0] for stats in measured)
     assert sum(i for i, _, _ in measured[0].values()) == report["history"]["impressions"]
+
+
+def test_the_logistic_world_tires_of_repeated_campaigns_and_discounts_lower_slots() -> None:
+    import random
+    from types import SimpleNamespace
+
+    from adsite.ads.simulation import SimulationSpec, _Visitor
+
+    campaign = SimpleNamespace(id=1, interests=(("sports", 1.0),))
+    creative = SimpleNamespace(id=9)
+    visitor = _Visitor(SimulationSpec(world="logistic"), {"sports": 0.5, "news": 0.5}, random.Random(0))
+    fresh = visitor.click_probability(campaign, creative)
+    assert visitor.click_probability(campaign, creative, position=3) == pytest.approx(fresh / 2)
+    visitor.after_page("sports", [1, 1])
+    assert visitor.click_probability(campaign, creative) == pytest.approx(fresh * 0.8**2)
+    # a threshold in interest, not a proportion: half the interest gives far less than half the clicks
+    half = _Visitor(SimulationSpec(world="logistic"), {"sports": 0.25, "news": 0.75}, random.Random(0))
+    assert half.click_probability(campaign, creative) < fresh / 2
+
+
+def test_in_the_drift_world_interests_move_toward_what_the_visitor_reads() -> None:
+    import random
+
+    from adsite.ads.simulation import SimulationSpec, _Visitor
+
+    visitor = _Visitor(SimulationSpec(world="drift"), {"sports": 0.9, "news": 0.1}, random.Random(1))
+    for _ in range(6):
+        visitor.after_page("news", [])
+    assert visitor.profile["news"] > visitor.profile["sports"]
+    assert sum(visitor.profile.values()) == pytest.approx(1.0)
+    still = _Visitor(SimulationSpec(), {"sports": 0.9, "news": 0.1}, random.Random(1))
+    still.after_page("news", [])
+    assert still.profile == {"sports": 0.9, "news": 0.1}
+
+
+@pytest.mark.parametrize("world", ["logistic", "drift"])
+def test_simulate_runs_in_another_world_and_says_which(world: str, tmp_path: Path, settings: Any) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    out = tmp_path / "sim.json"
+    call_command(
+        "simulate", "--visitors", "2", "--pages", "2", "--history", "0", "--world", world, "--json", str(out), verbosity=0
+    )
+    report = json.loads(out.read_text())
+    assert report["world"] == world and report["parameters"]["world"] == world
+    assert {row["impressions"] for row in report["policies"].values()} == {2 * 2 * 4}

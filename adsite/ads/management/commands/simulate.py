@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
-from adsite.ads.simulation import POLICIES, SimulationSpec, simulate
+from adsite.ads.simulation import POLICIES, WORLDS, SimulationSpec, simulate
 
 
 class Command(BaseCommand):
@@ -28,6 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--warmup", type=int, default=SimulationSpec.warmup, help="pages read before ad slots count")
         parser.add_argument("--history", type=int, default=SimulationSpec.history,
                             help="earlier visitors (adsite's policy) whose creative statistics every policy starts from")
+        parser.add_argument("--world", choices=WORLDS, default=SimulationSpec.world,
+                            help="the hidden click model: default (appeal x interest, the form the selector assumes), "
+                                 "logistic (threshold in interest, position bias, ad fatigue), drift (interests move within the visit)")
         parser.add_argument("--train", action="store_true", help="train the first models when none is active")
 
     def handle(self, *args: object, **options: Any) -> None:
@@ -51,7 +54,7 @@ class Command(BaseCommand):
             visitors=int(options["visitors"]), pages=int(options["pages"]), seed=int(options["seed"]),
             concentration=float(options["concentration"]), base_ctr=float(options["base_ctr"]),
             warmup=int(options["warmup"]),
-            history=int(options["history"]),
+            history=int(options["history"]), world=str(options["world"]),
         )
         bar = tqdm(total=spec.visitors * len(POLICIES) + spec.history, desc="visitors", disable=int(options["verbosity"]) < 1)
         # thousands of simulated page views and clicks: their INFO lines would bury the progress bar
