@@ -28,15 +28,18 @@ BOOSTER_FILE = "booster.txt"
 MAX_LABEL = 30  # lambdarank's default label_gain covers 0..30
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "objective": "auto",
-    "num_leaves": 31,
-    "learning_rate": 0.05,
+    # small trees, slow learning: on the retail clickstream (thousands of sparse categories) 31 leaves at
+    # 0.05 stopped after a dozen rounds and its test NDCG moved by +-0.01 with the seed of the split's
+    # validation slice; 7 leaves at 0.02 learned for ~200 rounds (docs/quality.md)
+    "num_leaves": 7,
+    "learning_rate": 0.02,
     "min_data_in_leaf": 50,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
-    "max_rounds": 400,
-    "early_stopping_rounds": 30,
+    "max_rounds": 800,
+    "early_stopping_rounds": 60,
     "num_threads": 1,
     "popular_k": 20,
     "item_buckets": 8192,

@@ -28,14 +28,19 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     from inference.models import model_train
 
     root = tmp_path_factory.mktemp("fastpath")
-    small = {"gbdt": {"objective": "binary", "max_rounds": 20}, "neural": {"max_epochs": 2}}
+    small = {
+        "gbdt": {"objective": "binary", "max_rounds": 20},
+        "neural": {"max_epochs": 2},
+        "neural-sasrec": {"max_epochs": 2, "self_attention_layers": 1},
+    }
     out = {}
-    for algorithm, params in small.items():
+    for name, params in small.items():
+        algorithm = name.split("-")[0]
         model = model_train(
             algorithm=algorithm, events=stream(), categories=CATEGORIES, hyperparameters=params, device="cpu"
         )
-        model.save(root / algorithm)
-        out[algorithm] = root / algorithm
+        model.save(root / name)
+        out[name] = root / name
     return out
 
 
@@ -96,10 +101,12 @@ def test_a_fast_path_that_disagrees_with_the_model_is_not_used(trained, readouts
     _same_answers(_load(trained["gbdt"]), fast, readouts)
 
 
-def test_neural_through_onnxruntime_answers_as_torch(trained, readouts):
-    fast = accelerate(_load(trained["neural"]))
+@pytest.mark.parametrize("variant", ["neural", "neural-sasrec"])
+def test_neural_through_onnxruntime_answers_as_torch(variant, trained, readouts):
+    # with the self-attention block too: the exported graph gives the network's answers
+    fast = accelerate(_load(trained[variant]))
     assert fast.serving_path == "onnxruntime"
-    _same_answers(_load(trained["neural"]), fast, readouts)
+    _same_answers(_load(trained[variant]), fast, readouts)
 
 
 def test_plain_paths_when_fast_paths_are_off(trained, readouts):
