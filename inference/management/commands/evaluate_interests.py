@@ -35,6 +35,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--models", default="neural,gbdt", help="comma-separated: neural, gbdt, prior")
         parser.add_argument("--device", default="auto", help="torch device for the neural model")
+        parser.add_argument(
+            "--hyperparameters",
+            default=None,
+            help='JSON object per model overriding its defaults, e.g. \'{"gbdt": {"num_leaves": 31}}\' (ablations)',
+        )
         parser.add_argument("--dataset", default=None, help="name in the report (default: the file name)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -45,6 +50,14 @@ class Command(BaseCommand):
         unknown = set(models) - {"neural", "gbdt", "prior"}
         if unknown:
             raise CommandError(f"unknown models: {sorted(unknown)}")
+        try:
+            hyperparameters = json.loads(options["hyperparameters"]) if options["hyperparameters"] else None
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--hyperparameters is not JSON: {exc}") from exc
+        if hyperparameters is not None and not (
+            isinstance(hyperparameters, dict) and all(isinstance(v, dict) for v in hyperparameters.values())
+        ):
+            raise CommandError('--hyperparameters takes an object per model, e.g. {"gbdt": {"num_leaves": 31}}')
         self.stderr.write(f"reading {path} ({options['format']})")
         read = ReadReport()
         try:
@@ -76,7 +89,11 @@ class Command(BaseCommand):
             horizon=options["horizon"],
             seed=options["seed"],
             scorers=model_scorers(
-                models, horizon=options["horizon"], device=options["device"], progress=progress
+                models,
+                horizon=options["horizon"],
+                device=options["device"],
+                hyperparameters=hyperparameters,
+                progress=progress,
             ),
             log=lambda message: self.stderr.write(message),
             on_split=lambda parts: _test_users_check(parts, events, options, self.stderr.write),

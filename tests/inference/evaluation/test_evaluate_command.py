@@ -141,3 +141,18 @@ def test_few_test_users_get_a_warning_before_the_table(tmp_path):
     call_command("evaluate_interests", "--events", str(path), "--models", "prior", stdout=out, stderr=err)
     assert "warning: only 12 test users" in err.getvalue()
     assert "12 test users" in out.getvalue()  # and the table still comes
+
+
+def test_hyperparameters_override_a_model_for_an_ablation(tmp_path):
+    path = tmp_path / "events.csv"
+    _write_loyal_csv(path, users=40, events=40)
+    out = tmp_path / "report.json"
+    call_command(
+        "evaluate_interests", "--events", str(path), "--split", "user", "--models", "gbdt",
+        "--hyperparameters", '{"gbdt": {"num_leaves": 3, "max_rounds": 5, "objective": "binary"}}',
+        "--json", str(out),
+    )  # fmt: skip
+    used = json.loads(out.read_text())["results"]["gbdt"]["hyperparameters"]
+    assert (used["num_leaves"], used["max_rounds"], used["objective"]) == (3, 5, "binary")
+    with pytest.raises(CommandError, match="hyperparameters"):
+        call_command("evaluate_interests", "--events", str(path), "--hyperparameters", "[1]")
