@@ -168,6 +168,7 @@ def _scored(
 ) -> dict[str, Any]:
     from inference.evaluation.models import model_case_scores
     from inference.models import model_load
+    from inference.models.prior import prior_train
 
     answers = [predict(case.user_id, case.prediction_ts + delay_s) for case in parts.cases]
 
@@ -182,13 +183,12 @@ def _scored(
     offline: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for algorithm, version in active.items():
         model = model_load(version.artifact_dir)
-        own = model_case_scores(model, shifted)
-        position = {c: i for i, c in enumerate(model.categories)}
-        scores = np.full((len(parts.cases), len(categories)), NOT_SERVED)
-        for column, category in enumerate(categories):
-            if category in position:
-                scores[:, column] = own[:, position[category]]
-        offline[algorithm] = metrics_of(scores)
+        offline[algorithm] = metrics_of(
+            _by_name(model_case_scores(model, shifted), model.categories, categories)
+        )
+    # the prior (the chain's last resort) as serving builds it: the population counts of the store
+    prior = prior_train(events=parts.train, categories=categories)
+    offline["prior"] = metrics_of(_by_name(model_case_scores(prior, shifted), prior.categories, categories))
     popularity = category_popularity(parts.train)
     baselines = {
         name: metrics_of(baseline_scores(name, parts.cases, categories, popularity)) for name in BASELINES
@@ -247,6 +247,16 @@ def _scored(
         entry["baselines"] = {n: _summary(a[mask], b[mask], seed=seed) for n, (a, b) in baselines.items()}
         report["by_gap"][label] = entry
     return report
+
+
+def _by_name(own: np.ndarray, own_categories: Sequence[str], categories: Sequence[str]) -> np.ndarray:
+    """A model's scores[case, its category] as scores[case, category] of ``categories`` (by name)."""
+    position = {c: i for i, c in enumerate(own_categories)}
+    scores = np.full((own.shape[0], len(categories)), NOT_SERVED)
+    for column, category in enumerate(categories):
+        if category in position:
+            scores[:, column] = own[:, position[category]]
+    return scores
 
 
 def _shifted(parts: Split, delay_s: float) -> Split:
