@@ -252,6 +252,19 @@ ADS = {
     "CLICK_MAX_AGE_S": _env_int("ADS_CLICK_MAX_AGE_S", 24 * 3600),
 }
 
+# Anonymous endpoints' rate limits (tracking/ratelimit.py): scope -> (per truncated address, per visitor)
+# requests per PERIOD_S; ADSITE_RATE_LIMITS=0 switches them off (load benchmarks)
+RATE_LIMITS = {
+    "ENABLED": _env_bool("ADSITE_RATE_LIMITS", True),
+    "PERIOD_S": _env_float("ADSITE_RATE_LIMIT_PERIOD_S", 60.0),
+    "SCOPES": {
+        "collect": (_env_int("ADSITE_RATE_LIMIT_COLLECT_IP", 1200), _env_int("ADSITE_RATE_LIMIT_COLLECT_VISITOR", 240)),
+        "click": (_env_int("ADSITE_RATE_LIMIT_CLICK_IP", 300), _env_int("ADSITE_RATE_LIMIT_CLICK_VISITOR", 30)),
+        "impression": (_env_int("ADSITE_RATE_LIMIT_IMPRESSION_IP", 1200), _env_int("ADSITE_RATE_LIMIT_IMPRESSION_VISITOR", 300)),
+        "page": (_env_int("ADSITE_RATE_LIMIT_PAGE_IP", 1200), _env_int("ADSITE_RATE_LIMIT_PAGE_VISITOR", 240)),
+    },
+}
+
 # --- REST framework -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -61,6 +61,7 @@ __all__ = [
     "user_forget",
     "user_interest_profile",
     "user_id_valid",
+    "window_hit",
 ]
 
 
@@ -375,3 +376,12 @@ def model_version_retire(*, version: str, actor: str) -> ModelVersionInfo:
     from inference.registry.services import model_version_retire as retire
 
     return _version_info(retire(version=version, actor=actor))
+
+
+def window_hit(key: str, *, limit: int, period_s: float, now: float | None = None) -> float:
+    """The site's one rate limiter: count a hit of ``key`` in a fixed window of ``period_s`` seconds and
+    answer the seconds to wait when it is over ``limit``, else 0 (``inference.rest.throttling``: Redis
+    in services mode, in-process otherwise or while Redis is away)."""
+    from inference.rest.throttling import window_hit as hit
+
+    return hit(key, limit=limit, period_s=period_s, now=now)

@@ -59,4 +59,6 @@ class EventRecord:
     device: str = "other"
     campaign_id: str = ""
     creative_id: str = ""
+    # ad events: the ad server's signed id of the served impression (checked by the ads app, not here)
+    serve_id: str = ""
     properties: dict[str, object] = field(default_factory=dict, compare=False, hash=False)

@@ -247,3 +247,25 @@ def placements_answer() -> Iterator[Callable[[Callable[..., Any] | None], None]]
     yield use
     placements_requested.disconnect(dispatch_uid="test.placements")
     placements_requested.connect(receivers.on_placements_requested, dispatch_uid="ads.placements_requested")
+
+
+@pytest.fixture(autouse=True)
+def rate_limit_windows_fresh() -> Iterator[None]:
+    """Each test starts with empty in-process rate-limit windows (the anonymous endpoints' limits count
+    per address, and every test client is 127.0.0.1)."""
+    from inference.rest.throttling import throttle_counters_reset
+
+    throttle_counters_reset()
+    yield
+
+
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+
+
+@pytest.fixture
+def client() -> Any:
+    """pytest-django's test client, as a browser: it sends a browser's User-Agent (a request without one
+    is a bot to the site, which serves it no paid ads and bills nothing of what it does)."""
+    from django.test import Client
+
+    return Client(HTTP_USER_AGENT=BROWSER_UA)

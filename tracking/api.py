@@ -6,12 +6,14 @@ Nothing else in ``tracking`` is imported from outside it. Only plain values and 
 
 from __future__ import annotations
 
-from tracking.bots import user_agent_device
+from tracking.bots import user_agent_device, user_agent_is_bot
 from tracking.consent import tracking_allowed, tracking_refusal
 from tracking.features_backlog import feature_backlog_clear
-from tracking.identity import visitor_id
+from tracking.identity import visitor_id, visitor_id_from_cookie
 from tracking.importing import category_slugs
+from tracking.network import client_ip_truncated
 from tracking.privacy import DeletionResult, user_data_delete
+from tracking.ratelimit import rate_limit_check, rate_limited, too_many_requests
 from tracking.schema import EVENT_TYPES
 from tracking.selectors import (
     EventSummary,
@@ -40,6 +42,7 @@ from tracking.services import (
 
 __all__ = [
     "category_slugs",
+    "client_ip_truncated",
     "EVENT_TYPES",
     "DeletionResult",
     "EventSummary",
@@ -61,11 +64,16 @@ __all__ = [
     "quarantine_reasons",
     "quarantined_list",
     "quarantined_replay",
+    "rate_limit_check",
+    "rate_limited",
+    "too_many_requests",
     "traffic_counts_by_minute",
     "user_data_delete",
     "user_events_recent",
     "tracking_allowed",
     "user_agent_device",
+    "user_agent_is_bot",
     "tracking_refusal",
     "visitor_id",
+    "visitor_id_from_cookie",
 ]

@@ -137,12 +137,75 @@ def _group_ensure(client: redis.Redis, stream: str, group: str) -> None:
             raise
 
 
-def _batch_store(entries: list[tuple[bytes, dict[bytes, bytes]]], *, reclaimed: bool) -> tuple[int, int]:
+FORGET_TTL_S = 7 * 24 * 3600  # how long a deleted visitor's tombstone stops their buffered events
+
+
+def _forgotten_key(user_id: str) -> str:
+    return f"{tracking_settings().STREAM_KEY}:forgotten:{user_id}"
+
+
+def stream_forget(user_id: str, *, now_us: int) -> int:
+    """Delete a visitor's events still in the buffer (the privacy operation); the number removed.
+
+    Leaves a tombstone (the deletion time) that ``stream_flush`` honours, so that events a flush had
+    already read when this ran, or that were received before the deletion and are appended later (a
+    retry), never reach the table. Events received after the deletion are stored as usual.
+    """
+    conf = tracking_settings()
+    client = redis_client(socket_timeout=5.0)
+    client.set(_forgotten_key(user_id), now_us, ex=FORGET_TTL_S)
+    removed = 0
+    start = "-"
+    while True:
+        chunk: list[Any] = list(client.xrange(conf.STREAM_KEY, min=start, max="+", count=1000))  # type: ignore[arg-type]
+        if not chunk:
+            return removed
+        doomed: list[bytes] = []
+        for entry_id, fields in chunk:
+            try:
+                row = json.loads(fields[b"e"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if row[2] == user_id:
+                doomed.append(entry_id)
+        if doomed:
+            pipe = client.pipeline(transaction=True)
+            pipe.xack(conf.STREAM_KEY, conf.STREAM_GROUP, *doomed)
+            pipe.xdel(conf.STREAM_KEY, *doomed)
+            pipe.execute()
+            removed += len(doomed)
+        last = chunk[-1][0].decode() if isinstance(chunk[-1][0], bytes) else str(chunk[-1][0])
+        start = "(" + last
+        if len(chunk) < 1000:
+            return removed
+
+
+def _forgotten_filter(client: redis.Redis, rows: list[Row]) -> list[Row]:
+    """Rows whose visitor was deleted after they were received are dropped (see ``stream_forget``)."""
+    users = sorted({str(row[2]) for row in rows})
+    if not users:
+        return rows
+    stamps = client.mget([_forgotten_key(user) for user in users])
+    deleted_at = {user: int(stamp) for user, stamp in zip(users, stamps, strict=True) if stamp is not None}
+    if not deleted_at:
+        return rows
+    return [row for row in rows if not (str(row[2]) in deleted_at and int(row[5]) <= deleted_at[str(row[2])])]
+
+
+def _batch_store(
+    entries: list[tuple[bytes, dict[bytes, bytes]]], *, reclaimed: bool, client: redis.Redis | None = None
+) -> tuple[int, int]:
     """Insert one batch in one transaction; return (inserted, duplicates)."""
     rows: list[Row] = [
         tuple(json.loads(fields[b"e"])) for _entry_id, fields in entries if fields and b"e" in fields
     ]
+    dropped = 0
+    if client is not None:
+        kept = _forgotten_filter(client, rows)
+        dropped, rows = len(rows) - len(kept), kept
     with transaction.atomic():
+        if dropped:
+            ledger_add({"deleted": dropped})  # a deleted visitor's: counted as deleted, so the ledger reconciles
         inserted = events_insert(rows)
         conflicts = [row for row in rows if row[0] not in inserted]
         duplicates = 0
@@ -197,7 +260,7 @@ def stream_flush(
             entries = list(response[0][1]) if response else []  # type: ignore[index,arg-type]
         if not entries:
             break
-        inserted, duplicates = _batch_store(entries, reclaimed=reclaimed)
+        inserted, duplicates = _batch_store(entries, reclaimed=reclaimed, client=client)
         if after_insert is not None:
             after_insert(len(entries))
         ids = [entry_id for entry_id, _fields in entries]

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from inference import api as inference_api
+from tracking.buffer import buffer_enabled, stream_forget
 from tracking.conf import tracking_settings
 from tracking.models import Event, QuarantinedEvent
 from tracking.services import ledger_counter_add
@@ -60,8 +61,16 @@ def events_purge_expired(
 
 
 def user_data_delete(*, user_id: str) -> DeletionResult:
-    """Delete everything held about one visitor: events, quarantine rows, features and derived data."""
-    events = _delete_in_batches(Event, "deleted", user_id=user_id)
+    """Delete everything held about one visitor: events (stored, and still in the Redis buffer),
+    quarantine rows, features and derived data (the ads app's hook: clicks, frequency counters)."""
+    buffered = 0
+    if buffer_enabled():
+        # first the buffer (with a tombstone the flush honours), then the table: a flush running
+        # meanwhile cannot bring the visitor's events back
+        buffered = stream_forget(user_id, now_us=int(timezone.now().timestamp() * 1_000_000))
+        if buffered:
+            ledger_counter_add(name="deleted", n=buffered)
+    events = _delete_in_batches(Event, "deleted", user_id=user_id) + buffered
     quarantined = _delete_in_batches(QuarantinedEvent, "deleted_quarantine", user_id=user_id)
     # Derived state (online features, anything inference keeps per user) goes too. A feature store
     # that is down must not leave the visitor half-deleted silently: the error propagates to the caller.

@@ -25,7 +25,7 @@ Fields (DESIGN.md "Event schema"):
 ``item_id``    string up to 128 characters.
 ``categories`` list of at most ``MAX_CATEGORIES`` slugs (lowercase letters, digits, ``-``/``_``,
                up to 100 characters); duplicates are dropped, order kept.
-``ad``         object with ``creative_id``, ``campaign_id``, ``placement`` (or ``placement_id``)
+``ad``         object with ``creative_id``, ``campaign_id``, ``placement`` (or ``placement_id``), ``serve_id``
                strings up to 64 characters; required, with a non-empty ``creative_id``, for
                ``ad_impression`` and ``ad_click``; allowed on other types.
 ``properties`` object whose compact JSON is at most ``MAX_PROPERTIES_BYTES`` bytes; for ``page_ping``
@@ -71,7 +71,7 @@ FIELDS = frozenset(
         "properties",
     }
 )
-AD_FIELDS = frozenset({"creative_id", "campaign_id", "placement", "placement_id"})
+AD_FIELDS = frozenset({"creative_id", "campaign_id", "placement", "placement_id", "serve_id"})
 SLUG_RE = CATEGORY_SLUG_RE  # the event contract's (inference.events)
 # Canonical lowercase UUIDs (what tracker.js and the importer send) skip the uuid.UUID round trip.
 CANONICAL_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -102,10 +102,14 @@ INVALID_AD = "invalid_ad"
 MISSING_AD = "missing_ad"
 INVALID_PROPERTIES = "invalid_properties"
 PROPERTIES_TOO_LARGE = "properties_too_large"
+# /collect (a browser): an event must be the identity cookie's visitor's (``tracking.services``)
+NO_IDENTITY_COOKIE = "no_identity_cookie"
+USER_ID_MISMATCH = "user_id_mismatch"
 REJECTION_REASONS = (
     NOT_AN_OBJECT, UNKNOWN_FIELD, MISSING_FIELD, INVALID_TYPE, INVALID_STRING, INVALID_USER_ID, VALUE_TOO_LONG,
     INVALID_EVENT_ID, INVALID_EVENT_TYPE, INVALID_TS, TS_TOO_OLD, TS_IN_FUTURE, INVALID_CATEGORY,
     TOO_MANY_CATEGORIES, INVALID_AD, MISSING_AD, INVALID_PROPERTIES, PROPERTIES_TOO_LARGE,
+    NO_IDENTITY_COOKIE, USER_ID_MISMATCH,
 )
 
 

@@ -40,10 +40,20 @@ from tracking.buffer import buffer_enabled, stream_append
 from tracking.conf import tracking_settings
 from tracking.consent import tracking_allowed
 from tracking.features_backlog import events_observe_safe
-from tracking.identity import visitor_id
+from tracking.identity import visitor_id, visitor_id_from_cookie
 from tracking.models import QuarantinedEvent
 from tracking.network import client_ip_truncated
-from tracking.schema import SLUG_RE, Limits, Rejection, ValidEvent, event_validate, payload_text, safe_text
+from tracking.schema import (
+    NO_IDENTITY_COOKIE,
+    SLUG_RE,
+    USER_ID_MISMATCH,
+    Limits,
+    Rejection,
+    ValidEvent,
+    event_validate,
+    payload_text,
+    safe_text,
+)
 from tracking.signals import ad_events_accepted
 from tracking.storage import Row, categories_json, events_insert, json_compact, ledger_add
 
@@ -68,6 +78,9 @@ class IngestContext:
     device: str = "other"
     # /collect: the visitor's cookie id, used when an event carries no user_id
     fallback_user_id: str = ""
+    # /collect: a browser speaks only for its own visitor: every event's user_id must be the identity
+    # cookie's (``fallback_user_id``); without the cookie nothing is accepted
+    identity_bound: bool = False
     # live tracker events may not be older than this (0: no limit)
     max_age_ms: int = 0
 
@@ -108,7 +121,8 @@ def context_from_request(*, request: HttpRequest, source: str) -> IngestContext:
         user_agent=user_agent,
         is_bot=user_agent_is_bot(user_agent),
         device=user_agent_device(user_agent),
-        fallback_user_id=visitor_id(request) if source == "tracker" and tracking_allowed(request) else "",
+        fallback_user_id=visitor_id_from_cookie(request) if source == "tracker" and tracking_allowed(request) else "",
+        identity_bound=source == "tracker",
         max_age_ms=int(conf.COLLECT_MAX_AGE_DAYS) * 86_400_000 if source == "tracker" else 0,
     )
 
@@ -162,6 +176,7 @@ def event_record_from(event: ValidEvent, *, device: str) -> EventRecord:
         device=device,
         campaign_id=ad.get("campaign_id", ""),
         creative_id=ad.get("creative_id", ""),
+        serve_id=ad.get("serve_id", ""),
         properties=event.properties,
     )
 
@@ -265,6 +280,13 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
     quarantine: list[QuarantinedEvent] = []
     for index, raw in enumerate(events):
         outcome = event_validate(raw, limits=limits, fallback_user_id=context.fallback_user_id)
+        if context.identity_bound and not isinstance(outcome, Rejection) and outcome.user_id != context.fallback_user_id:
+            # a cross-site beacon (no cookie of ours) or a script naming someone else's visitor id
+            outcome = (
+                Rejection(USER_ID_MISMATCH, "user_id must be the visitor's own (the identity cookie's)")
+                if context.fallback_user_id
+                else Rejection(NO_IDENTITY_COOKIE, "a browser's events need the identity cookie")
+            )
         if isinstance(outcome, Rejection):
             rejected.append(RejectedEvent(index, outcome.reason, outcome.detail))
             payload, size = payload_text(raw, max_chars=int(conf.QUARANTINE_PAYLOAD_CHARS))

@@ -250,6 +250,7 @@ _RESPONSES = {
     202: OpenApiResponse(_ACCEPTED, "per-event outcome"),
     400: OpenApiResponse(_ERROR, "not JSON / not a batch / too many events (quarantined)"),
     413: OpenApiResponse(_ERROR, "body too large (quarantined)"),
+    429: OpenApiResponse(_ERROR, "rate limited (per address and per visitor): retry after Retry-After seconds"),
     503: OpenApiResponse(_ERROR, "storage unavailable: retry"),
 }
 

@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     "PACING_SLACK": 0.05,
     # click tokens: how long a click link stays billable (seconds)
     "CLICK_MAX_AGE_S": 24 * 3600,
+    # hourly report counters (served, viewable, billed, spend, invalid traffic by reason) are kept this long
+    "REPORT_RETENTION_DAYS": 400,
+    # AdClick rows (every click request, billed or refused, with its reason) are deleted after this long
+    "CLICK_RETENTION_DAYS": 395,
     # share of decisions whose explanation is kept, and how many are kept at most
     "EXPLAIN_SAMPLE": 0.01,
     "EXPLAIN_KEEP": 1000,

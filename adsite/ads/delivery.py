@@ -13,18 +13,22 @@ from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
 
 from adsite.ads.decisions import Choice, Decision, DecisionContext, PlacementRequest, ads_select
-from adsite.ads.tokens import CLICK_SALT, VIEW_SALT, AdToken, token_make
+from adsite.ads.integrity import BOT, IMPRESSION, invalid_record, visitor_from_request
+from adsite.ads.tokens import CLICK_SALT, PAGE, VIEW_SALT, AdToken, serve_id_make, token_make
 from adsite.content.placements import SlotAd
 from adsite.platform import platform
 from tracking import api as tracking_api
 
 
-def choice_token(*, choice: Choice, user_id: str) -> AdToken | None:
+def choice_token(*, choice: Choice, user_id: str, binding: str = "", origin: str = PAGE) -> AdToken | None:
+    """The served impression's token: its signed serve id, creative, campaign and visitor (``user_id``,
+    or for a visitor the site does not personalise, ``binding``)."""
     if choice.creative is None or choice.campaign is None:
         return None
     return AdToken(
-        serve_id=choice.serve_id, creative_id=choice.creative.id, campaign_id=choice.campaign.id,
-        placement=choice.placement, user_id=user_id,
+        serve_id=serve_id_make(nonce=choice.serve_id, creative_id=choice.creative.id, user_id=user_id),
+        creative_id=choice.creative.id, campaign_id=choice.campaign.id,
+        placement=choice.placement, user_id=user_id, binding="" if user_id else binding, origin=origin,
     )
 
 
@@ -43,9 +47,12 @@ def _token_url(name: str, token: str) -> str:
     return parts[0] + token + parts[1]
 
 
-def choice_urls(*, choice: Choice, user_id: str) -> tuple[str, str]:
+def choice_urls(*, choice: Choice, user_id: str, binding: str = "", origin: str = PAGE) -> tuple[str, str]:
     """(click URL, impression URL), site-relative; empty for the built-in house ad."""
-    token = choice_token(choice=choice, user_id=user_id)
+    return _urls(choice_token(choice=choice, user_id=user_id, binding=binding, origin=origin))
+
+
+def _urls(token: AdToken | None) -> tuple[str, str]:
     if token is None:
         return "", ""
     return (
@@ -66,10 +73,11 @@ def request_context(*, request: HttpRequest, categories: Sequence[str] = (), exp
     )
 
 
-def slot_ad(*, choice: Choice, user_id: str) -> SlotAd | None:
-    if choice.creative is None or choice.campaign is None:
+def slot_ad(*, choice: Choice, user_id: str, binding: str = "") -> SlotAd | None:
+    token = choice_token(choice=choice, user_id=user_id, binding=binding)
+    if token is None or choice.creative is None or choice.campaign is None:
         return None
-    click_url, impression_url = choice_urls(choice=choice, user_id=user_id)
+    click_url, impression_url = _urls(token)
     creative = choice.creative
     return SlotAd(
         placement=choice.placement,
@@ -81,6 +89,7 @@ def slot_ad(*, choice: Choice, user_id: str) -> SlotAd | None:
         href=click_url,
         sponsor=choice.campaign.advertiser,
         impression_url=impression_url,
+        serve_id=token.serve_id,
         house=choice.house,
         image_url=creative.image_url,
         html=creative.html if creative.kind == "html" else "",
@@ -91,9 +100,21 @@ def slot_ad(*, choice: Choice, user_id: str) -> SlotAd | None:
 def placements_provide(
     *, request: HttpRequest, placements: Sequence[str], categories: Sequence[str] = ()
 ) -> Mapping[str, SlotAd | None]:
-    """The content app's provider: one decision for the page's slots (``None``: built-in house ad)."""
+    """The content app's provider: one decision for the page's slots (``None``: built-in house ad).
+
+    A bot (``tracking``'s user-agent check) gets the built-in house ad everywhere: no decision, nothing
+    reserved or billed; its page's slots are counted as invalid impressions (``bot``).
+    """
+    visitor = visitor_from_request(request)
+    if visitor.is_bot:
+        invalid_record(kind=IMPRESSION, reason=BOT, campaign_id=None, n=len(placements))
+        return {name: None for name in placements}
     user_id, context = request_context(request=request, categories=categories)
     decision: Decision = ads_select(
         user_id=user_id, placements=[PlacementRequest(name) for name in placements], context=context
     )
-    return {choice.placement: slot_ad(choice=choice, user_id=decision.user_id) for choice in decision.choices}
+    binding = "" if decision.user_id else visitor.binding()
+    return {
+        choice.placement: slot_ad(choice=choice, user_id=decision.user_id, binding=binding)
+        for choice in decision.choices
+    }

@@ -13,6 +13,11 @@ Promises:
   visitor (expiring after two days). A script touches the shared hashes and one visitor's hash: on
   Redis Cluster that needs the shared hashes and the visitor hashes in one slot (a ``{ads}`` tag),
   i.e. the ads counters stay on one shard.
+- Report counters (what ``ads_report`` invoices from): per UTC hour and campaign, impressions served,
+  viewable and billed, clicks billed, spend, and invalid impressions and clicks by reason, as fields
+  ``<campaign>:<metric>`` of one ``<prefix>report:<hour>`` hash per hour (campaign 0: invalid traffic
+  that names no campaign), kept ``REPORT_RETENTION_DAYS``. Served, billed and spend move in the same
+  atomic step as the money; the field set is bounded by campaigns x metrics per hour.
 - When Redis cannot be reached, every ``RedisLedger`` call raises ``LedgerUnavailable`` (never a
   redis-py error): callers degrade (house ads, clicks redirected but not billed), never crash.
 - ``MemoryLedger`` (embedded mode): dicts under one lock, every change written through to a small
@@ -50,6 +55,18 @@ def day_key(now: float) -> str:
 
 def hour_key(now: float) -> str:
     return str(int(now // 3600))
+
+
+# report metrics (``<campaign>:<metric>`` fields); invalid ones are ``ivi.<reason>`` / ``ivc.<reason>``
+SERVED = "served"
+VIEWABLE = "viewable"
+IMPRESSIONS_BILLED = "imp_billed"
+CLICKS_BILLED = "clk_billed"
+SPEND = "spend"
+
+
+def report_ttl_s() -> int:
+    return int(float(ads_setting("REPORT_RETENTION_DAYS")) * 86400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +135,28 @@ class Ledger(Protocol):
         token_ttl_s: int,
     ) -> str: ...
 
-    def viewable_add(self, *, creative_ids: Iterable[int]) -> None: ...
+    def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
+        """Add viewable impressions to creatives' statistics (no check: tests and history only)."""
+        ...
+
+    def viewable_count(self, *, serve_id: str, creative_id: int, campaign_id: int, ttl_s: int, now: float) -> bool:
+        """Count one served impression as viewable, once: False (nothing counted) when ``serve_id`` was
+        counted before. One atomic step: the creative's statistics and the campaign's report."""
+        ...
+
+    def report_add(self, *, counts: dict[str, int], now: float) -> None:
+        """Add ``{"<campaign>:<metric>": n}`` to the hour of ``now`` (invalid traffic, viewable)."""
+        ...
+
+    def report_read(self, *, since: float | None, now: float) -> dict[str, int]:
+        """The report counters summed over the hours from ``since``'s (all kept hours when None) to now."""
+        ...
 
     def creative_stats(self, *, creative_id: int) -> CreativeStats: ...
+
+    def visitor_forget(self, *, user_id: str) -> None:
+        """Delete one visitor's frequency counters (the privacy operation)."""
+        ...
 
     def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]: ...
 
@@ -208,10 +244,14 @@ class MemoryLedger:
             changes: list[tuple[str, int, float | None]] = [(f"imp:{charge.creative_id}", 1, None)]
             if charge.extra_exposure_micros:
                 changes.append((f"exp:{charge.creative_id}", charge.extra_exposure_micros, None))
+            report, report_expiry = f"rep:{hour}:{c}:", now + report_ttl_s()
+            changes.append((report + SERVED, 1, report_expiry))
             if charge.impression_price_micros:
                 changes += [
                     (f"spend:{c}", charge.impression_price_micros, None),
                     (f"spend:{c}:{day}", charge.impression_price_micros, now + FREQ_TTL_S),
+                    (report + IMPRESSIONS_BILLED, 1, report_expiry),
+                    (report + SPEND, charge.impression_price_micros, report_expiry),
                 ]
             if user_id:
                 changes += [(hour_field, 1, now + FREQ_TTL_S), (day_field, 1, now + FREQ_TTL_S)]
@@ -248,9 +288,12 @@ class MemoryLedger:
                 and self._get(f"spend:{campaign_id}", now) < total_budget_micros
                 and self._get(f"spend:{campaign_id}:{day}", now) < daily_budget_micros
             ):
+                report, report_expiry = f"rep:{hour_key(now)}:{campaign_id}:", now + report_ttl_s()
                 changes += [
                     (f"spend:{campaign_id}", price_micros, None),
                     (f"spend:{campaign_id}:{day}", price_micros, now + FREQ_TTL_S),
+                    (report + CLICKS_BILLED, 1, report_expiry),
+                    (report + SPEND, price_micros, report_expiry),
                 ]
                 outcome = BILLED
             self._add(changes, now)
@@ -260,6 +303,44 @@ class MemoryLedger:
         now = time.time()
         with self._lock:
             self._add([(f"view:{c}", 1, None) for c in creative_ids], now)
+
+    def viewable_count(self, *, serve_id: str, creative_id: int, campaign_id: int, ttl_s: int, now: float) -> bool:
+        with self._lock:
+            seen = f"seen:{serve_id}"
+            if self._get(seen, now):
+                return False
+            self._add(
+                [
+                    (seen, 1, now + ttl_s),
+                    (f"view:{creative_id}", 1, None),
+                    (f"rep:{hour_key(now)}:{campaign_id}:{VIEWABLE}", 1, now + report_ttl_s()),
+                ],
+                now,
+            )
+            return True
+
+    def report_add(self, *, counts: dict[str, int], now: float) -> None:
+        if not counts:
+            return
+        expiry = now + report_ttl_s()
+        hour = hour_key(now)
+        with self._lock:
+            self._add([(f"rep:{hour}:{name}", n, expiry) for name, n in counts.items()], now)
+
+    def report_read(self, *, since: float | None, now: float) -> dict[str, int]:
+        first = int(since // 3600) if since is not None else None
+        out: dict[str, int] = {}
+        with self._lock:
+            for key in list(self._values):
+                if not key.startswith("rep:"):
+                    continue
+                _, hour, name = key.split(":", 2)
+                if first is not None and int(hour) < first:
+                    continue
+                value = self._get(key, now)
+                if value:
+                    out[name] = out.get(name, 0) + value
+        return out
 
     def creative_stats(self, *, creative_id: int) -> CreativeStats:
         now = time.time()
@@ -272,6 +353,16 @@ class MemoryLedger:
     def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]:
         with self._lock:
             return self._get(f"spend:{campaign_id}", now), self._get(f"spend:{campaign_id}:{day_key(now)}", now)
+
+    def visitor_forget(self, *, user_id: str) -> None:
+        prefix = f"freq:{user_id}:"
+        with self._lock:
+            keys = [key for key in self._values if key.startswith(prefix)]
+            for key in keys:
+                self._values.pop(key, None)
+                self._expiry.pop(key, None)
+            if self._db is not None and keys:
+                self._db.executemany("DELETE FROM counters WHERE key = ?", [(key,) for key in keys])
 
     def statistics_add(self, *, creative_id: int, impressions: int, clicks: int, extra_exposure_micros: int) -> None:
         """Add earlier traffic's statistics for one creative (the simulation's history); no money moves."""
@@ -312,6 +403,12 @@ end
 redis.call('HINCRBY', KEYS[3], ARGV[11], 1)
 local exposure = tonumber(ARGV[13])
 if exposure ~= 0 then redis.call('HINCRBY', KEYS[3], ARGV[12], exposure) end
+redis.call('HINCRBY', KEYS[4], ARGV[14] .. 'served', 1)
+if price > 0 then
+  redis.call('HINCRBY', KEYS[4], ARGV[14] .. 'imp_billed', 1)
+  redis.call('HINCRBY', KEYS[4], ARGV[14] .. 'spend', price)
+end
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[15]))
 return 0
 """
 
@@ -325,7 +422,18 @@ local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
 if total >= tonumber(ARGV[4]) or today >= tonumber(ARGV[7]) then return 1 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], price)
 redis.call('HINCRBY', KEYS[1], ARGV[2], price)
+redis.call('HINCRBY', KEYS[4], ARGV[8] .. 'clk_billed', 1)
+redis.call('HINCRBY', KEYS[4], ARGV[8] .. 'spend', price)
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[9]))
 return 0
+"""
+
+_VIEW = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) == false then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return 1
 """
 
 _RESERVE_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET, 3: CAPPED_HOUR, 4: CAPPED_DAY}
@@ -370,9 +478,13 @@ class RedisLedger:
         self._stats = f"{prefix}stats"
         self._reserve = self._redis.register_script(_RESERVE)
         self._click = self._redis.register_script(_CLICK)
+        self._view = self._redis.register_script(_VIEW)
 
     def _freq(self, user_id: str) -> str:
         return f"{self._prefix}freq:{{{user_id}}}"
+
+    def _report(self, now: float) -> str:
+        return f"{self._prefix}report:{hour_key(now)}"
 
     @_unavailable_on_redis_error
     def snapshot(
@@ -407,12 +519,12 @@ class RedisLedger:
         day, hour = day_key(now), hour_key(now)
         c = charge.campaign_id
         return (
-            [self._spend, self._freq(user_id or "-"), self._stats],
+            [self._spend, self._freq(user_id or "-"), self._stats, self._report(now)],
             [
                 f"t:{c}", f"d:{c}:{day}", charge.total_budget_micros, charge.daily_budget_micros,
                 f"{c}:h{hour}" if user_id else "", f"{c}:d{day}", charge.cap_per_hour, charge.cap_per_day,
                 charge.impression_price_micros, FREQ_TTL_S, f"imp:{charge.creative_id}",
-                f"exp:{charge.creative_id}", charge.extra_exposure_micros,
+                f"exp:{charge.creative_id}", charge.extra_exposure_micros, f"{c}:", report_ttl_s(),
             ],
         )
 
@@ -462,10 +574,10 @@ class RedisLedger:
         token_ttl_s: int,
     ) -> str:
         reply = self._click(
-            keys=[self._spend, self._stats, f"{self._prefix}tok:{token_id}"],
+            keys=[self._spend, self._stats, f"{self._prefix}tok:{token_id}", self._report(now)],
             args=[
                 f"t:{campaign_id}", f"d:{campaign_id}:{day_key(now)}", price_micros, total_budget_micros,
-                f"clk:{creative_id}", max(1, token_ttl_s), daily_budget_micros,
+                f"clk:{creative_id}", max(1, token_ttl_s), daily_budget_micros, f"{campaign_id}:", report_ttl_s(),
             ],
         )
         return _CLICK_OUTCOMES[int(reply)]
@@ -478,10 +590,50 @@ class RedisLedger:
         pipe.execute()
 
     @_unavailable_on_redis_error
+    def viewable_count(self, *, serve_id: str, creative_id: int, campaign_id: int, ttl_s: int, now: float) -> bool:
+        reply = self._view(
+            keys=[f"{self._prefix}seen:{serve_id}", self._stats, self._report(now)],
+            args=[max(1, ttl_s), f"view:{creative_id}", f"{campaign_id}:{VIEWABLE}", report_ttl_s()],
+        )
+        return int(reply) == 1
+
+    @_unavailable_on_redis_error
+    def report_add(self, *, counts: dict[str, int], now: float) -> None:
+        if not counts:
+            return
+        report = self._report(now)
+        pipe = self._redis.pipeline(transaction=False)
+        for name, n in counts.items():
+            pipe.hincrby(report, name, n)
+        pipe.expire(report, report_ttl_s())
+        pipe.execute()
+
+    @_unavailable_on_redis_error
+    def report_read(self, *, since: float | None, now: float) -> dict[str, int]:
+        if since is None:
+            keys = list(self._redis.scan_iter(match=f"{self._prefix}report:*", count=1000))
+        else:
+            keys = [f"{self._prefix}report:{h}" for h in range(int(since // 3600), int(now // 3600) + 1)]
+        out: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys[start : start + 500]:
+                pipe.hgetall(key)
+            for reply in pipe.execute():
+                for name, value in reply.items():
+                    field_name = name.decode()
+                    out[field_name] = out.get(field_name, 0) + int(value)
+        return out
+
+    @_unavailable_on_redis_error
     def creative_stats(self, *, creative_id: int) -> CreativeStats:
         values = self._redis.hmget(self._stats, [f"imp:{creative_id}", f"clk:{creative_id}", f"view:{creative_id}"])
         imp, clk, view = (int(v or 0) for v in values)
         return CreativeStats(imp, clk, view)
+
+    @_unavailable_on_redis_error
+    def visitor_forget(self, *, user_id: str) -> None:
+        self._redis.delete(self._freq(user_id))
 
     @_unavailable_on_redis_error
     def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]:

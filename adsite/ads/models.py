@@ -141,17 +141,20 @@ class Creative(models.Model):
 
 
 class AdClick(models.Model):
-    """Every request to ``/c/<token>``: billed ones and those refused (forged, expired, replayed)."""
+    """Every request to ``/c/<token>`` with a genuine token: billed ones, and those refused with the
+    reason (``adsite.ads.integrity``). Deleted after ``ADS["CLICK_RETENTION_DAYS"]``."""
 
     class Outcome(models.TextChoices):
         BILLED = "billed", "Billed"
         FREE = "free", "Counted, not billed (CPM or out of budget)"
-        FORGED = "forged", "Forged token"
-        EXPIRED = "expired", "Expired token"
-        REPLAYED = "replayed", "Replayed token"
+        BOT = "bot", "Invalid: a bot"
+        UNKNOWN_SERVE = "unknown_serve", "Invalid: names nothing the server served"
+        WRONG_VISITOR = "wrong_visitor", "Invalid: not the visitor it was served to"
+        REPLAY = "replay", "Invalid: clicked before"
+        EXPIRED = "expired", "Invalid: expired link"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
     token_id = models.CharField(max_length=64, blank=True, default="")
     creative_id = models.BigIntegerField(null=True, blank=True)
     campaign_id = models.BigIntegerField(null=True, blank=True)

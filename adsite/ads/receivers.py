@@ -20,7 +20,7 @@ def on_ad_events_accepted(sender: Any, *, records: Sequence[EventRecord], **kwar
 
 
 def on_visitor_deleted(sender: Any, *, user_id: str, **kwargs: Any) -> None:
-    """``tracking.signals.visitor_deleted``: kept explanations go, click records stop naming the visitor."""
+    """``tracking.signals.visitor_deleted``: kept explanations, click rows and frequency counters go."""
     from adsite.ads.services.privacy import user_ads_forget
 
     user_ads_forget(user_id)

@@ -202,3 +202,98 @@ def decision_explanations_recent(*, user_id: str, limit: int = 20) -> list[dict[
         .values("decision_id", "created_at", "explanation")[:limit]
     )
     return [dict(row) for row in rows]
+
+
+# ---- the advertiser report (what is invoiced) and invalid traffic ------------------------------------
+
+INVALID_REASONS = ("bot", "unknown_serve", "wrong_visitor", "replay", "expired", "rate")
+REPORT_COUNTERS = (
+    "impressions_served", "impressions_viewable", "impressions_billed", "impressions_invalid",
+    "clicks_billed", "clicks_invalid",
+)
+_METRICS = {"served": "impressions_served", "viewable": "impressions_viewable", "imp_billed": "impressions_billed",
+            "clk_billed": "clicks_billed"}
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidTraffic:
+    """Refused impressions and clicks of one campaign, by reason (``adsite.ads.integrity``)."""
+
+    impressions: dict[str, int]
+    clicks: dict[str, int]
+
+
+def _report_counters(since: float | None) -> dict[int, dict[str, int]]:
+    """campaign id -> metric -> count, from the ledger's hourly report counters (raises LedgerUnavailable)."""
+    out: dict[int, dict[str, int]] = {}
+    for name, value in ledger().report_read(since=since, now=time.time()).items():
+        campaign, _, metric = name.partition(":")
+        try:
+            out.setdefault(int(campaign), {})[metric] = value
+        except ValueError:
+            continue
+    return out
+
+
+def invalid_traffic_by_campaign(*, since: float | None = None) -> dict[int, InvalidTraffic]:
+    """Refused impressions and clicks by reason, per campaign id, from ``since`` (epoch seconds; the
+    report keeps hours, so counting starts at the start of ``since``'s hour; None: all that is kept).
+    Campaign 0 holds refusals that name no campaign (a bot's page, a forged token). Every reason is
+    present (0 when none). Raises ``LedgerUnavailable`` while the ledger cannot be read."""
+    out = {}
+    for campaign_id, metrics in _report_counters(since).items():
+        out[campaign_id] = InvalidTraffic(
+            impressions={r: metrics.get(f"ivi.{r}", 0) for r in INVALID_REASONS},
+            clicks={r: metrics.get(f"ivc.{r}", 0) for r in INVALID_REASONS},
+        )
+    return out
+
+
+def _money(micros: int | Any) -> str:
+    from decimal import Decimal
+
+    return str((Decimal(micros) / MICROS).quantize(Decimal("0.000001")))
+
+
+def ads_report(*, since: float | None = None) -> dict[str, Any]:
+    """The numbers an advertiser is invoiced from, per campaign and in total (``manage.py ads_report``):
+    ``{"campaigns": [{"id", "name", "impressions_served", "impressions_viewable", "impressions_billed",
+    "impressions_invalid": {reason: n}, "clicks_billed", "clicks_invalid": {reason: n}, "spend",
+    "budget"}], "totals": {the same counters summed}}``; money in the currency's units as decimal
+    strings. The totals also hold invalid traffic that names no campaign (a bot's page, a forged
+    token). Raises ``LedgerUnavailable`` while the ledger cannot be read."""
+    from decimal import Decimal
+
+    counters = _report_counters(since)
+    campaigns = []
+    totals: dict[str, Any] = {
+        "impressions_served": 0, "impressions_viewable": 0, "impressions_billed": 0,
+        "impressions_invalid": dict.fromkeys(INVALID_REASONS, 0), "clicks_billed": 0,
+        "clicks_invalid": dict.fromkeys(INVALID_REASONS, 0),
+    }
+    spend_total = 0
+    budget_total = Decimal(0)
+
+    def add(metrics: dict[str, int], row: dict[str, Any]) -> None:
+        for metric, key in _METRICS.items():
+            row[key] = metrics.get(metric, 0)
+            totals[key] += row[key]
+        for kind, key in (("ivi", "impressions_invalid"), ("ivc", "clicks_invalid")):
+            row[key] = {r: metrics.get(f"{kind}.{r}", 0) for r in INVALID_REASONS}
+            for reason, n in row[key].items():
+                totals[key][reason] += n
+
+    for campaign_id, name, budget in Campaign.objects.order_by("id").values_list("id", "name", "total_budget"):
+        metrics = counters.get(campaign_id, {})
+        row: dict[str, Any] = {"id": campaign_id, "name": name}
+        add(metrics, row)
+        spend = metrics.get("spend", 0)
+        spend_total += spend
+        budget_total += budget
+        row["spend"] = _money(spend)
+        row["budget"] = _money(to_micros(budget))
+        campaigns.append(row)
+    add(counters.get(0, {}), {})  # refusals that name no campaign count in the totals only
+    totals["spend"] = _money(spend_total)
+    totals["budget"] = _money(to_micros(budget_total))
+    return {"campaigns": campaigns, "totals": totals}

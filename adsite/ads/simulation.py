@@ -70,9 +70,10 @@ DRIFT_JUMP_WEIGHT = 0.4
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 SLOT = re.compile(
     r'<div class="ad-slot[^"]*" data-placement="([\w-]+)" data-creative-id="([^"]*)" data-campaign-id="([^"]*)"'
-    r'[^>]*>.*?<a class="ad-slot__creative" href="([^"]*)"',
+    r'([^>]*)>.*?<a class="ad-slot__creative" href="([^"]*)"',
     re.S,
 )
+SERVE_ID = re.compile(r'data-serve-id="([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ def _run_policy(
         page_rng=random.Random(spec.seed),
     ))
     try:
-        with override_settings(ADS=_sim_settings()):
+        with override_settings(ADS=_sim_settings(), RATE_LIMITS=_rate_limits_off()):
             for v, profile in enumerate(profiles):
                 clicks_rng = random.Random(f"{spec.seed}:{v}:clicks")
                 browse_rng = random.Random(f"{spec.seed}:{v}:browse")
@@ -333,7 +334,8 @@ def _run_policy(
                     catalog = catalog_current()
                     events = []
                     shown: list[int] = []
-                    for position, (placement, creative_id, campaign_id, href) in enumerate(SLOT.findall(html)):
+                    for position, (placement, creative_id, campaign_id, attributes, href) in enumerate(SLOT.findall(html)):
+                        serve = SERVE_ID.search(attributes)
                         visitor_impressions += counted
                         creative = catalog.creatives_by_id.get(int(creative_id)) if creative_id.isdigit() else None
                         campaign = catalog.campaigns_by_id.get(int(campaign_id)) if campaign_id.isdigit() else None
@@ -344,7 +346,7 @@ def _run_policy(
                             shown.append(campaign.id)
                         if counted:
                             visitor_expected += p
-                        events.append(_impression_event(user_id, placement, creative_id, campaign_id, slug))
+                        events.append(_impression_event(user_id, placement, creative_id, campaign_id, slug, serve.group(1) if serve else ""))
                         if clicks_rng.random() < p:
                             visitor_clicks += counted
                             if href.startswith("/c/"):
@@ -375,10 +377,20 @@ def _sim_settings() -> dict[str, Any]:
     return {**settings.ADS, "PACING": False, "EXPLAIN_SAMPLE": 0.0, "BUDGET_MS": 1000.0}
 
 
-def _impression_event(user_id: str, placement: str, creative_id: str, campaign_id: str, slug: str) -> dict[str, Any]:
+def _rate_limits_off() -> dict[str, Any]:
+    """The simulation's visitors all come from one address, far faster than people: no rate limits."""
+    from django.conf import settings
+
+    return {**getattr(settings, "RATE_LIMITS", {}), "ENABLED": False}
+
+
+def _impression_event(user_id: str, placement: str, creative_id: str, campaign_id: str, slug: str, serve_id: str) -> dict[str, Any]:
+    ad = {"creative_id": creative_id, "campaign_id": campaign_id, "placement": placement}
+    if serve_id:
+        ad["serve_id"] = serve_id
     return {
         "event_id": str(uuid.uuid4()), "type": "ad_impression", "user_id": user_id, "session_id": f"{user_id}-s",
         "ts": int(time.time() * 1000), "url": f"http://testserver/article/{slug}/", "item_id": slug,
-        "ad": {"creative_id": creative_id, "campaign_id": campaign_id, "placement": placement},
+        "ad": ad,
         "properties": {"viewable": True, "visible_ms": 1000},
     }

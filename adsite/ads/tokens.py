@@ -1,22 +1,41 @@
-"""Signed click and impression links.
+"""Signed click and impression links, and the serve ids they carry.
 
 A token is ``django.core.signing`` output (HMAC with SECRET_KEY, timestamped) of the served
-impression's id, creative, campaign, placement and visitor. It names the creative, never a URL: the
-redirect target is always looked up from the creative's stored landing URL.
+impression's serve id, creative, campaign, placement and visitor, plus who the visitor is for the
+integrity checks (``adsite.ads.integrity``): the identity cookie's id, or without one a binding (an HMAC
+of the truncated address and user agent the decision saw, never the address itself), and the origin
+(``page``: the site rendered it; ``api``: an authenticated API client asked for it). It names the
+creative, never a URL: the redirect target is always looked up from the creative's stored landing URL.
+
+A serve id (``<random>.<issued, base 36>.<mac>``, at most 64 characters) is itself signed over the
+creative and the visitor it was served to, so an ``ad_impression`` event can name it (``ad.serve_id``)
+and the server can tell an id it issued from an invented one without storing every impression.
+
+Both verify against ``SECRET_KEY`` and then each of ``SECRET_KEY_FALLBACKS``: links served before a
+key rotation keep working for their lifetime.
 """
 
 from __future__ import annotations
 
+import hmac
+import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core import signing
+from django.utils.crypto import salted_hmac
 
 CLICK_SALT = "adsite.ads.click"
 VIEW_SALT = "adsite.ads.view"
+SERVE_SALT = "adsite.ads.serve"
+BINDING_SALT = "adsite.ads.binding"
 
 VALID = "valid"
 FORGED = "forged"
 EXPIRED = "expired"
+
+PAGE = "page"
+API = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +45,19 @@ class AdToken:
     campaign_id: int
     placement: str
     user_id: str
+    binding: str = ""  # visitor_binding() of a visitor without an identity cookie
+    origin: str = PAGE
 
 
 def token_make(*, token: AdToken, salt: str = CLICK_SALT) -> str:
-    payload = {"s": token.serve_id, "c": token.creative_id, "k": token.campaign_id, "p": token.placement, "u": token.user_id}
+    payload = {
+        "s": token.serve_id, "c": token.creative_id, "k": token.campaign_id, "p": token.placement,
+        "u": token.user_id,
+    }
+    if token.binding:
+        payload["b"] = token.binding
+    if token.origin != PAGE:
+        payload["o"] = token.origin
     return signing.dumps(payload, salt=salt, compress=True)
 
 
@@ -52,7 +80,66 @@ def token_read(value: str, *, max_age_s: int, salt: str = CLICK_SALT) -> tuple[s
         token = AdToken(
             serve_id=str(payload["s"])[:64], creative_id=int(payload["c"]), campaign_id=int(payload["k"]),
             placement=str(payload["p"])[:64], user_id=str(payload["u"])[:64],
+            binding=str(payload.get("b", ""))[:32], origin=API if payload.get("o") == API else PAGE,
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return FORGED, None
     return status, token
+
+
+def _keys() -> list[str]:
+    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+
+
+def visitor_binding(*, ip_truncated: str, user_agent: str) -> str:
+    """Who a visitor without an identity cookie is, for their clicks: an HMAC of the truncated address
+    and the user agent (16 hex characters; neither value can be read back from it)."""
+    return salted_hmac(BINDING_SALT, f"{ip_truncated}|{user_agent}", algorithm="sha256").hexdigest()[:16]
+
+
+def binding_matches(binding: str, *, ip_truncated: str, user_agent: str) -> bool:
+    if not binding:
+        return False
+    message = f"{ip_truncated}|{user_agent}"
+    return any(
+        hmac.compare_digest(binding, salted_hmac(BINDING_SALT, message, secret=key, algorithm="sha256").hexdigest()[:16])
+        for key in _keys()
+    )
+
+
+def _serve_mac(head: str, creative_id: int, user_id: str, key: str) -> str:
+    return salted_hmac(SERVE_SALT, f"{head}|{creative_id}|{user_id}", secret=key, algorithm="sha256").hexdigest()[:22]
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+def serve_id_make(*, nonce: str, creative_id: int, user_id: str, now: float | None = None) -> str:
+    """A serve id for one served impression of ``creative_id`` to ``user_id`` (signed, see the docstring)."""
+    issued = int(time.time() if now is None else now)
+    head = f"{nonce[:16]}.{_base36(issued)}"
+    return f"{head}.{_serve_mac(head, creative_id, user_id, settings.SECRET_KEY)}"
+
+
+def serve_id_read(value: str, *, creative_id: int, user_id: str, max_age_s: int, now: float | None = None) -> str:
+    """``valid`` when this server issued ``value`` for this creative and visitor within ``max_age_s``;
+    ``expired`` when it did, earlier; ``forged`` otherwise (made up, or naming another creative or visitor)."""
+    parts = value.split(".")
+    if len(parts) != 3 or len(value) > 64:
+        return FORGED
+    head = f"{parts[0]}.{parts[1]}"
+    if not any(hmac.compare_digest(parts[2], _serve_mac(head, creative_id, user_id, key)) for key in _keys()):
+        return FORGED
+    try:
+        issued = int(parts[1], 36)
+    except ValueError:
+        return FORGED
+    now = time.time() if now is None else now
+    return EXPIRED if now - issued > max_age_s else VALID

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adsite.ads import integrity
 from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fast, placements_unknown
 from adsite.ads.decisions import DECISION_SERVED_BY, DecisionContext, PlacementRequest, ads_select
 from adsite.ads.delivery import choice_urls
+from adsite.ads.integrity import invalid_record, visitor_from_request
 from adsite.ads.landing import landing_url_safe
 from adsite.ads.models import Creative
 from adsite.ads.services.billing import click_record, impression_view_record
+from adsite.ads.tokens import API, CLICK_SALT, VIEW_SALT, token_read
 from adsite.ops.api_errors import ERRORS_SCHEMA
 from inference.api import FALLBACK_REASONS
 from tracking import api as tracking_api
+from tracking.api import rate_limited
 
 
 def _absolute(request: Request, host: str, location: str) -> str:
@@ -121,7 +125,7 @@ class DecisionsView(APIView):
         )
         placements = []
         for choice in decision.choices:
-            click_url, impression_url = choice_urls(choice=choice, user_id=decision.user_id)
+            click_url, impression_url = choice_urls(choice=choice, user_id=decision.user_id, origin=API)
             creative = choice.creative
             placements.append(
                 {
@@ -153,11 +157,25 @@ class DecisionsView(APIView):
         return Response(body, status=status.HTTP_200_OK)
 
 
+def _refused(kind: str, salt: str) -> Callable[[HttpRequest], None]:
+    """Count a rate-limited click or impression as invalid traffic (``rate``) under the campaign its
+    token names, when the token is genuine."""
+
+    def record(request: HttpRequest) -> None:
+        match = getattr(request, "resolver_match", None)
+        value = str(match.kwargs.get("token", "")) if match is not None else ""
+        _, ad = token_read(value, max_age_s=2**31, salt=salt)
+        invalid_record(kind=kind, reason=integrity.RATE, campaign_id=ad.campaign_id if ad else None)
+
+    return record
+
+
 @never_cache
 @require_GET
+@rate_limited("click", on_refused=_refused(integrity.CLICK, CLICK_SALT))
 def click_redirect(request: HttpRequest, token: str) -> HttpResponse:
     """``GET /c/<token>``: record the click, then go to the creative's stored landing URL (only)."""
-    outcome = click_record(token=token)
+    outcome = click_record(token=token, visitor=visitor_from_request(request))
     if outcome.user_id and outcome.outcome in ("billed", "free") and tracking_api.tracking_allowed(request):
         from adsite.ads.feedback import click_event_record
 
@@ -170,9 +188,12 @@ def click_redirect(request: HttpRequest, token: str) -> HttpResponse:
 
 @never_cache
 @require_GET
+@rate_limited("impression", on_refused=_refused(integrity.IMPRESSION, VIEW_SALT))
 def impression_beacon(request: HttpRequest, token: str) -> HttpResponse:
-    """``GET /i/<token>``: a viewable impression reported by a front end (counted once)."""
-    impression_view_record(token=token)
+    """``GET /i/<token>``: a viewable impression reported by a front end (counted once, and only for the
+    visitor it was served to; anything else is recorded as invalid traffic). Always 204: the answer
+    tells a script nothing."""
+    impression_view_record(token=token, visitor=visitor_from_request(request))
     return HttpResponse(status=204)
 
 

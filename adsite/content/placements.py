@@ -37,6 +37,8 @@ class SlotAd:
     href: str
     sponsor: str = "The Bellwether"
     impression_url: str = ""
+    # the signed serve id the tracker's ad_impression names (ad.serve_id): what makes it count
+    serve_id: str = ""
     house: bool = True
     # filled by the ads app: the creative's image, its HTML (shown only in a sandboxed iframe), and
     # why it was chosen (a title on the label)

@@ -9,11 +9,13 @@ from django.shortcuts import render
 from adsite.content import selectors
 from adsite.content.models import Article, Category
 from adsite.content.pages import page_context
+from tracking.api import rate_limited
 
 ARTICLES_PER_PAGE = 12
 IN_ARTICLE_AFTER_PARAGRAPH = 2
 
 
+@rate_limited("page")
 def home(request: HttpRequest) -> HttpResponse:
     latest = selectors.articles_latest(limit=7)
     return render(
@@ -28,6 +30,7 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+@rate_limited("page")
 def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         category = selectors.category_get(slug=slug)
@@ -47,6 +50,7 @@ def category_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+@rate_limited("page")
 def article_detail(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         article = selectors.article_get(slug=slug)
@@ -68,5 +72,6 @@ def article_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+@rate_limited("page")
 def about(request: HttpRequest) -> HttpResponse:
     return render(request, "site/about.html", page_context(request=request, page_type="about"))

@@ -212,3 +212,25 @@ class InterestsRateThrottle(FixedWindowUserRateThrottle):
 
 class InterestsBatchRateThrottle(FixedWindowUserRateThrottle):
     scope = "interests_batch"
+
+
+def window_hit(key: str, *, limit: int, period_s: float, now: float | None = None) -> float:
+    """Count one hit of ``key`` in its fixed window of ``period_s`` seconds; the seconds to wait when
+    this hit is over ``limit`` (the window's remainder), else 0.
+
+    The one rate limiter of the site, for any caller that must bound what a client can make it do (the
+    anonymous endpoints' limits in ``adsite.ops.ratelimit``, per-client quarantine growth): counted in
+    Redis when ``REDIS_URL`` is set, in this process otherwise or while Redis does not answer (see the
+    module docstring for the batching and the degradation).
+    """
+    now = time.time() if now is None else now
+    window = int(now // period_s)
+    ends = (window + 1) * period_s
+    window_key = f"rl:{key}:{window}"
+    counter = redis_counter()
+    count = None
+    if counter is not None:
+        count = counter.hit(window_key, limit=limit, ttl_ms=int(period_s * 1000) + 1000, expires_at=ends)
+    if count is None:
+        count = _local.hit(window_key, ends)
+    return 0.0 if count <= limit else max(ends - now, 0.001)

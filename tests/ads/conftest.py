@@ -115,3 +115,16 @@ def make_campaign(db: None, placements: None) -> CampaignFactory:
         return campaign
 
     return make
+
+
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+
+
+def browser(user: str = "visitor", **extra: Any) -> Any:
+    """A test client as a visitor's browser: a browser's user agent and the visitor's identity cookie."""
+    from django.test import Client
+
+    client = Client(HTTP_USER_AGENT=BROWSER_UA, **extra)
+    if user:
+        client.cookies["adsite_uid"] = user
+    return client

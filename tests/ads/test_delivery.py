@@ -105,16 +105,24 @@ def test_decisions_endpoint_is_in_the_openapi_schema(client: Client) -> None:
 def test_viewable_impressions_from_the_tracker_count_for_the_creative(site: Any, fresh_ads_state: Any) -> None:
     client = Client(HTTP_USER_AGENT=BROWSER)
     creative = site.creatives.get()
+    html = client.get("/about/").content.decode()
+    attrs = next(a for a in slots(html).values() if a["data-creative-id"] == str(creative.id))
+    assert attrs["data-serve-id"]  # what the tracker's ad_impression names
     event = {
-        "event_id": str(uuid.uuid4()), "type": "ad_impression", "user_id": "reader-2", "session_id": "s",
-        "ts": int(time.time() * 1000), "url": "http://testserver/about/",
-        "ad": {"creative_id": str(creative.id), "campaign_id": str(site.id), "placement": "sidebar"},
+        "event_id": str(uuid.uuid4()), "type": "ad_impression", "user_id": client.cookies["adsite_uid"].value,
+        "session_id": "s", "ts": int(time.time() * 1000), "url": "http://testserver/about/",
+        "ad": {"creative_id": str(creative.id), "campaign_id": str(site.id), "placement": "sidebar",
+               "serve_id": attrs["data-serve-id"]},
         "properties": {"viewable": True, "visible_ms": 1000},
     }
     for _ in range(2):  # the second copy is a duplicate: counted once
         response = client.post("/collect", json.dumps({"events": [event]}), content_type="text/plain")
         assert response.status_code == 202
+    # the same served impression reported again under a new event id is a replay
+    client.post("/collect", json.dumps({"events": [{**event, "event_id": str(uuid.uuid4())}]}), content_type="text/plain")
     assert fresh_ads_state.creative_stats(creative_id=creative.id).viewable == 1
+    report = fresh_ads_state.report_read(since=None, now=time.time())
+    assert report[f"{site.id}:viewable"] == 1 and report[f"{site.id}:ivi.replay"] == 1
 
 
 def test_impression_url_counts_a_viewable_impression_once(client: Client, site: Any, fresh_ads_state: Any) -> None:

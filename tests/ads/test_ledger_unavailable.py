@@ -24,6 +24,8 @@ from adsite.ads.ledger import LedgerUnavailable, RedisLedger, ledger_use
 from adsite.ads.models import AdClick
 from adsite.ads.tokens import CLICK_SALT, AdToken, token_make
 
+from .conftest import browser
+
 
 def _dead_port() -> int:
     with socket.socket() as sock:
@@ -70,7 +72,7 @@ def test_a_click_still_reaches_the_landing_page_and_is_kept_unbilled(make_campai
     campaign = make_campaign(bid=Decimal("0.40"))
     creative = campaign.creatives.get()
     token = token_make(token=AdToken("serve-1", creative.id, campaign.id, "sidebar", "visitor"), salt=CLICK_SALT)
-    response = Client().get(f"/c/{token}")
+    response = browser("visitor").get(f"/c/{token}")
     assert response.status_code == 302 and response["Location"] == creative.landing_url
     assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("free", 0)]
 

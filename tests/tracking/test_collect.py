@@ -29,6 +29,7 @@ def test_batch_is_accepted_and_stored_with_server_receive_time(client: Client) -
 
 def test_json_content_type_is_accepted_too(client: Client) -> None:
     body = json.dumps({"events": [make_event()]})
+    client.cookies["adsite_uid"] = "visitor-1"
     response = client.post("/collect", body, content_type="application/json", HTTP_USER_AGENT=MOBILE_UA)
     assert response.status_code == 202 and response.json()["accepted"] == 1
 
@@ -239,3 +240,23 @@ def test_server_page_view_honours_dnt_and_gpc(rf: Any, headers: dict[str, str]) 
         request=request, event_id=uuid.uuid4(), url="https://e.org/", item_id="", categories=[]
     )
     assert not Event.objects.exists()
+
+
+def test_a_cross_site_beacon_cannot_write_for_another_visitor(client: Client, observed: Any) -> None:
+    """``navigator.sendBeacon`` from another site: text/plain, no cookie of ours (SameSite=Lax), naming a
+    victim's visitor id; and a script with its own cookie naming the victim. Nothing reaches the victim."""
+    from tracking.models import Event
+
+    forged = [make_event(user_id="victim", type="ad_click", ad={"creative_id": "1"}), make_event(user_id="victim")]
+    response = client.post("/collect", json.dumps({"events": forged}), content_type="text/plain",
+                           HTTP_USER_AGENT=MOBILE_UA, HTTP_ORIGIN="https://evil.example")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 0 and {r["reason"] for r in body["rejected"]} == {"no_identity_cookie"}
+    client.cookies["adsite_uid"] = "attacker"
+    body = post_collect(client, [make_event(user_id="victim")]).json()
+    assert body["accepted"] == 0 and body["rejected"][0]["reason"] == "user_id_mismatch"
+    assert not Event.objects.filter(user_id="victim").exists()
+    assert not [r for r in observed.records if r.user_id == "victim"]
+    # the attacker's own events, named or not, are theirs
+    assert post_collect(client, [make_event(user_id="attacker"), make_event(user_id=...)]).json()["accepted"] == 2

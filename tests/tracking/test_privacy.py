@@ -36,10 +36,17 @@ def _event(user_id: str, **extra: object) -> dict[str, object]:
 
 
 def _collect(client, events: list[dict[str, object]]) -> dict[str, object]:
-    response = client.post("/collect", data=json.dumps({"events": events}), content_type="application/json",
-                           HTTP_USER_AGENT=BROWSER)
-    assert response.status_code == 202, response.content
-    return response.json()
+    """Post each visitor's events from their own browser (a browser speaks only for its cookie's visitor)."""
+    totals: dict[str, object] = {}
+    for user in dict.fromkeys(str(e.get("user_id", "")) for e in events):
+        client.cookies["adsite_uid"] = user
+        mine = [e for e in events if str(e.get("user_id", "")) == user]
+        response = client.post("/collect", data=json.dumps({"events": mine}), content_type="application/json",
+                               HTTP_USER_AGENT=BROWSER)
+        assert response.status_code == 202, response.content
+        for key, value in response.json().items():
+            totals[key] = totals.get(key, 0) + value if isinstance(value, int) else [*totals.get(key, []), *value]  # type: ignore[operator]
+    return totals
 
 
 def _reconciles() -> None:
@@ -110,15 +117,31 @@ def test_scheduled_purge_task_runs_the_same_purge(client) -> None:
     assert not Event.objects.filter(user_id="ancient").exists()
 
 
-def test_deleting_a_visitor_also_drops_their_ad_explanations_and_unnames_their_clicks(client) -> None:
+def test_deleting_a_visitor_also_drops_their_ad_explanations_clicks_and_frequency_counters(client) -> None:
+    import time
+
+    from adsite.ads.ledger import Charge, MemoryLedger, ledger_use
     from adsite.ads.models import AdClick, DecisionExplanation
 
-    DecisionExplanation.objects.create(decision_id="d-1", user_id="dave", explanation={"why": "travel"})
-    DecisionExplanation.objects.create(decision_id="d-2", user_id="erin", explanation={"why": "pets"})
-    AdClick.objects.create(outcome="billed", user_id="dave", price_micros=500_000)
+    book = MemoryLedger(None)
+    previous = ledger_use(book)
+    try:
+        charge = Charge(campaign_id=1, creative_id=1, impression_price_micros=1000, daily_budget_micros=10**9,
+                        total_budget_micros=10**9, cap_per_hour=1)
+        now = time.time()
+        assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "ok"
+        assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "capped_hour"
+        DecisionExplanation.objects.create(decision_id="d-1", user_id="dave", explanation={"why": "travel"})
+        DecisionExplanation.objects.create(decision_id="d-2", user_id="erin", explanation={"why": "pets"})
+        AdClick.objects.create(outcome="billed", user_id="dave", price_micros=500_000)
+        AdClick.objects.create(outcome="billed", user_id="erin", price_micros=500_000)
 
-    call_command("delete_user", "dave")
+        call_command("delete_user", "dave")
 
-    assert list(DecisionExplanation.objects.values_list("user_id", flat=True)) == ["erin"]
-    click = AdClick.objects.get()
-    assert click.user_id == "" and click.price_micros == 500_000  # billing stays exact
+        assert list(DecisionExplanation.objects.values_list("user_id", flat=True)) == ["erin"]
+        assert list(AdClick.objects.values_list("user_id", flat=True)) == ["erin"]
+        assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "ok"  # caps forgotten
+        # what is invoiced names nobody and stays
+        assert book.report_read(since=None, now=now)["1:spend"] == 2000
+    finally:
+        ledger_use(previous)

@@ -109,7 +109,7 @@ def test_an_unknown_ad_field_is_named_with_the_fields_an_ad_takes() -> None:
     """A sender who writes ``ad.creative`` (not ``ad.creative_id``) learns which field and what to send."""
     outcome = validate(make_event(type="ad_impression", ad={"creative": "cr1", "placement": "top"}))
     assert outcome == Rejection(
-        "invalid_ad", "unknown field 'ad.creative' (an ad takes campaign_id, creative_id, placement, placement_id)"
+        "invalid_ad", "unknown field 'ad.creative' (an ad takes campaign_id, creative_id, placement, placement_id, serve_id)"
     )
     long_name = validate(make_event(ad={"x" * 500: "v"}))
     assert isinstance(long_name, Rejection) and len(long_name.detail) < 150

@@ -43,4 +43,8 @@ def post_collect(
     **extra: Any,
 ) -> Any:
     payload = body if body is not None else json.dumps({"events": events or []})
+    # as tracker.js: the events are the identity cookie's visitor's (the first event names it)
+    first = (events or [None])[0]
+    if "adsite_uid" not in client.cookies and isinstance(first, dict) and isinstance(first.get("user_id"), str):
+        client.cookies["adsite_uid"] = first["user_id"]
     return client.post("/collect", payload, content_type="text/plain", HTTP_USER_AGENT=ua, **extra)

@@ -1,8 +1,11 @@
 """Clicks and viewable impressions: the writes that move money or delivery statistics.
 
-``click_record`` bills a click at most once and only through a genuine, fresh, unused token; every
-request to ``/c/<token>`` is recorded (``AdClick``) whatever its outcome. ``ad_events_accept`` counts
-the viewable impressions among the ad events tracking accepted.
+``click_record`` bills a click at most once and only when it is valid (``adsite.ads.integrity``: a
+genuine, fresh, unused token clicked by the visitor it was served to, not a bot); every request to
+``/c/<token>`` with a genuine token is recorded (``AdClick``) with its outcome or the reason it was
+refused. ``impression_view_record`` (``/i/<token>``) and ``ad_events_accept`` (the tracker's
+``ad_impression`` events, which must name a serve id the server issued) count viewable impressions,
+once per served impression.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import cache
-
+from adsite.ads import integrity
 from adsite.ads.catalog import catalog_current
 from adsite.ads.conf import ads_setting
+from adsite.ads.integrity import Visitor, invalid_record
 from adsite.ads.ledger import BILLED, FREE, REPLAYED, LedgerUnavailable, ledger
 from adsite.ads.models import AdClick, Creative
-from adsite.ads.tokens import EXPIRED, FORGED, VALID, VIEW_SALT, token_read
+from adsite.ads.tokens import EXPIRED, FORGED, VIEW_SALT, serve_id_read, token_read
 
 logger = logging.getLogger(__name__)
 
@@ -35,31 +38,37 @@ class ClickOutcome:
     categories: tuple[str, ...]
 
 
-def click_record(*, token: str, now: float | None = None) -> ClickOutcome:
-    """Record one click request; bill it when the token is genuine, fresh and unused (CPC only)."""
+def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> ClickOutcome:
+    """Record one click request; bill it only when it is valid (``adsite.ads.integrity``): a genuine,
+    fresh, unused token, clicked by the visitor it was served to, not a bot (CPC only).
+
+    A token that is not genuine names nothing: it is counted (``unknown_serve``, campaign 0) and writes
+    no row. Every other request is kept as an ``AdClick`` row whose outcome is billed, free or the reason.
+    """
     now = time.time() if now is None else now
     max_age = int(ads_setting("CLICK_MAX_AGE_S"))
     status, ad = token_read(token, max_age_s=max_age)
+    if ad is None:
+        invalid_record(kind=integrity.CLICK, reason=integrity.UNKNOWN_SERVE, campaign_id=None, now=now)
+        return ClickOutcome(str(AdClick.Outcome.UNKNOWN_SERVE), "", None, None, "", "", ())
     catalog = catalog_current()
-    creative = catalog.creatives_by_id.get(ad.creative_id) if ad else None
+    creative = catalog.creatives_by_id.get(ad.creative_id)
     campaign = catalog.campaigns_by_id.get(creative.campaign_id) if creative else None
-    if ad is not None and creative is None:
+    if creative is None:
         # paused or finished since it was served: its landing URL is still its own
-        row = Creative.objects.filter(id=ad.creative_id).values_list("landing_url", flat=True).first()
-        landing = row or ""
+        landing = Creative.objects.filter(id=ad.creative_id).values_list("landing_url", flat=True).first() or ""
     else:
-        landing = creative.landing_url if creative else ""
-    outcome = {FORGED: AdClick.Outcome.FORGED, EXPIRED: AdClick.Outcome.EXPIRED}.get(
-        status, AdClick.Outcome.FREE
-    )
+        landing = creative.landing_url
+    reason = None
+    if visitor.is_bot:
+        reason = integrity.BOT
+    elif status == EXPIRED:
+        reason = integrity.EXPIRED
+    elif not integrity.served_to(ad, visitor):
+        reason = integrity.WRONG_VISITOR
+    outcome = AdClick.Outcome.FREE
     price = 0
-    if (
-        status == VALID
-        and ad is not None
-        and creative is not None
-        and campaign is not None
-        and ad.campaign_id == campaign.id
-    ):
+    if reason is None and creative is not None and campaign is not None and ad.campaign_id == campaign.id:
         # A CPM campaign pays for impressions; its clicks are counted, never charged.
         click_price = campaign.price_micros if campaign.pricing == "cpc" else 0
         try:
@@ -79,61 +88,106 @@ def click_record(*, token: str, now: float | None = None) -> ClickOutcome:
             logger.warning("ads.click_not_billed ledger unavailable", extra={"creative_id": creative.id})
             result = FREE
         if result == REPLAYED:
-            outcome = AdClick.Outcome.REPLAYED
+            reason = integrity.REPLAY
         elif result == BILLED:
             outcome = AdClick.Outcome.BILLED
             price = click_price  # what the ledger charged: the click record and the spend agree
+    if reason is not None:
+        outcome = AdClick.Outcome(reason)
+        invalid_record(kind=integrity.CLICK, reason=reason, campaign_id=ad.campaign_id, now=now)
     AdClick.objects.create(
         outcome=outcome,
-        token_id=ad.serve_id if ad else "",
-        creative_id=ad.creative_id if ad else None,
-        campaign_id=ad.campaign_id if ad else None,
-        placement=ad.placement if ad else "",
-        user_id=ad.user_id if ad else "",
+        token_id=ad.serve_id,
+        creative_id=ad.creative_id,
+        campaign_id=ad.campaign_id,
+        placement=ad.placement,
+        user_id=ad.user_id,
         price_micros=price,
     )
-    logger.info("ads.click", extra={"outcome": outcome, "creative_id": ad.creative_id if ad else None})
+    logger.info("ads.click", extra={"outcome": outcome, "creative_id": ad.creative_id})
     return ClickOutcome(
         outcome=str(outcome),
         landing_url=landing,
-        creative_id=ad.creative_id if ad else None,
-        campaign_id=ad.campaign_id if ad else None,
-        user_id=ad.user_id if ad else "",
-        placement=ad.placement if ad else "",
+        creative_id=ad.creative_id,
+        campaign_id=ad.campaign_id,
+        user_id=ad.user_id,
+        placement=ad.placement,
         categories=campaign.categories if campaign else (),
     )
 
 
-def impression_view_record(*, token: str) -> bool:
-    """A viewable impression reported through the signed impression URL (once per served impression)."""
-    status, ad = token_read(token, max_age_s=int(ads_setting("CLICK_MAX_AGE_S")), salt=VIEW_SALT)
-    if status != VALID or ad is None:
-        return False
-    if not cache.add(f"ads:viewed:{ad.serve_id}", 1, timeout=int(ads_setting("CLICK_MAX_AGE_S"))):
-        return False
+def _viewable_count(*, serve_id: str, creative_id: int, campaign_id: int) -> str | None:
+    """Count a served impression viewable, once (``/i/`` and events share it); ``replay`` when it was
+    counted before, None otherwise (also when the ledger is unreachable: not counted, not refused)."""
     try:
-        ledger().viewable_add(creative_ids=[ad.creative_id])
+        counted = ledger().viewable_count(
+            serve_id=serve_id, creative_id=creative_id, campaign_id=campaign_id,
+            ttl_s=int(ads_setting("CLICK_MAX_AGE_S")) + 3600, now=time.time(),
+        )
     except LedgerUnavailable:
-        logger.warning("ads.viewable_not_counted ledger unavailable", extra={"creative_id": ad.creative_id})
-        return False
-    return True
+        logger.warning("ads.viewable_not_counted ledger unavailable", extra={"creative_id": creative_id})
+        return None
+    return None if counted else integrity.REPLAY
+
+
+def impression_view_record(*, token: str, visitor: Visitor) -> str:
+    """A viewable impression reported through the signed impression URL: ``"viewable"`` when counted
+    (once per served impression, by the visitor it was served to), else the reason it was refused."""
+    status, ad = token_read(token, max_age_s=int(ads_setting("CLICK_MAX_AGE_S")), salt=VIEW_SALT)
+    if ad is None:
+        reason = integrity.UNKNOWN_SERVE
+    elif visitor.is_bot:
+        reason = integrity.BOT
+    elif status == EXPIRED:
+        reason = integrity.EXPIRED
+    elif not integrity.served_to(ad, visitor):
+        reason = integrity.WRONG_VISITOR
+    else:
+        replay = _viewable_count(serve_id=ad.serve_id, creative_id=ad.creative_id, campaign_id=ad.campaign_id)
+        if replay is None:
+            return "viewable"
+        reason = replay
+    invalid_record(kind=integrity.IMPRESSION, reason=reason, campaign_id=ad.campaign_id if ad else None)
+    return reason
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def ad_events_accept(records: Sequence[Any]) -> None:
-    """Tracking's hook for accepted, non-bot ad events: viewable impressions count for the creative.
+    """Tracking's hook for accepted, non-bot ad events: an ``ad_impression`` counts as viewable only
+    when its ``ad.serve_id`` is one this server issued for that creative and visitor, fresh, and not
+    counted before (by ``/i/`` or another event); anything else is invalid traffic, never a counter.
 
     Clicks are billed and counted only through ``/c/<token>``; an ``ad_click`` event from the tracker
     (house ads, or a page without click links) changes no money and no statistics.
     """
-    viewed = []
+    max_age = int(ads_setting("CLICK_MAX_AGE_S"))
+    catalog = None
     for record in records:
-        if getattr(record, "type", "") == "ad_impression":
-            try:
-                viewed.append(int(record.creative_id))
-            except (TypeError, ValueError):
-                continue  # the built-in house ads have non-numeric ids
-    if viewed:
-        try:
-            ledger().viewable_add(creative_ids=viewed)
-        except LedgerUnavailable:  # the events themselves are stored; only the creatives' view counts wait
-            logger.warning("ads.viewable_not_counted ledger unavailable", extra={"creatives": len(viewed)})
+        if getattr(record, "type", "") != "ad_impression":
+            continue
+        creative_id = _int_or_none(record.creative_id)
+        if creative_id is None:
+            continue  # the built-in house ads have non-numeric ids and are nobody's inventory
+        catalog = catalog or catalog_current()
+        creative = catalog.creatives_by_id.get(creative_id)
+        campaign_id = creative.campaign_id if creative is not None else None
+        status = serve_id_read(
+            getattr(record, "serve_id", "") or "", creative_id=creative_id, user_id=record.user_id, max_age_s=max_age
+        )
+        if creative is None or status == FORGED:
+            reason = integrity.UNKNOWN_SERVE
+        elif status == EXPIRED:
+            reason = integrity.EXPIRED
+        else:
+            assert campaign_id is not None
+            replay = _viewable_count(serve_id=record.serve_id, creative_id=creative_id, campaign_id=campaign_id)
+            if replay is None:
+                continue
+            reason = replay
+        invalid_record(kind=integrity.IMPRESSION, reason=reason, campaign_id=campaign_id)

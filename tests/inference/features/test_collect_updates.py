@@ -35,10 +35,14 @@ def event(user_id: str, kind: str, category: str, item: str) -> dict[str, Any]:
 
 
 def collect(client: Client, events: list[dict[str, Any]], ua: str = BROWSER_UA) -> None:
-    response = client.post(
-        "/collect", json.dumps({"events": events}), content_type="text/plain", HTTP_USER_AGENT=ua
-    )
-    assert response.status_code == 202
+    for user in dict.fromkeys(str(e["user_id"]) for e in events):  # each visitor from their own browser
+        client.cookies["adsite_uid"] = user
+        mine = [e for e in events if str(e["user_id"]) == user]
+        response = client.post(
+            "/collect", json.dumps({"events": mine}), content_type="text/plain", HTTP_USER_AGENT=ua
+        )
+        assert response.status_code == 202
+        assert response.json()["accepted"] + response.json()["duplicate"] == len(mine) or ua != BROWSER_UA
 
 
 @pytest.fixture(

@@ -331,11 +331,14 @@
 
   // ---- ads: viewable impressions and clicks ---------------------------------------------------------
   function adOf(slot) {
-    return {
+    const ad = {
       creative_id: slot.dataset.creativeId || '',
       campaign_id: slot.dataset.campaignId || '',
       placement: slot.dataset.placement || '',
     };
+    // the server's signed id of this served impression: an ad_impression counts only with it
+    if (slot.dataset.serveId) ad.serve_id = slot.dataset.serveId;
+    return ad;
   }
 
   const viewTimers = new Map();
