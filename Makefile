@@ -25,6 +25,9 @@ SERVICES_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 export PORT WEB_CONCURRENCY
 
+# The site's DEBUG is off by default; the demo (make run, make dev and their setup) runs in DEBUG.
+run dev setup: export DJANGO_DEBUG ?= 1
+
 .PHONY: install setup run dev test test-services test-contract bench bench-gpu lint clean
 
 $(VENV)/.installed: pyproject.toml

@@ -52,15 +52,51 @@ def _env_list(name: str, default: list[str]) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-DEBUG = _env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: `make run` and `make dev` set DJANGO_DEBUG=1 (README "The two commands").
+DEBUG = _env_bool("DJANGO_DEBUG", False)
 VAR_DIR = Path(_env("ADSITE_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _development_secret_key() -> str:
+    """DEBUG without DJANGO_SECRET_KEY: a random key made once per checkout (``var/secret_key``, mode
+    0600), never a key printed in the source (signed click links would be forgeable with it)."""
+    import secrets
+    import time
+
+    path = VAR_DIR / "secret_key"
+    for _ in range(100):  # several processes may start at once: one creates it, the others read it
+        try:
+            key = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            key = ""
+        if key:
+            return key
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            time.sleep(0.02)
+            continue
+        key = secrets.token_urlsafe(50)
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write(key)
+        return key
+    raise ImproperlyConfigured(f"{path} stays empty: remove it, or set DJANGO_SECRET_KEY")
+
 
 SECRET_KEY = _env("DJANGO_SECRET_KEY")
 if SECRET_KEY is None:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
-    SECRET_KEY = "insecure-dev-only-key-not-for-production-use-0123456789abcdefghijklmnop"
+    SECRET_KEY = _development_secret_key()
+# Key rotation: the previous keys (comma-separated) still verify what they signed (sessions, click and
+# impression links) until those expire.
+SECRET_KEY_FALLBACKS = _env_list("DJANGO_SECRET_KEY_FALLBACKS", [])
+
+# /metrics: "local" (this host only), "token" (Authorization: Bearer $METRICS_TOKEN, or this host),
+# or "public"
+METRICS_ACCESS = _env("ADSITE_METRICS_ACCESS", "token" if _env("ADSITE_METRICS_TOKEN") else "local")
+METRICS_TOKEN = _env("ADSITE_METRICS_TOKEN", "")
 
 ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -193,6 +229,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # feature updates that failed while Redis was unreachable (tracking.features_backlog)
     "features-catch-up": {"task": "tracking.features_catch_up", "schedule": 10.0},
     "purge-expired-events": {"task": "tracking.purge_expired", "schedule": 3600.0},
+    # AdClick rows (every click request, with its outcome) past ADS["CLICK_RETENTION_DAYS"]
+    "purge-expired-clicks": {"task": "ads.purge_clicks", "schedule": 3600.0},
     "dashboard-rollup": {"task": "dashboard.rollup", "schedule": 30.0},
 }
 
@@ -231,7 +269,7 @@ INFERENCE = {
     # micro-batched) and where compiled boosters are cached on local disk ("" = the system temp dir)
     "FASTPATH": _env_bool("INFERENCE_FASTPATH", True),
     "SERVING_DEVICE": _env("INFERENCE_SERVING_DEVICE", "auto"),
-    "COMPILED_CACHE_DIR": _env("INFERENCE_COMPILED_CACHE_DIR", ""),
+    "COMPILED_CACHE_DIR": _env("INFERENCE_COMPILED_CACHE_DIR", str(VAR_DIR / "compiled")),
     "BATCH_MAX": _env_int("INFERENCE_BATCH_MAX", 64),
     "BATCH_WAIT_MS": _env_float("INFERENCE_BATCH_WAIT_MS", 1.0),
     "BATCH_QUEUE": _env_int("INFERENCE_BATCH_QUEUE", 256),
@@ -250,6 +288,8 @@ ADS = {
     "LEDGER_PATH": str(VAR_DIR / "ads_ledger.sqlite3"),
     "EXPLAIN_SAMPLE": _env_float("ADS_EXPLAIN_SAMPLE", 0.01),
     "CLICK_MAX_AGE_S": _env_int("ADS_CLICK_MAX_AGE_S", 24 * 3600),
+    "CLICK_RETENTION_DAYS": _env_int("ADS_CLICK_RETENTION_DAYS", 395),
+    "REPORT_RETENTION_DAYS": _env_int("ADS_REPORT_RETENTION_DAYS", 400),
 }
 
 # Anonymous endpoints' rate limits (tracking/ratelimit.py): scope -> (per truncated address, per visitor)
@@ -309,6 +349,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------
+# the demo's admin/admin works in DEBUG only (adsite/ops/auth.py); `manage.py check --deploy` flags it
+AUTHENTICATION_BACKENDS = ["adsite.ops.auth.DemoPasswordRefusedBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -341,7 +383,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
 if not DEBUG:
     SECURE_SSL_REDIRECT = _env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Trust X-Forwarded-Proto only behind a proxy of ours that sets it (and strips a client's own)
+    if _env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = _env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -30,7 +30,8 @@ def main() -> None:
     shutil.rmtree(var, ignore_errors=True)
     var.mkdir(parents=True)
     os.environ.update({"ADSITE_VAR_DIR": str(var), "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-" + "x" * 50,
-                       "DJANGO_SECURE_SSL_REDIRECT": "0", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "adsite.settings"})
+                       "DJANGO_SECURE_SSL_REDIRECT": "0", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "adsite.settings",
+                       "ADSITE_RATE_LIMITS": "0"})
     for name in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(name, None)
 

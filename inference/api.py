@@ -62,6 +62,7 @@ __all__ = [
     "user_interest_profile",
     "user_id_valid",
     "window_hit",
+    "category_taxonomy",
 ]
 
 
@@ -385,3 +386,39 @@ def window_hit(key: str, *, limit: int, period_s: float, now: float | None = Non
     from inference.rest.throttling import window_hit as hit
 
     return hit(key, limit=limit, period_s=period_s, now=now)
+
+
+_taxonomy: tuple[float, frozenset[str]] = (0.0, frozenset())
+TAXONOMY_CACHE_S = 30.0
+
+
+def category_taxonomy() -> frozenset[str]:
+    """The categories the site defines (``INFERENCE["CATEGORY_SOURCE"]``), re-read at most every 30 s:
+    what live input may add to features and the population. Empty when none are defined (or the source
+    fails): callers then leave categories as they are."""
+    global _taxonomy
+    import time
+
+    read_at, known = _taxonomy
+    now = time.monotonic()
+    if read_at and now - read_at < TAXONOMY_CACHE_S:
+        return known
+    from django.utils.module_loading import import_string
+
+    from inference.conf import inference_setting
+
+    try:
+        known = frozenset(import_string(inference_setting("CATEGORY_SOURCE"))())
+    except Exception:  # a taxonomy that cannot be read must not stop collection
+        import logging
+
+        logging.getLogger(__name__).exception("inference.category_taxonomy_unavailable")
+        known = frozenset()
+    _taxonomy = (now, known)
+    return known
+
+
+def category_taxonomy_reset() -> None:
+    """Forget the cached taxonomy (tests, and after categories are created)."""
+    global _taxonomy
+    _taxonomy = (0.0, frozenset())

@@ -16,11 +16,12 @@ DEFAULTS: dict[str, Any] = {
     # "redis" in services mode, "memory" in embedded mode
     "STORE": "memory",
     # feature store: Redis socket timeouts (reads are on the request path; a batch write may be larger),
-    # how long a process reuses the population read-out, and the idle TTL of a user's keys (0: none)
+    # how long a process reuses the population read-out, and the idle TTL of a user's keys (0: none; the
+    # default matches tracking's event retention: a visitor idle that long has no events left either)
     "STORE_READ_TIMEOUT_S": 0.05,
     "STORE_WRITE_TIMEOUT_S": 2.0,
     "STORE_POPULATION_CACHE_S": 1.0,
-    "STORE_TTL_S": 0.0,
+    "STORE_TTL_S": 395 * 86400.0,
     # dotted path of the redis-py Connection class for the feature store and the API throttles ("" = redis-py's
     # own); the site sets one that fails fast on a Redis that stopped answering (adsite.ops.redis_guard)
     "REDIS_CONNECTION_CLASS": "",
@@ -61,7 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "FASTPATH": True,
     # serving device for the neural model: "auto" (CUDA when present: resident and micro-batched), "cpu"
     "SERVING_DEVICE": "auto",
-    # local directory for compiled boosters ("" = <system temp>/adsite-compiled)
+    # private local directory for compiled boosters, mode 0700, checked before loading ("" = <system
+    # temp>/adsite-compiled-<uid>; the site sets var/compiled)
     "COMPILED_CACHE_DIR": "",
     # GPU micro-batching: most requests per batch, longest wait of the first one (ms), queue bound
     "BATCH_MAX": 64,

@@ -253,9 +253,11 @@ def placements_answer() -> Iterator[Callable[[Callable[..., Any] | None], None]]
 def rate_limit_windows_fresh() -> Iterator[None]:
     """Each test starts with empty in-process rate-limit windows (the anonymous endpoints' limits count
     per address, and every test client is 127.0.0.1)."""
+    from inference.api import category_taxonomy_reset
     from inference.rest.throttling import throttle_counters_reset
 
     throttle_counters_reset()
+    category_taxonomy_reset()  # the taxonomy read by tracking is cached for 30 s: each test reads its own
     yield
 
 

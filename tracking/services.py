@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import redis
@@ -34,7 +34,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from inference.api import AD_TYPES, EventRecord
+from inference.api import AD_TYPES, EventRecord, category_taxonomy
 from tracking.bots import user_agent_device, user_agent_is_bot
 from tracking.buffer import buffer_enabled, stream_append
 from tracking.conf import tracking_settings
@@ -243,14 +243,25 @@ def _raw_user_id(raw: object, fallback: str) -> str:
     return fallback
 
 
-def _observe_new(valid: Sequence[ValidEvent], new_ids: set[str], *, device: str) -> None:
+# sources whose categories are anyone's input: limited to the site's taxonomy before they reach features
+TAXONOMY_BOUND_SOURCES = ("tracker", "server")
+
+
+def _observe_new(valid: Sequence[ValidEvent], new_ids: set[str], *, device: str, source: str = "") -> None:
     seen: set[str] = set()
     records = []
     event_ids = []
+    # A browser can send any slug: only the site's categories reach the visitor's features and the
+    # shared population (which every process re-reads and cold-start answers rank), so a slug flood
+    # cannot grow them or push made-up categories into everyone's answers. The stored event keeps them.
+    known = category_taxonomy() if source in TAXONOMY_BOUND_SOURCES else frozenset()
     for event in valid:
         if event.event_id in new_ids and event.event_id not in seen:
             seen.add(event.event_id)
-            records.append(event_record_from(event, device=device))
+            record = event_record_from(event, device=device)
+            if known and record.categories and not known.issuperset(record.categories):
+                record = replace(record, categories=tuple(c for c in record.categories if c in known))
+            records.append(record)
             event_ids.append(event.event_id)
     events_observe_safe(records, event_ids=event_ids)
     ad_events_hand_over([record for record in records if record.type in AD_TYPES])
@@ -335,7 +346,7 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
     # Events already safe in the buffer are observed even if the quarantine write failed: the
     # sender's retry will find them duplicates and they would otherwise never reach the features.
     if not context.is_bot and new_ids:
-        _observe_new(valid, new_ids, device=context.device)
+        _observe_new(valid, new_ids, device=context.device, source=context.source)
     if failure is not None:
         raise StorageUnavailable("database unavailable") from failure
     if rejected:

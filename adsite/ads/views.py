@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -99,11 +100,11 @@ class DecisionsView(APIView):
     @extend_schema(
         operation_id="ads_decide",
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: ERRORS_SCHEMA},
+        responses={200: OutputSerializer, 400: ERRORS_SCHEMA, 403: ERRORS_SCHEMA},
         examples=[OpenApiExample("two slots", value={"user_id": "u-42", "placements": ["sidebar", "footer"], "explain": True}, request_only=True)],
         description="Chooses an ad for each placement (budget, caps, pacing, targeting, predicted interests) "
-        "and counts the served impressions. With `explain=true` the answer says why: interest scores, "
-        "candidates' scores and the filters that removed other campaigns.",
+        "and counts the served impressions. With `explain=true` (staff only: 403 otherwise) the answer says "
+        "why: the visitor's interest scores, candidates' scores and the filters that removed other campaigns.",
     )
     def post(self, request: Request) -> Response:
         values: Mapping[str, Any] | None = decision_input_fast(request.data)
@@ -111,6 +112,9 @@ class DecisionsView(APIView):
             data = self.InputSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             values = data.validated_data
+        if values["explain"] and not request.user.is_staff:
+            # the full explanation holds the named visitor's interest scores
+            raise PermissionDenied({"explain": "explain=true is for staff accounts only"})
         unknown = placements_unknown(values["placements"])
         if unknown:
             raise serializers.ValidationError({"placements": f"unknown placement: {', '.join(unknown)}"})

@@ -6,4 +6,7 @@ class OpsConfig(AppConfig):
     label = "ops"
 
     def ready(self) -> None:
-        from adsite.ops import openapi  # noqa: F401  (registers the token scheme's schema extension)
+        from adsite.ops import (
+            auth,  # noqa: F401  (registers the deploy check)
+            openapi,  # noqa: F401  (registers the token scheme's schema extension)
+        )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+logger = logging.getLogger(__name__)
 
 # the site's own pages carry this icon inline; pages that do not (the Django admin) make browsers ask here
 _FAVICON = (
@@ -24,6 +28,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def _problem(check: str, exc: BaseException) -> str:
+    """What a probe says about a failure: the exception's class only. The text (host names, ports,
+    user names, file paths) goes to the log, never to an unauthenticated answer."""
+    logger.warning("ops.readyz_check_failed %s: %r", check, exc)
+    return type(exc).__name__
+
+
 def _database_check() -> str | None:
     from django.db import connection
 
@@ -32,7 +43,7 @@ def _database_check() -> str | None:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return _problem("database", exc)
     return None
 
 
@@ -51,7 +62,7 @@ def _redis_check() -> str | None:
     try:
         client.ping()
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return _problem("redis", exc)
     return None
 
 
@@ -79,9 +90,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks["models"] = {
         "ok": models_ok,
         "loaded": status.loaded,
-        "load_errors": status.load_errors,
+        # which models failed to load, not why (the log has the why)
+        "load_errors": {name: "load failed" for name in status.load_errors},
         "breakers": status.breakers,
-        "registry_error": status.registry_error or None,
+        "registry_error": "registry unavailable" if status.registry_error else None,
     }
     healthy &= models_ok
     return JsonResponse(
@@ -89,9 +101,31 @@ def readyz(request: HttpRequest) -> JsonResponse:
     )
 
 
+def _metrics_allowed(request: HttpRequest) -> bool:
+    """``METRICS_ACCESS``: ``local`` (default: only from this host), ``token`` (``Authorization: Bearer
+    <METRICS_TOKEN>``, from anywhere; local requests too), or ``public``. The series name campaigns,
+    budgets and traffic: not for everyone."""
+    import hmac
+
+    from django.conf import settings
+
+    access = getattr(settings, "METRICS_ACCESS", "local")
+    if access == "public":
+        return True
+    token = getattr(settings, "METRICS_TOKEN", "") or ""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
+        return True
+    return request.META.get("REMOTE_ADDR", "") in ("127.0.0.1", "::1")
+
+
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics; aggregated over all gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+    """Prometheus metrics; aggregated over all web workers when PROMETHEUS_MULTIPROC_DIR is set.
+    Answered only as ``METRICS_ACCESS`` allows (403 otherwise)."""
     import os
+
+    if not _metrics_allowed(request):
+        return JsonResponse({"error": "forbidden", "detail": "metrics are not public (METRICS_ACCESS)"}, status=403)
 
     from prometheus_client import (
         CONTENT_TYPE_LATEST,

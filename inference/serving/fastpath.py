@@ -31,6 +31,7 @@ import hashlib
 import io
 import logging
 import os
+import stat
 import tempfile
 import time
 import warnings
@@ -87,9 +88,11 @@ def gbdt_compiled_scorer(model: Any, *, cache_dir: Path) -> Scorer:
 
     from inference.models.gbdt import _matrix
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    private_dir_ensure(cache_dir)
     model_text = model.booster.model_to_string()
     target = _compiled_path(model_text, cache_dir)
+    if target.exists():
+        _owned_privately(target)  # a planted or tampered shared object is never loaded
     fd, model_file = tempfile.mkstemp(suffix=".txt", dir=cache_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -280,4 +283,25 @@ def accelerate(
 
 
 def _default_cache_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "adsite-compiled"
+    """A per-user directory under the system temp dir (the site's settings name a per-project one,
+    ``var/compiled``); never a shared name another local user could create first."""
+    return Path(tempfile.gettempdir()) / f"adsite-compiled-{os.getuid()}"
+
+
+def _owned_privately(path: Path) -> None:
+    """Raise ``PermissionError`` unless ``path`` is ours (this process's user), not a symbolic link, and
+    writable by nobody else: compiled code is loaded into the process from here."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise PermissionError(f"{path} is a symbolic link")
+    if info.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to uid {info.st_uid}, not {os.getuid()}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise PermissionError(f"{path} is writable by group or others (mode {stat.filemode(info.st_mode)})")
+
+
+def private_dir_ensure(path: Path) -> Path:
+    """Create ``path`` (mode 0700) if missing and check that it is private (``_owned_privately``)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _owned_privately(path)
+    return path

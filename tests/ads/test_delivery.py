@@ -71,8 +71,23 @@ def test_decisions_api_needs_authentication(client: Client, site: Any) -> None:
     assert response.status_code in (401, 403)
 
 
+def test_explain_is_refused_to_a_non_staff_client(site: Any, interests: Any) -> None:
+    """An API client (or any logged-in session) that is not staff cannot read a visitor's interest scores."""
+    interests.scores["victim"] = {"travel": 0.9, "pets": 0.1}
+    partner = Token.objects.create(user=get_user_model().objects.create_user("partner"))
+    session = Client()
+    session.force_login(get_user_model().objects.create_user("reader"))
+    for api in (Client(HTTP_AUTHORIZATION=f"Token {partner.key}"), session):
+        response = api.post(
+            "/api/v1/ads/decisions", json.dumps({"user_id": "victim", "placements": ["sidebar"], "explain": True}),
+            content_type="application/json",
+        )
+        assert response.status_code == 403
+        assert "travel" not in response.content.decode() and "explain" in response.json()["errors"]
+
+
 def test_decisions_api_answers_per_placement_with_signed_links_and_explanation(site: Any, interests: Any) -> None:
-    user = get_user_model().objects.create_user("partner")
+    user = get_user_model().objects.create_user("partner", is_staff=True)
     token = Token.objects.create(user=user)
     api = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
     interests.scores["reader-1"] = {"travel": 0.9, "pets": 0.1}

@@ -217,3 +217,17 @@ def test_the_demo_path_still_bills(site: Campaign, fresh_ads_state: Any) -> None
     assert counters[f"{site.id}:served"] == 1 and counters[f"{site.id}:viewable"] == 1
     assert counters[f"{site.id}:clk_billed"] == 1
     catalog_invalidate()
+
+
+def test_click_rows_are_kept_only_for_the_retention_period(site: Campaign) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from adsite.ads.tasks import purge_clicks
+
+    old = AdClick.objects.create(outcome="wrong_visitor", campaign_id=site.id)
+    recent = AdClick.objects.create(outcome="billed", campaign_id=site.id)
+    AdClick.objects.filter(id=old.id).update(created_at=timezone.now() - timedelta(days=400))
+    assert purge_clicks.apply().get() == {"clicks": 1}
+    assert list(AdClick.objects.values_list("id", flat=True)) == [recent.id]

@@ -77,3 +77,29 @@ def test_bot_events_never_touch_the_feature_store(client: Client) -> None:
     user, population = serving_state_reader()("crawler-1")
     assert user is None
     assert population is not None and "travel" not in population.counts
+
+
+@pytest.mark.django_db
+def test_a_category_slug_flood_never_reaches_the_population(client: Client) -> None:
+    """A script posts page views with thousands of made-up category slugs: the events keep them, the
+    visitor's features and the shared population hold only the site's own categories."""
+    from adsite.content.models import Category
+    from tracking.models import Event
+
+    for slug in ("travel", "food"):
+        Category.objects.create(slug=slug, name=slug.title())
+    read = serving_state_reader()
+    collect(client, [event("reader-1", "page_view", "travel", "lisbon")])
+    _, before = read("reader-1")
+    flood = [
+        {**event("flooder", "page_view", "travel", f"page-{n}"), "categories": [f"buy-now-{n}-{k}" for k in range(20)]}
+        for n in range(200)
+    ]
+    for start in range(0, len(flood), 100):
+        collect(client, flood[start : start + 100])
+    user, population = read("flooder")
+    assert set(population.counts) == set(before.counts) == {"travel"}
+    assert population.counts == before.counts  # none of the flood's 4,000 slugs, nor a count for them
+    assert user is None or not user.counts
+    stored = Event.objects.filter(user_id="flooder").first()
+    assert stored is not None and len(stored.categories) == 20  # kept in the event, for the record

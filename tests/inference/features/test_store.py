@@ -285,3 +285,16 @@ def test_settings_choose_the_memory_store_in_embedded_mode() -> None:
             assert isinstance(feature_store(), MemoryFeatureStore)
     finally:
         feature_store_reset()
+
+
+@pytest.mark.requires_redis
+def test_a_users_feature_keys_expire_by_default(redis_client: object) -> None:
+    """The site's feature store (built from the settings, as every process builds it): a visitor's keys
+    carry an idle TTL, so abandoned visitors do not accumulate in Redis."""
+    from inference.store import _redis_store
+    from inference.store.redis import user_keys
+
+    store = _redis_store(settings.REDIS_URL)
+    store.observe(views("idle-user", 2))
+    ttls = [store._reader.ttl(k) for k in user_keys("idle-user") if store._reader.exists(k)]  # type: ignore[attr-defined]
+    assert ttls and all(0 < ttl <= 395 * 86400 for ttl in ttls)
