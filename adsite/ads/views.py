@@ -114,7 +114,7 @@ class DecisionsView(APIView):
             values = data.validated_data
         if values["explain"] and not request.user.is_staff:
             # the full explanation holds the named visitor's interest scores
-            raise PermissionDenied({"explain": "explain=true is for staff accounts only"})
+            raise PermissionDenied("explain=true is for staff accounts only")
         unknown = placements_unknown(values["placements"])
         if unknown:
             raise serializers.ValidationError({"placements": f"unknown placement: {', '.join(unknown)}"})

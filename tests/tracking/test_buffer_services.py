@@ -179,3 +179,37 @@ def test_celery_worker_flush_moves_collected_events_into_the_table(
         time.sleep(0.2)
     assert Event.objects.count() == 5
     assert ledger_get()["unaccounted"] == 0
+
+
+@pytest.mark.django_db
+def test_deleting_a_visitor_removes_their_events_still_in_the_buffer(client: Client, redis_client: Any, observed: Any) -> None:
+    """Events waiting in the Redis buffer when the visitor is deleted never come back with the next
+    flush; other visitors' events and the leaver's own later events are stored; the ledger reconciles."""
+    from tracking.privacy import user_data_delete
+
+    post_collect(client, [make_event(user_id="leaver"), make_event(user_id="leaver")])
+    post_collect(Client(), [make_event(user_id="stayer")])
+    assert stream_length() == 3
+    result = user_data_delete(user_id="leaver")
+    assert result.events == 2 and stream_length() == 1
+    post_collect(client, [make_event(user_id="leaver")])  # they come back afterwards: a new visit
+    flush()
+    assert sorted(Event.objects.values_list("user_id", flat=True)) == ["leaver", "stayer"]
+    ledger = ledger_get()
+    assert (ledger["stored"], ledger["deleted"], ledger["unaccounted"]) == (2, 2, 0)
+
+
+@pytest.mark.django_db
+def test_a_flush_that_read_a_deleted_visitors_events_drops_them(client: Client, redis_client: Any) -> None:
+    """The race: a flush read the entries just before the deletion ran; its insert must not bring them back."""
+    import json as _json
+
+    from tracking.buffer import _batch_store, stream_forget
+
+    post_collect(client, [make_event(user_id="leaver")])
+    conf_stream = django_settings.TRACKING["STREAM_KEY"]
+    entries = redis_client.xrange(conf_stream)
+    received_us = _json.loads(entries[0][1][b"e"])[5]
+    stream_forget("leaver", now_us=received_us + 1)
+    _batch_store(list(entries), reclaimed=False, client=redis_client)
+    assert not Event.objects.filter(user_id="leaver").exists()
