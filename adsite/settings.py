@@ -86,7 +86,9 @@ def _development_secret_key() -> str:
 
 SECRET_KEY = _env("DJANGO_SECRET_KEY")
 if SECRET_KEY is None:
-    if not DEBUG:
+    # Outside DEBUG only a key this checkout already made (`make run` in it: manage.py commands then work
+    # without flags); a fresh production checkout must be given one.
+    if not DEBUG and not (VAR_DIR / "secret_key").is_file():
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
     SECRET_KEY = _development_secret_key()
 # Key rotation: the previous keys (comma-separated) still verify what they signed (sessions, click and

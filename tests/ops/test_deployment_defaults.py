@@ -86,3 +86,9 @@ def test_readyz_names_a_failure_without_its_text(monkeypatch: pytest.MonkeyPatch
     body = Client().get("/readyz").content.decode()
     assert "db.internal" not in body and "admin_prod" not in body
     assert json.loads(body)["checks"]["database"] == {"ok": False, "error": "OSError"}
+
+
+def test_commands_in_a_checkout_that_ran_the_demo_reuse_its_private_key(tmp_path: Path) -> None:
+    made = json.loads(_settings_in_a_fresh_process(tmp_path, DJANGO_DEBUG="1").stdout)
+    later = json.loads(_settings_in_a_fresh_process(tmp_path).stdout)  # e.g. `manage.py create_api_token`
+    assert later["debug"] is False and later["key"] == made["key"]
