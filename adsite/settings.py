@@ -196,8 +196,7 @@ if REDIS_URL and not DATABASE_URL:
     )
 ADSITE_MODE = "services" if REDIS_URL else "embedded"
 
-# Every Redis client of the site fails fast on a Redis that stopped answering (adsite/ops/redis_guard.py).
-REDIS_CONNECTION_CLASS = "adsite.ops.redis_guard.GuardedConnection"
+# Every Redis client of the site fails fast on a Redis that stopped answering (inference/redis_clients.py).
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -205,7 +204,7 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             # short timeouts and the guarded pool: a hung Redis must not hang the pages that use the cache
             "OPTIONS": {
-                "pool_class": "adsite.ops.redis_guard.GuardedConnectionPool",
+                "pool_class": "inference.redis_clients.GuardedConnectionPool",
                 "socket_timeout": 0.25,
                 "socket_connect_timeout": 0.25,
             },
@@ -252,12 +251,10 @@ TRACKING = {
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),
-    "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
 }
 INFERENCE = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),
     "STORE": "redis" if REDIS_URL else "memory",
-    "REDIS_CONNECTION_CLASS": REDIS_CONNECTION_CLASS,
     # embedded server: rebuild the in-process feature store from the Event table when a process starts serving
     "STORE_REBUILD_ON_START": _env_bool("INFERENCE_STORE_REBUILD_ON_START", False),
     "MODEL_DIR": _env("INFERENCE_MODEL_DIR", str(VAR_DIR / "models")),

@@ -12,6 +12,7 @@ from typing import Any
 
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
+from inference.redis_clients import redis_client, server_down
 from inference.serving.deadline import Deadline
 from inference.serving.interests import FALLBACK_REASONS, SERVED_BY, Interests
 from inference.signals import store_rebuild_started
@@ -44,6 +45,8 @@ __all__ = [
     "timestamp_seconds",
     "active_model_versions",
     "population_interests",
+    "redis_client",
+    "server_down",
     "predict_interests",
     "model_version_activate",
     "model_version_retire",

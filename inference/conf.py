@@ -22,9 +22,6 @@ DEFAULTS: dict[str, Any] = {
     "STORE_WRITE_TIMEOUT_S": 2.0,
     "STORE_POPULATION_CACHE_S": 1.0,
     "STORE_TTL_S": 395 * 86400.0,
-    # dotted path of the redis-py Connection class for the feature store and the API throttles ("" = redis-py's
-    # own); the site sets one that fails fast on a Redis that stopped answering (adsite.ops.redis_guard)
-    "REDIS_CONNECTION_CLASS": "",
     # embedded mode: rebuild the in-process store from the stored events when a process first needs it
     "STORE_REBUILD_ON_START": False,
     # model artifacts live under MODEL_DIR/<version>/ (shared storage when scaled out)
@@ -72,16 +69,6 @@ DEFAULTS: dict[str, Any] = {
     # benchmarks and tests only: every neural model call sleeps this long (ms) first
     "NEURAL_DELAY_MS": 0.0,
 }
-
-
-def redis_connection_kwargs() -> dict[str, Any]:
-    """``connection_class`` for ``redis.Redis.from_url`` when ``REDIS_CONNECTION_CLASS`` names one."""
-    path = inference_setting("REDIS_CONNECTION_CLASS")
-    if not path:
-        return {}
-    from django.utils.module_loading import import_string
-
-    return {"connection_class": import_string(path)}
 
 
 def inference_setting(name: str) -> Any:

@@ -27,14 +27,11 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 from django.db import transaction
-from django.utils.module_loading import import_string
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from inference import api as inference_api
 from tracking.conf import tracking_settings
 from tracking.storage import Row, events_insert, ledger_add, received_at_of
 
@@ -60,7 +57,6 @@ end
 return new
 """
 
-_clients: dict[tuple[str, float], redis.Redis] = {}
 
 
 def buffer_enabled() -> bool:
@@ -70,26 +66,11 @@ def buffer_enabled() -> bool:
 
 
 def redis_client(*, socket_timeout: float | None = None) -> redis.Redis:
-    """A (cached) client for the buffer's Redis with short timeouts and no retries."""
+    """The buffer's Redis client (``inference.api.redis_client``: guarded, no retries), with the
+    collect path's short timeout (``TRACKING["REDIS_SOCKET_TIMEOUT"]``) unless ``socket_timeout`` is given."""
     conf = tracking_settings()
     timeout = conf.REDIS_SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
-    key = (str(conf.REDIS_URL), float(timeout))
-    client = _clients.get(key)
-    if client is None:
-        options: dict[str, Any] = {}
-        if conf.REDIS_CONNECTION_CLASS:
-            options["connection_class"] = import_string(str(conf.REDIS_CONNECTION_CLASS))
-        client = redis.Redis.from_url(
-            str(conf.REDIS_URL),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            health_check_interval=0,
-            **options,
-        )
-        _clients[key] = client
-    return client
+    return inference_api.redis_client(str(conf.REDIS_URL), timeout=float(timeout))
 
 
 def stream_append(rows: Sequence[Row]) -> set[str]:

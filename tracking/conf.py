@@ -25,9 +25,6 @@ DEFAULTS: dict[str, Any] = {
     # Socket timeouts (seconds) of the collect path's Redis client: short, so that an unreachable Redis
     # turns into a write-through to the database quickly instead of a hung request.
     "REDIS_SOCKET_TIMEOUT": 0.25,
-    # Dotted path of the redis-py Connection class ("" = redis-py's own); the site sets one that fails fast
-    # on a Redis that stopped answering (adsite.ops.redis_guard).
-    "REDIS_CONNECTION_CLASS": "",
     "STREAM_KEY": "adsite:events",
     "STREAM_GROUP": "flush",
     "LEDGER_KEY": "adsite:ledger",

@@ -465,14 +465,11 @@ class RedisLedger:
     """The same counters in Redis, changed only by Lua scripts (atomic across processes)."""
 
     def __init__(self, url: str, *, prefix: str = "ads:") -> None:
-        import redis
+        from inference.api import redis_client
 
-        from adsite.ops.redis_guard import GuardedConnection
-
-        # fail fast on a Redis that hangs: one timeout per process per cooldown, then house ads at once
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=0.5, socket_connect_timeout=0.5, connection_class=GuardedConnection
-        )
+        # on the request path, guarded: a Redis that hangs costs one timeout per process per cooldown,
+        # then house ads at once
+        self._redis = redis_client(url, timeout="request")
         self._prefix = prefix
         self._spend = f"{prefix}spend"
         self._stats = f"{prefix}stats"

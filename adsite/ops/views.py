@@ -47,18 +47,12 @@ def _database_check() -> str | None:
     return None
 
 
-_redis_clients: dict[str, object] = {}
-
-
 def _redis_check() -> str | None:
-    import redis
     from django.conf import settings
 
-    client = _redis_clients.get(settings.REDIS_URL)
-    if client is None:
-        # short timeouts: a probe must answer quickly even when Redis hangs
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-        _redis_clients[settings.REDIS_URL] = client
+    from inference.api import redis_client
+
+    client = redis_client(settings.REDIS_URL, timeout="probe")  # a probe must answer quickly even when Redis hangs
     try:
         client.ping()
     except Exception as exc:

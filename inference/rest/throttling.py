@@ -12,8 +12,9 @@ The price of a fixed window: a client can make up to twice the rate across a win
 
 Degradation: when Redis is not configured (embedded mode) or does not answer within
 ``REDIS_TIMEOUT_S``, the window is counted in this process instead (limits then hold per web process,
-i.e. looser by the number of workers), and Redis is left alone for ``REDIS_RETRY_AFTER_S`` so that a
-dead Redis costs one timeout per process per period, not one per request. A throttle never fails a
+i.e. looser by the number of workers), and Redis is left alone while the client guard marks it down
+(``inference/redis_clients.py``, the one fail-fast rule of every Redis client), so that a dead Redis costs
+one timeout per process per cooldown, not one per request. A throttle never fails a
 request with a 5xx.
 """
 
@@ -26,15 +27,14 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from rest_framework.request import Request
 from rest_framework.throttling import UserRateThrottle
+
+from inference.redis_clients import redis_client, server_down
 
 logger = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_S = 0.1
-REDIS_RETRY_AFTER_S = 2.0
 LOCAL_KEYS_MAX = 100_000  # windows counted in-process before old ones are dropped
 
 SYNC_MAX = 100  # hits a process may hold back before sending them to Redis
@@ -96,17 +96,9 @@ class RedisWindowCounter:
 
     def __init__(self, url: str, *, timeout_s: float = REDIS_TIMEOUT_S) -> None:
         self.url = url
-        from inference.conf import redis_connection_kwargs
 
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            **redis_connection_kwargs(),
-        )
+        self._client = redis_client(url, timeout=timeout_s)
         self._script: Any = self._client.register_script(_HIT)  # EVALSHA; loads the script when missing
-        self._down_until = 0.0
         self._windows: dict[str, _Pending] = {}
         self._lock = threading.Lock()
 
@@ -116,7 +108,7 @@ class RedisWindowCounter:
 
     def hit(self, key: str, *, limit: int, ttl_ms: int, expires_at: float) -> int | None:
         """The window's count including this hit (an estimate below the limit), or None while Redis is away."""
-        if self._down_until and time.monotonic() < self._down_until:
+        if server_down(self._client):  # the guard's mark: Redis failed a moment ago, count in-process
             return None
         now = time.monotonic()
         with self._lock:
@@ -134,14 +126,8 @@ class RedisWindowCounter:
         try:
             total = int(self._script(keys=[key], args=[ttl_ms, send]))
         except redis.RedisError as exc:
-            self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
-            logger.warning(
-                "api.throttle_redis_unavailable: counting in-process for %.0f s (%s)",
-                REDIS_RETRY_AFTER_S,
-                exc,
-            )
+            logger.warning("api.throttle_redis_unavailable: counting in-process while it is away (%s)", exc)
             return None
-        self._down_until = 0.0
         with self._lock:
             entry.known = max(entry.known, total)
             entry.synced = now

@@ -56,7 +56,7 @@ def feature_store_rebuild(store: FeatureStore | None = None) -> int:
 
 
 def _redis_store(url: str) -> FeatureStore:
-    from inference.conf import inference_setting, redis_connection_kwargs
+    from inference.conf import inference_setting
     from inference.store.redis import RedisFeatureStore
 
     return RedisFeatureStore(
@@ -65,7 +65,6 @@ def _redis_store(url: str) -> FeatureStore:
         write_timeout_s=float(inference_setting("STORE_WRITE_TIMEOUT_S")),
         population_cache_s=float(inference_setting("STORE_POPULATION_CACHE_S")),
         ttl_s=float(inference_setting("STORE_TTL_S")),
-        client_options=redis_connection_kwargs(),
     )
 
 

@@ -30,8 +30,6 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from inference.events import EventRecord
 from inference.features import (
@@ -45,6 +43,7 @@ from inference.features import (
     population_features,
     user_features,
 )
+from inference.redis_clients import redis_client
 from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRead
 
 __all__ = ["RedisFeatureStore", "user_keys"]
@@ -181,17 +180,9 @@ class RedisFeatureStore(FeatureStore):
         population_cache_s: float = 1.0,
         ttl_s: float = 0.0,
         prefix: str = "",
-        client_options: dict[str, Any] | None = None,
     ) -> None:
         def client(timeout: float) -> redis.Redis:
-            return redis.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-                **(client_options or {}),
-            )
+            return redis_client(url, timeout=timeout, decode_responses=True)
 
         self.url = url
         self._reader = client(read_timeout_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from inference.redis_clients import server_down
 from inference.rest import throttling
 from inference.rest.throttling import InterestsRateThrottle, throttle_counters_reset
 
@@ -81,14 +82,14 @@ def test_an_unreachable_redis_costs_one_attempt_then_is_left_alone(token_client,
     real_hit = throttling.RedisWindowCounter.hit
 
     def counting_hit(self, key, **kwargs):
-        calls.append(self._down_until)
+        calls.append(server_down(self._client))  # the client guard's mark, which the counter obeys
         return real_hit(self, key, **kwargs)
 
     monkeypatch.setattr(throttling.RedisWindowCounter, "hit", counting_hit)
     with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
         assert _statuses(token_client, 4) == [200, 200, 200, 429]
-    assert calls[0] == 0.0  # the first request tried Redis
-    assert all(down > 0 for down in calls[1:])  # the next ones knew it was away and did not wait on it
+    assert calls[0] is False  # the first request tried Redis
+    assert all(calls[1:])  # the next ones knew it was away and did not wait on it
 
 
 def test_a_busy_client_is_counted_in_batches_and_held_to_its_limit(private_redis):

@@ -51,10 +51,10 @@ def test_killed_redis_gives_a_degraded_prior_answer(private_redis, registry):
 
 def test_a_hung_redis_costs_one_read_timeout_then_the_prior_answers_at_once(private_redis_server, registry, caplog):
     """A Redis that accepts connections and answers nothing (SIGSTOP): one read waits for its timeout, the
-    rest fail fast (adsite/ops/redis_guard.py, the site's REDIS_CONNECTION_CLASS) and the prior answers."""
+    rest fail fast (inference/redis_clients.py) and the prior answers."""
     import logging
 
-    from adsite.ops import redis_guard
+    from inference import redis_clients as redis_guard
     from inference.store import feature_store, serving_state_reader
 
     redis_guard.guard_reset()

@@ -10,8 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from adsite.ops import redis_guard
-from adsite.ops.redis_guard import GuardedConnection, server_down_remaining
+from inference import redis_clients as redis_guard
+from inference.redis_clients import GuardedConnection, server_down_remaining
 
 pytestmark = pytest.mark.requires_redis
 
@@ -37,7 +37,7 @@ def _host_port(url: str) -> tuple[str, int]:
 
 
 def test_one_timeout_then_fast_failures_then_back_when_it_answers(private_redis_server, caplog):
-    caplog.set_level(logging.WARNING, logger="adsite.ops.redis_guard")
+    caplog.set_level(logging.WARNING, logger="inference.redis_clients")
     client = _client(private_redis_server.url)
     assert client.ping()
     private_redis_server.pause()
