@@ -323,5 +323,5 @@ class RedisFeatureStore(FeatureStore):
             self._cached = None
 
     def close(self) -> None:
-        self._reader.close()
-        self._writer.close()
+        """Nothing to release: the clients are the process's (``redis_client``), shared with every other
+        store of the same server, and live as long as the process."""
