@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -173,7 +174,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "adsite.sqlite3",
+            "NAME": str(VAR_DIR / "adsite.sqlite3"),
             # WAL lets readers run beside the single writer; IMMEDIATE transactions take the write
             # lock up front so that concurrent writers queue (busy timeout) instead of failing.
             "OPTIONS": {
@@ -236,7 +237,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 
 # --- Apps' namespaced settings (defaults in each app's conf.py) ------------------------------------
-TRACKING = {
+TRACKING: dict[str, Any] = {
     "CONSENT_REQUIRED": _env_bool("TRACKING_CONSENT_REQUIRED", False),
     "RETENTION_DAYS": _env_int("TRACKING_RETENTION_DAYS", 395),
     "MAX_BODY_BYTES": _env_int("TRACKING_MAX_BODY_BYTES", 256 * 1024),
@@ -252,7 +253,7 @@ TRACKING = {
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),
     "TRACKER_FLUSH_SECONDS": _env_float("TRACKING_TRACKER_FLUSH_SECONDS", 5.0),
 }
-INFERENCE = {
+INFERENCE: dict[str, Any] = {
     "BUDGET_MS": _env_float("INFERENCE_BUDGET_MS", 5.0),
     "STORE": "redis" if REDIS_URL else "memory",
     # embedded server: rebuild the in-process feature store from the Event table when a process starts serving
@@ -281,7 +282,7 @@ if INFERENCE["RETRAIN_SECONDS"] > 0:
         "schedule": INFERENCE["RETRAIN_SECONDS"],
         "kwargs": {"algorithm": "all", "activate": "auto"},
     }
-ADS = {
+ADS: dict[str, Any] = {
     "BUDGET_MS": _env_float("ADS_BUDGET_MS", 10.0),
     "LEDGER": "redis" if REDIS_URL else "memory",
     "LEDGER_PATH": str(VAR_DIR / "ads_ledger.sqlite3"),

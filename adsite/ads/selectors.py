@@ -15,7 +15,7 @@ from typing import Any
 from adsite.ads.catalog import MICROS, to_micros
 from adsite.ads.conf import ads_setting
 from adsite.ads.ledger import LedgerUnavailable, Snapshot, ledger
-from adsite.ads.models import Advertiser, Campaign, Creative, DecisionExplanation
+from adsite.ads.models import Campaign, Creative, DecisionExplanation
 
 # pacing states (what the dashboard shows next to a campaign)
 PACING_OFF = "off"
@@ -180,10 +180,6 @@ def campaign_names() -> dict[int, str]:
         pk: f"{advertiser}: {name}"
         for pk, name, advertiser in Campaign.objects.values_list("id", "name", "advertiser__name")
     }
-
-
-def advertisers_list() -> list[Advertiser]:
-    return list(Advertiser.objects.order_by("name"))
 
 
 def campaign_get(*, campaign_id: int) -> Campaign | None:

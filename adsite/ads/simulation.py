@@ -249,9 +249,9 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
     # Paired bootstrap over visitors (every policy saw the same visitors, so resample them together):
     # how far the share of the oracle's lift itself moves with who the visitors were and the click noise.
     share_rng = np.random.default_rng([spec.seed, 2])
-    idx = share_rng.integers(0, spec.visitors, size=(1000, spec.visitors)) if spec.visitors else None
+    pairs: np.ndarray | None = share_rng.integers(0, spec.visitors, size=(1000, spec.visitors)) if spec.visitors else None
     for key, column in (("adsite_share_of_oracle_lift_ci", "clicks"), ("adsite_share_of_oracle_lift_expected_ci", "expected")):
-        report[key] = _share_ci(results, idx, column) if idx is not None else None
+        report[key] = _share_ci(results, pairs, column) if pairs is not None else None
     report["bar_met"] = bool(
         report["adsite_share_of_oracle_lift"] is not None and report["adsite_share_of_oracle_lift"] >= 0.8
         and report["policies"]["adsite"]["ctr"] > report["policies"]["untargeted"]["ctr"]

@@ -19,11 +19,6 @@ def category_slugs() -> list[str]:
     return list(Category.objects.order_by("slug").values_list("slug", flat=True))
 
 
-def category_list() -> list[Category]:
-    """All categories by name."""
-    return list(Category.objects.order_by("name").only("id", "slug", "name"))
-
-
 def category_sections() -> tuple[tuple[str, str], ...]:
     """(slug, name) of every category by name: the site navigation, as a hashable value (one query;
     the navigation's rendered HTML is cached on it, so a renamed or new category shows at once)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def _weighted_choice(rng: random.Random, items: Sequence[str], weights: Sequence
 
 def traffic_rows(
     *,
-    articles_by_category: dict[str, Sequence[str]],
+    articles_by_category: Mapping[str, Sequence[str]],
     spec: TrafficSpec = TrafficSpec(),
 ) -> Iterator[TrafficRow]:
     """Yield page views in time order for ``spec.visitors`` simulated visitors.

@@ -83,7 +83,7 @@ def training_start(*, actor: Any, algorithm: str = "all", activate: str = "never
     background thread instead, so the request returns at once and the page can show its progress."""
     from inference import api as inference_api
 
-    kwargs = {"algorithm": algorithm, "activate": activate}
+    kwargs: dict[str, Any] = {"algorithm": algorithm, "activate": activate}
 
     def call() -> str:
         if not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):

@@ -5,7 +5,7 @@ out, and one campaign's page.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 
@@ -123,8 +123,9 @@ def ads_page(*, window: str = "hour", now: datetime | None = None) -> dict[str, 
         )
     advertisers: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        advertisers.setdefault(row["c"].advertiser, []).append(row)
-    totals = {
+        campaign = cast("ads_selectors.CampaignDelivery", row["c"])
+        advertisers.setdefault(campaign.advertiser, []).append(row)
+    totals: dict[str, Any] = {
         "served": sum(c.served for c in campaigns),
         "viewable": sum(c.viewable for c in campaigns),
         "clicks": sum(c.clicks for c in campaigns),

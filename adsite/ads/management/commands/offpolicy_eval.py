@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--json", dest="json_path", default="")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         report = offpolicy_report(data_dir=Path(str(options["data"])), campaign=str(options["campaign"]),
                                   seed=int(options["seed"]))  # type: ignore[arg-type]
         text = json.dumps(report, indent=2)

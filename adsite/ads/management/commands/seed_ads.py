@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandParser
 
 from adsite.ads.services.demo import ads_demo_seed
@@ -13,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--seed", type=int, default=7)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         result = ads_demo_seed(seed=int(options["seed"]))  # type: ignore[arg-type]
         self.stdout.write(
             f"seed_ads: {result.created} rows created; {result.advertisers} advertisers, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandParser
 
 from adsite.content.services import DEFAULT_ARTICLES_PER_CATEGORY, DEFAULT_SEED, demo_content_seed
@@ -14,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--articles-per-category", type=int, default=DEFAULT_ARTICLES_PER_CATEGORY)
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         result = demo_content_seed(
             articles_per_category=int(options["articles_per_category"]),  # type: ignore[arg-type]
             seed=int(options["seed"]),  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--visitors", type=int, default=400, help="simulated visitors for the demo traffic")
         parser.add_argument("--skip-training", action="store_true", help="do not train the first models")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: object, **options: Any) -> None:
         started = time.monotonic()
         call_command("seed_demo", verbosity=1)
         call_command("seed_ads", verbosity=1)
