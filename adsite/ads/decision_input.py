@@ -1,22 +1,22 @@
-"""The decisions API's input, checked fast: the common well-formed body without DRF's serializer.
+"""The decisions API's input: one definition, ``DecisionInputSerializer``, checked two ways that cannot differ.
 
-``DecisionInputSerializer`` (the view's ``InputSerializer``) is the reference: it words every error and
-is what the OpenAPI schema shows; ``decision_input_fast`` gives the same values for the common
-well-formed body without it. Both live here with what they share (the fields, the devices; the user id
-rule is ``inference.api.user_id_valid``, the one of every endpoint). Both take JSON types exactly (``user_id`` a string,
-``explain`` a boolean, ``placements``/``categories`` lists of strings), refuse unknown fields and
-duplicate placements. Whether each placement exists is the view's check, from the catalog.
+The OpenAPI schema is generated from the serializer; ``decision_input_fast`` is that same schema compiled
+(a few microseconds), and the serializer words the errors of what the schema refuses. Both take JSON types
+exactly (``user_id`` a string, ``explain`` a boolean, ``placements``/``categories`` lists of strings),
+refuse unknown fields and repeated placements; the user id rule is ``inference.api``'s, the one of every
+endpoint. Whether each placement exists is the view's check, from the catalog (``placement_names``, also
+the schema's enum).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from inference.api import USER_ID_RULE, user_id_valid
+from adsite.ops.openapi import body_schema_check
+from inference.api import USER_ID_RULE
 from inference.rest.fields import (
     ClosedSerializer,
     StrictBooleanField,
@@ -26,9 +26,6 @@ from inference.rest.fields import (
 )
 
 DEVICES = ("desktop", "mobile", "tablet", "other")
-INPUT_FIELDS = ("user_id", "placements", "device", "categories", "explain")
-_SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # DRF's SlugField (allow_unicode=False)
-_INPUT_FIELDS = frozenset(INPUT_FIELDS)
 
 
 def placement_names() -> frozenset[str]:
@@ -55,35 +52,22 @@ class DecisionInputSerializer(ClosedSerializer):
     explain = StrictBooleanField(default=False)
 
 
-def _slugs(value: object, *, most: int, longest: int, least: int = 0) -> list[str] | None:
-    if type(value) is not list or not least <= len(value) <= most:
-        return None
-    for item in value:
-        if type(item) is not str or len(item) > longest or not _SLUG.fullmatch(item):
-            return None
-    return value
+_schema_valid = body_schema_check(DecisionInputSerializer)
+_OPTIONAL = tuple((name, field) for name, field in DecisionInputSerializer().fields.items() if not field.required)
 
 
 def decision_input_fast(data: object) -> dict[str, Any] | None:
-    """The validated input of a well-formed request body, or ``None`` to let ``DecisionInputSerializer`` judge it.
+    """The validated input of a body the published schema accepts, or ``None`` to let the serializer judge it.
 
-    The serializer costs about a quarter of a millisecond per call (DRF deep-copies its fields for each
-    instance); a body every field of which is already exactly what it accepts gets the same values from
-    this check. Anything else, errors included, goes through the serializer, so the API's answers are
-    the serializer's."""
-    if type(data) is not dict or not data.keys() <= _INPUT_FIELDS:
+    The check is the OpenAPI schema generated from ``DecisionInputSerializer`` (``adsite.ops.openapi``),
+    compiled: what it accepts is what the schema states, with the serializer's defaults filled in. The
+    serializer itself costs about a quarter of a millisecond per call (DRF deep-copies its fields for
+    each instance); it answers only the bodies the schema refuses, wording each error."""
+    if type(data) is not dict or not _schema_valid(data):
         return None
-    user_id = data.get("user_id", "")
-    if type(user_id) is not str or (user_id and not user_id_valid(user_id)):
-        return None
-    placements = _slugs(data.get("placements"), most=10, longest=64, least=1)
-    categories = _slugs(data.get("categories", []), most=20, longest=100)
-    device, explain = data.get("device", "other"), data.get("explain", False)
-    if placements is None or len(set(placements)) != len(placements) or categories is None:
-        return None
-    if type(device) is not str or device not in DEVICES or type(explain) is not bool:
-        return None
-    return {"user_id": user_id, "placements": placements, "device": device, "categories": categories, "explain": explain}
+    values = {name: field.get_default() for name, field in _OPTIONAL if name not in data}
+    values.update(data)
+    return values
 
 
 def placements_unknown(names: list[str]) -> list[str]:

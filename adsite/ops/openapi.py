@@ -13,16 +13,22 @@ validates and answers with, never written twice:
   list field that refuses repeats (``inference/rest/fields.py``);
 * enums whose values are site data (the placements a decision may name) from a field's
   ``schema_enum()``, the same function the server checks the values with.
+
+``body_schema_check`` turns a request serializer's published schema into the server's fast check of
+that body (a compiled JSON Schema validator, a few microseconds): the hot path accepts exactly what the
+schema states, and the serializer only words the errors of a body the schema refuses.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jsonschema_rs
 from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from rest_framework import permissions
+from drf_spectacular.plumbing import ComponentRegistry
+from rest_framework import permissions, serializers
 
 from adsite.ops.api_errors import ERRORS_SCHEMA
 
@@ -37,6 +43,8 @@ _ERROR_DESCRIPTIONS = {
 
 class ApiAutoSchema(AutoSchema):
     """drf-spectacular's ``AutoSchema`` plus the error answers and constraints the views enforce."""
+
+    site_data_enums = True  # False: leave out the enums whose values are site data (they change)
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
@@ -72,7 +80,7 @@ class ApiAutoSchema(AutoSchema):
         if getattr(field, "unique_items", False) and isinstance(schema, dict):
             schema["uniqueItems"] = True
         enum = getattr(field, "schema_enum", None)
-        if callable(enum) and isinstance(schema, dict):
+        if callable(enum) and isinstance(schema, dict) and self.site_data_enums:
             try:
                 values = sorted(enum())
             except DatabaseError:  # `manage.py spectacular` before `migrate`: the site data is unknown
@@ -80,6 +88,36 @@ class ApiAutoSchema(AutoSchema):
             if values:  # an empty enum admits nothing: leave the pattern to describe the values
                 schema["enum"] = values
         return schema
+
+
+def body_schema(serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    """A request serializer's JSON Schema as ``/api/schema/`` publishes it (enums inline), less the enums of
+    site data, which the view checks against the same function as it answers (they change at run time)."""
+    auto = ApiAutoSchema()
+    auto.site_data_enums = False
+    auto.registry = ComponentRegistry()
+    auto.method, auto.path, auto.view = "POST", "/", None
+    schema: dict[str, Any] = auto._map_serializer(serializer_class(context={"request": None}), "request")
+    return schema
+
+
+class body_schema_check:  # noqa: N801  (used as a function)
+    """``check(data)``: True when ``data`` is valid by ``serializer_class``'s published schema.
+
+    The validator is compiled on first use (``jsonschema_rs``: ~4 µs for a decision's body here, where the
+    serializer takes ~0.3 ms). A value it cannot take in (a string with an unpaired surrogate) is not valid."""
+
+    def __init__(self, serializer_class: type[serializers.Serializer]) -> None:
+        self.serializer_class = serializer_class
+        self._validator: Any = None
+
+    def __call__(self, data: object) -> bool:
+        if self._validator is None:
+            self._validator = jsonschema_rs.validator_for(body_schema(self.serializer_class))
+        try:
+            return bool(self._validator.is_valid(data))
+        except (ValueError, TypeError, UnicodeError):
+            return False
 
 
 class CachedTokenScheme(OpenApiAuthenticationExtension):
