@@ -41,6 +41,13 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
+def _constrained(parameter: dict[str, Any]) -> bool:
+    """A parameter whose value the view can refuse: any query parameter, a path parameter with an enum or
+    a pattern narrower than the URL converter's (``[^/]+``: what routing already guarantees)."""
+    schema = parameter.get("schema", {})
+    return parameter.get("in") == "query" or "enum" in schema or schema.get("pattern", "^[^/]+$") != "^[^/]+$"
+
+
 class ApiAutoSchema(AutoSchema):
     """drf-spectacular's ``AutoSchema`` plus the error answers and constraints the views enforce."""
 
@@ -59,7 +66,7 @@ class ApiAutoSchema(AutoSchema):
         view = self.view
         codes = []
         has_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
-        if has_body or self._get_parameters():
+        if has_body or any(_constrained(parameter) for parameter in self._get_parameters()):
             codes.append("400")
         if not any(isinstance(p, permissions.AllowAny) for p in view.get_permissions()):
             codes += ["401", "403"]
