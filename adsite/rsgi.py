@@ -40,6 +40,26 @@ def _split_host_port(value: str, default_port: str) -> tuple[str, str]:
     return (host, port) if sep and port.isdigit() else (value, default_port)
 
 
+def _exit_with_parent() -> None:
+    """A worker whose granian main process dies goes too (Linux ``PR_SET_PDEATHSIG``): otherwise it kept
+    serving on its own listening socket beside the workers of the main process started in its place."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    # the main process may have died while this worker was starting (before the request above): its
+    # parent is then whichever process adopted it, not a granian
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as handle:
+            parent = handle.read()
+    except OSError:
+        parent = b""
+    if b"granian" not in parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class BufferedWSGI:
     """An RSGI application that buffers each request body, then runs a WSGI application on it."""
 
@@ -51,6 +71,7 @@ class BufferedWSGI:
     def __rsgi_init__(self, loop: Any) -> None:
         # this is a server worker: Django code runs inline on its event loop's thread (module docstring)
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        _exit_with_parent()
         # build and warm this worker's predictor (torch import, model loads) before it takes traffic, so no
         # visitor pays for it on a worker's first request (gunicorn's post_worker_init did this)
         try:

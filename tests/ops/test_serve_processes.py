@@ -166,6 +166,13 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def test_killed_web_process_is_replaced_while_the_other_answers(site: Site) -> None:
     web = int(site.supervisorctl("pid", "web"))
     workers = _children(web)
@@ -186,3 +193,26 @@ def test_killed_web_process_is_replaced_while_the_other_answers(site: Site) -> N
     assert len(_children(web)) == 2 and victim not in _children(web)
     assert set(statuses) == {200}  # the surviving process answered meanwhile
     assert int(site.supervisorctl("pid", "web")) == web  # granian replaced its worker; nothing else restarted
+
+
+def test_killed_web_main_process_is_restarted_and_its_workers_go_with_it(site: Site) -> None:
+    web = int(site.supervisorctl("pid", "web"))
+    old_workers = _children(web)
+    os.kill(web, signal.SIGKILL)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    answered = False
+    while time.monotonic() < deadline:
+        pid = site.supervisorctl("pid", "web")
+        if pid.isdigit() and int(pid) not in (0, web) and len(_children(int(pid))) == 2:
+            try:
+                answered = site.get("/healthz") == 200
+            except OSError:
+                answered = False
+            if answered:
+                break
+        time.sleep(0.5)
+    assert answered, site.supervisorctl("status")
+    # no worker of the killed main process is left serving beside the new ones (a zombie, exited but not
+    # yet reaped by its new parent, serves nothing)
+    left = {pid: _state(pid) for pid in old_workers}
+    assert not {pid: st for pid, st in left.items() if st not in ("", "Z", "X")}, left
