@@ -10,6 +10,12 @@ Promises:
   entries first (``XAUTOCLAIM``: a flush killed halfway leaves its batch pending), then new ones;
   each batch is inserted with ``ON CONFLICT DO NOTHING`` (idempotent) and only then ``XACK`` +
   ``XDEL``. Killed anywhere, nothing is lost (entries stay pending) and nothing is stored twice.
+* Entries held by a flush that died are taken over at once, not after ``FLUSH_RECLAIM_IDLE_MS``: each
+  consumer is named ``<host>-<pid>`` and renews a lease key (``<stream>:lease:<consumer>``, expiring
+  after ``FLUSH_LEASE_MS``) before each batch; a consumer whose process is gone (same host: no such
+  pid) or whose lease expired (another host) is dead, and the next flush claims its entries first and
+  removes it from the group once it holds nothing. The idle time stays the rule for a consumer that
+  looks alive (a pid reused, a lease still running).
 * The client uses short socket timeouts and no retries: an unreachable Redis is noticed in well under
   a second.
 
@@ -30,11 +36,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 
 from inference import api as inference_api
 from tracking.conf import tracking_settings
-from tracking.storage import Row, events_insert, ledger_add, received_at_of
+from tracking.models import QuarantinedEvent
+from tracking.storage import ROW_FIELDS, Row, events_insert, ledger_add, received_at_of
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ end
 return new
 """
 
+# Quarantine reason of buffered entries the database refuses (see ``_batch_store``).
+PARKED_REASON = "unstorable"
 
 
 def buffer_enabled() -> bool:
@@ -108,6 +117,20 @@ class FlushResult:
     inserted: int
     duplicates: int
     reclaimed: int
+    # of ``reclaimed``: taken over at once from consumers whose process is gone
+    reclaimed_dead: int = 0
+    # entries that could never be stored (a value the database refuses), parked in quarantine
+    parked: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PendingHolder:
+    """Entries delivered to one flush consumer and not yet acknowledged."""
+
+    consumer: str
+    pending: int
+    idle_ms: int
+    alive: bool
 
 
 def _group_ensure(client: redis.Redis, stream: str, group: str) -> None:
@@ -174,37 +197,216 @@ def _forgotten_filter(client: redis.Redis, rows: list[Row]) -> list[Row]:
     return [row for row in rows if not (str(row[2]) in deleted_at and int(row[5]) <= deleted_at[str(row[2])])]
 
 
+def consumer_name() -> str:
+    """This process's consumer name in the flush group: ``<host>-<pid>``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _lease_key(stream: str, consumer: str) -> str:
+    return f"{stream}:lease:{consumer}"
+
+
+def _pid_running(pid: int) -> bool:
+    """True if ``pid`` names a live process here (a zombie, killed and not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return True  # no /proc: trust kill(0)
+
+
+def _consumer_alive(client: redis.Redis, stream: str, name: str) -> bool:
+    host, _, pid = name.rpartition("-")
+    if host == socket.gethostname() and pid.isdigit():
+        return _pid_running(int(pid))
+    return bool(client.exists(_lease_key(stream, name)))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def pending_holders(*, client: redis.Redis | None = None) -> list[PendingHolder]:
+    """Who holds delivered, unacknowledged entries of the stream, and whether each holder is alive."""
+    conf = tracking_settings()
+    client = client or redis_client(socket_timeout=5.0)
+    stream, group = conf.STREAM_KEY, conf.STREAM_GROUP
+    try:
+        consumers = client.xinfo_consumers(stream, group)
+    except redis.ResponseError:  # no stream or no group yet
+        return []
+    holders = []
+    for info in consumers:
+        name = _text(info["name"])
+        holders.append(
+            PendingHolder(
+                consumer=name,
+                pending=int(info["pending"]),
+                idle_ms=int(info["idle"]),
+                alive=_consumer_alive(client, stream, name),
+            )
+        )
+    return holders
+
+
+def _dead_claim(
+    client: redis.Redis, stream: str, group: str, consumer: str, count: int
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Claim up to ``count`` entries held by dead consumers; forget dead consumers that hold none."""
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for holder in pending_holders(client=client):
+        if holder.consumer == consumer or holder.alive:
+            continue
+        if holder.pending == 0:
+            # a dead consumer holding nothing: remove it so the group does not grow with every pid
+            client.xgroup_delconsumer(stream, group, holder.consumer)
+            continue
+        if len(entries) >= count:
+            continue
+        pending = client.xpending_range(
+            stream, group, min="-", max="+", count=count - len(entries), consumername=holder.consumer
+        )
+        ids = [item["message_id"] for item in pending]
+        if ids:
+            logger.warning(
+                "tracking.flush_dead_consumer %s held %d entries: taken over",
+                holder.consumer, len(ids),
+            )
+            # entries deleted meanwhile come back as nothing and leave the pending list
+            claimed = client.xclaim(stream, group, consumer, min_idle_time=0, message_ids=ids)
+            entries.extend(entry for entry in claimed if entry and entry[1])  # type: ignore[misc]
+    return entries
+
+
+def _rows_store(rows: list[Row], *, reclaimed: bool) -> tuple[set[str], int]:
+    """Insert rows on the caller's transaction; return (ids inserted, duplicates)."""
+    inserted = events_insert(rows)
+    conflicts = [row for row in rows if row[0] not in inserted]
+    duplicates = 0
+    if conflicts:
+        stored = received_at_of(row[0] for row in conflicts)
+        seen: set[str] = set()
+        for row in conflicts:
+            own = datetime.fromtimestamp(row[5] / 1_000_000, tz=UTC)
+            # A reclaimed entry whose row is already there with the same receive time is our own
+            # earlier insert (a flush killed before its ack): not a duplicate. Anything else is a
+            # copy the dedupe key did not catch (expired, or written through while Redis was down).
+            if reclaimed and stored.get(row[0]) == own and row[0] not in seen:
+                seen.add(row[0])
+                continue
+            duplicates += 1
+        ledger_add({"duplicates": duplicates})
+    return inserted, duplicates
+
+
+def _refused(exc: DatabaseError) -> bool:
+    """A database error about the data (a value refused), not about reaching the database."""
+    return not isinstance(exc, OperationalError | InterfaceError)
+
+
+def _entry_row(fields: dict[bytes, bytes]) -> Row | None:
+    try:
+        row = tuple(json.loads(fields[b"e"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+    return row if len(row) == len(ROW_FIELDS) else None
+
+
+def _parked(raw: bytes, row: Row | None, detail: str) -> QuarantinedEvent:
+    """The quarantine row of a buffered entry that cannot be stored (replayable when it is an event)."""
+    if row is None:
+        return QuarantinedEvent(
+            received_at=datetime.now(tz=UTC),
+            reason=PARKED_REASON,
+            detail=detail[:1000],
+            payload=raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")[:65_536],
+            payload_bytes=len(raw),
+            source="api",
+        )
+    named = dict(zip(ROW_FIELDS, row, strict=True))
+    event = {key: named[key] for key in ("event_id", "type", "user_id", "session_id", "ts", "url", "referrer",
+                                         "item_id")}
+    event["categories"] = json.loads(named["categories"] or "[]")
+    event["properties"] = json.loads(named["properties"] or "{}")
+    if named["ad"]:
+        event["ad"] = json.loads(named["ad"])
+    payload = json.dumps(event, ensure_ascii=False)
+    return QuarantinedEvent(
+        received_at=datetime.fromtimestamp(int(named["received_at"]) / 1_000_000, tz=UTC),
+        reason=PARKED_REASON,
+        detail=detail[:1000],
+        payload=payload.replace("\x00", "\\x00")[:65_536],
+        payload_bytes=len(payload.encode()),
+        user_id=str(named["user_id"])[:64].replace("\x00", ""),
+        source=str(named["source"])[:16],
+        user_agent=str(named["user_agent"])[:512].replace("\x00", ""),
+        ip=str(named["ip"])[:64].replace("\x00", ""),
+    )
+
+
 def _batch_store(
     entries: list[tuple[bytes, dict[bytes, bytes]]], *, reclaimed: bool, client: redis.Redis | None = None
-) -> tuple[int, int]:
-    """Insert one batch in one transaction; return (inserted, duplicates)."""
-    rows: list[Row] = [
-        tuple(json.loads(fields[b"e"])) for _entry_id, fields in entries if fields and b"e" in fields
-    ]
+) -> tuple[int, int, int]:
+    """Insert one batch in one transaction; return (inserted, duplicates, parked).
+
+    A batch the database refuses (a value it will not take: poison, not an outage) is stored again
+    row by row, each in a savepoint; a row refused on its own, or an entry that is not a row at all,
+    is parked in quarantine (reason ``unstorable``, visible on the dashboard's data-quality page and
+    replayable) so that it stops blocking the buffer. Errors reaching the database propagate: the
+    batch stays pending and is retried. With ``client``, rows of a visitor deleted after they were
+    received are dropped (``stream_forget``) and counted as deleted.
+    """
+    rows: list[Row] = []
+    unreadable: list[QuarantinedEvent] = []
+    for entry_id, fields in entries:
+        row = _entry_row(fields)
+        if row is None:
+            unreadable.append(_parked(fields.get(b"e", b""), None, f"stream entry {_text(entry_id)} is not a row"))
+        else:
+            rows.append(row)
     dropped = 0
     if client is not None:
         kept = _forgotten_filter(client, rows)
         dropped, rows = len(rows) - len(kept), kept
-    with transaction.atomic():
-        if dropped:
-            ledger_add({"deleted": dropped})  # a deleted visitor's: counted as deleted, so the ledger reconciles
-        inserted = events_insert(rows)
-        conflicts = [row for row in rows if row[0] not in inserted]
-        duplicates = 0
-        if conflicts:
-            stored = received_at_of(row[0] for row in conflicts)
-            seen: set[str] = set()
-            for row in conflicts:
-                own = datetime.fromtimestamp(row[5] / 1_000_000, tz=UTC)
-                # A reclaimed entry whose row is already there with the same receive time is our own
-                # earlier insert (a flush killed before its ack): not a duplicate. Anything else is a
-                # copy the dedupe key did not catch (expired, or written through while Redis was down).
-                if reclaimed and stored.get(row[0]) == own and row[0] not in seen:
-                    seen.add(row[0])
+    try:
+        with transaction.atomic():
+            if dropped:  # a deleted visitor's: counted as deleted (with the batch), so the ledger reconciles
+                ledger_add({"deleted": dropped})
+            inserted, duplicates = _rows_store(rows, reclaimed=reclaimed)
+            if unreadable:
+                QuarantinedEvent.objects.bulk_create(unreadable)
+        parked = unreadable
+    except DatabaseError as exc:
+        if not _refused(exc):
+            raise
+        with transaction.atomic():
+            if dropped:
+                ledger_add({"deleted": dropped})
+            inserted, duplicates, parked = set(), 0, list(unreadable)
+            for row in rows:
+                try:
+                    with transaction.atomic():
+                        one, dup = _rows_store([row], reclaimed=reclaimed)
+                except DatabaseError as row_exc:
+                    if not _refused(row_exc):
+                        raise
+                    parked.append(_parked(b"", row, f"{type(row_exc).__name__}: {row_exc}"))
                     continue
-                duplicates += 1
-            ledger_add({"duplicates": duplicates})
-    return len(inserted), duplicates
+                inserted |= one
+                duplicates += dup
+            QuarantinedEvent.objects.bulk_create(parked)
+    if parked:
+        logger.error(
+            "tracking.flush_parked %d entries the database refuses (quarantine reason %r)",
+            len(parked), PARKED_REASON,
+        )
+    return len(inserted), duplicates, len(parked)
 
 
 def stream_flush(
@@ -216,21 +418,33 @@ def stream_flush(
 ) -> FlushResult:
     """Drain the stream into the Event table in batches; safe to run twice and to kill at any point.
 
+    Order: entries held by dead consumers (at once), then entries idle with any consumer for
+    ``reclaim_idle_ms`` (``XAUTOCLAIM``), then new ones.
+
     ``after_insert(entries)`` runs after each batch committed and before it is acknowledged (the
-    fault tests kill the process there to show that a flush killed halfway loses nothing)."""
+    fault tests kill the process there to show that a flush killed halfway loses nothing).
+    """
     conf = tracking_settings()
     batch_size = batch_size or int(conf.FLUSH_BATCH)
     idle = int(conf.FLUSH_RECLAIM_IDLE_MS if reclaim_idle_ms is None else reclaim_idle_ms)
+    lease_ms = int(conf.FLUSH_LEASE_MS)
     client = redis_client(socket_timeout=30.0)
     stream, group = conf.STREAM_KEY, conf.STREAM_GROUP
-    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    consumer = consumer_name()
+    lease = _lease_key(stream, consumer)
     _group_ensure(client, stream, group)
-    batches = entries_total = inserted_total = duplicates_total = reclaimed_total = 0
-    reclaim = True
+    batches = entries_total = inserted_total = duplicates_total = reclaimed_total = dead_total = 0
+    parked_total = 0
+    reclaim_dead = reclaim = True
     while max_batches is None or batches < max_batches:
+        client.set(lease, "1", px=lease_ms)
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         reclaimed = False
-        if reclaim:
+        if reclaim_dead:
+            entries = _dead_claim(client, stream, group, consumer, batch_size)
+            reclaimed = reclaim_dead = bool(entries)
+            dead_total += len(entries)
+        if not entries and reclaim:
             claimed = client.xautoclaim(
                 stream, group, consumer, min_idle_time=idle, start_id="0-0", count=batch_size
             )
@@ -242,7 +456,7 @@ def stream_flush(
             entries = list(response[0][1]) if response else []  # type: ignore[index,arg-type]
         if not entries:
             break
-        inserted, duplicates = _batch_store(entries, reclaimed=reclaimed, client=client)
+        inserted, duplicates, parked = _batch_store(entries, reclaimed=reclaimed, client=client)
         if after_insert is not None:
             after_insert(len(entries))
         ids = [entry_id for entry_id, _fields in entries]
@@ -254,10 +468,14 @@ def stream_flush(
         entries_total += len(entries)
         inserted_total += inserted
         duplicates_total += duplicates
+        parked_total += parked
         reclaimed_total += len(entries) if reclaimed else 0
+    client.delete(lease)
     if entries_total:
         logger.info(
             "tracking.flushed",
             extra={"entries": entries_total, "inserted": inserted_total, "duplicates": duplicates_total},
         )
-    return FlushResult(batches, entries_total, inserted_total, duplicates_total, reclaimed_total)
+    return FlushResult(
+        batches, entries_total, inserted_total, duplicates_total, reclaimed_total, dead_total, parked_total
+    )

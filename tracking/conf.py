@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     # consumer before another flush reclaims it (a flush killed halfway leaves such entries).
     "FLUSH_BATCH": 5_000,
     "FLUSH_RECLAIM_IDLE_MS": 60_000,
+    # A flush renews a lease of this many ms before each batch; a consumer on another host whose lease
+    # ran out is dead and its entries are taken over at once (same host: its pid is checked instead).
+    "FLUSH_LEASE_MS": 30_000,
     # Timestamps: anything before this (epoch seconds; 1990-01-01) or more than MAX_FUTURE_SECONDS
     # after the server clock is absurd. Live tracker events older than COLLECT_MAX_AGE_DAYS too.
     "MIN_TS_SECONDS": 631_152_000,

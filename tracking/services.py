@@ -329,14 +329,18 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
             )
     failure: DatabaseError | None = None
     try:
-        with transaction.atomic():
-            if new_ids is None:
-                new_ids = events_insert(rows)
-                ledger_add({"received": len(rows) + len(quarantine), "duplicates": len(rows) - len(new_ids)})
-            else:
-                ledger_add({"received": len(quarantine)})
-            if quarantine:
-                QuarantinedEvent.objects.bulk_create(quarantine)
+        # A batch wholly taken by the buffer touches no database: it is accepted while PostgreSQL is down.
+        if new_ids is None or quarantine:
+            with transaction.atomic():
+                if new_ids is None:
+                    new_ids = events_insert(rows)
+                    ledger_add(
+                        {"received": len(rows) + len(quarantine), "duplicates": len(rows) - len(new_ids)}
+                    )
+                else:
+                    ledger_add({"received": len(quarantine)})
+                if quarantine:
+                    QuarantinedEvent.objects.bulk_create(quarantine)
     except DatabaseError as exc:
         logger.exception("tracking.storage_unavailable", extra={"events": len(rows), "buffered": buffered})
         failure = exc

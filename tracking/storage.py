@@ -145,6 +145,15 @@ def _events_write(
 ) -> int:
     if not rows:
         return 0
+    # The raw DB-API cursor raises the driver's own errors: give callers Django's (``DatabaseError``,
+    # ``OperationalError``...), which they catch, as for any ORM query.
+    with connection.wrap_database_errors:
+        return _events_write_raw(rows, params=params, inserted=inserted)
+
+
+def _events_write_raw(
+    rows: Sequence[Row], *, params: Sequence[tuple[Any, ...]] | None, inserted: set[str] | None
+) -> int:
     connection.ensure_connection()
     vendor = connection.vendor
     converted = db_params(rows) if params is None else params
@@ -229,12 +238,13 @@ def ledger_add(counts: dict[str, int]) -> None:
         f"ON CONFLICT (name) DO UPDATE SET value = {table}.value + excluded.value"
     )
     connection.ensure_connection()
-    cursor = connection.connection.cursor()
-    try:
-        for name, n in items:
-            cursor.execute(sql, (name, n))
-    finally:
-        cursor.close()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            for name, n in items:
+                cursor.execute(sql, (name, n))
+        finally:
+            cursor.close()
 
 
 def received_at_of(event_ids: Iterable[str]) -> dict[str, datetime]:

@@ -5,7 +5,10 @@ Run against the real PostgreSQL and Redis (``make test-services`` / ``.ci/run``)
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -151,7 +154,11 @@ def test_flush_killed_after_insert_before_ack_loses_and_duplicates_nothing(
     assert Event.objects.count() == 4  # the first batch committed ...
     assert stream_length() == 10  # ... but was never acknowledged
 
-    flush(reclaim_idle_ms=0)
+    # the crashed flush's process is gone: its batch is taken over at once, not after the 60 s idle time
+    out = io.StringIO()
+    call_command("flush_events", stdout=out)
+    assert "10 entries in 2 batches, 6 inserted" in out.getvalue()
+    assert "4 reclaimed (4 from flushes that died)" in out.getvalue()
     assert Event.objects.count() == 10
     assert sorted(str(e) for e in Event.objects.values_list("event_id", flat=True)) == sorted(
         e["event_id"] for e in events
@@ -213,3 +220,75 @@ def test_a_flush_that_read_a_deleted_visitors_events_drops_them(client: Client, 
     stream_forget("leaver", now_us=received_us + 1)
     _batch_store(list(entries), reclaimed=False, client=redis_client)
     assert not Event.objects.filter(user_id="leaver").exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _own_stream(settings: Any) -> dict[str, str]:
+    keys = {"STREAM_KEY": f"test:events:{uuid.uuid4().hex}", "LEDGER_KEY": f"test:ledger:{uuid.uuid4().hex}"}
+    settings.TRACKING = {**settings.TRACKING, **keys}
+    return keys
+
+
+@pytest.mark.django_db
+def test_entries_held_by_a_dead_flush_are_taken_over_at_once_and_a_live_ones_reported(
+    client: Client, redis_client: Any, settings: Any
+) -> None:
+    keys = _own_stream(settings)
+    assert post_collect(client, [make_event() for _ in range(6)]).json()["accepted"] == 6
+    stream = keys["STREAM_KEY"]
+    redis_client.xgroup_create(stream, "flush", id="0")
+    host = socket.gethostname()
+    dead, alive = f"{host}-{_dead_pid()}", f"{host}-{os.getppid()}"
+    redis_client.xreadgroup("flush", dead, {stream: ">"}, count=4)  # a flush that died holding 4 entries
+    redis_client.xreadgroup("flush", alive, {stream: ">"}, count=2)  # one still working on 2
+
+    out = io.StringIO()
+    call_command("flush_events", stdout=out)  # the default idle time (60 s) has not passed
+    text = out.getvalue()
+    assert "4 entries in 1 batches, 4 inserted" in text
+    assert "(4 from flushes that died)" in text
+    assert f"2 entries still held by {alive} (alive" in text
+    assert Event.objects.count() == 4
+    consumers = {c["name"].decode() for c in redis_client.xinfo_consumers(stream, "flush")}
+    assert dead not in consumers  # the dead consumer, holding nothing now, left the group
+    assert ledger_get()["unaccounted"] == 0
+
+    call_command("flush_events", stdout=io.StringIO(), reclaim_idle_ms=0)
+    assert Event.objects.count() == 6
+
+
+@pytest.mark.django_db
+def test_entries_the_database_refuses_are_parked_in_quarantine_not_retried_forever(
+    client: Client, redis_client: Any, settings: Any
+) -> None:
+    from tracking.buffer import PARKED_REASON
+    from tracking.models import QuarantinedEvent
+
+    keys = _own_stream(settings)
+    good = [make_event() for _ in range(3)]
+    assert post_collect(client, good).json()["accepted"] == 3
+    # what an older version or a bad hand could leave in the buffer: not a row, and a row whose text
+    # PostgreSQL refuses (a NUL character), each counted as received like any buffered event
+    poison_row = ["00000000-0000-4000-8000-000000000001", "page_view", "v", "s", int(time.time() * 1000),
+                  int(time.time() * 1_000_000), "https://example.org/\x00", "", "", "[]", None, "{}", False, "",
+                  "", "tracker"]
+    redis_client.xadd(keys["STREAM_KEY"], {"e": b"not json"})
+    redis_client.xadd(keys["STREAM_KEY"], {"e": json.dumps(poison_row)})
+    redis_client.hincrby(keys["LEDGER_KEY"], "received", 2)
+
+    out = io.StringIO()
+    call_command("flush_events", stdout=out)
+    assert "2 parked as unstorable" in out.getvalue()
+    assert Event.objects.count() == 3
+    parked = QuarantinedEvent.objects.filter(reason=PARKED_REASON)
+    assert parked.count() == 2
+    replayable = parked.get(user_id="v")
+    assert json.loads(replayable.payload)["event_id"] == poison_row[0]
+    assert stream_length() == 0  # nothing left to block the next flush
+    ledger = ledger_get()
+    assert (ledger["quarantined"][PARKED_REASON], ledger["unaccounted"]) == (2, 0)
