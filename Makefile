@@ -7,6 +7,8 @@
 #   make test-services  the service-backed suite against PostgreSQL and Redis on 127.0.0.1, and the API
 #                     contract checks (schemathesis over every operation, a client generated from the schema).
 #   make test-contract  the API contract checks alone (about two minutes).
+#   make test-faults  the fault battery (tests/faults): its own Redis, PostgreSQL and site, broken while
+#                     traffic flows, then counted; never touches the machine's services (about 10 min).
 #   make bench        the benchmarks; figures go to docs/benchmarks.md.
 #
 # TORCH_SPEC picks the PyTorch build: the CPU wheel by default; on a GPU host, e.g.
@@ -28,7 +30,7 @@ export PORT WEB_CONCURRENCY
 # The site's DEBUG is off by default; the demo (make run, make dev and their setup) runs in DEBUG.
 run dev setup: export DJANGO_DEBUG ?= 1
 
-.PHONY: install setup run dev test test-services test-contract bench bench-gpu lint clean
+.PHONY: install setup run dev test test-services test-contract test-faults bench bench-gpu lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +60,9 @@ test-contract: install
 test-services: install
 	DATABASE_URL=$(SERVICES_DATABASE_URL) REDIS_URL=$(SERVICES_REDIS_URL) ADSITE_REQUIRE_SERVICES=1 \
 		$(PY) -m pytest -q -m "requires_redis or requires_postgres or services or browser or contract"
+
+test-faults: install
+	ADSITE_FAULTS=1 $(PY) -m pytest -q -m faults tests/faults --timeout 600
 
 bench: install
 	$(PY) -m benchmarks.run

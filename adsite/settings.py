@@ -226,6 +226,8 @@ CELERY_TASK_TIME_LIMIT = _env_int("CELERY_TASK_TIME_LIMIT", 900)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# one log line when beat cannot send (the broker is down) and one when it can again (adsite/ops/beat.py)
+CELERY_BEAT_SCHEDULER = "adsite.ops.beat:OutageQuietScheduler"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "flush-events": {"task": "tracking.flush_events", "schedule": _env_float("TRACKING_FLUSH_SECONDS", 2.0)},
     # feature updates that failed while Redis was unreachable (tracking.features_backlog)
@@ -243,8 +245,12 @@ TRACKING: dict[str, Any] = {
     "MAX_BODY_BYTES": _env_int("TRACKING_MAX_BODY_BYTES", 256 * 1024),
     "BUFFER": "redis" if REDIS_URL else "database",
     "TRUST_X_FORWARDED_FOR": _env_bool("TRACKING_TRUST_X_FORWARDED_FOR", False),
+    "QUARANTINE_BUDGET_BYTES": _env_int("TRACKING_QUARANTINE_BUDGET_BYTES", 2 * 1024 * 1024),
+    "QUARANTINE_BUDGET_ROWS": _env_int("TRACKING_QUARANTINE_BUDGET_ROWS", 2_000),
+    "QUARANTINE_BUDGET_WINDOW_S": _env_int("TRACKING_QUARANTINE_BUDGET_WINDOW_S", 600),
     "DEDUPE_TTL_SECONDS": _env_int("TRACKING_DEDUPE_TTL_SECONDS", 7 * 24 * 3600),
     "FLUSH_BATCH": _env_int("TRACKING_FLUSH_BATCH", 5000),
+    "FLUSH_RECLAIM_IDLE_MS": _env_int("TRACKING_FLUSH_RECLAIM_IDLE_MS", 60_000),
     # Redis names of the event buffer and its ledger counters (several sites can share one Redis).
     "STREAM_KEY": _env("TRACKING_STREAM_KEY", "adsite:events"),
     "LEDGER_KEY": _env("TRACKING_LEDGER_KEY", "adsite:ledger"),
@@ -398,7 +404,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # a repeated WARNING or worse is written once a minute with a count (adsite/ops/log_repeats.py)
+    "filters": {"repeats": {"()": "adsite.ops.log_repeats.repeated_record_filter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["repeats"]}},
     "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # Django's own console handler (DEBUG) would print each 5xx a second time, unfiltered: one handler
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.request": {"level": "ERROR"},
+    },
 }

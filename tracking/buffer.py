@@ -14,8 +14,10 @@ Promises:
   consumer is named ``<host>-<pid>`` and renews a lease key (``<stream>:lease:<consumer>``, expiring
   after ``FLUSH_LEASE_MS``) before each batch; a consumer whose process is gone (same host: no such
   pid) or whose lease expired (another host) is dead, and the next flush claims its entries first and
-  removes it from the group once it holds nothing. The idle time stays the rule for a consumer that
-  looks alive (a pid reused, a lease still running).
+  removes it from the group once it holds nothing. A flush that failed halfway in a process that lives
+  on (Redis or the database went away mid-batch) leaves the entries with that process's own consumer:
+  its next flush reads them first (``XREADGROUP`` from id 0). The idle time stays the rule for a
+  consumer that looks alive (a pid reused, a lease still running).
 * The client uses short socket timeouts and no retries: an unreachable Redis is noticed in well under
   a second.
 
@@ -255,6 +257,21 @@ def pending_holders(*, client: redis.Redis | None = None) -> list[PendingHolder]
     return holders
 
 
+def _own_pending(
+    client: redis.Redis, stream: str, group: str, consumer: str, count: int
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Entries delivered to this consumer and never acknowledged (deleted ones are acknowledged away)."""
+    while True:
+        response = client.xreadgroup(group, consumer, {stream: "0"}, count=count)
+        entries = list(response[0][1]) if response else []  # type: ignore[index,arg-type]
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:
+            client.xack(stream, group, *gone)
+        live = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if live or not gone:
+            return live
+
+
 def _dead_claim(
     client: redis.Redis, stream: str, group: str, consumer: str, count: int
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -418,8 +435,9 @@ def stream_flush(
 ) -> FlushResult:
     """Drain the stream into the Event table in batches; safe to run twice and to kill at any point.
 
-    Order: entries held by dead consumers (at once), then entries idle with any consumer for
-    ``reclaim_idle_ms`` (``XAUTOCLAIM``), then new ones.
+    Order: this process's own unacknowledged entries (a flush here that failed halfway), entries held
+    by dead consumers (at once), entries idle with any consumer for ``reclaim_idle_ms``
+    (``XAUTOCLAIM``), then new ones.
 
     ``after_insert(entries)`` runs after each batch committed and before it is acknowledged (the
     fault tests kill the process there to show that a flush killed halfway loses nothing).
@@ -435,12 +453,17 @@ def stream_flush(
     _group_ensure(client, stream, group)
     batches = entries_total = inserted_total = duplicates_total = reclaimed_total = dead_total = 0
     parked_total = 0
-    reclaim_dead = reclaim = True
+    reclaim_own = reclaim_dead = reclaim = True
     while max_batches is None or batches < max_batches:
         client.set(lease, "1", px=lease_ms)
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         reclaimed = False
-        if reclaim_dead:
+        if reclaim_own:
+            # this process's own pending entries: an earlier flush here failed halfway (Redis or the
+            # database went away mid-batch); nobody else is working on them, so they go first
+            entries = _own_pending(client, stream, group, consumer, batch_size)
+            reclaimed = reclaim_own = bool(entries)
+        if not entries and reclaim_dead:
             entries = _dead_claim(client, stream, group, consumer, batch_size)
             reclaimed = reclaim_dead = bool(entries)
             dead_total += len(entries)

@@ -45,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "COLLECT_MAX_AGE_DAYS": 30,
     "MAX_CATEGORIES": 20,
     "MAX_PROPERTIES_BYTES": 2048,
+    # What one anonymous sender (/collect, per truncated address) may make the site keep in quarantine
+    # per window (tracking.quarantine_budget); beyond it: 429 with Retry-After. 0 turns a limit off.
+    "QUARANTINE_BUDGET_BYTES": 2 * 1024 * 1024,
+    "QUARANTINE_BUDGET_ROWS": 2_000,
+    "QUARANTINE_BUDGET_WINDOW_S": 600,
     # Raw payloads kept in quarantine are cut to this many characters (payload_bytes keeps the size).
     "QUARANTINE_PAYLOAD_CHARS": 65_536,
     # Honour X-Forwarded-For (its right-most entry added by our own proxy) only behind a trusted proxy.

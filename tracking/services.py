@@ -12,7 +12,9 @@ server-side page view; imports use the same schema and storage in bigger transac
    unreachable feature store backlogs them for ``features_catch_up``.
 
 If neither Redis nor the database can take the batch, :class:`StorageUnavailable` is raised and the
-view answers 503 so that the sender retries; nothing is answered "accepted" and then lost.
+view answers 503 so that the sender retries; nothing is answered "accepted" and then lost. An anonymous
+sender whose quarantine budget is spent (``tracking.quarantine_budget``) gets
+:class:`QuarantineBudgetSpent` (429) for a batch that would add to quarantine, before anything is stored.
 
 Ledger counters (``LedgerCounter`` rows, plus the Redis hash in services mode): ``received`` counts
 every event offered (and every body that could not be read as events, as one), ``duplicates`` the
@@ -43,6 +45,7 @@ from tracking.features_backlog import events_observe_safe
 from tracking.identity import visitor_id, visitor_id_from_cookie
 from tracking.models import QuarantinedEvent
 from tracking.network import client_ip_truncated
+from tracking.quarantine_budget import quarantine_budget_charge
 from tracking.schema import (
     NO_IDENTITY_COOKIE,
     SLUG_RE,
@@ -60,6 +63,53 @@ from tracking.storage import Row, categories_json, events_insert, json_compact, 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("tracker", "api", "server", "import")
+
+
+class QuarantineBudgetSpent(Exception):
+    """This sender's quarantine budget is spent (``tracking.quarantine_budget``): 429, nothing stored."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"quarantine budget spent; retry after {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+def _quarantine_budget_check(*, context: IngestContext, rows: Sequence[QuarantinedEvent]) -> None:
+    """Raise ``QuarantineBudgetSpent`` when an anonymous sender may not add ``rows`` to quarantine."""
+    if not rows or context.source != "tracker":
+        return
+    retry_after = quarantine_budget_charge(
+        client=context.ip, rows=len(rows), payload_bytes=sum(len(row.payload.encode()) for row in rows)
+    )
+    if retry_after is not None:
+        raise QuarantineBudgetSpent(retry_after)
+
+
+class _BufferState:
+    """One log line when this process starts writing through (the buffer unreachable), one when it stops."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.batches = 0
+
+    def down(self, exc: Exception) -> None:
+        self.batches += 1
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            logger.warning(
+                "tracking.buffer_unavailable (%s): writing batches through to the database until it answers",
+                type(exc).__name__,
+            )
+
+    def up(self) -> None:
+        if self.down_since is not None:
+            logger.warning(
+                "tracking.buffer_available again after %.1f s; %d batches were written through",
+                time.monotonic() - self.down_since, self.batches,
+            )
+            self.down_since, self.batches = None, 0
+
+
+_buffer_state = _BufferState()
 
 
 class StorageUnavailable(Exception):
@@ -218,6 +268,7 @@ def body_quarantine(*, body: bytes, size: int, reason: str, detail: str, context
         payload_bytes=size,
         context=context,
     )
+    _quarantine_budget_check(context=context, rows=[row])
     try:
         with transaction.atomic():
             QuarantinedEvent.objects.bulk_create([row])
@@ -314,6 +365,8 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
             )
         else:
             valid.append(outcome)
+    # before anything is stored: a sender over its quarantine budget gets 429 for the whole batch
+    _quarantine_budget_check(context=context, rows=quarantine)
     rows = [row_from_event(event, context=context, received_at_us=received_at_us) for event in valid]
 
     new_ids: set[str] | None = None
@@ -322,11 +375,10 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
         try:
             new_ids = stream_append(rows)
             buffered = True
+            _buffer_state.up()
         except redis.RedisError as exc:
             # Write through: the database dedupes on its unique index just as well.
-            logger.warning(
-                "tracking.buffer_unavailable", extra={"error": type(exc).__name__, "events": len(rows)}
-            )
+            _buffer_state.down(exc)
     failure: DatabaseError | None = None
     try:
         # A batch wholly taken by the buffer touches no database: it is accepted while PostgreSQL is down.

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="tracking.flush_events", soft_time_limit=50, time_limit=60, ignore_result=True)
@@ -16,7 +22,13 @@ def flush_events(max_batches: int = 200) -> dict[str, int]:
 
     if not buffer_enabled():
         return {"entries": 0, "inserted": 0, "duplicates": 0}
-    result = stream_flush(max_batches=max_batches)
+    try:
+        result = stream_flush(max_batches=max_batches)
+    except (redis.ConnectionError, redis.TimeoutError, OperationalError, InterfaceError) as exc:
+        # an outage, not a bug: the entries stay pending and the next scheduled run retries; one line,
+        # no traceback (a repeat within a minute is counted, adsite/ops/log_repeats.py)
+        logger.warning("tracking.flush_waiting: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:200])
+        return {"entries": 0, "inserted": 0, "duplicates": 0, "waiting": 1}
     return {"entries": result.entries, "inserted": result.inserted, "duplicates": result.duplicates}
 
 

@@ -11,6 +11,9 @@ body that is not JSON, or is too large, is still kept in quarantine; then they c
 * 400 ``{"error": "invalid_json" | "invalid_batch" | "batch_too_large", "detail": ...}`` -- the body
   is quarantined whole.
 * 413 ``{"error": "body_too_large", ...}`` -- the first bytes and the declared size are quarantined.
+* 429 ``{"error": "quarantine_budget_spent"}`` with ``Retry-After`` (``/collect`` only) -- this address has
+  sent more invalid input than the site keeps per window (``tracking.quarantine_budget``); nothing of
+  the request was stored; retry later.
 * 503 ``{"error": "unavailable"}`` -- neither the buffer nor the database could take the batch; retry.
 
 Privacy (``/collect`` only): a request with ``DNT: 1``, ``Sec-GPC: 1``, or without the consent cookie
@@ -46,6 +49,7 @@ from tracking.consent import PRIVACY_REFUSALS, tracking_refusal
 from tracking.schema import REJECTION_REASONS, event_json_schema
 from tracking.services import (
     IngestContext,
+    QuarantineBudgetSpent,
     StorageUnavailable,
     body_quarantine,
     context_from_request,
@@ -105,6 +109,18 @@ def _unavailable() -> Response:
     return Response({"error": "unavailable", "detail": "storage unavailable, retry later"}, status=503)
 
 
+def _budget_spent(exc: QuarantineBudgetSpent) -> Response:
+    seconds = max(1, math.ceil(exc.retry_after))
+    return Response(
+        {
+            "error": "quarantine_budget_spent",
+            "detail": f"too much invalid input from this address; nothing was stored; retry in {seconds} s",
+        },
+        status=429,
+        headers={"Retry-After": str(seconds)},
+    )
+
+
 def _ingest_response(
     request: HttpRequest, context: IngestContext, *, privacy_refusal: str | None
 ) -> Response:
@@ -118,6 +134,8 @@ def _ingest_response(
                 )
             except StorageUnavailable:
                 return _unavailable()
+            except QuarantineBudgetSpent as spent:
+                return _budget_spent(spent)
         return Response({"error": exc.reason, "detail": exc.detail}, status=exc.status)
     if privacy_refusal is not None:
         if events:
@@ -139,6 +157,8 @@ def _ingest_response(
         result = events_ingest(events=events, context=context)
     except StorageUnavailable:
         return _unavailable()
+    except QuarantineBudgetSpent as spent:
+        return _budget_spent(spent)
     return Response(
         {
             "accepted": result.accepted,
@@ -250,7 +270,11 @@ _RESPONSES = {
     202: OpenApiResponse(_ACCEPTED, "per-event outcome"),
     400: OpenApiResponse(_ERROR, "not JSON / not a batch / too many events (quarantined)"),
     413: OpenApiResponse(_ERROR, "body too large (quarantined)"),
-    429: OpenApiResponse(_ERROR, "rate limited (per address and per visitor): retry after Retry-After seconds"),
+    429: OpenApiResponse(
+        _ERROR,
+        "rate limited (per address and per visitor), or this address's quarantine budget spent "
+        "(nothing stored): retry after Retry-After seconds",
+    ),
     503: OpenApiResponse(_ERROR, "storage unavailable: retry"),
 }
 

@@ -93,3 +93,22 @@ def test_schema_generates_without_warnings_and_validates():
     from django.core.management import call_command
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+
+
+@pytest.mark.requires_redis
+def test_readyz_checks_redis_through_the_fail_fast_guard(predictor, private_redis_server, settings):
+    """A hung Redis costs /readyz one timeout; the next probe within the guard's cooldown answers at once,
+    saying so, instead of waiting out another timeout."""
+    from adsite.ops.redis_guard import guard_reset
+
+    guard_reset()
+    settings.REDIS_URL = private_redis_server.url
+    private_redis_server.pause()
+    try:
+        first = Client().get("/readyz").json()["checks"]["redis"]
+        second = Client().get("/readyz").json()["checks"]["redis"]
+    finally:
+        private_redis_server.resume()
+        guard_reset()
+    assert first["ok"] is False and "Timeout" in first["error"]
+    assert second["ok"] is False and "did not answer a moment ago" in second["error"]

@@ -292,3 +292,22 @@ def test_entries_the_database_refuses_are_parked_in_quarantine_not_retried_forev
     assert stream_length() == 0  # nothing left to block the next flush
     ledger = ledger_get()
     assert (ledger["quarantined"][PARKED_REASON], ledger["unaccounted"]) == (2, 0)
+
+
+@pytest.mark.django_db
+def test_entries_left_by_a_failed_flush_in_this_same_process_are_flushed_by_its_next_flush(
+    client: Client, redis_client: Any, settings: Any
+) -> None:
+    """Redis or the database went away mid-batch: the process lives on and holds the batch; its next
+    flush takes it first instead of leaving it for the idle reclaim."""
+    from tracking.buffer import consumer_name
+
+    keys = _own_stream(settings)
+    assert post_collect(client, [make_event() for _ in range(5)]).json()["accepted"] == 5
+    redis_client.xgroup_create(keys["STREAM_KEY"], "flush", id="0")
+    redis_client.xreadgroup("flush", consumer_name(), {keys["STREAM_KEY"]: ">"}, count=3)
+    out = io.StringIO()
+    call_command("flush_events", stdout=out)
+    assert "5 entries in 2 batches, 5 inserted" in out.getvalue()
+    assert "3 reclaimed" in out.getvalue()
+    assert stream_length() == 0

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tracking_factories import BOT_UA, MOBILE_UA, make_event, post_collect
 
 from tracking.models import Event, LedgerCounter, QuarantinedEvent
+from tracking.selectors import ledger_get
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("embedded")]
 
@@ -260,3 +261,38 @@ def test_a_cross_site_beacon_cannot_write_for_another_visitor(client: Client, ob
     assert not [r for r in observed.records if r.user_id == "victim"]
     # the attacker's own events, named or not, are theirs
     assert post_collect(client, [make_event(user_id="attacker"), make_event(user_id=...)]).json()["accepted"] == 2
+
+
+# --- what one client can make the site keep in quarantine -------------------------------------------
+def test_garbage_beyond_the_quarantine_budget_answers_429_with_retry_after_and_stores_nothing(
+    client: Client, settings: Any
+) -> None:
+    settings.TRACKING = {**settings.TRACKING, "QUARANTINE_BUDGET_BYTES": 20_000, "QUARANTINE_BUDGET_ROWS": 1_000}
+    garbage = b"{" + b"x" * 6_000  # not JSON: kept whole in quarantine (about 6 KB a request)
+    statuses = [post_collect(client, body=garbage).status_code for _ in range(6)]
+    assert statuses == [400, 400, 400, 429, 429, 429]
+    refused = post_collect(client, body=garbage)
+    assert refused.json()["error"] == "quarantine_budget_spent"
+    assert 1 <= int(refused["Retry-After"]) <= 600
+    assert QuarantinedEvent.objects.count() == 3  # what was kept before the budget ran out
+
+    # a batch with a rejected event is refused whole (nothing stored, the tracker retries it) ...
+    good, bad = make_event(), make_event(type="bad")
+    assert post_collect(client, [good, bad]).status_code == 429
+    assert not Event.objects.exists()
+    # ... while a batch without rejections from the same address is accepted as ever
+    assert post_collect(client, [good]).json()["accepted"] == 1
+    # another address has a budget of its own
+    other = post_collect(client, body=garbage, REMOTE_ADDR="198.51.100.7")
+    assert other.status_code == 400
+    ledger = ledger_get()
+    assert ledger["unaccounted"] == 0
+
+
+def test_rejected_events_count_against_the_row_budget(client: Client, settings: Any) -> None:
+    settings.TRACKING = {**settings.TRACKING, "QUARANTINE_BUDGET_ROWS": 10}
+    bad_batch = [make_event(type="bad") for _ in range(6)]
+    assert post_collect(client, bad_batch).status_code == 202
+    assert post_collect(client, bad_batch).status_code == 429
+    assert QuarantinedEvent.objects.count() == 6
+

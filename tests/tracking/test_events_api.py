@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -63,3 +64,14 @@ def test_the_schema_offers_only_the_json_body_the_endpoint_reads(token: str) -> 
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     form = client.post("/api/v1/events", {"events": "x"}, format="multipart")
     assert form.status_code == 400 and form.json()["error"] == "invalid_json"
+
+
+def test_server_to_server_events_are_not_bounded_by_the_anonymous_quarantine_budget(
+    token: str, settings: Any
+) -> None:
+    settings.TRACKING = {**settings.TRACKING, "QUARANTINE_BUDGET_ROWS": 1}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    bad_batch = {"events": [make_event(type="bad") for _ in range(5)]}
+    for _ in range(3):
+        assert client.post("/api/v1/events", bad_batch, format="json").status_code == 202

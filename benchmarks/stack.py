@@ -1,0 +1,522 @@
+"""A services stack of its own for the fault battery and the soak: Redis, PostgreSQL, the site, traffic, the count.
+
+Everything here runs on spare ports and temporary directories: a ``redis-server`` with AOF
+(``appendonly yes``, ``appendfsync everysec``, as the README recommends for production), a PostgreSQL
+cluster of its own (``initdb`` + ``pg_ctl`` from ``/usr/lib/postgresql/*/bin``, run as the
+``postgres`` user when the tests run as root, since PostgreSQL refuses to run as root) and the site
+started by ``scripts/serve.sh`` in services mode (gunicorn, Celery worker and beat). The machine's own
+PostgreSQL, Redis and RabbitMQ are never touched.
+
+``Traffic`` sends tracker batches (``/collect``) and server-to-server batches (``/api/v1/events``)
+with event ids it remembers, retrying a batch that got no 2xx as ``tracker.js`` does, and timing every
+answer; ``Traffic.reconcile`` then counts by id what the database holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float, what: str, every: float = 0.2) -> float:
+    """Poll ``check`` until true; return the seconds it took; raise ``TimeoutError`` naming ``what``."""
+    started = time.monotonic()
+    while True:
+        try:
+            if check():
+                return time.monotonic() - started
+        except Exception:  # a service still starting
+            pass
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# --- Redis ------------------------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A ``redis-server`` with AOF everysec in its own directory; ``kill`` / ``start`` keep the AOF."""
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+             "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self.client().ping(), timeout=20, what="redis-server start")
+
+    def client(self, timeout: float = 2.0) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------
+
+
+def _pg_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    assert pg_ctl, "PostgreSQL server binaries (initdb, pg_ctl) not found"
+    return Path(pg_ctl).parent
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of its own: ``initdb`` into a temporary directory, ``pg_ctl`` on a spare port.
+
+    ``fsync=off``: the battery kills the server process, never the machine, so committed data is in
+    the kernel's page cache either way; it only saves the shared disk's time.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base / "pgdata"
+        self.port = free_port()
+        self.bin = _pg_bin()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/adsite"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *args: str, timeout: float = 120) -> None:
+        subprocess.run([*self.as_user, *args], check=True, timeout=timeout,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def init(self) -> None:
+        self.dir.mkdir(parents=True)
+        if self.as_user:
+            shutil.chown(self.dir, "postgres", "postgres")
+            shutil.chown(self.dir.parent, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                  "--no-sync")
+        self.start()
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "adsite")
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
+                   "-c max_connections=200 -c shared_buffers=64MB")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-o", options, "-l", str(self.dir / "log"),
+                  "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-m", mode, "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        return (self.dir / "postmaster.pid").exists() and _port_open(self.port)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=5, autocommit=True) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+
+# --- The site ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SiteProcess:
+    pid: int
+    ppid: int
+    role: str  # gunicorn-master, gunicorn-worker, celery-worker, celery-child, beat, other
+    cmdline: str
+
+
+def _processes_in_session(sid: int) -> list[SiteProcess]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        state, ppid, session = fields[0], int(fields[1]), int(fields[3])
+        if session != sid or state == "Z":
+            continue
+        found.append(SiteProcess(int(entry), ppid, "", cmdline))
+    pids = {p.pid: p for p in found}
+    for proc in found:
+        parent = pids.get(proc.ppid)
+        if "gunicorn" in proc.cmdline:
+            proc.role = "gunicorn-worker" if parent and "gunicorn" in parent.cmdline else "gunicorn-master"
+        elif "celery" in proc.cmdline and " beat" in proc.cmdline:
+            proc.role = "beat"
+        elif "celery" in proc.cmdline and " worker" in proc.cmdline:
+            proc.role = "celery-child" if parent and "celery" in parent.cmdline else "celery-worker"
+        else:
+            proc.role = "other"
+    return found
+
+
+class Site:
+    """The site in services mode, started by ``scripts/serve.sh`` as ``make run`` does."""
+
+    def __init__(self, base: Path, redis_url: str, database_url: str, **env: str) -> None:
+        self.base = base
+        self.port = free_port()
+        self.var = base / "var"
+        self.var.mkdir(parents=True, exist_ok=True)
+        self.log_path = base / "site.log"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "PORT": str(self.port),
+            "ADSITE_VAR_DIR": str(self.var),
+            "WEB_CONCURRENCY": "2",
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": "adsite.settings",
+            **env,
+        }
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.token = ""
+
+    def manage(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        return done
+
+    def prepare(self) -> None:
+        self.manage("migrate", "--noinput", "-v", "0")
+        self.manage("collectstatic", "--noinput", "-v", "0")
+        self.manage("seed_demo")
+        self.manage("seed_ads")
+        self.token = self.manage("create_api_token", "faults").stdout.strip().split()[-1]
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["bash", "scripts/serve.sh"], cwd=ROOT, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: self.get("/healthz")[0] == 200, timeout=180, what="site start", every=0.5)
+        wait_for(lambda: len(self.processes("celery-child")) >= 1 and len(self.processes("beat")) == 1,
+                 timeout=120, what="celery worker and beat start", every=0.5)
+
+    def processes(self, role: str | None = None) -> list[SiteProcess]:
+        assert self.proc is not None
+        found = _processes_in_session(self.proc.pid)
+        return [p for p in found if role is None or p.role == role]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        for proc in self.processes():
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                timeout: float = 15.0) -> tuple[int, bytes, dict[str, str]]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+        finally:
+            conn.close()
+
+    def get(self, path: str, timeout: float = 15.0) -> tuple[int, bytes]:
+        status, body, _headers = self.request("GET", path, timeout=timeout)
+        return status, body
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
+    def log_offset(self) -> int:
+        return self.log_path.stat().st_size
+
+    def ledger(self) -> dict[str, Any]:
+        return dict(json.loads(self.manage("ledger", "--json").stdout))
+
+
+# --- Traffic ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    at: float  # monotonic time the request was sent
+    path: str
+    status: int  # 0: no answer (refused, reset, timed out)
+    seconds: float
+    retry_after: str | None = None
+
+
+@dataclass
+class Batch:
+    path: str
+    events: list[dict[str, Any]]
+    accepted: bool = False
+
+
+@dataclass
+class Traffic:
+    """Senders posting batches of known events until stopped; unanswered batches are retried."""
+
+    site: Site
+    tag: str
+    senders: int = 2
+    batch_size: int = 20
+    pause_s: float = 0.05
+    answers: list[Answer] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def event(self, n: int) -> dict[str, Any]:
+        kind = random.choice(("page_view", "page_view", "page_ping", "click"))
+        event: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()),
+            "type": kind,
+            "user_id": f"f-{self.tag}-{n % 50:02d}",
+            "session_id": f"s-{n % 50}",
+            "ts": int(time.time() * 1000),
+            "url": f"https://example.org/article/{n % 30}",
+            "item_id": f"article-{n % 30}",
+            "categories": [random.choice(("technology", "sports", "travel", "food-drink"))],
+        }
+        if kind == "page_ping":
+            event["properties"] = {"engaged_ms": 15000}
+        return event
+
+    def _post(self, batch: Batch) -> None:
+        body = json.dumps({"events": batch.events}).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": UA}
+        if batch.path == "/api/v1/events":
+            headers["Authorization"] = f"Token {self.site.token}"
+        started = time.monotonic()
+        try:
+            status, _body, answer_headers = self.site.request("POST", batch.path, body, headers)
+        except OSError:
+            status, answer_headers = 0, {}
+        answer = Answer(started, batch.path, status, time.monotonic() - started, answer_headers.get("retry-after"))
+        with self._lock:
+            self.answers.append(answer)
+        if 200 <= status < 300:
+            batch.accepted = True
+
+    def _run(self, index: int) -> None:
+        n = index * 1_000_000
+        retry: list[Batch] = []
+        while not self._stop.is_set():
+            if retry:
+                batch = retry.pop(0)
+            else:
+                path = "/api/v1/events" if n % 5 == 4 else "/collect"
+                events = [self.event(n + i) for i in range(self.batch_size)]
+                n += self.batch_size
+                batch = Batch(path, events)
+                with self._lock:
+                    self.batches.append(batch)
+            self._post(batch)
+            if not batch.accepted:
+                retry.append(batch)
+                time.sleep(0.5)  # the tracker backs off before retrying
+            time.sleep(self.pause_s)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(self.senders)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def retry_unaccepted(self, *, timeout: float = 120) -> None:
+        """After the fault: deliver every batch that never got a 2xx (the tracker keeps them)."""
+        deadline = time.monotonic() + timeout
+        for batch in self.batches:
+            while not batch.accepted and time.monotonic() < deadline:
+                self._post(batch)
+                if not batch.accepted:
+                    time.sleep(0.5)
+
+    # --- figures -------------------------------------------------------------------------------------
+
+    def sent_ids(self) -> set[str]:
+        return {event["event_id"] for batch in self.batches for event in batch.events}
+
+    def accepted_ids(self) -> set[str]:
+        return {event["event_id"] for batch in self.batches if batch.accepted for event in batch.events}
+
+    def window(self, start: float, end: float) -> list[Answer]:
+        return [a for a in self.answers if start <= a.at < end]
+
+    def reconcile(self, cluster: PostgresCluster) -> dict[str, Any]:
+        rows = cluster.query(
+            "SELECT event_id::text, count(*) FROM tracking_event WHERE user_id LIKE %s GROUP BY event_id",
+            (f"f-{self.tag}-%",),
+        )
+        stored = {row[0] for row in rows}
+        sent, accepted = self.sent_ids(), self.accepted_ids()
+        return {
+            "sent": len(sent),
+            "accepted": len(accepted),
+            "stored": len(stored),
+            "lost": len(accepted - stored),
+            "duplicated": sum(1 for row in rows if row[1] > 1),
+            "stored_never_sent": len(stored - sent),
+            "stored_not_acknowledged": len((stored & sent) - accepted),
+            "requests": len(self.answers),
+            "http_5xx": sum(1 for a in self.answers if a.status >= 500),
+            "http_503": sum(1 for a in self.answers if a.status == 503),
+            "no_answer": sum(1 for a in self.answers if a.status == 0),
+        }
+
+
+def latency_summary(answers: Sequence[Answer]) -> dict[str, Any]:
+    if not answers:
+        return {"requests": 0}
+    seconds = sorted(a.seconds for a in answers)
+    statuses: dict[str, int] = {}
+    for a in answers:
+        statuses[str(a.status)] = statuses.get(str(a.status), 0) + 1
+    return {
+        "requests": len(answers),
+        "p50_ms": round(seconds[len(seconds) // 2] * 1000, 1),
+        "p99_ms": round(seconds[min(len(seconds) - 1, int(len(seconds) * 0.99))] * 1000, 1),
+        "worst_ms": round(seconds[-1] * 1000, 1),
+        "statuses": statuses,
+    }
+
+
+def stream_drained(redis_server: RedisServer) -> bool:
+    client = redis_server.client()
+    try:
+        return int(client.xlen("adsite:events")) == 0
+    finally:
+        client.close()
+
+
+# --- The whole stack ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    base: Path
+    redis: RedisServer
+    postgres: PostgresCluster
+    site: Site
+    started_s: float
+
+
+@contextlib.contextmanager
+def stack_up(*, keep: bool = False, **site_env: str) -> Iterator[Stack]:
+    """Redis (AOF), a PostgreSQL cluster and the site on top, all of their own; torn down at the end
+    (the temporary directory too, unless ``keep``)."""
+    started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="adsite-stack-"))
+    os.chmod(base, 0o755)
+    redis_server = RedisServer(base)
+    postgres = PostgresCluster(base)
+    site = Site(base, redis_server.url, postgres.url, **site_env)
+    try:
+        redis_server.start()
+        postgres.init()
+        site.prepare()
+        site.start()
+        yield Stack(base, redis_server, postgres, site, time.monotonic() - started)
+    finally:
+        site.stop()
+        redis_server.stop()
+        if postgres.running():
+            try:
+                postgres.stop("fast")
+            except Exception:
+                pass
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
