@@ -33,6 +33,7 @@ def stack() -> Iterator[Stack]:
         # so what drains after a killed flush was taken over because its process is gone
         TRACKING_FLUSH_SECONDS="1",
         TRACKING_FLUSH_RECLAIM_IDLE_MS="600000",
+        TRACKING_FLUSH_BATCH="1000",
         LOG_LEVEL="INFO",
     ) as running:
         yield running
