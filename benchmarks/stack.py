@@ -4,7 +4,8 @@ Everything here runs on spare ports and temporary directories: a ``redis-server`
 (``appendonly yes``, ``appendfsync everysec``, as the README recommends for production), a PostgreSQL
 cluster of its own (``initdb`` + ``pg_ctl`` from ``/usr/lib/postgresql/*/bin``, run as the
 ``postgres`` user when the tests run as root, since PostgreSQL refuses to run as root) and the site
-started by ``scripts/serve.sh`` in services mode (gunicorn, Celery worker and beat). The machine's own
+started by ``scripts/serve.sh`` in services mode (the web server, Celery worker and beat, each a
+program of supervisord). The machine's own
 PostgreSQL, Redis and RabbitMQ are never touched.
 
 ``Traffic`` sends tracker batches (``/collect``) and server-to-server batches (``/api/v1/events``)
@@ -181,7 +182,7 @@ class PostgresCluster:
 class SiteProcess:
     pid: int
     ppid: int
-    role: str  # gunicorn-master, gunicorn-worker, celery-worker, celery-child, beat, other
+    role: str  # web-master, web-worker, supervisord, celery-worker, celery-child, beat, other
     cmdline: str
 
 
@@ -203,8 +204,11 @@ def _processes_in_session(sid: int) -> list[SiteProcess]:
     pids = {p.pid: p for p in found}
     for proc in found:
         parent = pids.get(proc.ppid)
-        if "gunicorn" in proc.cmdline:
-            proc.role = "gunicorn-worker" if parent and "gunicorn" in parent.cmdline else "gunicorn-master"
+        if "granian" in proc.cmdline or "gunicorn" in proc.cmdline:
+            server = "granian" if "granian" in proc.cmdline else "gunicorn"
+            proc.role = "web-worker" if parent and server in parent.cmdline else "web-master"
+        elif "supervisord" in proc.cmdline:
+            proc.role = "supervisord"
         elif "celery" in proc.cmdline and " beat" in proc.cmdline:
             proc.role = "beat"
         elif "celery" in proc.cmdline and " worker" in proc.cmdline:
