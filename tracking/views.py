@@ -58,7 +58,9 @@ from tracking.services import (
     limits_for,
 )
 
-BODY_ERRORS = ("invalid_json", "invalid_batch", "batch_too_large", "body_too_large", "unavailable")
+BODY_ERRORS = (
+    "invalid_json", "invalid_batch", "batch_too_large", "body_too_large", "quarantine_budget_spent", "unavailable"
+)
 
 
 class _BodyError(Exception):
