@@ -236,6 +236,9 @@ class Site:
             "WEB_CONCURRENCY": "2",
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "adsite.settings",
+            # the traffic comes from one address at more than the anonymous rate limit (tracking/ratelimit.py)
+            "ADSITE_RATE_LIMITS": "0",
+            "DJANGO_DEBUG": "1",  # as `make run` serves it
             **env,
         }
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -347,12 +350,12 @@ class Traffic:
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def event(self, n: int) -> dict[str, Any]:
+    def event(self, n: int, *, user: int | None = None) -> dict[str, Any]:
         kind = random.choice(("page_view", "page_view", "page_ping", "click"))
         event: dict[str, Any] = {
             "event_id": str(uuid.uuid4()),
             "type": kind,
-            "user_id": f"f-{self.tag}-{n % 50:02d}",
+            "user_id": f"f-{self.tag}-{(n if user is None else user) % 50:02d}",
             "session_id": f"s-{n % 50}",
             "ts": int(time.time() * 1000),
             "url": f"https://example.org/article/{n % 30}",
@@ -363,11 +366,19 @@ class Traffic:
             event["properties"] = {"engaged_ms": 15000}
         return event
 
+    def headers(self, path: str, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """As ``tracker.js`` sends them: ``/collect`` carries the visitor's identity cookie (its events are
+        that visitor's); the API carries the service token."""
+        headers = {"Content-Type": "application/json", "User-Agent": UA}
+        if path == "/api/v1/events":
+            headers["Authorization"] = f"Token {self.site.token}"
+        elif events:
+            headers["Cookie"] = f"adsite_uid={events[0]['user_id']}"
+        return headers
+
     def _post(self, batch: Batch) -> None:
         body = json.dumps({"events": batch.events}).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": UA}
-        if batch.path == "/api/v1/events":
-            headers["Authorization"] = f"Token {self.site.token}"
+        headers = self.headers(batch.path, batch.events)
         started = time.monotonic()
         try:
             status, _body, answer_headers = self.site.request("POST", batch.path, body, headers)
@@ -387,7 +398,7 @@ class Traffic:
                 batch = retry.pop(0)
             else:
                 path = "/api/v1/events" if n % 5 == 4 else "/collect"
-                events = [self.event(n + i) for i in range(self.batch_size)]
+                events = [self.event(n + i, user=n // self.batch_size) for i in range(self.batch_size)]
                 n += self.batch_size
                 batch = Batch(path, events)
                 with self._lock:

@@ -48,7 +48,7 @@ class EmbeddedSite(Site):
         self.log_path = var.parent / f"{var.name}-site.log"
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL",
                                                                       "PROMETHEUS_MULTIPROC_DIR")}
-        self.env.update(PORT=str(self.port), ADSITE_VAR_DIR=str(var), PYTHONUNBUFFERED="1",
+        self.env.update(PORT=str(self.port), ADSITE_VAR_DIR=str(var), PYTHONUNBUFFERED="1", ADSITE_RATE_LIMITS="0", DJANGO_DEBUG="1",
                         ADSITE_WEB_THREADS="4", DJANGO_SETTINGS_MODULE="adsite.settings")
         self.proc = None
         self.token = ""

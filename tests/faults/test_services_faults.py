@@ -192,7 +192,7 @@ def test_same_batches_three_times_out_of_order_across_processes_are_stored_once(
 ) -> None:
     site = stack.site
     traffic = Traffic(site, "triple")
-    batches = [[traffic.event(n * 40 + i) for i in range(40)] for n in range(6)]
+    batches = [[traffic.event(n * 40 + i, user=n) for i in range(40)] for n in range(6)]
     deliveries = [(path, batch) for batch in batches for path in ("/collect", "/collect", "/api/v1/events")]
     random.Random(7).shuffle(deliveries)
     before = site.ledger()
@@ -201,9 +201,7 @@ def test_same_batches_three_times_out_of_order_across_processes_are_stored_once(
 
     def deliver(chunk: list[tuple[str, list[dict[str, Any]]]]) -> None:
         for path, batch in chunk:
-            headers = {"Content-Type": "application/json", "User-Agent": "Mozilla/5.0 Chrome/124.0"}
-            if path == "/api/v1/events":
-                headers["Authorization"] = f"Token {site.token}"
+            headers = traffic.headers(path, batch)
             status, body, _h = site.request("POST", path, json.dumps({"events": batch}).encode(), headers)
             with lock:
                 answers.append({"status": status, **json.loads(body)})
