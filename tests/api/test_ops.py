@@ -99,7 +99,7 @@ def test_schema_generates_without_warnings_and_validates():
 def test_readyz_checks_redis_through_the_fail_fast_guard(predictor, private_redis_server, settings):
     """A hung Redis costs /readyz one timeout; the next probe within the guard's cooldown answers at once,
     saying so, instead of waiting out another timeout."""
-    from adsite.ops.redis_guard import guard_reset
+    from inference.redis_clients import guard_reset
 
     guard_reset()
     settings.REDIS_URL = private_redis_server.url
