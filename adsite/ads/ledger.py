@@ -464,12 +464,12 @@ def _unavailable_on_redis_error(method: Callable[_P, _R]) -> Callable[_P, _R]:
 class RedisLedger:
     """The same counters in Redis, changed only by Lua scripts (atomic across processes)."""
 
-    def __init__(self, url: str, *, prefix: str = "ads:") -> None:
+    def __init__(self, url: str, *, prefix: str = "ads:", client: Any = None) -> None:
         from inference.api import redis_client
 
         # on the request path, guarded: a Redis that hangs costs one timeout per process per cooldown,
-        # then house ads at once
-        self._redis = redis_client(url, timeout="request")
+        # then house ads at once (``client``: another Redis-compatible client, e.g. the parity tests')
+        self._redis = client if client is not None else redis_client(url, timeout="request")
         self._prefix = prefix
         self._spend = f"{prefix}spend"
         self._stats = f"{prefix}stats"

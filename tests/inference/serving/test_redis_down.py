@@ -11,13 +11,13 @@ from inference.events import EventRecord
 from inference.serving.adapters import PriorAdapter, StoreAdapter
 from inference.serving.deadline import Deadline
 from inference.serving.predictor import Predictor, PredictorConfig
+from inference.store import feature_store, serving_state_reader
 
 pytestmark = pytest.mark.requires_redis
 
 
 def test_killed_redis_gives_a_degraded_prior_answer(private_redis, registry):
-    feature_store = pytest.importorskip("inference.store")
-    store = feature_store.feature_store(url=private_redis)
+    store = feature_store(url=private_redis)
     rng = random.Random(3)
     store.observe(
         [
@@ -27,7 +27,7 @@ def test_killed_redis_gives_a_degraded_prior_answer(private_redis, registry):
             for n in range(200)
         ]
     )
-    adapter = StoreAdapter(feature_store.serving_state_reader(url=private_redis))
+    adapter = StoreAdapter(serving_state_reader(url=private_redis))
     registry.publish("gbdt", "gbdt-1")
     predictor = Predictor(
         features=adapter,
@@ -55,7 +55,6 @@ def test_a_hung_redis_costs_one_read_timeout_then_the_prior_answers_at_once(priv
     import logging
 
     from inference import redis_clients as redis_guard
-    from inference.store import feature_store, serving_state_reader
 
     redis_guard.guard_reset()
 
