@@ -158,7 +158,7 @@ def test_thompson_sampling_gets_a_new_creative_shown(make_campaign: Any, interes
     new = make_campaign(advertiser="New", bid=Decimal("0.50"))
     old_creative = old.creatives.get().id
     # the established creative: 1,000 impressions at a 2% click rate
-    fresh_ads_state._values.update({f"imp:{old_creative}": 1000, f"clk:{old_creative}": 20})
+    fresh_ads_state.statistics_add(creative_id=old_creative, impressions=1000, clicks=20, extra_exposure_micros=0)
     rng = random.Random(7)
     seen = [shown(ads_select(user_id=f"u{i}", placements=SIDEBAR, context=DecisionContext(rng=rng)))[0] for i in range(200)]
     assert seen.count(new.id) >= 20  # explored, though it has never been clicked
