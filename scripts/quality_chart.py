@@ -23,6 +23,13 @@ SERIES = (  # (label, where in a by_gap entry)
     ("decayed", ("baselines", "decayed")),
 )
 
+COLORS = {
+    "neural (offline)": "tab:blue",
+    "gbdt (offline)": "tab:orange",
+    "frequency": "tab:green",
+    "decayed": "tab:red",
+}
+
 
 def pooled(report: dict[str, Any]) -> dict[str, dict[str, tuple[float, int]]]:
     """series label -> bucket -> (mean NDCG@5, users), over the report and its ``later`` runs."""
@@ -59,7 +66,12 @@ def main(out: str, *reports: str) -> None:
             points = [(i, *series[label][b]) for i, b in enumerate(BUCKETS) if b in series[label]]
             if not points:
                 continue
-            style = {"linewidth": 2.6, "color": "black"} if label == "served" else {"linewidth": 1.4}
+            # one colour per ranker in every panel; the served line drawn over the offline ones
+            style = (
+                {"linewidth": 3.0, "color": "black", "zorder": 3, "alpha": 0.6}
+                if label == "served"
+                else {"linewidth": 1.4, "color": COLORS[label], "zorder": 2}
+            )
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label, **style)
         axis.set_xticks(range(len(BUCKETS)), BUCKETS)
         axis.set_xlabel("time since the visitor's last event")
