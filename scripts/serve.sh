@@ -31,8 +31,15 @@ MODE=$(DJANGO_SETTINGS_MODULE=adsite.settings "$PY/python" -c \
 }
 mkdir -p "$VAR"
 VAR=$(cd "$VAR" && pwd)
-# Prometheus metrics aggregated over every web process (and correct after restarts).
-export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${VAR}/prometheus}"
+# A second server on a port already taken would fail to bind anyway, but only after it had emptied
+# the running server's metrics directory below: refuse before touching anything.
+if "$PY/python" -c 'import socket, sys; s = socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$PORT"; then
+  echo "adsite: port ${PORT} is already serving (another make run?); choose another with PORT=..." >&2
+  exit 2
+fi
+# Prometheus metrics aggregated over every web process (and correct after restarts): one directory
+# per port, so a second server from the same checkout never empties the first one's.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${VAR}/prometheus/${PORT}}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 WEB=("$PWD/$PY/granian" --interface rsgi --host 127.0.0.1 --port "$PORT" --respawn-failed-workers
      --respawn-interval 1 --log-level "${ADSITE_SERVER_LOG_LEVEL:-warning}" adsite.rsgi:application)

@@ -40,7 +40,7 @@ class MetricSnapshot(models.Model):
     """Cumulative metric values of one source (a process, or all workers when multiprocess) at ``at``."""
 
     at = models.DateTimeField()
-    # "multiprocess" when PROMETHEUS_MULTIPROC_DIR aggregates every worker, else "<host>:<pid>":
+    # "multiprocess:<dir>" when PROMETHEUS_MULTIPROC_DIR aggregates every worker, else "<host>:<pid>":
     # differences are only taken between snapshots of the same source (counters restart with a process)
     source = models.CharField(max_length=128)
     values = models.JSONField(default=dict)

@@ -33,8 +33,11 @@ PREFIXES = ("inference_", "ads_", "tracking_", "http_")
 
 
 def snapshot_source() -> str:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return "multiprocess"
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:
+        # one source per server (its own directory): two servers sharing a database never have their
+        # counters differenced against each other
+        return f"multiprocess:{os.path.abspath(metrics_dir)}"[:128]
     return f"{socket.gethostname()}:{os.getpid()}"
 
 

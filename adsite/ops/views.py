@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -60,6 +61,23 @@ def _redis_check() -> str | None:
     return None
 
 
+# the metrics directory's identity when this process first looked: a directory removed and made again
+# (another server's start) leaves this process writing into files nobody reads
+_METRICS_DIR_SEEN: dict[str, tuple[int, int]] = {}
+
+
+def _metrics_dir_check() -> str | None:
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    try:
+        stat = os.stat(metrics_dir)
+    except OSError:
+        return f"{metrics_dir} is missing"
+    identity = (stat.st_dev, stat.st_ino)
+    if _METRICS_DIR_SEEN.setdefault(metrics_dir, identity) != identity:
+        return f"{metrics_dir} was emptied and made again since this process started (another server?)"
+    return None
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: the database answers, Redis answers (services mode), interest models are loaded.
 
@@ -78,6 +96,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if settings.REDIS_URL:
         problem = _redis_check()
         checks["redis"] = {"ok": problem is None, "error": problem}
+        healthy &= problem is None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        problem = _metrics_dir_check()
+        checks["metrics"] = {"ok": problem is None, "error": problem}
         healthy &= problem is None
     status = serving_status()
     models_ok = status.started and bool(status.loaded) and not status.load_errors
