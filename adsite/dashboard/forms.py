@@ -6,8 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 
 from adsite.ads.models import Campaign, Creative
+
+
+class StaffAuthenticationForm(AuthenticationForm):
+    """The dashboard's sign-in: a valid account that is not staff is refused here, not by a 403 later."""
+
+    def confirm_login_allowed(self, user: Any) -> None:
+        super().confirm_login_allowed(user)
+        if not user.is_staff:
+            raise forms.ValidationError("This account is not a staff account.", code="not_staff")
 
 
 class CampaignForm(forms.ModelForm):

@@ -1,13 +1,23 @@
 """Dashboard URLs (mounted at /dashboard/). Every view is staff-only; actions are POST."""
 
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from adsite.dashboard import views
+from adsite.dashboard.forms import StaffAuthenticationForm
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="dashboard/login.html", authentication_form=StaffAuthenticationForm
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("overview.json", views.overview_json, name="overview-json"),
     path("models/", views.models, name="models"),
     path("models/compare", views.models_compare, name="models-compare"),

@@ -135,7 +135,7 @@ ACTIONS = [
 @pytest.mark.parametrize("url", PAGES)
 def test_ads_pages_send_anonymous_to_login_and_refuse_non_staff(url, user_client):
     response = Client().get(url)
-    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert response.status_code == 302 and response["Location"].startswith("/dashboard/login/")
     assert user_client.get(url).status_code == 403
 
 
@@ -144,7 +144,7 @@ def test_ads_actions_refuse_anonymous_and_non_staff_and_change_nothing(url, user
     before = list(Campaign.objects.order_by("id").values_list("status", flat=True))
     creatives_before = list(Creative.objects.order_by("id").values_list("active", flat=True))
     response = Client().post(url, {"name": "hijack"})
-    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    assert response.status_code == 302 and response["Location"].startswith("/dashboard/login/")
     assert user_client.post(url, {"name": "hijack"}).status_code == 403
     assert list(Campaign.objects.order_by("id").values_list("status", flat=True)) == before
     assert list(Creative.objects.order_by("id").values_list("active", flat=True)) == creatives_before

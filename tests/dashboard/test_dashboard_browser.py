@@ -56,10 +56,10 @@ def _shot(page: Any, name: str) -> None:
 
 def _login(page: Any, base: str) -> None:
     page.goto(f"{base}/dashboard/")
-    assert "/admin/login/" in page.url
+    assert "/dashboard/login/" in page.url
     page.fill("#id_username", "staffer")
     page.fill("#id_password", "pw-staff-123")
-    page.click("input[type=submit]")
+    page.click("#sign-in")
     page.wait_for_url(f"{base}/dashboard/")
 
 

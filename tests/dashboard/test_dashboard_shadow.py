@@ -77,7 +77,7 @@ def test_shadow_actions_refuse_non_staff_anonymous_and_missing_csrf(url, user_cl
     data = {"version": seeded["new"], "sample_percent": "50", "top_k": "5"}
     assert user_client.post(url, data).status_code == 403
     anonymous = Client().post(url, data)
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/admin/login/")
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/dashboard/login/")
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(staff_user)
     assert strict.post(url, data).status_code == 403
