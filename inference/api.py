@@ -376,6 +376,13 @@ def model_version_rollback(*, algorithm: str, actor: str) -> ModelVersionInfo:
     return _version_info(rollback(algorithm=algorithm, actor=actor))
 
 
+def model_version_rollback_target(*, algorithm: str) -> str | None:
+    """The version a rollback of ``algorithm`` would serve again; None when there is none."""
+    from inference.registry.selectors import model_version_rollback_target as target
+
+    return target(algorithm=algorithm)
+
+
 def model_version_retire(*, version: str, actor: str) -> ModelVersionInfo:
     from inference.registry.services import model_version_retire as retire
 

@@ -50,6 +50,8 @@ DEFAULTS: dict[str, Any] = {
     # share of decisions whose explanation is kept, and how many are kept at most
     "EXPLAIN_SAMPLE": 0.01,
     "EXPLAIN_KEEP": 1000,
+    # the currency every bid, budget, spend and revenue figure is in (ISO 4217 code, shown beside amounts)
+    "CURRENCY": "USD",
 }
 
 

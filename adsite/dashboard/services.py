@@ -220,15 +220,17 @@ def quarantine_replay(*, actor: Any, ids: Sequence[int]) -> Any:
 
 def campaign_status_set(*, actor: Any, campaign_id: int, status: str) -> Any:
     """Pause (``paused``) or resume (``active``) a campaign through the ads service."""
+    from adsite.ads import selectors as ads_selectors
     from adsite.ads.services import staff as ads
 
+    before = _changes(ads_selectors.campaign_get(campaign_id=campaign_id), ["status"])
     return _audited(
         actor=actor,
         action="campaign.pause" if status == "paused" else "campaign.resume",
         target=f"campaign {campaign_id}",
         details={"status": status},
         call=lambda: ads.campaign_status_set(campaign_id=campaign_id, status=status),
-        describe=lambda r: {"campaign": str(r)},
+        describe=lambda r: {"campaign": str(r), "changes": _with_new(before, r)},
     )
 
 
@@ -249,6 +251,38 @@ def _changed(fields: dict[str, Any], changed: Sequence[str] | None) -> list[str]
     return sorted(changed if changed is not None else fields)
 
 
+def _audit_value(value: Any) -> Any:
+    """A field value as the audit trail keeps it (JSON): a related row by its name, a decimal or a
+    date as text, a file by its name."""
+    from decimal import Decimal
+
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):  # 0.5000 and 0.5 are one amount
+        return f"{value.normalize():f}"
+    if isinstance(value, dict | list):
+        return value
+    if hasattr(value, "pk") and hasattr(value, "_meta"):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(getattr(value, "name", value))
+
+
+def _changes(row: Any, fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{field: {"old": ..., "new": ...}}`` of ``row`` before a save, the new values filled in later."""
+    return {name: {"old": _audit_value(getattr(row, name, None)) if row is not None else None} for name in fields}
+
+
+def _with_new(changes: dict[str, dict[str, Any]], saved: Any) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, change in changes.items():
+        new = _audit_value(getattr(saved, name, None))
+        if new != change["old"]:
+            out[name] = {"old": change["old"], "new": new}
+    return out
+
+
 def campaign_save(
     *,
     actor: Any,
@@ -257,7 +291,11 @@ def campaign_save(
     changed: Sequence[str] | None = None,
 ) -> Any:
     """Create (no ``campaign_id``) or update a campaign; the audit entry names the changed fields."""
+    from adsite.ads import selectors as ads_selectors
     from adsite.ads.services import staff as ads
+
+    names = _changed(fields, changed)
+    before = _changes(ads_selectors.campaign_get(campaign_id=campaign_id) if campaign_id else None, names)
 
     def call() -> Any:
         if campaign_id is None:
@@ -268,9 +306,9 @@ def campaign_save(
         actor=actor,
         action="campaign.create" if campaign_id is None else "campaign.update",
         target=f"campaign {campaign_id}" if campaign_id else str(fields.get("name", ""))[:200],
-        details={"fields": _changed(fields, changed)},
+        details={"fields": names},
         call=call,
-        describe=lambda r: {"campaign_id": r.id, "campaign": str(r)},
+        describe=lambda r: {"campaign_id": r.id, "campaign": str(r), "changes": _with_new(before, r)},
     )
 
 
@@ -281,7 +319,11 @@ def creative_save(
     creative_id: int | None = None,
     changed: Sequence[str] | None = None,
 ) -> Any:
+    from adsite.ads import selectors as ads_selectors
     from adsite.ads.services import staff as ads
+
+    names = _changed(fields, changed)
+    before = _changes(ads_selectors.creative_get(creative_id=creative_id) if creative_id else None, names)
 
     def call() -> Any:
         if creative_id is None:
@@ -292,7 +334,11 @@ def creative_save(
         actor=actor,
         action="creative.create" if creative_id is None else "creative.update",
         target=f"creative {creative_id}" if creative_id else str(fields.get("name", ""))[:200],
-        details={"fields": _changed(fields, changed)},
+        details={"fields": names},
         call=call,
-        describe=lambda r: {"creative_id": r.id, "campaign_id": r.campaign_id},
+        describe=lambda r: {
+            "creative_id": r.id,
+            "campaign_id": r.campaign_id,
+            "changes": _with_new(before, r),
+        },
     )

@@ -282,9 +282,17 @@ def quarantine_replay(request: HttpRequest) -> HttpResponse:
 @require_GET
 @staff_required
 def audit(request: HttpRequest) -> HttpResponse:
-    before = request.GET.get("before", "")
-    entries = audit_reads.audit_list(before_id=int(before) if before.isdigit() else None)
-    return render(request, "dashboard/audit.html", {"page": "audit", "entries": entries})
+    before, after = request.GET.get("before", ""), request.GET.get("after", "")
+    trail = audit_reads.audit_page(
+        kind=request.GET.get("kind", ""),
+        actor=request.GET.get("actor", "")[:150],
+        query=request.GET.get("q", "").strip()[:100],
+        before_id=int(before) if before.isdigit() else None,
+        after_id=int(after) if after.isdigit() else None,
+    )
+    return render(
+        request, "dashboard/audit.html", {"page": "audit", "trail": trail, "kinds": audit_reads.ACTION_KINDS}
+    )
 
 
 # --- ads ------------------------------------------------------------------------------------------
@@ -325,11 +333,13 @@ def campaign_status(request: HttpRequest, campaign_id: int, action: str) -> Http
     status = {"pause": "paused", "resume": "active"}.get(action)
     if status is None:
         raise Http404
-    _run(
-        request,
-        lambda: services.campaign_status_set(actor=request.user, campaign_id=campaign_id, status=status),
-        f"Campaign {campaign_id} {'paused: it is no longer chosen' if status == 'paused' else 'resumed'}.",
-    )
+    try:
+        campaign = services.campaign_status_set(actor=request.user, campaign_id=campaign_id, status=status)
+    except services.ActionFailed as exc:
+        messages.error(request, str(exc))
+    else:
+        done = "paused: it is no longer chosen" if status == "paused" else "resumed"
+        messages.success(request, f"Campaign {campaign.name} {done}.")
     return _ads_back(request, reverse("dashboard:ads"))
 
 
@@ -339,11 +349,12 @@ def creative_status(request: HttpRequest, creative_id: int, action: str) -> Http
     active = {"pause": False, "resume": True}.get(action)
     if active is None:
         raise Http404
-    _run(
-        request,
-        lambda: services.creative_active_set(actor=request.user, creative_id=creative_id, active=active),
-        f"Creative {creative_id} {'resumed' if active else 'paused'}.",
-    )
+    try:
+        creative = services.creative_active_set(actor=request.user, creative_id=creative_id, active=active)
+    except services.ActionFailed as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Creative {creative.name} {'resumed' if active else 'paused'}.")
     return _ads_back(request, reverse("dashboard:ads"))
 
 

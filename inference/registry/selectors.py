@@ -8,7 +8,7 @@ from pathlib import Path
 from django.db.models import QuerySet
 
 from inference.conf import inference_setting
-from inference.registry.models import ModelVersion, ShadowConfig, TrainingRun
+from inference.registry.models import ModelActivation, ModelVersion, ShadowConfig, TrainingRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,23 @@ def model_version_get(*, version: str) -> ModelVersion:
 
 def model_version_active(*, algorithm: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(algorithm=algorithm, status=ModelVersion.Status.ACTIVE).first()
+
+
+def model_version_rollback_target(*, algorithm: str) -> str | None:
+    """The version a rollback of ``algorithm`` would serve again (the one active before the current
+    one, as ``services.model_version_rollback`` picks it), or None when there is nothing to roll back to."""
+    current = model_version_active(algorithm=algorithm)
+    if current is None:
+        return None
+    entry = (
+        ModelActivation.objects.filter(
+            version=current, action__in=[ModelActivation.Action.ACTIVATE, ModelActivation.Action.ROLLBACK]
+        )
+        .exclude(previous=None)
+        .select_related("previous")
+        .first()
+    )
+    return entry.previous.version if entry is not None and entry.previous is not None else None
 
 
 def model_versions_list(*, algorithm: str | None = None, status: str | None = None) -> QuerySet[ModelVersion]:

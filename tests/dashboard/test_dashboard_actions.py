@@ -86,6 +86,10 @@ def test_train_now_runs_the_training_task_and_the_run_appears(staff_client, tmp_
     )
     entry = AuditEntry.objects.get()
     assert entry.action == "model.train" and entry.details["algorithm"] == "gbdt"
+    # the audit trail shows the run's result beside its start: succeeded, the version it registered
+    audit = staff_client.get("/dashboard/audit/").content.decode()
+    version = ModelVersion.objects.get().version
+    assert 'data-training-result="succeeded"' in audit and version in audit
 
 
 def test_delete_visitor_needs_confirmation_then_removes_their_data(staff_client, seeded):
@@ -122,3 +126,30 @@ def test_replay_after_a_fix_stores_the_event_and_marks_the_row(staff_client, see
     staff_client.post("/dashboard/quality/replay", {"ids": [str(bad.id)]})
     assert len(user_events_recent(user_id=VISITOR, limit=100)) == before + 1
     assert [e.action for e in AuditEntry.objects.order_by("id")] == ["quarantine.replay", "quarantine.replay"]
+
+
+def test_roll_back_is_offered_only_when_a_version_served_before(staff_client, seeded):
+    html = staff_client.get("/dashboard/models/").content.decode()
+    assert 'data-rollback="gbdt"' not in html and "nothing served before" in html
+    staff_client.post(f"/dashboard/models/{seeded['new']}/activate")
+    html = staff_client.get("/dashboard/models/").content.decode()
+    assert 'data-rollback="gbdt"' in html and f"Roll back to {seeded['old']}" in html
+
+
+def test_audit_trail_filters_by_action_and_actor_and_pages(staff_client, staff_user, django_user_model):
+    from adsite.dashboard.services import audit_entry_create
+
+    other = django_user_model.objects.create_user("analyst", password="pw-analyst-1", is_staff=True)
+    for i in range(60):
+        audit_entry_create(actor=staff_user, action="campaign.pause", target=f"campaign {i}")
+    for i in range(3):
+        audit_entry_create(actor=other, action="model.activate", target=f"gbdt-{i}")
+    first = staff_client.get("/dashboard/audit/").content.decode()
+    assert first.count("data-audit-id=") == 50 and 'id="audit-older"' in first and 'id="audit-newer"' not in first
+    oldest_on_first = min(e.id for e in AuditEntry.objects.order_by("-id")[:50])
+    second = staff_client.get(f"/dashboard/audit/?before={oldest_on_first}").content.decode()
+    assert second.count("data-audit-id=") == 13 and 'id="audit-older"' not in second and 'id="audit-newer"' in second
+    models = staff_client.get("/dashboard/audit/?kind=model").content.decode()
+    assert models.count("data-audit-id=") == 3 and "campaign.pause" not in models.split("<tbody>")[1]
+    by_actor = staff_client.get("/dashboard/audit/?actor=analyst&q=gbdt-1").content.decode()
+    assert by_actor.count("data-audit-id=") == 1 and "gbdt-1" in by_actor

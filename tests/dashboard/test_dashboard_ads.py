@@ -314,9 +314,17 @@ def test_pausing_an_unknown_campaign_is_refused_and_audited_as_failed(staff_clie
     assert AuditEntry.objects.get(action="campaign.pause").ok is False
 
 
+def _categories() -> None:
+    from adsite.content.models import Category
+
+    for slug in CATEGORIES:
+        Category.objects.get_or_create(slug=slug, defaults={"name": slug.replace("-", " ").title()})
+
+
 def test_campaign_and_creative_are_created_and_edited_from_forms(staff_client, ads_seeded):
     from adsite.ads.models import Advertiser
 
+    _categories()
     advertiser = Advertiser.objects.get(name="Pulse Fitness")
     response = staff_client.post(
         "/dashboard/ads/campaigns/new",
@@ -331,7 +339,8 @@ def test_campaign_and_creative_are_created_and_edited_from_forms(staff_client, a
             "bid": "0.50",
             "daily_budget": "100",
             "total_budget": "1000",
-            "interests": '{"sports": 1.0}',
+            "target_0": "sports",
+            "weight_0": "1",
             "interest_min_score": "0",
             "devices": "[]",
             "hours": "[]",
@@ -391,6 +400,69 @@ def test_campaign_and_creative_are_created_and_edited_from_forms(staff_client, a
     actions = list(AuditEntry.objects.order_by("id").values_list("action", "details"))
     assert [a for a, _ in actions] == ["campaign.create", "creative.create", "creative.update"]
     assert actions[-1][1]["fields"] == ["headline"]
+    assert actions[-1][1]["changes"] == {"headline": {"old": "Run", "new": "Run faster"}}
+
+
+CAMPAIGN_POST = {
+    "name": "Autumn run",
+    "status": "active",
+    "tier": "standard",
+    "ends_at": "",
+    "pricing": "cpc",
+    "bid": "0.50",
+    "daily_budget": "100",
+    "total_budget": "1000",
+    "interest_min_score": "0",
+    "devices": "[]",
+    "hours": "[]",
+    "cap_per_hour": "0",
+    "cap_per_day": "0",
+}
+
+
+def test_campaign_form_picks_targeting_from_the_taxonomy_and_refuses_unknown_categories(staff_client, ads_seeded):
+    from adsite.ads.models import Advertiser
+
+    _categories()
+    advertiser = Advertiser.objects.get(name="Pulse Fitness")
+    post = {
+        **CAMPAIGN_POST,
+        "advertiser": advertiser.id,
+        "starts_at": (timezone.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+    }
+    form = staff_client.get("/dashboard/ads/campaigns/new").content.decode()
+    assert '<option value="travel">Travel</option>' in form  # picked from the categories, not typed JSON
+    assert "Bid (USD)" in form and "Daily budget (USD)" in form
+    refused = staff_client.post("/dashboard/ads/campaigns/new", {**post, "target_0": "no-such-topic"})
+    assert refused.status_code == 200 and not Campaign.objects.filter(name="Autumn run").exists()
+    assert "no-such-topic" in refused.content.decode()
+    staff_client.post(
+        "/dashboard/ads/campaigns/new",
+        {**post, "target_0": "travel", "weight_0": "1", "target_1": "pets", "weight_1": "0.3"},
+    )
+    campaign = Campaign.objects.get(name="Autumn run")
+    assert campaign.interests == {"travel": 1.0, "pets": 0.3}
+    edit = staff_client.get(f"/dashboard/ads/campaigns/{campaign.id}/edit").content.decode()
+    assert 'value="0.50"' in edit and 'value="100.00"' in edit and "0.5000" not in edit
+    staff_client.post(
+        f"/dashboard/ads/campaigns/{campaign.id}/edit",
+        {**post, "bid": "0.75", "target_0": "travel", "weight_0": "1"},
+    )
+    entry = AuditEntry.objects.filter(action="campaign.update").get()
+    assert entry.details["changes"] == {
+        "bid": {"old": "0.5", "new": "0.75"},
+        "interests": {"old": {"travel": 1.0, "pets": 0.3}, "new": {"travel": 1.0}},
+    }
+    audit = staff_client.get("/dashboard/audit/?kind=campaign").content.decode()
+    assert "0.5" in audit and "0.75" in audit and "campaign.update" in audit
+
+
+def test_house_budget_and_amounts_read_as_money(staff_client, ads_seeded):
+    html = staff_client.get("/dashboard/ads/").content.decode()
+    assert "1000000000" not in html and "no limit" in html and " USD" in html
+    house = Campaign.objects.filter(tier="house").first()
+    page = staff_client.get(f"/dashboard/ads/campaigns/{house.id}/").content.decode()
+    assert "no limit" in page and "1000000000" not in page
 
 
 def test_caps_hit_show_as_decisions_the_campaign_sat_out(staff_client, ads_seeded):

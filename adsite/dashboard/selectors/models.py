@@ -172,6 +172,8 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
                 "p50": row.get("p50_ms"),
                 "p99": row.get("p99_ms"),
                 "share": f"{100 * served.get(name, 0) / answers:.1f}%" if answers else None,
+                # no "Roll back" button when nothing served before the active version
+                "rollback_to": inference_api.model_version_rollback_target(algorithm=name),
             }
         )
     setting = inference_api.shadow_setting_get()

@@ -73,12 +73,15 @@ def _spend_rows(spend: dict[str, float], budget: dict[str, float], limit: int = 
         return []
     from adsite.ads import selectors as ads_selectors
 
+    from adsite.dashboard.templatetags.dashboard_format import budget as budget_text
+    from adsite.dashboard.templatetags.dashboard_format import money_text
+
     names = ads_selectors.campaign_names()
     return [
         {
             "campaign": names.get(int(c), c) if c.isdigit() else c,
-            "spend": round(spend[c], 2),
-            "budget": round(budget[c], 2) if c in budget else None,
+            "spend": money_text(round(spend[c], 2)),
+            "budget": budget_text(round(budget[c], 2)) if c in budget else None,
         }
         for c in spent
     ]
@@ -111,6 +114,8 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
     clicks = events.get("ad_click", 0)
     spend = series.series_by_label(latest[1], "ads_spend_total", "campaign") if latest else {}
     budget = series.series_by_label(latest[1], "ads_budget", "campaign") if latest else {}
+
+    served_impressions = int(_impressions_served(deltas) if _has_impressions(deltas) else decisions)
 
     def per_s(value: float) -> float | None:
         return round(value / seconds, 3) if seconds > 0 else None
@@ -145,10 +150,11 @@ def overview_get(*, window: str = "hour", now: datetime | None = None) -> dict[s
         "bots_by_type": bots,
         "bot_share": round(sum(bots.values()) / (people + sum(bots.values())), 4) if people or bots else None,
         "quarantined_by_reason": quarantined,
-        "impressions_served": int(_impressions_served(deltas) if _has_impressions(deltas) else decisions),
+        "impressions_served": served_impressions,
         "impressions_viewable": impressions,
         "clicks": clicks,
-        "ctr": f"{100 * clicks / impressions:.2f}%" if impressions else None,
+        # the dashboard's one CTR: clicks / served impressions (as on the ads pages and reports)
+        "ctr": f"{100 * clicks / served_impressions:.2f}%" if served_impressions else None,
         "spend_vs_budget": _spend_rows(spend, budget),
         "chart": {
             "requests": rate_series(points, start, now, _http_requests),

@@ -1,0 +1,66 @@
+"""How the dashboard writes amounts: thousands separated, two decimals, the ads currency beside them;
+a house campaign's budget (set huge so house ads never stop) as "no limit"."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+# the one CTR of the dashboard, stated beside every CTR figure (ads pages, overview, reports, CSV)
+CTR_DEFINITION = "clicks / served impressions"
+
+# a budget at or above this is a placeholder for "never runs out" (the demo house campaign's 1e9)
+NO_LIMIT = Decimal("100000000")
+
+
+def currency() -> str:
+    from adsite.ads.conf import ads_setting
+
+    return str(ads_setting("CURRENCY"))
+
+
+def money_text(value: Any, *, code: bool = True, digits: int = 2) -> str:
+    if value is None or value == "":
+        return "–"
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    text = f"{amount:,.{digits}f}"
+    return f"{text} {currency()}" if code else text
+
+
+@register.filter
+def money(value: Any) -> str:
+    """``1234.5`` -> ``1,234.50 USD``."""
+    return money_text(value)
+
+
+@register.filter
+def amount(value: Any) -> str:
+    """``1234.5`` -> ``1,234.50`` (the currency named in a column head)."""
+    return money_text(value, code=False)
+
+
+@register.filter
+def budget(value: Any, tier: str = "") -> str:
+    """A budget, or "no limit" for a house campaign's placeholder budget."""
+    try:
+        unlimited = tier == "house" or Decimal(str(value)) >= NO_LIMIT
+    except (InvalidOperation, ValueError):
+        unlimited = False
+    return "no limit" if unlimited else money_text(value)
+
+
+@register.simple_tag
+def currency_code() -> str:
+    return currency()
+
+
+@register.simple_tag
+def ctr_definition() -> str:
+    return CTR_DEFINITION
