@@ -36,3 +36,14 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201
         serving_status()
     except Exception:  # a worker that cannot warm up still serves (degraded answers say why)
         worker.log.exception("adsite: predictor warm-up failed")
+    # Embedded mode has no Celery beat: the dashboard's rollups (metrics snapshots, traffic minutes,
+    # site analytics) run on a thread of the one web process from start-up, not on page views.
+    try:
+        from django.conf import settings
+
+        if settings.ADSITE_MODE == "embedded":
+            from adsite.dashboard.rollup import rollup_thread_start
+
+            rollup_thread_start()
+    except Exception:
+        worker.log.exception("adsite: dashboard rollup thread failed to start")

@@ -16,8 +16,11 @@ from tracking.privacy import DeletionResult, user_data_delete
 from tracking.ratelimit import rate_limit_check, rate_limited, too_many_requests
 from tracking.schema import EVENT_TYPES
 from tracking.selectors import (
+    AnalyticsEvent,
     EventSummary,
     QuarantinedSummary,
+    analytics_events_iter,
+    event_days_received,
     event_records_iter,
     events_recorded,
     feature_backlog_size,
@@ -41,6 +44,9 @@ from tracking.services import (
 )
 
 __all__ = [
+    "AnalyticsEvent",
+    "analytics_events_iter",
+    "event_days_received",
     "category_slugs",
     "client_ip_truncated",
     "EVENT_TYPES",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db.models import Count, Q
@@ -259,3 +259,51 @@ def ledger_counters() -> dict[str, int]:
 def events_recorded() -> bool:
     """Whether any event has been stored yet (one indexed probe, not a count)."""
     return Event.objects.exists()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsEvent:
+    """What the site analytics rollup reads of one stored, non-bot event."""
+
+    user_id: str
+    session_id: str
+    type: str
+    ts: datetime
+    url: str
+    referrer: str
+    item_id: str
+    categories: list[str]
+    properties: dict[str, Any]
+    user_agent: str
+    ad: dict[str, Any] | None
+
+
+def analytics_events_iter(*, since: datetime, until: datetime, chunk_size: int = 5000) -> Iterator[AnalyticsEvent]:
+    """Non-bot events with EVENT time in ``[since, until)``, by visitor then time (the ``ts`` index
+    bounds the read; rows stream in chunks)."""
+    rows = (
+        Event.objects.filter(ts__gte=since, ts__lt=until, is_bot=False)
+        .order_by("user_id", "ts", "id")
+        .values_list(
+            "user_id", "session_id", "type", "ts", "url", "referrer", "item_id", "categories",
+            "properties", "user_agent", "ad",
+        )
+    )
+    for row in rows.iterator(chunk_size=chunk_size):
+        yield AnalyticsEvent(*row)
+
+
+def event_days_received(*, since: datetime, until: datetime) -> list[date]:
+    """The UTC days of EVENT time of the events received in ``[since, until)`` (the received_at index):
+    the days whose analytics a late or imported batch changed."""
+    from django.db.models.functions import TruncDate
+
+    return sorted(
+        day
+        for day in Event.objects.filter(received_at__gte=since, received_at__lt=until)
+        .annotate(day=TruncDate("ts"))
+        .values_list("day", flat=True)
+        .distinct()
+        .order_by()
+        if day is not None
+    )

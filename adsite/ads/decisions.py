@@ -382,6 +382,7 @@ def ads_select(
         tiers=[ch.campaign.tier if ch.campaign is not None else "builtin" for ch in choices],
         filtered=filtered,
         seconds=deadline.elapsed_ms() / 1000.0,
+        filled=[(ch.placement, ch.campaign.tier if ch.campaign is not None else "builtin") for ch in choices],
     )
     return decision
 

@@ -27,6 +27,11 @@ DECISION_SECONDS = Histogram(
 IMPRESSIONS_SERVED_TOTAL = Counter(
     "ads_impressions_served_total", "Placements filled, by tier (builtin: the site's own house ad).", ["tier"]
 )
+PLACEMENT_FILLED_TOTAL = Counter(
+    "ads_placement_filled_total",
+    "Placements asked for, by placement and what filled it (a campaign's tier; builtin: the site's own ad).",
+    ["placement", "tier"],
+)
 CAMPAIGN_FILTERED_TOTAL = Counter(
     "ads_campaign_filtered_total",
     "Decisions in which a campaign sat out because of a cap, pacing or its budget.",
@@ -44,13 +49,18 @@ def decision_observe(
     tiers: Sequence[str],
     filtered: Mapping[int, str],
     seconds: float,
+    filled: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Count one decision. ``tiers``: the tier of each filled placement ("builtin" for the site's own)."""
+    """Count one decision. ``tiers``: the tier of each filled placement ("builtin" for the site's own);
+    ``filled``: (placement, tier) of each placement (the fill rate per placement)."""
     names = sorted({name if name in known_placements else "other" for name in placements})
     DECISIONS_TOTAL.labels(served_by=served_by).inc()
     DECISION_SECONDS.labels(placement="+".join(names) or "none").observe(seconds)
     for tier in tiers:
         IMPRESSIONS_SERVED_TOTAL.labels(tier=tier).inc()
+    for placement, tier in filled:
+        name = placement if placement in known_placements else "other"
+        PLACEMENT_FILLED_TOTAL.labels(placement=name, tier=tier).inc()
     for campaign_id, reason in filtered.items():
         if reason in COUNTED_REASONS:
             CAMPAIGN_FILTERED_TOTAL.labels(campaign=str(campaign_id), reason=reason).inc()

@@ -9,6 +9,9 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     # a page view of the overview takes a fresh metrics snapshot when the latest is older than this
     "SNAPSHOT_SECONDS": 10.0,
+    # the site analytics (visits, hourly counts by event time) recount today and the changed days at
+    # most this often (a recount of today reads today's events)
+    "ANALYTICS_SECONDS": 60.0,
     # the trailing minutes recounted from tracking's tables at each roll (late flushes land in them)
     "RECOUNT_MINUTES": 5,
     # rollups older than this are deleted by the roll

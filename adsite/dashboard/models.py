@@ -72,3 +72,87 @@ class TrafficMinute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric}/{self.label} {self.minute:%Y-%m-%d %H:%M}: {self.count}"
+
+
+class AnalyticsSession(models.Model):
+    """One visit, rolled up from the events table by EVENT time (``ts``), so imported history lands in
+    the days it happened. A visit is the events of one ``session_id``, or, without one (imported
+    files), of one visitor with no gap over 30 minutes; it is cut at midnight UTC (a day is recounted
+    alone). Bots are left out. Unique visitors of any range are ``COUNT(DISTINCT user_id)`` here:
+    exact, and a visit row stands for many events."""
+
+    day = models.DateField()
+    user_id = models.CharField(max_length=64)
+    session_key = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    pageviews = models.PositiveIntegerField(default=0)
+    events = models.PositiveIntegerField(default=0)
+    # the tracker's page_ping engaged_ms (the largest per page, summed); without pings (imported
+    # visits) the time from the first to the last event
+    engaged_seconds = models.FloatField(default=0.0)
+    # one page view and under 10 engaged seconds
+    bounced = models.BooleanField(default=False)
+    entry_page = models.CharField(max_length=512, blank=True, default="")
+    exit_page = models.CharField(max_length=512, blank=True, default="")
+    referrer_host = models.CharField(max_length=200, blank=True, default="")
+    utm_source = models.CharField(max_length=100, blank=True, default="")
+    utm_medium = models.CharField(max_length=100, blank=True, default="")
+    utm_campaign = models.CharField(max_length=100, blank=True, default="")
+    device = models.CharField(max_length=16, blank=True, default="")
+    browser = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["day"], name="dash_session_day"),
+            models.Index(fields=["started_at"], name="dash_session_started"),
+            models.Index(fields=["user_id", "started_at"], name="dash_session_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"visit {self.user_id} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class AnalyticsHour(models.Model):
+    """Counts per hour of EVENT time: ``dimension`` ``type`` (events by type), ``page`` (page views by
+    path), ``category`` (page views by category), ``ad_impression``/``ad_click`` by campaign id."""
+
+    hour = models.DateTimeField()
+    dimension = models.CharField(max_length=16)
+    key = models.CharField(max_length=512)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["dimension", "hour"], name="dash_hour_dimension")]
+
+    def __str__(self) -> str:
+        return f"{self.dimension}/{self.key} {self.hour:%Y-%m-%d %H}: {self.count}"
+
+
+class RollupMark(models.Model):
+    """How far a rollup has read (``received_at`` of the events it has seen), by name."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class AdsDay(models.Model):
+    """The ads ledger's running totals of one campaign at the last roll of a UTC day (served,
+    viewable, clicks, spend): a day's delivery is its totals minus the previous recorded day's. The
+    ledger is global and exact, so these are too (a cleared ledger starts again from zero)."""
+
+    day = models.DateField()
+    campaign = models.CharField(max_length=32)
+    served = models.BigIntegerField(default=0)
+    viewable = models.BigIntegerField(default=0)
+    clicks = models.BigIntegerField(default=0)
+    spend = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "campaign"], name="dash_ads_day_unique")]
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign} on {self.day}: {self.served} served"

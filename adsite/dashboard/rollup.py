@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -79,7 +81,11 @@ def metrics_snapshot_take(*, now: datetime | None = None) -> MetricSnapshot:
         from adsite.ads import selectors as ads_selectors
 
         # global per-campaign delivery (the ads ledger is shared by every process)
-        values.update(ads_selectors.ads_delivery_counters())
+        delivery = ads_selectors.ads_delivery_counters()
+        values.update(delivery)
+        from adsite.dashboard.adops import ads_days_record
+
+        ads_days_record(values=delivery, now=now)  # the per-day report's running totals
     except Exception:  # the ads ledger being down must not lose the snapshot
         logger.warning("dashboard.ads_ledger_unavailable", exc_info=True)
     snapshot = MetricSnapshot.objects.create(at=now, source=snapshot_source(), values=values)
@@ -113,10 +119,45 @@ def traffic_minutes_roll(*, now: datetime | None = None) -> int:
 
 
 def rollup_refresh(*, now: datetime | None = None) -> None:
-    """One roll: a snapshot and the trailing minutes (the beat task's body)."""
+    """One roll: a snapshot, the trailing minutes and the site analytics of the days that changed
+    (the beat task's body; in embedded mode the rollup thread's)."""
+    from adsite.dashboard.analytics import analytics_roll_if_stale
+
     now = now or timezone.now()
     metrics_snapshot_take(now=now)
     traffic_minutes_roll(now=now)
+    analytics_roll_if_stale(now=now)
+
+
+_thread_lock = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def rollup_thread_start(*, every_seconds: float | None = None) -> bool:
+    """Embedded mode has no beat: a daemon thread of the web process rolls every ``SNAPSHOT_SECONDS``
+    from start-up, so the charts have history from the first minute whether or not anyone opens the
+    dashboard (started by ``scripts/gunicorn.conf.py``). Returns False when one already runs."""
+    global _thread
+    period = float(every_seconds if every_seconds is not None else dashboard_setting("SNAPSHOT_SECONDS"))
+
+    def loop() -> None:
+        from django.db import close_old_connections
+
+        while True:
+            try:
+                rollup_refresh_if_stale()
+            except Exception:
+                logger.exception("dashboard.rollup_failed")
+            finally:
+                close_old_connections()
+            time.sleep(period)
+
+    with _thread_lock:
+        if _thread is not None and _thread.is_alive():
+            return False
+        _thread = threading.Thread(target=loop, name="dashboard-rollup", daemon=True)
+        _thread.start()
+    return True
 
 
 def rollup_refresh_if_stale(*, now: datetime | None = None) -> bool:

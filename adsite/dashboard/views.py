@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -190,6 +192,135 @@ def models_compare(request: HttpRequest) -> HttpResponse:
     )
 
 
+# --- analytics and reports ------------------------------------------------------------------------
+
+
+def _period(request: HttpRequest) -> Any:
+    from adsite.dashboard.analytics import period_parse
+
+    return period_parse(
+        range_=request.GET.get("range", "7d"), start=request.GET.get("start", ""), end=request.GET.get("end", "")
+    )
+
+
+def _csv_query(period: Any) -> str:
+    """The query string of this period's CSV links (``&table=<name>`` is added per table)."""
+    from urllib.parse import urlencode
+
+    return urlencode({"format": "csv", "range": "custom", "start": period.start, "end": period.last})
+
+
+def _csv(filename: str, header: list[str], rows: list[list[Any]]) -> HttpResponse:
+    import csv
+
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response
+
+
+def _csv_safe(value: Any) -> Any:
+    # a cell a spreadsheet would run as a formula (=, +, -, @ first) is written as text
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+@require_GET
+@staff_required
+def analytics(request: HttpRequest) -> HttpResponse:
+    from adsite.dashboard import analytics as site_analytics
+
+    rollup_refresh_if_stale()
+    period = _period(request)
+    if request.GET.get("format") == "csv":
+        table = request.GET.get("table", "")
+        if table == "visitors":
+            listed = site_analytics.visitors_list(period=period, limit=100_000)
+            header = ["visitor", "visits", "pageviews", "engaged_seconds", "first_seen", "last_seen"]
+            data = [
+                [r["user_id"], r["visits"], r["pageviews"], round(r["engaged"] or 0, 1),
+                 r["first_seen"].isoformat(), r["last_seen"].isoformat()]
+                for r in listed["rows"]
+            ]
+        elif table == "daily":
+            chart = site_analytics.analytics_report(period=period)["chart"]
+            header = ["bucket", *[d["label"] for d in chart["datasets"]]]
+            data = [[label, *[d["data"][i] for d in chart["datasets"]]] for i, label in enumerate(chart["labels"])]
+        elif table in site_analytics.TABLES:
+            rows = site_analytics.analytics_tables(period=period, limit=10_000)[table]
+            header = list(rows[0].keys()) if rows else ["key"]
+            data = [list(r.values()) for r in rows]
+        else:
+            raise Http404("no such table")
+        return _csv(
+            f"analytics-{table}-{period.label.replace(' – ', '-to-')}.csv",
+            header, [[_csv_safe(v) for v in row] for row in data],
+        )
+    report = site_analytics.analytics_report(period=period)
+    return render(
+        request,
+        "dashboard/analytics.html",
+        {
+            "page": "analytics",
+            "r": report,
+            "period": period,
+            "chart": report["chart"],
+            "period_choices": site_analytics.PERIOD_CHOICES,
+            "tiles": site_analytics.TILES,
+            "tables": site_analytics.TABLE_TITLES,
+            "csv": _csv_query(period),
+        },
+    )
+
+
+@require_GET
+@staff_required
+def ads_report(request: HttpRequest) -> HttpResponse:
+    from adsite.dashboard import adops
+    from adsite.dashboard.analytics import PERIOD_CHOICES
+    from adsite.dashboard.templatetags.dashboard_format import CTR_DEFINITION
+
+    rollup_refresh_if_stale()
+    period = _period(request)
+    report = adops.adops_report(period=period, window=_window(request) if request.GET.get("window") else "day")
+    if request.GET.get("format") == "csv":
+        table = request.GET.get("table", "")
+        if table == "days":
+            header = ["day", "campaign_id", "campaign", "served", "viewable", "viewable_rate", "clicks",
+                      f"ctr ({CTR_DEFINITION})", "ecpm", "spend"]
+            data = [[r["day"].isoformat(), r["campaign_id"], r["campaign"], r["served"], r["viewable"],
+                     r["viewable_rate"], r["clicks"], r["ctr"], r["ecpm"], round(r["spend"], 6)] for r in report["days"]]
+        elif table == "campaigns":
+            header = ["campaign_id", "campaign", "days", "served", "viewable", "viewable_rate", "clicks",
+                      f"ctr ({CTR_DEFINITION})", "ecpm", "spend"]
+            data = [[t["campaign_id"], t["campaign"], t["days"], t["served"], t["viewable"], t["viewable_rate"],
+                     t["clicks"], t["ctr"], t["ecpm"], round(t["spend"], 6)] for t in report["campaigns"]]
+        elif table == "fill":
+            header = ["placement", "asked", "paid", "house", "builtin", "fill_rate"]
+            data = [[f["placement"], f["asked"], f["paid"], f["house"], f["builtin"], f["fill_rate"]] for f in report["fill"]]
+        elif table == "invalid":
+            header = ["reason", "impressions", "clicks"]
+            data = [[r["reason"], r["impressions"], r["clicks"]] for r in report["invalid"]["rows"]]
+        else:
+            raise Http404("no such table")
+        return _csv(f"ads-{table}-{period.start}.csv", header, [[_csv_safe(v) for v in row] for row in data])
+    return render(
+        request,
+        "dashboard/ads_report.html",
+        {
+            "page": "ads",
+            "r": report,
+            "period": period,
+            "pacing": report["pacing"],
+            "period_choices": PERIOD_CHOICES,
+            "csv": _csv_query(period),
+        },
+    )
+
+
 # --- visitors -------------------------------------------------------------------------------------
 
 
@@ -209,9 +340,33 @@ class VisitorForm(forms.Form):
 @require_GET
 @staff_required
 def visitors(request: HttpRequest) -> HttpResponse:
-    form = VisitorForm(request.GET or None)
-    visitor = visitors_reads.visitor_get(user_id=form.cleaned_data["user_id"]) if form.is_valid() else None
-    context = {"page": "visitors", "form": form, "visitor": visitor}
+    from adsite.dashboard import analytics as site_analytics
+
+    form = VisitorForm(request.GET if request.GET.get("user_id") else None)
+    visitor, not_found = None, ""
+    if form.is_bound and form.is_valid():
+        user_id = form.cleaned_data["user_id"]
+        if site_analytics.visitor_known(user_id=user_id):
+            visitor = visitors_reads.visitor_get(user_id=user_id)
+        else:  # an id nothing is stored under: say so, not a cold-start profile
+            not_found = user_id
+    query = request.GET.get("q", "").strip()[:64]
+    period = _period(request) if request.GET.get("range") else None
+    offset = request.GET.get("offset", "")
+    listed = (
+        site_analytics.visitors_list(query=query, period=period, offset=int(offset) if offset.isdigit() else 0)
+        if visitor is None
+        else None
+    )
+    context = {
+        "page": "visitors",
+        "form": form,
+        "visitor": visitor,
+        "not_found": not_found,
+        "q": query,
+        "period": period,
+        "listed": listed,
+    }
     if visitor is not None:
         context.update(
             profile_rows=visitor["profile_rows"],

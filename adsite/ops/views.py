@@ -61,19 +61,24 @@ def _redis_check() -> str | None:
     return None
 
 
-# the metrics directory's identity when this process first looked: a directory removed and made again
-# (another server's start) leaves this process writing into files nobody reads
-_METRICS_DIR_SEEN: dict[str, tuple[int, int]] = {}
+# a marker this process leaves in the metrics directory the first time it looks: a directory removed
+# and made again (another server's start) lacks it, and this process's metrics files are gone with it
+_METRICS_DIR_MARKED: set[str] = set()
 
 
 def _metrics_dir_check() -> str | None:
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-    try:
-        stat = os.stat(metrics_dir)
-    except OSError:
+    if not os.path.isdir(metrics_dir):
         return f"{metrics_dir} is missing"
-    identity = (stat.st_dev, stat.st_ino)
-    if _METRICS_DIR_SEEN.setdefault(metrics_dir, identity) != identity:
+    marker = os.path.join(metrics_dir, f".readyz-{os.getpid()}")
+    if metrics_dir not in _METRICS_DIR_MARKED:
+        try:
+            with open(marker, "w"):
+                pass
+        except OSError as exc:
+            return f"{metrics_dir} is not writable: {exc}"
+        _METRICS_DIR_MARKED.add(metrics_dir)
+    elif not os.path.exists(marker):
         return f"{metrics_dir} was emptied and made again since this process started (another server?)"
     return None
 

@@ -477,3 +477,29 @@ def test_caps_hit_show_as_decisions_the_campaign_sat_out(staff_client, ads_seede
     rollup_refresh()
     html = staff_client.get(f"/dashboard/ads/campaigns/{campaign.id}/").content.decode()
     assert "capped 1," in html
+
+
+def test_delivery_report_per_campaign_and_day_with_fill_rate_and_csv(staff_client, ads_seeded):
+    import csv
+    import io
+
+    from adsite.dashboard.models import AdsDay
+
+    served = sum(1 for d in ads_seeded["decisions"] for ch in d.choices if ch.campaign is not None)
+    assert AdsDay.objects.filter(day=timezone.now().date()).exists()
+    html = staff_client.get("/dashboard/ads/report/?range=7d").content.decode()
+    assert 'id="chart-pacing"' in html and "CTR = clicks / served impressions" in html
+    assert f"<span class=\"value\">{served:,}</span>" in html
+    assert 'data-placement="sidebar"' in html  # fill rate per placement, from the snapshots
+    assert 'id="invalid-empty"' in html or 'id="report-invalid"' in html
+    rows = list(csv.reader(io.StringIO(
+        staff_client.get("/dashboard/ads/report/?format=csv&range=7d&table=campaigns").content.decode()
+    )))
+    assert rows[0][7] == "ctr (clicks / served impressions)"
+    assert sum(int(r[3]) for r in rows[1:]) == served
+    days = list(csv.reader(io.StringIO(
+        staff_client.get("/dashboard/ads/report/?format=csv&range=7d&table=days").content.decode()
+    )))
+    assert len(days) > 1 and days[1][0] == str(timezone.now().date())
+    for table in ("fill", "invalid"):
+        assert staff_client.get(f"/dashboard/ads/report/?format=csv&table={table}").status_code == 200

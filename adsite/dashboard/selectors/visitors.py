@@ -48,7 +48,10 @@ def visitor_get(*, user_id: str, events: int = 50) -> dict[str, Any]:
         "labels": [c for c, _ in interests.scores],
         "datasets": [
             {
-                "label": f"{interests.served_by} {interests.model_version}",
+                # "prior prior" read oddly: the version only when it says more than the model's name
+                "label": interests.served_by
+                if interests.model_version in ("", interests.served_by)
+                else f"{interests.served_by} {interests.model_version}",
                 "data": [round(v, 4) for _, v in interests.scores],
             }
         ],

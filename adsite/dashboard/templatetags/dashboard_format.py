@@ -64,3 +64,46 @@ def currency_code() -> str:
 @register.simple_tag
 def ctr_definition() -> str:
     return CTR_DEFINITION
+
+
+@register.filter
+def get(mapping: Any, key: str) -> Any:
+    """``mapping[key]`` in a template (None when missing)."""
+    try:
+        return mapping.get(key) if hasattr(mapping, "get") else mapping[key]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+@register.filter
+def pct(value: Any, digits: int = 1) -> str:
+    """A share (0.1234) as ``12.3%``; a dash for none."""
+    if value is None or value == "":
+        return "–"
+    return f"{100 * float(value):.{int(digits)}f}%"
+
+
+@register.filter
+def signed_pct(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * float(value):+.1f}%"
+
+
+@register.filter
+def seconds(value: Any) -> str:
+    """Seconds as ``1 min 05 s`` / ``42 s``."""
+    if value is None or value == "":
+        return "–"
+    total = int(round(float(value)))
+    return f"{total // 60} min {total % 60:02d} s" if total >= 60 else f"{total} s"
+
+
+@register.filter
+def intcomma_plain(value: Any) -> str:
+    if value is None or value == "":
+        return "–"
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return str(value)

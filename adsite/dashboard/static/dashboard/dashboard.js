@@ -132,6 +132,19 @@
     });
   }
 
+  // {labels, datasets: [{label, data, type?, borderDash?}]}: lines (or bars where a dataset says so)
+  function lineChart(canvasId, payload) {
+    if (!payload) return;
+    chart(canvasId, {
+      type: "line",
+      data: {
+        labels: payload.labels,
+        datasets: payload.datasets.map((d, i) => Object.assign({ borderColor: palette[i % palette.length], backgroundColor: palette[i % palette.length], pointRadius: 2, spanGaps: true }, d)),
+      },
+      options: { scales: { y: { beginAtZero: true } } },
+    });
+  }
+
   function trainingProgress() {
     const box = document.getElementById("training");
     if (!box || !box.dataset.url) return;
@@ -181,6 +194,8 @@
     stackedSeries("chart-quarantine", data("quarantine-series"));
     stackedSeries("chart-delivery", data("delivery-series"));
     deliveryChart("chart-ads-delivery", data("ads-delivery"));
+    lineChart("chart-analytics", data("analytics-chart"));
+    lineChart("chart-pacing", data("pacing-chart"));
     trainingProgress();
   });
 })();

@@ -1,0 +1,225 @@
+"""Ad-ops delivery reports: what Revive's or Kevel's delivery reports show, from this site's own
+counters.
+
+- Per campaign and per day: served and viewable impressions, clicks, CTR (the dashboard's one
+  definition, clicks / served impressions), eCPM (spend per thousand served impressions), spend (the
+  site's revenue: no revenue share is configured). From ``AdsDay``: the ads ledger's running totals
+  recorded at each roll, so a day is exact whichever process served it.
+- Pacing: spend per day against the target (the daily budgets of the paid campaigns that ran).
+- Fill rate per placement: the share of the placements asked for that a paid campaign filled (house
+  ads and the site's own ad fill the rest), from the metrics snapshots of the last hour or day.
+- Invalid traffic by reason: the ad-integrity counters (``adsite.ads.selectors.
+  invalid_traffic_by_campaign``) where the ads app provides them; an empty state otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from adsite.dashboard import series
+from adsite.dashboard.analytics import Period
+from adsite.dashboard.models import AdsDay
+
+logger = logging.getLogger(__name__)
+
+_KEYS = {
+    "ads_campaign_served": "served",
+    "ads_campaign_viewable": "viewable",
+    "ads_campaign_clicks": "clicks",
+    "ads_spend_total": "spend",
+}
+
+
+def ads_days_record(*, values: dict[str, float], now: datetime) -> int:
+    """Keep today's running totals per campaign (upsert): the rollup calls it with each snapshot."""
+    per: dict[str, dict[str, float]] = {}
+    for key, value in values.items():
+        name, labels = series.key_parse(key)
+        if name in _KEYS and "campaign" in labels:
+            per.setdefault(labels["campaign"], {})[_KEYS[name]] = value
+    if not per:
+        return 0
+    day = now.date()
+    with transaction.atomic():
+        for campaign, v in per.items():
+            AdsDay.objects.update_or_create(
+                day=day,
+                campaign=campaign,
+                defaults={
+                    "served": int(v.get("served", 0)),
+                    "viewable": int(v.get("viewable", 0)),
+                    "clicks": int(v.get("clicks", 0)),
+                    "spend": float(v.get("spend", 0.0)),
+                },
+            )
+    return len(per)
+
+
+def _ctr(clicks: float, served: float) -> float | None:
+    return clicks / served if served else None
+
+
+def campaign_days(*, period: Period) -> list[dict[str, Any]]:
+    """One row per campaign and day of the period with delivery (that day's totals minus the last
+    recorded totals before it)."""
+    from adsite.ads import selectors as ads_selectors
+
+    rows = list(
+        AdsDay.objects.filter(day__lt=period.end, day__gte=period.start - timedelta(days=400))
+        .order_by("campaign", "day")
+        .values("campaign", "day", "served", "viewable", "clicks", "spend")
+    )
+    names = ads_selectors.campaign_names()
+    out = []
+    previous: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        before = previous.get(row["campaign"])
+        previous[row["campaign"]] = row
+        if row["day"] < period.start:
+            continue
+        delta = {}
+        for key in ("served", "viewable", "clicks", "spend"):
+            now_v, old_v = row[key], (before or {}).get(key, 0)
+            delta[key] = now_v - old_v if now_v >= old_v else now_v  # a cleared ledger starts again
+        if not any(delta.values()):
+            continue
+        campaign = row["campaign"]
+        out.append(
+            {
+                "day": row["day"],
+                "campaign_id": campaign,
+                "campaign": names.get(int(campaign), campaign) if campaign.isdigit() else campaign,
+                **delta,
+                "viewable_rate": delta["viewable"] / delta["served"] if delta["served"] else None,
+                "ctr": _ctr(delta["clicks"], delta["served"]),
+                "ecpm": 1000 * delta["spend"] / delta["served"] if delta["served"] else None,
+            }
+        )
+    out.sort(key=lambda r: (r["day"], -r["served"]), reverse=False)
+    return out
+
+
+def campaign_totals(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The period's totals per campaign (from ``campaign_days``), biggest first."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in days:
+        t = totals.setdefault(
+            row["campaign_id"],
+            {"campaign_id": row["campaign_id"], "campaign": row["campaign"], "served": 0, "viewable": 0, "clicks": 0, "spend": 0.0, "days": 0},
+        )
+        for key in ("served", "viewable", "clicks", "spend"):
+            t[key] += row[key]
+        t["days"] += 1
+    for t in totals.values():
+        t["viewable_rate"] = t["viewable"] / t["served"] if t["served"] else None
+        t["ctr"] = _ctr(t["clicks"], t["served"])
+        t["ecpm"] = 1000 * t["spend"] / t["served"] if t["served"] else None
+    return sorted(totals.values(), key=lambda t: (-t["served"], t["campaign"]))
+
+
+def pacing_series(*, period: Period, days: list[dict[str, Any]]) -> dict[str, Any]:
+    """Spend per day of the paid campaigns against the target: the sum of the daily budgets of the
+    paid campaigns that were active (status) on that day's report (today's campaigns' budgets)."""
+    from adsite.ads.selectors import campaign_delivery_list
+
+    paid = {str(c.id): c for c in campaign_delivery_list() if c.tier != "house"}
+    target = round(sum(float(c.daily_budget) for c in paid.values() if c.status == "active"), 2)
+    labels, spend = [], []
+    for i in range(period.days):
+        day = period.start + timedelta(days=i)
+        labels.append(day.strftime("%b %d"))
+        spend.append(round(sum(r["spend"] for r in days if r["day"] == day and r["campaign_id"] in paid), 2))
+    return {
+        "labels": labels,
+        "datasets": [
+            {"label": "Spend (paid campaigns)", "data": spend, "type": "bar"},
+            {"label": "Target: daily budgets of the active paid campaigns", "data": [target] * len(labels), "borderDash": [6, 4]},
+        ],
+        "target": target,
+    }
+
+
+def placement_fill(*, window: str = "day", now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per placement: asked for, filled by a paid campaign (sponsorship or standard), by a house
+    campaign, by the site's own ad; fill rate = paid / asked. From the snapshots of the window."""
+    from adsite.dashboard.selectors.windows import window_deltas
+
+    deltas = window_deltas(window=window, now=now).deltas
+    per: dict[str, dict[str, float]] = {}
+    for key, value in deltas.items():
+        name, labels = series.key_parse(key)
+        if name == "ads_placement_filled_total" and value > 0:
+            per.setdefault(labels.get("placement", ""), {})[labels.get("tier", "")] = value
+    rows = []
+    for placement, tiers in sorted(per.items()):
+        asked = sum(tiers.values())
+        paid = tiers.get("sponsorship", 0) + tiers.get("standard", 0)
+        rows.append(
+            {
+                "placement": placement,
+                "asked": int(asked),
+                "paid": int(paid),
+                "house": int(tiers.get("house", 0)),
+                "builtin": int(tiers.get("builtin", 0)),
+                "fill_rate": paid / asked if asked else None,
+            }
+        )
+    return rows
+
+
+def invalid_traffic(*, period: Period) -> dict[str, Any]:
+    """Refused impressions and clicks by reason over the period, where the ads app counts them."""
+    from adsite.ads import selectors as ads_selectors
+
+    reader = getattr(ads_selectors, "invalid_traffic_by_campaign", None)
+    if reader is None:
+        return {"available": False, "rows": [], "error": ""}
+    since = datetime.combine(period.start, datetime.min.time(), tzinfo=timezone.get_current_timezone()).timestamp()
+    try:
+        by_campaign = reader(since=since)
+    except Exception as exc:  # the ledger being unreachable: say so, do not show zeros
+        logger.warning("dashboard.invalid_traffic_unavailable", exc_info=True)
+        return {"available": True, "rows": [], "error": f"{type(exc).__name__}: {exc}"}
+    reasons: dict[str, dict[str, int]] = {}
+    for counts in by_campaign.values():
+        for kind, values in (("impressions", counts.impressions), ("clicks", counts.clicks)):
+            for reason, n in values.items():
+                reasons.setdefault(reason, {"impressions": 0, "clicks": 0})[kind] += int(n)
+    rows = [{"reason": r, **v} for r, v in sorted(reasons.items(), key=lambda kv: -(kv[1]["impressions"] + kv[1]["clicks"]))]
+    return {"available": True, "rows": rows, "error": ""}
+
+
+def adops_report(*, period: Period, window: str = "day", now: datetime | None = None) -> dict[str, Any]:
+    days = campaign_days(period=period)
+    totals = campaign_totals(days)
+    served = sum(t["served"] for t in totals)
+    clicks = sum(t["clicks"] for t in totals)
+    spend = sum(t["spend"] for t in totals)
+    viewable = sum(t["viewable"] for t in totals)
+    return {
+        "period": period,
+        "days": sorted(days, key=lambda r: (r["day"], -r["served"]), reverse=True),
+        "campaigns": totals,
+        "summary": {
+            "served": served,
+            "viewable": viewable,
+            "clicks": clicks,
+            "spend": spend,
+            "viewable_rate": viewable / served if served else None,
+            "ctr": _ctr(clicks, served),
+            "ecpm": 1000 * spend / served if served else None,
+        },
+        "pacing": pacing_series(period=period, days=days),
+        "fill": placement_fill(window=window, now=now),
+        "invalid": invalid_traffic(period=period),
+        "first_day": AdsDay.objects.order_by("day").values_list("day", flat=True).first(),
+    }
+
+
+def recorded_since() -> date | None:
+    return AdsDay.objects.order_by("day").values_list("day", flat=True).first()
