@@ -82,6 +82,17 @@ class BufferedWSGI:
             import logging
 
             logging.getLogger("adsite.server").exception("adsite: predictor warm-up failed")
+        # embedded mode has no Celery beat: the dashboard's rollups (metrics snapshots, traffic minutes, site
+        # analytics) run on a thread of the one web process from start-up, not on page views
+        if settings.ADSITE_MODE == "embedded":
+            try:
+                from adsite.dashboard.rollup import rollup_thread_start
+
+                rollup_thread_start()
+            except Exception:
+                import logging
+
+                logging.getLogger("adsite.server").exception("adsite: dashboard rollup thread failed to start")
 
     def __rsgi_del__(self, loop: Any) -> None:
         # a stopped worker's live gauges leave the aggregated /metrics (gunicorn's child_exit did this)

@@ -72,7 +72,6 @@ def _spend_rows(spend: dict[str, float], budget: dict[str, float], limit: int = 
     if not spent:
         return []
     from adsite.ads import selectors as ads_selectors
-
     from adsite.dashboard.templatetags.dashboard_format import budget as budget_text
     from adsite.dashboard.templatetags.dashboard_format import money_text
 
