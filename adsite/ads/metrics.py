@@ -20,7 +20,7 @@ DECISIONS_TOTAL = Counter(
 )
 DECISION_SECONDS = Histogram(
     "ads_decision_seconds",
-    "Whole-decision latency (prediction included), by the decision's placements.",
+    "Whole-decision latency (prediction included), by how many placements the decision filled.",
     ["placement"],
     buckets=DECISION_BUCKETS,
 )
@@ -41,6 +41,10 @@ CAMPAIGN_FILTERED_TOTAL = Counter(
 COUNTED_REASONS = frozenset({"capped", "paced", "out_of_budget"})
 
 
+def _placements_label(n: int) -> str:
+    return "none" if n == 0 else "1 placement" if n == 1 else f"{min(n, 4)}{'+' if n >= 4 else ''} placements"
+
+
 def decision_observe(
     *,
     placements: Sequence[str],
@@ -55,7 +59,9 @@ def decision_observe(
     ``filled``: (placement, tier) of each placement (the fill rate per placement)."""
     names = sorted({name if name in known_placements else "other" for name in placements})
     DECISIONS_TOTAL.labels(served_by=served_by).inc()
-    DECISION_SECONDS.labels(placement="+".join(names) or "none").observe(seconds)
+    # by how many placements the decision filled (a bounded label), not by their combination: pages
+    # with the same number of slots cost alike, and the table keeps a few rows, not one per layout
+    DECISION_SECONDS.labels(placement=_placements_label(len(names))).observe(seconds)
     for tier in tiers:
         IMPRESSIONS_SERVED_TOTAL.labels(tier=tier).inc()
     for placement, tier in filled:

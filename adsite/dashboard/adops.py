@@ -122,25 +122,34 @@ def campaign_totals(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(totals.values(), key=lambda t: (-t["served"], t["campaign"]))
 
 
-def pacing_series(*, period: Period, days: list[dict[str, Any]]) -> dict[str, Any]:
-    """Spend per day of the paid campaigns against the target: the sum of the daily budgets of the
-    paid campaigns that were active (status) on that day's report (today's campaigns' budgets)."""
+def pacing_series(*, period: Period, days: list[dict[str, Any]], campaign_id: str = "") -> dict[str, Any]:
+    """Spend per day against the target: one campaign's daily budget (``campaign_id``), or the summed
+    daily budgets of the paid campaigns that delivered in the period (house campaigns have none)."""
     from adsite.ads.selectors import campaign_delivery_list
 
     paid = {str(c.id): c for c in campaign_delivery_list() if c.tier != "house"}
-    target = round(sum(float(c.daily_budget) for c in paid.values() if c.status == "active"), 2)
+    if campaign_id in paid:
+        chosen = {campaign_id}
+    else:
+        campaign_id = ""
+        chosen = {r["campaign_id"] for r in days if r["campaign_id"] in paid}
+    target = round(sum(float(paid[c].daily_budget) for c in chosen), 2)
     labels, spend = [], []
     for i in range(period.days):
         day = period.start + timedelta(days=i)
         labels.append(day.strftime("%b %d"))
-        spend.append(round(sum(r["spend"] for r in days if r["day"] == day and r["campaign_id"] in paid), 2))
+        spend.append(round(sum(r["spend"] for r in days if r["day"] == day and r["campaign_id"] in chosen), 2))
+    spent = sum(spend)
     return {
         "labels": labels,
         "datasets": [
-            {"label": "Spend (paid campaigns)", "data": spend, "type": "bar"},
-            {"label": "Target: daily budgets of the active paid campaigns", "data": [target] * len(labels), "borderDash": [6, 4]},
+            {"label": "Spend", "data": spend, "type": "bar"},
+            {"label": "Target: daily budget", "data": [target] * len(labels), "borderDash": [6, 4]},
         ],
         "target": target,
+        "campaign": campaign_id,
+        "campaigns": sorted(((c, str(paid[c])) for c in {r["campaign_id"] for r in days} if c in paid), key=lambda kv: kv[1]),
+        "share": spent / (target * period.days) if target else None,
     }
 
 
@@ -194,7 +203,9 @@ def invalid_traffic(*, period: Period) -> dict[str, Any]:
     return {"available": True, "rows": rows, "error": ""}
 
 
-def adops_report(*, period: Period, window: str = "day", now: datetime | None = None) -> dict[str, Any]:
+def adops_report(
+    *, period: Period, window: str = "day", now: datetime | None = None, campaign_id: str = ""
+) -> dict[str, Any]:
     days = campaign_days(period=period)
     totals = campaign_totals(days)
     served = sum(t["served"] for t in totals)
@@ -214,7 +225,7 @@ def adops_report(*, period: Period, window: str = "day", now: datetime | None = 
             "ctr": _ctr(clicks, served),
             "ecpm": 1000 * spend / served if served else None,
         },
-        "pacing": pacing_series(period=period, days=days),
+        "pacing": pacing_series(period=period, days=days, campaign_id=campaign_id),
         "fill": placement_fill(window=window, now=now),
         "invalid": invalid_traffic(period=period),
         "first_day": AdsDay.objects.order_by("day").values_list("day", flat=True).first(),

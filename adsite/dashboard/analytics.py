@@ -462,7 +462,12 @@ def visitors_list(
 
 
 def visitor_known(*, user_id: str) -> bool:
-    """Whether anything is stored for this id (an event, or a rolled-up visit)."""
+    """Whether anything is stored for this id (an event, a rolled-up visit, a kept ad decision)."""
+    from adsite.ads.selectors import decision_explanations_recent
     from tracking.api import user_events_recent
 
-    return bool(user_events_recent(user_id=user_id, limit=1)) or AnalyticsSession.objects.filter(user_id=user_id).exists()
+    return (
+        bool(user_events_recent(user_id=user_id, limit=1))
+        or AnalyticsSession.objects.filter(user_id=user_id).exists()
+        or bool(decision_explanations_recent(user_id=user_id, limit=1))
+    )

@@ -285,7 +285,11 @@ def ads_report(request: HttpRequest) -> HttpResponse:
 
     rollup_refresh_if_stale()
     period = _period(request)
-    report = adops.adops_report(period=period, window=_window(request) if request.GET.get("window") else "day")
+    report = adops.adops_report(
+        period=period,
+        window=_window(request) if request.GET.get("window") else "day",
+        campaign_id=request.GET.get("campaign", "")[:32],
+    )
     if request.GET.get("format") == "csv":
         table = request.GET.get("table", "")
         if table == "days":

@@ -17,6 +17,19 @@ from adsite.ops.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS_TOTAL
 STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
+def _unrouted(path: str) -> str:
+    """A request answered before URL resolution (static files by WhiteNoise, redirects): named by its
+    kind, a bounded set, so the busiest "route" is not an anonymous "other"."""
+    from django.conf import settings
+
+    static = getattr(settings, "STATIC_URL", "/static/") or "/static/"
+    if path.startswith(static if static.startswith("/") else f"/{static}"):
+        return "static files"
+    if path.startswith("/media/"):
+        return "media files"
+    return "unresolved"
+
+
 def http_requests_counted(
     get_response: Callable[[HttpRequest], HttpResponseBase],
 ) -> Callable[[HttpRequest], HttpResponseBase]:
@@ -26,7 +39,7 @@ def http_requests_counted(
         response = get_response(request)
         took = time.perf_counter() - started
         match = getattr(request, "resolver_match", None)
-        route = match.view_name if match is not None else "other"
+        route = match.view_name if match is not None else _unrouted(request.path)
         HTTP_REQUESTS_TOTAL.labels(route, STATUS_CLASSES.get(response.status_code // 100, "other")).inc()
         HTTP_REQUEST_SECONDS.labels(route).observe(took)
         return response

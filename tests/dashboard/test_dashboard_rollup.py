@@ -48,7 +48,8 @@ def test_histogram_quantile_interpolates_inside_the_bucket():
 
 
 def test_requests_per_second_counts_real_http_requests_by_route(client):
-    """Every answered request counts, by route (404s and static files as 'other'), not predictions."""
+    """Every answered request counts, by route (a path no URL pattern matches as 'unresolved', static
+    files as 'static files', never an anonymous 'other'), not predictions."""
     start = timezone.now() - timedelta(seconds=30)
     metrics_snapshot_take(now=start)
     for _ in range(7):
@@ -60,7 +61,7 @@ def test_requests_per_second_counts_real_http_requests_by_route(client):
     assert o["requests_per_s"] == pytest.approx(10 / 20)
     assert o["predictions_per_s"] == 0
     routes = {row["route"]: row["count"] for row in o["requests_by_route"]}
-    assert routes == {"healthz": 7, "other": 3}
+    assert routes == {"healthz": 7, "unresolved": 3}
     assert sum(p["v"] or 0 for p in o["chart"]["requests"]) == pytest.approx(10 / 20)
 
 
@@ -85,3 +86,21 @@ def test_routes_show_their_server_side_latency(client, monkeypatch):
     rows = {row["route"]: row for row in o["requests_by_route"]}
     assert rows["readyz"]["p50_ms"] >= 30 and rows["readyz"]["p99_ms"] >= 30
     assert rows["healthz"]["p99_ms"] is not None and rows["healthz"]["p50_ms"] < rows["readyz"]["p50_ms"]
+
+
+def test_unrouted_requests_are_named_by_kind():
+    from adsite.ops.middleware import _unrouted
+
+    assert _unrouted("/static/dashboard/dashboard.css") == "static files"
+    assert _unrouted("/media/ads/banner.svg") == "media files"
+    assert _unrouted("/no-such-page/") == "unresolved"
+
+
+def test_decision_latency_rows_are_by_placement_count_and_only_for_the_window():
+    from adsite.ads.metrics import _placements_label
+    from adsite.dashboard.selectors.windows import latency_table
+
+    assert [_placements_label(n) for n in (0, 1, 3, 6)] == ["none", "1 placement", "3 placements", "4+ placements"]
+    stale = {"h_bucket{placement=1 placement,le=0.01}": 0.0, "h_bucket{placement=1 placement,le=+Inf}": 0.0,
+             "h_count{placement=1 placement}": 0.0}
+    assert latency_table(stale, "h", "placement") == []

@@ -47,6 +47,17 @@ ADVERTISERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Greenroute Travel", ("travel", "sustainability")),
 )
 
+# an advertiser's own copy where its second category's generic lines would not fit it (a car maker
+# selling laptops): (advertiser, category) -> headlines
+ADVERTISER_HEADLINES = {
+    ("Northwind Motors", "technology-and-computing"): ("Phone-as-key on every new model", "Driver assist that updates overnight"),
+    ("Soundwave Audio", "technology-and-computing"): ("Headphones that fold flat", "Multi-room speakers, one app"),
+    ("Pageturner Books", "education"): ("Study guides for every exam", "Textbooks, new and second-hand"),
+    ("Civic Ledger Weekly", "education"): ("Civics explained, one issue a week", "Free for students and teachers"),
+    ("Kinfolk Family Club", "pets"): ("Family days out where dogs are welcome", "Kids and pets: a weekend guide"),
+    ("Stillwater Retreats", "travel"): ("Silent retreats by the sea", "Weekend stays in a mountain monastery"),
+}
+
 HEADLINES = {
     "automotive": ("Test-drive the electric estate", "Winter tyres fitted in an hour"),
     "technology-and-computing": ("Laptops built to be repaired", "Faster Wi-Fi in every room"),
@@ -169,7 +180,9 @@ def ads_demo_seed(*, categories: Sequence[str] | None = None, seed: int = 7) -> 
                 },
             )
             created += was_created
-            headlines = HEADLINES.get(category, (f"Discover {category}", f"More {category}"))
+            headlines = ADVERTISER_HEADLINES.get(
+                (advertiser_name, category), HEADLINES.get(category, (f"Discover {category}", f"More {category}"))
+            )
             for k, headline in enumerate(headlines):
                 image = _image_write(
                     name=f"{_slugify(advertiser_name)}-{number}-{k}",

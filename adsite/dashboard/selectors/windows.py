@@ -84,6 +84,8 @@ def latency_table(deltas: dict[str, float], name: str, label: str, **where: str)
             and series.key_parse(k)[1].get(label) == value
             and all(series.key_parse(k)[1].get(a) == b for a, b in where.items())
         )
+        if count <= 0:  # a label seen before the window and not in it: no stale row
+            continue
         rows.append(
             {
                 label: value,

@@ -196,6 +196,7 @@
     deliveryChart("chart-ads-delivery", data("ads-delivery"));
     lineChart("chart-analytics", data("analytics-chart"));
     lineChart("chart-pacing", data("pacing-chart"));
+    document.querySelectorAll("select[data-autosubmit]").forEach((el) => el.addEventListener("change", () => el.form.submit()));
     trainingProgress();
   });
 })();
