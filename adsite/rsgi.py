@@ -84,7 +84,7 @@ class BufferedWSGI:
             logging.getLogger("adsite.server").exception("adsite: predictor warm-up failed")
         # embedded mode has no Celery beat: the dashboard's rollups (metrics snapshots, traffic minutes, site
         # analytics) run on a thread of the one web process from start-up, not on page views
-        if settings.ADSITE_MODE == "embedded":
+        if settings.ADSITE_MODE == "embedded" and (getattr(settings, "DASHBOARD", {}) or {}).get("ROLLUP_THREAD"):
             try:
                 from adsite.dashboard.rollup import rollup_thread_start
 

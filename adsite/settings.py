@@ -288,6 +288,11 @@ if INFERENCE["RETRAIN_SECONDS"] > 0:
         "schedule": INFERENCE["RETRAIN_SECONDS"],
         "kwargs": {"algorithm": "all", "activate": "auto"},
     }
+DASHBOARD: dict[str, Any] = {
+    # embedded mode (no beat): the web process rolls the dashboard's rollups on a thread of its own
+    # (scripts/serve.sh sets it; tests and management commands leave it off)
+    "ROLLUP_THREAD": _env_bool("DASHBOARD_ROLLUP_THREAD", False),
+}
 ADS: dict[str, Any] = {
     "BUDGET_MS": _env_float("ADS_BUDGET_MS", 10.0),
     "LEDGER": "redis" if REDIS_URL else "memory",

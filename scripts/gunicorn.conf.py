@@ -41,7 +41,7 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201
     try:
         from django.conf import settings
 
-        if settings.ADSITE_MODE == "embedded":
+        if settings.ADSITE_MODE == "embedded" and (getattr(settings, "DASHBOARD", {}) or {}).get("ROLLUP_THREAD"):
             from adsite.dashboard.rollup import rollup_thread_start
 
             rollup_thread_start()

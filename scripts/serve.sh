@@ -49,6 +49,8 @@ if [[ "$MODE" != "services" ]]; then
   # The in-process feature store starts empty: rebuild it from the stored events (replayed in time
   # order through the same feature code) before the first request.
   export INFERENCE_STORE_REBUILD_ON_START="${INFERENCE_STORE_REBUILD_ON_START:-1}"
+  # no Celery beat here: the web process rolls the dashboard's snapshots and analytics on a thread
+  export DASHBOARD_ROLLUP_THREAD="${DASHBOARD_ROLLUP_THREAD:-1}"
   export ADSITE_WEB_THREADS="${ADSITE_WEB_THREADS:-${GUNICORN_THREADS:-8}}"
   exec "${WEB[@]}" --workers 1
 fi

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "TRAFFIC_KEEP_DAYS": 14,
     # the overview's JSON is fetched this often by the page
     "REFRESH_SECONDS": 5,
+    # embedded mode: a thread of the web process runs the rollups (there is no beat); serve.sh turns it on
+    "ROLLUP_THREAD": False,
     # eager Celery (embedded mode): run "train now" on a background thread so the request returns
     "TRAIN_IN_BACKGROUND": True,
 }

@@ -91,7 +91,7 @@ def test_staff_day_in_the_dashboard(
     page.click("#train-now")
     page.wait_for_selector("text=Training started")
     _wait_until(lambda: "succeeded" in page.inner_text("[data-run-text]"))
-    new = ModelVersion.objects.exclude(version__in=before).get()
+    new = ModelVersion.objects.exclude(version__in=before).get(algorithm="gbdt")
     page.wait_for_selector(f"button[aria-label='Activate {new.version}']")  # its registry row
     _shot(page, "models")
 
@@ -125,7 +125,7 @@ def test_staff_day_in_the_dashboard(
     page.click("#train-now")
     page.wait_for_selector("text=Training started")
     _wait_until(lambda: "succeeded" in page.inner_text("[data-run-text]"))
-    candidate = ModelVersion.objects.exclude(version__in=before).get()
+    candidate = ModelVersion.objects.exclude(version__in=before).get(algorithm="gbdt")
     page.goto(f"{base}/dashboard/models/#shadow")
     page.select_option("#shadow-version", candidate.version)
     page.fill("#shadow-percent", "100")
