@@ -16,6 +16,14 @@ pytestmark = [pytest.mark.browser]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
+def _close_connections() -> None:
+    # the ORM calls above ran in Playwright's context; close their connections in it, or a later
+    # test's request (tests/ops/test_rsgi.py) finds one open and pytest-django refuses the close
+    from django.db import connections
+
+    connections.close_all()
+
+
 def _login(page: Any, base: str) -> None:
     page.goto(f"{base}/dashboard/login/")
     page.fill("#id_username", "staffer")
@@ -52,6 +60,8 @@ def test_in_article_ads_are_whole_and_centred(browser, live_server, transactiona
         " r.right - f.right - parseFloat(cs.borderRightWidth) - parseFloat(cs.paddingRight)]; })()"
     )
     assert left > 20 and left == pytest.approx(right, abs=2), (left, right)
+    page.close()
+    _close_connections()
 
 
 def test_drop_cap_of_a_one_line_paragraph_keeps_clear_of_the_next(browser, live_server, transactional_db):
@@ -76,3 +86,5 @@ def test_drop_cap_of_a_one_line_paragraph_keeps_clear_of_the_next(browser, live_
     )
     assert second >= top + cap, (top, cap, second)  # the next paragraph starts below the drop cap
     page.screenshot(path=str(SCREENSHOTS / "site-article-drop-cap.png"))
+    page.close()
+    _close_connections()

@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from adsite.rsgi import BufferedWSGI
 
 
@@ -105,6 +107,7 @@ def test_threaded_mode_answers_the_same() -> None:
     assert "CONTENT_LENGTH" not in json.loads(body)
 
 
+@pytest.mark.django_db  # Django's request_started closes stale connections: an earlier browser test may leave one
 def test_site_answers_through_the_adapter() -> None:
     from adsite.rsgi import application
 
