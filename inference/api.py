@@ -13,6 +13,14 @@ from typing import Any
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
 from inference.redis_clients import redis_client, server_down
+from inference.rest.errors import ApiErrorsSerializer
+from inference.rest.fields import (
+    ClosedSerializer,
+    StrictBooleanField,
+    StrictSlugField,
+    StrictUserIdField,
+    UniqueListField,
+)
 from inference.serving.deadline import Deadline
 from inference.serving.interests import FALLBACK_REASONS, SERVED_BY, Interests
 from inference.signals import store_rebuild_started
@@ -20,6 +28,17 @@ from inference.store.base import FeatureStoreUnavailable
 from inference.user_ids import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 
 __all__ = [
+    # the REST building blocks every API of the site shares (one id rule, closed bodies, one error body)
+    "ApiErrorsSerializer",
+    "ClosedSerializer",
+    "StrictBooleanField",
+    "StrictSlugField",
+    "StrictUserIdField",
+    "UniqueListField",
+    # the served-path evaluation (``manage.py evaluate_serving`` drives it with tracking's import)
+    "serving_evaluate",
+    "serving_table",
+    "events_read",
     "AD_TYPES",
     "CATEGORY_SLUG_RE",
     "EVENT_TYPES",
@@ -432,3 +451,25 @@ def category_taxonomy_reset() -> None:
     """Forget the cached taxonomy (tests, and after categories are created)."""
     global _taxonomy
     _taxonomy = (0.0, frozenset())
+
+
+def events_read(path: Any, *, format: str = "generic") -> list[EventRecord]:
+    """Events of a generic CSV file or a MovieLens directory (``inference.evaluation.reading``)."""
+    from inference.evaluation.reading import events_read as read
+
+    return read(path, format=format)
+
+
+def serving_evaluate(events: Sequence[EventRecord], **options: Any) -> dict[str, Any]:
+    """A split replayed through import, training, the registry, the store and the predictor at the
+    cut-off's clock (``inference.evaluation.serving``; imported on call: it loads the training stack)."""
+    from inference.evaluation.serving import serving_evaluate as evaluate
+
+    return evaluate(events, **options)
+
+
+def serving_table(report: Any) -> str:
+    """``serving_evaluate``'s report as the few lines of text the command prints."""
+    from inference.evaluation.serving import serving_table as table
+
+    return table(report)

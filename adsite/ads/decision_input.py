@@ -16,8 +16,8 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from adsite.ops.openapi import body_schema_check
-from inference.api import USER_ID_RULE
-from inference.rest.fields import (
+from inference.api import (
+    USER_ID_RULE,
     ClosedSerializer,
     StrictBooleanField,
     StrictSlugField,

@@ -9,7 +9,7 @@ counters.
 - Fill rate per placement: the share of the placements asked for that a paid campaign filled (house
   ads and the site's own ad fill the rest), from the metrics snapshots of the last hour or day.
 - Invalid traffic by reason: the ad-integrity counters (``adsite.ads.selectors.
-  invalid_traffic_by_campaign``) where the ads app provides them; an empty state otherwise.
+  invalid_traffic_by_campaign``): refused impressions and clicks, never billed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from adsite.ads.selectors import invalid_traffic_by_campaign
 from adsite.dashboard import series
 from adsite.dashboard.analytics import Period
 from adsite.dashboard.models import AdsDay
@@ -183,24 +184,23 @@ def placement_fill(*, window: str = "day", now: datetime | None = None) -> list[
 
 def invalid_traffic(*, period: Period) -> dict[str, Any]:
     """Refused impressions and clicks by reason over the period, where the ads app counts them."""
-    from adsite.ads import selectors as ads_selectors
-
-    reader = getattr(ads_selectors, "invalid_traffic_by_campaign", None)
-    if reader is None:
-        return {"available": False, "rows": [], "error": ""}
     since = datetime.combine(period.start, datetime.min.time(), tzinfo=timezone.get_current_timezone()).timestamp()
     try:
-        by_campaign = reader(since=since)
+        by_campaign = invalid_traffic_by_campaign(since=since)
     except Exception as exc:  # the ledger being unreachable: say so, do not show zeros
         logger.warning("dashboard.invalid_traffic_unavailable", exc_info=True)
-        return {"available": True, "rows": [], "error": f"{type(exc).__name__}: {exc}"}
+        return {"rows": [], "error": f"{type(exc).__name__}: {exc}"}
     reasons: dict[str, dict[str, int]] = {}
     for counts in by_campaign.values():
         for kind, values in (("impressions", counts.impressions), ("clicks", counts.clicks)):
             for reason, n in values.items():
                 reasons.setdefault(reason, {"impressions": 0, "clicks": 0})[kind] += int(n)
-    rows = [{"reason": r, **v} for r, v in sorted(reasons.items(), key=lambda kv: -(kv[1]["impressions"] + kv[1]["clicks"]))]
-    return {"available": True, "rows": rows, "error": ""}
+    rows = [
+        {"reason": r, **v}
+        for r, v in sorted(reasons.items(), key=lambda kv: -(kv[1]["impressions"] + kv[1]["clicks"]))
+        if v["impressions"] or v["clicks"]
+    ]
+    return {"rows": rows, "error": ""}
 
 
 def adops_report(

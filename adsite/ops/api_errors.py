@@ -27,10 +27,10 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from inference.rest.errors import ApiErrorsSerializer
+from inference.api import ApiErrorsSerializer
 
 BODY = "body"
-ERRORS_SCHEMA = ApiErrorsSerializer  # the body's schema (inference.rest.errors)
+ERRORS_SCHEMA = ApiErrorsSerializer  # the body's schema (inference.api, defined in inference.rest.errors)
 _MIDDLEWARE_MESSAGES = {404: ("path", "no such API endpoint"), 500: ("detail", "internal server error")}
 
 

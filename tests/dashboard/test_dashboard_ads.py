@@ -491,7 +491,7 @@ def test_delivery_report_per_campaign_and_day_with_fill_rate_and_csv(staff_clien
     assert 'id="chart-pacing"' in html and "CTR = clicks / served impressions" in html
     assert f"<span class=\"value\">{served:,}</span>" in html
     assert 'data-placement="sidebar"' in html  # fill rate per placement, from the snapshots
-    assert 'id="invalid-empty"' in html or 'id="report-invalid"' in html
+    assert 'id="report-invalid"' in html
     rows = list(csv.reader(io.StringIO(
         staff_client.get("/dashboard/ads/report/?format=csv&range=7d&table=campaigns").content.decode()
     )))
@@ -503,3 +503,14 @@ def test_delivery_report_per_campaign_and_day_with_fill_rate_and_csv(staff_clien
     assert len(days) > 1 and days[1][0] == str(timezone.now().date())
     for table in ("fill", "invalid"):
         assert staff_client.get(f"/dashboard/ads/report/?format=csv&table={table}").status_code == 200
+
+
+def test_delivery_report_shows_refused_clicks_by_reason(staff_client, ads_seeded):
+    """A script following forged click links is refused, and ad-ops see it counted on the report."""
+    from django.test import Client
+
+    script = Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36")
+    assert all(script.get(f"/c/forged-{n}").status_code == 302 for n in range(3))
+    html = staff_client.get("/dashboard/ads/report/?range=7d").content.decode()
+    table = html[html.index('id="report-invalid"'):]
+    assert "<td>unknown_serve</td><td class=\"num\">0</td><td class=\"num\">3</td>" in table

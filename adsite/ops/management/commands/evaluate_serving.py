@@ -70,9 +70,7 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", default=None, help="name in the report (default: the file name)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from inference.api import model_versions
-        from inference.evaluation.reading import events_read
-        from inference.evaluation.serving import DAY, serving_evaluate, serving_table
+        from inference.api import events_read, model_versions, serving_evaluate, serving_table
         from tracking.selectors import events_recorded
 
         path = Path(options["events"])
@@ -85,7 +83,7 @@ class Command(BaseCommand):
                 "after manage.py migrate) with its own INFERENCE_MODEL_DIR"
             )
         try:
-            later = [float(x) * DAY for x in options["later_days"].split(",") if x.strip()]
+            later = [float(x) * 86_400.0 for x in options["later_days"].split(",") if x.strip()]
         except ValueError as exc:
             raise CommandError(f"--later-days: {exc}") from exc
         events = events_read(path, format=options["format"])
