@@ -143,7 +143,16 @@ class PairModel:
         if sample.candidates.size == 0:
             return []
         scores = self.score(sample)
-        order = np.argsort(-scores, kind="stable")[:top]
+        # equal scores (a small tree ensemble gives many) go to the more popular category, then by name:
+        # the protocol's tie-break, so the served ranking is the one the evaluation measured
+        if population is None or not population.counts:
+            population = self._fallback_population
+        names = [self.categories[int(c)] for c in sample.candidates]
+        counts = population.counts
+        order = np.asarray(
+            sorted(range(len(names)), key=lambda i: (-float(scores[i]), -counts.get(names[i], 0.0), names[i]))[:top],
+            dtype=np.int64,
+        )
         squashed = 1.0 / (1.0 + np.exp(-np.clip(scores[order].astype(np.float64), -30, 30)))
         return [
             (self.categories[int(sample.candidates[i])], float(p))

@@ -167,9 +167,14 @@ def test_pair_only_models_serve_the_same_answer_without_building_the_sequence(al
         )
         assert full.items.any()
         np.testing.assert_array_equal(model.score(served), model.score(full))
-        ranked = sorted(zip(full.candidates, model.score(full), strict=True), key=lambda pair: -pair[1])[:4]
+        # best score first; equal scores by the population's popularity, then by name (the protocol's)
+        names = [model.categories[int(i)] for i in full.candidates]
+        ranked = sorted(
+            zip(names, model.score(full), strict=True),
+            key=lambda pair: (-pair[1], -population.counts.get(pair[0], 0.0), pair[0]),
+        )[:4]
         answer = model.predict(user, population, now=user.now, top=4)
-        assert [c for c, _ in answer] == [model.categories[int(i)] for i, _ in ranked]
+        assert [c for c, _ in answer] == [name for name, _ in ranked]
         assert [s for _, s in answer] == pytest.approx([1 / (1 + math.exp(-float(s))) for _, s in ranked])
 
 
