@@ -408,13 +408,13 @@ def model_version_retire(*, version: str, actor: str) -> ModelVersionInfo:
     return _version_info(retire(version=version, actor=actor))
 
 
-def window_hit(key: str, *, limit: int, period_s: float, now: float | None = None) -> float:
-    """The site's one rate limiter: count a hit of ``key`` in a fixed window of ``period_s`` seconds and
-    answer the seconds to wait when it is over ``limit``, else 0 (``inference.rest.throttling``: Redis
-    in services mode, in-process otherwise or while Redis is away)."""
+def window_hit(key: str, *, limit: int, period_s: float, now: float | None = None, cost: int = 1) -> float:
+    """The site's one rate limiter: count a hit of ``key`` (weighing ``cost``) in a fixed window of
+    ``period_s`` seconds and answer the seconds to wait when the window's total is over ``limit``, else 0
+    (``inference.rest.throttling``: Redis in services mode, in-process otherwise or while Redis is away)."""
     from inference.rest.throttling import window_hit as hit
 
-    return hit(key, limit=limit, period_s=period_s, now=now)
+    return hit(key, limit=limit, period_s=period_s, now=now, cost=cost)
 
 
 _taxonomy: tuple[float, frozenset[str]] = (0.0, frozenset())

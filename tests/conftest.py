@@ -96,18 +96,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(f"required service unavailable: {problem}", pytrace=False)
 
 
-@pytest.fixture(autouse=True)
-def quarantine_budget_fresh() -> None:
-    """Each test's client (127.0.0.1) starts with its whole quarantine budget: the many tests that post
-    invalid input would otherwise spend it for the ones after them (tracking/quarantine_budget.py)."""
-    from tracking.quarantine_budget import quarantine_budget_reset
-
-    try:
-        quarantine_budget_reset(client="127.0.0.0")
-    except Exception:  # a test that breaks the cache on purpose
-        pass
-
-
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
@@ -263,8 +251,8 @@ def placements_answer() -> Iterator[Callable[[Callable[..., Any] | None], None]]
 
 @pytest.fixture(autouse=True)
 def rate_limit_windows_fresh() -> Iterator[None]:
-    """Each test starts with empty in-process rate-limit windows (the anonymous endpoints' limits count
-    per address, and every test client is 127.0.0.1)."""
+    """Each test starts with empty rate-limit windows (the anonymous endpoints' limits and the quarantine
+    budget count per address, and every test client is 127.0.0.1)."""
     from inference.api import category_taxonomy_reset
     from inference.rest.throttling import throttle_counters_reset
 

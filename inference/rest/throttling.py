@@ -55,7 +55,7 @@ class LocalWindowCounter:
         self._counts: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def hit(self, key: str, expires_at: float) -> int:
+    def hit(self, key: str, expires_at: float, cost: int = 1) -> int:
         with self._lock:
             now = time.time()
             if len(self._counts) >= LOCAL_KEYS_MAX:
@@ -63,8 +63,8 @@ class LocalWindowCounter:
                 if len(self._counts) >= LOCAL_KEYS_MAX:
                     self._counts.clear()
             _, count = self._counts.get(key, (expires_at, 0))
-            self._counts[key] = (expires_at, count + 1)
-            return count + 1
+            self._counts[key] = (expires_at, count + cost)
+            return count + cost
 
     def clear(self) -> None:
         with self._lock:
@@ -106,8 +106,9 @@ class RedisWindowCounter:
     def sync_every(limit: int) -> int:
         return max(1, min(SYNC_MAX, limit // 100))
 
-    def hit(self, key: str, *, limit: int, ttl_ms: int, expires_at: float) -> int | None:
-        """The window's count including this hit (an estimate below the limit), or None while Redis is away."""
+    def hit(self, key: str, *, limit: int, ttl_ms: int, expires_at: float, cost: int = 1) -> int | None:
+        """The window's count including this hit of weight ``cost`` (an estimate below the limit), or None
+        while Redis is away."""
         if server_down(self._client):  # the guard's mark: Redis failed a moment ago, count in-process
             return None
         now = time.monotonic()
@@ -118,7 +119,7 @@ class RedisWindowCounter:
                     wall = time.time()
                     self._windows = {k: v for k, v in self._windows.items() if v.expires_at > wall}
                 entry = self._windows[key] = _Pending(expires_at)
-            entry.pending += 1
+            entry.pending += cost
             estimate = entry.known + entry.pending
             if entry.pending < self.sync_every(limit) and now - entry.synced < SYNC_S and estimate < limit:
                 return estimate
@@ -200,9 +201,10 @@ class InterestsBatchRateThrottle(FixedWindowUserRateThrottle):
     scope = "interests_batch"
 
 
-def window_hit(key: str, *, limit: int, period_s: float, now: float | None = None) -> float:
-    """Count one hit of ``key`` in its fixed window of ``period_s`` seconds; the seconds to wait when
-    this hit is over ``limit`` (the window's remainder), else 0.
+def window_hit(key: str, *, limit: int, period_s: float, now: float | None = None, cost: int = 1) -> float:
+    """Count one hit of ``key`` (weighing ``cost``: a request, a stored row, a byte) in its fixed window of
+    ``period_s`` seconds; the seconds to wait when the window's total is over ``limit`` (the window's
+    remainder), else 0. The hit is counted either way, so a client that keeps trying stays refused.
 
     The one rate limiter of the site, for any caller that must bound what a client can make it do (the
     anonymous endpoints' limits in ``adsite.ops.ratelimit``, per-client quarantine growth): counted in
@@ -216,7 +218,7 @@ def window_hit(key: str, *, limit: int, period_s: float, now: float | None = Non
     counter = redis_counter()
     count = None
     if counter is not None:
-        count = counter.hit(window_key, limit=limit, ttl_ms=int(period_s * 1000) + 1000, expires_at=ends)
+        count = counter.hit(window_key, limit=limit, ttl_ms=int(period_s * 1000) + 1000, expires_at=ends, cost=cost)
     if count is None:
-        count = _local.hit(window_key, ends)
+        count = _local.hit(window_key, ends, cost)
     return 0.0 if count <= limit else max(ends - now, 0.001)

@@ -289,6 +289,24 @@ def test_garbage_beyond_the_quarantine_budget_answers_429_with_retry_after_and_s
     assert ledger["unaccounted"] == 0
 
 
+def test_the_quarantine_budget_still_holds_while_redis_is_down(client: Client, settings: Any) -> None:
+    """The budget counts with the site's one limiter: with Redis unreachable it counts in this process
+    instead of letting every request through (a Redis outage must not unbound storage)."""
+    from inference.rest.throttling import throttle_counters_reset
+
+    dead = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    settings.REDIS_URL = dead
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead,
+                                   "OPTIONS": {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}}}
+    throttle_counters_reset()
+    settings.TRACKING = {**settings.TRACKING, "QUARANTINE_BUDGET_BYTES": 20_000, "QUARANTINE_BUDGET_ROWS": 1_000}
+    garbage = b"{" + b"x" * 6_000
+    statuses = [post_collect(client, body=garbage).status_code for _ in range(5)]
+    assert statuses == [400, 400, 400, 429, 429]
+    assert QuarantinedEvent.objects.count() == 3
+    throttle_counters_reset()
+
+
 def test_rejected_events_count_against_the_row_budget(client: Client, settings: Any) -> None:
     settings.TRACKING = {**settings.TRACKING, "QUARANTINE_BUDGET_ROWS": 10}
     bad_batch = [make_event(type="bad") for _ in range(6)]
