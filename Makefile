@@ -9,6 +9,9 @@
 #   make test-contract  the API contract checks alone (about two minutes).
 #   make test-faults  the fault battery (tests/faults): its own Redis, PostgreSQL and site, broken while
 #                     traffic flows, then counted; never touches the machine's services (about 10 min).
+#   make test-scaleout  the scale-out suite (tests/scaleout, marker scaleout): a Redis Cluster of its own
+#                     (scripts/redis_cluster.sh) on spare ports, the Redis-facing suite against it and the
+#                     rehearsed topology; skips with the reason where redis-server is missing.
 #   make bench        the benchmarks; figures go to docs/benchmarks.md.
 #
 # TORCH_SPEC picks the PyTorch build: the CPU wheel by default; on a GPU host, e.g.
@@ -30,7 +33,7 @@ export PORT WEB_CONCURRENCY
 # The site's DEBUG is off by default; the demo (make run, make dev and their setup) runs in DEBUG.
 run dev setup: export DJANGO_DEBUG ?= 1
 
-.PHONY: install setup run dev test test-services test-contract test-faults bench bench-gpu lint clean
+.PHONY: install setup run dev test test-services test-contract test-faults test-scaleout bench bench-gpu lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,7 +55,7 @@ dev: setup
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: install
-	$(PY) -m pytest -q -m "not contract"
+	$(PY) -m pytest -q -m "not contract and not scaleout"
 
 test-contract: install
 	$(PY) -m pytest -q -m contract
@@ -63,6 +66,9 @@ test-services: install
 
 test-faults: install
 	ADSITE_FAULTS=1 $(PY) -m pytest -q -m faults tests/faults --timeout 600
+
+test-scaleout: install
+	$(PY) -m pytest -q -m scaleout tests/scaleout --timeout 600
 
 bench: install
 	$(PY) -m benchmarks.run
