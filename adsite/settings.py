@@ -214,8 +214,21 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+# The Celery broker: CELERY_BROKER_URL where set (RabbitMQ, ``amqp://user:password@host:5672/vhost``), else
+# the services mode's Redis. A Redis Cluster cannot be a Celery broker (kombu's Redis transport needs one
+# node), so scale-out mode (REDIS_CLUSTER=1) requires an AMQP broker, and keeps no task results: nothing in
+# the site reads one (tasks write what they did to the database: training runs, the ledger).
+CELERY_BROKER_URL = _env("CELERY_BROKER_URL") or REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND: str | None = REDIS_URL or "cache+memory://"
+if REDIS_URL and _env_bool("REDIS_CLUSTER", False):
+    if not CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+        raise ImproperlyConfigured(
+            "REDIS_CLUSTER=1 (scale-out mode) needs CELERY_BROKER_URL set to a RabbitMQ broker "
+            "(amqp://user:password@host:5672/vhost): a Redis Cluster cannot be a Celery broker. "
+            "See docs/scaling.md."
+        )
+    CELERY_RESULT_BACKEND = None
+    CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"

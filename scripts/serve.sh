@@ -7,13 +7,16 @@
 # Embedded mode (nothing set): one web process answering ADSITE_WEB_THREADS (default 8) requests at once,
 # so in-process state (feature store, counters) is coherent; nothing else runs (Celery tasks are eager).
 #
-# Services mode (DATABASE_URL and REDIS_URL set): supervisord (pinned in pyproject.toml) runs each role as its
+# Services and scale-out modes (DATABASE_URL and REDIS_URL set; REDIS_CLUSTER=1 and CELERY_BROKER_URL for
+# scale-out, docs/scaling.md): supervisord (pinned in pyproject.toml) runs each role as its
 # own program and restarts it alone when it exits; the web never waits on the workers. Roles:
 #   web     granian, WEB_CONCURRENCY worker processes (default 2), respawned by granian if one dies
 #   worker  Celery worker (flushes the event buffer, trains, catches up features)
 #   beat    Celery beat (the schedule)
 # ADSITE_ROLES picks the roles this host runs (comma-separated; default web,worker,beat), e.g.
-# ADSITE_ROLES=web on a web-only host. The generated supervisord configuration is
+# ADSITE_ROLES=web on a web-only host, ADSITE_ROLES=worker on a worker host (ADSITE_WORKER_NAME names its
+# Celery node). Beat: one sends per deployment whichever hosts run it (a PostgreSQL advisory lock,
+# adsite/ops/beat.py); the others stand by and take over when it stops. The generated supervisord configuration is
 # $ADSITE_VAR_DIR/supervisord.conf; `.venv/bin/supervisorctl -c var/supervisord.conf status` lists the
 # programs and their pids. Ctrl-C (or SIGTERM to this script's process, which becomes supervisord) stops all.
 #
@@ -31,9 +34,12 @@ MODE=$(DJANGO_SETTINGS_MODULE=adsite.settings "$PY/python" -c \
 }
 mkdir -p "$VAR"
 VAR=$(cd "$VAR" && pwd)
+ROLES=${ADSITE_ROLES:-web,worker,beat}
+[[ "$MODE" == "embedded" ]] && ROLES=web
 # A second server on a port already taken would fail to bind anyway, but only after it had emptied
-# the running server's metrics directory below: refuse before touching anything.
-if "$PY/python" -c 'import socket, sys; s = socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$PORT"; then
+# the running server's metrics directory below: refuse before touching anything (a host without the
+# web role binds no port).
+if [[ ",$ROLES," == *,web,* ]] && "$PY/python" -c 'import socket, sys; s = socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$PORT"; then
   echo "adsite: port ${PORT} is already serving (another make run?); choose another with PORT=..." >&2
   exit 2
 fi
@@ -44,7 +50,7 @@ rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 WEB=("$PWD/$PY/granian" --interface rsgi --host 127.0.0.1 --port "$PORT" --respawn-failed-workers
      --respawn-interval 1 --log-level "${ADSITE_SERVER_LOG_LEVEL:-warning}" adsite.rsgi:application)
 
-if [[ "$MODE" != "services" ]]; then
+if [[ "$MODE" == "embedded" ]]; then
   echo "adsite: embedded mode on http://127.0.0.1:${PORT}/ (SQLite in var/, in-process features, eager tasks)"
   # The in-process feature store starts empty: rebuild it from the stored events (replayed in time
   # order through the same feature code) before the first request.
@@ -55,7 +61,6 @@ if [[ "$MODE" != "services" ]]; then
   exec "${WEB[@]}" --workers 1
 fi
 
-ROLES=${ADSITE_ROLES:-web,worker,beat}
 CONF="$VAR/supervisord.conf"
 program() {  # name, command: one supervisord program, logging to this script's stdout
   cat <<EOF
@@ -102,5 +107,5 @@ EOF
     esac
   done
 } > "$CONF"
-echo "adsite: services mode, roles ${ROLES}; web on http://127.0.0.1:${PORT}/ (granian x ${WEB_CONCURRENCY}); supervisord: ${CONF}"
+echo "adsite: ${MODE} mode, roles ${ROLES}; web on http://127.0.0.1:${PORT}/ (granian x ${WEB_CONCURRENCY}); supervisord: ${CONF}"
 exec "$PY/supervisord" -c "$CONF"

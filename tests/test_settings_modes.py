@@ -64,3 +64,36 @@ def test_serve_refuses_redis_url_without_database_url_before_serving(tmp_path: P
     assert served.returncode == 2
     assert "embedded mode" not in served.stdout
     assert "REDIS_URL is set but DATABASE_URL is not" in served.stderr
+
+
+BROKER_PROBE = "from django.conf import settings; print(settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND)"
+SERVICES = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x", "REDIS_URL": "redis://127.0.0.1:6379/12"}
+
+
+def _broker_probe(tmp_path: Path, **values: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in _env(tmp_path, **values).items() if k != "CELERY_BROKER_URL" or k in values}
+    return subprocess.run(
+        [sys.executable, "-c", BROKER_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_services_mode_keeps_redis_as_its_broker(tmp_path: Path) -> None:
+    probe = _broker_probe(tmp_path, **SERVICES)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["redis://127.0.0.1:6379/12", "redis://127.0.0.1:6379/12"]
+
+
+@pytest.mark.parametrize("broker", [None, "redis://127.0.0.1:6379/12"])
+def test_scale_out_mode_refuses_a_redis_broker_or_none(tmp_path: Path, broker: str | None) -> None:
+    values = {**SERVICES, "REDIS_CLUSTER": "1", **({"CELERY_BROKER_URL": broker} if broker else {})}
+    probe = _broker_probe(tmp_path, **values)
+    assert probe.returncode != 0
+    assert "ImproperlyConfigured" in probe.stderr
+    assert "CELERY_BROKER_URL" in probe.stderr and "RabbitMQ" in probe.stderr
+
+
+def test_scale_out_mode_sends_tasks_through_rabbitmq_and_keeps_no_results(tmp_path: Path) -> None:
+    broker = "amqp://guest:guest@127.0.0.1:5672/adsite"
+    probe = _broker_probe(tmp_path, **SERVICES, REDIS_CLUSTER="1", CELERY_BROKER_URL=broker)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [broker, "None"]
