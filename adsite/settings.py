@@ -7,6 +7,10 @@ Redis holds the event stream, online features, counters, the cache and the Celer
 ``REDIS_URL`` without ``DATABASE_URL`` is refused (``ImproperlyConfigured``): nothing would flush
 the event stream into SQLite (``scripts/serve.sh`` starts Celery only in services mode). This is
 the one rule; ``ADSITE_MODE`` says which mode it gave, and ``scripts/serve.sh`` asks for it.
+``REDIS_CLUSTER=1`` on top of the services mode gives the scale-out mode: ``REDIS_URL`` names any node of a
+Redis Cluster (every Redis client is a ``RedisCluster``, the cache too), and the Celery broker is
+``CELERY_BROKER_URL`` (RabbitMQ, ``amqp://``; required there: a Redis Cluster cannot be a broker), with
+no result backend (no task's result is read).
 
 Every app keeps its own settings in one namespaced dict (``TRACKING``, ``INFERENCE``, ``ADS``) whose
 defaults live in the app's ``conf.py``; this module only overrides them from the environment.
@@ -195,10 +199,20 @@ if REDIS_URL and not DATABASE_URL:
         "REDIS_URL is set but DATABASE_URL is not: set both (services mode: PostgreSQL and Redis) or "
         "neither (embedded mode: SQLite, in-process features). See README.md, section 'Modes'."
     )
-ADSITE_MODE = "services" if REDIS_URL else "embedded"
+REDIS_CLUSTER = _env_bool("REDIS_CLUSTER", False)
+if REDIS_CLUSTER and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_CLUSTER=1 but REDIS_URL is not set: in the scale-out mode REDIS_URL names any node of the "
+        "Redis Cluster (e.g. redis://10.0.0.5:7000/0). See docs/scaling.md."
+    )
+ADSITE_MODE = "scale-out" if REDIS_CLUSTER else "services" if REDIS_URL else "embedded"
 
 # Every Redis client of the site fails fast on a Redis that stopped answering (inference/redis_clients.py).
-if REDIS_URL:
+CACHES: dict[str, dict[str, Any]]
+if REDIS_CLUSTER:
+    # the same guard and timeouts through the one client factory (a RedisCluster reached through REDIS_URL)
+    CACHES = {"default": {"BACKEND": "inference.redis_clients.ClusterRedisCache", "LOCATION": REDIS_URL}}
+elif REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -220,7 +234,7 @@ else:
 # the site reads one (tasks write what they did to the database: training runs, the ledger).
 CELERY_BROKER_URL = _env("CELERY_BROKER_URL") or REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND: str | None = REDIS_URL or "cache+memory://"
-if REDIS_URL and _env_bool("REDIS_CLUSTER", False):
+if REDIS_CLUSTER:
     if not CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
         raise ImproperlyConfigured(
             "REDIS_CLUSTER=1 (scale-out mode) needs CELERY_BROKER_URL set to a RabbitMQ broker "

@@ -12,7 +12,7 @@ from typing import Any
 
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
-from inference.redis_clients import redis_client, server_down
+from inference.redis_clients import cluster_nodes, redis_client, server_down
 from inference.rest.errors import ApiErrorsSerializer
 from inference.rest.fields import (
     ClosedSerializer,
@@ -64,6 +64,7 @@ __all__ = [
     "timestamp_seconds",
     "active_model_versions",
     "population_interests",
+    "cluster_nodes",
     "redis_client",
     "server_down",
     "predict_interests",

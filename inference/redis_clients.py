@@ -16,6 +16,15 @@ database...). That is enough when Redis *refuses* connections: the error is imme
 *hangs* (a stopped process, a dead network path) costs each request the full timeout instead, on every
 call, which with a few sync workers takes the whole site down.
 
+Redis Cluster (the scale-out mode: ``settings.REDIS_CLUSTER``, ``REDIS_URL`` naming any node): the same
+factory returns redis-py's ``RedisCluster`` over the same ``GuardedConnection``s, with the same timeouts and
+no retries of its own on a connection error or a timeout (the caller degrades, as on one Redis; the client
+reloads the slot map from the other nodes, so the next call after a failover reaches the new master). A
+``MOVED``/``ASK`` redirect (a slot migrated, a replica promoted) is followed inside the client and never
+reaches a caller. The caller sees the ``redis.Redis`` interface; what differs on a cluster (a script's
+keys in one slot, no cross-slot ``MULTI``) is the key layout's concern (docs/scaling.md, "Where each Redis
+key lives"). ``cluster_nodes`` lists the nodes for ``/readyz``.
+
 ``GuardedConnection`` remembers, per Redis server (host, port) and per process, that a connection or a
 command to it failed (refused, reset or timed out); for ``COOLDOWN_S`` after that, any command to that
 server raises ``redis.ConnectionError`` at once without touching the network. The first command after
@@ -29,10 +38,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.connection import Connection, ConnectionPool
 from redis.retry import Retry
 
@@ -45,7 +56,7 @@ _lock = threading.Lock()
 
 TIMEOUTS = {"request": 0.25, "write": 2.0, "probe": 0.5, "flush": 30.0}
 
-_clients: dict[tuple[str, float, bool], redis.Redis] = {}
+_clients: dict[tuple[str, float, bool, bool], redis.Redis] = {}
 
 
 def server_down_remaining(host: str, port: int) -> float:
@@ -119,30 +130,99 @@ class GuardedConnectionPool(ConnectionPool):
         super().__init__(connection_class=connection_class, **kwargs)
 
 
-def redis_client(url: str, *, timeout: str | float = "request", decode_responses: bool = False) -> redis.Redis:
+def cluster_mode() -> bool:
+    """Whether the site's Redis is a Redis Cluster (``settings.REDIS_CLUSTER``, the scale-out mode)."""
+    from django.conf import settings
+
+    return bool(getattr(settings, "REDIS_CLUSTER", False))
+
+
+def redis_client(
+    url: str,
+    *,
+    timeout: str | float = "request",
+    decode_responses: bool = False,
+    cluster: bool | None = None,
+) -> redis.Redis:
     """This process's guarded client for ``url`` (see the module docstring): socket and connect timeouts
-    of ``TIMEOUTS[timeout]`` (or ``timeout`` seconds), no retries, no health-check round trips."""
+    of ``TIMEOUTS[timeout]`` (or ``timeout`` seconds), no retries, no health-check round trips.
+    ``cluster`` (default: ``settings.REDIS_CLUSTER``): a ``RedisCluster`` reached through the node ``url``."""
     seconds = float(TIMEOUTS[timeout] if isinstance(timeout, str) else timeout)
-    key = (url, seconds, decode_responses)
+    cluster = cluster_mode() if cluster is None else cluster
+    key = (url, seconds, decode_responses, cluster)
     client = _clients.get(key)
     if client is None:
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = redis.Redis.from_url(
-                    url,
-                    socket_timeout=seconds,
-                    socket_connect_timeout=seconds,
-                    retry=Retry(NoBackoff(), 0),
-                    retry_on_timeout=False,
-                    health_check_interval=0,
-                    decode_responses=decode_responses,
-                    connection_class=GuardedConnection,
-                )
+                options: dict[str, Any] = {
+                    "socket_timeout": seconds,
+                    "socket_connect_timeout": seconds,
+                    "retry": Retry(NoBackoff(), 0),
+                    "retry_on_timeout": False,
+                    "decode_responses": decode_responses,
+                    "connection_class": GuardedConnection,
+                }
+                if cluster:
+                    # the same commands as redis.Redis (its command mixins); typed as one for the callers
+                    client = cast(redis.Redis, RedisCluster.from_url(url, **options))
+                else:
+                    client = redis.Redis.from_url(url, health_check_interval=0, **options)
+                _clients[key] = client
     return client
 
 
+def cluster_nodes(client: redis.Redis) -> list[dict[str, Any]]:
+    """The cluster's nodes as ``{"node": "host:port", "role": "master"|"replica"}`` (``[]``: one Redis)."""
+    if not isinstance(client, RedisCluster):
+        return []
+    nodes = []
+    for address, info in client.cluster_nodes().items():
+        flags = str(info.get("flags", ""))
+        role = "master" if "master" in flags else "replica" if "slave" in flags else flags
+        if "fail" in flags and "fail?" not in flags:
+            role += " (failed)"
+        nodes.append({"node": address.split("@")[0], "role": role})
+    return sorted(nodes, key=lambda node: node["node"])
+
+
 def server_down(client: redis.Redis) -> bool:
-    """Whether ``client``'s server is marked down (a call would fail at once)."""
+    """Whether ``client``'s server is marked down (a call would fail at once); on a cluster, whether
+    every master it knows is (one shard down still leaves the others answering)."""
+    if isinstance(client, RedisCluster):
+        masters = client.get_primaries()
+        return bool(masters) and all(server_down_remaining(node.host, node.port) > 0 for node in masters)
     kwargs = client.connection_pool.connection_kwargs
     return server_down_remaining(str(kwargs.get("host", "")), int(kwargs.get("port", 6379))) > 0
+
+
+class ClusterRedisCache(RedisCache):
+    """Django's Redis cache on a Redis Cluster (the scale-out mode's ``CACHES``), through ``redis_client``:
+    the same guard and the ``"request"`` timeout as every other client; multi-key calls split per slot."""
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = _ClusterCacheClient
+
+
+class _ClusterCacheClient(RedisCacheClient):
+    def __init__(self, servers: list[str], **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._url = servers[0]
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        return redis_client(self._url, timeout="request", cluster=True)
+
+    def get_many(self, keys: Any) -> dict[Any, Any]:
+        keys = list(keys)
+        values = self.get_client().mget_nonatomic(keys)
+        return {k: self._serializer.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def set_many(self, data: dict[Any, Any], timeout: int | None) -> None:
+        pipe = self.get_client(write=True).pipeline(transaction=False)
+        for key, value in data.items():
+            pipe.set(key, self._serializer.dumps(value), ex=timeout)
+        pipe.execute()
+
+    def clear(self) -> bool:
+        return bool(self.get_client(write=True).flushdb(target_nodes=RedisCluster.PRIMARIES))

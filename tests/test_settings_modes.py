@@ -15,7 +15,11 @@ PROBE = "from django.conf import settings; print(settings.ADSITE_MODE, settings.
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "REDIS_CLUSTER", "CELERY_BROKER_URL"}
+    }
     env.update({"DJANGO_SETTINGS_MODULE": "adsite.settings", "ADSITE_VAR_DIR": str(tmp_path), **values})
     return env
 
@@ -35,6 +39,15 @@ def _settings_probe(tmp_path: Path, **values: str) -> subprocess.CompletedProces
         (
             {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x", "REDIS_URL": "redis://127.0.0.1:6379/12"},
             "services redis",
+        ),
+        (
+            {
+                "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x",
+                "REDIS_URL": "redis://127.0.0.1:7000/0",
+                "REDIS_CLUSTER": "1",
+                "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+            },
+            "scale-out redis",
         ),
     ],
 )
@@ -97,3 +110,29 @@ def test_scale_out_mode_sends_tasks_through_rabbitmq_and_keeps_no_results(tmp_pa
     probe = _broker_probe(tmp_path, **SERVICES, REDIS_CLUSTER="1", CELERY_BROKER_URL=broker)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == [broker, "None"]
+
+
+def test_scale_out_mode_caches_on_the_cluster(tmp_path: Path) -> None:
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; "
+            "print(settings.CACHES['default']['BACKEND'], settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND)",
+        ],
+        cwd=ROOT,
+        env=_env(
+            tmp_path,
+            DATABASE_URL="postgres://postgres@127.0.0.1:5432/x",
+            REDIS_URL="redis://127.0.0.1:7000/0",
+            REDIS_CLUSTER="1",
+            CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == [
+        "inference.redis_clients.ClusterRedisCache", "amqp://guest:guest@127.0.0.1:5672//", "None"
+    ]

@@ -48,17 +48,29 @@ def _database_check() -> str | None:
     return None
 
 
-def _redis_check() -> str | None:
+def _redis_check() -> tuple[str | None, list[dict[str, object]]]:
+    """(problem, the cluster's nodes): on a Redis Cluster every master must answer and the cluster say
+    ``cluster_state:ok``; ``[]`` nodes on one Redis."""
     from django.conf import settings
 
-    from inference.api import redis_client
+    from inference.api import cluster_nodes, redis_client
 
     client = redis_client(settings.REDIS_URL, timeout="probe")  # a probe must answer quickly even when Redis hangs
+    nodes: list[dict[str, object]] = []
     try:
-        client.ping()
+        if settings.REDIS_CLUSTER:
+            from redis.cluster import RedisCluster
+
+            nodes = list(cluster_nodes(client))
+            client.ping(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+            state = client.cluster_info().get("cluster_state")  # type: ignore[attr-defined]
+            if state != "ok":
+                return f"cluster_state:{state}", nodes
+        else:
+            client.ping()
     except Exception as exc:
-        return _problem("redis", exc)
-    return None
+        return _problem("redis", exc), nodes
+    return None, nodes
 
 
 # a marker this process leaves in the metrics directory the first time it looks: a directory removed
@@ -84,7 +96,8 @@ def _metrics_dir_check() -> str | None:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database answers, Redis answers (services mode), interest models are loaded.
+    """Readiness: the database answers, Redis answers (services mode; scale-out: every master of the
+    cluster, whose nodes it lists to local callers), interest models are loaded. ``mode`` names the mode.
 
     200 ``{"status": "ok", ...}`` or 503 ``{"status": "degraded", ...}`` with each check's detail.
     Without a loaded model the site still answers (the prior), but it is not at full quality.
@@ -99,8 +112,14 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks["database"] = {"ok": problem is None, "error": problem}
     healthy &= problem is None
     if settings.REDIS_URL:
-        problem = _redis_check()
-        checks["redis"] = {"ok": problem is None, "error": problem}
+        problem, nodes = _redis_check()
+        redis_check: dict[str, object] = {"ok": problem is None, "error": problem}
+        if settings.REDIS_CLUSTER:
+            # node addresses only to whom the metrics are (local, or the metrics token): not for everyone
+            redis_check["nodes"] = (
+                nodes if _metrics_allowed(request) else {"masters": sum(n["role"] == "master" for n in nodes)}
+            )
+        checks["redis"] = redis_check
         healthy &= problem is None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         problem = _metrics_dir_check()
@@ -118,7 +137,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
     }
     healthy &= models_ok
     return JsonResponse(
-        {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
+        {"status": "ok" if healthy else "degraded", "mode": settings.ADSITE_MODE, "checks": checks},
+        status=200 if healthy else 503,
     )
 
 
