@@ -194,7 +194,7 @@ def _predictor(dirs: dict[str, Path], store: Any, *, chain: tuple[str, ...], fas
 
     adapter = StoreAdapter(read)
     active = {
-        name: type("Active", (), {"version": f"{name}-bench", "artifact_dir": path})
+        name: type("Active", (), {"version": f"{name}-bench", "artifact_dir": path, "validation_score": None})
         for name, path in dirs.items()
         if name in chain
     }

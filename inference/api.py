@@ -63,6 +63,8 @@ __all__ = [
     "timestamp_ms",
     "timestamp_seconds",
     "active_model_versions",
+    "active_rankers",
+    "ActiveRanker",
     "population_interests",
     "cluster_nodes",
     "redis_client",
@@ -186,6 +188,30 @@ def active_model_versions() -> dict[str, str]:
     from inference.registry.selectors import active_model_versions as registry_active
 
     return {algorithm: active.version for algorithm, active in registry_active().items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRanker:
+    """An active version as the chain orders it."""
+
+    algorithm: str
+    version: str
+    # NDCG@5 on the validation slice of the latest training run that judged it (None: never scored)
+    validation_score: float | None
+
+
+def active_rankers() -> tuple[ActiveRanker, ...]:
+    """The active versions in the order every predictor tries them: best NDCG@5 on the validation slice
+    first, whatever the algorithm (then the prior answers). One query."""
+    from inference.registry.selectors import active_model_versions as registry_active
+    from inference.serving.slots import serving_order
+
+    active = registry_active()
+    order = serving_order({name: row.validation_score for name, row in active.items()})
+    return tuple(
+        ActiveRanker(algorithm=name, version=active[name].version, validation_score=active[name].validation_score)
+        for name in order
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,10 @@ class ModelVersion(models.Model):
     # {"slice": {...}, "results": {"model": {"ndcg@5":..}, "popularity": {..}, ...}} on a later held-out slice
     metrics = models.JSONField(default=dict)
     training_seconds = models.FloatField(default=0.0)
+    # NDCG@5 on the validation slice of the latest training run that judged this version (its own run's
+    # at registration; a later run re-scores the active versions on its slice): the chain tries the
+    # active versions best first (``inference.serving.slots.serving_order``); None: never scored
+    validation_score = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
 

@@ -16,6 +16,8 @@ class ActiveVersion:
     algorithm: str
     version: str
     artifact_dir: Path
+    # NDCG@5 on the validation slice (``ModelVersion.validation_score``): the chain tries the best first
+    validation_score: float | None = None
 
 
 def model_dir() -> Path:
@@ -29,13 +31,16 @@ def artifact_dir_for(*, artifact_path: str) -> Path:
 def active_model_versions() -> dict[str, ActiveVersion]:
     """algorithm -> the active version (absent when an algorithm has none)."""
     rows = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).values_list(
-        "algorithm", "version", "artifact_path"
+        "algorithm", "version", "artifact_path", "validation_score"
     )
     return {
         algorithm: ActiveVersion(
-            algorithm=algorithm, version=version, artifact_dir=artifact_dir_for(artifact_path=path)
+            algorithm=algorithm,
+            version=version,
+            artifact_dir=artifact_dir_for(artifact_path=path),
+            validation_score=score,
         )
-        for algorithm, version, path in rows
+        for algorithm, version, path, score in rows
     }
 
 

@@ -7,6 +7,7 @@ their next poll (``INFERENCE["RELOAD_POLL_SECONDS"]``) and swap the model in.
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +44,8 @@ def model_version_register(
     metrics: dict[str, Any] | None = None,
     training_seconds: float = 0.0,
 ) -> ModelVersion:
-    """Record a trained model as a candidate (its artifacts must already be in place)."""
+    """Record a trained model as a candidate (its artifacts must already be in place). Its validation
+    score is the NDCG@5 its run measured on the slice (``metrics["results"]["model"]``), if any."""
     if algorithm not in ModelVersion.Algorithm.values:
         raise RegistryError(f"unknown algorithm {algorithm!r}")
     return ModelVersion.objects.create(
@@ -57,7 +59,17 @@ def model_version_register(
         feature_schema_version=str(feature_schema_version),
         metrics=metrics or {},
         training_seconds=training_seconds,
+        validation_score=_finite((((metrics or {}).get("results") or {}).get("model") or {}).get("ndcg@5")),
     )
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def model_version_score(*, version: str, score: float | None) -> None:
+    """Record ``version``'s NDCG@5 on the validation slice of a later run (the chain's order follows it)."""
+    ModelVersion.objects.filter(version=version).update(validation_score=_finite(score))
 
 
 def _locked(version: str) -> ModelVersion:

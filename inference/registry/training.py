@@ -20,8 +20,12 @@
   one, leaves the active version serving.
 - The servable baselines (``decayed``, ``frequency``, ``recent``, ``popularity``:
   ``inference.models.baselines``) are registered by every run with the same slice's figures, and the
-  best one on the slice is activated (``auto``/``always``; the others are withdrawn): it serves after
-  the learned models in the chain, and instead of them when none beats it.
+  best one on the slice is activated (``auto``/``always``; the others are withdrawn).
+- Every active ranker carries its NDCG@5 on this run's slice (``ModelVersion.validation_score``: a
+  candidate its own, a kept active version the figure it scored beside the candidate, an active learned
+  version this run did not train is judged on the slice too), and the chain tries them best first,
+  whatever the algorithm (``inference.serving.slots.serving_order``): LightGBM serves before the network
+  when it validated better, the baseline ranker after both when they beat it, instead of them otherwise.
 - With ``INFERENCE["REFIT_ON_ALL"]`` (default), an activated model is trained again on every event
   (the slice included) before it is saved: the protocol's models see everything before the cut-off,
   and so does the served one. Its metrics are those of the copy judged on the slice.
@@ -252,6 +256,9 @@ def _train_one(
             actor="training",
             reason=f"{PRIMARY_METRIC} {active_score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}",
         )
+    elif not do_activate and active_row is not None and active_score is not None:
+        # the version kept serving was judged on this run's slice too: the chain orders by that figure
+        services.model_version_score(version=active_row.version, score=active_score)
 
     served = model
     refit = None
@@ -313,6 +320,60 @@ def _train_one(
     }
 
 
+def _others_rescore(
+    trained: Sequence[str],
+    outcome: Mapping[str, Mapping[str, Any]],
+    *,
+    parts: TrainingParts,
+    events: list[EventRecord],
+    quantile: float,
+    activate: str,
+) -> dict[str, Any]:
+    """Judge the active learned versions this run did not train (``--algorithm gbdt`` leaves neural
+    serving) on this run's slice, so that the chain orders every active ranker by the same slice; under
+    ``"auto"`` one below the best baseline is withdrawn, like a trained one. Returns the outcome entry
+    of each (``activated``: still serving)."""
+    assert parts.evaluator is not None and parts.loader is not None
+    done: dict[str, Any] = {}
+    if activate == "never":
+        return done
+    baseline = next(
+        (b for o in outcome.values() if (b := _best_baseline(o.get("results") or {})) is not None), None
+    )
+    for algorithm in ALGORITHMS:
+        row = selectors.model_version_active(algorithm=algorithm)
+        if algorithm in trained or row is None:
+            continue
+        try:
+            model = parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path))
+        except Exception as exc:  # the chain falls through a broken version already
+            logger.warning("inference.training_active_unloadable %s: %r", row.version, exc)
+            continue
+        results = parts.evaluator(
+            {"active": model},
+            events=events,
+            split="time",
+            quantile=quantile,
+            horizon=int(inference_setting("HORIZON")),
+        )
+        score = _metric(results, "active")
+        if score is None:
+            continue
+        if activate == "auto" and baseline is not None and score < baseline[1]:
+            why = f"{PRIMARY_METRIC} {score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: withdrawn"
+            services.model_version_withdraw(version=row.version, actor="training", reason=why)
+        else:
+            why = f"judged again on this run's slice: {PRIMARY_METRIC} {score:.4f}"
+            services.model_version_score(version=row.version, score=score)
+        done[algorithm] = {
+            "version": row.version,
+            "activated": not why.endswith("withdrawn"),
+            "reason": why,
+            PRIMARY_METRIC: score,
+        }
+    return done
+
+
 def _baselines_register(
     outcome: Mapping[str, Mapping[str, Any]],
     *,
@@ -356,7 +417,8 @@ def _baselines_register(
                 "quantile": scored.get("quantile"),
                 "test_users": scored.get("test_users"),
             },
-            "results": {"model": results.get(name), **results},
+            # "model" is this ranker (the slice's results hold the learned candidate under that name)
+            "results": {**results, "model": results.get(name)},
             "decision": why,
             "best_baseline": [name, value],
         },
@@ -442,6 +504,9 @@ def training_run_execute(
                 progress=reporter,
                 slot=(index * share, (index + 1) * share),
             )
+        rescored = _others_rescore(
+            algorithms, outcome, parts=parts, events=events, quantile=quantile, activate=activate
+        )
         ranker = _baselines_register(
             outcome, parts=parts, events=events, categories=categories, activate=activate
         )
@@ -450,6 +515,7 @@ def training_run_execute(
                 entry.pop(key, None)
         if ranker is not None:
             outcome["baseline"] = ranker
+        outcome.update(rescored)  # the active learned versions this run did not train, judged again
         run.outcome = outcome
         run.status = TrainingRun.Status.SUCCEEDED
         reporter(

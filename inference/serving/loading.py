@@ -1,6 +1,7 @@
 """Loading model versions and swapping them in whole.
 
-``ModelSet`` holds the one reference requests read (``slots``: algorithm -> ``LoadedModel``). A newly
+``ModelSet`` holds the one reference requests read (``slots``: algorithm -> ``LoadedModel``, in the
+order the chain tries them: best validation score first, ``slots.serving_order``). A newly
 activated version is loaded and warmed up *first*, then swapped in by replacing that reference, so a
 request sees either the old set of models or the new one, never a half-loaded model. A version that
 fails to load leaves the previous one serving and is not retried on every poll.
@@ -21,6 +22,7 @@ from inference.serving.slots import (
     ModelLoader,
     PredictorConfig,
     RegistryReader,
+    serving_order,
     validated_scores,
 )
 
@@ -91,6 +93,7 @@ class ModelSet:
                     del updated[name]
                 continue
             if held is not None and held.version == wanted.version:
+                held.validation_score = wanted.validation_score  # a later run re-scored it
                 continue
             if self._failed_versions.get(name) == wanted.version:
                 continue  # already failed to load: do not retry every poll
@@ -102,8 +105,12 @@ class ModelSet:
                         "inference.model_load_failed_keeping_previous %s %s", wanted.version, slot.error
                     )
                     continue
+            slot.validation_score = wanted.validation_score
             updated[name] = slot
-        if updated == current:
+        # requests try the slots in the dict's order: best on the validation slice first
+        order = serving_order({name: slot.validation_score for name, slot in updated.items()}, self._config.chain)
+        updated = {name: updated[name] for name in order}
+        if list(updated.items()) == list(current.items()):
             return False
         self.slots = updated  # the atomic swap
         _publish_versions(current, updated)

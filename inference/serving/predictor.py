@@ -5,11 +5,14 @@ Promises:
 - Start-up loads every active version and warms it up with a dummy prediction before serving it
   (``loading``); a background thread polls the registry and hot-swaps new versions (``polling``),
   and times the models no request called (``probes``).
-- ``predict`` never raises: it tries neural, then gbdt, then the active baseline ranker (decayed,
-  frequency, recent or popularity: the registry keeps the best one on the validation slice active, and
-  a learned model worse than it is not served), then the prior. A model is tried only if its
+- ``predict`` never raises: it tries the active rankers (neural, gbdt, and the baseline ranker the
+  registry keeps active: decayed, frequency, recent or popularity) best first by their NDCG@5 on the
+  training run's validation slice (``slots.serving_order``; a learned model worse than the best
+  baseline is not active at all), then the prior. A model is tried only if its
   circuit breaker allows it and its recent p99 fits in the time left; an exception, a NaN or
-  out-of-range score, or an overrun of the deadline falls through to the next. The prior always
+  out-of-range score, or an overrun of the deadline falls through to the next. The fallback reason
+  is that of the first ranker tried that did not answer; ``no_model`` when none failed but a learned
+  algorithm named before the one that answered (neural before gbdt) has no active version. The prior always
   answers (population popularity blended with the user's own decayed counts, or the population only
   when the feature store cannot be read).
 - Shadow mode (``shadow``): after a model has answered, a sampled request is also scored by the
@@ -203,14 +206,11 @@ class Predictor:
                 features, "cold_start", now=now, top=top, deadline=deadline, stages=stages
             )
 
-        slots = self._models.slots  # read the reference once: this request uses one consistent set
+        # read the reference once: this request uses one consistent set, in its serving order (best on
+        # the validation slice first)
+        slots = self._models.slots
         reason: str | None = None
-        for name in self.config.chain:
-            slot = slots.get(name)
-            if slot is None:
-                if name in LEARNED:  # a baseline ranker without an active version is simply no step
-                    reason = reason or "no_model"
-                continue
+        for name, slot in slots.items():
             if slot.model is None:
                 reason = reason or "error"
                 continue
@@ -257,6 +257,8 @@ class Predictor:
                 continue
             slot.breaker.record_success()
             metrics.BREAKER_STATE.labels(name).set(0)
+            if reason is None and self._learned_missing_before(name, slots):
+                reason = "no_model"
             answer = self._answer(scores, name, slot.version, reason, deadline, stages)
             shadow = self._shadow.current  # read once; None (no shadow) costs one attribute read
             if shadow is not None:
@@ -265,6 +267,15 @@ class Predictor:
         return self._prior_answer(
             features, reason or "no_model", now=now, top=top, deadline=deadline, stages=stages
         )
+
+    def _learned_missing_before(self, served: str, slots: dict[str, LoadedModel]) -> bool:
+        """A learned model named before ``served`` in the chain has no active version (``no_model``)."""
+        for name in self.config.chain:
+            if name == served:
+                return False
+            if name in LEARNED and name not in slots:
+                return True
+        return False
 
     def _failed(self, slot: LoadedModel, kind: str) -> None:
         slot.breaker.record_failure()

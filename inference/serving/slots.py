@@ -33,15 +33,31 @@ __all__ = [
     "ShadowReader",
     "ShadowSlot",
     "ShadowVersionLike",
+    "serving_order",
     "validated_scores",
 ]
 
-# the learned models, in the order they are tried; a missing one is a fallback (``no_model``)
+# the learned models; a missing one is a fallback (``no_model``) for an answer from a ranker after it here
 LEARNED = ("neural", "gbdt")
 # the evaluation's baselines as servable rankers (``inference.models.baselines``): the registry keeps at
-# most the best one active, tried after the learned models; without an active version they are no step
+# most the best one active; without an active version they are no step
 BASELINE_RANKERS = ("decayed", "frequency", "recent", "popularity")
+# the rankers serving may hold; ties in ``serving_order`` go to the one named first here
 CHAIN = (*LEARNED, *BASELINE_RANKERS)
+
+
+def serving_order(scores: Mapping[str, float | None], chain: Sequence[str] = CHAIN) -> list[str]:
+    """The order the chain tries its active rankers: best validation score (NDCG@5 on the training
+    run's slice) first, whatever the algorithm; equal scores in ``chain`` order; unscored ones last.
+    Names outside ``chain`` are left out."""
+    position = {name: index for index, name in enumerate(chain)}
+
+    def key(name: str) -> tuple[bool, float, int]:
+        score = scores[name]
+        known = score is not None and math.isfinite(score)
+        return (not known, -float(score) if known else 0.0, position[name])  # type: ignore[arg-type]
+
+    return sorted((name for name in scores if name in position), key=key)
 
 
 class ServingModel(Protocol):
@@ -71,8 +87,14 @@ class PriorScorer(Protocol):
 
 
 class ActiveVersionLike(Protocol):
-    version: str
-    artifact_dir: Path
+    @property
+    def version(self) -> str: ...
+    @property
+    def artifact_dir(self) -> Path: ...
+    @property
+    def validation_score(self) -> float | None:
+        """NDCG@5 on the validation slice (``serving_order``); None when never scored."""
+        ...
 
 
 class ShadowVersionLike(Protocol):
@@ -105,6 +127,7 @@ class LoadedModel:
     error: str = ""
     last_call: float = 0.0  # the predictor's monotonic clock at the last request that called it
     score_range: tuple[float, float] = (0.0, 1.0)
+    validation_score: float | None = None  # the registry's, as of the last poll (``serving_order``)
 
 
 @dataclass(frozen=True, eq=False)

@@ -43,6 +43,7 @@ class DoublePrior:
 class Active:
     version: str
     artifact_dir: Path
+    validation_score: float | None = None
 
 
 @pytest.fixture

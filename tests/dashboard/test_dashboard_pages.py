@@ -50,6 +50,26 @@ def test_models_page_says_which_ranker_serves_and_why(staff_client):
     assert "0.3100 &lt; best baseline decayed 0.3300: registered, not served" in html  # gbdt's row
 
 
+def test_models_page_names_the_ranker_that_validated_best_as_the_one_serving(staff_client):
+    """Taobao's case: LightGBM 0.345 against the network's 0.342 on the same slice."""
+    from inference.registry import services as registry
+
+    for algorithm, score in (("neural", 0.342), ("gbdt", 0.345), ("decayed", 0.333)):
+        registry.model_version_register(
+            algorithm=algorithm,
+            version=f"{algorithm}-1",
+            artifact_path=algorithm,
+            metrics={
+                "results": {"model": {"ndcg@5": score}},
+                "decision": f"ndcg@5 {score:.4f} >= best baseline decayed 0.3330",
+            },
+        )
+        registry.model_version_activate(version=f"{algorithm}-1")
+    html = staff_client.get("/dashboard/models/").content.decode()
+    assert "Answers come from <strong>gbdt</strong>: ndcg@5 0.3450 &gt;= best baseline decayed 0.3330" in html
+    assert '<span id="serving-order">gbdt 0.3450, neural 0.3420, decayed 0.3330</span>' in html
+
+
 def test_compare_page_puts_two_versions_side_by_side(staff_client, seeded):
     response = staff_client.get(f"/dashboard/models/compare?v={seeded['old']}&v={seeded['new']}")
     html = response.content.decode()

@@ -19,7 +19,7 @@ from adsite.dashboard.selectors.windows import (
 )
 
 BASELINES = ("popularity", "frequency", "recent", "decayed")
-# the baselines as servable rankers, in the chain's order (after neural and gbdt)
+# the baselines as servable rankers (rows of the models page after neural and gbdt when not active)
 RANKERS = ("decayed", "frequency", "recent", "popularity")
 
 METRIC_NAMES = ("ndcg@5", "recall@3", "auc")
@@ -136,7 +136,9 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
     rows = [model_row(row) for row in inference_api.model_versions(limit=limit)]
     runs = inference_api.training_runs_recent(limit=5)
     status = inference_api.serving_status(start=False)
-    active = inference_api.active_model_versions()
+    order = inference_api.active_rankers()  # the chain's order: best on the validation slice first
+    active = {ranker.algorithm: ranker.version for ranker in order}
+    scores = {ranker.algorithm: ranker.validation_score for ranker in order}
     hour = window_deltas(window="hour", now=now)
     day = window_deltas(window="day", now=now)
     # model call time per algorithm, answers per algorithm and the latest breaker states (last hour)
@@ -156,7 +158,9 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
         newest.setdefault(r.algorithm, r)
     rankers = [name for name in RANKERS if name in active or name in newest]
     algorithms = []
-    for name in ("neural", "gbdt", *rankers):
+    # the active rankers in the order the chain tries them, then the algorithms without an active version
+    names = [*active, *(name for name in ("neural", "gbdt", *rankers) if name not in active)]
+    for name in names:
         row = latency.get(name, {})
         state = breakers.get(name)
         decided = by_version.get(active.get(name, "")) or newest.get(name)
@@ -165,6 +169,8 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
                 "name": name,
                 "why": decided.decision if decided else "",
                 "active": active.get(name, ""),
+                "order": list(active).index(name) + 1 if name in active else None,
+                "score": round(score, 4) if (score := scores.get(name)) is not None else None,
                 "loaded": status.loaded.get(name, ""),
                 "error": status.load_errors.get(name, ""),
                 "breaker": status.breakers.get(name)
@@ -185,11 +191,15 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
         + [{"window": "last day", **r} for r in shadow_results(day)],
         "candidates": [r for r in rows if r.status != "active"],
     }
-    # the chain answers with its first active ranker (neural, gbdt, then the baseline ranker, then the prior)
-    first = next((a for a in algorithms if a["active"]), None)
+    # the chain answers with its first active ranker: the best on the validation slice
+    first = algorithms[0] if order else None
     serving = {
         "name": first["name"] if first else "prior",
         "why": first["why"] if first else "no ranker is active: the prior answers every request",
+        "order": ", ".join(
+            f"{r.algorithm} {r.validation_score:.4f}" if r.validation_score is not None else f"{r.algorithm} (not scored)"
+            for r in order
+        ),
     }
     return {"models": rows, "runs": runs, "algorithms": algorithms, "shadow": shadow, "serving": serving}
 

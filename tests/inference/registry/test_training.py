@@ -226,3 +226,61 @@ def test_a_model_that_is_not_activated_is_not_trained_again(model_dir):
     with override_settings(INFERENCE={"MODEL_DIR": str(model_dir), "REFIT_ON_ALL": True}):
         train(trainer)
     assert trainer.seen == [240]
+
+
+class Served:
+    """What the predictor loads for a double: it answers with its version's quality as the top score."""
+
+    def __init__(self, quality: float) -> None:
+        self.quality = quality
+
+    def predict(self, features, *, now, top):
+        return [("c0", self.quality)][:top]
+
+
+def test_the_ranker_best_on_the_slice_serves_first_whatever_its_algorithm():
+    """Taobao's case: both learned models beat the best baseline, LightGBM by more than the network.
+    The same run judged both on one slice, so LightGBM answers and the network stands behind it."""
+    from inference.serving.deadline import Deadline
+    from inference.serving.predictor import Predictor, PredictorConfig
+    from inference.serving.wiring import registry_active_versions
+    from tests.inference.serving.conftest import FakeFeatures, FakePrior
+
+    train(Trainer(0.62, 0.65), algorithm="all")  # neural 0.62, gbdt 0.65; popularity 0.5
+    scores = {a: v.validation_score for a, v in selectors.active_model_versions().items()}
+    assert scores == {"neural": 0.62, "gbdt": 0.65, "popularity": 0.5}
+    predictor = Predictor(
+        features=FakeFeatures(users={"u1": {"c0": 1.0}}),
+        prior=FakePrior(),
+        loader=lambda name, directory: Served(load(directory).quality if name in ("neural", "gbdt") else 0.5),
+        registry_reader=registry_active_versions,
+        config=PredictorConfig(poll_seconds=0),
+    ).start(background=False)
+    answer = predictor.predict("u1", deadline=Deadline(1000))
+    assert (answer.served_by, answer.fallback_reason) == ("gbdt", None)
+    assert answer.model_version == selectors.model_version_active(algorithm="gbdt").version
+
+
+def test_a_run_of_one_algorithm_judges_the_other_active_learned_version_on_its_slice():
+    train(Trainer(0.62, 0.65), algorithm="all")
+    neural = selectors.model_version_active(algorithm="neural")
+    services.model_version_score(version=neural.version, score=0.99)  # as an older slice had it
+    run = train(Trainer(0.64))  # gbdt only: the network is judged again on this run's slice
+    assert ModelVersion.objects.get(version=neural.version).validation_score == 0.62
+    assert run.outcome["neural"]["reason"] == "judged again on this run's slice: ndcg@5 0.6200"
+    BASELINES["decayed"] = 0.63
+    try:
+        train(Trainer(0.7))  # now below the best baseline on the slice: withdrawn, like a trained one
+    finally:
+        BASELINES["decayed"] = 0.42
+    assert ModelVersion.objects.get(version=neural.version).status == "retired"
+    assert set(selectors.active_model_versions()) == {"gbdt", "decayed"}
+
+
+def test_the_active_version_kept_serving_carries_the_figure_of_the_latest_slice():
+    train(Trainer(0.8))
+    serving = active_version()
+    services.model_version_score(version=serving, score=0.95)
+    train(Trainer(0.6))  # the candidate loses to the active one, which scored 0.8 on this slice
+    assert active_version() == serving
+    assert ModelVersion.objects.get(version=serving).validation_score == 0.8

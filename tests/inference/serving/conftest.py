@@ -89,6 +89,7 @@ class FakePrior:
 class Active:
     version: str
     artifact_dir: Path
+    validation_score: float | None = None
 
 
 class FakeRegistry:
@@ -101,10 +102,10 @@ class FakeRegistry:
         self.corrupt: set[str] = set()
         self.loads = 0
 
-    def publish(self, name: str, version: str) -> FakeModel:
+    def publish(self, name: str, version: str, *, validation_score: float | None = None) -> FakeModel:
         model = FakeModel(name, version, self.clock)
         self.models[version] = model
-        self.active[name] = Active(version, Path("/nonexistent") / version)
+        self.active[name] = Active(version, Path("/nonexistent") / version, validation_score)
         return model
 
     def read(self) -> dict[str, Active]:

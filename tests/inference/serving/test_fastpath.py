@@ -155,7 +155,7 @@ def test_neural_slowed_by_the_delay_hook_is_skipped_for_gbdt(trained, readouts):
     user, population, _ = readouts[0]
     store = StoreAdapter(lambda user_id, now=None: (user, population))
     active = {
-        name: type("Active", (), {"version": f"{name}-1", "artifact_dir": path})
+        name: type("Active", (), {"version": f"{name}-1", "artifact_dir": path, "validation_score": None})
         for name, path in trained.items()
     }
     predictor = Predictor(

@@ -206,3 +206,51 @@ def test_the_polling_thread_runs_its_exit_hook_in_its_own_thread_when_stopped(re
     assert exited_in == []
     predictor.stop()
     assert exited_in == ["inference-model-poll"]
+
+
+def test_the_ranker_that_validated_best_serves_first_whatever_its_algorithm(registry, make_predictor, clock):
+    """Taobao: LightGBM 0.345 against the network's 0.342 on the slice: LightGBM answers, no fallback."""
+    neural = registry.publish("neural", "neural-1", validation_score=0.342)
+    registry.publish("gbdt", "gbdt-1", validation_score=0.345)
+    registry.publish("decayed", "decayed-1", validation_score=0.333)
+    predictor = make_predictor()
+    calls_after_warm_up = neural.calls
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
+    assert (answer.served_by, answer.model_version, answer.fallback_reason) == ("gbdt", "gbdt-1", None)
+    assert neural.calls == calls_after_warm_up  # the second best is not called when the best answers
+
+
+def test_the_next_best_answers_when_the_best_fails_or_does_not_fit(registry, make_predictor, clock):
+    registry.publish("neural", "neural-1", validation_score=0.342)
+    gbdt = registry.publish("gbdt", "gbdt-1", validation_score=0.345)
+    registry.publish("decayed", "decayed-1", validation_score=0.333)
+    predictor = make_predictor()
+    gbdt.fail = True
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
+    assert (answer.served_by, answer.fallback_reason) == ("neural", "error")
+
+
+def test_a_baseline_that_validated_better_than_a_learned_model_is_tried_first(
+    registry, make_predictor, clock
+):
+    """``train --activate always`` can leave a learned model serving below the best baseline: the
+    baseline answers first, the learned model only behind it."""
+    registry.publish("gbdt", "gbdt-1", validation_score=0.30)
+    registry.publish("frequency", "frequency-1", validation_score=0.31)
+    answer = make_predictor().predict("alice", deadline=Deadline(1000, clock=clock))
+    assert (answer.served_by, answer.fallback_reason) == ("frequency", "no_model")  # no neural version
+
+
+def test_a_new_validation_score_of_the_same_versions_reorders_the_chain(registry, make_predictor, clock):
+    registry.publish("neural", "neural-1", validation_score=0.35)
+    registry.publish("gbdt", "gbdt-1", validation_score=0.34)
+    predictor = make_predictor()
+    assert predictor.predict("alice", deadline=Deadline(1000, clock=clock)).served_by == "neural"
+    # a later training run judged both again on its slice and LightGBM came out ahead
+    registry.active["gbdt"] = registry.active["gbdt"].__class__(
+        "gbdt-1", registry.active["gbdt"].artifact_dir, 0.36
+    )
+    assert predictor.refresh() is True
+    assert registry.loads == 2  # nothing reloaded: the same versions, another order
+    answer = predictor.predict("alice", deadline=Deadline(1000, clock=clock))
+    assert (answer.served_by, answer.model_version, answer.fallback_reason) == ("gbdt", "gbdt-1", None)
