@@ -295,8 +295,6 @@ INFERENCE: dict[str, Any] = {
     "DEVICE": _env("INFERENCE_DEVICE", "auto"),
     "RETRAIN_SECONDS": _env_float("INFERENCE_RETRAIN_SECONDS", 0.0),
     # training reads events through these (inference imports nothing from adsite/tracking itself)
-    "EVENT_SOURCE": _env("INFERENCE_EVENT_SOURCE", "tracking.api.event_records_iter"),
-    "CATEGORY_SOURCE": _env("INFERENCE_CATEGORY_SOURCE", "adsite.content.selectors.category_slugs"),
     "RELOAD_POLL_SECONDS": _env_float("INFERENCE_RELOAD_POLL_SECONDS", 2.0),
     # serving fast paths (lleaves / ONNX Runtime), the serving device ("auto": CUDA when present, then
     # micro-batched) and where compiled boosters are cached on local disk ("" = the system temp dir)

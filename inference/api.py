@@ -23,7 +23,7 @@ from inference.rest.fields import (
 )
 from inference.serving.deadline import Deadline
 from inference.serving.interests import FALLBACK_REASONS, SERVED_BY, Interests
-from inference.signals import store_rebuild_started
+from inference.signals import categories_requested, store_rebuild_started, stored_events_requested
 from inference.store.base import FeatureStoreUnavailable
 from inference.user_ids import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 
@@ -80,6 +80,8 @@ __all__ = [
     "shadow_setting_set",
     "store_rebuild",
     "store_rebuild_started",
+    "stored_events_requested",
+    "categories_requested",
     "training_run",
     "training_runs_recent",
     "training_start",
@@ -449,7 +451,7 @@ TAXONOMY_CACHE_S = 30.0
 
 
 def category_taxonomy() -> frozenset[str]:
-    """The categories the site defines (``INFERENCE["CATEGORY_SOURCE"]``), re-read at most every 30 s:
+    """The categories the site defines (``categories_requested``), re-read at most every 30 s:
     what live input may add to features and the population. Empty when none are defined (or the source
     fails): callers then leave categories as they are."""
     global _taxonomy
@@ -459,12 +461,10 @@ def category_taxonomy() -> frozenset[str]:
     now = time.monotonic()
     if read_at and now - read_at < TAXONOMY_CACHE_S:
         return known
-    from django.utils.module_loading import import_string
-
-    from inference.conf import inference_setting
+    from inference.signals import site_categories
 
     try:
-        known = frozenset(import_string(inference_setting("CATEGORY_SOURCE"))())
+        known = frozenset(site_categories())
     except Exception:  # a taxonomy that cannot be read must not stop collection
         import logging
 

@@ -30,10 +30,6 @@ DEFAULTS: dict[str, Any] = {
     "DEVICE": "auto",
     # scheduled retraining period in seconds; 0 disables the beat entry
     "RETRAIN_SECONDS": 0.0,
-    # dotted path of `event_records_iter(*, since, until, chunk_size) -> Iterator[list[EventRecord]]`
-    "EVENT_SOURCE": "tracking.api.event_records_iter",
-    # dotted path of `category_slugs() -> list[str]`
-    "CATEGORY_SOURCE": "adsite.content.selectors.category_slugs",
     # how often each web process checks the registry for a newly activated version (seconds)
     "RELOAD_POLL_SECONDS": 2.0,
     # the share of events (by time) held out as the later evaluation slice in training

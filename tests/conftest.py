@@ -249,6 +249,41 @@ def placements_answer() -> Iterator[Callable[[Callable[..., Any] | None], None]]
     placements_requested.connect(receivers.on_placements_requested, dispatch_uid="ads.placements_requested")
 
 
+@pytest.fixture
+def data_sources() -> Iterator[Callable[..., None]]:
+    """``data_sources(events=fn, categories=fn)``: inference's requests for the stored events and the
+    site's categories (``inference.api.stored_events_requested`` / ``categories_requested``) are answered
+    by these functions instead of tracking's and the content app's receivers (each left as it is when
+    not given); the apps' receivers are connected again after the test."""
+    from adsite.content.receivers import on_categories_requested
+    from inference.api import categories_requested, category_taxonomy_reset, stored_events_requested
+    from tracking.receivers import on_stored_events_requested
+
+    def use(*, events: Callable[..., Any] | None = None, categories: Callable[[], Any] | None = None) -> None:
+        if events is not None:
+            stored_events_requested.disconnect(dispatch_uid="tracking.stored_events_requested")
+            stored_events_requested.disconnect(dispatch_uid="test.stored_events")  # a second call replaces
+            stored_events_requested.connect(
+                lambda sender, signal, **kwargs: events(since=kwargs.get("since"), until=kwargs.get("until")),
+                dispatch_uid="test.stored_events",
+                weak=False,
+            )
+        if categories is not None:
+            categories_requested.disconnect(dispatch_uid="content.categories_requested")
+            categories_requested.disconnect(dispatch_uid="test.categories")
+            categories_requested.connect(
+                lambda sender, signal, **kwargs: categories(), dispatch_uid="test.categories", weak=False
+            )
+            category_taxonomy_reset()
+
+    yield use
+    stored_events_requested.disconnect(dispatch_uid="test.stored_events")
+    categories_requested.disconnect(dispatch_uid="test.categories")
+    stored_events_requested.connect(on_stored_events_requested, dispatch_uid="tracking.stored_events_requested")
+    categories_requested.connect(on_categories_requested, dispatch_uid="content.categories_requested")
+    category_taxonomy_reset()
+
+
 @pytest.fixture(autouse=True)
 def rate_limit_windows_fresh() -> Iterator[None]:
     """Each test starts with empty rate-limit windows (the anonymous endpoints' limits and the quarantine

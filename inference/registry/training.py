@@ -5,8 +5,9 @@
 
 - One run at a time (a cache lock: Redis in services mode); a second concurrent run is recorded as
   ``skipped`` and changes nothing.
-- Events come from the injected source ``INFERENCE["EVENT_SOURCE"]`` (time order, bots excluded) and
-  the categories from ``INFERENCE["CATEGORY_SOURCE"]``; inference imports neither app.
+- Events come from the app that stores them and the categories from the site
+  (``inference.signals.stored_events`` / ``site_categories``: tracking and the content app answer);
+  inference imports neither app.
 - The models learn from the events before the cut-off T (the ``1 - EVAL_FRACTION`` quantile of the
   event times) and are judged on what users did after T, beside the four baselines and the active
   version of the same algorithm, on exactly the same cases (EVALUATION.md's time split).
@@ -49,7 +50,6 @@ from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from inference.conf import inference_setting
 from inference.events import EventRecord
@@ -86,10 +86,11 @@ class TrainingParts:
     def resolved(self) -> TrainingParts:
         from inference.evaluation.models import models_offline_metrics
         from inference.models import baseline_ranker_train, model_load, model_train
+        from inference.signals import site_categories, stored_events
 
         return TrainingParts(
-            event_source=self.event_source or import_string(inference_setting("EVENT_SOURCE")),
-            category_source=self.category_source or import_string(inference_setting("CATEGORY_SOURCE")),
+            event_source=self.event_source or stored_events,
+            category_source=self.category_source or site_categories,
             trainer=self.trainer or model_train,
             evaluator=self.evaluator or models_offline_metrics,
             loader=self.loader or model_load,

@@ -7,7 +7,7 @@
 when cold, population features)`` at ``now`` (the predictor's clock), one round trip, :class:`FeatureStoreUnavailable` when unreachable.
 
 The in-process store does not survive a restart: with ``INFERENCE["STORE_REBUILD_ON_START"]`` the
-process's memory store is rebuilt from the stored events (``INFERENCE["EVENT_SOURCE"]``) when it is
+process's memory store is rebuilt from the stored events (``inference.signals.stored_events``) when it is
 first needed, before anyone reads or writes it. ``feature_store_rebuild()`` (and
 ``manage.py features_rebuild``) replays the events into the configured store on demand.
 """
@@ -44,15 +44,13 @@ _generation = 0  # bumped by feature_store_reset(); readers made earlier follow 
 
 def feature_store_rebuild(store: FeatureStore | None = None) -> int:
     """Clear ``store`` (default: the configured one) and replay every stored event into it, in time
-    order, from ``INFERENCE["EVENT_SOURCE"]`` (non-bot events, chunks). Returns the number replayed."""
-    from django.utils.module_loading import import_string
+    order, from the app that stores them (``inference.signals.stored_events``: non-bot events, chunks).
+    Returns the number replayed."""
+    from inference.signals import store_rebuild_started, stored_events
 
-    from inference.conf import inference_setting
-    from inference.signals import store_rebuild_started
-
-    source = import_string(inference_setting("EVENT_SOURCE"))
+    events = stored_events()
     store_rebuild_started.send(sender=feature_store_rebuild)
-    return (store or feature_store()).rebuild(source())
+    return (store or feature_store()).rebuild(events)
 
 
 def _redis_store(url: str) -> FeatureStore:

@@ -62,15 +62,14 @@ def test_a_refused_action_is_shown_and_audited_as_failed(staff_client, seeded):
 
 
 @pytest.mark.slow
-def test_train_now_runs_the_training_task_and_the_run_appears(staff_client, tmp_path, settings):
+def test_train_now_runs_the_training_task_and_the_run_appears(staff_client, tmp_path, settings, data_sources):
     cache.delete("inference:training:lock")
+    data_sources(events=training_events, categories=training_categories)
     settings.DASHBOARD = {"TRAIN_IN_BACKGROUND": False}
     settings.CELERY_TASK_ALWAYS_EAGER = True  # services mode would enqueue it for a worker
     with override_settings(
         INFERENCE={
             "MODEL_DIR": str(tmp_path),
-            "EVENT_SOURCE": f"{__name__}.training_events",
-            "CATEGORY_SOURCE": f"{__name__}.training_categories",
             "HYPERPARAMETERS": {"gbdt": {"objective": "binary", "max_rounds": 10}},
         }
     ):

@@ -24,19 +24,20 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture
-def training_settings(settings: Any, tmp_path: Path) -> None:
+def training_settings(settings: Any, tmp_path: Path, data_sources: Callable[..., None]) -> None:
+    from tests.dashboard.test_dashboard_actions import training_categories, training_events
+
     cache.delete("inference:training:lock")
+    data_sources(events=training_events, categories=training_categories)
     settings.INFERENCE = {
         **settings.INFERENCE,
         "MODEL_DIR": str(tmp_path),
-        "EVENT_SOURCE": "tests.dashboard.test_dashboard_actions.training_events",
-        "CATEGORY_SOURCE": "tests.dashboard.test_dashboard_actions.training_categories",
         "HYPERPARAMETERS": {"gbdt": {"objective": "binary", "max_rounds": 10}},
         "RELOAD_POLL_SECONDS": 0.5,
     }
     settings.DASHBOARD = {"TRAIN_IN_BACKGROUND": False, "REFRESH_SECONDS": 2}
     # Train in this process also in services mode: the event source above is test-local, which a
-    # separate worker could not import. The real worker path is covered by tests/inference/registry.
+    # separate worker would not have. The real worker path is covered by tests/inference/registry.
     settings.CELERY_TASK_ALWAYS_EAGER = True
 
 

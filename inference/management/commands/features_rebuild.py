@@ -1,7 +1,7 @@
 """``manage.py features_rebuild``: clear the online feature store and replay the stored events into it.
 
 Repairs the Redis store (services mode) after a flush or a feature-definition change, or fills the
-in-process store by hand. Events come from ``INFERENCE["EVENT_SOURCE"]`` (time order, bots excluded).
+in-process store by hand. Events come from the app that stores them (``inference.signals.stored_events``: time order, bots excluded).
 """
 
 from __future__ import annotations

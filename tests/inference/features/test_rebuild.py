@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.core.management import call_command
@@ -33,19 +33,21 @@ def fresh_process_stores(db: None) -> Iterator[None]:
     feature_store_reset()
 
 
-def test_a_new_process_rebuilds_its_memory_store_from_the_stored_events(fresh_process_stores: None) -> None:
-    source = f"{__name__}.stored_events"
-    with override_settings(
-        INFERENCE={"STORE": "memory", "STORE_REBUILD_ON_START": True, "EVENT_SOURCE": source}
-    ):
+def test_a_new_process_rebuilds_its_memory_store_from_the_stored_events(
+    fresh_process_stores: None, data_sources: Callable[..., None]
+) -> None:
+    data_sources(events=stored_events)
+    with override_settings(INFERENCE={"STORE": "memory", "STORE_REBUILD_ON_START": True}):
         user = feature_store().read("returning", now=T0 + 60).user
     assert user.counts == {"food": 3.0, "travel": 6.0}
     assert [item.item_id for item in user.recent] == [f"i{i}" for i in range(9)]
 
 
-def test_features_rebuild_command_replaces_what_the_store_held(fresh_process_stores: None) -> None:
-    source = f"{__name__}.stored_events"
-    with override_settings(INFERENCE={"STORE": "memory", "EVENT_SOURCE": source}):
+def test_features_rebuild_command_replaces_what_the_store_held(
+    fresh_process_stores: None, data_sources: Callable[..., None]
+) -> None:
+    data_sources(events=stored_events)
+    with override_settings(INFERENCE={"STORE": "memory"}):
         feature_store().observe([EventRecord("returning", T0, "page_view", ("stale",))])
         call_command("features_rebuild", stdout=io.StringIO())
         assert feature_store().read("returning", now=T0 + 60).user.counts == {"food": 3.0, "travel": 6.0}

@@ -1,7 +1,8 @@
 """``manage.py train`` and the ``inference.train_models`` task end to end, with the real (small) models.
 
-The event and category sources are injected through settings, as in production
-(``INFERENCE["EVENT_SOURCE"]`` / ``["CATEGORY_SOURCE"]``); here they are functions of this module.
+The stored events and the site's categories answer inference's requests (``stored_events_requested``,
+``categories_requested``) from functions of this module instead of tracking's and the content app's
+receivers (the ``data_sources`` fixture).
 """
 
 from __future__ import annotations
@@ -38,14 +39,12 @@ def no_events(*, since=None, until=None, chunk_size=50_000):
 
 
 @pytest.fixture
-def settings_for_training(tmp_path):
+def settings_for_training(tmp_path, data_sources):
     cache.delete(LOCK_KEY)
-    module = __name__
+    data_sources(events=event_records_iter, categories=category_slugs)
     with override_settings(
         INFERENCE={
             "MODEL_DIR": str(tmp_path),
-            "EVENT_SOURCE": f"{module}.event_records_iter",
-            "CATEGORY_SOURCE": f"{module}.category_slugs",
             "HYPERPARAMETERS": {
                 "gbdt": {"objective": "binary", "max_rounds": 15},
                 "neural": {"max_epochs": 2},
@@ -72,10 +71,9 @@ def test_train_command_registers_gbdt_and_serves_it_only_if_it_beats_the_best_ba
     assert TrainingRun.objects.get().status == "succeeded"
 
 
-def test_train_command_with_no_events_fails_and_says_so(settings_for_training):
-    with override_settings(
-        INFERENCE={"MODEL_DIR": str(settings_for_training), "EVENT_SOURCE": f"{__name__}.no_events"}
-    ):
+def test_train_command_with_no_events_fails_and_says_so(settings_for_training, data_sources):
+    data_sources(events=no_events)
+    with override_settings(INFERENCE={"MODEL_DIR": str(settings_for_training)}):
         with pytest.raises(CommandError, match="nothing to train on"):
             call_command("train", "--algorithm", "gbdt", stdout=StringIO(), stderr=StringIO())
     assert TrainingRun.objects.get().status == "failed"
