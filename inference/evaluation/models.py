@@ -88,6 +88,7 @@ def model_scorers(
                 "samples_seconds": round(samples_seconds, 2),
                 "training": model.training,
                 "hyperparameters": model.hyperparameters,
+                "probabilities": model.probabilities_matrix(scores),
             }
             return scores, extra
 
@@ -125,6 +126,7 @@ def model_scorer(
             "train_seconds": round(seconds, 2),
             "training": model.training,
             "hyperparameters": model.hyperparameters,
+            "probabilities": model.probabilities_matrix(scores),
         }
         return scores, extra
 
@@ -149,12 +151,15 @@ def models_offline_metrics(
     def as_scorer(model: PairModel) -> Scorer:
         def scorer(parts: Split, categories: Sequence[str], _: int) -> tuple[np.ndarray, dict[str, Any]]:
             own = model_case_scores(model, parts)
+            own_probabilities = model.probabilities_matrix(own)
             position = {c: i for i, c in enumerate(model.categories)}
             scores = np.full((len(parts.cases), len(categories)), -1e9)
+            probabilities = np.full(scores.shape, np.nan)
             for column, category in enumerate(categories):
                 if category in position:
                     scores[:, column] = own[:, position[category]]
-            return scores, {}
+                    probabilities[:, column] = own_probabilities[:, position[category]]
+            return scores, {"probabilities": probabilities}
 
         return scorer
 

@@ -2,7 +2,11 @@
 
 Models come in as *scorers*: callables that receive the :class:`Split` (they may train on
 ``split.train`` only) and the category list, and return ``scores[case, category]`` plus a dict of
-extra facts (training time, hyperparameters) for the report. Nothing here touches the model
+extra facts (training time, hyperparameters) for the report. A scorer whose model gives calibrated
+probabilities puts them in the extra dict as ``probabilities`` (an array like the scores, NaN where
+the model scored no pair); the runner measures their reliability against the test users' next H
+events (``calibration`` in the report: expected calibration error, the reliability diagram's bins)
+and leaves the array out of the report. Nothing here touches the model
 registry or the active models.
 """
 
@@ -26,6 +30,7 @@ from inference.evaluation.metrics import (
 )
 from inference.evaluation.protocol import Split, split_events
 from inference.events import EventRecord
+from inference.models.calibration import expected_calibration_error, reliability
 
 __all__ = [
     "Scorer",
@@ -33,6 +38,7 @@ __all__ = [
     "split_categories",
     "ranker_result",
     "per_category_metrics",
+    "calibration_report",
     "interests_evaluate",
 ]
 
@@ -50,6 +56,7 @@ class RankerResult:
     auc: float
     extra: dict[str, Any]
     per_category: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
 
     def summary(self, *, seed: int) -> dict[str, Any]:
         lo, hi = bootstrap_interval(self.ndcg, seed=seed)
@@ -62,7 +69,27 @@ class RankerResult:
         }
         if self.per_category:
             out["per_category"] = self.per_category
+        if self.calibration is not None:
+            out["calibration"] = self.calibration
         return out
+
+
+def calibration_report(probabilities: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """How reliable a model's probabilities are on the test users' (user, candidate) pairs: ``ece``,
+    ``ece_uncalibrated`` (the same pairs read as a logistic of the raw score, what the API's ``score``
+    is), the ``pairs`` measured, their observed ``positive_rate`` and the ``reliability`` bins."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    scored = np.isfinite(probabilities)
+    labels = np.asarray(truth)[scored] > 0
+    p = probabilities[scored]
+    logistic = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(scores, dtype=np.float64)[scored], -30.0, 30.0)))
+    return {
+        "ece": round(expected_calibration_error(p, labels), 4) if p.size else None,
+        "ece_uncalibrated": round(expected_calibration_error(logistic, labels), 4) if p.size else None,
+        "pairs": int(p.size),
+        "positive_rate": round(float(labels.mean()), 4) if p.size else None,
+        "reliability": reliability(p, labels),
+    }
 
 
 def split_categories(events: Sequence[EventRecord], split: Split) -> tuple[list[str], np.ndarray]:
@@ -115,12 +142,15 @@ def ranker_result(
 ) -> RankerResult:
     """Metrics of one ranker; with ``categories``, also its per-category figures."""
     order = ranking_order(scores, tiebreak)
+    extra = dict(extra)
+    probabilities = extra.pop("probabilities", None)
     return RankerResult(
         ndcg_at_k(order, truth, 5),
         recall_at_k(order, truth, 3),
         mean_auc(scores, truth),
         extra,
         per_category_metrics(scores, truth, order, categories) if categories is not None else {},
+        calibration_report(probabilities, scores, truth) if probabilities is not None else None,
     )
 
 

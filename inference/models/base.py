@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 
 from inference.features import FEATURE_SCHEMA_VERSION, PopulationFeatures, UserFeatures
+from inference.models.calibration import Calibration, calibration_fit
 from inference.models.inputs import (
     INPUTS_VERSION,
     PAIR_FEATURE_NAMES,
@@ -31,6 +32,7 @@ __all__ = [
     "Progress",
     "InterestModel",
     "PairModel",
+    "Ranking",
     "manifest_read",
 ]
 
@@ -70,6 +72,13 @@ def manifest_read(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+class Ranking(list[tuple[str, float]]):
+    """``predict``'s answer: (category, score) pairs best first, and their calibrated probabilities
+    (one per pair; empty for a model without a calibration)."""
+
+    probabilities: tuple[float, ...] = ()
+
+
 class PairModel:
     """Shared behaviour: candidates, pair inputs, ranking, the manifest. Subclasses score samples."""
 
@@ -84,8 +93,14 @@ class PairModel:
         popularity: Mapping[str, float],
         hyperparameters: Mapping[str, Any],
         training: Mapping[str, Any] | None = None,
+        calibration: Calibration | Mapping[str, Any] | None = None,
     ) -> None:
         self.categories = tuple(categories)
+        # raw score -> P(category among the next H interest events); None: saved before calibration
+        self.calibration = (
+            calibration if isinstance(calibration, Calibration) or calibration is None
+            else Calibration.from_dict(calibration)
+        )
         self.category_index = {c: i for i, c in enumerate(self.categories)}
         self.popularity = {c: float(popularity.get(c, 0.0)) for c in self.categories}
         self.hyperparameters = dict(hyperparameters)
@@ -135,7 +150,8 @@ class PairModel:
         self, user: UserFeatures | None, population: PopulationFeatures | None, *, now: float, top: int = 5
     ) -> list[tuple[str, float]]:
         """The ``top`` categories for one user, best first, with scores in (0, 1) (a logistic of the
-        model's score; comparable within one answer, not calibrated probabilities).
+        model's score; comparable within one answer). The list is a ``Ranking``: its ``probabilities``
+        are the calibrated P(category among the next H interest events), empty without a calibration.
 
         ``user`` and ``population`` are the online store's read-out (``serving_state_reader``): the
         features are taken at ``user.now``; ``now`` dates a cold (``None``) user."""
@@ -154,10 +170,34 @@ class PairModel:
             dtype=np.int64,
         )
         squashed = 1.0 / (1.0 + np.exp(-np.clip(scores[order].astype(np.float64), -30, 30)))
-        return [
-            (self.categories[int(sample.candidates[i])], float(p))
-            for i, p in zip(order, squashed, strict=True)
-        ]
+        ranking = Ranking(
+            (self.categories[int(sample.candidates[i])], float(p)) for i, p in zip(order, squashed, strict=True)
+        )
+        if self.calibration is not None:  # over every candidate (a log-softmax input needs them all)
+            ranking.probabilities = tuple(float(p) for p in self.calibration.probabilities(scores)[order])
+        return ranking
+
+    def calibrate(self, validation: Sequence[Sample]) -> Self:
+        """Fit the Platt calibration on the validation slice (``calibration``) and keep its facts in
+        ``training["calibration"]``: the learned models call it once fitted."""
+        self.calibration, facts = calibration_fit(
+            self.score_many(validation), [s.labels for s in validation], input=self.calibration_input
+        )
+        self.training["calibration"] = facts
+        return self
+
+    @property
+    def calibration_input(self) -> str:
+        """What the calibration line reads: ``raw`` scores, or their ``log_softmax`` over the user's
+        candidates for a model whose loss ignores a shift of one user's scores (see ``calibration``)."""
+        return "raw"
+
+    def probabilities_matrix(self, scores: np.ndarray) -> np.ndarray:
+        """``scores_matrix`` as calibrated probabilities (NaN for non-candidates and without a calibration)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.calibration is None:
+            return np.full(scores.shape, np.nan)
+        return self.calibration.probabilities_rows(scores, scores > NOT_A_CANDIDATE)
 
     def scores_matrix(self, samples: Sequence[Sample]) -> np.ndarray:
         """Scores[sample, category] with non-candidates at ``NOT_A_CANDIDATE`` (for the evaluation)."""
@@ -176,6 +216,7 @@ class PairModel:
             "popularity": self.popularity,
             "hyperparameters": self.hyperparameters,
             "training": self.training,
+            "calibration": self.calibration.as_dict() if self.calibration is not None else None,
         }
 
     def _write_manifest(self, directory: Path, extra: Mapping[str, Any] | None = None) -> None:
@@ -193,4 +234,5 @@ class PairModel:
             "popularity": manifest["popularity"],
             "hyperparameters": manifest["hyperparameters"],
             "training": manifest.get("training", {}),
+            "calibration": manifest.get("calibration"),
         }

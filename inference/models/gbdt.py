@@ -68,6 +68,11 @@ class GbdtModel(PairModel):
         super().__init__(**kwargs)
         self.booster = booster
 
+    @property
+    def calibration_input(self) -> str:
+        # lambdarank ranks within a query (a user's candidates): its score level per user means nothing
+        return "raw" if self.hyperparameters.get("objective") == "binary" else "log_softmax"
+
     def score(self, sample: Sample) -> np.ndarray:
         if sample.candidates.size == 0:
             return np.zeros(0)
@@ -216,4 +221,4 @@ def gbdt_fit(
         popularity=data.popularity,
         hyperparameters={**params, "objective": best_objective},
         training=training,
-    )
+    ).calibrate(data.validation)

@@ -185,6 +185,8 @@ def _inputs(batch: Mapping[str, torch.Tensor], device: torch.device) -> tuple[to
 
 class NeuralModel(PairModel):
     algorithm = "neural"
+    # the listwise softmax loss leaves each user's score level free: calibrate the log-softmax
+    calibration_input = "log_softmax"
 
     def __init__(
         self,
@@ -372,4 +374,4 @@ def neural_fit(
         popularity=data.popularity,
         hyperparameters=params,
         training=training,
-    )
+    ).calibrate(data.validation)

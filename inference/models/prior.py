@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
 from inference.events import EventRecord
 from inference.models.base import PairModel, manifest_read
+from inference.models.calibration import Calibration
 from inference.models.inputs import PAIR_FEATURE_NAMES, Sample
 
 __all__ = ["PriorModel", "prior_train"]
@@ -28,6 +29,12 @@ _EVENTS = PAIR_FEATURE_NAMES.index("log_user_events")
 class PriorModel(PairModel):
     algorithm = "prior"
     uses_sequence = False  # scores the pair rows only
+
+    def __init__(self, **kwargs: Any) -> None:
+        # the blended share read as a per-event chance over the horizon (``calibration``): nothing to fit
+        if kwargs.get("calibration") is None:
+            kwargs["calibration"] = Calibration("horizon_share", horizon=10)
+        super().__init__(**kwargs)
 
     @classmethod
     def from_population(

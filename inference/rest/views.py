@@ -32,13 +32,36 @@ from inference.rest.parameters import (
 from inference.rest.permissions import IsServiceClientOrStaff
 from inference.rest.renderers import ORJSONRenderer
 from inference.rest.throttling import InterestsBatchRateThrottle, InterestsRateThrottle
-from inference.serving.interests import FALLBACK_REASONS, SERVED_BY
+from inference.serving.interests import FALLBACK_REASONS, HISTORIES, SERVED_BY, THIN_HISTORY_EVENTS
 from inference.user_ids import USER_ID_PATTERN, USER_ID_RULE
 
 
 class CategoryScoreSerializer(serializers.Serializer):
     category = serializers.CharField()
-    score = serializers.FloatField()
+    score = serializers.FloatField(
+        help_text="ranks the categories of this answer, in (0, 1); not comparable across answers or models"
+    )
+    probability = serializers.FloatField(
+        allow_null=True,
+        help_text="calibrated chance that the category occurs among the user's next 10 interest events "
+        "(fitted on the model's validation slice; the prior reads its share as a per-event chance); "
+        "null when the serving model has no calibration",
+    )
+
+
+@extend_schema_serializer(component_name="InterestsConfidence")
+class ConfidenceSerializer(serializers.Serializer):
+    history = serializers.ChoiceField(
+        choices=list(HISTORIES),
+        help_text=f"cold: no interest event yet (the population prior answered); thin: fewer than "
+        f"{THIN_HISTORY_EVENTS} (shorter than any history the trained models learned from); established",
+    )
+    history_events = serializers.IntegerField(help_text="the user's interest events the answer saw")
+    from_prior = serializers.BooleanField(
+        help_text="the prior answered (population popularity blended with the user's own decayed counts), "
+        "not a trained ranker: see fallback_reason for why"
+    )
+    calibrated = serializers.BooleanField(help_text="whether the probabilities are calibrated (else null)")
 
 
 @extend_schema_serializer(component_name="Interests")
@@ -57,6 +80,7 @@ class InterestsOutputSerializer(serializers.Serializer):
         choices=list(FALLBACK_REASONS), allow_null=True, help_text="why the preferred model did not answer"
     )
     elapsed_ms = serializers.FloatField(help_text="server time spent on the prediction, ms")
+    confidence = ConfidenceSerializer(help_text="how far to trust this answer")
 
 
 @extend_schema_serializer(component_name="InterestsBatchInput")

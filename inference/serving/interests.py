@@ -12,6 +12,12 @@ What a score means (the contract callers rely on; they never look at ``served_by
   lift whatever model served either.
 - An answer made from a page's own categories (``served_by == "context"``: built by the caller with
   ``Interests.from_shares``) holds its shares as its scores.
+- ``probabilities`` (one per score, or empty) are calibrated: the chance that the category occurs among
+  the visitor's next H interest events (``inference.models.calibration``). Unlike the scores they are
+  comparable across answers and models; their reliability is measured by ``evaluate_interests``.
+- ``history_events`` says how much the answer knew: 0 (``cold``: the population prior answers),
+  fewer than ``THIN_HISTORY_EVENTS`` (``thin``: no trained model ever learned from so short a history,
+  their training points start at the fifth interest event), or more (``established``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ CONTEXT = "context"
 TRAINED = ("neural", "gbdt")
 _EPS = 1e-9
 
+# interest events below which a history is "thin": the training points start at this position
+# (``inference.training.dataset.training_points``' ``min_history``)
+THIN_HISTORY_EVENTS = 5
+HISTORIES = ("cold", "thin", "established")
+
 # why the preferred model did not answer; None when the first model in the chain answered
 FALLBACK_REASONS = ("timeout", "over_budget", "error", "circuit_open", "cold_start", "no_model")
 
@@ -41,6 +52,26 @@ class Interests:
     elapsed_ms: float
     # (stage, ms) for the Server-Timing header: "features", then the model(s) tried
     stage_ms: tuple[tuple[str, float], ...] = ()
+    # calibrated P(category among the next H interest events), one per score; empty: not calibrated
+    probabilities: tuple[float, ...] = ()
+    history_events: int = 0  # the visitor's interest events the answer saw (0: cold)
+
+    @property
+    def history(self) -> str:
+        """``cold``, ``thin`` or ``established`` (see the module docstring)."""
+        if self.history_events <= 0:
+            return "cold"
+        return "thin" if self.history_events < THIN_HISTORY_EVENTS else "established"
+
+    def confidence(self) -> dict[str, object]:
+        """How far to trust the answer: the history it knew, whether the prior (not a trained model)
+        answered, and whether ``probability`` values are calibrated."""
+        return {
+            "history": self.history,
+            "history_events": self.history_events,
+            "from_prior": self.served_by == "prior",
+            "calibrated": bool(self.probabilities),
+        }
 
     def shares(self) -> dict[str, float]:
         """The answer as interest shares (see the module docstring): the logit undoes the logistic; the
@@ -86,12 +117,22 @@ class Interests:
 
     def as_dict(self) -> dict[str, object]:
         """The JSON shape of the REST answer (built by hand: no serializer on the hot path)."""
+        probabilities = self.probabilities
+        if len(probabilities) == len(self.scores):
+            categories = [
+                {"category": category, "score": round(score, 6), "probability": round(p, 6)}
+                for (category, score), p in zip(self.scores, probabilities, strict=True)
+            ]
+        else:
+            categories = [
+                {"category": category, "score": round(score, 6), "probability": None}
+                for category, score in self.scores
+            ]
         return {
-            "categories": [
-                {"category": category, "score": round(score, 6)} for category, score in self.scores
-            ],
+            "categories": categories,
             "served_by": self.served_by,
             "model_version": self.model_version,
             "fallback_reason": self.fallback_reason,
             "elapsed_ms": round(self.elapsed_ms, 3),
+            "confidence": self.confidence(),
         }

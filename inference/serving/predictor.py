@@ -225,9 +225,8 @@ class Predictor:
             call_started = self._timer()
             slot.last_call = call_started
             try:
-                scores = validated_scores(
-                    slot.model.predict(features, now=now, top=top), top, slot.score_range
-                )
+                ranking = slot.model.predict(features, now=now, top=top)
+                scores = validated_scores(ranking, top, slot.score_range)
             except BatcherUnavailable as exc:
                 # the GPU micro-batcher is saturated (over_budget: not the model's fault, the breaker is
                 # left alone) or answered late (timeout: an overrun, counted like one)
@@ -259,7 +258,9 @@ class Predictor:
             metrics.BREAKER_STATE.labels(name).set(0)
             if reason is None and self._learned_missing_before(name, slots):
                 reason = "no_model"
-            answer = self._answer(scores, name, slot.version, reason, deadline, stages)
+            answer = self._answer(
+                scores, name, slot.version, reason, deadline, stages, ranking=ranking, features=features
+            )
             shadow = self._shadow.current  # read once; None (no shadow) costs one attribute read
             if shadow is not None:
                 self._shadow.score(shadow, features, answer, now=now, deadline=deadline)
@@ -293,8 +294,10 @@ class Predictor:
         stages: list[tuple[str, float]],
     ) -> Interests:
         started = self._timer()
+        ranking: Any = ()
         try:
-            scores = validated_scores(self._prior.predict(features, now=now, top=top), top, (0.0, math.inf))
+            ranking = self._prior.predict(features, now=now, top=top)
+            scores = validated_scores(ranking, top, (0.0, math.inf))
         except Exception:  # the last resort must still answer: an empty list, said to be an error
             logger.exception("inference.prior_failed")
             scores, reason = (), "error"
@@ -302,7 +305,8 @@ class Predictor:
         stages.append(("prior", took))
         metrics.PREDICT_SECONDS.labels("prior", "model").observe(took / 1000.0)
         return self._answer(
-            scores, "prior", getattr(self._prior, "version", "prior"), reason, deadline, stages
+            scores, "prior", getattr(self._prior, "version", "prior"), reason, deadline, stages,
+            ranking=ranking, features=features,
         )
 
     def _answer(
@@ -313,8 +317,17 @@ class Predictor:
         reason: str | None,
         deadline: Deadline,
         stages: list[tuple[str, float]],
+        *,
+        ranking: Any = (),
+        features: Any = None,
     ) -> Interests:
         elapsed = deadline.elapsed_ms()
+        # the calibrated probabilities the model's ranking carries (``inference.models.base.Ranking``),
+        # kept only when there is one per score served
+        probabilities = getattr(ranking, "probabilities", ())
+        if len(probabilities) < len(scores):
+            probabilities = ()
+        user = getattr(features, "user", None)
         metrics.SERVED_TOTAL.labels(served_by).inc()
         if reason is not None:
             metrics.FALLBACKS_TOTAL.labels(reason).inc()
@@ -326,4 +339,6 @@ class Predictor:
             fallback_reason=reason,
             elapsed_ms=elapsed,
             stage_ms=tuple(stages),
+            probabilities=tuple(probabilities[: len(scores)]),
+            history_events=int(getattr(user, "events", 0) or 0),
         )

@@ -29,6 +29,15 @@ def test_unknown_user_gets_a_cold_start_answer_not_404(token_client):
     body = response.json()
     assert (body["served_by"], body["fallback_reason"]) == ("prior", "cold_start")
     assert body["categories"][0]["category"] == "news"
+    # the answer says it knew nothing of the visitor and that the prior answered
+    assert body["confidence"]["history"] == "cold" and body["confidence"]["history_events"] == 0
+    assert body["confidence"]["from_prior"] is True
+
+
+def test_a_model_without_a_calibration_answers_null_probabilities_and_says_so(token_client):
+    body = token_client.get("/api/v1/users/alice/interests?top=2").json()
+    assert [item["probability"] for item in body["categories"]] == [None, None]
+    assert body["confidence"]["calibrated"] is False and body["confidence"]["from_prior"] is False
 
 
 @pytest.mark.parametrize("top", ["0", "101", "abc", "2.5", "-1"])

@@ -161,14 +161,15 @@ def _test_users_check(
 def _table(report: dict[str, Any]) -> str:
     lines = [
         f"{report['dataset']}, {report['split']} split, H={report['horizon']}: {report['test_users']} test users",
-        f"{'ranker':<11} {'NDCG@5':>7} {'95% CI':>15} {'Recall@3':>9} {'AUC':>6} {'train s':>8}",
+        f"{'ranker':<11} {'NDCG@5':>7} {'95% CI':>15} {'Recall@3':>9} {'AUC':>6} {'train s':>8} {'ECE':>6}",
     ]
     for name, result in report["results"].items():
         lo, hi = result["ndcg@5_ci"]
         train = result.get("train_seconds")
+        ece = (result.get("calibration") or {}).get("ece")
         lines.append(
             f"{name:<11} {result['ndcg@5']:>7.3f} {f'{lo:.3f}-{hi:.3f}':>15} {result['recall@3']:>9.3f} "
-            f"{result['auc']:>6.3f} {'' if train is None else f'{train:.1f}':>8}"
+            f"{result['auc']:>6.3f} {'' if train is None else f'{train:.1f}':>8} {'' if ece is None else f'{ece:.3f}':>6}"
         )
     best = report.get("best_vs_baseline")
     if best:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,15 @@ CATEGORIES = [f"c{i}" for i in range(6)]
 
 def stream() -> list[EventRecord]:
     return affinity_stream(CATEGORIES, seed=0)
+
+
+def thin_visitor() -> list[EventRecord]:
+    """Two page views by a visitor the training stream never held (after it ends)."""
+    last = stream()[-1].ts
+    return [
+        EventRecord(user_id="thin", ts=last + i, type="page_view", categories=("c2",), item_id=f"t{i}")
+        for i in (1, 2)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +68,7 @@ def publish(trained: dict[str, Path], model_dir: Path, algorithm: str, version: 
 @pytest.fixture
 def build():
     events = stream()
-    states, population_state = states_replay(events)  # the store's read-out, as serving gets it
+    states, population_state = states_replay([*events, *thin_visitor()])  # the store's read-out
     now = events[-1].ts + 60
     users = {user_id: user_features(state, now) for user_id, state in states.items()}
     population = population_features(population_state, now)
@@ -152,3 +162,35 @@ def test_a_process_started_while_the_store_is_down_answers_with_the_models_saved
     assert {c for c, _ in answer.scores} <= set(popularity)
     # the most popular category of the saved table leads (the prior blends nothing else for an unknown user)
     assert answer.scores[0][0] == max(sorted(popularity), key=lambda c: popularity[c])
+
+
+def test_answers_carry_calibrated_probabilities_and_say_how_much_history_they_knew(trained, model_dir, build):
+    from inference.models import model_load
+
+    publish(trained, model_dir, "neural", "neural-a")
+    predictor = build()
+    answer = predictor.predict("u3", deadline=Deadline(1000), top=3)
+    assert answer.served_by == "neural"
+    body = answer.as_dict()
+    # the probabilities are the saved model's calibration over the user's candidates, one per category
+    model = model_load(trained["neural"])
+    assert model.calibration is not None and model.calibration.input == "log_softmax"
+    probabilities = [item["probability"] for item in body["categories"]]
+    assert all(0.0 < p < 1.0 for p in probabilities)
+    assert probabilities == sorted(probabilities, reverse=True)  # monotone: the ranking is kept
+    assert body["confidence"] == {
+        "history": "established", "history_events": answer.history_events, "from_prior": False, "calibrated": True
+    }
+    assert answer.history_events > 5
+
+    thin = predictor.predict("thin", deadline=Deadline(1000), top=3).as_dict()
+    assert thin["confidence"]["history"] == "thin" and thin["confidence"]["history_events"] == 2
+
+    cold = predictor.predict("never-seen", deadline=Deadline(1000), top=3).as_dict()
+    assert cold["confidence"] == {"history": "cold", "history_events": 0, "from_prior": True, "calibrated": True}
+    assert cold["fallback_reason"] == "cold_start"
+    # the prior reads a cold visitor's population share as a per-event chance over the next 10 events
+    prior = predictor.predict("never-seen", deadline=Deadline(1000), top=6)
+    for (_, score), probability in zip(prior.scores, prior.probabilities, strict=True):
+        share = math.log(score / (1.0 - score))  # the prior's score is a logistic of its share
+        assert probability == pytest.approx(1.0 - (1.0 - share) ** 10)

@@ -1,0 +1,78 @@
+"""Calibrated probabilities: the Platt fit, the reliability measures, and the models' calibration on
+held-out users (``evaluate_interests``' ``calibration`` report)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.evaluation.models import model_scorers
+from inference.evaluation.runner import interests_evaluate
+from inference.models import model_load, model_train
+from inference.models.calibration import Calibration, calibration_fit, expected_calibration_error, reliability
+from tests.inference.models.test_models import CATEGORIES, SMALL, favourite_stream
+
+
+def test_platt_fit_recovers_the_line_that_generated_the_labels():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=20_000)
+    labels = (rng.random(raw.size) < 1.0 / (1.0 + np.exp(-(2.0 * raw - 1.0)))).astype(float)
+    calibration, facts = calibration_fit([raw[:10_000], raw[10_000:]], [labels[:10_000], labels[10_000:]])
+    assert calibration.a == pytest.approx(2.0, abs=0.1)
+    assert calibration.b == pytest.approx(-1.0, abs=0.1)
+    assert facts["validation_pairs"] == 20_000
+    assert facts["validation_ece"] < 0.02 < facts["validation_ece_before"]
+
+
+def test_a_constant_overconfident_score_has_the_gap_as_its_calibration_error():
+    labels = np.array([1, 0] * 50)
+    assert expected_calibration_error(np.full(100, 0.9), labels) == pytest.approx(0.4)
+    assert reliability(np.full(100, 0.9), labels) == [
+        {"bin": [0.9, 1.0], "pairs": 100, "predicted": 0.9, "observed": 0.5}
+    ]
+
+
+def test_log_softmax_input_ignores_a_shift_of_one_users_scores():
+    calibration = Calibration("platt", a=1.3, b=0.4, input="log_softmax")
+    scores = np.array([2.0, 0.5, -1.0])
+    assert np.allclose(calibration.probabilities(scores), calibration.probabilities(scores + 17.0))
+
+
+def test_learned_models_probabilities_match_held_out_rates_better_than_their_scores():
+    """On test users the models never saw, the calibrated probabilities sit closer to the observed
+    rates than the logistic scores the API served before (and the report has the diagram's bins)."""
+    report = interests_evaluate(
+        favourite_stream(users=120, events=40),
+        dataset="favourites",
+        split="user",
+        scorers=model_scorers(["gbdt", "neural", "prior"], hyperparameters=SMALL),
+    )
+    for name in ("gbdt", "neural", "prior"):
+        calibration = report["results"][name]["calibration"]
+        assert calibration["pairs"] > 0
+        assert calibration["ece"] < calibration["ece_uncalibrated"], name
+        assert calibration["ece"] < 0.2, name
+        assert sum(b["pairs"] for b in calibration["reliability"]) == calibration["pairs"]
+    for name in ("gbdt", "neural"):
+        facts = report["results"][name]["training"]["calibration"]
+        assert facts["method"] == "platt" and facts["validation_pairs"] > 0
+    assert "calibration" not in report["results"]["frequency"]  # a baseline ranker has no probabilities
+
+
+@pytest.mark.parametrize("algorithm", ["gbdt", "neural"])
+def test_the_calibration_is_saved_with_the_model_version(algorithm, tmp_path):
+    stream = favourite_stream()
+    model = model_train(
+        algorithm=algorithm, events=stream, categories=CATEGORIES, hyperparameters=SMALL[algorithm]
+    )
+    model.save(tmp_path)
+    loaded = model_load(tmp_path)
+    assert loaded.calibration == model.calibration and loaded.calibration is not None
+    user = favourite_stream(users=2, events=10, seed=5)
+    from tests.inference.models.test_models import read_out
+
+    features, population = read_out(user, "u1")
+    served = model.predict(features, population, now=features.now, top=3)
+    again = loaded.predict(features, population, now=features.now, top=3)
+    assert again.probabilities == pytest.approx(served.probabilities)
+    assert len(served.probabilities) == len(served) == 3
