@@ -354,6 +354,16 @@ class MemoryLedger:
         with self._lock:
             return self._get(f"spend:{campaign_id}", now), self._get(f"spend:{campaign_id}:{day_key(now)}", now)
 
+    def creatives_counted(self) -> set[int]:
+        """The creatives this process holds statistics for (impressions, clicks or viewable
+        impressions): what decisions read per creative, so what forged input must not grow."""
+        with self._lock:
+            return {
+                int(key.split(":", 1)[1])
+                for key in self._values
+                if key.startswith(("imp:", "clk:", "view:")) and key.split(":", 1)[1].isdigit()
+            }
+
     def visitor_forget(self, *, user_id: str) -> None:
         prefix = f"freq:{user_id}:"
         with self._lock:
