@@ -304,6 +304,11 @@ INFERENCE: dict[str, Any] = {
     "BATCH_MAX": _env_int("INFERENCE_BATCH_MAX", 64),
     "BATCH_WAIT_MS": _env_float("INFERENCE_BATCH_WAIT_MS", 1.0),
     "BATCH_QUEUE": _env_int("INFERENCE_BATCH_QUEUE", 256),
+    # services mode: a visitor's interests recomputed by a worker after their events and served from Redis
+    # while current (inference/serving/stored.py)
+    "ANSWERS_ON_WRITE": _env_bool("INFERENCE_ANSWERS_ON_WRITE", bool(REDIS_URL)),
+    "ANSWERS_DEBOUNCE_S": _env_float("INFERENCE_ANSWERS_DEBOUNCE_S", 0.5),
+    "ANSWERS_MAX_AGE_S": _env_float("INFERENCE_ANSWERS_MAX_AGE_S", 300.0),
     # benchmarks and tests only: delay every neural model call by this many ms (a model too slow)
     "NEURAL_DELAY_MS": _env_float("INFERENCE_NEURAL_DELAY_MS", 0.0),
 }

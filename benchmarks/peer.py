@@ -9,7 +9,16 @@ adsite runs in services mode (PostgreSQL + Redis) on MovieLens latest-small with
 models active, 2 web processes, served two ways from the same database:
 
 - ``granian``: what ``make run`` starts (``scripts/serve.sh``: granian's RSGI interface, adsite/rsgi.py);
-- ``gunicorn``: the previous server (2 sync workers, scripts/gunicorn.conf.py), for before/after.
+- ``gunicorn``: the previous server (2 sync workers, scripts/gunicorn.conf.py);
+- ``before``: granian serving another checkout of adsite (``BENCH_BEFORE_DIR``, e.g. ``git archive <commit> |
+  tar -x -C DIR``) with the same interpreter, database and Redis: the previous code, for before/after.
+
+Kinds by ``BENCH_PEER_SERVERS`` (default ``granian``, plus ``before`` when ``BENCH_BEFORE_DIR`` is set).
+Stored answers (``INFERENCE["ANSWERS_ON_WRITE"]``) need a worker: one Celery worker of this checkout runs beside
+the servers. Before each round every user 1-200 gets a fresh event through ``/collect`` (so every user's
+features changed since their last read), then the round waits ``BENCH_FRESH_WAIT_S`` (default 2) and reads.
+Reported besides: the share of reads answered live (stored answer missing or stale) and the worker's CPU time
+per fresh event (the write side's cost: the debounced recompute).
 
 Each round runs, for every server in a rotating order, ``GET /users/{u}/interests?top=5`` walking users
 1-200 (each wrk connection from its own offset) and ``GET /healthz``: wrk, 8 connections, ``BENCH_SECONDS``
@@ -38,6 +47,9 @@ PEER_DIR = Path(os.environ.get("BENCH_PEER_DIR", Path(__file__).resolve().parent
 PEER_REQUIREMENTS = ["fastapi==0.165.0", "uvicorn[standard]==0.55.0", "lightgbm==4.7.0", "numpy==2.4.6",
                      "orjson==3.13.0"]
 USERS = [str(u) for u in range(1, 201)]
+BEFORE_DIR = os.environ.get("BENCH_BEFORE_DIR", "")
+FRESH_WAIT_S = float(os.environ.get("BENCH_FRESH_WAIT_S", "2"))
+FRESH_GENRES = ("drama", "comedy", "action", "thriller", "sci-fi", "romance", "adventure")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CLIENTS = 8
 
@@ -94,9 +106,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_kinds() -> list[str]:
+    default = "granian,before" if BEFORE_DIR else "granian"
+    return [k for k in os.environ.get("BENCH_PEER_SERVERS", default).split(",") if k]
+
+
 def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
     from benchmarks.run import PY, ROOT
 
+    cwd = ROOT
+    if kind == "before":  # the previous code, served the same way
+        if not BEFORE_DIR:
+            raise RuntimeError("server 'before' needs BENCH_BEFORE_DIR (a checkout of the previous code)")
+        cwd, kind = Path(BEFORE_DIR), "granian"
     port = _free_port()
     shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True)
@@ -107,7 +129,58 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
     else:
         cmd = [PY, "-m", "gunicorn", "adsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                "--log-level", "warning", "--config", str(ROOT / "scripts" / "gunicorn.conf.py")]
-    return _process(cmd, cwd=ROOT, env=run_env, port=port)
+    return _process(cmd, cwd=cwd, env=run_env, port=port)
+
+
+@contextmanager
+def celery_worker(env: dict[str, str], prom: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """One Celery worker of this checkout (solo pool): the write side of stored answers."""
+    from benchmarks.run import PY, ROOT
+
+    shutil.rmtree(prom, ignore_errors=True)
+    prom.mkdir(parents=True)
+    proc = subprocess.Popen([PY, "-m", "celery", "-A", "adsite", "worker", "--pool=solo", "--loglevel=WARNING",
+                             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                            cwd=ROOT, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def post_fresh_events(port: int, users: list[str], round_no: int) -> int:
+    """One page view for each user through ``/collect`` (batches of 50); returns the events accepted."""
+    import http.client
+    import json
+    import uuid
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "text/plain", "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"}
+    accepted = 0
+    now = int(time.time() * 1000)
+    try:
+        for start in range(0, len(users), 50):
+            events = [{"event_id": str(uuid.uuid4()), "type": "page_view", "user_id": user, "session_id": f"b-{user}",
+                       "ts": now, "url": f"http://127.0.0.1/film/{round_no}-{user}/", "item_id": f"film-{round_no}",
+                       "categories": [FRESH_GENRES[(round_no + i) % len(FRESH_GENRES)]]}
+                      for i, user in enumerate(users[start:start + 50])]
+            conn.request("POST", "/collect", body=json.dumps({"events": events}), headers=headers)
+            response = conn.getresponse()
+            accepted += int(json.loads(response.read()).get("accepted", 0))
+    finally:
+        conn.close()
+    return accepted
 
 
 def _median(results: list[LoadResult], attr: str) -> float:
@@ -140,7 +213,7 @@ def bench_peer() -> list[dict[str, str]]:
     _register_models(env, dirs, var_dir)
     token = manage(env, "create_api_token", "bench").stdout.strip()
     auth = {"Authorization": f"Token {token}", "Accept": "application/json"}
-    kinds = [k for k in os.environ.get("BENCH_PEER_SERVERS", "granian,gunicorn").split(",") if k]
+    kinds = server_kinds()
     peer_port = _free_port()
     peer_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE", "REDIS"))}
     peer_cmd = [str(venv / "bin" / "uvicorn"), "interest_service:app", "--workers", "2", "--port", str(peer_port),
@@ -150,8 +223,11 @@ def bench_peer() -> list[dict[str, str]]:
     with _process(peer_cmd, cwd=PEER_DIR, env=peer_env, port=peer_port) as port:
         targets["peer"] = {"port": port, "paths": [f"/users/{u}/interests?top=5" for u in USERS], "headers": {}}
         servers = [(kind, adsite_server(kind, env, var_dir / f"prom-{kind}")) for kind in kinds]
-        entered = []
+        entered: list[Any] = []
+        worker = celery_worker(env, var_dir / "prom-worker")
         try:
+            worker_proc = worker.__enter__()
+            entered.append(worker)
             for kind, server in servers:
                 targets[kind] = {"port": server.__enter__(), "prom": var_dir / f"prom-{kind}", "headers": auth,
                                  "paths": [f"/api/v1/users/{u}/interests?top=5" for u in USERS]}
@@ -162,7 +238,13 @@ def bench_peer() -> list[dict[str, str]]:
             runs: dict[tuple[str, str], list[LoadResult]] = {}
             served: dict[str, list[Any]] = {k: [] for k in kinds}
             names = list(targets)
+            writer = targets[kinds[0]]["port"]  # this checkout's server takes the fresh events
+            fresh = 0
+            worker_before = server_samples(var_dir / "prom-worker")
+            worker_cpu = cpu_seconds(worker_proc.pid)
             for r in range(ROUNDS):
+                fresh += post_fresh_events(writer, USERS, r)
+                time.sleep(FRESH_WAIT_S)
                 order = names[r % len(names):] + names[: r % len(names)]
                 for name in order:
                     spec = targets[name]
@@ -175,9 +257,16 @@ def bench_peer() -> list[dict[str, str]]:
                     runs.setdefault((name, "interests"), []).append(result)
                     runs.setdefault((name, "healthz"), []).append(
                         run_load(port=spec["port"], path="/healthz", clients=CLIENTS, seconds=SECONDS, warmup=0))
+            time.sleep(0.5)
+            worker_cpu = cpu_seconds(worker_proc.pid) - worker_cpu
+            recomputes = server_latency(worker_before, server_samples(var_dir / "prom-worker"), "none").counts(
+                "inference_served_total", "served_by")
         finally:
             for server in reversed(entered):
                 server.__exit__(None, None, None)
+    rows.append(row("write side: fresh events before the rounds, the worker's recomputes",
+                    f"{fresh:,} events; worker CPU {worker_cpu * 1000 / max(1, fresh):.2f} ms per event",
+                    f"recomputed answers by model {recomputes}; {FRESH_WAIT_S:g} s wait before each round"))
     for (name, what), results in runs.items():
         rows.append(row(f"{name} GET {what} (median of {len(results)} rounds)",
                         f"p50 {_median(results, 'p50_ms'):.2f} ms, p99 {_median(results, 'p99_ms'):.2f} ms, "
@@ -190,8 +279,14 @@ def bench_peer() -> list[dict[str, str]]:
         for server in served[kind]:
             for model, n in server.counts("inference_served_total", "served_by").items():
                 total[model] = total.get(model, 0) + n
+        reads: dict[str, int] = {}
+        for server in served[kind]:
+            for outcome, n in server.counts("inference_stored_reads_total", "outcome").items():
+                reads[outcome] = reads.get(outcome, 0) + n
         rows.append(row(f"{kind}: answers by model over its measured interests rounds",
-                        ", ".join(f"{m} {n:,}" for m, n in sorted(total.items(), key=lambda x: -x[1]))))
+                        ", ".join(f"{m} {n:,}" for m, n in sorted(total.items(), key=lambda x: -x[1])),
+                        "stored answers: " + (", ".join(f"{o} {n:,} ({n / max(1, sum(reads.values())):.1%})"
+                                                        for o, n in sorted(reads.items())) or "off")))
         neural = total.get("neural", 0) / max(1, sum(total.values()))
         mine, peer = runs[(kind, "interests")], runs[("peer", "interests")]
         bare = runs[(kind, "healthz")]

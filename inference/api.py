@@ -59,6 +59,7 @@ __all__ = [
     "USER_ID_PATTERN",
     "USER_ID_RULE",
     "events_observe",
+    "answers_refresh",
     "generic_header",
     "timestamp_ms",
     "timestamp_seconds",
@@ -102,9 +103,33 @@ def events_observe(records: Sequence[EventRecord]) -> None:
     """
     if not records:
         return
+    from inference.conf import inference_setting
     from inference.store import feature_store
 
-    feature_store().observe(records)
+    store = feature_store()
+    store.observe(records)
+    if inference_setting("ANSWERS_ON_WRITE"):  # these visitors' stored answers: recomputed off this request
+        from inference.serving.stored import answers_refresh_schedule
+
+        answers_refresh_schedule(store, list(dict.fromkeys(r.user_id for r in records)),
+                                 debounce_s=float(inference_setting("ANSWERS_DEBOUNCE_S")))
+
+
+def answers_refresh(user_ids: Sequence[str]) -> int:
+    """Recompute and store the interests of ``user_ids`` (the debounced write side of stored answers; a
+    worker's task). Returns how many answers were stored; stops at a store that cannot be reached."""
+    from inference.conf import inference_setting
+    from inference.serving.runtime import predictor
+
+    current = predictor()
+    stored = 0
+    for user_id in user_ids:
+        deadline = Deadline(float(inference_setting("ANSWERS_BUDGET_MS")))
+        try:
+            stored += current.answer_refresh(user_id, deadline=deadline) is not None
+        except FeatureStoreUnavailable:
+            break
+    return stored
 
 
 def user_forget(user_id: str) -> None:

@@ -62,6 +62,15 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_MAX": 64,
     "BATCH_WAIT_MS": 1.0,
     "BATCH_QUEUE": 256,
+    # answers kept fresh on write (inference/serving/stored.py; the Redis store only): a visitor's events
+    # enqueue a recompute this long after the first of them, a stored answer is served while current and
+    # at most ANSWERS_MAX_AGE_S old, with up to ANSWERS_TOP categories
+    "ANSWERS_ON_WRITE": False,
+    "ANSWERS_DEBOUNCE_S": 0.5,
+    "ANSWERS_MAX_AGE_S": 300.0,
+    "ANSWERS_TOP": 100,
+    # the recompute's prediction budget: no visitor waits for it, so the chain's first model has time
+    "ANSWERS_BUDGET_MS": 50.0,
     # benchmarks and tests only: every neural model call sleeps this long (ms) first
     "NEURAL_DELAY_MS": 0.0,
 }

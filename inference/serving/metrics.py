@@ -26,6 +26,11 @@ SERVED_TOTAL = Counter(
 FALLBACKS_TOTAL = Counter(
     "inference_fallbacks_total", "Predictions not served by the first model, by reason.", ["reason"]
 )
+STORED_READS_TOTAL = Counter(
+    "inference_stored_reads_total",
+    "Reads with stored answers on: served stored (current), predicted live (none or stale), or the store down.",
+    ["outcome"],
+)
 MODEL_ERRORS_TOTAL = Counter(
     "inference_model_errors_total",
     "Model calls that raised, returned invalid output or overran.",

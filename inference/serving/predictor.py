@@ -58,6 +58,7 @@ from inference.serving.slots import (
     ShadowVersionLike,
     validated_scores,
 )
+from inference.serving.stored import StoredAnswers
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,10 @@ class Predictor:
         sampler: Callable[[], float] = random.random,
         poll_thread_exit: Callable[[], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        answers: StoredAnswers | None = None,
     ) -> None:
         self.config = config or PredictorConfig()
+        self._answers = answers  # answers kept fresh on write (``stored``); None: every read predicts live
         self._features = features
         self._prior = prior
         self._clock = clock
@@ -190,8 +193,24 @@ class Predictor:
         """The user's interests at ``now`` (default: the predictor's clock): the store's read-out and
         every ranker see the same time, so a replay at a past cut-off serves what a live site would."""
         stages: list[tuple[str, float]] = []
-        now = self._clock() if now is None else now
         started = self._timer()
+        if now is None and self._answers is not None:  # a replay at a past `now` always predicts
+            now = self._clock()
+            try:
+                stored = self._answers.current(user_id, preferred=self._preferred(), top=top, now=now)
+            except Exception as exc:  # store down: the features read would fail the same way
+                logger.warning("inference.feature_store_unavailable: %r", exc)
+                stages.append(("stored", (self._timer() - started) * 1000.0))
+                metrics.STORED_READS_TOTAL.labels("error").inc()
+                return self._prior_answer(None, "error", now=now, top=top, deadline=deadline, stages=stages)
+            stages.append(("stored", (self._timer() - started) * 1000.0))
+            if stored is not None:
+                metrics.STORED_READS_TOTAL.labels("stored").inc()
+                return self._answer(stored.scores[:top], stored.served_by, stored.model_version,
+                                    stored.fallback_reason, deadline, stages)
+            metrics.STORED_READS_TOTAL.labels("live").inc()
+            started = self._timer()
+        now = self._clock() if now is None else now
         try:
             features = self._features.read(user_id, now=now)
         except Exception as exc:  # store down: degrade to the population prior, never crash
@@ -277,6 +296,33 @@ class Predictor:
             if name in LEARNED and name not in slots:
                 return True
         return False
+
+    def _preferred(self) -> tuple[str, str] | None:
+        """(model, version) the chain tries first now: the first step of the serving order with a loaded model."""
+        for name, slot in self._models.slots.items():
+            if slot.model is not None:
+                return name, slot.version
+        return None
+
+    def answer_refresh(self, user_id: str, *, deadline: Deadline) -> Interests | None:
+        """The write side of stored answers (a worker's task, never a visitor's request): clear the user's
+        recompute flag, predict live through the chain, store the answer with the feature version read
+        after the flag was cleared if the preferred model gave it. Returns the answer stored (None: none).
+        Raises ``FeatureStoreUnavailable``."""
+        answers = self._answers
+        if answers is None:
+            return None
+        version = answers.store.answer_claim(user_id)
+        now = self._clock()
+        answer = self.predict(user_id, deadline=deadline, top=answers.top, now=now)
+        if version == 0 or (answer.served_by, answer.model_version) != self._preferred():
+            return None
+        answers.write(user_id, answer, version=version, computed_at=now)
+        return answer
+
+    @property
+    def answers(self) -> StoredAnswers | None:
+        return self._answers
 
     def _failed(self, slot: LoadedModel, kind: str) -> None:
         slot.breaker.record_failure()

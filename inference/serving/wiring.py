@@ -13,6 +13,7 @@ from typing import Any
 
 from inference.conf import inference_setting
 from inference.serving.predictor import ActiveVersionLike, Predictor, PredictorConfig, ShadowVersionLike
+from inference.serving.stored import StoredAnswers
 
 
 def registry_active_versions() -> Mapping[str, ActiveVersionLike]:
@@ -77,6 +78,7 @@ def predictor_build() -> Predictor:
 
     store = StoreAdapter.from_settings()
     return Predictor(
+        answers=stored_answers(),
         features=store,
         prior=PriorAdapter(store),
         loader=ModelLoaderAdapter(fastpath=fastpath_options(), on_loaded=store.model_loaded),
@@ -84,6 +86,23 @@ def predictor_build() -> Predictor:
         config=predictor_config(),
         shadow_reader=registry_shadow_version,
         poll_thread_exit=_thread_connections_close,
+    )
+
+
+def stored_answers() -> StoredAnswers | None:
+    """The stored answers of the configured store, if ``INFERENCE["ANSWERS_ON_WRITE"]`` and it keeps them."""
+    if not inference_setting("ANSWERS_ON_WRITE"):
+        return None
+    from inference.store import feature_store
+
+    store = feature_store()
+    if not hasattr(store, "answer_read"):  # the in-process store: reads are live and cost no round trip
+        return None
+    return StoredAnswers(
+        store,  # type: ignore[arg-type]  # the Redis store satisfies AnswerStore
+        max_age_s=float(inference_setting("ANSWERS_MAX_AGE_S")),
+        top=int(inference_setting("ANSWERS_TOP")),
+        debounce_s=float(inference_setting("ANSWERS_DEBOUNCE_S")),
     )
 
 

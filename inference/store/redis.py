@@ -46,7 +46,11 @@ from inference.features import (
 from inference.redis_clients import redis_client
 from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRead
 
-__all__ = ["RedisFeatureStore", "user_keys"]
+__all__ = ["RedisFeatureStore", "answer_keys", "user_keys"]
+
+# the user's feature version: a counter in the sums hash, bumped with every batch that changes the user
+# (stored answers are current only for the version they were computed from; see ``answer_read``)
+VERSION_FIELD = "v"
 
 # Applies one state's operations with FeatureState.apply's semantics: KEYS = sums hash, maxima zset[,
 # sequence list, sessions zset]; ARGV = cap, ttl, decay records ("label US k US cat US term ..." in
@@ -144,6 +148,12 @@ def user_keys(user_id: str, prefix: str = "") -> tuple[str, str, str, str]:
     return f"{tag}:h", f"{tag}:m", f"{tag}:s", f"{tag}:x"
 
 
+def answer_keys(user_id: str, prefix: str = "") -> tuple[str, str]:
+    """(stored answer, pending-recompute flag) of one user, in the slot of ``{user_id}``."""
+    tag = f"{prefix}u:{{{user_id}}}"
+    return f"{tag}:p", f"{tag}:q"
+
+
 def _encode(item: SeqItem) -> str:
     return f"{item.ts!r}{_FIELD}{item.item_id}{_FIELD}{_CATEGORY.join(item.categories)}{_FIELD}{item.kind}"
 
@@ -163,7 +173,7 @@ def _state(
     sessions: list[tuple[str, float]] | None = None,
 ) -> FeatureState:
     return FeatureState(
-        {name: float(value) for name, value in sums.items()},
+        {name: float(value) for name, value in sums.items() if name != VERSION_FIELD},
         dict(maxima),
         [_decode(raw) for raw in seq] if seq else [],
         dict(sessions) if sessions else {},
@@ -215,6 +225,8 @@ class RedisFeatureStore(FeatureStore):
         if user:
             args.extend(_encode(item) for item in ops.push)
         pipe.eval(_APPLY_OPS, len(keys), *keys, *args)
+        if user:  # in the same MULTI: a reader never sees new features under the old version
+            pipe.hincrby(keys[0], VERSION_FIELD, 1)
 
     def observe(self, records: Sequence[EventRecord]) -> None:
         if not records:
@@ -301,10 +313,57 @@ class RedisFeatureStore(FeatureStore):
             raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
         return _state(*replies)
 
+    # -- stored answers (inference/serving/stored.py) ------------------------------------------
+    def answer_read(self, user_id: str) -> tuple[int, str | None]:
+        """(the user's feature version, their stored answer or None): one round trip."""
+        sums = user_keys(user_id, self._prefix)[0]
+        try:
+            pipe = self._reader.pipeline(transaction=False)
+            pipe.hget(sums, VERSION_FIELD)
+            pipe.get(answer_keys(user_id, self._prefix)[0])
+            version, payload = pipe.execute()
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
+        return int(version or 0), payload
+
+    def answer_write(self, user_id: str, payload: str, *, ttl_s: float) -> None:
+        try:
+            self._writer.set(answer_keys(user_id, self._prefix)[0], payload, px=max(1, int(ttl_s * 1000)))
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store write failed: {exc}") from exc
+
+    def answers_schedule(self, user_ids: Sequence[str], *, debounce_s: float) -> list[str]:
+        """Flag each user's answer for a recompute; returns the users not already flagged (the caller
+        enqueues one recompute for those). A flag lives ``debounce_s`` x 10 at most: a recompute that never
+        ran (a lost task) delays the next one by that much, never forever."""
+        if not user_ids:
+            return []
+        ttl_ms = max(1, int(debounce_s * 10_000))
+        try:
+            pipe = self._writer.pipeline(transaction=False)
+            for user_id in user_ids:
+                pipe.set(answer_keys(user_id, self._prefix)[1], "1", nx=True, px=ttl_ms)
+            flagged = pipe.execute()
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store write failed: {exc}") from exc
+        return [user_id for user_id, new in zip(user_ids, flagged, strict=True) if new]
+
+    def answer_claim(self, user_id: str) -> int:
+        """Clear the user's recompute flag (events from now on flag it again) and return their feature
+        version, read after the flag is gone: an answer computed next is at least that fresh."""
+        try:
+            pipe = self._writer.pipeline(transaction=True)
+            pipe.delete(answer_keys(user_id, self._prefix)[1])
+            pipe.hget(user_keys(user_id, self._prefix)[0], VERSION_FIELD)
+            _deleted, version = pipe.execute()
+        except redis.RedisError as exc:
+            raise FeatureStoreUnavailable(f"feature store write failed: {exc}") from exc
+        return int(version or 0)
+
     # -- deletion ------------------------------------------------------------------------------
     def forget(self, user_id: str) -> None:
         try:
-            self._writer.delete(*user_keys(user_id, self._prefix))
+            self._writer.delete(*user_keys(user_id, self._prefix), *answer_keys(user_id, self._prefix))
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store delete failed: {exc}") from exc
 

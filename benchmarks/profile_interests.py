@@ -1,0 +1,112 @@
+"""Where an interests request's time goes: cProfile over many requests through the server stack, in one process.
+
+    BENCH_VAR=/tmp/bench BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/adsite_bench \
+    BENCH_REDIS_URL=redis://127.0.0.1:6379/9 python -m benchmarks.profile_interests [--requests 3000] [--path decisions]
+
+Services mode on MovieLens latest-small with the neural and LightGBM models active (the ``peer`` section's
+state: a fresh database and Redis db, the events imported, the benchmark's models registered). Each request
+goes through what a granian worker runs for it (``adsite.rsgi.BufferedWSGI.call_wsgi``: the WSGI environ,
+Django's handler, middleware, DRF, authentication, throttle, the predictor with its Redis read, rendering),
+walking users 1-200 as the load generator does; only the Rust HTTP side is missing. Prints the top functions
+by own time and by cumulative time, and the wall time per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class _Scope:
+    """The fields of granian's RSGI scope that ``BufferedWSGI`` reads."""
+
+    path: str
+    query_string: str
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    proto: str = "http"
+    scheme: str = "http"
+    server: str = "127.0.0.1:8000"
+    client: str = "127.0.0.1:50000"
+    http_version: str = "1.1"
+
+
+def _prepare() -> tuple[dict[str, str], str]:
+    """The peer section's state (fresh database, MovieLens imported, models active); returns env and a token."""
+    from benchmarks.inference import MOVIELENS, _register_models, _trained
+    from benchmarks.run import BENCH_VAR, fresh_state, manage
+
+    dirs = _trained()
+    var_dir = BENCH_VAR / "profile"
+    env = fresh_state(var_dir, services=True)
+    env["API_THROTTLE_INTERESTS"] = "100000000/minute"
+    env["INFERENCE_COMPILED_CACHE_DIR"] = str(BENCH_VAR / "compiled")
+    manage(env, "import_events", "--format", "movielens", str(MOVIELENS), "--no-progress")
+    _register_models(env, dirs, var_dir)
+    token = manage(env, "create_api_token", "profile").stdout.strip()
+    return env, token
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--top", type=int, default=25, help="functions shown per table")
+    parser.add_argument("--reuse", action="store_true", help="keep the state of a previous run (no import)")
+    args = parser.parse_args()
+    if args.reuse:
+        from benchmarks.run import BENCH_VAR, base_env
+
+        env = base_env(BENCH_VAR / "profile", services=True)
+        env["API_THROTTLE_INTERESTS"] = "100000000/minute"
+        env["INFERENCE_COMPILED_CACHE_DIR"] = str(BENCH_VAR / "compiled")
+        token = (BENCH_VAR / "profile" / "token").read_text().strip()
+    else:
+        env, token = _prepare()
+        from benchmarks.run import BENCH_VAR
+
+        (BENCH_VAR / "profile" / "token").write_text(token)
+    os.environ.update(env)
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+    from adsite.rsgi import application
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # as __rsgi_init__ sets it (not called: it binds to granian)
+    from inference.api import serving_status
+
+    serving_status()  # the worker's warm-up: the predictor built, models loaded
+    headers = {"authorization": f"Token {token}", "accept": "application/json", "host": "127.0.0.1:8000"}
+    scopes = [_Scope(path=f"/api/v1/users/{u}/interests", query_string="top=5", headers=headers)
+              for u in range(1, 201)]
+    for scope in scopes:  # warm: every user once, caches filled
+        status, _, body = application.call_wsgi(scope, b"")
+        assert status == 200, (status, body[:200])
+    served: dict[str, int] = {}
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    for i in range(args.requests):
+        _status, _headers, body = application.call_wsgi(scopes[i % len(scopes)], b"")
+    profiler.disable()
+    took = time.perf_counter() - started
+    import orjson
+
+    for scope in scopes[:50]:
+        answer: Any = orjson.loads(application.call_wsgi(scope, b"")[2])
+        served[answer["served_by"]] = served.get(answer["served_by"], 0) + 1
+    print(f"{args.requests} requests, {took / args.requests * 1000:.3f} ms each under the profiler; "
+          f"served_by over 50: {served}")
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(args.top)
+        print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
