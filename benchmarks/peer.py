@@ -15,7 +15,7 @@ models active, 2 web processes, served two ways from the same database:
 
 Kinds by ``BENCH_PEER_SERVERS`` (default ``granian``, plus ``before`` when ``BENCH_BEFORE_DIR`` is set).
 Stored answers (``INFERENCE["ANSWERS_ON_WRITE"]``) need a worker: one Celery worker of this checkout runs beside
-the servers. Before each round every user 1-200 gets a fresh event through ``/collect`` (so every user's
+the servers. Before each round every user 1-200 gets a fresh event through ``POST /api/v1/events`` (so every user's
 features changed since their last read), then the round waits ``BENCH_FRESH_WAIT_S`` (default 2) and reads.
 Reported besides: the share of reads answered live (stored answer missing or stale) and the worker's CPU time
 per fresh event (the write side's cost: the debounced recompute).
@@ -159,14 +159,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def post_fresh_events(port: int, users: list[str], round_no: int) -> int:
-    """One page view for each user through ``/collect`` (batches of 50); returns the events accepted."""
+def post_fresh_events(port: int, users: list[str], round_no: int, auth: dict[str, str]) -> int:
+    """One page view for each user through ``POST /api/v1/events`` (batches of 50); returns the events
+    accepted. Raises when none was: a comparison without fresh events would say nothing of the write side."""
     import http.client
     import json
     import uuid
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Content-Type": "text/plain", "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"}
+    headers = {**auth, "Content-Type": "application/json", "User-Agent": "adsite-bench"}
     accepted = 0
     now = int(time.time() * 1000)
     try:
@@ -175,11 +176,14 @@ def post_fresh_events(port: int, users: list[str], round_no: int) -> int:
                        "ts": now, "url": f"http://127.0.0.1/film/{round_no}-{user}/", "item_id": f"film-{round_no}",
                        "categories": [FRESH_GENRES[(round_no + i) % len(FRESH_GENRES)]]}
                       for i, user in enumerate(users[start:start + 50])]
-            conn.request("POST", "/collect", body=json.dumps({"events": events}), headers=headers)
+            conn.request("POST", "/api/v1/events", body=json.dumps({"events": events}), headers=headers)
             response = conn.getresponse()
-            accepted += int(json.loads(response.read()).get("accepted", 0))
+            answer = json.loads(response.read())
+            accepted += int(answer.get("accepted", 0))
     finally:
         conn.close()
+    if not accepted:
+        raise RuntimeError(f"no fresh event accepted: {answer}")
     return accepted
 
 
@@ -243,7 +247,7 @@ def bench_peer() -> list[dict[str, str]]:
             worker_before = server_samples(var_dir / "prom-worker")
             worker_cpu = cpu_seconds(worker_proc.pid)
             for r in range(ROUNDS):
-                fresh += post_fresh_events(writer, USERS, r)
+                fresh += post_fresh_events(writer, USERS, r, auth)
                 time.sleep(FRESH_WAIT_S)
                 order = names[r % len(names):] + names[: r % len(names)]
                 for name in order:

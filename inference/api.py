@@ -94,8 +94,11 @@ __all__ = [
 ]
 
 
-def events_observe(records: Sequence[EventRecord]) -> None:
+def events_observe(records: Sequence[EventRecord], *, answers_refresh: bool = True) -> None:
     """Update the online features with accepted, non-bot events (called in the collect request).
+
+    With ``INFERENCE["ANSWERS_ON_WRITE"]`` (and ``answers_refresh``: False for an import of past events) the
+    visitors' stored answers are recomputed by a worker shortly after (``serving/stored.py``); never here.
 
     One atomic batch (one Redis round trip in services mode). Raises :class:`FeatureStoreUnavailable`
     (exported here) when the store cannot be reached; nothing of the batch was applied then, except
@@ -108,7 +111,7 @@ def events_observe(records: Sequence[EventRecord]) -> None:
 
     store = feature_store()
     store.observe(records)
-    if inference_setting("ANSWERS_ON_WRITE"):  # these visitors' stored answers: recomputed off this request
+    if answers_refresh and inference_setting("ANSWERS_ON_WRITE"):  # these visitors' stored answers: recomputed off this request
         from inference.serving.stored import answers_refresh_schedule
 
         answers_refresh_schedule(store, list(dict.fromkeys(r.user_id for r in records)),

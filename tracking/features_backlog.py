@@ -51,15 +51,19 @@ _outage_lock = threading.Lock()
 _outage: dict[str, object] = {}  # this process's current store outage: since, backlogged
 
 
-def events_observe_safe(records: Sequence[EventRecord], *, event_ids: Sequence[str]) -> None:
-    """Hand records (``event_ids[i]`` is ``records[i]``'s id) to inference; never raises.
+def events_observe_safe(
+    records: Sequence[EventRecord], *, event_ids: Sequence[str], answers_refresh: bool = True
+) -> None:
+    """Hand records (``event_ids[i]`` is ``records[i]``'s id) to inference; never raises. ``answers_refresh``
+    False (an import of past events): the visitors' stored answers are not recomputed now (see
+    ``inference.api.events_observe``).
 
     An unreachable store backlogs the ids for ``features_catch_up`` (see the module docstring).
     """
     if not records:
         return
     try:
-        inference_api.events_observe(records)
+        inference_api.events_observe(records, answers_refresh=answers_refresh)
     except inference_api.FeatureStoreUnavailable as exc:
         feature_backlog_add(records, event_ids=event_ids, reason=str(exc))
         return

@@ -410,7 +410,9 @@ def events_import(
                         pairs.append((event.event_id, event_record_from(event, device="other")))
                 # The online update expects each visitor's events in time order; files need not be sorted.
                 pairs.sort(key=lambda pair: pair[1].ts)
-                events_observe_safe([record for _id, record in pairs], event_ids=[event_id for event_id, _ in pairs])
+                # past events: no visitor is reading now, so no stored answer is recomputed for them
+                events_observe_safe([record for _id, record in pairs], event_ids=[event_id for event_id, _ in pairs],
+                                    answers_refresh=False)
             if progress is not None:
                 progress(item.size)
     finally:

@@ -46,6 +46,19 @@ class CachedTokenAuthentication(TokenAuthentication):
     def authenticate_header(self, request: Request) -> str:
         return 'Token realm="api", Bearer realm="api"'
 
+    @classmethod
+    def remembered(cls, header: str) -> tuple[Any, Any] | None:
+        """(user, token) for an ``Authorization`` header whose token this process remembers as valid, else
+        None (no header, another scheme, a malformed one, an unknown or expired key: ``authenticate``
+        decides those). The interests hot path's authentication (``hot.py``)."""
+        parts = header.split()
+        if len(parts) != 2 or parts[0].lower() not in ("token", "bearer") or not parts[1].isascii():
+            return None
+        hit = cls._valid.get(parts[1])
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return hit[1], hit[2]
+
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         now = time.monotonic()
         hit = self._valid.get(key)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -17,9 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference.api import Deadline, Interests, predict_interests
+from inference.api import Deadline, predict_interests
 from inference.rest.authentication import CachedTokenAuthentication
 from inference.rest.fields import ClosedSerializer, StrictIntegerField, StrictUserIdField
+from inference.rest.hot import THROTTLED_WAIT, interests_answer, server_timing
 from inference.rest.negotiation import FirstRendererNegotiation
 from inference.rest.parameters import (
     BATCH_MAX,
@@ -94,12 +97,6 @@ class InterestsBatchInputSerializer(ClosedSerializer):
     top = StrictIntegerField(min_value=1, max_value=TOP_MAX, default=TOP_DEFAULT, help_text="categories per user")
 
 
-def server_timing(interests: Interests, total_ms: float) -> str:
-    parts = [f"{stage};dur={ms:.3f}" for stage, ms in interests.stage_ms]
-    parts.append(f'total;dur={total_ms:.3f};desc="{interests.served_by}"')
-    return ", ".join(parts)
-
-
 class UserInterestsView(APIView):
     # the per-request hot path: tokens remembered per process for a few seconds (authentication.py)
     authentication_classes = [CachedTokenAuthentication, SessionAuthentication]
@@ -107,6 +104,27 @@ class UserInterestsView(APIView):
     throttle_classes = [InterestsRateThrottle]
     renderer_classes = [ORJSONRenderer]  # JSON only, without parsing Accept on each call (negotiation.py)
     content_negotiation_class = FirstRendererNegotiation
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # the common request (a remembered token, valid parameters, under its rate) without DRF's request
+        # machinery; every other one through DRF's dispatch, with its own answers (hot.py)
+        if request.method == "GET":
+            answer = interests_answer(request, kwargs.get("user_id", ""), throttle=InterestsRateThrottle,
+                                      allow=self._allow)
+            if answer is not None:
+                self.args, self.kwargs, self.request = args, kwargs, request  # type: ignore[assignment]
+                return answer
+        return super().dispatch(request, *args, **kwargs)
+
+    @property
+    def _allow(self) -> str:
+        return ", ".join(self.allowed_methods)
+
+    def check_throttles(self, request: Request) -> None:
+        wait = getattr(request._request, THROTTLED_WAIT, None)
+        if wait is not None:  # the hot path counted this hit already and found the client over its rate
+            self.throttled(request, wait)
+        super().check_throttles(request)
 
     @extend_schema(
         operation_id="user_interests",
