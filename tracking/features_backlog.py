@@ -63,7 +63,10 @@ def events_observe_safe(
     if not records:
         return
     try:
-        inference_api.events_observe(records, answers_refresh=answers_refresh)
+        if answers_refresh:
+            inference_api.events_observe(records)
+        else:
+            inference_api.events_observe(records, answers_refresh=False)
     except inference_api.FeatureStoreUnavailable as exc:
         feature_backlog_add(records, event_ids=event_ids, reason=str(exc))
         return

@@ -11,9 +11,12 @@ import pytest
 class ObservedRecords:
     def __init__(self) -> None:
         self.records: list[Any] = []
+        self.without_answers: list[Any] = []  # handed over with answers_refresh=False (an import)
 
-    def __call__(self, records: Any) -> None:
+    def __call__(self, records: Any, *, answers_refresh: bool = True) -> None:
         self.records.extend(records)
+        if not answers_refresh:
+            self.without_answers.extend(records)
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ def test_generic_csv_is_imported_and_reimport_stores_nothing_twice(tmp_path: Pat
     reasons = dict(QuarantinedEvent.objects.values_list("batch_index", "reason"))
     assert reasons == {5: "invalid_ts", 6: "invalid_event_type", 7: "invalid_row"}
     assert len(observed.records) == 3
+    assert len(observed.without_answers) == 3  # past events: no stored answer recomputed for them
 
     run_import(str(path))
     assert Event.objects.count() == 3
