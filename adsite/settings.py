@@ -260,6 +260,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # feature updates that failed while Redis was unreachable (tracking.features_backlog)
     "features-catch-up": {"task": "tracking.features_catch_up", "schedule": 10.0},
     "purge-expired-events": {"task": "tracking.purge_expired", "schedule": 3600.0},
+    # PostgreSQL: the events table's day partitions, TRACKING["PARTITIONS_AHEAD_DAYS"] ahead
+    "ensure-event-partitions": {"task": "tracking.partitions_ensure", "schedule": 3600.0},
     # AdClick rows (every click request, with its outcome) past ADS["CLICK_RETENTION_DAYS"]
     "purge-expired-clicks": {"task": "ads.purge_clicks", "schedule": 3600.0},
     "dashboard-rollup": {"task": "dashboard.rollup", "schedule": 30.0},

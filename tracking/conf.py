@@ -14,6 +14,9 @@ DEFAULTS: dict[str, Any] = {
     # Require the consent cookie (adsite_consent=granted) before recording anything.
     "CONSENT_REQUIRED": False,
     "RETENTION_DAYS": 395,
+    # PostgreSQL: daily partitions of the events table created this many days ahead of today (by the
+    # hourly beat task ``tracking.partitions_ensure``; tracking.partitions).
+    "PARTITIONS_AHEAD_DAYS": 7,
     # A /collect or /api/v1/events body above this answers 413 (only this many bytes are ever read).
     "MAX_BODY_BYTES": 256 * 1024,
     # More events than this in one body: 400 ``batch_too_large`` (the body is quarantined).

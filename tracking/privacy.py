@@ -1,7 +1,7 @@
 """Privacy operations: the retention purge and the deletion of one visitor's data.
 
 Both remove rows in bounded batches (so a large purge neither locks the events table for long nor
-holds everything in memory), count what they removed in the ledger (``deleted`` events, ``deleted_quarantine``
+holds everything in memory; on PostgreSQL the purge drops whole day partitions of events instead), count what they removed in the ledger (``deleted`` events, ``deleted_quarantine``
 rows) so that ``manage.py ledger`` still reconciles, and, for a visitor, also ask inference to forget
 everything derived from that visitor (online features, cached predictions).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +20,7 @@ from inference import api as inference_api
 from tracking.buffer import buffer_enabled, stream_forget
 from tracking.conf import tracking_settings
 from tracking.models import Event, QuarantinedEvent
+from tracking.partitions import event_partitions_drop_before, partitioned
 from tracking.services import ledger_counter_add
 from tracking.signals import visitor_deleted
 
@@ -49,10 +50,21 @@ def _delete_in_batches(model: type[Event] | type[QuarantinedEvent], ledger_name:
 def events_purge_expired(
     *, now: datetime | None = None, days: int | None = None, progress: Callable[[int], None] | None = None
 ) -> DeletionResult:
-    """Delete events and quarantined rows received more than ``days`` (default: the retention setting) ago."""
+    """Delete events and quarantined rows received more than ``days`` (default: the retention setting) ago.
+
+    On PostgreSQL events go by whole UTC days: the day partitions older than the cutoff's day are
+    dropped (``tracking.partitions``), and rows before that day still in the DEFAULT partition deleted;
+    an event is kept at least ``days`` and less than a day longer. Elsewhere rows go by the exact cutoff.
+    """
     days = tracking_settings().RETENTION_DAYS if days is None else days
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    events = _delete_in_batches(Event, "deleted", received_at__lt=cutoff)
+    events, events_cutoff = 0, cutoff
+    if partitioned():
+        cutoff_day = cutoff.astimezone(UTC).date()
+        _dropped, events = event_partitions_drop_before(cutoff_day)
+        # only the DEFAULT partition can still hold such rows (the planner prunes the day partitions)
+        events_cutoff = datetime(cutoff_day.year, cutoff_day.month, cutoff_day.day, tzinfo=UTC)
+    events += _delete_in_batches(Event, "deleted", received_at__lt=events_cutoff)
     if progress:
         progress(events)
     quarantined = _delete_in_batches(QuarantinedEvent, "deleted_quarantine", received_at__lt=cutoff)

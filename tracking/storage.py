@@ -2,11 +2,13 @@
 
 Promises:
 
-* ``events_insert`` writes many rows with multi-row ``INSERT ... ON CONFLICT (event_id) DO NOTHING
-  RETURNING event_id`` (SQLite >= 3.35 and PostgreSQL alike) and returns exactly the ids it inserted,
-  so accepted / duplicate counts are exact and an insert repeated after a crash is harmless.
-  ``events_insert_count`` is the same write without ``RETURNING``, for bulk imports that need only
-  how many rows were new.
+* ``events_insert`` writes many rows and returns exactly the ids it inserted, so accepted / duplicate
+  counts are exact and an insert repeated after a crash is harmless. SQLite: multi-row ``INSERT ... ON
+  CONFLICT (event_id) DO NOTHING RETURNING event_id`` against the unique index. PostgreSQL (the table is
+  partitioned by day, ``tracking.partitions``, and cannot have a unique index on ``event_id`` alone):
+  the ids go first into ``tracking_event_key`` (``ON CONFLICT DO NOTHING RETURNING``), and only the
+  events whose key was new are inserted, in the same statement for batches that go through ``COPY``.
+  ``events_insert_count`` is the same write returning only how many rows were new, for bulk imports.
 * ``ledger_add`` bumps ``LedgerCounter`` rows with ``value = value + n`` (an upsert).
 * Both run on the caller's transaction: callers wrap them in ``transaction.atomic()`` so that the
   rows and the counters that count them commit together.
@@ -19,6 +21,7 @@ datetimes as text, as Django does) happens only here.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -100,13 +103,14 @@ def _canonical_id(value: object) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def _insert_sql(n_rows: int, placeholder: str, returning: bool = True) -> str:
+def _insert_sql(n_rows: int, placeholder: str, returning: bool = True, on_conflict: bool = True) -> str:
     table = Event._meta.db_table
     columns = ", ".join(ROW_FIELDS)
     one = "(" + ", ".join([placeholder] * len(ROW_FIELDS)) + ")"
     values = ", ".join([one] * n_rows)
+    conflict = " ON CONFLICT (event_id) DO NOTHING" if on_conflict else ""
     tail = " RETURNING event_id" if returning else ""
-    return f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (event_id) DO NOTHING{tail}"
+    return f"INSERT INTO {table} ({columns}) VALUES {values}{conflict}{tail}"
 
 
 _SQL_CACHE: dict[tuple[int, str, bool], str] = {}
@@ -158,8 +162,10 @@ def _events_write_raw(
     vendor = connection.vendor
     converted = db_params(rows) if params is None else params
     returning = inserted is not None
-    if vendor == "postgresql" and len(converted) >= COPY_MIN_ROWS:
-        return _events_insert_copy(converted, inserted)
+    if vendor == "postgresql":
+        if len(converted) >= COPY_MIN_ROWS:
+            return _events_insert_copy(converted, inserted)
+        return _events_insert_keyed(converted, inserted)
     placeholder = "?" if vendor == "sqlite" else "%s"
     count = 0
     cursor = connection.connection.cursor()
@@ -185,10 +191,57 @@ def _events_write_raw(
     return count
 
 
+# PostgreSQL: the dedupe keys of the partitioned events table (tracking.partitions).
+KEY_TABLE = "tracking_event_key"
+
+
+def _uuid_text(value: object) -> str:
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+
+
+def _events_insert_keyed(converted: Sequence[tuple[Any, ...]], inserted: set[str] | None) -> int:
+    """PostgreSQL, small batches: claim the ids in ``tracking_event_key`` (``ON CONFLICT DO NOTHING
+    RETURNING``: a concurrent writer's uncommitted claim is waited for), then insert the events whose
+    claim was new (the first of repeated ids), with plain multi-row ``INSERT``s."""
+    cursor = connection.connection.cursor()
+    try:
+        # claimed in id order: two writers claiming the same ids take their row locks in the same order
+        ids = sorted({_uuid_text(values[0]) for values in converted})
+        placeholders = ", ".join(["(%s::uuid)"] * len(ids))
+        cursor.execute(
+            f"INSERT INTO {KEY_TABLE} (event_id) VALUES {placeholders} ON CONFLICT DO NOTHING RETURNING event_id",
+            ids,
+        )
+        claimed = {str(value[0]) for value in cursor.fetchall()}
+        fresh: list[tuple[Any, ...]] = []
+        for values in converted:
+            event_id = _uuid_text(values[0])
+            if event_id in claimed:
+                claimed.discard(event_id)
+                fresh.append(values)
+        for start in range(0, len(fresh), ROWS_PER_STATEMENT):
+            chunk = fresh[start : start + ROWS_PER_STATEMENT]
+            key = (len(chunk), "postgresql-keyed", False)
+            sql = _SQL_CACHE.get(key)
+            if sql is None:
+                sql = _SQL_CACHE[key] = _insert_sql(len(chunk), "%s", returning=False, on_conflict=False)
+            flat: list[Any] = []
+            for values in chunk:
+                flat.extend(values)
+            cursor.execute(sql, flat)
+    finally:
+        cursor.close()
+    if inserted is not None:
+        inserted.update(_canonical_id(values[0]) for values in fresh)
+    return len(fresh)
+
+
 # PostgreSQL: from this many rows on, COPY into a temporary table and INSERT ... SELECT from it.
 COPY_MIN_ROWS = 1000
 _LOAD_TABLE = "tracking_event_load"
+# ``seq``: the order rows came in, so that of repeated ids in one batch the first is stored
 _LOAD_COLUMNS = (
+    "seq bigint GENERATED ALWAYS AS IDENTITY, "
     "event_id uuid, type text, user_id text, session_id text, ts timestamptz, received_at timestamptz, "
     "url text, referrer text, item_id text, categories jsonb, ad jsonb, properties jsonb, is_bot boolean, "
     "ip text, user_agent text, source text"
@@ -197,7 +250,9 @@ _LOAD_COLUMNS = (
 
 def _events_insert_copy(converted: Sequence[tuple[Any, ...]], inserted: set[str] | None) -> int:
     """The PostgreSQL fast path: ``COPY`` the batch into a per-session temporary table (emptied at
-    commit), then one ``INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING RETURNING``."""
+    commit), then one statement claims the ids in ``tracking_event_key`` and inserts the events whose
+    claim was new: ``WITH new AS (INSERT INTO key ... ON CONFLICT DO NOTHING RETURNING event_id)
+    INSERT INTO tracking_event SELECT ... JOIN new``."""
     table = Event._meta.db_table
     columns = ", ".join(ROW_FIELDS)
     cursor = connection.connection.cursor()
@@ -205,14 +260,16 @@ def _events_insert_copy(converted: Sequence[tuple[Any, ...]], inserted: set[str]
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOAD_TABLE} ({_LOAD_COLUMNS}) ON COMMIT DELETE ROWS"
         )
-        cursor.execute(f"TRUNCATE {_LOAD_TABLE}")
+        cursor.execute(f"TRUNCATE {_LOAD_TABLE} RESTART IDENTITY")
         with cursor.copy(f"COPY {_LOAD_TABLE} ({columns}) FROM STDIN") as copy:
             for values in converted:
                 copy.write_row(values)
         tail = " RETURNING event_id" if inserted is not None else ""
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_LOAD_TABLE} "
-            f"ON CONFLICT (event_id) DO NOTHING{tail}"
+            f"WITH new AS (INSERT INTO {KEY_TABLE} (event_id) SELECT event_id FROM {_LOAD_TABLE} ORDER BY event_id "
+            "ON CONFLICT DO NOTHING RETURNING event_id) "
+            f"INSERT INTO {table} ({columns}) SELECT DISTINCT ON (event_id) {columns} FROM {_LOAD_TABLE} "
+            f"JOIN new USING (event_id) ORDER BY event_id, seq{tail}"
         )
         if inserted is None:
             count = cursor.rowcount

@@ -41,6 +41,15 @@ def purge_expired() -> dict[str, int]:
     return {"events": result.events, "quarantined": result.quarantined}
 
 
+@shared_task(name="tracking.partitions_ensure", soft_time_limit=300, time_limit=360, ignore_result=True)
+def partitions_ensure() -> dict[str, int]:
+    """Create the events table's day partitions ahead (PostgreSQL; nothing to do on SQLite). Safe to run
+    twice and concurrently: a partition that exists is left alone (``tracking.partitions``)."""
+    from tracking.partitions import event_partitions_ensure
+
+    return {"created": len(event_partitions_ensure())}
+
+
 @shared_task(name="tracking.features_catch_up", soft_time_limit=50, time_limit=60, ignore_result=True)
 def features_catch_up(max_batches: int = 200) -> dict[str, int]:
     """Apply the feature updates that failed while the feature store was unreachable.
