@@ -271,6 +271,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 TRACKING: dict[str, Any] = {
     "CONSENT_REQUIRED": _env_bool("TRACKING_CONSENT_REQUIRED", False),
     "RETENTION_DAYS": _env_int("TRACKING_RETENTION_DAYS", 395),
+    "PARTITIONS_AHEAD_DAYS": _env_int("TRACKING_PARTITIONS_AHEAD_DAYS", 7),
     "MAX_BODY_BYTES": _env_int("TRACKING_MAX_BODY_BYTES", 256 * 1024),
     "BUFFER": "redis" if REDIS_URL else "database",
     "TRUST_X_FORWARDED_FOR": _env_bool("TRACKING_TRUST_X_FORWARDED_FOR", False),
