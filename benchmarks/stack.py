@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
@@ -169,10 +169,22 @@ class PostgresCluster:
         return (self.dir / "postmaster.pid").exists() and _port_open(self.port)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        import psycopg
+        return pg_query(self.url, sql, params)
 
-        with psycopg.connect(self.url, connect_timeout=5, autocommit=True) as conn:
-            return list(conn.execute(sql, params).fetchall())
+
+def pg_query(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """The rows of one statement on the PostgreSQL database at ``url`` (autocommit)."""
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+class Database(Protocol):
+    """What ``Traffic.reconcile`` counts in: a PostgreSQL cluster of the stack's own, or the rehearsal's database."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 # --- The site ---------------------------------------------------------------------------------------
@@ -219,11 +231,12 @@ def _processes_in_session(sid: int) -> list[SiteProcess]:
 
 
 class Site:
-    """The site in services mode, started by ``scripts/serve.sh`` as ``make run`` does."""
+    """The site in services mode, started by ``scripts/serve.sh`` as ``make run`` does: one host running the
+    roles ``ADSITE_ROLES`` names (all three unless ``env`` says otherwise), in a session of its own."""
 
     def __init__(self, base: Path, redis_url: str, database_url: str, **env: str) -> None:
         self.base = base
-        self.port = free_port()
+        self.port = int(env.pop("PORT", 0)) or free_port()
         self.var = base / "var"
         self.var.mkdir(parents=True, exist_ok=True)
         self.log_path = base / "site.log"
@@ -243,6 +256,7 @@ class Site:
         }
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None  # the session's leader (serve.sh, then supervisord)
         self.token = ""
 
     def manage(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -259,21 +273,47 @@ class Site:
         self.manage("seed_ads")
         self.token = self.manage("create_api_token", "faults").stdout.strip().split()[-1]
 
+    @property
+    def roles(self) -> list[str]:
+        return [r for r in self.env.get("ADSITE_ROLES", "web,worker,beat").split(",") if r]
+
     def start(self) -> None:
+        self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        """Start ``scripts/serve.sh`` in a session of its own (``wait_started`` waits for its roles)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["bash", "scripts/serve.sh"], cwd=ROOT, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self.get("/healthz")[0] == 200, timeout=180, what="site start", every=0.5)
-        wait_for(lambda: len(self.processes("celery-child")) >= 1 and len(self.processes("beat")) == 1,
-                 timeout=120, what="celery worker and beat start", every=0.5)
+        self.pid = self.proc.pid
+
+    def wait_started(self, timeout: float = 180) -> None:
+        if "web" in self.roles:
+            wait_for(lambda: self.get("/healthz")[0] == 200, timeout=timeout, what="site start", every=0.5)
+        if "worker" in self.roles:
+            wait_for(lambda: len(self.processes("celery-child")) >= 1, timeout=timeout,
+                     what="celery worker start", every=0.5)
+        if "beat" in self.roles:
+            wait_for(lambda: len(self.processes("beat")) == 1, timeout=timeout, what="celery beat start", every=0.5)
+
+    def session(self) -> int | None:
+        """The session this host's processes run in: its leader's pid (started here, or attached by ``pid``)."""
+        attached = getattr(self, "pid", None)  # a subclass may set up ``proc`` alone
+        return attached if attached is not None else (self.proc.pid if self.proc is not None else None)
+
+    def running(self) -> bool:
+        return self.session() is not None and any(p.role != "other" for p in self.processes())
 
     def processes(self, role: str | None = None) -> list[SiteProcess]:
-        assert self.proc is not None
-        found = _processes_in_session(self.proc.pid)
+        session = self.session()
+        assert session is not None
+        found = _processes_in_session(session)
         return [p for p in found if role is None or p.role == role]
 
     def stop(self) -> None:
-        if self.proc is None:
+        session = self.session()
+        if session is None:
             return
         for proc in self.processes():
             try:
@@ -281,14 +321,19 @@ class Site:
             except ProcessLookupError:
                 pass
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(session, signal.SIGTERM)
+            if self.proc is not None:
+                self.proc.wait(timeout=30)
+            else:  # started by another process (the rehearsal's state file): wait for the session to end
+                wait_for(lambda: not self.processes(), timeout=30, what="site stop")
+        except (ProcessLookupError, subprocess.TimeoutExpired, TimeoutError):
             pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # supervisord's programs lead process groups of their own: whatever of the session is left, one by one
+        for proc in self.processes():
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
                 timeout: float = 15.0) -> tuple[int, bytes, dict[str, str]]:
@@ -440,8 +485,8 @@ class Traffic:
     def window(self, start: float, end: float) -> list[Answer]:
         return [a for a in self.answers if start <= a.at < end]
 
-    def reconcile(self, cluster: PostgresCluster) -> dict[str, Any]:
-        rows = cluster.query(
+    def reconcile(self, database: Database) -> dict[str, Any]:
+        rows = database.query(
             "SELECT event_id::text, count(*) FROM tracking_event WHERE user_id LIKE %s GROUP BY event_id",
             (f"f-{self.tag}-%",),
         )
