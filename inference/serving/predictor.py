@@ -30,6 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from inference.serving import metrics
@@ -206,8 +207,10 @@ class Predictor:
             stages.append(("stored", (self._timer() - started) * 1000.0))
             if stored is not None:
                 metrics.STORED_READS_TOTAL.labels("stored").inc()
-                return self._answer(stored.scores[:top], stored.served_by, stored.model_version,
-                                    stored.fallback_reason, deadline, stages)
+                answer = self._answer(stored.scores[:top], stored.served_by, stored.model_version,
+                                      stored.fallback_reason, deadline, stages)
+                return replace(answer, probabilities=stored.probabilities[:top],
+                               history_events=stored.history_events)
             metrics.STORED_READS_TOTAL.labels("live").inc()
             started = self._timer()
         now = self._clock() if now is None else now

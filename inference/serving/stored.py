@@ -11,7 +11,7 @@ answer. It is served only when it is *current*: the same feature version (no eve
 computed by the model the chain prefers now (the first with a loaded version, and that version), at most
 ``INFERENCE["ANSWERS_MAX_AGE_S"]`` old, with at least the ``top`` asked for. Otherwise the request predicts
 live within its budget, as before. A stored answer is what the live chain said at its time: the same
-``served_by``, ``model_version`` and ``fallback_reason``; its ``Server-Timing`` stage is ``stored``.
+``served_by``, ``model_version``, ``fallback_reason``, probabilities and history; its ``Server-Timing`` stage is ``stored``.
 
 Only the Redis store keeps answers (services mode); the in-process store has no worker to compute them and
 its live reads cost no round trip.
@@ -50,12 +50,15 @@ class StoredAnswer:
     served_by: str
     model_version: str
     fallback_reason: str | None
+    probabilities: tuple[float, ...] = ()  # calibrated, one per score (empty: not calibrated)
+    history_events: int = 0
 
 
 def answer_encode(answer: Interests, *, version: int, computed_at: float) -> str:
     return orjson.dumps(
         {"v": version, "at": computed_at, "s": answer.scores, "b": answer.served_by,
-         "m": answer.model_version, "r": answer.fallback_reason}
+         "m": answer.model_version, "r": answer.fallback_reason, "p": answer.probabilities,
+         "h": answer.history_events}
     ).decode()
 
 
@@ -68,6 +71,8 @@ def answer_decode(payload: str | bytes) -> StoredAnswer:
         served_by=str(raw["b"]),
         model_version=str(raw["m"]),
         fallback_reason=raw["r"],
+        probabilities=tuple(float(p) for p in raw.get("p", ())),
+        history_events=int(raw.get("h", 0)),
     )
 
 

@@ -99,6 +99,8 @@ def test_a_recomputed_answer_is_served_from_the_store_without_a_model_call(setup
     assert stages(answer) == ["stored"]
     assert (answer.scores, answer.served_by, answer.model_version, answer.fallback_reason) == (
         live.scores, "neural", "neural-1", None)
+    assert answer.as_dict()["confidence"] == live.as_dict()["confidence"]
+    assert answer.as_dict()["categories"] == live.as_dict()["categories"]
 
 
 def test_an_event_after_the_recompute_makes_the_next_read_predict_live(setup):
