@@ -63,6 +63,13 @@ def partition_names() -> set[str]:
     return {part.name for part in event_partitions()}
 
 
+@pytest.fixture
+def own_stream(settings: Any) -> None:
+    """A stream and ledger of this test's own, so that its Redis counts never reach another test's ledger."""
+    settings.TRACKING = {**settings.TRACKING, "STREAM_KEY": f"test:events:{uuid.uuid4().hex}",
+                         "LEDGER_KEY": f"test:ledger:{uuid.uuid4().hex}"}
+
+
 def flush() -> str:
     out = io.StringIO()
     call_command("flush_events", stdout=out)
@@ -71,7 +78,9 @@ def flush() -> str:
 
 @pytest.mark.requires_redis
 @pytest.mark.django_db
-def test_a_flush_lands_rows_in_their_receive_days_partition(client: Client, redis_client: Any) -> None:
+def test_a_flush_lands_rows_in_their_receive_days_partition(
+    client: Client, redis_client: Any, own_stream: None
+) -> None:
     event_partitions_ensure()
     events = [make_event() for _ in range(3)]
     assert post_collect(client, events).json()["accepted"] == 3
@@ -86,7 +95,7 @@ def test_a_flush_lands_rows_in_their_receive_days_partition(client: Client, redi
 @pytest.mark.requires_redis
 @pytest.mark.django_db
 def test_an_event_replayed_days_later_is_stored_once_and_counted_duplicate(
-    client: Client, redis_client: Any
+    client: Client, redis_client: Any, own_stream: None
 ) -> None:
     event = make_event()
     post_collect(client, [event])
