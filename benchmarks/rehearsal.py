@@ -25,8 +25,10 @@ Nothing of the machine's own services is stopped or reconfigured.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -309,6 +311,27 @@ class Rehearsal:
             )
         return []
 
+    def redis_command_costs(self, *, reset: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+        """Per master: each command's calls and server time per call (``INFO commandstats``), the commands
+        that took the most of the shard's one thread first; ``reset`` zeroes the counters first."""
+        import redis
+
+        costs: dict[str, dict[str, dict[str, float]]] = {}
+        for port in self.redis_masters():
+            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+            try:
+                if reset:
+                    client.config_resetstat()
+                    continue
+                stats = client.info("commandstats")
+            finally:
+                client.close()
+            ranked = sorted(stats.items(), key=lambda kv: -float(kv[1]["usec"]))[:6]
+            costs[str(port)] = {name.removeprefix("cmdstat_"): {
+                "calls": int(v["calls"]), "usec_per_call": float(v["usec_per_call"]), "usec": int(v["usec"])}
+                for name, v in ranked}
+        return costs
+
     def redis_kill(self, port: int) -> None:
         """SIGKILL the Redis node on ``port`` (its pid from the cluster script's pidfile)."""
         pid = int((self.cluster_dir / str(port) / "redis.pid").read_text().strip())
@@ -320,6 +343,26 @@ class Rehearsal:
 
 
 # --- the ratio: 2 web hosts against 1 ------------------------------------------------------------------
+
+
+_FLUSHED = re.compile(r"Task tracking\.flush_events\[[^\]]+\] succeeded in ([0-9.]+)s: (\{.*\})")
+
+
+def flush_rates(rehearsal: Rehearsal, offsets: dict[str, int]) -> dict[str, Any]:
+    """What one flush task stored per second of its own run, over the worker hosts' logs since ``offsets``
+    (flushes of at least 500 events: a small one measures the task's overhead, not the flusher)."""
+    rates: list[float] = []
+    inserted = 0
+    for name, offset in offsets.items():
+        for match in _FLUSHED.finditer(rehearsal.site(name).log_since(offset)):
+            seconds, result = float(match.group(1)), ast.literal_eval(match.group(2))
+            inserted += int(result.get("inserted", 0))
+            if int(result.get("entries", 0)) >= 500 and seconds > 0:
+                rates.append(int(result["entries"]) / seconds)
+    rates.sort()
+    return {"flushes_of_500_or_more": len(rates), "events_inserted": inserted,
+            "median_events_per_s": round(rates[len(rates) // 2]) if rates else None,
+            "best_events_per_s": round(rates[-1]) if rates else None}
 
 
 @dataclass(frozen=True)
@@ -349,6 +392,8 @@ def ratio(rehearsal: Rehearsal, *, rounds: int, seconds: float, clients: int,
     kinds = {kind: spec for kind, spec in kinds.items() if kind in only}
     figures: dict[str, dict[str, list[float]]] = {k: {"1": [], "2": []} for k in kinds}
     errors: dict[str, int] = {k: 0 for k in kinds}
+    rehearsal.redis_command_costs(reset=True)
+    offsets = {name: rehearsal.site(name).log_offset() for name, role in HOSTS.items() if role == "worker"}
     for round_n in range(rounds):
         for hosts in ("1", "2"):
             for kind, spec in kinds.items():
@@ -374,7 +419,8 @@ def ratio(rehearsal: Rehearsal, *, rounds: int, seconds: float, clients: int,
                 figures[kind][hosts].append(rate)
                 print(f"round {round_n + 1}/{rounds}, {hosts} web host(s), {kind}: {rate:.0f}/s "
                       f"({sum(r.requests for r in results)} requests, {failed} not 2xx)", flush=True)
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = {"redis_masters": rehearsal.redis_command_costs(),
+                               "flushes": flush_rates(rehearsal, offsets)}
     for kind, by_hosts in figures.items():
         one_host = sorted(by_hosts["1"])[len(by_hosts["1"]) // 2]
         two_hosts = sorted(by_hosts["2"])[len(by_hosts["2"]) // 2]
