@@ -9,6 +9,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
 from adsite.ads.models import Campaign, Creative
+from adsite.ads.services.staff import CAMPAIGN_FIELDS, CREATIVE_FIELDS
 
 
 class StaffAuthenticationForm(AuthenticationForm):
@@ -38,23 +39,8 @@ class CampaignForm(forms.ModelForm):
 
     class Meta:
         model = Campaign
-        fields = [
-            "advertiser",
-            "name",
-            "status",
-            "tier",
-            "starts_at",
-            "ends_at",
-            "pricing",
-            "bid",
-            "daily_budget",
-            "total_budget",
-            "interest_min_score",
-            "devices",
-            "hours",
-            "cap_per_hour",
-            "cap_per_day",
-        ]
+        # what staff may edit (the service's list); the interests are this form's own rows
+        fields = [name for name in CAMPAIGN_FIELDS if name != "interests"]
         widgets = {
             "starts_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
             "ends_at": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
@@ -140,19 +126,7 @@ class CampaignForm(forms.ModelForm):
 class CreativeForm(forms.ModelForm):
     class Meta:
         model = Creative
-        fields = [
-            "campaign",
-            "name",
-            "kind",
-            "size",
-            "image",
-            "headline",
-            "body",
-            "cta",
-            "landing_url",
-            "html",
-            "active",
-        ]
+        fields = list(CREATIVE_FIELDS)  # what staff may edit: the service's list
         widgets = {"html": forms.Textarea(attrs={"rows": 6}), "body": forms.Textarea(attrs={"rows": 2})}
         help_texts = {
             "html": 'Shown only inside <iframe sandbox="" srcdoc>: scripts, forms and navigation are blocked.'

@@ -16,6 +16,7 @@ from adsite.ads.models import Campaign, Creative
 logger = logging.getLogger(__name__)
 
 
+# what staff may set (the dashboard's forms show exactly these)
 CAMPAIGN_FIELDS = (
     "advertiser",
     "name",
