@@ -4,7 +4,7 @@ shadow-mode agreement, and the comparison of two versions (through ``inference.a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from adsite.dashboard.selectors.windows import (
     latency_table,
     window_deltas,
 )
+from inference.api import ModelVersionInfo
 
 BASELINES = ("popularity", "frequency", "recent", "decayed")
 # the baselines as servable rankers (rows of the models page after neural and gbdt when not active)
@@ -29,15 +30,9 @@ METRIC_KEYS = {"ndcg@5": "ndcg5", "recall@3": "recall3", "auc": "auc"}
 
 
 @dataclass(frozen=True, slots=True)
-class ModelRow:
-    version: str
-    algorithm: str
-    status: str
-    created_at: datetime
-    activated_at: datetime | None
-    data_from: datetime | None
-    data_to: datetime | None
-    training_seconds: float
+class ModelRow(ModelVersionInfo):
+    """A registry version with what the models table derives from its metrics."""
+
     model_metrics: dict[str, float | None]
     best_baseline: str | None
     best_baseline_metrics: dict[str, float | None]
@@ -54,21 +49,14 @@ def _metrics_of(result: dict[str, Any] | None) -> dict[str, float | None]:
     return out
 
 
-def model_row(row: Any) -> ModelRow:
+def model_row(row: ModelVersionInfo) -> ModelRow:
     """A registry version (``inference.api.ModelVersionInfo``) as the models table shows it."""
     metrics = row.metrics or {}
     results = metrics.get("results") or {}
     baselines = {name: _metrics_of(results.get(name)) for name in BASELINES if name in results}
     best = max(baselines, key=lambda n: baselines[n]["ndcg5"] or -1.0, default=None)
     return ModelRow(
-        version=row.version,
-        algorithm=row.algorithm,
-        status=row.status,
-        created_at=row.created_at,
-        activated_at=row.activated_at,
-        data_from=row.data_from,
-        data_to=row.data_to,
-        training_seconds=row.training_seconds,
+        **{f.name: getattr(row, f.name) for f in fields(ModelVersionInfo)},
         model_metrics=_metrics_of(results.get("model")),
         best_baseline=best,
         best_baseline_metrics=baselines.get(best, {}) if best else {},
