@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from inference.evaluation.arguments import evaluation_arguments_add
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
 from inference.redis_clients import cluster_nodes, redis_client, server_down
@@ -37,6 +38,7 @@ __all__ = [
     "UniqueListField",
     # the served-path evaluation (``manage.py evaluate_serving`` drives it with tracking's import)
     "serving_evaluate",
+    "evaluation_arguments_add",
     "serving_table",
     "events_read",
     "AD_TYPES",

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from inference.evaluation.arguments import evaluation_arguments_add
 from inference.evaluation.models import model_scorers
 from inference.evaluation.protocol import Split
 from inference.evaluation.reading import ReadReport, events_read
@@ -26,13 +27,7 @@ class Command(BaseCommand):
     help = "Evaluate interest prediction (neural, gbdt and the four baselines) on a clickstream file."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--events", required=True, help="generic events CSV, or a MovieLens directory")
-        parser.add_argument("--format", choices=("generic", "movielens"), default="generic")
-        parser.add_argument("--split", choices=("time", "user"), default="time")
-        parser.add_argument("--quantile", type=float, default=0.8)
-        parser.add_argument("--horizon", type=int, default=10)
-        parser.add_argument("--json", dest="json_path", default=None, help="write the JSON report here")
-        parser.add_argument("--seed", type=int, default=0)
+        evaluation_arguments_add(parser)
         parser.add_argument("--models", default="neural,gbdt", help="comma-separated: neural, gbdt, prior")
         parser.add_argument("--device", default="auto", help="torch device for the neural model")
         parser.add_argument(
@@ -40,7 +35,6 @@ class Command(BaseCommand):
             default=None,
             help='JSON object per model overriding its defaults, e.g. \'{"gbdt": {"num_leaves": 31}}\' (ablations)',
         )
-        parser.add_argument("--dataset", default=None, help="name in the report (default: the file name)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["events"])

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inference.api import EventRecord
+from inference.api import EventRecord, evaluation_arguments_add
 
 
 def _events_import(events: Sequence[EventRecord]) -> None:
@@ -49,12 +49,7 @@ class Command(BaseCommand):
     help = "Replay a split through import, train, the registry, the online store and the predictor; score it."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--events", required=True, help="generic events CSV, or a MovieLens directory")
-        parser.add_argument("--format", choices=("generic", "movielens"), default="generic")
-        parser.add_argument("--split", choices=("time", "user"), default="time")
-        parser.add_argument("--quantile", type=float, default=0.8)
-        parser.add_argument("--horizon", type=int, default=10)
-        parser.add_argument("--seed", type=int, default=0)
+        evaluation_arguments_add(parser)  # the same split options as evaluate_interests
         parser.add_argument(
             "--later-days",
             default="",
@@ -66,8 +61,6 @@ class Command(BaseCommand):
             default=None,
             help="the prediction deadline (default INFERENCE_BUDGET_MS; the served ranker is reported either way)",
         )
-        parser.add_argument("--json", dest="json_path", default=None, help="write the JSON report here")
-        parser.add_argument("--dataset", default=None, help="name in the report (default: the file name)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from inference.api import events_read, model_versions, serving_evaluate, serving_table
