@@ -3,6 +3,8 @@
 The write side: ``events_observe`` (the collect request) flags each visitor whose features changed
 (``answers_schedule``: one pipelined ``SET NX`` per batch) and enqueues one recompute task for the newly
 flagged ones, ``INFERENCE["ANSWERS_DEBOUNCE_S"]`` later; events arriving meanwhile ride on it (debounced).
+The task is handed to the broker by a thread of the web process (``RecomputePublisher``), so the accepting
+request never waits on the broker.
 The task (a Celery worker, never the accepting request) clears each flag, reads the feature version, runs
 the whole chain live and stores the answer with that version if the preferred model gave it.
 
@@ -19,6 +21,11 @@ its live reads cost no round trip.
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,7 +34,9 @@ import orjson
 
 from inference.serving.interests import Interests
 
-__all__ = ["AnswerStore", "StoredAnswer", "StoredAnswers", "answer_decode", "answer_encode"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["AnswerStore", "RecomputePublisher", "StoredAnswer", "StoredAnswers", "answer_decode", "answer_encode"]
 
 
 class AnswerStore(Protocol):
@@ -110,23 +119,74 @@ class StoredAnswers:
         )
 
 
+class RecomputePublisher:
+    """Hands recompute tasks to Celery from a thread of this process, never from the request that accepted
+    the events: a broker that is slow or away (a stopped Redis, an unreachable RabbitMQ) stalls this thread,
+    not the collect request. Users flagged meanwhile are coalesced into one task (up to ``BATCH`` users);
+    when ``QUEUED_MAX`` are waiting, more are dropped (their flags expire, their next events flag them
+    again, and their reads predict live meanwhile). One thread per process, started on first use (after a
+    fork, in the child)."""
+
+    BATCH = 500
+    QUEUED_MAX = 10_000
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[list[str], float]] = queue.Queue(maxsize=self.QUEUED_MAX)
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self.published = 0  # tasks handed to the broker by this process
+
+    def submit(self, user_ids: list[str], *, debounce_s: float) -> bool:
+        """Queue one recompute of ``user_ids`` (``debounce_s`` after now); False if dropped (queue full)."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._queue = queue.Queue(maxsize=self.QUEUED_MAX)
+                    threading.Thread(target=self._run, args=(self._queue,), name="adsite-answers",
+                                     daemon=True).start()
+                    self._pid = os.getpid()
+        try:
+            self._queue.put_nowait((user_ids, time.monotonic() + debounce_s))
+        except queue.Full:
+            logger.warning("inference.answers_queue_full: %d users not recomputed", len(user_ids))
+            return False
+        return True
+
+    def _run(self, pending: queue.Queue[tuple[list[str], float]]) -> None:
+        from inference.tasks import answers_refresh
+
+        while True:
+            users, due = pending.get()
+            batch = list(users)
+            while len(batch) < self.BATCH:
+                try:
+                    more, due = pending.get_nowait()
+                except queue.Empty:
+                    break
+                batch.extend(more)
+            try:  # the last users' debounce decides the whole batch's countdown
+                answers_refresh.apply_async(args=(batch,), countdown=max(0.0, due - time.monotonic()), retry=False)
+                self.published += 1
+            except Exception:
+                logger.warning("inference.answers_publish_failed: %d users not recomputed", len(batch),
+                               exc_info=True)
+
+
+publisher = RecomputePublisher()
+
+
 def answers_refresh_schedule(store: object, user_ids: Sequence[str], *, debounce_s: float) -> int:
-    """After ``user_ids``' features changed: flag them and enqueue one recompute, ``debounce_s`` later, for
-    those not already waiting for one. Returns how many were enqueued. Never raises: a stored answer that
-    is not refreshed is stale (its version is behind) and the read predicts live."""
+    """After ``user_ids``' features changed: flag them and queue one recompute, ``debounce_s`` later, for
+    those not already waiting for one (``RecomputePublisher``). Returns how many were queued. Never raises:
+    a stored answer that is not refreshed is stale (its version is behind) and the read predicts live."""
     schedule = getattr(store, "answers_schedule", None)
     if schedule is None or not user_ids:
         return 0
-    import logging
-
     try:
         fresh = schedule(user_ids, debounce_s=debounce_s)
-        if fresh:
-            from inference.tasks import answers_refresh
-
-            # retry=False: the collect request never waits on a broker that is away
-            answers_refresh.apply_async(args=(fresh,), countdown=debounce_s, retry=False)
-        return len(fresh)
     except Exception:
-        logging.getLogger(__name__).warning("inference.answers_schedule_failed", exc_info=True)
+        logger.warning("inference.answers_schedule_failed", exc_info=True)
         return 0
+    if fresh and publisher.submit(list(fresh), debounce_s=debounce_s):
+        return len(fresh)
+    return 0

@@ -163,3 +163,31 @@ def test_a_store_gone_away_gives_the_prior_not_an_error(setup, private_redis):
     subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True, timeout=10, check=False)
     answer = predictor.predict("ivy", deadline=Deadline(1000), top=2)
     assert (answer.served_by, answer.fallback_reason) == ("prior", "error")
+
+
+def test_the_accepting_request_never_waits_for_the_broker(setup, monkeypatch):
+    """A broker that hangs stalls the publishing thread, not the caller; the recomputes go out once it answers."""
+    import threading
+    import time
+
+    from inference.serving import stored
+    from inference.tasks import answers_refresh
+
+    store, *_ = setup
+    release = threading.Event()
+    sent: list[list[str]] = []
+
+    def hung_broker(*, args, countdown, retry):
+        release.wait(60)
+        sent.append(list(args[0]))
+
+    monkeypatch.setattr(answers_refresh, "apply_async", hung_broker)
+    monkeypatch.setattr(stored, "publisher", stored.RecomputePublisher())
+    assert stored.answers_refresh_schedule(store, ["amy", "ben"], debounce_s=0.5) == 2  # back at once
+    assert stored.answers_refresh_schedule(store, ["amy", "cy"], debounce_s=0.5) == 1  # amy waits already
+    assert sent == []
+    release.set()
+    deadline = time.monotonic() + 30
+    while sum(len(batch) for batch in sent) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(user for batch in sent for user in batch) == ["amy", "ben", "cy"]
