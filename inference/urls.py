@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from inference.rest import registry_views, views
+from inference.rest import edge_views, registry_views, views
 
 urlpatterns: list = [
+    path("edge/model.json", edge_views.edge_model_file, name="edge-model"),
     path("api/v1/users/<str:user_id>/interests", views.UserInterestsView.as_view(), name="user-interests"),
     path("api/v1/interests/batch", views.InterestsBatchView.as_view(), name="interests-batch"),
     path("api/v1/models/", registry_views.ModelVersionListView.as_view(), name="models-list"),

@@ -7,7 +7,7 @@ Nothing else in ``tracking`` is imported from outside it. Only plain values and 
 from __future__ import annotations
 
 from tracking.bots import user_agent_device, user_agent_is_bot
-from tracking.consent import tracking_allowed, tracking_refusal
+from tracking.consent import edge_mode, edge_mode_for, tracking_allowed, tracking_refusal
 from tracking.features_backlog import feature_backlog_clear
 from tracking.identity import visitor_id, visitor_id_from_cookie
 from tracking.importing import category_slugs
@@ -77,6 +77,8 @@ __all__ = [
     "user_data_delete",
     "user_events_recent",
     "tracking_allowed",
+    "edge_mode",
+    "edge_mode_for",
     "user_agent_device",
     "user_agent_is_bot",
     "tracking_refusal",

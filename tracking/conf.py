@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "CONSENT_COOKIE": "adsite_consent",
     "UID_COOKIE_MAX_AGE": 365 * 24 * 3600,
     # tracker.js configuration rendered into each page (engaged seconds per page_ping, seconds per flush)
+    # edge mode (README "Edge mode"): "off"; "private" (visitors who send DNT/GPC, who get no
+    # personalization otherwise, keep an interest profile on their device); "all" (every visitor: the
+    # tracker sends no clickstream, the server records no page view)
+    "EDGE_MODE": "off",
     "TRACKER_PING_SECONDS": 15.0,
     "TRACKER_FLUSH_SECONDS": 5.0,
     # Feature catch-up (tracking.features_backlog): events per transaction, and how long a backlogged

@@ -33,3 +33,23 @@ def tracking_refusal(request: HttpRequest) -> str | None:
 def tracking_allowed(request: HttpRequest) -> bool:
     """True when the request may be recorded (no DNT, no GPC, consent given where required)."""
     return tracking_refusal(request) is None
+
+
+EDGE_MODES = ("off", "private", "all")
+
+
+def edge_mode() -> str:
+    """The site's edge mode setting (``off``, ``private`` or ``all``)."""
+    mode = str(tracking_settings().EDGE_MODE)
+    if mode not in EDGE_MODES:
+        raise ValueError(f"TRACKING['EDGE_MODE'] is {mode!r}: use one of {EDGE_MODES}")
+    return mode
+
+
+def edge_mode_for(request: HttpRequest) -> bool:
+    """True when this visitor's profile lives on their device (no clickstream reaches the server):
+    every visitor in ``all`` mode; in ``private`` mode those who send DNT or GPC."""
+    mode = edge_mode()
+    if mode == "all":
+        return True
+    return mode == "private" and tracking_refusal(request) in (DO_NOT_TRACK, GLOBAL_PRIVACY_CONTROL)

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.templatetags.static import static
 
 from adsite.content.placements import PAGE_PLACEMENTS, placements_fill
 from adsite.content.selectors import category_sections
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 CONSENT_COOKIE = "adsite_consent"
 UID_COOKIE = "adsite_uid"
 COLLECT_URL = "/collect"
+EDGE_MODEL_URL = "/edge/model.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ def _server_recorder() -> Any:
 
 def page_view_register(*, request: HttpRequest, item_id: str, categories: Sequence[str]) -> PageView:
     page_view = PageView(page_view_id=str(uuid.uuid4()), item_id=item_id, categories=tuple(categories))
+    if tracking_api.edge_mode_for(request):  # the visitor's profile lives on their device: no clickstream
+        return page_view
     try:
         _server_recorder()(
             request=request,
@@ -72,6 +76,11 @@ def tracker_config(*, request: HttpRequest) -> dict[str, Any]:
         "pingSeconds": float(tracking.get("TRACKER_PING_SECONDS", 15.0)),
         "flushSeconds": float(tracking.get("TRACKER_FLUSH_SECONDS", 5.0)),
         "batchSize": 20,
+        # edge mode: "all" (every visitor) or "private" (visitors sending DNT/GPC) keep their interest
+        # profile in the browser (inference's edge.js, the model file below) and send no clickstream
+        "edgeMode": tracking_api.edge_mode(),
+        "edgeModelUrl": EDGE_MODEL_URL,
+        "edgeScriptUrl": static("inference/edge.js"),
     }
 
 

@@ -113,6 +113,10 @@ def model_load(directory: Path) -> PairModel:
     algorithm = manifest_read(directory).get("algorithm")
     if algorithm == "prior":
         return PriorModel.load(directory)
+    if algorithm == "edge":
+        from inference.models.edge import EdgeModel
+
+        return EdgeModel.load(directory)
     if algorithm in BASELINE_RANKERS:
         return BASELINE_RANKERS[algorithm].load(directory)
     if algorithm == "gbdt":

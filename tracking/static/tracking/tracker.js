@@ -92,6 +92,10 @@
 
   const blocked = privacySignal();
   let allowed = !blocked && (!cfg.consentRequired || consentChoice() === 'granted');
+  // Edge mode: this visitor's interest profile lives in this browser (localStorage, inference's
+  // edge.js) and nothing of the clickstream is sent: every visitor ("all"), or those who send DNT/GPC
+  // ("private"), who otherwise get no personalization at all.
+  const edgeOn = cfg.edgeMode === 'all' || (cfg.edgeMode === 'private' && blocked);
 
   // ---- identity -----------------------------------------------------------------------------------
   function uuid4() {
@@ -245,6 +249,7 @@
   }
 
   function emit(type, fields) {
+    if (edgeOn) return edgeRecord(type, fields || {});
     if (blocked) return null;
     const f = fields || {};
     const ev = {
@@ -417,13 +422,92 @@
     }
   }
 
+  // ---- edge mode: the profile on the device ----------------------------------------------------------
+  let edgePending = [];
+  let edgeLib = null;
+  let edgeModel = null;
+
+  function edgeLoad() {
+    if (!edgeLib) {
+      edgeLib = new Promise((resolve) => {
+        if (w.adsiteEdge) return resolve(w.adsiteEdge);
+        const script = d.createElement('script');
+        script.src = cfg.edgeScriptUrl;
+        script.async = true;
+        script.onload = () => resolve(w.adsiteEdge || null);
+        script.onerror = () => resolve(null);
+        d.head.appendChild(script);
+      }).then((lib) => { edgeApply(lib); return lib; });
+    }
+    return edgeLib;
+  }
+
+  function edgeApply(lib) {
+    if (!lib || !edgePending.length) return;
+    const profile = lib.load();
+    edgePending.forEach((ev) => lib.observe(profile, ev));
+    edgePending = [];
+    lib.save(profile);
+  }
+
+  function edgeRecord(type, f) {
+    // only what the profile needs, kept on the device; no id, no URL, nothing sent
+    edgePending.push({
+      type: type,
+      ts: Date.now() / 1000,
+      categories: f.categories || page.categories,
+      item_id: f.item_id !== undefined ? f.item_id : page.itemId,
+    });
+    if (w.adsiteEdge) edgeApply(w.adsiteEdge);
+    return null;
+  }
+
+  function edgeModelLoad() {
+    // the same file for every visitor, fetched without cookies: it says nothing about who asks
+    if (!edgeModel) {
+      edgeModel = w.fetch(cfg.edgeModelUrl, { credentials: 'omit' })
+        .then((response) => (response.ok ? response.json() : null))
+        .catch(() => null);
+    }
+    return edgeModel;
+  }
+
+  const edge = {
+    on: edgeOn,
+    lastScoreMs: null,
+    // the visitor's top interests, scored in this browser: [{category, probability}], best first
+    interests: (top) => Promise.all([edgeLoad(), edgeModelLoad()]).then(([lib, model]) => {
+      if (!lib || !model) return [];
+      const started = performance.now();
+      const answer = lib.score(model, lib.load(), Date.now() / 1000, top || 5);
+      edge.lastScoreMs = performance.now() - started;
+      return answer;
+    }),
+    profile: () => edgeLoad().then((lib) => (lib ? lib.load() : null)),
+    // forget everything this browser kept about the visitor's interests
+    erase: () => {
+      edgePending = [];
+      if (w.adsiteEdge) w.adsiteEdge.erase();
+      else try { w.localStorage.removeItem('adsite_edge_profile'); } catch (e) { /* nothing kept */ }
+    },
+  };
+
   // ---- start ---------------------------------------------------------------------------------------
   d.addEventListener('click', onClick, true);
   w.adsiteTracker = {
     track: (type, fields) => emit(type, fields),
     flush: () => flush(false),
     pageViewId: () => page.viewId,
+    edge: edge,
   };
+  if (edgeOn) {
+    outboxClear(); // nothing of a clickstream is kept or sent in edge mode
+    pageView(page.viewId);
+    // after the page has loaded: the profile's script never delays the first paint
+    if (d.readyState === 'complete') edgeLoad();
+    else w.addEventListener('load', () => edgeLoad());
+    return;
+  }
   if (blocked) {
     outboxClear(); // nothing kept from before the signal was switched on
     return;
