@@ -47,9 +47,10 @@ def test_edge_mode_sends_no_clickstream_and_scores_the_visitors_interests_on_the
     page.on("request", lambda request: requests.append(request))
     for item in [*edge_site[favourite][:3], edge_site[other][0]]:
         page.goto(f"{live_server.url}/article/{item.slug}/")
-        _dwell_on(page, "body", ms=400)
+        _dwell_on(page, "body", ms=200)
     page.locator(".most-list a").first.click(modifiers=["Control"])  # a click that stays on the page
-    _wait_until(lambda: page.evaluate("localStorage.getItem('adsite_edge_profile')") is not None, page)
+    # four page views and a click, all in the profile (none lost to a page left before its script loaded)
+    _wait_until(lambda: (page.evaluate("window.adsiteTracker.edge.profile()") or {}).get("n") == 5, page)
     # the profile's script is requested only once the page has loaded: it never delays the first paint
     started, loaded = page.evaluate(
         """() => [
@@ -62,8 +63,8 @@ def test_edge_mode_sends_no_clickstream_and_scores_the_visitors_interests_on_the
     profile = page.evaluate("window.adsiteTracker.edge.profile()")
 
     # the profile holds what the visitor read, on the device
-    assert profile["c"][favourite] == 3 and profile["c"][other] >= 1
-    assert interests[0]["category"] == favourite and 0 < interests[0]["probability"] < 1
+    assert profile["c"][favourite] == 3 and profile["c"][other] >= 1, profile
+    assert interests[0]["category"] == favourite and 0 < interests[0]["probability"] < 1, (interests, profile)
     # nothing of the clickstream reached the server: no /collect, no POST, no event stored
     assert not [r.url for r in requests if "/collect" in r.url or r.method != "GET"]
     assert Event.objects.count() == 0
@@ -75,3 +76,23 @@ def test_edge_mode_sends_no_clickstream_and_scores_the_visitors_interests_on_the
     page.evaluate("window.adsiteTracker.edge.erase()")
     assert page.evaluate("localStorage.getItem('adsite_edge_profile')") is None
     assert page.evaluate("window.adsiteTracker.edge.profile()")["n"] == 0
+
+
+def test_private_edge_mode_gives_gpc_visitors_a_device_profile_and_others_the_usual_tracker(
+    browser: Any, live_server: Any, edge_site: dict[str, list[Article]], settings: Any  # noqa: F811
+) -> None:
+    settings.TRACKING = {**settings.TRACKING, "EDGE_MODE": "private"}
+    item = next(iter(edge_site.values()))[0]
+    private = _new_page(browser, gpc=True)
+    sent: list[str] = []
+    private.on("request", lambda request: sent.append(request.url) if "/collect" in request.url else None)
+    private.goto(f"{live_server.url}/article/{item.slug}/")
+    _wait_until(lambda: (private.evaluate("window.adsiteTracker.edge.profile()") or {}).get("n") == 1, private)
+    assert private.evaluate("window.adsiteTracker.edge.on") is True
+    private.wait_for_timeout(1500)  # more than a flush interval
+    assert sent == []
+
+    usual = _new_page(browser)
+    usual.goto(f"{live_server.url}/article/{item.slug}/")
+    assert usual.evaluate("window.adsiteTracker.edge.on") is False
+    assert usual.evaluate("localStorage.getItem('adsite_edge_profile')") is None

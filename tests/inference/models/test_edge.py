@@ -54,3 +54,33 @@ def test_the_exported_file_is_small_versioned_and_loads_back(distilled, tmp_path
     assert json.loads((tmp_path / "edge-model.json").read_text()) == json.loads(json.dumps(exported))
     loaded = model_load(tmp_path)
     assert np.allclose(loaded.weights, student.weights) and loaded.bias == student.bias
+
+
+@pytest.mark.django_db
+def test_the_export_command_writes_the_file_the_site_serves(tmp_path, settings, client):
+    from django.core.management import call_command
+
+    from tests.inference.models.test_models import SMALL as small
+
+    stream = favourite_stream(users=80, events=30)
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "user_id,item_id,categories,timestamp,type\n"
+        + "".join(f"{e.user_id},{e.item_id},{e.categories[0]},{e.ts:.3f},{e.type}\n" for e in stream)
+    )
+    teacher = model_fit(
+        algorithm="gbdt",
+        data=training_samples(stream, categories=CATEGORIES, horizon=10, validation="time"),
+        categories=CATEGORIES,
+        hyperparameters=small["gbdt"],
+    )
+    teacher.save(tmp_path / "gbdt-7")
+    settings.INFERENCE = {**getattr(settings, "INFERENCE", {}), "MODEL_DIR": str(tmp_path / "models")}
+    assert client.get("/edge/model.json").status_code == 404  # nothing exported yet: said, not a 500
+    call_command("edge_model_export", teacher=str(tmp_path / "gbdt-7"), events=str(csv))
+    response = client.get("/edge/model.json")
+    assert response.status_code == 200
+    body = json.loads(b"".join(response.streaming_content))
+    assert body["format"] == EDGE_FORMAT and body["teacher"] == {"algorithm": "gbdt", "version": "gbdt-7"}
+    assert set(body["popularity"]) == set(CATEGORIES)
+    assert client.get("/edge/model.json", HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304

@@ -442,12 +442,32 @@
     return edgeLib;
   }
 
+  // events recorded before edge.js loaded wait here, so that leaving a page early loses none
+  const EDGE_PENDING_KEY = 'adsite_edge_pending';
+
+  function edgePendingKeep() {
+    try {
+      if (edgePending.length) w.localStorage.setItem(EDGE_PENDING_KEY, JSON.stringify(edgePending.slice(-HELD_MAX_EVENTS)));
+      else w.localStorage.removeItem(EDGE_PENDING_KEY);
+    } catch (e) { /* storage refused: this page's events stay in memory */ }
+  }
+
+  function edgePendingRead() {
+    try {
+      const kept = JSON.parse(w.localStorage.getItem(EDGE_PENDING_KEY) || '[]');
+      return Array.isArray(kept) ? kept : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
   function edgeApply(lib) {
     if (!lib || !edgePending.length) return;
     const profile = lib.load();
     edgePending.forEach((ev) => lib.observe(profile, ev));
     edgePending = [];
     lib.save(profile);
+    edgePendingKeep();
   }
 
   function edgeRecord(type, f) {
@@ -459,6 +479,7 @@
       item_id: f.item_id !== undefined ? f.item_id : page.itemId,
     });
     if (w.adsiteEdge) edgeApply(w.adsiteEdge);
+    else edgePendingKeep();
     return null;
   }
 
@@ -487,6 +508,7 @@
     // forget everything this browser kept about the visitor's interests
     erase: () => {
       edgePending = [];
+      edgePendingKeep();
       if (w.adsiteEdge) w.adsiteEdge.erase();
       else try { w.localStorage.removeItem('adsite_edge_profile'); } catch (e) { /* nothing kept */ }
     },
@@ -502,6 +524,7 @@
   };
   if (edgeOn) {
     outboxClear(); // nothing of a clickstream is kept or sent in edge mode
+    edgePending = edgePendingRead(); // what an earlier page recorded before it could apply it
     pageView(page.viewId);
     // after the page has loaded: the profile's script never delays the first paint
     if (d.readyState === 'complete') edgeLoad();
