@@ -297,6 +297,12 @@ INFERENCE: dict[str, Any] = {
     "MODEL_DIR": _env("INFERENCE_MODEL_DIR", str(VAR_DIR / "models")),
     "DEVICE": _env("INFERENCE_DEVICE", "auto"),
     "RETRAIN_SECONDS": _env_float("INFERENCE_RETRAIN_SECONDS", 0.0),
+    # where training runs (manage.py train's default and the Celery task's): "local" or "dask"; with
+    # "dask", the scheduler address ("" = a LocalCluster on this machine) and the directory for the
+    # training-set shards (shared storage when the workers are other machines; "" = the temp dir)
+    "TRAINING_ENGINE": _env("INFERENCE_TRAINING_ENGINE", "local"),
+    "TRAINING_SCHEDULER": _env("INFERENCE_TRAINING_SCHEDULER", ""),
+    "TRAINING_SHARD_DIR": _env("INFERENCE_TRAINING_SHARD_DIR", ""),
     # training reads events through these (inference imports nothing from adsite/tracking itself)
     "RELOAD_POLL_SECONDS": _env_float("INFERENCE_RELOAD_POLL_SECONDS", 2.0),
     # serving fast paths (lleaves / ONNX Runtime), the serving device ("auto": CUDA when present, then

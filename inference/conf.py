@@ -30,6 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "DEVICE": "auto",
     # scheduled retraining period in seconds; 0 disables the beat entry
     "RETRAIN_SECONDS": 0.0,
+    # where training runs: "local" (this process) or "dask" (inference.training.cluster); the Dask
+    # scheduler address ("" = a LocalCluster sized to this machine) and the shard directory ("" = temp)
+    "TRAINING_ENGINE": "local",
+    "TRAINING_SCHEDULER": "",
+    "TRAINING_SHARD_DIR": "",
     # how often each web process checks the registry for a newly activated version (seconds)
     "RELOAD_POLL_SECONDS": 2.0,
     # the share of events (by time) held out as the later evaluation slice in training

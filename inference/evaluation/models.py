@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inference.evaluation.protocol import Split
 from inference.evaluation.runner import Scorer, interests_evaluate
 from inference.events import EventRecord
-from inference.models import PairModel, model_fit, model_train
+from inference.models import PairModel, model_fit, model_train, training_set_facts
 from inference.models.inputs import users_at
 from inference.models.prior import prior_train
-from inference.models.training import TrainingData, training_samples
+from inference.models.training import TrainingData, samples_list, training_samples
+
+if TYPE_CHECKING:
+    from inference.training.cluster import TrainingEngine
 
 __all__ = ["model_case_scores", "model_scorer", "model_scorers", "models_offline_metrics"]
 
@@ -42,10 +45,13 @@ def model_scorers(
     device: str = "auto",
     hyperparameters: Mapping[str, Mapping[str, Any]] | None = None,
     progress: Callable[[str], Callable[[float, str], None] | None] = lambda name: None,
+    engine: TrainingEngine | None = None,
 ) -> dict[str, Scorer]:
     """Scorers that train each algorithm fresh on ``split.train``; the training samples are built once
-    and shared (their build time is reported as ``samples_seconds``)."""
+    and shared (their build time is reported as ``samples_seconds``). With a dask ``engine``
+    (``inference.training.cluster``) the samples are built and the models trained on its cluster."""
     cache: dict[int, tuple[TrainingData, float]] = {}
+    facts: dict[int, dict[str, Any]] = {}
 
     def data_for(split: Split, categories: Sequence[str], seed: int) -> tuple[TrainingData, float]:
         key = id(split)
@@ -55,10 +61,18 @@ def model_scorers(
             if report:
                 report(0.0, "building training samples")
             started = time.perf_counter()
+            build = engine.samples_builder(progress=report) if engine is not None else samples_list
             data = training_samples(
-                split.train, categories=categories, horizon=horizon, validation=split.kind, seed=seed
+                split.train,
+                categories=categories,
+                horizon=horizon,
+                validation=split.kind,
+                seed=seed,
+                build=build,
             )
-            cache[key] = (data, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            cache[key] = (data, seconds)
+            facts[key] = training_set_facts(data, build, seconds=seconds)
             if report:
                 report(1.0, f"{len(data.fit)} fit / {len(data.validation)} validation samples")
         return cache[key]
@@ -80,7 +94,9 @@ def model_scorers(
                     device=device,
                     hyperparameters=(hyperparameters or {}).get(algorithm),
                     progress=progress(algorithm),
+                    engine=engine,
                 )
+                model.training["training_set"] = facts.get(id(split))
             seconds = time.perf_counter() - started
             scores = model_case_scores(model, split)
             extra = {

@@ -7,15 +7,19 @@ slice), ``model_load`` reads any saved model back. See ``base.InterestModel`` fo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference.events import EventRecord
 from inference.models.base import FEATURE_SCHEMA_VERSION, InterestModel, PairModel, Progress, manifest_read
 from inference.models.baselines import BASELINE_RANKERS, BaselineRanker, baseline_ranker_train
 from inference.models.prior import PriorModel, prior_train
-from inference.models.training import TrainingData, training_samples
+from inference.models.training import TrainingData, samples_list, training_samples
+
+if TYPE_CHECKING:
+    from inference.training.cluster import TrainingEngine
 
 __all__ = [
     "ALGORITHMS",
@@ -29,6 +33,7 @@ __all__ = [
     "model_fit",
     "model_load",
     "model_train",
+    "training_set_facts",
 ]
 
 ALGORITHMS = ("neural", "gbdt", "prior")
@@ -45,8 +50,12 @@ def model_train(
     validation: str = "time",
     hyperparameters: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    engine: TrainingEngine | None = None,
 ) -> PairModel:
-    """Train ``algorithm`` on ``events`` only (its early-stopping slice is the later part of them)."""
+    """Train ``algorithm`` on ``events`` only (its early-stopping slice is the later part of them).
+
+    ``engine`` (``inference.training.cluster``): the dask engine builds the training set and fits the
+    model on its cluster; default (or ``local``): in this process."""
     if algorithm == "prior":
         return prior_train(events=events, categories=categories)
     if algorithm in BASELINE_RANKERS:
@@ -54,6 +63,8 @@ def model_train(
     params = dict(hyperparameters or {})
     if progress:
         progress(0.0, f"{algorithm}: building samples")
+    began = time.perf_counter()
+    build = engine.samples_builder(progress=_stage(progress, 0.0, 0.3)) if engine is not None else samples_list
     data = training_samples(
         events,
         categories=categories,
@@ -64,16 +75,39 @@ def model_train(
         item_buckets=int(params.get("item_buckets", 8192)),
         every=int(params.get("sample_every", 5)),
         returns=bool(params.get("return_points", True)),
+        build=build,
     )
-    return model_fit(
+    facts = training_set_facts(data, build, seconds=time.perf_counter() - began)
+    model = model_fit(
         algorithm=algorithm,
         data=data,
         categories=categories,
         seed=seed,
         device=device,
         hyperparameters=params,
-        progress=progress,
+        progress=_stage(progress, 0.3, 1.0),
+        engine=engine,
     )
+    model.training["training_set"] = facts
+    return model
+
+
+def _stage(progress: Progress | None, low: float, high: float) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(low + (high - low) * fraction, message)
+
+
+def training_set_facts(data: TrainingData, build: Any, *, seconds: float) -> dict[str, Any]:
+    """How the training set was built: rows (fit + validation samples), seconds, and the distributed
+    builder's own figures (partitions, population pass, per-partition cost) when it built them."""
+    facts: dict[str, Any] = {"rows": len(data.fit) + len(data.validation), "seconds": round(seconds, 2)}
+    own = getattr(build, "facts", None)
+    if own is not None:
+        facts.update(engine="dask", partitions=own.partitions, **{k: v for k, v in own.as_dict().items() if k != "rows"})
+    else:
+        facts["engine"] = "local"
+    return facts
 
 
 def model_fit(
@@ -85,9 +119,64 @@ def model_fit(
     device: str = "auto",
     hyperparameters: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    engine: TrainingEngine | None = None,
 ) -> PairModel:
     """Fit ``algorithm`` on samples already built by ``training.training_samples`` (shareable between
-    the learned models, so the replay runs once)."""
+    the learned models, so the replay runs once); on the ``engine``'s Dask cluster when it has one
+    (``inference.models.distributed``: lightgbm.dask, torch.distributed)."""
+    if engine is not None and engine.client is not None:
+        from inference.models.distributed import gbdt_fit_dask, neural_fit_ddp
+
+        assert engine.directory is not None
+        if algorithm == "gbdt":
+            return gbdt_fit_dask(
+                data,
+                categories=categories,
+                client=engine.client,
+                directory=engine.directory,
+                seed=seed,
+                hyperparameters=hyperparameters,
+                progress=progress,
+            )
+        if algorithm == "neural":
+            return neural_fit_ddp(
+                data,
+                categories=categories,
+                client=engine.client,
+                directory=engine.directory,
+                seed=seed,
+                device=device,
+                hyperparameters=hyperparameters,
+                progress=progress,
+            )
+        raise ValueError(f"unknown learned algorithm {algorithm!r}: use neural or gbdt")
+    model = _model_fit_local(
+        algorithm=algorithm,
+        data=data,
+        categories=categories,
+        seed=seed,
+        device=device,
+        hyperparameters=hyperparameters,
+        progress=progress,
+    )
+    model.training["engine"] = {
+        "engine": "lightgbm" if algorithm == "gbdt" else "torch",
+        "seconds": model.training.get("train_seconds"),
+        **({"world_size": 1} if algorithm == "neural" else {"workers": 1}),
+    }
+    return model
+
+
+def _model_fit_local(
+    *,
+    algorithm: str,
+    data: TrainingData,
+    categories: Sequence[str],
+    seed: int,
+    device: str,
+    hyperparameters: Mapping[str, Any] | None,
+    progress: Progress | None,
+) -> PairModel:
     if algorithm == "gbdt":
         from inference.models.gbdt import gbdt_fit
 

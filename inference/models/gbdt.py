@@ -11,7 +11,7 @@ Early stopping is on the validation slice.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -105,6 +105,20 @@ class GbdtModel(PairModel):
         return cls(booster=booster, **cls._kwargs_from_manifest(manifest))
 
 
+def _labels(samples: Sequence[Sample], objective: str) -> np.ndarray:
+    """The candidates' labels as the objective reads them (graded counts or occurred / not)."""
+    labels = np.concatenate([s.labels for s in samples]) if samples else np.zeros(0)
+    return np.minimum(labels, MAX_LABEL) if objective == "lambdarank" else (labels > 0).astype(np.float32)
+
+
+def _features(samples: Sequence[Sample], *, category_feature: bool) -> np.ndarray:
+    matrix = _matrix(samples)
+    if not category_feature:
+        # a constant column: no tree splits on it, so the served rows may carry any id there
+        matrix[:, -1] = 0.0
+    return matrix
+
+
 def _dataset(
     samples: Sequence[Sample],
     objective: str,
@@ -112,15 +126,9 @@ def _dataset(
     *,
     category_feature: bool = True,
 ) -> lgb.Dataset:
-    labels = np.concatenate([s.labels for s in samples]) if samples else np.zeros(0)
-    labels = np.minimum(labels, MAX_LABEL) if objective == "lambdarank" else (labels > 0).astype(np.float32)
-    matrix = _matrix(samples)
-    if not category_feature:
-        # a constant column: no tree splits on it, so the served rows may carry any id there
-        matrix[:, -1] = 0.0
     return lgb.Dataset(
-        matrix,
-        label=labels,
+        _features(samples, category_feature=category_feature),
+        label=_labels(samples, objective),
         group=[s.candidates.size for s in samples] if objective == "lambdarank" else None,
         feature_name=[*PAIR_FEATURE_NAMES, "category_id"],
         categorical_feature=["category_id"],
@@ -136,9 +144,7 @@ def _category_feature(params: Mapping[str, Any], n_categories: int) -> bool:
     return bool(setting)
 
 
-def _train_one(
-    data: TrainingData, objective: str, params: Mapping[str, Any], seed: int, *, category_feature: bool
-) -> lgb.Booster:
+def _lgb_params(objective: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     lgb_params = {
         "objective": objective,
         "metric": "ndcg" if objective == "lambdarank" else "binary_logloss",
@@ -161,6 +167,13 @@ def _train_one(
             # the protocol's NDCG gains are the counts themselves (relevance 4 = 4 times as good as 1);
             # LightGBM's default 2^label - 1 made a category seen 10 times worth 1,023 seen-once ones
             lgb_params["label_gain"] = [float(g) for g in range(MAX_LABEL + 1)]
+    return lgb_params
+
+
+def _train_one(
+    data: TrainingData, objective: str, params: Mapping[str, Any], seed: int, *, category_feature: bool
+) -> lgb.Booster:
+    lgb_params = _lgb_params(objective, params, seed)
     train_set = _dataset(data.fit, objective, category_feature=category_feature)
     callbacks: list[Any] = []
     valid_sets = []
@@ -178,25 +191,23 @@ def _train_one(
     )
 
 
-def gbdt_fit(
+def _boosters_choose(
     data: TrainingData,
+    objectives: Sequence[str],
+    train: Callable[[str], lgb.Booster],
     *,
     categories: Sequence[str],
-    seed: int = 0,
-    hyperparameters: Mapping[str, Any] | None = None,
-    progress: Progress | None = None,
+    params: dict[str, Any],
+    category_feature: bool,
+    progress: Progress | None,
+    started: float,
 ) -> GbdtModel:
-    """Fit LightGBM on ``data.fit``, early-stopped and chosen on ``data.validation``."""
-    params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
-    params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)  # as the samples were built
-    objectives = ["lambdarank", "binary"] if params["objective"] == "auto" else [params["objective"]]
-    started = time.perf_counter()
-    category_feature = _category_feature(params, len(categories))
+    """Train each objective (``train``), keep the one with the higher validation NDCG@5."""
     candidates: list[tuple[float, str, lgb.Booster]] = []
     for i, objective in enumerate(objectives):
         if progress:
             progress(i / len(objectives), f"gbdt: fitting {objective}")
-        booster = _train_one(data, objective, params, seed, category_feature=category_feature)
+        booster = train(objective)
         model = GbdtModel(
             booster=booster, categories=categories, popularity=data.popularity, hyperparameters=params
         )
@@ -222,3 +233,29 @@ def gbdt_fit(
         hyperparameters={**params, "objective": best_objective},
         training=training,
     ).calibrate(data.validation)
+
+
+def gbdt_fit(
+    data: TrainingData,
+    *,
+    categories: Sequence[str],
+    seed: int = 0,
+    hyperparameters: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> GbdtModel:
+    """Fit LightGBM on ``data.fit``, early-stopped and chosen on ``data.validation``."""
+    params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
+    params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)  # as the samples were built
+    objectives = ["lambdarank", "binary"] if params["objective"] == "auto" else [params["objective"]]
+    started = time.perf_counter()
+    category_feature = _category_feature(params, len(categories))
+    return _boosters_choose(
+        data,
+        objectives,
+        lambda objective: _train_one(data, objective, params, seed, category_feature=category_feature),
+        categories=categories,
+        params=params,
+        category_feature=category_feature,
+        progress=progress,
+        started=started,
+    )

@@ -28,7 +28,7 @@ from inference.features import (
     pair_features,
 )
 from inference.features.definitions import SESSION_IDLE_S
-from inference.training.dataset import training_points
+from inference.training.dataset import PointKey, training_points
 
 __all__ = [
     "INPUTS_VERSION",
@@ -169,16 +169,22 @@ def samples_build(
     category_index: Mapping[str, int],
     popular_k: int,
     item_buckets: int,
-    every: int = 5,
+    every: int | None = 5,
     min_history: int = 5,
     start_index: Mapping[str, int] | None = None,
     stop_index: Mapping[str, int] | None = None,
     seed: int = 0,
     returns: bool = False,
+    prediction_times: Mapping[str, Sequence[float]] | None = None,
+    populations: Mapping[PointKey, PopulationFeatures] | None = None,
 ) -> Iterator[Sample]:
     """Training samples from the builder's points (``inference.training.dataset.training_points``):
     features strictly before each point, labels from the user's next ``horizon`` interest events among
-    the events passed in (positions and ``start_index``/``stop_index`` count interest events)."""
+    the events passed in (positions and ``start_index``/``stop_index`` count interest events).
+
+    ``prediction_times`` adds points at those times (kept only with ``min_history`` interest events
+    before them and a label after them); ``populations`` are a population pass's read-outs (the
+    distributed builder's partitions)."""
     for point in training_points(
         events,
         horizon=horizon,
@@ -188,7 +194,11 @@ def samples_build(
         stop_index=stop_index,
         seed=seed,
         returns=returns,
+        prediction_times=prediction_times,
+        populations=populations,
     ):
+        if point.requested and (point.position < min_history or not point.labels):
+            continue
         yield sample_inputs(
             point.user_id,
             point.user,

@@ -261,6 +261,26 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _batch_loss(network: nn.Module, batch: Mapping[str, torch.Tensor], target: torch.device) -> torch.Tensor:
+    """Listwise softmax cross-entropy of one batch against the candidates' next-H counts."""
+    scores = network(*_inputs(batch, target))
+    labels = batch["labels"].to(target)
+    mask = batch["candidates"].to(target) > 0
+    scores = scores.masked_fill(~mask, -1e4)
+    target_dist = labels / labels.sum(-1, keepdim=True).clamp(min=1e-9)
+    return -(target_dist * torch.log_softmax(scores, dim=-1)).sum(-1).mean()
+
+
+def _feature_scale(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the pair features for standardizing them."""
+    mean = rows.mean(axis=0).astype(np.float32)
+    # A column constant in training (e.g. ad or session features on a dataset without them) keeps
+    # a unit scale: a tiny std would blow a live non-zero value up to +-1e6 and let that one column
+    # decide the ranking. Training inputs are unchanged (x - mean is 0 there).
+    std = rows.std(axis=0)
+    return mean, np.where(std < 1e-3, 1.0, std).astype(np.float32)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -290,12 +310,7 @@ def neural_fit(
         rows = (
             np.concatenate([s.rows for s in data.fit]) if data.fit else np.zeros((1, len(PAIR_FEATURE_NAMES)))
         )
-        mean = rows.mean(axis=0).astype(np.float32)
-        # A column constant in training (e.g. ad or session features on a dataset without them) keeps
-        # a unit scale: a tiny std would blow a live non-zero value up to +-1e6 and let that one column
-        # decide the ranking. Training inputs are unchanged (x - mean is 0 there).
-        std = rows.std(axis=0)
-        std = np.where(std < 1e-3, 1.0, std).astype(np.float32)
+        mean, std = _feature_scale(rows)
         fit = _pack(data.fit, mean, std)
         network = _network(len(categories), params).to(target)
         optimizer = torch.optim.Adam(
@@ -322,13 +337,7 @@ def neural_fit(
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
-                batch = {k: v[index] for k, v in fit.items()}
-                scores = network(*_inputs(batch, target))
-                labels = batch["labels"].to(target)
-                mask = batch["candidates"].to(target) > 0
-                scores = scores.masked_fill(~mask, -1e4)
-                target_dist = labels / labels.sum(-1, keepdim=True).clamp(min=1e-9)
-                loss = -(target_dist * torch.log_softmax(scores, dim=-1)).sum(-1).mean()
+                loss = _batch_loss(network, {k: v[index] for k, v in fit.items()}, target)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

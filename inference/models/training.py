@@ -25,32 +25,43 @@ Where the points lie (``points``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from inference.events import EventRecord
 from inference.features import INTEREST_TYPES
-from inference.models.inputs import Sample, sample_inputs, samples_build
-from inference.training.dataset import training_points
+from inference.models.inputs import Sample, samples_build
 
-__all__ = ["CUTOFF_STEP_S", "TrainingData", "training_samples", "ndcg_of_samples"]
+__all__ = ["CUTOFF_STEP_S", "SamplesBuilder", "TrainingData", "samples_list", "training_samples", "ndcg_of_samples"]
 
 # the grid of prediction times of ``points="cutoffs"``: every 3 hours
 CUTOFF_STEP_S = 3 * 3600.0
 MAX_CUTOFFS = 96
 
 
+# builds the samples of one event stream: ``samples_build``'s keywords in, the samples out (a list
+# here; the distributed builder's ``ShardedSamples`` keeps them in Parquet shards on the cluster)
+SamplesBuilder = Callable[..., Sequence[Sample]]
+
+
+def samples_list(events: Sequence[EventRecord], **options: Any) -> list[Sample]:
+    """The single-process builder: ``samples_build`` in this process."""
+    return list(samples_build(events, **options))
+
+
 @dataclass(frozen=True)
 class TrainingData:
-    fit: list[Sample]
+    fit: Sequence[Sample]
     validation: list[Sample]
     popularity: dict[str, float]
     # how the samples were built: a model trained on them must build its serving inputs the same way
     popular_k: int = 20
     item_buckets: int = 8192
+    # how the training set was built: the engine, partitions, rows, seconds (the --json facts)
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def _popularity(events: Sequence[EventRecord], categories: Sequence[str]) -> dict[str, float]:
@@ -76,7 +87,10 @@ def training_samples(
     returns: bool = True,
     points: str = "auto",
     cutoff_step_s: float = CUTOFF_STEP_S,
+    build: SamplesBuilder = samples_list,
 ) -> TrainingData:
+    """Fit and validation samples of ``events`` (see the module docstring); ``build`` makes the samples
+    of each event stream (default: in this process; ``inference.training.distributed`` on Dask)."""
     index = {c: i for i, c in enumerate(categories)}
     if points == "auto":
         points = "cutoffs" if validation == "time" else "events"
@@ -106,8 +120,8 @@ def training_samples(
                 seen[event.user_id] = position + 1
             if position < cuts.get(event.user_id, 1 << 62):
                 fit_events.append(event)
-        fit = list(samples_build(fit_events, every=every, seed=seed, **common))
-        val = list(samples_build(ordered, every=every, seed=seed + 1, start_index=cuts, **common))
+        fit = build(fit_events, every=every, seed=seed, **common)
+        val = build(ordered, every=every, seed=seed + 1, start_index=cuts, **common)
         val = [s for s in val if s.user_id in cuts]
     elif validation == "time":
         if not ordered:
@@ -117,15 +131,17 @@ def training_samples(
         if points == "cutoffs":
             start = ordered[0].ts + cutoff_step_s
             grid = {k: v for k, v in common.items() if k != "returns"}
-            fit = list(_cutoff_samples(fit_events, np.arange(start, cutoff, cutoff_step_s), **grid))
-            val = list(_cutoff_samples(ordered, np.arange(cutoff, ordered[-1].ts, cutoff_step_s), **grid))
+            fit = _cutoff_samples(fit_events, np.arange(start, cutoff, cutoff_step_s), build=build, **grid)
+            val = list(
+                _cutoff_samples(ordered, np.arange(cutoff, ordered[-1].ts, cutoff_step_s), build=build, **grid)
+            )
             return TrainingData(fit, val, _popularity(ordered, categories), popular_k, item_buckets)
         seen_before: dict[str, int] = {}
         for event in fit_events:
             if event.type in INTEREST_TYPES:
                 seen_before[event.user_id] = seen_before.get(event.user_id, 0) + 1
-        fit = list(samples_build(fit_events, every=every, seed=seed, **common))
-        val = list(samples_build(ordered, every=every, seed=seed + 1, start_index=seen_before, **common))
+        fit = build(fit_events, every=every, seed=seed, **common)
+        val = build(ordered, every=every, seed=seed + 1, start_index=seen_before, **common)
         val = [s for s in val if s.ts >= cutoff]
     else:
         raise ValueError(f"unknown validation split {validation!r}")
@@ -141,7 +157,8 @@ def _cutoff_samples(
     popular_k: int,
     item_buckets: int,
     min_history: int = 5,
-) -> list[Sample]:
+    build: SamplesBuilder = samples_list,
+) -> Sequence[Sample]:
     """A sample at each of ``times`` for every user with ``min_history`` interest events before it
     and at least one after it (in ``events``): features before the time, labels from the next
     ``horizon`` interest events among ``events``."""
@@ -161,22 +178,18 @@ def _cutoff_samples(
             chosen = [float(t) for t in times if first < t <= last]
             if chosen:
                 requests[user_id] = chosen
-    samples = []
-    for point in training_points(events, horizon=horizon, sample_every=None, prediction_times=requests):
-        if point.position < min_history or not point.labels:
-            continue
-        samples.append(
-            sample_inputs(
-                point.user_id,
-                point.user,
-                point.population,
-                category_index=category_index,
-                popular=point.population.popular(popular_k),
-                item_buckets=item_buckets,
-                labels=point.labels,
-            )
-        )
-    samples.sort(key=lambda s: (s.ts, s.user_id))  # points come out as their labels complete
+    samples = build(
+        events,
+        horizon=horizon,
+        category_index=category_index,
+        popular_k=popular_k,
+        item_buckets=item_buckets,
+        every=None,
+        min_history=min_history,
+        prediction_times=requests,
+    )
+    if isinstance(samples, list):  # a sharded result keeps its shards' order
+        samples.sort(key=lambda s: (s.ts, s.user_id))  # points come out as their labels complete
     return samples
 
 

@@ -55,6 +55,7 @@ from inference.conf import inference_setting
 from inference.events import EventRecord
 from inference.registry import selectors, services
 from inference.registry.models import TrainingRun
+from inference.training.cluster import ENGINES, TrainingEngine, training_engine
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ def _train_one(
     activate: str,
     progress: _Progress,
     slot: tuple[float, float],
+    engine: TrainingEngine,
 ) -> dict[str, Any]:
     assert parts.trainer is not None and parts.evaluator is not None and parts.loader is not None
     began = time.perf_counter()
@@ -216,8 +218,10 @@ def _train_one(
         device=str(inference_setting("DEVICE")),
         hyperparameters=dict((inference_setting("HYPERPARAMETERS") or {}).get(algorithm, {})),
         progress=model_progress,
+        **_engine_argument(engine),
     )
     seconds = time.perf_counter() - began
+    facts = _engine_facts(engine, algorithm, model, seconds)
 
     progress("evaluate", 0.0, f"{algorithm}: scoring the later slice")
     active_row = selectors.model_version_active(algorithm=algorithm)
@@ -273,6 +277,7 @@ def _train_one(
             horizon=int(inference_setting("HORIZON")),
             device=str(inference_setting("DEVICE")),
             hyperparameters=dict((inference_setting("HYPERPARAMETERS") or {}).get(algorithm, {})),
+            **_engine_argument(engine),
         )
         refit = {"events": len(events), "seconds": round(time.perf_counter() - refit_began, 2)}
         train_events = events
@@ -292,6 +297,7 @@ def _train_one(
         "results": results,
         "decision": why,
         "best_baseline": list(baseline) if baseline is not None else None,
+        "engine": facts,
     }
     if refit is not None:
         metrics["refit"] = refit
@@ -318,6 +324,7 @@ def _train_one(
         "results": results,
         "test_users": test_users,
         "quantile": quantile,
+        "facts": facts,
     }
 
 
@@ -373,6 +380,41 @@ def _others_rescore(
             PRIMARY_METRIC: score,
         }
     return done
+
+
+def _engine_argument(engine: TrainingEngine) -> dict[str, Any]:
+    # the local engine calls the trainer as it always was (tests' doubles take no engine)
+    return {"engine": engine} if engine.client is not None else {}
+
+
+def _engine_facts(engine: TrainingEngine, algorithm: str, model: Any, seconds: float) -> dict[str, Any]:
+    """Where and how one model was trained: the ``--json`` facts, kept with the version."""
+    training = dict(getattr(model, "training", {}) or {})
+    return {
+        **engine.facts(),
+        "training_set": training.get("training_set"),
+        algorithm: {**(training.get("engine") or {}), "seconds": round(seconds, 2)},
+    }
+
+
+def training_facts(run: TrainingRun) -> dict[str, Any]:
+    """The facts of a finished run (``manage.py train --json``): the engine, workers, partitions, the
+    training set (rows, seconds) and each model's engine (``gbdt``: lightgbm[.dask], ``neural``:
+    torch[.distributed] with its world size)."""
+    facts: dict[str, Any] = {"status": run.status, "run": run.pk}
+    for algorithm in ALGORITHMS:
+        entry = (run.outcome or {}).get(algorithm) or {}
+        own = entry.get("facts") or {}
+        for key in ("engine", "workers", "partitions", "scheduler"):
+            if key in own:
+                facts[key] = own[key]
+        if own.get("training_set") and "training_set" not in facts:
+            facts["training_set"] = own["training_set"]
+        if algorithm in own:
+            facts[algorithm] = {**own[algorithm], "version": entry.get("version")}
+    if run.status == TrainingRun.Status.FAILED:
+        facts["error"] = run.message
+    return facts
 
 
 def _baselines_register(
@@ -453,8 +495,20 @@ def training_run_execute(
     activate: str = "auto",
     progress: ProgressCallback | None = None,
     parts: TrainingParts | None = None,
+    engine: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> TrainingRun:
-    """Train, evaluate, register (and maybe activate) models; returns the finished run row."""
+    """Train, evaluate, register (and maybe activate) models; returns the finished run row.
+
+    ``engine``/``scheduler`` (default ``INFERENCE["TRAINING_ENGINE"]`` / ``["TRAINING_SCHEDULER"]``):
+    ``local``, or ``dask`` on the cluster at ``scheduler`` (a LocalCluster when empty). A lost worker
+    that Dask cannot retry around fails the run like any other error: the active versions keep
+    serving and the run row records the failure."""
+    engine = engine or str(inference_setting("TRAINING_ENGINE") or "local")
+    scheduler = scheduler or (str(inference_setting("TRAINING_SCHEDULER") or "") or None)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     algorithms = ALGORITHMS if algorithm == "all" else (algorithm,)
     if any(a not in ALGORITHMS for a in algorithms):
         raise ValueError(f"algorithm must be one of {ALGORITHMS} or 'all', not {algorithm!r}")
@@ -465,6 +519,8 @@ def training_run_execute(
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
         "activate": activate,
+        "engine": engine,
+        "scheduler": scheduler,
     }
     token = uuid.uuid4().hex
     if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
@@ -492,19 +548,26 @@ def training_run_execute(
         ).train
         reporter("events", 1.0, f"{len(events):,} events, {len(train_events):,} before the evaluation slice")
         outcome: dict[str, Any] = {}
-        for index, name in enumerate(algorithms):
-            share = 1.0 / len(algorithms)
-            outcome[name] = _train_one(
-                name,
-                parts=parts,
-                events=events,
-                train_events=train_events,
-                categories=categories,
-                quantile=quantile,
-                activate=activate,
-                progress=reporter,
-                slot=(index * share, (index + 1) * share),
-            )
+        with training_engine(
+            engine,
+            scheduler=scheduler,
+            workers=workers,
+            shard_dir=str(inference_setting("TRAINING_SHARD_DIR") or "") or None,
+        ) as running:
+            for index, name in enumerate(algorithms):
+                share = 1.0 / len(algorithms)
+                outcome[name] = _train_one(
+                    name,
+                    parts=parts,
+                    events=events,
+                    train_events=train_events,
+                    categories=categories,
+                    quantile=quantile,
+                    activate=activate,
+                    progress=reporter,
+                    slot=(index * share, (index + 1) * share),
+                    engine=running,
+                )
         rescored = _others_rescore(
             algorithms, outcome, parts=parts, events=events, quantile=quantile, activate=activate
         )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from inference.events import EventRecord
@@ -41,6 +41,7 @@ from inference.features.definitions import SESSION_IDLE_S
 
 __all__ = [
     "LabeledPoint",
+    "PointKey",
     "category_vocabulary",
     "events_flatten",
     "features_at_cutoff",
@@ -59,6 +60,10 @@ class LabeledPoint:
     labels: dict[str, int]  # category -> count in the user's next `horizon` interest events
     position: int  # how many interest events of the user came before the point
     requested: bool = False  # from `prediction_times` (labels may be empty) rather than sampled
+
+
+# a prediction point as the population pass records it: (user, time, position, requested)
+PointKey = tuple[str, float, int, bool]
 
 
 def events_flatten(events: Iterable[EventRecord] | Iterable[Sequence[EventRecord]]) -> Iterator[EventRecord]:
@@ -106,6 +111,9 @@ def training_points(
     seed: int = 0,
     population_refresh_events: int = 1000,
     returns: bool = False,
+    users: Container[str] | None = None,
+    population_log: MutableMapping[PointKey, PopulationFeatures] | None = None,
+    populations: Mapping[PointKey, PopulationFeatures] | None = None,
 ) -> Iterator[LabeledPoint]:
     """Replay ``events`` (time order) and yield labelled prediction points; see the module docstring.
 
@@ -123,11 +131,20 @@ def training_points(
 
     Points are yielded when their labels are complete (or at the end of the stream), so not
     necessarily in time order.
+
+    The distributed builder (``inference.training.distributed``) runs this same replay in two parts:
+
+    - the *population pass*: ``users=()`` and a ``population_log`` dict replay every event for the
+      population state and every user's sampling decisions only (no user state, nothing yielded) and
+      record the population read-out each point sees, keyed by :data:`PointKey`;
+    - per partition of visitors: only those visitors' events with ``populations`` (that log, or its
+      part for them): the points take the recorded read-outs instead of a population replayed from a
+      part of the events, so each visitor's points are exactly those of the whole replay.
     """
     if horizon < 1:
         raise ValueError("horizon must be at least 1")
     every = int(sample_every or 0)
-    users: dict[str, FeatureState] = {}
+    states: dict[str, FeatureState] = {}
     positions: dict[str, int] = {}
     pending: dict[str, list[_Pending]] = {}
     population = FeatureState()
@@ -154,14 +171,16 @@ def training_points(
         return features
 
     def snapshot(user_id: str, now: float, *, requested: bool) -> None:
-        point = (
-            user_id,
-            now,
-            user_features(users.get(user_id), now),
-            population_at(now, requested),
-            positions.get(user_id, 0),
-            requested,
-        )
+        position = positions.get(user_id, 0)
+        if populations is not None:
+            at = populations[(user_id, now, position, requested)]
+        else:
+            at = population_at(now, requested)
+            if population_log is not None:
+                population_log[(user_id, now, position, requested)] = at
+        if users is not None and user_id not in users:
+            return
+        point = (user_id, now, user_features(states.get(user_id), now), at, position, requested)
         pending.setdefault(user_id, []).append(_Pending(point, horizon))
 
     def emit(entry: _Pending) -> LabeledPoint | None:
@@ -218,11 +237,12 @@ def training_points(
             positions[user_id] = position + 1
             last_interest[user_id] = ts
         user_ops, population_ops = event_ops(record)
-        state = users.get(user_id)
-        if state is None:
-            state = users[user_id] = FeatureState()
-        state.apply(user_ops)
-        if population_ops:
+        if users is None or user_id in users:
+            state = states.get(user_id)
+            if state is None:
+                state = states[user_id] = FeatureState()
+            state.apply(user_ops)
+        if population_ops and populations is None:  # recorded read-outs need no population state
             population.apply(population_ops)
             population_version += 1
     while requests:

@@ -2,6 +2,11 @@
 
 Trains fresh models on the training side only (the registry and the active models are not touched),
 prints a table and optionally writes the JSON report.
+
+``--engine dask [--scheduler tcp://HOST:8786]`` also trains the models through the Dask engine (the
+distributed training-set builder, lightgbm.dask, torch.distributed) on the same split, and reports
+them beside the local run's (``neural@dask``, ``gbdt@dask``), with each engine's facts and the
+difference in NDCG@5 (``engines`` in the JSON report).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from inference.evaluation.protocol import Split
 from inference.evaluation.reading import ReadReport, events_read
 from inference.evaluation.runner import interests_evaluate
 from inference.events import EventRecord
+from inference.training.cluster import ENGINES, training_engine
 
 
 class Command(BaseCommand):
@@ -35,6 +41,14 @@ class Command(BaseCommand):
             default=None,
             help='JSON object per model overriding its defaults, e.g. \'{"gbdt": {"num_leaves": 31}}\' (ablations)',
         )
+        parser.add_argument(
+            "--engine",
+            choices=ENGINES,
+            default="local",
+            help="dask: also train through the Dask engine, reported beside the local run",
+        )
+        parser.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+        parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per core)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["events"])
@@ -75,23 +89,35 @@ class Command(BaseCommand):
 
             return report
 
-        report = interests_evaluate(
-            events,
-            dataset=options["dataset"] or path.name,
-            split=options["split"],
-            quantile=options["quantile"],
-            horizon=options["horizon"],
-            seed=options["seed"],
-            scorers=model_scorers(
-                models,
+        if options["scheduler"] and options["engine"] != "dask":
+            raise CommandError("--scheduler needs --engine dask")
+        scorer_options: dict[str, Any] = {
+            "horizon": options["horizon"],
+            "device": options["device"],
+            "hyperparameters": hyperparameters,
+            "progress": progress,
+        }
+        with training_engine(
+            options["engine"], scheduler=options["scheduler"], workers=options["workers"]
+        ) as engine:
+            scorers = model_scorers(models, **scorer_options)
+            if engine.client is not None:
+                self.stderr.write(f"dask engine: {engine.workers} workers, {engine.partitions} partitions")
+                distributed = model_scorers([m for m in models if m != "prior"], engine=engine, **scorer_options)
+                scorers.update({f"{name}@dask": scorer for name, scorer in distributed.items()})
+            report = interests_evaluate(
+                events,
+                dataset=options["dataset"] or path.name,
+                split=options["split"],
+                quantile=options["quantile"],
                 horizon=options["horizon"],
-                device=options["device"],
-                hyperparameters=hyperparameters,
-                progress=progress,
-            ),
-            log=lambda message: self.stderr.write(message),
-            on_split=lambda parts: _test_users_check(parts, events, options, self.stderr.write),
-        )
+                seed=options["seed"],
+                scorers=scorers,
+                log=lambda message: self.stderr.write(message),
+                on_split=lambda parts: _test_users_check(parts, events, options, self.stderr.write),
+            )
+            if engine.client is not None:
+                report["engines"] = _engines_facts(report, engine.facts())
         for bar in bars.values():
             bar.close()
         self.stdout.write(_table(report))
@@ -121,6 +147,30 @@ class Command(BaseCommand):
                 self.stderr.write(f"  line {line}: {detail}")
             if len(read.skipped) > 5:
                 self.stderr.write(f"  ... and {len(read.skipped) - 5} more")
+
+
+def _engines_facts(report: dict[str, Any], dask: dict[str, Any]) -> dict[str, Any]:
+    """Each engine's facts (the train command's ``--json`` form) and the models' NDCG@5 difference."""
+    results = report["results"]
+    out: dict[str, Any] = {"local": {"engine": "local", "workers": 1, "partitions": 1}, "dask": dict(dask)}
+    parity: dict[str, Any] = {}
+    for name, result in results.items():
+        if not name.endswith("@dask"):
+            continue
+        model = name.removesuffix("@dask")
+        for engine, entry in (("local", results.get(model)), ("dask", result)):
+            training = (entry or {}).get("training") or {}
+            target = out[engine]
+            target.setdefault("training_set", training.get("training_set"))
+            target[model] = {**(training.get("engine") or {}), "seconds": entry.get("train_seconds") if entry else None}
+        if model in results:
+            parity[model] = {
+                "local_ndcg@5": results[model]["ndcg@5"],
+                "dask_ndcg@5": result["ndcg@5"],
+                "difference": round(result["ndcg@5"] - results[model]["ndcg@5"], 4),
+            }
+    out["ndcg@5_difference"] = parity
+    return out
 
 
 FEW_TEST_USERS = 100  # below this, a difference of a few hundredths of NDCG is mostly sampling noise
@@ -172,4 +222,15 @@ def _table(report: dict[str, Any]) -> str:
             f"{best['model']} - {best['baseline']}: NDCG@5 {best['ndcg@5_diff']:+.3f} "
             f"(paired 95% CI {lo:+.3f} to {hi:+.3f}{', excludes 0' if best['excludes_zero'] else ', includes 0'})"
         )
+    engines = report.get("engines")
+    if engines:
+        lines.append(f"{'model':<11} {'local':>7} {'dask':>7} {'diff':>7} {'local s':>8} {'dask s':>8}")
+        for model, figures in engines["ndcg@5_difference"].items():
+            local_s = (engines["local"].get(model) or {}).get("seconds")
+            dask_s = (engines["dask"].get(model) or {}).get("seconds")
+            lines.append(
+                f"{model:<11} {figures['local_ndcg@5']:>7.3f} {figures['dask_ndcg@5']:>7.3f} "
+                f"{figures['difference']:>+7.3f} {local_s if local_s is not None else '':>8} "
+                f"{dask_s if dask_s is not None else '':>8}"
+            )
     return "\n".join(lines)
