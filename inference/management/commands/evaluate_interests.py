@@ -103,7 +103,11 @@ class Command(BaseCommand):
             scorers = model_scorers(models, **scorer_options)
             if engine.client is not None:
                 self.stderr.write(f"dask engine: {engine.workers} workers, {engine.partitions} partitions")
-                distributed = model_scorers([m for m in models if m != "prior"], engine=engine, **scorer_options)
+                distributed = model_scorers(
+                    [m for m in models if m != "prior"],
+                    engine=engine,
+                    **{**scorer_options, "progress": lambda name: progress(f"{name}@dask")},
+                )
                 scorers.update({f"{name}@dask": scorer for name, scorer in distributed.items()})
             report = interests_evaluate(
                 events,
