@@ -239,9 +239,7 @@ def _events_insert_keyed(converted: Sequence[tuple[Any, ...]], inserted: set[str
 # PostgreSQL: from this many rows on, COPY into a temporary table and INSERT ... SELECT from it.
 COPY_MIN_ROWS = 1000
 _LOAD_TABLE = "tracking_event_load"
-# ``seq``: the order rows came in, so that of repeated ids in one batch the first is stored
 _LOAD_COLUMNS = (
-    "seq bigint GENERATED ALWAYS AS IDENTITY, "
     "event_id uuid, type text, user_id text, session_id text, ts timestamptz, received_at timestamptz, "
     "url text, referrer text, item_id text, categories jsonb, ad jsonb, properties jsonb, is_bot boolean, "
     "ip text, user_agent text, source text"
@@ -260,16 +258,20 @@ def _events_insert_copy(converted: Sequence[tuple[Any, ...]], inserted: set[str]
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOAD_TABLE} ({_LOAD_COLUMNS}) ON COMMIT DELETE ROWS"
         )
-        cursor.execute(f"TRUNCATE {_LOAD_TABLE} RESTART IDENTITY")
+        cursor.execute(f"TRUNCATE {_LOAD_TABLE}")
+        # of an id repeated in the batch only the first row is loaded (ids are canonical, lowercase: the
+        # schema's), so the join below needs no DISTINCT ON, which sorted the whole batch
+        seen: set[object] = set()
         with cursor.copy(f"COPY {_LOAD_TABLE} ({columns}) FROM STDIN") as copy:
             for values in converted:
-                copy.write_row(values)
+                if values[0] not in seen:
+                    seen.add(values[0])
+                    copy.write_row(values)
         tail = " RETURNING event_id" if inserted is not None else ""
         cursor.execute(
             f"WITH new AS (INSERT INTO {KEY_TABLE} (event_id) SELECT event_id FROM {_LOAD_TABLE} ORDER BY event_id "
             "ON CONFLICT DO NOTHING RETURNING event_id) "
-            f"INSERT INTO {table} ({columns}) SELECT DISTINCT ON (event_id) {columns} FROM {_LOAD_TABLE} "
-            f"JOIN new USING (event_id) ORDER BY event_id, seq{tail}"
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_LOAD_TABLE} JOIN new USING (event_id){tail}"
         )
         if inserted is None:
             count = cursor.rowcount
