@@ -18,7 +18,12 @@ class EventType(models.TextChoices):
 
 
 class Event(models.Model):
-    """One accepted clickstream event. ``event_id`` is the sender's UUID and the dedupe key."""
+    """One accepted clickstream event. ``event_id`` is the sender's UUID and the dedupe key.
+
+    On PostgreSQL the table is partitioned by day on ``received_at`` (migration 0004, ``tracking.partitions``)
+    and ``event_id``'s uniqueness is kept by ``tracking_event_key`` instead of this unique index, which a
+    partitioned table cannot have; the model states SQLite's table, the same columns.
+    """
 
     event_id = models.UUIDField(unique=True)
     type = models.CharField(max_length=16, choices=EventType.choices)
@@ -43,7 +48,8 @@ class Event(models.Model):
 
     class Meta:
         # Each secondary index costs every insert (the import and /collect write paths), so only those
-        # a query needs are kept (``event_id``'s unique index is the dedupe key):
+        # a query needs are kept (``event_id``'s unique index is the dedupe key; on PostgreSQL a plain
+        # ``event_event_id`` index and the key table):
         indexes = [
             # a visitor's events newest first (selectors.user_events_recent, the dashboard's visitor
             # page) and the deletion of one visitor's data (privacy.user_data_delete)
