@@ -270,6 +270,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # --- Apps' namespaced settings (defaults in each app's conf.py) ------------------------------------
 TRACKING: dict[str, Any] = {
     "CONSENT_REQUIRED": _env_bool("TRACKING_CONSENT_REQUIRED", False),
+    # README "Edge mode": off, private (DNT/GPC visitors) or all
+    "EDGE_MODE": _env("TRACKING_EDGE_MODE", "off"),
     "RETENTION_DAYS": _env_int("TRACKING_RETENTION_DAYS", 395),
     "PARTITIONS_AHEAD_DAYS": _env_int("TRACKING_PARTITIONS_AHEAD_DAYS", 7),
     "MAX_BODY_BYTES": _env_int("TRACKING_MAX_BODY_BYTES", 256 * 1024),

@@ -3,7 +3,11 @@
  *
  * Promises:
  * - Sends nothing, sets no cookie and stores nothing when the browser asks not to be tracked
- *   (navigator.doNotTrack === "1" or navigator.globalPrivacyControl === true).
+ *   (navigator.doNotTrack === "1" or navigator.globalPrivacyControl === true), except where the site
+ *   chose edge mode for such visitors (edgeMode "private"): then an interest profile is kept in this
+ *   browser's localStorage only, never sent (README "Edge mode"; adsiteTracker.edge.erase() forgets it).
+ * - Edge mode ("all", or "private" for those visitors): no clickstream at all; page views and clicks
+ *   update the on-device profile (inference's edge.js), scored with the site's edge model file.
  * - Where consent is required (page config), events wait in memory until the visitor accepts;
  *   declining drops them and clears what was kept.
  * - Every event has the DESIGN.md schema: event_id, type, user_id, session_id, ts (epoch ms), url,
