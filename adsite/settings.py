@@ -286,6 +286,8 @@ TRACKING: dict[str, Any] = {
     # Redis names of the event buffer and its ledger counters (several sites can share one Redis).
     "STREAM_KEY": _env("TRACKING_STREAM_KEY", "adsite:events"),
     "LEDGER_KEY": _env("TRACKING_LEDGER_KEY", "adsite:ledger"),
+    # scale-out: the buffer in this many streams, spread over the cluster's masters (tracking/buffer.py)
+    "STREAM_SHARDS": _env_int("TRACKING_STREAM_SHARDS", 8 if REDIS_CLUSTER else 1),
     # test hook: a flush exits right after inserting a batch, before acknowledging it
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
     "TRACKER_PING_SECONDS": _env_float("TRACKING_TRACKER_PING_SECONDS", 15.0),

@@ -13,7 +13,7 @@ from typing import Any
 from inference.evaluation.arguments import evaluation_arguments_add
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
-from inference.redis_clients import cluster_nodes, redis_client, server_down
+from inference.redis_clients import cluster_mode, cluster_nodes, redis_client, server_down
 from inference.rest.errors import ApiErrorsSerializer
 from inference.rest.fields import (
     ClosedSerializer,
@@ -69,6 +69,7 @@ __all__ = [
     "active_rankers",
     "ActiveRanker",
     "population_interests",
+    "cluster_mode",
     "cluster_nodes",
     "redis_client",
     "server_down",

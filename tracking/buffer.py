@@ -21,6 +21,17 @@ Promises:
 * The client uses short socket timeouts and no retries: an unreachable Redis is noticed in well under
   a second.
 
+Shards (``TRACKING["STREAM_SHARDS"]``, 8 in the scale-out mode): the buffer is that many streams, and an
+event goes to shard ``crc32(event_id) % STREAM_SHARDS``, so every copy of one event meets the same
+dedupe key. Each shard's stream, its dedupe keys and its ledger counters share one hash slot (the tag
+``{<STREAM_KEY>:<shard>}``), so the append script stays atomic on a Redis Cluster, and the shards spread
+over its masters. With one shard on one Redis the names are the unsharded ones (``STREAM_KEY``,
+``LEDGER_KEY``, ``DEDUPE_PREFIX``). A batch spanning shards is one script per shard (one round trip per
+node); should some shards fail, ``BufferPartlyAppended`` carries what they did take and the rows they
+did not, which the caller writes through to the database. The ledger counters are summed over the
+shards; each shard is flushed by a flush of its own (``stream_flush(shard=...)``; the
+``tracking.flush_events`` task sends one task per shard), with its own consumer group.
+
 Durability: the buffer is as durable as the Redis persistence settings. Without persistence a Redis
 restart loses buffered, unflushed events; ``appendonly yes`` + ``appendfsync everysec`` bounds that to
 about one second of events.
@@ -28,10 +39,12 @@ about one second of events.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import socket
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +84,41 @@ return new
 PARKED_REASON = "unstorable"
 
 
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One stream of the buffer and the keys in its hash slot."""
+
+    index: int
+    stream: str
+    ledger: str
+    dedupe_prefix: str
+
+
+def shards() -> list[Shard]:
+    """The buffer's shards (see the module docstring)."""
+    conf = tracking_settings()
+    count = max(1, int(conf.STREAM_SHARDS))
+    if count == 1 and not inference_api.cluster_mode():
+        return [Shard(0, conf.STREAM_KEY, conf.LEDGER_KEY, conf.DEDUPE_PREFIX)]
+    tags = [f"{{{conf.STREAM_KEY}:{i}}}" for i in range(count)]
+    return [Shard(i, tag, f"{tag}:ledger", f"{tag}:dedupe:") for i, tag in enumerate(tags)]
+
+
+def shard_of(event_id: str, count: int) -> int:
+    """The shard of an event (stable across processes and hosts)."""
+    return zlib.crc32(event_id.encode()) % count if count > 1 else 0
+
+
+class BufferPartlyAppended(redis.RedisError):
+    """Some shards took their rows, others could not be reached: ``new_ids`` the ids the buffer took as
+    new, ``rows`` the rows it did not take (to be written through)."""
+
+    def __init__(self, new_ids: set[str], rows: list[Row], cause: Exception) -> None:
+        super().__init__(f"{len(rows)} events not buffered: {cause}")
+        self.new_ids = new_ids
+        self.rows = rows
+
+
 def buffer_enabled() -> bool:
     """True in services mode (``TRACKING["BUFFER"] == "redis"`` and a Redis URL)."""
     conf = tracking_settings()
@@ -86,30 +134,73 @@ def redis_client(*, socket_timeout: float | None = None) -> redis.Redis:
 
 
 def stream_append(rows: Sequence[Row]) -> set[str]:
-    """Append new rows to the stream (deduped on event_id); return the ids that were new.
+    """Append new rows to the buffer (deduped on event_id, per shard); return the ids that were new.
 
-    Raises ``redis.RedisError`` (connection refused, timeout, ...) when Redis cannot take them.
+    Raises ``redis.RedisError`` (connection refused, timeout, ...) when Redis cannot take them, and
+    ``BufferPartlyAppended`` when only some shards could (see the module docstring).
     """
     conf = tracking_settings()
-    args: list[str | int] = [int(conf.DEDUPE_TTL_SECONDS), conf.DEDUPE_PREFIX]
+    all_shards = shards()
+    by_shard: dict[int, list[Row]] = {}
     for row in rows:
-        args.append(row[0])
-        args.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        by_shard.setdefault(shard_of(str(row[0]), len(all_shards)), []).append(row)
+    calls: list[tuple[Shard, list[Row], list[str | int]]] = []
+    for index, shard_rows in sorted(by_shard.items()):
+        shard = all_shards[index]
+        args: list[str | int] = [int(conf.DEDUPE_TTL_SECONDS), shard.dedupe_prefix]
+        for row in shard_rows:
+            args.append(row[0])
+            args.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+        calls.append((shard, shard_rows, args))
     client = redis_client()
-    new = client.eval(APPEND_SCRIPT, 2, conf.STREAM_KEY, conf.LEDGER_KEY, *args)
-    return {item.decode() if isinstance(item, bytes) else str(item) for item in new}
+    if len(calls) == 1:
+        shard, _, args = calls[0]
+        new = client.eval(APPEND_SCRIPT, 2, shard.stream, shard.ledger, *args)
+        return {_text(item) for item in new}
+    pipe = client.pipeline(transaction=False)
+    for shard, _, args in calls:
+        # EVAL as a command: a cluster pipeline's eval() is not the script call
+        pipe.execute_command("EVAL", APPEND_SCRIPT, 2, shard.stream, shard.ledger, *args)
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except redis.RedisError:
+        raise  # nothing is known to have been taken: the caller writes the whole batch through
+    new_ids: set[str] = set()
+    missed: list[Row] = []
+    cause: Exception | None = None
+    for (_, shard_rows, _), reply in zip(calls, replies, strict=True):
+        if isinstance(reply, Exception):
+            missed.extend(shard_rows)
+            cause = reply
+        else:
+            new_ids.update(_text(item) for item in reply)
+    if cause is not None:
+        if not new_ids and len(missed) == len(rows):
+            raise cause
+        raise BufferPartlyAppended(new_ids, missed, cause)
+    return new_ids
 
 
 def ledger_counts_redis() -> dict[str, int]:
-    """The ledger counters kept in Redis (services mode), e.g. ``received``, ``duplicates``."""
-    conf = tracking_settings()
-    raw = redis_client(socket_timeout=5.0).hgetall(conf.LEDGER_KEY)
-    return {(key.decode() if isinstance(key, bytes) else key): int(value) for key, value in raw.items()}
+    """The ledger counters kept in Redis (services mode), e.g. ``received``, ``duplicates``, summed
+    over the shards."""
+    client = redis_client(socket_timeout=5.0)
+    pipe = client.pipeline(transaction=False)
+    for shard in shards():
+        pipe.hgetall(shard.ledger)
+    counts: dict[str, int] = {}
+    for raw in pipe.execute():
+        for key, value in raw.items():
+            counts[_text(key)] = counts.get(_text(key), 0) + int(value)
+    return counts
 
 
 def stream_length() -> int:
-    """Entries in the stream not yet flushed (pending ones included)."""
-    return int(redis_client(socket_timeout=5.0).xlen(tracking_settings().STREAM_KEY))
+    """Entries in the buffer not yet flushed (pending ones included), over all shards."""
+    pipe = redis_client(socket_timeout=5.0).pipeline(transaction=False)
+    for shard in shards():
+        pipe.xlen(shard.stream)
+    return sum(int(n) for n in pipe.execute())
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +252,14 @@ def stream_forget(user_id: str, *, now_us: int) -> int:
     conf = tracking_settings()
     client = redis_client(socket_timeout=5.0)
     client.set(_forgotten_key(user_id), now_us, ex=FORGET_TTL_S)
+    return sum(_shard_forget(client, shard.stream, conf.STREAM_GROUP, user_id) for shard in shards())
+
+
+def _shard_forget(client: redis.Redis, stream: str, group: str, user_id: str) -> int:
     removed = 0
     start = "-"
     while True:
-        chunk: list[Any] = list(client.xrange(conf.STREAM_KEY, min=start, max="+", count=1000))  # type: ignore[arg-type]
+        chunk: list[Any] = list(client.xrange(stream, min=start, max="+", count=1000))  # type: ignore[arg-type]
         if not chunk:
             return removed
         doomed: list[bytes] = []
@@ -176,9 +271,9 @@ def stream_forget(user_id: str, *, now_us: int) -> int:
             if row[2] == user_id:
                 doomed.append(entry_id)
         if doomed:
-            pipe = client.pipeline(transaction=True)
-            pipe.xack(conf.STREAM_KEY, conf.STREAM_GROUP, *doomed)
-            pipe.xdel(conf.STREAM_KEY, *doomed)
+            pipe = client.pipeline(transaction=not inference_api.cluster_mode())  # one key: one slot
+            pipe.xack(stream, group, *doomed)
+            pipe.xdel(stream, *doomed)
             pipe.execute()
             removed += len(doomed)
         last = chunk[-1][0].decode() if isinstance(chunk[-1][0], bytes) else str(chunk[-1][0])
@@ -192,7 +287,10 @@ def _forgotten_filter(client: redis.Redis, rows: list[Row]) -> list[Row]:
     users = sorted({str(row[2]) for row in rows})
     if not users:
         return rows
-    stamps = client.mget([_forgotten_key(user) for user in users])
+    pipe = client.pipeline(transaction=False)  # one GET per visitor: their keys lie in many slots
+    for user in users:
+        pipe.get(_forgotten_key(user))
+    stamps = pipe.execute()
     deleted_at = {user: int(stamp) for user, stamp in zip(users, stamps, strict=True) if stamp is not None}
     if not deleted_at:
         return rows
@@ -234,11 +332,14 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def pending_holders(*, client: redis.Redis | None = None) -> list[PendingHolder]:
-    """Who holds delivered, unacknowledged entries of the stream, and whether each holder is alive."""
+def pending_holders(*, client: redis.Redis | None = None, stream: str | None = None) -> list[PendingHolder]:
+    """Who holds delivered, unacknowledged entries of the buffer (of one shard's ``stream``; default:
+    every shard, a consumer listed once per shard it holds entries of), and whether each is alive."""
     conf = tracking_settings()
     client = client or redis_client(socket_timeout=5.0)
-    stream, group = conf.STREAM_KEY, conf.STREAM_GROUP
+    if stream is None:
+        return [holder for shard in shards() for holder in pending_holders(client=client, stream=shard.stream)]
+    group = conf.STREAM_GROUP
     try:
         consumers = client.xinfo_consumers(stream, group)
     except redis.ResponseError:  # no stream or no group yet
@@ -277,7 +378,7 @@ def _dead_claim(
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """Claim up to ``count`` entries held by dead consumers; forget dead consumers that hold none."""
     entries: list[tuple[bytes, dict[bytes, bytes]]] = []
-    for holder in pending_holders(client=client):
+    for holder in pending_holders(client=client, stream=stream):
         if holder.consumer == consumer or holder.alive:
             continue
         if holder.pending == 0:
@@ -432,8 +533,10 @@ def stream_flush(
     reclaim_idle_ms: int | None = None,
     max_batches: int | None = None,
     after_insert: Callable[[int], object] | None = None,
+    shard: int | None = None,
 ) -> FlushResult:
-    """Drain the stream into the Event table in batches; safe to run twice and to kill at any point.
+    """Drain the buffer into the Event table in batches; safe to run twice and to kill at any point.
+    ``shard``: that shard's stream only (a flush per shard); default: every shard, one after another.
 
     Order: this process's own unacknowledged entries (a flush here that failed halfway), entries held
     by dead consumers (at once), entries idle with any consumer for ``reclaim_idle_ms``
@@ -442,12 +545,27 @@ def stream_flush(
     ``after_insert(entries)`` runs after each batch committed and before it is acknowledged (the
     fault tests kill the process there to show that a flush killed halfway loses nothing).
     """
+    streams = [s.stream for s in shards()]
+    totals = [0] * len(dataclasses.fields(FlushResult))
+    for stream in streams if shard is None else [streams[shard]]:
+        result = _stream_flush(stream, batch_size, reclaim_idle_ms, max_batches, after_insert)
+        totals = [a + b for a, b in zip(totals, dataclasses.astuple(result), strict=True)]
+    return FlushResult(*totals)
+
+
+def _stream_flush(
+    stream: str,
+    batch_size: int | None,
+    reclaim_idle_ms: int | None,
+    max_batches: int | None,
+    after_insert: Callable[[int], object] | None,
+) -> FlushResult:
     conf = tracking_settings()
     batch_size = batch_size or int(conf.FLUSH_BATCH)
     idle = int(conf.FLUSH_RECLAIM_IDLE_MS if reclaim_idle_ms is None else reclaim_idle_ms)
     lease_ms = int(conf.FLUSH_LEASE_MS)
     client = redis_client(socket_timeout=30.0)
-    stream, group = conf.STREAM_KEY, conf.STREAM_GROUP
+    group = conf.STREAM_GROUP
     consumer = consumer_name()
     lease = _lease_key(stream, consumer)
     _group_ensure(client, stream, group)

@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_GROUP": "flush",
     "LEDGER_KEY": "adsite:ledger",
     "DEDUPE_PREFIX": "adsite:dedupe:",
+    # The buffer in shards (scale-out: a Redis Cluster spreads them over its masters): each event goes to
+    # shard crc32(event_id) % STREAM_SHARDS, a stream with its own dedupe keys and ledger counters in one
+    # hash slot, flushed by a flush of its own. 1 on one Redis keeps the names above unchanged.
+    "STREAM_SHARDS": 1,
     # How long the Redis dedupe keys live; older duplicates are still caught by the unique index.
     "DEDUPE_TTL_SECONDS": 7 * 24 * 3600,
     # Events per flush batch, and how long a pending (delivered, unacked) entry may stay with a

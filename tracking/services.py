@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from inference.api import AD_TYPES, EventRecord, category_taxonomy
 from tracking.bots import user_agent_device, user_agent_is_bot
-from tracking.buffer import buffer_enabled, stream_append
+from tracking.buffer import BufferPartlyAppended, buffer_enabled, stream_append
 from tracking.conf import tracking_settings
 from tracking.consent import tracking_allowed
 from tracking.features_backlog import events_observe_safe
@@ -370,26 +370,35 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
     rows = [row_from_event(event, context=context, received_at_us=received_at_us) for event in valid]
 
     new_ids: set[str] | None = None
+    through: list[Row] = rows  # rows the buffer did not take: written through to the database
     buffered = False
     if rows and buffer_enabled():
         try:
             new_ids = stream_append(rows)
+            through = []
             buffered = True
             _buffer_state.up()
+        except BufferPartlyAppended as exc:  # some shards of the buffer took theirs (scale-out)
+            new_ids, through = set(exc.new_ids), exc.rows
+            buffered = True
+            _buffer_state.down(exc)
         except redis.RedisError as exc:
             # Write through: the database dedupes on its unique index just as well.
             _buffer_state.down(exc)
     failure: DatabaseError | None = None
     try:
         # A batch wholly taken by the buffer touches no database: it is accepted while PostgreSQL is down.
-        if new_ids is None or quarantine:
+        if through or new_ids is None or quarantine:
             with transaction.atomic():
-                if new_ids is None:
-                    new_ids = events_insert(rows)
+                if through:
+                    inserted = events_insert(through)
                     ledger_add(
-                        {"received": len(rows) + len(quarantine), "duplicates": len(rows) - len(new_ids)}
+                        {"received": len(through) + len(quarantine), "duplicates": len(through) - len(inserted)}
                     )
+                    new_ids = (new_ids or set()) | inserted
                 else:
+                    if new_ids is None:
+                        new_ids = set()
                     ledger_add({"received": len(quarantine)})
                 if quarantine:
                     QuarantinedEvent.objects.bulk_create(quarantine)

@@ -12,18 +12,23 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="tracking.flush_events", soft_time_limit=50, time_limit=60, ignore_result=True)
-def flush_events(max_batches: int = 200) -> dict[str, int]:
+def flush_events(max_batches: int = 200, shard: int | None = None) -> dict[str, int]:
     """Drain the Redis Stream buffer into the Event table (services mode; nothing to do otherwise).
 
     Safe to run concurrently and twice: entries are handed out by a consumer group, the insert is
-    idempotent and entries are acknowledged only after their batch committed.
+    idempotent and entries are acknowledged only after their batch committed. A buffer in shards
+    (scale-out) gets one task per shard, so that the workers flush the shards side by side.
     """
-    from tracking.buffer import buffer_enabled, stream_flush
+    from tracking.buffer import buffer_enabled, shards, stream_flush
 
     if not buffer_enabled():
         return {"entries": 0, "inserted": 0, "duplicates": 0}
+    if shard is None and len(shards()) > 1:
+        for index in range(len(shards())):
+            flush_events.delay(max_batches=max_batches, shard=index)
+        return {"entries": 0, "inserted": 0, "duplicates": 0, "shards": len(shards())}
     try:
-        result = stream_flush(max_batches=max_batches)
+        result = stream_flush(max_batches=max_batches, shard=shard)
     except (redis.ConnectionError, redis.TimeoutError, OperationalError, InterfaceError) as exc:
         # an outage, not a bug: the entries stay pending and the next scheduled run retries; one line,
         # no traceback (a repeat within a minute is counted, adsite/ops/log_repeats.py)

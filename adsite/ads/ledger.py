@@ -8,20 +8,52 @@ Promises:
 - ``click_charge`` is one atomic step too: a token id is billed at most once (a replay is refused),
   and a CPC click is billed only while the budget lasts; every non-replayed click counts for the
   creative's statistics.
-- ``RedisLedger`` (services mode): Lua scripts, so any number of processes share exact counters.
-  The keys are ``<prefix>spend`` / ``<prefix>stats`` (hashes) and one ``<prefix>freq:{user}`` hash per
-  visitor (expiring after two days). A script touches the shared hashes and one visitor's hash: on
-  Redis Cluster that needs the shared hashes and the visitor hashes in one slot (a ``{ads}`` tag),
-  i.e. the ads counters stay on one shard.
+- ``RedisLedger`` (services and scale-out modes): Lua scripts, so any number of processes and hosts share
+  exact counters, on one Redis or a Redis Cluster alike: every script touches the keys of ONE hash slot.
 - Report counters (what ``ads_report`` invoices from): per UTC hour and campaign, impressions served,
-  viewable and billed, clicks billed, spend, and invalid impressions and clicks by reason, as fields
-  ``<campaign>:<metric>`` of one ``<prefix>report:<hour>`` hash per hour (campaign 0: invalid traffic
-  that names no campaign), kept ``REPORT_RETENTION_DAYS``. Served, billed and spend move in the same
-  atomic step as the money; the field set is bounded by campaigns x metrics per hour.
+  viewable and billed, clicks billed, spend, and invalid impressions and clicks by reason (campaign 0:
+  invalid traffic that names no campaign), kept ``REPORT_RETENTION_DAYS``. Served, billed and spend move
+  in the same atomic step as the money; the field set is bounded by campaigns x metrics per hour.
 - When Redis cannot be reached, every ``RedisLedger`` call raises ``LedgerUnavailable`` (never a
   redis-py error): callers degrade (house ads, clicks redirected but not billed), never crash.
 - ``MemoryLedger`` (embedded mode): dicts under one lock, every change written through to a small
   SQLite file in the same critical section, so spend, caps and statistics survive a restart.
+
+Keys and invariants of ``RedisLedger`` (docs/scaling.md, "Where each Redis key lives"); ``<p>`` is the prefix:
+
+- ``<p>freq:{<visitor>}`` (the visitor's slot): hash of ``<campaign>:h<hour>`` / ``<campaign>:d<day>``
+  impression counts, expiring two days after the last change.
+- ``<p>{c<campaign>}:spend`` (the campaign's slot): hash ``t`` (total spend) and ``d:<day>``;
+  ``<p>{c<campaign>}:report:<hour>``: that campaign's report counters of the hour (fields ``<metric>``).
+  ``<p>report-index:<hour>``: the set of campaigns with a report that hour (written once per process and
+  hour, read by ``report_read`` only: no hot key on the request path).
+- ``<p>tok:{<token>}`` (the token's slot): a click token already billed. ``<p>{c<campaign>}:seen:<serve>``:
+  a served impression already counted viewable.
+- ``<p>{k<creative>}:stats`` (the creative's slot): hash ``imp``, ``clk``, ``exp``, ``view``: the
+  statistics the click model learns from, one small hash per creative (no global hot hash).
+
+A reservation spans two slots (the visitor's caps, the campaign's budget), so it is made in steps, each
+one atomic script: (1) the caps are *held* (counted) in the visitor's slot, or refused; (2) the budget is
+checked and charged in the campaign's slot (only checked where the caps refused, so that a refusal names
+the budget first, as one script would); (3) caps held for a reservation the budget refused are given
+back, and the creative's statistics count the impression. Invariants:
+
+- Spend never passes the budget by more than one price, across any number of hosts: the check and the
+  charge are one script in the campaign's slot.
+- A visitor never sees more impressions than a cap allows: a cap is held before any money moves, and only
+  given back for an impression that will not run. Between (1) and (3) a held cap may refuse a concurrent
+  request of the same visitor that would have fitted: the error is always towards fewer impressions.
+- A failed second step releases the first: if the campaign's node cannot be reached in (2), the held caps
+  are given back (best effort: should the visitor's node fail too, they stay held until the hour or the
+  day rolls over: fewer impressions, never more) and the call raises ``LedgerUnavailable`` (house ads).
+  A charge whose reply was lost (the node died after running it) stays charged: the budget can then be
+  short by that impression, never exceeded.
+- Statistics are counted after the money, in the creative's slot: should that node be unreachable,
+  a creative's statistics miss those impressions (logged), while money and caps stay exact.
+- A click token is taken first in its own slot (``SET NX``): a token is billed at most once whatever
+  happens after; if the billing step cannot reach the campaign's node, the token is given back.
+- Sequentially (one call after another) the steps give exactly the outcomes of ``MemoryLedger``;
+  ``tests/ads/test_ledger_parity.py`` runs both over random sequences.
 """
 
 from __future__ import annotations
@@ -390,64 +422,77 @@ class MemoryLedger:
 
 
 # ---- Redis -----------------------------------------------------------------------------------------
+# Every script touches the keys of one hash slot (see the module docstring, "Keys and invariants").
 
-_RESERVE = """
+# A visitor's caps (the visitor's slot). KEYS[1] freq hash; ARGV hour field, day field, cap per hour,
+# cap per day, ttl. 0: counted (the caps are held for this impression), 3/4: capped by the hour/day.
+_CAPS = """
+local caph = tonumber(ARGV[3])
+local capd = tonumber(ARGV[4])
+if caph > 0 and tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') >= caph then return 3 end
+if capd > 0 and tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0') >= capd then return 4 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+return 0
+"""
+
+# Gives back caps held by ``_CAPS`` for an impression that will not run (the budget refused it).
+_CAPS_RELEASE = """
+if tonumber(redis.call('HINCRBY', KEYS[1], ARGV[1], -1)) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if tonumber(redis.call('HINCRBY', KEYS[1], ARGV[2], -1)) <= 0 then redis.call('HDEL', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# A campaign's money (the campaign's slot). KEYS[1] spend hash, KEYS[2] the campaign's report hash of the
+# hour; ARGV total field, day field, total budget, daily budget, price, report ttl, check only (1: say
+# whether the budget allows, change nothing). 0: allowed (and, unless check only, charged and counted).
+_BUDGET = """
 local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if total >= tonumber(ARGV[3]) then return 1 end
 local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
 if today >= tonumber(ARGV[4]) then return 2 end
-local caph = tonumber(ARGV[7])
-local capd = tonumber(ARGV[8])
-if ARGV[5] ~= '' then
-  if caph > 0 and tonumber(redis.call('HGET', KEYS[2], ARGV[5]) or '0') >= caph then return 3 end
-  if capd > 0 and tonumber(redis.call('HGET', KEYS[2], ARGV[6]) or '0') >= capd then return 4 end
-  redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
-  redis.call('HINCRBY', KEYS[2], ARGV[6], 1)
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[10]))
-end
-local price = tonumber(ARGV[9])
+if ARGV[7] == '1' then return 0 end
+local price = tonumber(ARGV[5])
+redis.call('HINCRBY', KEYS[2], 'served', 1)
 if price > 0 then
   redis.call('HINCRBY', KEYS[1], ARGV[1], price)
   redis.call('HINCRBY', KEYS[1], ARGV[2], price)
+  redis.call('HINCRBY', KEYS[2], 'imp_billed', 1)
+  redis.call('HINCRBY', KEYS[2], 'spend', price)
 end
-redis.call('HINCRBY', KEYS[3], ARGV[11], 1)
-local exposure = tonumber(ARGV[13])
-if exposure ~= 0 then redis.call('HINCRBY', KEYS[3], ARGV[12], exposure) end
-redis.call('HINCRBY', KEYS[4], ARGV[14] .. 'served', 1)
-if price > 0 then
-  redis.call('HINCRBY', KEYS[4], ARGV[14] .. 'imp_billed', 1)
-  redis.call('HINCRBY', KEYS[4], ARGV[14] .. 'spend', price)
-end
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[15]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
 return 0
 """
 
+# A click's money (the campaign's slot), once its token was new (``SET NX`` in the token's own slot).
+# KEYS[1] spend hash, KEYS[2] report hash of the hour; ARGV total field, day field, price, total budget,
+# daily budget, report ttl. 0: billed, 1: free (no price, or no budget left).
 _CLICK = """
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', tonumber(ARGV[6])) == false then return 2 end
-redis.call('HINCRBY', KEYS[2], ARGV[5], 1)
 local price = tonumber(ARGV[3])
 if price <= 0 then return 1 end
 local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
-if total >= tonumber(ARGV[4]) or today >= tonumber(ARGV[7]) then return 1 end
+if total >= tonumber(ARGV[4]) or today >= tonumber(ARGV[5]) then return 1 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], price)
 redis.call('HINCRBY', KEYS[1], ARGV[2], price)
-redis.call('HINCRBY', KEYS[4], ARGV[8] .. 'clk_billed', 1)
-redis.call('HINCRBY', KEYS[4], ARGV[8] .. 'spend', price)
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[9]))
+redis.call('HINCRBY', KEYS[2], 'clk_billed', 1)
+redis.call('HINCRBY', KEYS[2], 'spend', price)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
 return 0
 """
 
+# A viewable impression, once per serve id (the campaign's slot). KEYS[1] seen key, KEYS[2] report hash.
 _VIEW = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) == false then return 0 end
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[2], 'viewable', 1)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
 return 1
 """
 
-_RESERVE_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET, 3: CAPPED_HOUR, 4: CAPPED_DAY}
-_CLICK_OUTCOMES = {0: BILLED, 1: FREE, 2: REPLAYED}
+_CAPS_OUTCOMES = {0: OK, 3: CAPPED_HOUR, 4: CAPPED_DAY}
+_BUDGET_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET}
+_CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
 class LedgerUnavailable(Exception):
@@ -472,7 +517,8 @@ def _unavailable_on_redis_error(method: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 class RedisLedger:
-    """The same counters in Redis, changed only by Lua scripts (atomic across processes)."""
+    """The same counters in Redis (one server or a Redis Cluster), changed only by Lua scripts, each on
+    the keys of one hash slot (atomic across processes and hosts); see the module docstring."""
 
     def __init__(self, url: str, *, prefix: str = "ads:", client: Any = None) -> None:
         from inference.api import redis_client
@@ -481,17 +527,83 @@ class RedisLedger:
         # then house ads at once (``client``: another Redis-compatible client, e.g. the parity tests')
         self._redis = client if client is not None else redis_client(url, timeout="request")
         self._prefix = prefix
-        self._spend = f"{prefix}spend"
-        self._stats = f"{prefix}stats"
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._click = self._redis.register_script(_CLICK)
-        self._view = self._redis.register_script(_VIEW)
+        self._scripts = {
+            name: self._redis.register_script(source)
+            for name, source in (
+                ("caps", _CAPS), ("release", _CAPS_RELEASE), ("budget", _BUDGET), ("click", _CLICK), ("view", _VIEW)
+            )
+        }
+        self._indexed: set[tuple[str, int]] = set()  # (hour, campaign) this process put in the report index
+        from redis.cluster import RedisCluster
 
+        self._cluster = isinstance(self._redis, RedisCluster)
+
+    # -- keys: one slot per visitor ({<user>}), per campaign ({c<id>}), per creative ({k<id>}) --------
     def _freq(self, user_id: str) -> str:
         return f"{self._prefix}freq:{{{user_id}}}"
 
-    def _report(self, now: float) -> str:
-        return f"{self._prefix}report:{hour_key(now)}"
+    def _spend(self, campaign_id: int) -> str:
+        return f"{self._prefix}{{c{campaign_id}}}:spend"
+
+    def _report(self, campaign_id: int, hour: str) -> str:
+        return f"{self._prefix}{{c{campaign_id}}}:report:{hour}"
+
+    def _report_index(self, hour: str) -> str:
+        return f"{self._prefix}report-index:{hour}"
+
+    def _stats(self, creative_id: int) -> str:
+        return f"{self._prefix}{{k{creative_id}}}:stats"
+
+    def _index(self, campaign_ids: Iterable[int], now: float) -> None:
+        """Name the campaigns in the hour's report index, before their counters move (once per process and
+        hour: the index is read by ``report_read`` only, and ``SADD`` is idempotent)."""
+        hour = hour_key(now)
+        new = sorted({c for c in campaign_ids if (hour, c) not in self._indexed})
+        if not new:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(self._report_index(hour), *new)
+        pipe.expire(self._report_index(hour), report_ttl_s())
+        pipe.execute()
+        self._indexed.update((hour, c) for c in new)
+
+    def _queue(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
+        script = self._scripts[name]
+        if self._cluster:
+            # redis-py's cluster pipeline refuses EVALSHA (and its eval() is something else): EVAL sent as
+            # a command, routed by its keys; the scripts are a few hundred bytes
+            pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
+        else:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Run script calls in one pipeline (one round trip per node), each atomic on its own, in order;
+        replies in order. A node that lost its scripts (restarted, failed over, flushed) answers NOSCRIPT
+        and ran nothing: the scripts are loaded again and only those calls run again."""
+        from redis.exceptions import NoScriptError, RedisError
+
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            for i in todo:
+                name, keys, args = calls[i]
+                self._queue(pipe, name, keys, args)
+            answers = pipe.execute(raise_on_error=False)
+            missing = []
+            for i, answer in zip(todo, answers, strict=True):
+                if isinstance(answer, NoScriptError) and attempt == 1:
+                    missing.append(i)
+                elif isinstance(answer, RedisError):
+                    raise answer
+                else:
+                    replies[i] = answer
+            if not missing:
+                return replies
+            for name in sorted({calls[i][0] for i in missing}):
+                self._redis.script_load(self._scripts[name].script)
+            todo = missing
+        raise AssertionError("unreachable")
 
     @_unavailable_on_redis_error
     def snapshot(
@@ -499,73 +611,111 @@ class RedisLedger:
     ) -> Snapshot:
         day, hour = day_key(now), hour_key(now)
         pipe = self._redis.pipeline(transaction=False)
-        # "_" keeps HMGET valid when a list is empty
-        pipe.hmget(self._spend, ["_"] + [f"t:{c}" for c in campaign_ids] + [f"d:{c}:{day}" for c in campaign_ids])
-        # the whole statistics hash (a few fields per creative, bounded by the catalog) rather than
-        # HMGET of 3 x creatives field names: packing hundreds of arguments in Python cost more than
-        # the reply, which hiredis parses in C
-        pipe.hgetall(self._stats)
+        for c in campaign_ids:
+            pipe.hmget(self._spend(c), ["t", f"d:{day}"])
+        for c in creative_ids:
+            pipe.hmget(self._stats(c), ["imp", "clk", "exp"])
         if user_id:
             pipe.hgetall(self._freq(user_id))
-        replies = pipe.execute()
-        n = len(campaign_ids)
-        spend = [int(v or 0) for v in replies[0][1:]]
-        stats: dict[bytes, bytes] = replies[1]
-        freq = {k.decode(): int(v) for k, v in replies[2].items()} if user_id else {}
+        replies = pipe.execute() if campaign_ids or creative_ids or user_id else []
+        n, m = len(campaign_ids), len(creative_ids)
+        spend = [[int(v or 0) for v in reply] for reply in replies[:n]]
+        stats = [[int(v or 0) for v in reply] for reply in replies[n : n + m]]
+        freq = {k.decode(): int(v) for k, v in replies[n + m].items()} if user_id else {}
         return Snapshot(
-            spend_total=dict(zip(campaign_ids, spend[:n], strict=True)),
-            spend_today=dict(zip(campaign_ids, spend[n:], strict=True)),
+            spend_total={c: s[0] for c, s in zip(campaign_ids, spend, strict=True)},
+            spend_today={c: s[1] for c, s in zip(campaign_ids, spend, strict=True)},
             user_hour={c: freq.get(f"{c}:h{hour}", 0) for c in campaign_ids} if freq else {},
             user_day={c: freq.get(f"{c}:d{day}", 0) for c in campaign_ids} if freq else {},
-            impressions={c: int(stats.get(b"imp:%d" % c, 0)) for c in creative_ids},
-            clicks={c: int(stats.get(b"clk:%d" % c, 0)) for c in creative_ids},
-            extra_exposure={c: int(stats.get(b"exp:%d" % c, 0)) for c in creative_ids},
+            impressions={c: s[0] for c, s in zip(creative_ids, stats, strict=True)},
+            clicks={c: s[1] for c, s in zip(creative_ids, stats, strict=True)},
+            extra_exposure={c: s[2] for c, s in zip(creative_ids, stats, strict=True)},
         )
-
-    def _reserve_arguments(self, charge: Charge, user_id: str, now: float) -> tuple[list[str], list[Any]]:
-        day, hour = day_key(now), hour_key(now)
-        c = charge.campaign_id
-        return (
-            [self._spend, self._freq(user_id or "-"), self._stats, self._report(now)],
-            [
-                f"t:{c}", f"d:{c}:{day}", charge.total_budget_micros, charge.daily_budget_micros,
-                f"{c}:h{hour}" if user_id else "", f"{c}:d{day}", charge.cap_per_hour, charge.cap_per_day,
-                charge.impression_price_micros, FREQ_TTL_S, f"imp:{charge.creative_id}",
-                f"exp:{charge.creative_id}", charge.extra_exposure_micros, f"{c}:", report_ttl_s(),
-            ],
-        )
-
-    def _reserve_call(self, charge: Charge, user_id: str, now: float) -> Any:
-        keys, args = self._reserve_arguments(charge, user_id, now)
-        return self._reserve(keys=keys, args=args)
 
     @_unavailable_on_redis_error
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
-        return _RESERVE_OUTCOMES[int(self._reserve_call(charge, user_id, now))]
+        return self._reserve([charge], user_id, now)[0]
 
     @_unavailable_on_redis_error
     def impressions_reserve(self, *, charges: Sequence[Charge], user_id: str, now: float) -> list[str]:
-        """One round trip for a page's placements: the scripts run one after another in a pipeline,
-        each atomic, exactly as separate calls would (another process may run between two of them)."""
-        if len(charges) <= 1:
-            return [self.impression_reserve(charge=charge, user_id=user_id, now=now) for charge in charges]
-        from redis.exceptions import NoScriptError
+        """A page's placements in three round trips whatever their number (see the module docstring):
+        each reservation exactly as if made alone, one after another."""
+        return self._reserve(list(charges), user_id, now) if charges else []
 
-        # EVALSHA straight into the pipeline: a registered Script in a pipeline makes redis-py send
-        # SCRIPT EXISTS first, a second round trip on every decision. Should Redis not know the script
-        # (restarted, flushed), every EVALSHA of the batch fails with NOSCRIPT and none ran: load it, retry.
-        for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            for charge in charges:
-                keys, args = self._reserve_arguments(charge, user_id, now)
-                pipe.evalsha(self._reserve.sha, len(keys), *keys, *args)
+    def _reserve(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
+        """Step 1, the visitor's slot: hold the caps. Step 2, each campaign's slot: charge the budget
+        (only check it where the caps refused, so that a refusal names the budget first, as one script
+        would). Step 3: give back the caps of reservations the budget refused, and count the creatives'
+        statistics of those that hold."""
+        import logging
+
+        from redis.exceptions import RedisError
+
+        day, hour = day_key(now), hour_key(now)
+        fields = [(f"{c.campaign_id}:h{hour}", f"{c.campaign_id}:d{day}") for c in charges]
+        freq = self._freq(user_id)
+        caps = (
+            self._run([
+                ("caps", [freq], [h, d, c.cap_per_hour, c.cap_per_day, FREQ_TTL_S])
+                for c, (h, d) in zip(charges, fields, strict=True)
+            ])
+            if user_id
+            else [0] * len(charges)
+        )
+        held = [int(reply) == 0 for reply in caps]
+        try:
+            budget_calls = [
+                (
+                    "budget",
+                    [self._spend(c.campaign_id), self._report(c.campaign_id, hour)],
+                    [
+                        "t", f"d:{day}", c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros,
+                        report_ttl_s(), "0" if ok else "1",
+                    ],
+                )
+                for c, ok in zip(charges, held, strict=True)
+            ]
+            self._index([c.campaign_id for c in charges], now)
+            budgets = self._run(budget_calls)
+        except RedisError:
+            # the second step failed (its node unreachable): no impression of this page will run, so the
+            # caps held for it are given back (best effort; see the module docstring for the other case)
+            if user_id and any(held):
+                try:
+                    self._run([("release", [freq], list(f)) for f, ok in zip(fields, held, strict=True) if ok])
+                except RedisError:
+                    pass
+            raise
+        outcomes = []
+        after = self._redis.pipeline(transaction=False)
+        for c, (h, d), ok, budget in zip(charges, fields, held, budgets, strict=True):
+            refused = _BUDGET_OUTCOMES[int(budget)]
+            if refused != OK:
+                outcomes.append(refused)
+                if ok and user_id:
+                    self._queue(after, "release", [freq], [h, d])
+            elif not ok:
+                outcomes.append(_CAPS_OUTCOMES[int(caps[len(outcomes)])])
+            else:
+                outcomes.append(OK)
+                after.hincrby(self._stats(c.creative_id), "imp", 1)
+                if c.extra_exposure_micros:
+                    after.hincrby(self._stats(c.creative_id), "exp", c.extra_exposure_micros)
+        if len(after):
             try:
-                return [_RESERVE_OUTCOMES[int(reply)] for reply in pipe.execute()]
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                self._redis.script_load(_RESERVE)
-        raise AssertionError("unreachable")
+                answers = after.execute(raise_on_error=False)
+            except RedisError as exc:
+                answers = [exc]
+            failed = [a for a in answers if isinstance(a, Exception)]
+            if any(type(a).__name__ == "NoScriptError" for a in failed):
+                # the visitor's node lost its scripts since step 1 (a failover): release through the Script
+                for (h, d), ok, budget in zip(fields, held, budgets, strict=True):
+                    if ok and int(budget) != 0:
+                        self._scripts["release"](keys=[freq], args=[h, d])
+            elif failed:
+                # the money and the caps are right; a creative's statistics miss these impressions
+                logging.getLogger(__name__).warning("ads.ledger_statistics_lost %s", failed[0])
+        return outcomes
 
     @_unavailable_on_redis_error
     def click_charge(
@@ -580,61 +730,103 @@ class RedisLedger:
         now: float,
         token_ttl_s: int,
     ) -> str:
-        reply = self._click(
-            keys=[self._spend, self._stats, f"{self._prefix}tok:{token_id}", self._report(now)],
-            args=[
-                f"t:{campaign_id}", f"d:{campaign_id}:{day_key(now)}", price_micros, total_budget_micros,
-                f"clk:{creative_id}", max(1, token_ttl_s), daily_budget_micros, f"{campaign_id}:", report_ttl_s(),
-            ],
-        )
-        return _CLICK_OUTCOMES[int(reply)]
+        from redis.exceptions import RedisError
+
+        # step 1, the token's own slot: a token is billed at most once, whatever campaign it names
+        token = f"{self._prefix}tok:{{{token_id}}}"
+        if not self._redis.set(token, "1", nx=True, ex=max(1, token_ttl_s)):
+            return REPLAYED
+        try:
+            self._index([campaign_id], now)
+            (reply,) = self._run([(
+                "click",
+                [self._spend(campaign_id), self._report(campaign_id, hour_key(now))],
+                [
+                    "t", f"d:{day_key(now)}", price_micros, total_budget_micros, daily_budget_micros,
+                    report_ttl_s(),
+                ],
+            )])
+        except RedisError:
+            # step 2 failed: the click was not billed; give the token back so that a retry may bill it
+            try:
+                self._redis.delete(token)
+            except RedisError:
+                pass
+            raise
+        outcome = _CLICK_OUTCOMES[int(reply)]
+        try:
+            self._redis.hincrby(self._stats(creative_id), "clk", 1)  # every click not replayed counts
+        except RedisError as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("ads.ledger_statistics_lost %s", exc)
+        return outcome
 
     @_unavailable_on_redis_error
     def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for creative_id in creative_ids:
-            pipe.hincrby(self._stats, f"view:{creative_id}", 1)
+            pipe.hincrby(self._stats(creative_id), "view", 1)
         pipe.execute()
 
     @_unavailable_on_redis_error
     def viewable_count(self, *, serve_id: str, creative_id: int, campaign_id: int, ttl_s: int, now: float) -> bool:
-        reply = self._view(
-            keys=[f"{self._prefix}seen:{serve_id}", self._stats, self._report(now)],
-            args=[max(1, ttl_s), f"view:{creative_id}", f"{campaign_id}:{VIEWABLE}", report_ttl_s()],
-        )
-        return int(reply) == 1
+        self._index([campaign_id], now)
+        (reply,) = self._run([(
+            "view",
+            [f"{self._prefix}{{c{campaign_id}}}:seen:{serve_id}", self._report(campaign_id, hour_key(now))],
+            [max(1, ttl_s), report_ttl_s()],
+        )])
+        if int(reply) != 1:
+            return False
+        self._redis.hincrby(self._stats(creative_id), "view", 1)
+        return True
 
     @_unavailable_on_redis_error
     def report_add(self, *, counts: dict[str, int], now: float) -> None:
         if not counts:
             return
-        report = self._report(now)
+        hour = hour_key(now)
+        parsed = [(int(name.partition(":")[0]), name.partition(":")[2], n) for name, n in counts.items()]
+        self._index([campaign for campaign, _, _ in parsed], now)
         pipe = self._redis.pipeline(transaction=False)
-        for name, n in counts.items():
-            pipe.hincrby(report, name, n)
-        pipe.expire(report, report_ttl_s())
+        for campaign, metric, n in parsed:
+            pipe.hincrby(self._report(campaign, hour), metric, n)
+            pipe.expire(self._report(campaign, hour), report_ttl_s())
         pipe.execute()
 
     @_unavailable_on_redis_error
     def report_read(self, *, since: float | None, now: float) -> dict[str, int]:
         if since is None:
-            keys = list(self._redis.scan_iter(match=f"{self._prefix}report:*", count=1000))
+            prefix = self._report_index("")
+            hours = sorted(
+                (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
+                for key in self._redis.scan_iter(match=f"{prefix}*", count=1000)
+            )
         else:
-            keys = [f"{self._prefix}report:{h}" for h in range(int(since // 3600), int(now // 3600) + 1)]
+            hours = [str(h) for h in range(int(since // 3600), int(now // 3600) + 1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for hour in hours:
+            pipe.smembers(self._report_index(hour))
+        keys = [
+            (int(campaign), self._report(int(campaign), hour))
+            for hour, members in zip(hours, pipe.execute() if hours else [], strict=True)
+            for campaign in members
+        ]
         out: dict[str, int] = {}
         for start in range(0, len(keys), 500):
             pipe = self._redis.pipeline(transaction=False)
-            for key in keys[start : start + 500]:
+            for _, key in keys[start : start + 500]:
                 pipe.hgetall(key)
-            for reply in pipe.execute():
+            for (campaign, _), reply in zip(keys[start : start + 500], pipe.execute(), strict=True):
                 for name, value in reply.items():
-                    field_name = name.decode()
+                    field_name = f"{campaign}:{name.decode()}"
                     out[field_name] = out.get(field_name, 0) + int(value)
         return out
 
     @_unavailable_on_redis_error
     def creative_stats(self, *, creative_id: int) -> CreativeStats:
-        values = self._redis.hmget(self._stats, [f"imp:{creative_id}", f"clk:{creative_id}", f"view:{creative_id}"])
+        values = self._redis.hmget(self._stats(creative_id), ["imp", "clk", "view"])
         imp, clk, view = (int(v or 0) for v in values)
         return CreativeStats(imp, clk, view)
 
@@ -644,14 +836,15 @@ class RedisLedger:
 
     @_unavailable_on_redis_error
     def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]:
-        total, today = self._redis.hmget(self._spend, [f"t:{campaign_id}", f"d:{campaign_id}:{day_key(now)}"])
+        total, today = self._redis.hmget(self._spend(campaign_id), ["t", f"d:{day_key(now)}"])
         return int(total or 0), int(today or 0)
 
     @_unavailable_on_redis_error
     def clear(self) -> None:
         keys = list(self._redis.scan_iter(match=f"{self._prefix}*", count=1000))
-        if keys:
-            self._redis.delete(*keys)
+        for start in range(0, len(keys), 1000):
+            self._redis.delete(*keys[start : start + 1000])
+        self._indexed.clear()
 
 
 # ---- the one accessor ----------------------------------------------------------------------------

@@ -6,10 +6,17 @@ Keys (the ``{user_id}`` hash tag keeps one user in one Redis Cluster slot):
 - ``u:{<user_id>}:m`` sorted set of maxima (``ZADD GT``: an atomic max per member),
 - ``u:{<user_id>}:s`` list, the recent sequence (``RPUSH`` + ``LTRIM``),
 - ``u:{<user_id>}:x`` sorted set of the latest sessions (``ZADD GT``; older ones pruned with their counters),
-- ``g:h`` / ``g:m`` the population's sums and maxima.
+- ``g:h`` / ``g:m`` the population's sums and maxima; on a Redis Cluster sharded (every batch writes
+  one shard, ``g:{p<i>}:h`` / ``g:{p<i>}:m``, i = crc32(the batch's first user) % ``population_shards``,
+  8 by default there), so the population's writes spread over the masters instead of pinning one; a
+  read sums the shards' sums and takes the largest maxima, which is what one state would hold (a shard
+  drops only decay epochs older than the two the readout uses), and is cached per process for
+  ``population_cache_s``.
 
 ``observe`` coalesces a batch's operations per user (they commute) and sends them in ONE
-``MULTI``/``EXEC`` pipeline: one round trip per batch, and concurrent writers lose no update. Each
+``MULTI``/``EXEC`` pipeline: one round trip per batch, and concurrent writers lose no update. On a Redis
+Cluster (no ``MULTI`` across slots) the pipeline is plain: each user's script is still atomic, but a
+batch cut by a failing node may be applied in part before the backlog applies it again. Each
 user's operations travel as one ``EVAL`` of a small script that applies them server-side with the
 semantics of ``FeatureState.apply`` (``HINCRBYFLOAT``, ``ZADD GT``, ``RPUSH`` + ``LTRIM``, and
 ``HDEL`` of stale decay epochs and sessions): tens of commands per event, one call per user.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -190,6 +198,7 @@ class RedisFeatureStore(FeatureStore):
         population_cache_s: float = 1.0,
         ttl_s: float = 0.0,
         prefix: str = "",
+        population_shards: int | None = None,
     ) -> None:
         def client(timeout: float) -> redis.Redis:
             return redis_client(url, timeout=timeout, decode_responses=True)
@@ -199,7 +208,15 @@ class RedisFeatureStore(FeatureStore):
         self._writer = client(write_timeout_s)
         self._prefix = prefix
         self._ttl = int(ttl_s)
-        self._population_keys = (f"{prefix}g:h", f"{prefix}g:m")
+        from redis.cluster import RedisCluster
+
+        self._cluster = isinstance(self._writer, RedisCluster)
+        shards = population_shards if population_shards is not None else (8 if self._cluster else 1)
+        self._population_shards: list[tuple[str, str]] = (
+            [(f"{prefix}g:h", f"{prefix}g:m")]
+            if shards <= 1 and not self._cluster
+            else [(f"{prefix}g:{{p{i}}}:h", f"{prefix}g:{{p{i}}}:m") for i in range(max(1, shards))]
+        )
         self._population_cache_s = population_cache_s
         self._cached: tuple[float, PopulationFeatures] | None = None
         self._cache_lock = threading.Lock()
@@ -224,7 +241,8 @@ class RedisFeatureStore(FeatureStore):
         ]
         if user:
             args.extend(_encode(item) for item in ops.push)
-        pipe.eval(_APPLY_OPS, len(keys), *keys, *args)
+        # EVAL as a command: a cluster pipeline's eval() is not the script call (nor is EVALSHA allowed there)
+        pipe.execute_command("EVAL", _APPLY_OPS, len(keys), *keys, *args)
         if user:  # in the same MULTI: a reader never sees new features under the old version
             pipe.hincrby(keys[0], VERSION_FIELD, 1)
 
@@ -243,11 +261,12 @@ class RedisFeatureStore(FeatureStore):
             if population_ops:
                 population.merge(population_ops)
         try:
-            with self._writer.pipeline(transaction=True) as pipe:
+            with self._writer.pipeline(transaction=not self._cluster) as pipe:
                 for user_id, ops in users.items():
                     self._queue(pipe, user_keys(user_id, self._prefix), ops)
                 if population:
-                    self._queue(pipe, self._population_keys, population)
+                    shard = zlib.crc32(next(iter(users)).encode()) % len(self._population_shards)
+                    self._queue(pipe, self._population_shards[shard], population)
                 pipe.execute()
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store write failed: {exc}") from exc
@@ -280,15 +299,33 @@ class RedisFeatureStore(FeatureStore):
             pipe = self._reader.pipeline(transaction=False)
             self._queue_user_read(pipe, user_id)
             if population is None:
-                pipe.hgetall(self._population_keys[0])
-                pipe.zrange(self._population_keys[1], 0, -1, withscores=True)
+                self._queue_population_read(pipe)
             replies = pipe.execute()
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
         user = user_features(_state(*replies[:4]), now)
         if population is None:
-            population = self._remember(_state(replies[4], replies[5]), now)
+            population = self._remember(self._population_state(replies[4:]), now)
         return StoreRead(user, population)
+
+    def _queue_population_read(self, pipe: Any) -> None:
+        for sums, maxima in self._population_shards:
+            pipe.hgetall(sums)
+            pipe.zrange(maxima, 0, -1, withscores=True)
+
+    @staticmethod
+    def _population_state(replies: list[Any]) -> FeatureState:
+        """The shards' states as one: sums added, maxima the largest (see the module docstring)."""
+        if len(replies) == 2:
+            return _state(replies[0], replies[1])
+        sums: dict[str, float] = {}
+        maxima: dict[str, float] = {}
+        for shard_sums, shard_maxima in zip(replies[::2], replies[1::2], strict=True):
+            for name, value in shard_sums.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+            for name, value in shard_maxima:
+                maxima[name] = max(maxima.get(name, value), value)
+        return FeatureState(sums, maxima, [], {})
 
     def population(self, *, now: float | None = None) -> PopulationFeatures:
         now = time.time() if now is None else now
@@ -297,12 +334,11 @@ class RedisFeatureStore(FeatureStore):
             return population
         try:
             pipe = self._reader.pipeline(transaction=False)
-            pipe.hgetall(self._population_keys[0])
-            pipe.zrange(self._population_keys[1], 0, -1, withscores=True)
-            sums, maxima = pipe.execute()
+            self._queue_population_read(pipe)
+            replies = pipe.execute()
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store read failed: {exc}") from exc
-        return self._remember(_state(sums, maxima), now)
+        return self._remember(self._population_state(replies), now)
 
     def user_state(self, user_id: str) -> FeatureState:
         try:
@@ -375,7 +411,7 @@ class RedisFeatureStore(FeatureStore):
                 if len(batch) >= 1000:
                     self._writer.delete(*batch)
                     batch = []
-            self._writer.delete(*batch, *self._population_keys)
+            self._writer.delete(*batch, *(key for keys in self._population_shards for key in keys))
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store clear failed: {exc}") from exc
         with self._cache_lock:
