@@ -323,7 +323,6 @@ INFERENCE: dict[str, Any] = {
     "ANSWERS_DEBOUNCE_S": _env_float("INFERENCE_ANSWERS_DEBOUNCE_S", 0.5),
     "ANSWERS_MAX_AGE_S": _env_float("INFERENCE_ANSWERS_MAX_AGE_S", 300.0),
     # benchmarks and tests only: delay every neural model call by this many ms (a model too slow)
-    "NEURAL_DELAY_MS": _env_float("INFERENCE_NEURAL_DELAY_MS", 0.0),
 }
 if INFERENCE["RETRAIN_SECONDS"] > 0:
     CELERY_BEAT_SCHEDULE["train-models"] = {

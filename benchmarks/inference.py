@@ -8,7 +8,7 @@ Sections (wired into ``benchmarks.run`` SECTIONS; each returns Markdown rows):
   for every path measured (``Booster.predict`` one thread vs lleaves; torch eager in inference mode vs
   TorchScript vs ONNX Runtime), ``model.predict`` (pair inputs + score + ranking) on the serving path,
   and the whole predictor (feature read-out from the in-process store + chain + answer).
-- ``neural_slow``: the neural model slowed past the budget (``NEURAL_DELAY_MS``): who served, reasons,
+- ``neural_slow``: the neural model slowed past the budget (``benchmarks.slowed``): who served, reasons,
   latency, answers over budget.
 - ``interests_http``: ``GET /api/v1/users/{id}/interests`` under gunicorn (2 workers, services mode:
   PostgreSQL + Redis) at 8 concurrent clients, beside the bare ``/healthz`` JSON view in the same run;
@@ -184,7 +184,15 @@ def _torchscript_scorer(model: Any) -> Callable[[Any], Any]:
     return score
 
 
-def _predictor(dirs: dict[str, Path], store: Any, *, chain: tuple[str, ...], fastpath: dict[str, Any]) -> Any:
+def _predictor(
+    dirs: dict[str, Path],
+    store: Any,
+    *,
+    chain: tuple[str, ...],
+    fastpath: dict[str, Any],
+    delay_ms: dict[str, float] | None = None,
+) -> Any:
+    from benchmarks.slowed import SlowedLoader
     from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
     from inference.serving.predictor import Predictor, PredictorConfig
 
@@ -201,7 +209,7 @@ def _predictor(dirs: dict[str, Path], store: Any, *, chain: tuple[str, ...], fas
     return Predictor(
         features=adapter,
         prior=PriorAdapter(adapter),
-        loader=ModelLoaderAdapter(fastpath=fastpath),
+        loader=SlowedLoader(ModelLoaderAdapter(fastpath=fastpath), delay_ms or {}),
         registry_reader=lambda: active,
         config=PredictorConfig(poll_seconds=2.0, chain=chain),  # as served: background poll and probes
     ).start(background=True)
@@ -317,7 +325,8 @@ def bench_neural_slow() -> list[dict[str, str]]:
         dirs,
         store,
         chain=("neural", "gbdt"),
-        fastpath={"cache_dir": _bench_var() / "compiled", "delay_ms_by_algorithm": {"neural": delay}},
+        fastpath={"cache_dir": _bench_var() / "compiled"},
+        delay_ms={"neural": delay},
     )
     answers = []
     times = []
@@ -413,11 +422,15 @@ def bench_interests_http() -> list[dict[str, str]]:
         _row("interests_http setup: import MovieLens into PostgreSQL + Redis features", f"{imported:.1f} s")
     ]
     results = {}
-    for label, extra in (("", {}), (" (neural slowed to 10 ms)", {"INFERENCE_NEURAL_DELAY_MS": "10"})):
+    slowed_config = str(ROOT / "benchmarks" / "gunicorn_slowed.conf.py")
+    for label, extra in (("", {}), (" (neural slowed to 10 ms)", {"BENCH_NEURAL_DELAY_MS": "10"})):
         run_env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": str(var_dir / f"prom{len(results)}")}
         Path(run_env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
         with gunicorn(
-            run_env, workers=2, threads=1, config=str(ROOT / "scripts" / "gunicorn.conf.py")
+            run_env,
+            workers=2,
+            threads=1,
+            config=slowed_config if extra else str(ROOT / "scripts" / "gunicorn.conf.py"),
         ) as port:
             # both workers warm (models loaded by gunicorn.conf.py's post_worker_init; slow on a busy host)
             served, _ = _served_by_sample(port, path, headers, n=50, timeout=120)

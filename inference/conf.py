@@ -77,7 +77,6 @@ DEFAULTS: dict[str, Any] = {
     # the recompute's prediction budget: no visitor waits for it, so the chain's first model has time
     "ANSWERS_BUDGET_MS": 50.0,
     # benchmarks and tests only: every neural model call sleeps this long (ms) first
-    "NEURAL_DELAY_MS": 0.0,
 }
 
 

@@ -17,8 +17,6 @@ evaluation and the ranking code stay the models' own. Promises:
 - neural on CUDA: the network is moved to the device once (resident) and concurrent requests of the
   process are micro-batched (:class:`MicroBatcher`, wait about 1 ms at most, bounded queue). A full
   queue or a late batch raises ``BatcherUnavailable``, which the predictor turns into a fall-through.
-- ``delay_ms_by_algorithm`` (benchmarks and tests only: ``INFERENCE["NEURAL_DELAY_MS"]``) makes a model sleep before
-  scoring, to show the chain answering in budget when the neural model is too slow.
 
 ``accelerate(model, ...)`` returns the same model object with its ``score`` replaced and the path
 taken in ``model.serving_path`` (``"lleaves"``, ``"booster"``, ``"onnxruntime"``, ``"torch"``,
@@ -204,21 +202,12 @@ def _example_sample(model: Any) -> Any:
 
 
 # --- the entry point ----------------------------------------------------------------------------------
-def _delayed(score: Scorer, delay_ms: float) -> Scorer:
-    def slow(sample: Any) -> np.ndarray:
-        time.sleep(delay_ms / 1000.0)
-        return score(sample)
-
-    return slow
-
-
 def accelerate(
     model: Any,
     *,
     device: str = "cpu",
     cache_dir: Path | None = None,
     compiled: bool = True,
-    delay_ms_by_algorithm: Mapping[str, float] | None = None,
     batch: Mapping[str, float] | None = None,
     batched: bool | None = None,
 ) -> Any:
@@ -227,10 +216,8 @@ def accelerate(
     ``compiled=False`` keeps the plain paths (booster with one thread / eager torch). ``device="cuda"``
     micro-batches the neural model on the GPU (``batch``: max_batch, max_wait_ms, max_queue, timeout_ms).
     ``batched`` forces micro-batching on or off (default: on for CUDA only; the tests batch on the CPU).
-    ``delay_ms_by_algorithm`` (benchmarks/tests) slows the named models down.
     """
     algorithm = getattr(model, "algorithm", "")
-    delay_ms = float((delay_ms_by_algorithm or {}).get(algorithm, 0.0))
     probe = _example_sample(model) if algorithm in ("gbdt", "neural") else None
     score: Scorer | None = None
     path = "model"
@@ -275,9 +262,8 @@ def accelerate(
                 logger.warning("inference.fastpath_unavailable neural onnxruntime: %r", exc)
         if score is None:
             path = path if path != "model" else "torch"
-    if score is not None or delay_ms > 0:
-        base = score or (lambda sample, _m=model: type(_m).score(_m, sample))  # type: ignore[misc]
-        model.score = _delayed(base, delay_ms) if delay_ms > 0 else base
+    if score is not None:
+        model.score = score
     model.serving_path = path
     return model
 

@@ -7,12 +7,18 @@ adapts names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from inference.conf import inference_setting
-from inference.serving.predictor import ActiveVersionLike, Predictor, PredictorConfig, ShadowVersionLike
+from inference.serving.predictor import (
+    ActiveVersionLike,
+    ModelLoader,
+    Predictor,
+    PredictorConfig,
+    ShadowVersionLike,
+)
 from inference.serving.stored import StoredAnswers
 
 
@@ -62,7 +68,6 @@ def fastpath_options() -> dict[str, Any]:
         "device": device,
         "compiled": bool(inference_setting("FASTPATH")),
         "cache_dir": Path(cache) if cache else None,
-        "delay_ms_by_algorithm": {"neural": float(inference_setting("NEURAL_DELAY_MS"))},
         "batch": {
             "max_batch": int(inference_setting("BATCH_MAX")),
             "max_wait_ms": float(inference_setting("BATCH_WAIT_MS")),
@@ -72,16 +77,18 @@ def fastpath_options() -> dict[str, Any]:
     }
 
 
-def predictor_build() -> Predictor:
-    """The predictor for this process, wired to the configured feature store and the model code."""
+def predictor_build(*, loader_wrap: Callable[[ModelLoader], ModelLoader] | None = None) -> Predictor:
+    """The predictor for this process, wired to the configured feature store and the model code.
+    ``loader_wrap`` (benchmarks: a model slowed on purpose) wraps the model loader; the site passes none."""
     from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
 
     store = StoreAdapter.from_settings()
+    loader: ModelLoader = ModelLoaderAdapter(fastpath=fastpath_options(), on_loaded=store.model_loaded)
     return Predictor(
         answers=stored_answers(),
         features=store,
         prior=PriorAdapter(store),
-        loader=ModelLoaderAdapter(fastpath=fastpath_options(), on_loaded=store.model_loaded),
+        loader=loader_wrap(loader) if loader_wrap is not None else loader,
         registry_reader=registry_active_versions,
         config=predictor_config(),
         shadow_reader=registry_shadow_version,

@@ -147,7 +147,8 @@ def test_batched_neural_gives_each_concurrent_caller_its_own_answer(trained, rea
     fast.batcher.close()
 
 
-def test_neural_slowed_by_the_delay_hook_is_skipped_for_gbdt(trained, readouts):
+def test_neural_slowed_past_the_deadline_is_skipped_for_gbdt(trained, readouts):
+    from benchmarks.slowed import SlowedLoader
     from inference.serving.adapters import ModelLoaderAdapter, PriorAdapter, StoreAdapter
     from inference.serving.deadline import Deadline
     from inference.serving.predictor import Predictor, PredictorConfig
@@ -161,7 +162,7 @@ def test_neural_slowed_by_the_delay_hook_is_skipped_for_gbdt(trained, readouts):
     predictor = Predictor(
         features=store,
         prior=PriorAdapter(store),
-        loader=ModelLoaderAdapter(fastpath={"delay_ms_by_algorithm": {"neural": 300}}),
+        loader=SlowedLoader(ModelLoaderAdapter(fastpath={}), {"neural": 300}),
         registry_reader=lambda: active,
         config=PredictorConfig(poll_seconds=0),
     ).start(background=False)
