@@ -264,7 +264,7 @@ def bench_peer() -> list[dict[str, str]]:
             time.sleep(0.5)
             worker_cpu = cpu_seconds(worker_proc.pid) - worker_cpu
             recomputes = server_latency(worker_before, server_samples(var_dir / "prom-worker"), "none").counts(
-                "inference_served_total", "served_by")
+                "inference_answers_recomputed_total", "served_by")
         finally:
             for server in reversed(entered):
                 server.__exit__(None, None, None)

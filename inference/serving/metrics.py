@@ -31,6 +31,11 @@ STORED_READS_TOTAL = Counter(
     "Reads with stored answers on: served stored (current), predicted live (none or stale), or the store down.",
     ["outcome"],
 )
+ANSWERS_RECOMPUTED_TOTAL = Counter(
+    "inference_answers_recomputed_total",
+    "Stored answers recomputed after a visitor's events (the write side), by the ranker that answered.",
+    ["served_by"],
+)
 MODEL_ERRORS_TOTAL = Counter(
     "inference_model_errors_total",
     "Model calls that raised, returned invalid output or overran.",

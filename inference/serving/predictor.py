@@ -62,6 +62,9 @@ from inference.serving.slots import (
 from inference.serving.stored import StoredAnswers
 
 logger = logging.getLogger(__name__)
+# set on a thread while it recomputes a stored answer: that prediction is no visitor's answer, so it is
+# counted as a recompute, not in the served and fallback totals (its reads count when they are served)
+_recomputing = threading.local()
 
 # the names this module has always offered (the types now live in ``slots``)
 __all__ = [
@@ -317,7 +320,11 @@ class Predictor:
             return None
         version = answers.store.answer_claim(user_id)
         now = self._clock()
-        answer = self.predict(user_id, deadline=deadline, top=answers.top, now=now)
+        _recomputing.active = True
+        try:
+            answer = self.predict(user_id, deadline=deadline, top=answers.top, now=now)
+        finally:
+            _recomputing.active = False
         if version == 0 or (answer.served_by, answer.model_version) != self._preferred():
             return None
         answers.write(user_id, answer, version=version, computed_at=now)
@@ -377,10 +384,13 @@ class Predictor:
         if len(probabilities) < len(scores):
             probabilities = ()
         user = getattr(features, "user", None)
-        metrics.SERVED_TOTAL.labels(served_by).inc()
-        if reason is not None:
-            metrics.FALLBACKS_TOTAL.labels(reason).inc()
-        metrics.PREDICT_SECONDS.labels(served_by, "total").observe(elapsed / 1000.0)
+        if getattr(_recomputing, "active", False):
+            metrics.ANSWERS_RECOMPUTED_TOTAL.labels(served_by).inc()
+        else:
+            metrics.SERVED_TOTAL.labels(served_by).inc()
+            if reason is not None:
+                metrics.FALLBACKS_TOTAL.labels(reason).inc()
+            metrics.PREDICT_SECONDS.labels(served_by, "total").observe(elapsed / 1000.0)
         return Interests(
             scores=scores,
             served_by=served_by,

@@ -91,8 +91,15 @@ def test_a_recomputed_answer_is_served_from_the_store_without_a_model_call(setup
     live = predictor.predict("ann", deadline=Deadline(1000), top=2)
     assert stages(live) == ["stored", "features", "neural"]  # nothing stored yet: predicted live
 
+    from inference.serving import metrics
+
+    served_before = metrics.SERVED_TOTAL.labels("neural")._value.get()
+    recomputed_before = metrics.ANSWERS_RECOMPUTED_TOTAL.labels("neural")._value.get()
     stored = predictor.answer_refresh("ann", deadline=Deadline(1000))
     assert stored is not None
+    # a recompute is counted as one, not as an answer served to anyone
+    assert metrics.SERVED_TOTAL.labels("neural")._value.get() == served_before
+    assert metrics.ANSWERS_RECOMPUTED_TOTAL.labels("neural")._value.get() == recomputed_before + 1
     calls = neural.calls
     answer = predictor.predict("ann", deadline=Deadline(1000), top=2)
     assert neural.calls == calls  # no model call, no feature read-out
