@@ -245,3 +245,46 @@ def test_the_migration_partitions_an_existing_table_and_keeps_its_rows() -> None
     assert store([row(replay, at(TODAY)), row(fresh, at(TODAY))]) == {fresh}
     assert Event.objects.get(event_id=fresh).pk > last_id
 
+
+
+@pytest.mark.parametrize("size", [3, 1500])
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_storing_the_same_ids_at_once_store_each_once(size: int) -> None:
+    """Two flushes holding copies of the same events (a dedupe key expired, a write-through): the second
+    waits for the first's claim and stores none of them, though their receive days, so partitions, differ."""
+    import threading
+
+    from django.db import connections
+
+    yesterday = TODAY - timedelta(days=1)
+    event_partitions_ensure(ahead_days=1, today=yesterday)
+    ids = [str(uuid.uuid4()) for _ in range(size)]
+    first_claimed = threading.Event()
+    results: dict[str, set[str]] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = events_insert([row(i, at(yesterday)) for i in ids])
+                first_claimed.set()
+                # uncommitted for a while: the second writer's claim has to wait for this commit
+                threading.Event().wait(1.0)
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            first_claimed.wait(30)
+            with transaction.atomic():
+                results["second"] = events_insert([row(i, at(TODAY)) for i in ids])
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {"first": set(ids), "second": set()}
+    assert Event.objects.count() == size
+    assert {partition_of(i) for i in ids} == {partition_name(yesterday)}
