@@ -13,11 +13,12 @@ policy name or reads a module-level setting meant for tests.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from inference.api import PerProcess
 
 if TYPE_CHECKING:
     from adsite.ads.ledger import Ledger
@@ -62,31 +63,18 @@ class Platform:
         self.population = None
 
 
-_lock = threading.Lock()
-_platform: Platform | None = None
-_pid: int | None = None
+_platform: PerProcess[Platform] = PerProcess(Platform)
 
 
 def platform() -> Platform:
     """This process's platform (a fresh one after a fork: each gunicorn worker builds its own clients)."""
-    global _platform, _pid
-    current = _platform
-    if current is not None and _pid == os.getpid():
-        return current
-    with _lock:
-        if _platform is None or _pid != os.getpid():
-            _platform, _pid = Platform(), os.getpid()
-        return _platform
+    return _platform.get()
 
 
 def platform_use(replacement: Platform | None) -> Platform | None:
     """Install ``replacement`` as this process's platform (None: build a fresh one on next use);
     returns the previous one."""
-    global _platform, _pid
-    with _lock:
-        previous = _platform
-        _platform, _pid = replacement, (os.getpid() if replacement is not None else None)
-    return previous
+    return _platform.install(replacement)
 
 
 def platform_reset() -> None:

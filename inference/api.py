@@ -13,6 +13,7 @@ from typing import Any
 from inference.evaluation.arguments import evaluation_arguments_add
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
+from inference.process_local import PerProcess
 from inference.redis_clients import cluster_mode, cluster_nodes, redis_client, server_down
 from inference.rest.errors import ApiErrorsSerializer
 from inference.rest.fields import (
@@ -38,6 +39,8 @@ __all__ = [
     "UniqueListField",
     # the served-path evaluation (``manage.py evaluate_serving`` drives it with tracking's import)
     "serving_evaluate",
+    # one value per process, the process's own after a fork (the composition root and the predictor)
+    "PerProcess",
     "evaluation_arguments_add",
     "serving_table",
     "events_read",
