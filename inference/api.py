@@ -414,15 +414,33 @@ def model_versions(*, limit: int = 50, versions: Sequence[str] | None = None) ->
     return [_version_info(row) for row in rows[:limit]]
 
 
+def _training_runs_settle() -> None:
+    """Record as failed the runs whose process died (``inference.registry.training``), so that what is
+    read says what happened instead of ``running`` forever."""
+    from inference.registry.training import training_runs_abandoned_fail
+
+    try:
+        training_runs_abandoned_fail()
+    except Exception:  # reading the runs must work even when this cannot (a read-only replica)
+        import logging
+
+        logging.getLogger(__name__).exception("inference.training_runs_settle_failed")
+
+
 def training_runs_recent(*, limit: int = 5) -> list[TrainingRunInfo]:
+    """The newest training runs; a run whose process died reads as ``failed``, with the reason."""
     from inference.registry.selectors import training_runs_recent as recent
 
+    _training_runs_settle()
     return [_run_info(row) for row in recent(limit=limit)]
 
 
 def training_run(*, run_id: int | None = None) -> TrainingRunInfo | None:
-    """One training run's progress (the latest when ``run_id`` is None)."""
+    """One training run's progress (the latest when ``run_id`` is None); a run whose process died reads
+    as ``failed``, with the reason."""
     from inference.registry import selectors
+
+    _training_runs_settle()
 
     row = (
         selectors.training_runs_recent(limit=1).first()

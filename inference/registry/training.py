@@ -4,7 +4,15 @@
 ``inference.train_models``. Promises:
 
 - One run at a time (a cache lock: Redis in services mode); a second concurrent run is recorded as
-  ``skipped`` and changes nothing.
+  ``skipped`` and changes nothing. The lock is a lease of ``LEASE_SECONDS`` that the running process
+  renews every ``LEASE_SECONDS / 4`` from a thread of its own, and it names that process
+  (``<host>-<pid>``).
+- A run whose process died (a Celery pool process SIGKILLed, out of memory, the machine gone) never
+  stays ``running``: ``training_runs_abandoned_fail`` (run before every training and whenever the
+  runs are read through ``inference.api``) records it ``failed`` with what happened, at once when its
+  process is gone from this host, else once its lease has lapsed; a dead run's lock is freed, so the
+  next scheduled run is not skipped. Nothing a killed run was writing is registered (artifacts are
+  renamed into place only when complete), so the active version serves on.
 - Events come from the app that stores them and the categories from the site
   (``inference.signals.stored_events`` / ``site_categories``: tracking and the content app answer);
   inference imports neither app.
@@ -38,7 +46,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
+import socket
+import threading
 import time
 import traceback
 import uuid
@@ -64,7 +75,7 @@ ALGORITHMS = ("neural", "gbdt")
 BASELINE_ALGORITHMS = ("decayed", "frequency", "recent", "popularity")
 ACTIVATE_CHOICES = ("auto", "always", "never")
 LOCK_KEY = "inference:training:lock"
-LOCK_SECONDS = 3 * 3600
+LEASE_SECONDS = 60  # the lock's lifetime, renewed by the running process every quarter of it
 PRIMARY_METRIC = "ndcg@5"
 
 # stage -> (start %, end %) of the whole run
@@ -487,6 +498,83 @@ def _schema_version() -> str:
     return str(FEATURE_SCHEMA_VERSION)
 
 
+def _runner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _process_gone(runner: str) -> bool:
+    """Whether ``runner`` (``<host>-<pid>``) names a process of this host that no longer exists."""
+    host, _, pid = runner.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's process: only its lease can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class _LeaseRenewal:
+    """Renews the training lock while the run goes on (a daemon thread; stops with ``stop``)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="adsite-training-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 4):
+            try:
+                if cache.get(LOCK_KEY) == self.value:
+                    cache.touch(LOCK_KEY, LEASE_SECONDS)
+            except Exception as exc:  # the cache is away for a moment: the lease has 3/4 of its time left
+                logger.warning("inference.training_lease_not_renewed: %s", type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def training_runs_abandoned_fail() -> list[int]:
+    """Record as ``failed`` every ``running`` run whose process is gone; return their ids.
+
+    A run is abandoned when the lock no longer holds its value (the lease lapsed: its process stopped
+    renewing it) or when its process was on this host and no longer exists (then at once, and its lock
+    is freed). The error says which process ran it, the stage it had reached and why it was given up.
+    """
+    try:
+        holder = cache.get(LOCK_KEY)
+    except Exception:  # without the lock's state nothing can be judged; the next call will
+        return []
+    failed = []
+    for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING):
+        runner, lock = str(run.options.get("runner", "")), str(run.options.get("lock", ""))
+        holds_lock = bool(lock) and holder == f"{runner}|{lock}"
+        gone = bool(runner) and _process_gone(runner)
+        if holds_lock and not gone:
+            continue
+        why = "its process no longer exists" if gone else f"its lease lapsed (not renewed for {LEASE_SECONDS} s)"
+        run.status = TrainingRun.Status.FAILED
+        run.error = (
+            f"abandoned: the process that ran it ({runner or 'unknown'}) stopped during stage "
+            f"'{run.stage}' at {run.percent:.0f}% (killed or crashed): {why}. Nothing of this run was "
+            "registered; the active versions serve on."
+        )
+        run.message = f"failed: process {runner or 'unknown'} died during {run.stage} ({run.percent:.0f}%)"[:255]
+        run.finished_at = timezone.now()
+        if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            status=run.status, error=run.error, message=run.message, finished_at=run.finished_at
+        ):
+            failed.append(run.pk)
+            logger.warning("inference.training_abandoned run=%s runner=%s stage=%s: %s", run.pk, runner,
+                           run.stage, why)
+        if holds_lock and gone:
+            cache.delete(LOCK_KEY)
+    return failed
+
+
 def training_run_execute(
     *,
     algorithm: str = "all",
@@ -522,15 +610,20 @@ def training_run_execute(
         "engine": engine,
         "scheduler": scheduler,
     }
-    token = uuid.uuid4().hex
-    if not cache.add(LOCK_KEY, token, timeout=LOCK_SECONDS):
+    training_runs_abandoned_fail()  # a dead run's lock must not skip this one
+    token, runner = uuid.uuid4().hex, _runner()
+    lock_value = f"{runner}|{token}"
+    if not cache.add(LOCK_KEY, lock_value, timeout=LEASE_SECONDS):
         return TrainingRun.objects.create(
             status=TrainingRun.Status.SKIPPED,
             options=options,
             message="another training run holds the lock",
             finished_at=timezone.now(),
         )
-    run = TrainingRun.objects.create(status=TrainingRun.Status.RUNNING, options=options, stage="events")
+    run = TrainingRun.objects.create(
+        status=TrainingRun.Status.RUNNING, options={**options, "runner": runner, "lock": token}, stage="events"
+    )
+    lease = _LeaseRenewal(lock_value)
     reporter = _Progress(run, progress)
     try:
         parts = (parts or TrainingParts()).resolved()
@@ -595,8 +688,9 @@ def training_run_execute(
         )
         run.message = f"failed: {type(exc).__name__}: {exc}"[:255]
     finally:
+        lease.stop()
         run.finished_at = timezone.now()
         run.save()
-        if cache.get(LOCK_KEY) == token:
+        if cache.get(LOCK_KEY) == lock_value:
             cache.delete(LOCK_KEY)
     return run

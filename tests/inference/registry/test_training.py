@@ -172,6 +172,77 @@ def test_a_second_concurrent_run_is_skipped_and_changes_nothing():
     assert ModelVersion.objects.count() == 0
 
 
+def _dead_runner() -> str:
+    """``<host>-<pid>`` of a process of this host that has exited (as a SIGKILLed pool process has)."""
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return f"{socket.gethostname()}-{child.pid}"
+
+
+def test_a_run_whose_process_was_killed_is_recorded_failed_and_does_not_skip_the_next():
+    """A run killed mid-training (its process gone, its lock still held) must not read as running, nor
+    make every run of the lock's lifetime a skip."""
+    runner = _dead_runner()
+    cache.add(LOCK_KEY, f"{runner}|tok", timeout=60)
+    killed = TrainingRun.objects.create(status="running", stage="train", percent=37.5,
+                                        options={"algorithm": "gbdt", "runner": runner, "lock": "tok"})
+    run = train(Trainer(0.9))
+    assert run.status == "succeeded"
+    killed.refresh_from_db()
+    assert killed.status == "failed" and killed.finished_at is not None
+    assert runner in killed.error and "'train' at 38%" in killed.error and "no longer exists" in killed.error
+    assert cache.get(LOCK_KEY) is None
+
+
+def test_reading_the_runs_records_an_abandoned_one_as_failed():
+    from inference.api import training_run, training_runs_recent
+
+    runner = _dead_runner()
+    cache.add(LOCK_KEY, f"{runner}|tok", timeout=60)
+    TrainingRun.objects.create(status="running", stage="train", percent=20, options={"runner": runner, "lock": "tok"})
+    latest = training_run()
+    assert latest is not None and latest.status == "failed" and "abandoned" in latest.error
+    assert [r.status for r in training_runs_recent()] == ["failed"]
+
+
+def test_a_run_of_another_host_is_abandoned_only_once_its_lease_lapsed():
+    from inference.api import training_run
+
+    runner = "elsewhere.example-4242"
+    cache.add(LOCK_KEY, f"{runner}|tok", timeout=60)
+    TrainingRun.objects.create(status="running", stage="train", percent=20, options={"runner": runner, "lock": "tok"})
+    latest = training_run()
+    assert latest is not None and latest.status == "running"  # alive as far as anyone here can tell
+    assert train(Trainer(0.9)).status == "skipped"
+    cache.delete(LOCK_KEY)  # the lease lapsed: nobody renewed it
+    latest = training_run(run_id=latest.id)
+    assert latest is not None and latest.status == "failed" and "lease lapsed" in latest.error
+
+
+def test_a_live_run_renews_its_lease(monkeypatch):
+    """The lock lives ``LEASE_SECONDS`` and is renewed while the run goes on, so a long run keeps it."""
+    from inference.registry import training
+
+    monkeypatch.setattr(training, "LEASE_SECONDS", 0.4)
+    held: list[object] = []
+
+    class SlowTrainer(Trainer):
+        def __call__(self, **kwargs):
+            import time
+
+            time.sleep(1.0)  # more than two lease lifetimes
+            held.append(cache.get(LOCK_KEY))
+            return super().__call__(**kwargs)
+
+    run = train(SlowTrainer(0.9))
+    assert run.status == "succeeded"
+    assert held and str(held[0]).endswith(f"|{run.options['lock']}")
+
+
 def test_unloadable_active_version_does_not_block_its_replacement(model_dir):
     services.model_version_register(algorithm="gbdt", version="gbdt-broken", artifact_path="gbdt-broken")
     services.model_version_activate(version="gbdt-broken")
