@@ -4,7 +4,9 @@
 order the chain tries them: best validation score first, ``slots.serving_order``). A newly
 activated version is loaded and warmed up *first*, then swapped in by replacing that reference, so a
 request sees either the old set of models or the new one, never a half-loaded model. A version that
-fails to load leaves the previous one serving and is not retried on every poll.
+fails to load leaves the previous one serving and is not retried on every poll; until the registry
+names a version this process holds again, ``load_errors`` reports it (so ``/readyz`` says the process
+serves an older version than the registry's), beside the versions that failed with nothing to keep.
 """
 
 from __future__ import annotations
@@ -63,14 +65,22 @@ class ModelSet:
         self._timer = timer
         # the one reference requests read; replaced whole, never mutated in place
         self.slots: dict[str, LoadedModel] = {}
-        self._failed_versions: dict[str, str] = {}
+        # algorithm -> (version, error) of the registry's version that failed to load here
+        self._failed_versions: dict[str, tuple[str, str]] = {}
 
     def loaded(self) -> dict[str, str]:
         """algorithm -> version for the models this process serves now (failed loads excluded)."""
         return {name: slot.version for name, slot in self.slots.items() if slot.model is not None}
 
     def load_errors(self) -> dict[str, str]:
-        return {name: slot.error for name, slot in self.slots.items() if slot.model is None}
+        """algorithm -> why the registry's version of it is not served here: a failed load with nothing to
+        fall back on, or a newer version that failed while the previous one serves on."""
+        errors = {name: slot.error for name, slot in self.slots.items() if slot.model is None}
+        for name, (version, error) in self._failed_versions.items():
+            held = self.slots.get(name)
+            if name not in errors and held is not None and held.version != version:
+                errors[name] = f"{version} failed to load ({error}); serving {held.version}"
+        return errors
 
     def breaker_states(self) -> dict[str, str]:
         return {name: slot.breaker.state for name, slot in self.slots.items()}
@@ -89,22 +99,26 @@ class ModelSet:
             wanted = active.get(name)
             held = current.get(name)
             if wanted is None:
+                self._failed_versions.pop(name, None)
                 if held is not None:
                     del updated[name]
                 continue
             if held is not None and held.version == wanted.version:
                 held.validation_score = wanted.validation_score  # a later run re-scored it
+                self._failed_versions.pop(name, None)  # the registry names what is held again
                 continue
-            if self._failed_versions.get(name) == wanted.version:
+            if self._failed_versions.get(name, ("", ""))[0] == wanted.version:
                 continue  # already failed to load: do not retry every poll
             slot = self.load(name, wanted.version, Path(wanted.artifact_dir))
             if slot.model is None:
-                self._failed_versions[name] = wanted.version
+                self._failed_versions[name] = (wanted.version, slot.error)
                 if held is not None and held.model is not None:
                     logger.error(
                         "inference.model_load_failed_keeping_previous %s %s", wanted.version, slot.error
                     )
                     continue
+            else:
+                self._failed_versions.pop(name, None)
             slot.validation_score = wanted.validation_score
             updated[name] = slot
         # requests try the slots in the dict's order: best on the validation slice first

@@ -93,6 +93,24 @@ def test_corrupt_new_version_leaves_the_previous_one_serving(registry, make_pred
     assert (answer.served_by, answer.model_version, answer.fallback_reason) == ("neural", "neural-1", None)
 
 
+def test_a_corrupt_new_version_is_reported_until_the_registry_names_a_loadable_one(registry, make_predictor):
+    """Hot reload of a corrupt version: the previous one serves on, and the process says (``load_errors``,
+    hence /readyz) that it is not serving what the registry asks for, until it is."""
+    registry.publish("neural", "neural-1")
+    predictor = make_predictor()
+    assert predictor.load_errors() == {}
+    registry.publish("neural", "neural-2")
+    registry.corrupt.add("neural-2")
+    predictor.refresh()
+    assert predictor.loaded() == {"neural": "neural-1"}
+    assert "neural-2 failed to load" in predictor.load_errors()["neural"]
+    assert "serving neural-1" in predictor.load_errors()["neural"]
+    registry.publish("neural", "neural-3")
+    predictor.refresh()
+    assert predictor.loaded() == {"neural": "neural-3"}
+    assert predictor.load_errors() == {}
+
+
 def test_no_active_model_gives_the_prior_with_no_model(make_predictor, clock):
     answer = make_predictor().predict("alice", deadline=Deadline(1000, clock=clock))
     assert (answer.served_by, answer.fallback_reason) == ("prior", "no_model")
