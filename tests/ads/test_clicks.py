@@ -132,3 +132,30 @@ def test_click_on_a_paused_campaign_still_goes_to_its_own_landing_unbilled(make_
     response = browser().get(url)
     assert response["Location"] == landing_of(campaign)
     assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("free", 0)]
+
+
+def test_a_click_while_the_database_refuses_writes_is_redirected_and_not_billed(
+    make_campaign: Any, fresh_ads_state: Any, monkeypatch: Any
+) -> None:
+    """The click row is written before the charge: with the database unavailable the visitor still reaches
+    the landing page and nothing is charged, so spend never runs ahead of the click rows (the fault battery
+    stops PostgreSQL for real: tests/faults)."""
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    campaign = make_campaign(bid=Decimal("0.40"))
+    url = click_url(campaign)
+    client = browser()
+    client.get("/")  # the session and catalog are read before the database goes away
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(QuerySet, "create", refuse)
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"] == landing_of(campaign)
+    assert fresh_ads_state.spend(campaign_id=campaign.id, now=time.time())[0] == 0
+    monkeypatch.undo()
+    assert not AdClick.objects.exists()
+    assert browser().get(url).status_code == 302  # once it is back, the same click is billed
+    assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("billed", 400_000)]

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import DatabaseError
+
 from adsite.ads import integrity
 from adsite.ads.catalog import catalog_current
 from adsite.ads.conf import ads_setting
@@ -68,9 +70,19 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
         reason = integrity.WRONG_VISITOR
     outcome = AdClick.Outcome.FREE
     price = 0
+    row = {"token_id": ad.serve_id, "creative_id": ad.creative_id, "campaign_id": ad.campaign_id,
+           "placement": ad.placement, "user_id": ad.user_id}
     if reason is None and creative is not None and campaign is not None and ad.campaign_id == campaign.id:
         # A CPM campaign pays for impressions; its clicks are counted, never charged.
         click_price = campaign.price_micros if campaign.pricing == "cpc" else 0
+        # The row first, the charge second: a click is billed only once its row exists, so spend and the
+        # click rows agree even while the database is down (then the click is not billed, nor recorded).
+        try:
+            click = AdClick.objects.create(outcome=AdClick.Outcome.FREE, price_micros=0, **row)
+        except DatabaseError as exc:
+            logger.warning("ads.click_not_billed database unavailable (%s)", type(exc).__name__,
+                           extra={"creative_id": creative.id})
+            return _click_outcome(str(AdClick.Outcome.FREE), landing, ad, campaign)
         try:
             result = ledger().click_charge(
                 token_id=ad.serve_id,
@@ -88,25 +100,32 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
             logger.warning("ads.click_not_billed ledger unavailable", extra={"creative_id": creative.id})
             result = FREE
         if result == REPLAYED:
-            reason = integrity.REPLAY
+            outcome = AdClick.Outcome.REPLAY
+            invalid_record(kind=integrity.CLICK, reason=integrity.REPLAY, campaign_id=ad.campaign_id, now=now)
         elif result == BILLED:
-            outcome = AdClick.Outcome.BILLED
-            price = click_price  # what the ledger charged: the click record and the spend agree
+            outcome, price = AdClick.Outcome.BILLED, click_price  # what the ledger charged
+        if outcome != AdClick.Outcome.FREE:
+            try:
+                AdClick.objects.filter(pk=click.pk).update(outcome=outcome, price_micros=price)
+            except DatabaseError as exc:  # the database went away within this request, after the charge
+                logger.error("ads.click_row_not_updated click=%s outcome=%s price_micros=%s (%s)", click.pk,
+                             outcome, price, type(exc).__name__)
+        logger.info("ads.click", extra={"outcome": outcome, "creative_id": ad.creative_id})
+        return _click_outcome(str(outcome), landing, ad, campaign)
     if reason is not None:
         outcome = AdClick.Outcome(reason)
         invalid_record(kind=integrity.CLICK, reason=reason, campaign_id=ad.campaign_id, now=now)
-    AdClick.objects.create(
-        outcome=outcome,
-        token_id=ad.serve_id,
-        creative_id=ad.creative_id,
-        campaign_id=ad.campaign_id,
-        placement=ad.placement,
-        user_id=ad.user_id,
-        price_micros=price,
-    )
+    try:
+        AdClick.objects.create(outcome=outcome, price_micros=price, **row)
+    except DatabaseError as exc:  # nothing was charged: the visitor still reaches the landing page
+        logger.warning("ads.click_not_recorded database unavailable (%s)", type(exc).__name__)
     logger.info("ads.click", extra={"outcome": outcome, "creative_id": ad.creative_id})
+    return _click_outcome(str(outcome), landing, ad, campaign)
+
+
+def _click_outcome(outcome: str, landing: str, ad: Any, campaign: Any) -> ClickOutcome:
     return ClickOutcome(
-        outcome=str(outcome),
+        outcome=outcome,
         landing_url=landing,
         creative_id=ad.creative_id,
         campaign_id=ad.campaign_id,
