@@ -10,6 +10,13 @@ thread hand-off. A body over ``ADSITE_SERVER["MAX_BODY_BYTES"]`` is answered 413
 Embedded mode serves from one process that must answer concurrent requests (its state is in-process): there,
 ``ADSITE_SERVER["THREADS"]`` > 1 runs the handler in a pool of that many threads instead.
 
+Load shedding: each worker counts the requests it has taken and not yet answered (its queue, since it runs
+one at a time). Beyond ``ADSITE_SERVER["MAX_IN_FLIGHT"]`` a new request is answered at once ``503`` with
+``Retry-After: 1`` and ``{"error": "overloaded"}``, without reading its body or running Django: past the
+knee, a visitor gets a quick answer that ``tracker.js`` retries instead of a wait that grows with the queue
+(the answers a worker does give stay within about MAX_IN_FLIGHT service times). The probes (``/healthz``,
+``/readyz``, ``/metrics``) are never shed. Shed requests are counted in ``http_requests_shed_total``.
+
 Django refuses ORM calls from a thread whose event loop is running (``SynchronousOnlyOperation``), a guard
 against two coroutines sharing one connection. That cannot happen here: the inline handler runs to
 completion between two awaits, so no other request's code interleaves with it; the guard is switched off
@@ -33,6 +40,9 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 # headers whose WSGI names carry no HTTP_ prefix
 _UNPREFIXED = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+# never shed: an overloaded worker must still say it is alive, and how it is
+_NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
+_OVERLOADED = b'{"error": "overloaded", "detail": "the server is at capacity; retry after 1 s"}'
 
 
 def _split_host_port(value: str, default_port: str) -> tuple[str, str]:
@@ -63,10 +73,14 @@ def _exit_with_parent() -> None:
 class BufferedWSGI:
     """An RSGI application that buffers each request body, then runs a WSGI application on it."""
 
-    def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int = 1) -> None:
+    def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int = 1, max_in_flight: int = 0) -> None:
         self.wsgi_app = wsgi_app
         self.max_body_bytes = max_body_bytes
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="adsite-web") if threads > 1 else None
+        self.max_in_flight = max_in_flight  # 0: no shedding
+        # requests taken and not yet answered; only the event loop's thread changes it
+        self.in_flight = 0
+        self._shed_counter: Any = None
 
     def __rsgi_init__(self, loop: Any) -> None:
         # this is a server worker: Django code runs inline on its event loop's thread (module docstring)
@@ -101,9 +115,27 @@ class BufferedWSGI:
 
             multiprocess.mark_process_dead(os.getpid())
 
+    def _shed(self, proto: Any) -> None:
+        proto.response_bytes(503, [("content-type", "application/json"), ("retry-after", "1")], _OVERLOADED)
+        if self._shed_counter is None:
+            from adsite.ops.metrics import HTTP_REQUESTS_SHED
+
+            self._shed_counter = HTTP_REQUESTS_SHED
+        self._shed_counter.inc()
+
     async def __call__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":  # no websockets here
             return
+        if self.max_in_flight and self.in_flight >= self.max_in_flight and scope.path not in _NEVER_SHED:
+            self._shed(proto)
+            return
+        self.in_flight += 1
+        try:
+            await self._serve(scope, proto)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(self, scope: Any, proto: Any) -> None:
         declared = scope.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             proto.response_bytes(413, [("content-type", "application/json"), ("connection", "close")],
@@ -176,4 +208,5 @@ class BufferedWSGI:
 
 
 application = BufferedWSGI(get_wsgi_application(), max_body_bytes=int(settings.ADSITE_SERVER["MAX_BODY_BYTES"]),
-                           threads=int(settings.ADSITE_SERVER["THREADS"]))
+                           threads=int(settings.ADSITE_SERVER["THREADS"]),
+                           max_in_flight=int(settings.ADSITE_SERVER.get("MAX_IN_FLIGHT", 0)))

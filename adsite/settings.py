@@ -153,6 +153,9 @@ ADSITE_SERVER = {
     "MAX_BODY_BYTES": _env_int("ADSITE_MAX_BODY_BYTES", 10 * 1024 * 1024),
     # requests one web process runs at once: 1 (inline, services mode); embedded mode's one process uses 8
     "THREADS": _env_int("ADSITE_WEB_THREADS", 1),
+    # requests one web process may hold (running + waiting) before it answers new ones 503 + Retry-After at
+    # once (adsite/rsgi.py); 0 turns shedding off. Chosen from the knee measured in docs/reliability.md.
+    "MAX_IN_FLIGHT": _env_int("ADSITE_MAX_IN_FLIGHT", 32),
 }
 
 TEMPLATES = [

@@ -11,6 +11,12 @@ HTTP_REQUESTS_TOTAL = Counter(
     ["route", "status"],
 )
 
+HTTP_REQUESTS_SHED = Counter(
+    "http_requests_shed",
+    "Requests a web process answered 503 'overloaded' at once, because it already held "
+    "ADSITE_SERVER['MAX_IN_FLIGHT'] requests (adsite/rsgi.py): the site past its knee.",
+)
+
 # from 0.5 ms (a bare view) to 2.5 s; 10 ms (the ad decision budget) and 5 ms (the interests bar) are bounds, so
 # "p99 within budget" reads exactly off the buckets
 HTTP_SECONDS_BUCKETS = (

@@ -113,3 +113,41 @@ def test_site_answers_through_the_adapter() -> None:
 
     status, headers, body = _call(application, Scope("GET", "/healthz", "", [("host", "127.0.0.1")]), [])
     assert status == 200 and json.loads(body) == {"status": "ok"}
+
+
+def test_beyond_max_in_flight_requests_are_shed_503_with_retry_after_and_probes_still_answer() -> None:
+    """A worker holding MAX_IN_FLIGHT requests answers the next one at once, 503 + Retry-After, without
+    running the app; the probes still reach it; once it has caught up it serves again."""
+    echo = Echo()
+    app = BufferedWSGI(echo, max_body_bytes=1000, max_in_flight=2)
+
+    async def scenario() -> list[Proto]:
+        gate = asyncio.Event()
+
+        class Waiting(Proto):
+            def __aiter__(self) -> Any:  # a body that arrives once the gate opens: the request stays in flight
+                async def gen() -> Any:
+                    await gate.wait()
+                    yield b"x"
+                return gen()
+
+        held = [Waiting([]) for _ in range(2)]
+        tasks = [asyncio.create_task(app(Scope("POST", "/collect", "", []), proto)) for proto in held]
+        await asyncio.sleep(0)
+        assert app.in_flight == 2
+        shed, probe = Proto([b"y"]), Proto([])
+        await app(Scope("POST", "/collect", "", []), shed)
+        await app(Scope("GET", "/healthz", "", []), probe)
+        gate.set()
+        await asyncio.gather(*tasks)
+        after = Proto([b"z"])
+        await app(Scope("POST", "/collect", "", []), after)
+        return [*held, shed, probe, after]
+
+    first, second, shed, probe, after = asyncio.run(scenario())
+    assert shed.response is not None and shed.response[0] == 503
+    assert ("retry-after", "1") in shed.response[1]
+    assert json.loads(shed.response[2])["error"] == "overloaded"
+    assert probe.response is not None and probe.response[0] == 201  # the probe reached the app
+    assert [p.response[0] for p in (first, second, after) if p.response] == [201, 201, 201]
+    assert app.in_flight == 0
