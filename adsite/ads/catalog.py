@@ -8,6 +8,10 @@ itself only when there is none: the process's first, and the first after ``catal
 (a change through the admin or a service, seen at once). ``CATALOG_SECONDS = 0`` means no caching:
 every call builds (tests). Dates, budgets and caps are NOT resolved here: they change by the second
 and are checked per decision.
+
+A process that has no catalog yet while the database cannot be read (PostgreSQL down before its first
+decision) decides from an empty one, marked ``unavailable`` and not kept (the next call tries again):
+every placement gets the built-in house ad, and no visitor sees an error for it.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class Catalog:
     built_at: float
     campaigns_by_id: dict[int, CampaignView] = field(default_factory=dict)
     creatives_by_id: dict[int, CreativeView] = field(default_factory=dict)
+    unavailable: bool = False  # the database could not be read and there was no catalog to keep
 
 
 def catalog_build() -> Catalog:
@@ -175,9 +180,16 @@ def catalog_current() -> Catalog:
             if start:
                 threading.Thread(target=_refresh, args=(current,), name="ads-catalog-refresh", daemon=True).start()
         return current
+    from django.db import DatabaseError
+
     with _lock:
         if _current is None or _current is current:  # nobody built it while we waited
-            _current = catalog_build()
+            try:
+                _current = catalog_build()
+            except DatabaseError as exc:
+                logger.warning("ads.catalog_unavailable (%s): house ads until the database answers",
+                               type(exc).__name__)
+                return Catalog(campaigns=(), placement_sizes={}, built_at=time.monotonic(), unavailable=True)
         return _current
 
 

@@ -71,6 +71,12 @@ def decision_input_fast(data: object) -> dict[str, Any] | None:
 
 
 def placements_unknown(names: list[str]) -> list[str]:
-    """The names the site has no placement for (``placement_names``), in the order given (none: ``[]``)."""
-    known = placement_names()
-    return [name for name in names if name not in known]
+    """The names the site has no placement for (``placement_names``), in the order given (none: ``[]``).
+    While the catalog cannot be read (the database down before this process's first decision), none is
+    called unknown: each gets a house ad rather than the client a wrong 400."""
+    from adsite.ads.catalog import catalog_current
+
+    catalog = catalog_current()
+    if catalog.unavailable:
+        return []
+    return [name for name in names if name not in catalog.placement_sizes]

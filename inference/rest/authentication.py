@@ -6,6 +6,10 @@ for ``TOKEN_CACHE_SECONDS`` per process, so a busy client costs one query per pr
 price: a deleted token, or a deactivated user, keeps working for at most that long in each web process.
 Invalid tokens are never remembered (each one is checked against the database).
 
+While the database cannot be read, a token that was valid within ``TOKEN_STALE_GRACE_SECONDS`` keeps
+working (a client of the API is not cut off by a database outage its request may not even need); any
+other token is answered 503 ``{"error": "unavailable"}`` with ``Retry-After``, never a 500.
+
 The key is accepted as ``Authorization: Token <key>`` (DRF's form) and as ``Authorization: Bearer <key>``
 (what most HTTP clients and OpenAPI generators send); the schema lists both (``adsite/ops/openapi.py``).
 """
@@ -16,13 +20,22 @@ import threading
 import time
 from typing import Any
 
+from django.db import DatabaseError
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.request import Request
 
 TOKEN_CACHE_SECONDS = 10.0
+TOKEN_STALE_GRACE_SECONDS = 3600.0  # a remembered token serves this long past its period while the database is down
 TOKEN_CACHE_MAX = 10_000  # distinct tokens held per process before the memory is cleared
 KEYWORDS = (b"token", b"bearer")  # the Authorization header's scheme, case-insensitive (RFC 9110)
+
+
+class AuthenticationUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "credentials cannot be checked now (the database is unavailable); retry shortly"
+    default_code = "unavailable"
+    wait = 5  # DRF's exception handler sends it as Retry-After
 
 
 class CachedTokenAuthentication(TokenAuthentication):
@@ -64,7 +77,12 @@ class CachedTokenAuthentication(TokenAuthentication):
         hit = self._valid.get(key)
         if hit is not None and hit[0] > now:
             return hit[1], hit[2]
-        user, token = super().authenticate_credentials(key)  # raises AuthenticationFailed when invalid
+        try:
+            user, token = super().authenticate_credentials(key)  # raises AuthenticationFailed when invalid
+        except DatabaseError as exc:
+            if hit is not None and hit[0] + TOKEN_STALE_GRACE_SECONDS > now:
+                return hit[1], hit[2]  # valid a moment ago; the database cannot say otherwise now
+            raise AuthenticationUnavailable() from exc
         with self._lock:
             if len(self._valid) >= TOKEN_CACHE_MAX:
                 self._valid.clear()
