@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import threading
@@ -54,9 +55,11 @@ def _reads(stack: Stack, stop: threading.Event, answers: list[tuple[str, int, fl
 
 def _sample(stack: Stack, minute: int) -> dict[str, Any]:
     processes: dict[str, int] = {}
+    by_role: dict[str, int] = {}
     for proc in stack.site.processes():
         key = f"{proc.role}:{proc.pid}"
         processes[key] = rss_kib(proc.pid)
+        by_role[proc.role] = by_role.get(proc.role, 0) + processes[key]
     if stack.redis.proc is not None:
         processes[f"redis:{stack.redis.proc.pid}"] = rss_kib(stack.redis.proc.pid)
     pg_pids = [int(row[0]) for row in stack.postgres.query("SELECT pid FROM pg_stat_activity")]
@@ -77,6 +80,7 @@ def _sample(stack: Stack, minute: int) -> dict[str, Any]:
         "minute": minute,
         "rss_kib": processes,
         "rss_site_total_mib": round(sum(v for k, v in processes.items() if not k.startswith("redis")) / 1024, 1),
+        "rss_by_role_mib": {role: round(kib / 1024, 1) for role, kib in sorted(by_role.items())},
         "postgres_backends_rss_mib": round(pg_rss / 1024, 1),
         "postgres_connections": int(connections),
         "redis_clients": int(info["connected_clients"]),
@@ -87,8 +91,17 @@ def _sample(stack: Stack, minute: int) -> dict[str, Any]:
     }
 
 
-def soak(minutes: float, out: Path) -> dict[str, Any]:
-    with stack_up(TRACKING_FLUSH_SECONDS="2") as stack:
+def soak(minutes: float, out: Path, *, tracemalloc_dir: Path | None = None) -> dict[str, Any]:
+    trace_dir, python_path = "", os.environ.get("PYTHONPATH", "")
+    if tracemalloc_dir is not None:
+        # every process of the site traces its allocations (benchmarks/memtrace/sitecustomize.py)
+        tracemalloc_dir.mkdir(parents=True, exist_ok=True)
+        trace_dir = str(tracemalloc_dir.resolve())
+        memtrace = str(Path(__file__).resolve().parent / "memtrace")
+        python_path = os.pathsep.join(p for p in (memtrace, python_path) if p)
+    # a traced site starts several times slower (every allocation of the imports is recorded)
+    with stack_up(start_timeout_s=900 if trace_dir else 180, TRACKING_FLUSH_SECONDS="2",
+                  ADSITE_TRACEMALLOC_DIR=trace_dir, PYTHONPATH=python_path) as stack:
         traffic = Traffic(stack.site, "soak", senders=1, batch_size=20, pause_s=0.1)
         stop = threading.Event()
         answers: list[tuple[str, int, float]] = []
@@ -137,13 +150,16 @@ def soak(minutes: float, out: Path) -> dict[str, Any]:
 
 def _table(result: dict[str, Any]) -> str:
     lines = [
-        "| minute | site RSS MiB (all processes) | PG conns | PG backends RSS MiB | Redis clients | Redis MiB | "
-        "stream | events rows | events table MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| minute | site RSS MiB (all processes) | web workers | Celery worker + pool | beat | PG conns | "
+        "PG backends RSS MiB | Redis clients | Redis MiB | stream | events rows | events table MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in result["samples"]:
+        role = s.get("rss_by_role_mib", {})
+        worker = round(role.get("celery-worker", 0) + role.get("celery-child", 0), 1)
         lines.append(
-            f"| {s['minute']} | {s['rss_site_total_mib']} | {s['postgres_connections']} | "
+            f"| {s['minute']} | {s['rss_site_total_mib']} | {role.get('web-worker', '-')} | {worker} | "
+            f"{role.get('beat', '-')} | {s['postgres_connections']} | "
             f"{s['postgres_backends_rss_mib']} | {s['redis_clients']} | {s['redis_used_memory_mib']} | "
             f"{s['stream_length']} | {s['events_rows']} | {s['events_table_mib']} |"
         )
@@ -154,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("minutes", type=float)
     parser.add_argument("out", nargs="?", default="var/soak/last-run.json")
+    parser.add_argument("--tracemalloc", metavar="DIR", type=Path, default=None,
+                        help="trace allocations in every site process; per-process reports each minute in DIR")
     args = parser.parse_args(argv)
-    result = soak(args.minutes, Path(args.out))
+    result = soak(args.minutes, Path(args.out), tracemalloc_dir=args.tracemalloc)
     print(_table(result))
     print(json.dumps({"events": result["events"], "writes": result["writes"], "reads": result["reads"]}, indent=2))
     lost = result["events"]["lost"] + result["events"]["duplicated"]

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -258,6 +259,7 @@ class Site:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None  # the session's leader (serve.sh, then supervisord)
         self.token = ""
+        self._staff_cookie = ""
 
     def manage(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True,
@@ -277,9 +279,9 @@ class Site:
     def roles(self) -> list[str]:
         return [r for r in self.env.get("ADSITE_ROLES", "web,worker,beat").split(",") if r]
 
-    def start(self) -> None:
+    def start(self, *, timeout: float = 180) -> None:
         self.launch()
-        self.wait_started()
+        self.wait_started(timeout)
 
     def launch(self) -> None:
         """Start ``scripts/serve.sh`` in a session of its own (``wait_started`` waits for its roles)."""
@@ -348,6 +350,51 @@ class Site:
     def get(self, path: str, timeout: float = 15.0) -> tuple[int, bytes]:
         status, body, _headers = self.request("GET", path, timeout=timeout)
         return status, body
+
+    def staff_cookie(self) -> str:
+        """A staff session's ``Cookie`` header for the dashboard: a superuser ``ops`` is made once and
+        logs in through the login form, as an operator does."""
+        import re
+
+        if getattr(self, "_staff_cookie", ""):
+            return self._staff_cookie
+        password = uuid.uuid4().hex
+        done = subprocess.run([sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "ops",
+                               "--email", "ops@example.org"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**self.env, "DJANGO_SUPERUSER_PASSWORD": password})
+        if done.returncode != 0:
+            raise RuntimeError(f"createsuperuser failed: {done.stderr[-2000:]}")
+
+        def cookies(response: http.client.HTTPResponse) -> dict[str, str]:
+            found = {}
+            for name, value in response.getheaders():
+                if name.lower() == "set-cookie":
+                    key, _, rest = value.partition("=")
+                    found[key.strip()] = rest.split(";", 1)[0]
+            return found
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", "/dashboard/login/")
+            response = conn.getresponse()
+            page = response.read().decode()
+            jar = cookies(response)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+            assert token, "no CSRF token on the login page"
+            form = urllib.parse.urlencode({"username": "ops", "password": password, "next": "/dashboard/",
+                                           "csrfmiddlewaretoken": token.group(1)})
+            conn.request("POST", "/dashboard/login/", body=form, headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": "; ".join(f"{k}={v}" for k, v in jar.items()),
+                "Referer": f"http://127.0.0.1:{self.port}/dashboard/login/"})
+            response = conn.getresponse()
+            response.read()
+            jar.update(cookies(response))
+        finally:
+            conn.close()
+        assert "sessionid" in jar, f"staff login failed ({response.status})"
+        self._staff_cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
+        return self._staff_cookie
 
     def log_since(self, offset: int) -> str:
         with open(self.log_path, "rb") as log:
@@ -507,6 +554,164 @@ class Traffic:
         }
 
 
+@dataclass
+class AdTraffic:
+    """The ads side of the traffic: ad decisions for known visitors (``/api/v1/ads/decisions``, token),
+    then, as the visitor each ad was served to (its identity cookie), the viewable-impression beacon of
+    every ad served and a click on some of them (a few clicked twice: a double click is a replay, never
+    billed twice). Visitors are ``ad-<tag>-NNN``, so the clicks this traffic made are counted by id."""
+
+    site: Site
+    tag: str
+    visitors: int = 300
+    click_share: float = 0.3
+    double_click_share: float = 0.2
+    pause_s: float = 0.05
+    placements: tuple[str, ...] = ("leaderboard", "sidebar")
+    answers: list[Answer] = field(default_factory=list)
+    seen: dict[int, int] = field(default_factory=dict)  # campaign id -> ads this traffic was shown
+    decisions_unanswered: int = 0
+    clicks: int = 0  # distinct ads clicked
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _get(self, url: str, user: str) -> None:
+        path = urllib.parse.urlsplit(url)
+        target = path.path + (f"?{path.query}" if path.query else "")
+        started = time.monotonic()
+        try:
+            status, _b, _h = self.site.request("GET", target, headers={"User-Agent": UA, "Cookie": f"adsite_uid={user}"})
+        except OSError:
+            status = 0
+        with self._lock:
+            self.answers.append(Answer(started, path.path[:3], status, time.monotonic() - started))
+
+    def _run(self) -> None:
+        auth = {"Authorization": f"Token {self.site.token}", "Content-Type": "application/json", "User-Agent": UA}
+        rng = random.Random(f"ads-{self.tag}")
+        n = 0
+        while not self._stop.is_set():
+            user = f"ad-{self.tag}-{n % self.visitors:03d}"
+            n += 1
+            body = json.dumps({"user_id": user, "placements": list(self.placements)}).encode()
+            started = time.monotonic()
+            try:
+                status, raw, _h = self.site.request("POST", "/api/v1/ads/decisions", body, auth)
+            except OSError:
+                status, raw = 0, b""
+            with self._lock:
+                self.answers.append(Answer(started, "/api/v1/ads/decisions", status, time.monotonic() - started))
+            if status != 200:
+                self.decisions_unanswered += 1
+                time.sleep(0.5)
+                continue
+            for placement in json.loads(raw)["placements"]:
+                creative = placement.get("creative")
+                if creative is None:
+                    continue  # the site's built-in house ad: nobody's inventory, nothing counted
+                with self._lock:
+                    self.seen[int(creative["campaign_id"])] = self.seen.get(int(creative["campaign_id"]), 0) + 1
+                self._get(placement["impression_url"], user)
+                if rng.random() < self.click_share:
+                    self.clicks += 1
+                    self._get(placement["click_url"], user)
+                    if rng.random() < self.double_click_share:
+                        self._get(placement["click_url"], user)
+            time.sleep(self.pause_s)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def window(self, start: float, end: float) -> list[Answer]:
+        return [a for a in self.answers if start <= a.at < end]
+
+
+def money_counters(redis_server: RedisServer, prefix: str = "ads:") -> dict[int, dict[str, int]]:
+    """campaign id -> the ledger's counters: the hourly report's (``served``, ``imp_billed``,
+    ``clk_billed``, ``spend``: what ``manage.py ads_report`` invoices from, summed over the hours kept)
+    and ``budget_spend``, the total spend the budget check reads (``<prefix>spend``, ``t:<id>``)."""
+    client = redis_server.client()
+    try:
+        out: dict[int, dict[str, int]] = {}
+        for key in client.scan_iter(match=f"{prefix}report:*", count=1000):
+            for name, value in client.hgetall(key).items():
+                campaign, _, metric = name.decode().partition(":")
+                if campaign.isdigit():
+                    row = out.setdefault(int(campaign), {})
+                    row[metric] = row.get(metric, 0) + int(value)
+        for name, value in client.hgetall(f"{prefix}spend").items():
+            kind, _, campaign = name.decode().partition(":")
+            if kind == "t" and campaign.isdigit():
+                out.setdefault(int(campaign), {})["budget_spend"] = int(value)
+        return out
+    finally:
+        client.close()
+
+
+def money_reconcile(
+    cluster: PostgresCluster, ads: AdTraffic, before: dict[int, dict[str, int]], after: dict[int, dict[str, int]]
+) -> dict[str, Any]:
+    """What the ads traffic moved, counted three ways that must agree to the micro: the report's spend
+    against its billed impressions and clicks at each campaign's price, the budget's spend against the
+    report's, and the clicks billed against the click rows (``ads_adclick``) of this traffic's visitors."""
+    from decimal import Decimal
+
+    prices = {
+        int(cid): (int(Decimal(bid) * 1_000_000) // 1000 if pricing == "cpm" else 0,
+                   int(Decimal(bid) * 1_000_000) if pricing == "cpc" else 0)
+        for cid, pricing, bid in cluster.query("SELECT id, pricing, bid::text FROM ads_campaign")
+    }
+
+    def delta(campaign: int, metric: str) -> int:
+        return after.get(campaign, {}).get(metric, 0) - before.get(campaign, {}).get(metric, 0)
+
+    campaigns = sorted(set(after) | set(before))
+    spend_mismatch = {}
+    budget_mismatch = {}
+    for c in campaigns:
+        impression_price, click_price = prices.get(c, (0, 0))
+        expected = delta(c, "imp_billed") * impression_price + delta(c, "clk_billed") * click_price
+        if delta(c, "spend") != expected:
+            spend_mismatch[c] = {"spend": delta(c, "spend"), "billed_at_price": expected}
+        if delta(c, "budget_spend") != delta(c, "spend"):
+            budget_mismatch[c] = {"budget_spend": delta(c, "budget_spend"), "report_spend": delta(c, "spend")}
+    rows = cluster.query(
+        "SELECT token_id, outcome, price_micros, campaign_id FROM ads_adclick WHERE user_id LIKE %s",
+        (f"ad-{ads.tag}-%",),
+    )
+    billed_rows = [row for row in rows if row[1] == "billed"]
+    billed_tokens = [row[0] for row in billed_rows]
+    served = sum(delta(c, "served") for c in campaigns)
+    return {
+        "decisions": sum(1 for a in ads.answers if a.path == "/api/v1/ads/decisions"),
+        "decisions_not_200": ads.decisions_unanswered,
+        "ads_seen": sum(ads.seen.values()),
+        "impressions_served": served,
+        "impressions_billed": sum(delta(c, "imp_billed") for c in campaigns),
+        "clicks": ads.clicks,
+        "click_requests": sum(1 for a in ads.answers if a.path == "/c/"),
+        "click_rows": len(rows),
+        "clicks_billed": sum(delta(c, "clk_billed") for c in campaigns),
+        "click_rows_billed": len(billed_rows),
+        "tokens_billed_twice": len(billed_tokens) - len(set(billed_tokens)),
+        "click_rows_billed_micros": sum(int(row[2]) for row in billed_rows),
+        "clicks_billed_micros": sum(delta(c, "clk_billed") * prices.get(c, (0, 0))[1] for c in campaigns),
+        "spend_micros": sum(delta(c, "spend") for c in campaigns),
+        "spend_mismatch": spend_mismatch,
+        "budget_mismatch": budget_mismatch,
+        "ads_5xx": sum(1 for a in ads.answers if a.status >= 500),
+        "ads_no_answer": sum(1 for a in ads.answers if a.status == 0),
+    }
+
+
 def latency_summary(answers: Sequence[Answer]) -> dict[str, Any]:
     if not answers:
         return {"requests": 0}
@@ -544,7 +749,7 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack_up(*, keep: bool = False, **site_env: str) -> Iterator[Stack]:
+def stack_up(*, keep: bool = False, start_timeout_s: float = 180, **site_env: str) -> Iterator[Stack]:
     """Redis (AOF), a PostgreSQL cluster and the site on top, all of their own; torn down at the end
     (the temporary directory too, unless ``keep``)."""
     started = time.monotonic()
@@ -557,7 +762,7 @@ def stack_up(*, keep: bool = False, **site_env: str) -> Iterator[Stack]:
         redis_server.start()
         postgres.init()
         site.prepare()
-        site.start()
+        site.start(timeout=start_timeout_s)
         yield Stack(base, redis_server, postgres, site, time.monotonic() - started)
     finally:
         site.stop()

@@ -57,11 +57,11 @@ class EmbeddedSite(Site):
         self.manage("migrate", "--noinput", "-v", "0")
         self.token = self.manage("create_api_token", "faults").stdout.strip().split()[-1]
 
-    def start(self) -> None:
+    def start(self, *, timeout: float = 180) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["bash", "scripts/serve.sh"], cwd=ROOT, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self.get("/healthz")[0] == 200, timeout=180, what="embedded site start", every=0.5)
+        wait_for(lambda: self.get("/healthz")[0] == 200, timeout=timeout, what="embedded site start", every=0.5)
 
 
 def _fill(path: Path) -> int:

@@ -21,7 +21,16 @@ from typing import Any
 
 import pytest
 
-from benchmarks.stack import Stack, Traffic, latency_summary, stream_drained, wait_for
+from benchmarks.stack import (
+    AdTraffic,
+    Stack,
+    Traffic,
+    latency_summary,
+    money_counters,
+    money_reconcile,
+    stream_drained,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.faults]
 
@@ -42,8 +51,11 @@ def _scenario(
     before_s: float = 3.0, after_s: float = 4.0, senders: int = 2,
 ) -> tuple[Traffic, dict[str, Any]]:
     traffic = Traffic(stack.site, tag, senders=senders)
+    ads = AdTraffic(stack.site, tag)
     log_start = stack.site.log_offset()
+    money_before = money_counters(stack.redis)
     traffic.start()
+    ads.start()
     time.sleep(before_s)
     fault_at = time.monotonic()
     fault()
@@ -51,8 +63,11 @@ def _scenario(
     recover()
     recovered_at = time.monotonic()
     time.sleep(after_s)
+    ads.stop()
     traffic.stop()
     figures = _drain_and_count(stack, traffic)
+    figures["money"] = money_reconcile(stack.postgres, ads, money_before, money_counters(stack.redis))
+    figures["ads_during"] = latency_summary(ads.window(fault_at, recovered_at))
     log = stack.site.log_since(log_start)
     figures.update(
         fault_s=round(recovered_at - fault_at, 1),
@@ -76,6 +91,22 @@ def _assert_ledger_closes(figures: dict[str, Any]) -> None:
     assert figures["no_answer"] == 0, figures  # no request hung past the client's 15 s
 
 
+def _assert_money_closes(figures: dict[str, Any]) -> None:
+    """Every micro of spend is a billed impression or click at its campaign's price, the budget's spend is
+    the report's, each billed click has its row (and its price) and no token is billed twice."""
+    money = figures["money"]
+    assert money["ads_seen"] > 0, money  # the traffic did reach paid ads
+    assert money["spend_mismatch"] == {}, money
+    assert money["budget_mismatch"] == {}, money
+    assert money["clicks_billed"] == money["click_rows_billed"], money
+    assert money["clicks_billed_micros"] == money["click_rows_billed_micros"], money
+    assert money["tokens_billed_twice"] == 0, money
+    # every ad shown was counted served; a decision whose answer never arrived may be counted unseen
+    assert money["ads_seen"] <= money["impressions_served"], money
+    assert money["impressions_served"] - money["ads_seen"] <= 2 * money["ads_no_answer"], money
+    assert money["ads_no_answer"] == 0, money
+
+
 def test_redis_killed_mid_ingestion_and_restarted_with_aof_loses_and_doubles_nothing(
     stack: Stack, record: Any
 ) -> None:
@@ -92,6 +123,7 @@ def test_redis_killed_mid_ingestion_and_restarted_with_aof_loses_and_doubles_not
     figures["recovery_s"] = round(readiness[0], 1)
     record("redis_sigkill_aof", figures)
     _assert_ledger_closes(figures)
+    _assert_money_closes(figures)
     assert figures["http_5xx"] == 0, figures  # write-through to PostgreSQL while Redis is gone
 
 
@@ -118,6 +150,7 @@ def test_redis_blackholed_answers_within_a_timeout_and_loses_nothing(stack: Stac
     figures["readyz_during"] = {"calls": len(readyz), "worst_ms": round(max(readyz, default=0) * 1000, 1)}
     record("redis_sigstop_blackhole", figures)
     _assert_ledger_closes(figures)
+    _assert_money_closes(figures)
     assert figures["http_5xx"] == 0, figures
 
 
@@ -129,6 +162,7 @@ def test_postgres_stopped_during_ingestion_buffers_then_drains(stack: Stack, rec
     )
     record("postgres_stopped", figures)
     _assert_ledger_closes(figures)
+    _assert_money_closes(figures)
     five_xx_not_503 = figures["http_5xx"] - figures["http_503"]
     assert five_xx_not_503 == 0, figures  # only the documented 503 that the sender retries
 
@@ -266,3 +300,278 @@ def test_a_poison_entry_is_parked_in_quarantine_and_blocks_nothing(stack: Stack,
     record("poison_entry", figures)
     _assert_ledger_closes(figures)
     assert figures["parked_log_lines"] == 1
+
+
+def _interests(stack: Stack, user: str) -> tuple[int, str, str, str]:
+    """(status, served_by, model_version, fallback_reason) of one interests request."""
+    status, body, _h = stack.site.request(
+        "GET", f"/api/v1/users/{user}/interests?top=3", headers={"Authorization": f"Token {stack.site.token}"}
+    )
+    data = json.loads(body) if status == 200 else {}
+    return (status, str(data.get("served_by", "")), str(data.get("model_version", "")),
+            str(data.get("fallback_reason") or ""))
+
+
+def _active_version(stack: Stack, algorithm: str) -> str:
+    rows = stack.postgres.query(
+        "SELECT version FROM inference_registry_modelversion WHERE algorithm = %s AND status = 'active'", (algorithm,)
+    )
+    return str(rows[0][0]) if rows else ""
+
+
+def _history_send(stack: Stack, *, users: int = 20, per_user: int = 120) -> None:
+    """A history to train on, server to server: each of ``users`` visitors (``f-train-NN``) reads mostly one
+    category over the past ten days (a model needs each visitor's next events after a point to learn from)."""
+    rng = random.Random(15)
+    categories = ("technology", "sports", "travel", "food-drink")
+    now_ms = int(time.time() * 1000)
+    events: list[dict[str, Any]] = []
+    for u in range(users):
+        favourite = categories[u % len(categories)]
+        for i in range(per_user):
+            category = favourite if rng.random() < 0.7 else rng.choice(categories)
+            events.append({"event_id": str(uuid.uuid4()), "type": "page_view", "user_id": f"f-train-{u:02d}",
+                           "session_id": f"s-{u}-{i // 10}", "ts": now_ms - (per_user - i) * 2 * 3600 * 1000,
+                           "url": f"https://example.org/{category}/{i}", "item_id": f"{category}-{i % 15}",
+                           "categories": [category]})
+    events.sort(key=lambda e: int(e["ts"]))
+    headers = {"Content-Type": "application/json", "Authorization": f"Token {stack.site.token}"}
+    for start in range(0, len(events), 400):
+        status, body, _h = stack.site.request(
+            "POST", "/api/v1/events", json.dumps({"events": events[start:start + 400]}).encode(), headers)
+        assert status == 202, (status, body[:300])
+
+
+def _gbdt_serving(stack: Stack, user: str) -> str:
+    """An active gbdt version that the web serves to ``user`` (events sent and a training run first, when
+    there is none yet); its version."""
+    active = _active_version(stack, "gbdt")
+    if not active:
+        _history_send(stack)
+        wait_for(lambda: stream_drained(stack.redis), timeout=120, what="event buffer drained")
+        stack.site.manage("train", "--algorithm", "gbdt", "--activate", "always", timeout=900)
+        active = _active_version(stack, "gbdt")
+    assert active, "the training activated nothing"
+    wait_for(lambda: _interests(stack, user)[1:3] == ("gbdt", active), timeout=60, what="web serves the active gbdt")
+    return active
+
+
+def test_celery_worker_killed_mid_training_leaves_the_active_model_serving(stack: Stack, record: Any) -> None:
+    """SIGKILL of the pool process while it trains: the web keeps answering with the active version, the
+    registry records the run as failed (the dashboard's models page says so, and why) and its lock is freed,
+    so the next scheduled run is not skipped."""
+    site = stack.site
+    user = "f-train-00"
+    active = _gbdt_serving(stack, user)
+    versions_before = stack.postgres.query("SELECT count(*) FROM inference_registry_modelversion")[0][0]
+    last_run = stack.postgres.query("SELECT coalesce(max(id), 0) FROM inference_registry_trainingrun")[0][0]
+
+    answers: list[tuple[float, int, str, str, str]] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            answers.append((time.monotonic(), *_interests(stack, user)))
+            time.sleep(0.1)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    site.manage("shell", "-c", "from inference.api import training_start; "
+                "print(training_start(algorithm='gbdt', activate='always'))")
+
+    def running_run() -> tuple[int, str, float] | None:
+        rows = stack.postgres.query(
+            "SELECT id, stage, percent FROM inference_registry_trainingrun WHERE id > %s AND status = 'running'",
+            (last_run,),
+        )
+        return (int(rows[0][0]), str(rows[0][1]), float(rows[0][2])) if rows and rows[0][1] == "train" else None
+
+    wait_for(lambda: running_run() is not None, timeout=300, what="the enqueued training reaches its train stage",
+             every=0.02)
+    run_id, stage, percent = running_run() or (0, "", 0.0)
+    for child in site.processes("celery-child"):
+        os.kill(child.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    cookie = site.staff_cookie()
+
+    def dashboard_run() -> dict[str, Any]:
+        status, body, _h = site.request("GET", f"/dashboard/models/training.json?id={run_id}", headers={"Cookie": cookie})
+        assert status == 200, (status, body[:200])
+        return dict(json.loads(body)["run"])
+
+    failed_in = wait_for(lambda: dashboard_run()["status"] == "failed", timeout=120,
+                         what="the dashboard shows the killed run failed")
+    shown = dashboard_run()
+    _status, page, _h = site.request("GET", "/dashboard/models/", headers={"Cookie": cookie})
+    time.sleep(3)  # the active model goes on serving after the kill
+    stop.set()
+    reader.join(timeout=30)
+    client = stack.redis.client()
+    try:
+        lock_held = bool(client.keys("*inference:training:lock"))
+    finally:
+        client.close()
+    before = [a for a in answers if a[0] < killed_at]
+    during = [a for a in answers if a[0] >= killed_at]
+
+    def served(window: list[tuple[float, int, str, str, str]]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for a in window:
+            key = f"{a[2]}:{a[3]}" + (f" ({a[4]})" if a[4] else "")
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    figures = {
+        "run_id": run_id,
+        "killed_at_stage": f"{stage} {percent:.0f}%",
+        "dashboard_failed_after_s": round(failed_in, 1),
+        "dashboard_error": str(shown.get("error", ""))[:300],
+        "interests_requests": len(answers),
+        "interests_after_kill": len(during),
+        "interests_statuses": sorted({a[1] for a in answers}),
+        "served_before_kill": served(before),
+        "served_after_kill": served(during),
+        "active_before": active,
+        "active_after": _active_version(stack, "gbdt"),
+        "versions_registered_by_killed_run": stack.postgres.query(
+            "SELECT count(*) FROM inference_registry_modelversion")[0][0] - versions_before,
+        "lock_held_after": lock_held,
+    }
+    record("celery_worker_sigkill_mid_training", figures)
+    assert figures["interests_statuses"] == [200], figures
+    assert len(during) >= 10, figures
+    # the active version answered after the kill as before it; no other gbdt version ever answered (nothing
+    # half-written was loaded), and the kill added no kind of fallback (a busy host's time-outs aside)
+    assert any(k.startswith(f"gbdt:{active}") for k in figures["served_after_kill"]), figures
+    assert not [a for a in answers if a[2] == "gbdt" and a[3] != active], figures
+    reasons_before = {a[4] for a in before}
+    assert {a[4] for a in during} <= reasons_before | {"", "timeout", "over_budget"}, figures
+    assert figures["active_after"] == active, figures
+    assert figures["versions_registered_by_killed_run"] == 0, figures
+    assert "abandoned" in figures["dashboard_error"] and "no longer exists" in figures["dashboard_error"], figures
+    assert b"abandoned" in page, "the models page does not say why the run failed"
+    assert not lock_held, figures  # the next scheduled run will not be skipped
+    wait_for(lambda: len(site.processes("celery-child")) >= 1, timeout=60, what="pool process replaced")
+
+
+def _readyz(stack: Stack) -> tuple[int, dict[str, Any]]:
+    status, body = stack.site.get("/readyz")
+    return status, dict(json.loads(body)["checks"]["models"])
+
+
+def _readyz_settled(stack: Stack, check: Callable[[int, dict[str, Any]], bool], what: str) -> float:
+    """Wait until ``check`` holds for 4 /readyz answers in a row (each may come from either web process)."""
+    return wait_for(lambda: all(check(*_readyz(stack)) for _ in range(4)), timeout=90, what=what, every=0.3)
+
+
+def test_corrupt_or_missing_model_artifact_at_hot_reload_and_start_up_falls_back_and_readyz_says_so(
+    stack: Stack, record: Any
+) -> None:
+    """Hot reload: the registry activates a version whose files are garbage, then one whose directory is
+    gone; each web process keeps serving the version it holds and /readyz names the model. Start-up (the
+    web processes killed and respawned while the registry's version is corrupt, then missing): the chain
+    falls back past gbdt, /readyz says degraded. Then a good version again: all clear. No visitor sees a 5xx."""
+    import shutil
+
+    site = stack.site
+    user = "f-train-00"
+    good = _gbdt_serving(stack, user)
+    artifact = stack.postgres.query(
+        "SELECT artifact_path FROM inference_registry_modelversion WHERE version = %s", (good,))[0][0]
+    models = site.var / "models"
+    corrupt, missing = f"{good}-corrupt", f"{good}-missing"
+    shutil.copytree(models / artifact, models / corrupt)
+    for path in (models / corrupt).rglob("*"):
+        if path.is_file():
+            path.write_bytes(os.urandom(max(64, path.stat().st_size)))
+    site.manage("shell", "-c", "from inference.registry.services import model_version_register as r; "
+                f"r(algorithm='gbdt', version='{corrupt}', artifact_path='{corrupt}'); "
+                f"r(algorithm='gbdt', version='{missing}', artifact_path='{missing}')")
+
+    answers: list[tuple[float, str, int, str]] = []
+    stop = threading.Event()
+
+    def visit() -> None:
+        auth = {"Authorization": f"Token {site.token}", "Content-Type": "application/json"}
+        decision = json.dumps({"user_id": user, "placements": ["leaderboard"]}).encode()
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                status, served, _v, reason = _interests(stack, user)
+                answers.append((started, "interests", status, f"{served}:{reason}"))
+                status, _b, _h = site.request("POST", "/api/v1/ads/decisions", decision, auth)
+                answers.append((started, "decisions", status, ""))
+            except OSError:
+                answers.append((started, "error", 0, ""))
+            time.sleep(0.1)
+
+    visitor = threading.Thread(target=visit, daemon=True)
+    visitor.start()
+    figures: dict[str, Any] = {"good_version": good}
+
+    def degraded_naming_gbdt(status: int, models_check: dict[str, Any]) -> bool:
+        return status == 503 and not models_check["ok"] and "gbdt" in models_check["load_errors"]
+
+    def phase(name: str, started: float) -> None:
+        window = [a for a in answers if a[0] >= started]
+        figures[name] = {
+            "requests": len(window),
+            "statuses": sorted({a[2] for a in window}),
+            "interests_served": sorted({a[3] for a in window if a[1] == "interests"}),
+            "readyz": _readyz(stack)[1],
+        }
+
+    kills: list[int] = []
+
+    def respawn_web() -> float:
+        """Kill the web processes one at a time (the other answers meanwhile); granian starts new ones, which
+        load the registry's versions at start-up."""
+        started = time.monotonic()
+        for old in [p.pid for p in site.processes("web-worker")]:
+            before = {p.pid for p in site.processes("web-worker")}
+            os.kill(old, signal.SIGKILL)
+            kills.append(old)
+            wait_for(lambda seen=before: len({p.pid for p in site.processes("web-worker")} - seen) >= 1  # type: ignore[misc]
+                     and site.get("/healthz")[0] == 200, timeout=300, what="web process respawned")
+            time.sleep(1)  # the new process loads its models before it takes traffic
+        return time.monotonic() - started
+
+    for bad in (corrupt, missing):  # hot reload
+        started = time.monotonic()
+        site.manage("models", "activate", bad)
+        figures[f"hot_reload_{bad.rsplit('-', 1)[1]}_readyz_after_s"] = round(
+            _readyz_settled(stack, degraded_naming_gbdt, f"/readyz names gbdt after activating {bad}"), 1)
+        time.sleep(2)
+        phase(f"hot_reload_{bad.rsplit('-', 1)[1]}", started)
+        # each process serves on the version it holds
+        assert all(_readyz(stack)[1]["loaded"].get("gbdt") == good for _ in range(4)), figures
+    for bad in (corrupt, missing):  # start-up
+        site.manage("models", "activate", bad)
+        figures[f"start_up_{bad.rsplit('-', 1)[1]}_respawn_s"] = round(respawn_web(), 1)
+        _readyz_settled(stack, lambda status, check: degraded_naming_gbdt(status, check) and "gbdt" not in
+                        check["loaded"], f"/readyz at start-up with {bad}")
+        started = time.monotonic()  # both new processes started with the registry's broken version
+        time.sleep(3)
+        phase(f"start_up_{bad.rsplit('-', 1)[1]}", started)
+        window = figures[f"start_up_{bad.rsplit('-', 1)[1]}"]["interests_served"]
+        assert window and not [k for k in window if k.startswith("gbdt:")], figures  # the chain fell back
+    started = time.monotonic()
+    site.manage("models", "activate", good)  # a loadable version again: every process takes it
+    figures["recovered_readyz_after_s"] = round(_readyz_settled(
+        stack, lambda status, check: status == 200 and check["loaded"].get("gbdt") == good,
+        "/readyz ok once a good version is active"), 1)
+    stop.set()
+    visitor.join(timeout=30)
+    phase("recovered", started)
+    figures["requests"] = len(answers)
+    figures["http_5xx"] = sum(1 for a in answers if a[2] >= 500)
+    figures["no_answer"] = sum(1 for a in answers if a[2] == 0)
+    record("model_artifact_corrupt_or_missing", figures)
+    shutil.rmtree(models / corrupt, ignore_errors=True)
+    figures["web_processes_killed"] = len(kills)
+    assert figures["http_5xx"] == 0, figures
+    # a killed web process resets the one connection it was answering; the other process answers the rest
+    assert figures["no_answer"] <= len(kills), figures
+    for name in ("hot_reload_corrupt", "hot_reload_missing"):  # the held version served on
+        assert "gbdt:" in figures[name]["interests_served"], figures
