@@ -105,6 +105,7 @@ def _assert_money_closes(figures: dict[str, Any]) -> None:
     assert money["ads_seen"] <= money["impressions_served"], money
     assert money["impressions_served"] - money["ads_seen"] <= 2 * money["ads_no_answer"], money
     assert money["ads_no_answer"] == 0, money
+    assert money["ads_5xx"] == 0, money  # decisions, beacons and clicks: no visitor sees a 5xx
 
 
 def test_redis_killed_mid_ingestion_and_restarted_with_aof_loses_and_doubles_nothing(
