@@ -160,3 +160,33 @@ def test_query_count_is_bounded_and_independent_of_data_size(
     ingest([make_event(item_id=f"more{i}") for i in range(50)])
     with django_assert_max_num_queries(20):
         assert staff_client.get(url).status_code == 200
+
+
+def test_models_page_shows_where_each_version_was_trained(staff_client):
+    """The registry keeps the engine facts of a run (manage.py train --engine dask --json's form)."""
+    from inference.registry import services as registry
+
+    registry.model_version_register(
+        algorithm="neural",
+        version="neural-dask",
+        artifact_path="n",
+        metrics={
+            "engine": {
+                "engine": "dask",
+                "workers": 2,
+                "partitions": 8,
+                "training_set": {"rows": 12345, "seconds": 41.2},
+                "neural": {"engine": "torch.distributed", "world_size": 2, "seconds": 95.04},
+            }
+        },
+    )
+    registry.model_version_register(
+        algorithm="gbdt",
+        version="gbdt-local",
+        artifact_path="g",
+        metrics={"engine": {"engine": "local", "training_set": {"rows": 900, "seconds": 3.0},
+                            "gbdt": {"engine": "lightgbm", "workers": 1, "seconds": 7.5}}},
+    )
+    html = staff_client.get("/dashboard/models/").content.decode()
+    assert "dask: 2 workers, 8 partitions; training set 12,345 rows in 41.2 s; torch.distributed x2 95.0 s" in html
+    assert "local; training set 900 rows in 3.0 s; lightgbm x1 7.5 s" in html

@@ -38,6 +38,27 @@ class ModelRow(ModelVersionInfo):
     best_baseline_metrics: dict[str, float | None]
     test_users: int | None
     decision: str
+    # where it was trained (the registry's engine facts), e.g. "dask: 2 workers, 8 partitions; ..."
+    engine: str = ""
+
+
+def _engine_summary(algorithm: str, facts: dict[str, Any] | None) -> str:
+    """One line from a version's engine facts (``metrics["engine"]``); "" for versions without them."""
+    if not facts:
+        return ""
+    parts = [str(facts.get("engine") or "local")]
+    if facts.get("engine") == "dask":
+        parts[0] += f": {facts.get('workers')} workers, {facts.get('partitions')} partitions"
+    built = facts.get("training_set") or {}
+    if built.get("rows") is not None:
+        parts.append(f"training set {built['rows']:,} rows in {float(built.get('seconds') or 0):.1f} s")
+    own = facts.get(algorithm) or {}
+    if own.get("engine"):
+        size = own.get("world_size") or own.get("workers")
+        parts.append(
+            f"{own['engine']}" + (f" x{size}" if size else "") + f" {float(own.get('seconds') or 0):.1f} s"
+        )
+    return "; ".join(parts)
 
 
 def _metrics_of(result: dict[str, Any] | None) -> dict[str, float | None]:
@@ -62,6 +83,7 @@ def model_row(row: ModelVersionInfo) -> ModelRow:
         best_baseline_metrics=baselines.get(best, {}) if best else {},
         test_users=(metrics.get("slice") or {}).get("test_users"),
         decision=str(metrics.get("decision") or ""),
+        engine=_engine_summary(row.algorithm, metrics.get("engine")),
     )
 
 
