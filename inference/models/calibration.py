@@ -49,6 +49,9 @@ class Calibration:
     a: float = 1.0
     b: float = 0.0
     horizon: int = 10
+    # horizon_share: categories per interest event (a movie has several genres: a genre's chance per
+    # event is its share of the category counts times this)
+    per_event: float = 1.0
     input: str = "raw"  # "raw" or "log_softmax" (over one user's candidates)
 
     def probabilities(self, raw: np.ndarray) -> np.ndarray:
@@ -58,7 +61,7 @@ class Calibration:
         if self.method == "platt":
             return 1.0 / (1.0 + np.exp(-np.clip(self.a * raw + self.b, -30.0, 30.0)))
         if self.method == "horizon_share":
-            share = np.clip(raw, 0.0, 1.0)
+            share = np.clip(raw * self.per_event, 0.0, 1.0)
             return 1.0 - (1.0 - share) ** self.horizon
         raise ValueError(f"unknown calibration method {self.method!r}")
 
@@ -83,7 +86,7 @@ class Calibration:
     def as_dict(self) -> dict[str, Any]:
         if self.method == "platt":
             return {"method": "platt", "a": self.a, "b": self.b, "input": self.input}
-        return {"method": self.method, "horizon": self.horizon}
+        return {"method": self.method, "horizon": self.horizon, "per_event": self.per_event}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Calibration | None:
@@ -94,7 +97,9 @@ class Calibration:
         if method == "platt":
             return cls("platt", a=float(data["a"]), b=float(data["b"]), input=str(data.get("input", "raw")))
         if method == "horizon_share":
-            return cls("horizon_share", horizon=int(data.get("horizon", 10)))
+            return cls(
+                "horizon_share", horizon=int(data.get("horizon", 10)), per_event=float(data.get("per_event", 1.0))
+            )
         raise ValueError(f"unknown calibration method {method!r}")
 
 

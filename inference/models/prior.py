@@ -43,8 +43,12 @@ class PriorModel(PairModel):
         *,
         categories: Sequence[str] | None = None,
         shrinkage: float = 5.0,
+        per_event: float = 1.0,
     ) -> Self:
+        """``per_event``: the categories of an average event (the calibration reads a share times it as
+        the category's chance per event)."""
         return cls(
+            calibration=Calibration("horizon_share", horizon=10, per_event=max(1.0, float(per_event))),
             categories=list(categories)
             if categories is not None
             else sorted(popularity, key=lambda c: -popularity[c]),
@@ -72,8 +76,13 @@ def prior_train(
 ) -> PriorModel:
     """The prior from the population counts of ``events`` (each category of an event counts once)."""
     counts: dict[str, float] = dict.fromkeys(categories, 0.0)
+    with_categories = 0
     for event in events:
+        found = False
         for category in event.categories:
             if category in counts:
                 counts[category] += 1.0
-    return PriorModel.from_population(counts, categories=categories, shrinkage=shrinkage)
+                found = True
+        with_categories += found
+    per_event = sum(counts.values()) / with_categories if with_categories else 1.0
+    return PriorModel.from_population(counts, categories=categories, shrinkage=shrinkage, per_event=per_event)

@@ -132,7 +132,10 @@ class PriorAdapter:
         if self._prior is None or grown or (stale and population is not None and population is not self._built_from):
             with self._lock:
                 counts = dict(population.counts) if population is not None else {}
-                self._prior = PriorModel.from_population(counts)
+                events = float(getattr(population, "events", 0.0) or 0.0)
+                # categories per interest event: what the probabilities read a share as (``calibration``)
+                per_event = float(getattr(population, "total", 0.0) or 0.0) / events if events > 0 else 1.0
+                self._prior = PriorModel.from_population(counts, per_event=per_event)
                 self._built_at, self._built_from = time.monotonic(), population
         return self._prior
 

@@ -76,3 +76,18 @@ def test_the_calibration_is_saved_with_the_model_version(algorithm, tmp_path):
     again = loaded.predict(features, population, now=features.now, top=3)
     assert again.probabilities == pytest.approx(served.probabilities)
     assert len(served.probabilities) == len(served) == 3
+
+
+def test_the_prior_reads_a_share_with_the_categories_of_an_average_event():
+    """Every event holds two categories: each category's chance per event is twice its share."""
+    from inference.events import EventRecord
+    from inference.models.prior import prior_train
+
+    events = [
+        EventRecord(user_id="u", ts=1.7e9 + i, type="page_view", categories=(a, b), item_id=str(i))
+        for i, (a, b) in enumerate([("x", "y"), ("x", "z"), ("y", "z"), ("x", "y")])
+    ]
+    prior = prior_train(events=events, categories=["x", "y", "z"])
+    assert prior.calibration.per_event == 2.0
+    share = 3 / 8  # x's part of the 8 category counts
+    assert prior.calibration.probabilities(np.array([share]))[0] == pytest.approx(1 - (1 - 2 * share) ** 10)
