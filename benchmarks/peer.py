@@ -85,6 +85,16 @@ def _wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: flo
         time.sleep(0.5)
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a process started in its own session; kill its group if it does not go within 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=10)
+
+
 @contextmanager
 def _process(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, ready_path: str = "/healthz") -> Iterator[int]:
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
@@ -92,12 +102,7 @@ def _process(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, ready
         _wait_http(port, ready_path, proc)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=10)
+        _stop(proc)
 
 
 def _free_port() -> int:
@@ -145,12 +150,7 @@ def celery_worker(env: dict[str, str], prom: Path) -> Iterator[subprocess.Popen[
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=10)
+        _stop(proc)
 
 
 def cpu_seconds(pid: int) -> float:
