@@ -234,6 +234,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _torch_import() -> None:
+    import torch  # noqa: F401
+
+
 def _neural_rank(
     rank: int,
     world: int,
@@ -374,6 +378,9 @@ def neural_fit_ddp(
     validation = _validation_path(data, directory)
     if progress:
         progress(0.0, f"neural: {world} DDP ranks on {world} workers")
+    # torch imported on every worker first: a first import takes seconds, and rank 0 waits for the
+    # others to join only ddp_timeout_s
+    client.run(_torch_import, workers=workers)
     futures = [
         client.submit(
             _neural_rank,
@@ -398,7 +405,7 @@ def neural_fit_ddp(
     while pending:  # the first rank that fails (a lost peer times out its collective) ends the run
         finished, pending_set = wait(pending, return_when="FIRST_COMPLETED")
         pending = list(pending_set)
-        failed = [f for f in finished if f.status != "finished"]
+        failed = sorted((f for f in finished if f.status != "finished"), key=lambda f: f.status != "error")
         if failed:
             client.cancel(futures)
             failed[0].result()  # raises the rank's error
