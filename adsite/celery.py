@@ -26,9 +26,10 @@ def _quiet_repeats(logger: object = None, **kwargs: object) -> None:
 @signals.task_postrun.connect
 def _query_log_reset(**kwargs: object) -> None:
     """With ``DJANGO_DEBUG=1`` (as ``make run`` serves) Django keeps every query's SQL on its connection,
-    up to 9,000 per connection, and only a web request's start resets it: a worker that flushes the
-    buffer every second kept them all (its pool process grew ~6 MiB a minute in the soak). Reset after
-    each task, as Django does after each request."""
+    up to 9,000 per connection, and only a web request's start resets it, so a worker that flushes the
+    buffer every second keeps the last 9,000 (Celery warns about DEBUG for this reason). Reset after
+    each task, as Django does after each request. (Not the cause of the pool process's growth in the
+    soak: docs/reliability.md.)"""
     from django.conf import settings
 
     if settings.DEBUG:
