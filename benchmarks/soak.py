@@ -70,8 +70,11 @@ def _sample(stack: Stack, minute: int) -> dict[str, Any]:
         stream = int(client.xlen("adsite:events"))
     finally:
         client.close()
+    # the events table may be partitioned: its size is its partitions' (the parent holds no rows)
     events, table_bytes = stack.postgres.query(
-        "SELECT count(*), pg_total_relation_size('tracking_event') FROM tracking_event"
+        "SELECT (SELECT count(*) FROM tracking_event), pg_total_relation_size('tracking_event') + "
+        "coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+        "WHERE inhparent = 'tracking_event'::regclass), 0)"
     )[0]
     connections = stack.postgres.query(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = 'adsite' AND pid <> pg_backend_pid()"
