@@ -637,20 +637,29 @@ class AdTraffic:
 def money_counters(redis_server: RedisServer, prefix: str = "ads:") -> dict[int, dict[str, int]]:
     """campaign id -> the ledger's counters: the hourly report's (``served``, ``imp_billed``,
     ``clk_billed``, ``spend``: what ``manage.py ads_report`` invoices from, summed over the hours kept)
-    and ``budget_spend``, the total spend the budget check reads (``<prefix>spend``, ``t:<id>``)."""
+    and ``budget_spend``, the total spend the budget check reads. The keys are the ledger's
+    (``adsite/ads/ledger.py``): ``<prefix>{c<id>}:report:<hour>`` and ``<prefix>{c<id>}:spend`` (field ``t``)."""
     client = redis_server.client()
+
+    def campaign_of(key: bytes) -> int | None:
+        tag = key.decode().partition("{c")[2].partition("}")[0]
+        return int(tag) if tag.isdigit() else None
+
     try:
         out: dict[int, dict[str, int]] = {}
-        for key in client.scan_iter(match=f"{prefix}report:*", count=1000):
+        for key in client.scan_iter(match=f"{prefix}{{c*}}:report:*", count=1000):
+            campaign = campaign_of(key)
+            if campaign is None:
+                continue
+            row = out.setdefault(campaign, {})
             for name, value in client.hgetall(key).items():
-                campaign, _, metric = name.decode().partition(":")
-                if campaign.isdigit():
-                    row = out.setdefault(int(campaign), {})
-                    row[metric] = row.get(metric, 0) + int(value)
-        for name, value in client.hgetall(f"{prefix}spend").items():
-            kind, _, campaign = name.decode().partition(":")
-            if kind == "t" and campaign.isdigit():
-                out.setdefault(int(campaign), {})["budget_spend"] = int(value)
+                metric = name.decode()
+                row[metric] = row.get(metric, 0) + int(value)
+        for key in client.scan_iter(match=f"{prefix}{{c*}}:spend", count=1000):
+            campaign = campaign_of(key)
+            total = client.hget(key, "t")
+            if campaign is not None and total is not None:
+                out.setdefault(campaign, {})["budget_spend"] = int(total)
         return out
     finally:
         client.close()
