@@ -244,11 +244,14 @@ class Rehearsal:
         )}
 
     def served_version(self, name: str, user_id: str) -> str | None:
-        """The model version that answered ``user_id``'s interests on host ``name``."""
-        status, body, _ = self.site(name).request(
-            "GET", f"/api/v1/users/{user_id}/interests?top=3", headers={"Authorization": f"Token {self.token}"},
-            timeout=5,
-        )
+        """The model version that answered ``user_id``'s interests on host ``name`` (None: no answer within 5 s)."""
+        try:
+            status, body, _ = self.site(name).request(
+                "GET", f"/api/v1/users/{user_id}/interests?top=3",
+                headers={"Authorization": f"Token {self.token}"}, timeout=5,
+            )
+        except OSError:  # refused, reset or timed out
+            return None
         return str(json.loads(body)["model_version"]) if status == 200 else None
 
     def readyz(self, name: str) -> tuple[int, dict[str, Any]]:
@@ -458,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="ratio: seconds per measurement")
     parser.add_argument("--clients", type=int, default=8, help="ratio: concurrent clients in all")
     parser.add_argument("--only", default="events,decisions", help="ratio: what to measure (events, decisions)")
+    parser.add_argument("--no-train", action="store_true", help="start: no first model (the prior serves)")
     options, unknown = parser.parse_known_args(argv)
     if unknown and options.action != "manage":
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -474,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis_base=int(os.environ.get("REHEARSAL_REDIS_PORT", "7100")),
         )
         try:
-            rehearsal.start()
+            rehearsal.start(train=not options.no_train)
         except BaseException:
             print("rehearsal: start failed; stopping what was started", file=sys.stderr)
             rehearsal.stop()

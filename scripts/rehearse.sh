@@ -4,6 +4,7 @@
 #   scripts/rehearse.sh start            Redis Cluster (3 masters + 3 replicas), a database and a RabbitMQ virtual
 #                                        host of its own, web-a and web-b (2 granian workers each, two ports),
 #                                        worker-1 and worker-2 (Celery), beat; then a first model trained by a worker
+#                                        (--no-train after start: none, the prior serves)
 #   scripts/rehearse.sh status           the cluster's nodes, each host, each web host's /readyz (exit 1 unless all run)
 #   scripts/rehearse.sh manage ARGS...   manage.py ARGS against the rehearsal (e.g. `manage ledger --json`)
 #   scripts/rehearse.sh ratio            events/s and decisions/s with 2 web hosts against 1 (rounds interleaved)
