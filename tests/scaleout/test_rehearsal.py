@@ -148,9 +148,9 @@ def test_a_model_trained_by_a_worker_is_served_by_both_hosts_within_10_s(rehears
 
 def test_each_web_host_names_the_mode_and_the_cluster_nodes(rehearsal: Rehearsal) -> None:
     for host in WEB_HOSTS:
-        status, answer = rehearsal.readyz(host)
-        assert status == 200, answer
+        _status, answer = rehearsal.readyz(host)  # 503 too when no model loaded (the training test failed)
         assert answer.get("mode") == "scale-out", answer
+        assert answer["checks"]["redis"]["ok"] and answer["checks"]["database"]["ok"], answer
         text = json.dumps(answer)
         assert all(f"127.0.0.1:{port}" in text for port in rehearsal.redis_ports), answer
 
@@ -231,6 +231,11 @@ def _decisions(rehearsal: Rehearsal, host: str, stop: threading.Event, statuses:
         time.sleep(0.05)
 
 
+def _redis_ready(rehearsal: Rehearsal, host: str) -> bool:
+    """The host's /readyz says its Redis check is ok (every master answers, cluster_state ok)."""
+    return bool(rehearsal.readyz(host)[1]["checks"]["redis"]["ok"])
+
+
 def test_a_redis_master_killed_mid_load_fails_over_without_a_5xx_or_a_lost_event(rehearsal: Rehearsal) -> None:
     traffic = [Traffic(rehearsal.site(host), f"m{host[-1]}", senders=2, batch_size=10) for host in WEB_HOSTS]
     stop, lock = threading.Event(), threading.Lock()
@@ -240,22 +245,24 @@ def test_a_redis_master_killed_mid_load_fails_over_without_a_5xx_or_a_lost_event
         t.start()
     for thread in deciders:
         thread.start()
-    time.sleep(3)
-    masters = rehearsal.redis_masters()
-    assert len(masters) == 3
-    # not the node REDIS_URL names: a process started later (manage.py) finds the cluster through it
-    killed = next(port for port in masters if port != rehearsal.redis_base)
-    rehearsal.redis_kill(killed)
-    failover_s = wait_for(lambda: len(rehearsal.redis_masters()) == 3 and killed not in rehearsal.redis_masters()
-                          and rehearsal.cluster_ok(), timeout=60, what="the cluster failing over", every=0.5)
-    recovered = {host: wait_for(lambda host=host: rehearsal.readyz(host)[0] == 200, timeout=60,  # type: ignore[misc]
-                                what=f"{host} ready again", every=0.5) for host in WEB_HOSTS}
-    time.sleep(5)  # traffic after the recovery
-    stop.set()
-    for t in traffic:
-        t.stop()
-    for thread in deciders:
-        thread.join()
+    try:
+        time.sleep(3)
+        masters = rehearsal.redis_masters()
+        assert len(masters) == 3
+        # not the node REDIS_URL names: a process started later (manage.py) finds the cluster through it
+        killed = next(port for port in masters if port != rehearsal.redis_base)
+        rehearsal.redis_kill(killed)
+        failover_s = wait_for(lambda: len(rehearsal.redis_masters()) == 3 and killed not in rehearsal.redis_masters()
+                              and rehearsal.cluster_ok(), timeout=60, what="the cluster failing over", every=0.5)
+        recovered = {host: wait_for(lambda host=host: _redis_ready(rehearsal, host), timeout=60,  # type: ignore[misc]
+                                    what=f"{host} reaching the cluster again", every=0.5) for host in WEB_HOSTS}
+        time.sleep(5)  # traffic after the recovery
+    finally:  # a failure here must not leave this test's traffic running into the next one
+        stop.set()
+        for t in traffic:
+            t.stop()
+        for thread in deciders:
+            thread.join()
     for t in traffic:
         t.retry_unaccepted()
     wait_for(lambda: _drained(rehearsal, *traffic), timeout=90, what="every accepted event flushed")
