@@ -45,6 +45,7 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.connection import Connection, ConnectionPool
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
@@ -152,24 +153,40 @@ def redis_client(
     key = (url, seconds, decode_responses, cluster)
     client = _clients.get(key)
     if client is None:
+        options: dict[str, Any] = {
+            "socket_timeout": seconds,
+            "socket_connect_timeout": seconds,
+            "retry": Retry(NoBackoff(), 0),
+            "retry_on_timeout": False,
+            "decode_responses": decode_responses,
+            "connection_class": GuardedConnection,
+        }
+        # made outside ``_lock``: a RedisCluster connects while it is made, and a failed connection takes
+        # ``_lock`` to mark its server down
+        if cluster:
+            # the same commands as redis.Redis (its command mixins); typed as one for the callers
+            try:
+                made = cast(redis.Redis, _GuardedCluster.from_url(url, **options))
+            except RedisClusterException as exc:  # no node reachable: an outage, as on one Redis
+                raise redis.ConnectionError(f"Redis Cluster at {url} unreachable: {exc}") from exc
+        else:
+            made = redis.Redis.from_url(url, health_check_interval=0, **options)
         with _lock:
-            client = _clients.get(key)
-            if client is None:
-                options: dict[str, Any] = {
-                    "socket_timeout": seconds,
-                    "socket_connect_timeout": seconds,
-                    "retry": Retry(NoBackoff(), 0),
-                    "retry_on_timeout": False,
-                    "decode_responses": decode_responses,
-                    "connection_class": GuardedConnection,
-                }
-                if cluster:
-                    # the same commands as redis.Redis (its command mixins); typed as one for the callers
-                    client = cast(redis.Redis, RedisCluster.from_url(url, **options))
-                else:
-                    client = redis.Redis.from_url(url, health_check_interval=0, **options)
-                _clients[key] = client
+            client = _clients.setdefault(key, made)
     return client
+
+
+class _GuardedCluster(RedisCluster):
+    """``RedisCluster`` whose cluster-level failures (``SlotNotCoveredError`` while a failover is under way,
+    no node reachable...) are ``redis.ConnectionError``: redis-py raises them as a plain ``Exception``
+    (``RedisClusterException``), which every caller's ``except redis.RedisError`` (the degraded path)
+    would let through as a 5xx."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
 
 
 def cluster_nodes(client: redis.Redis) -> list[dict[str, Any]]:

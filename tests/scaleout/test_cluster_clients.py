@@ -59,3 +59,14 @@ def test_readyz_names_the_mode_and_the_cluster_nodes(scale_out: RedisClusterNode
     nodes = redis_check["nodes"]
     assert sorted(int(n["node"].rsplit(":", 1)[1]) for n in nodes) == scale_out.ports
     assert sorted(n["role"] for n in nodes) == ["master"] * 3 + ["replica"] * 3
+
+
+def test_a_cluster_with_no_node_answering_is_an_outage_the_callers_degrade_on() -> None:
+    import redis
+
+    guard_reset()
+    # nothing listens there: redis-py says RedisClusterException (not a RedisError); the factory says
+    # ConnectionError, what every caller's degraded path catches
+    with pytest.raises(redis.ConnectionError):
+        redis_client("redis://127.0.0.1:1/0", cluster=True)
+    guard_reset()

@@ -66,7 +66,10 @@ def test_copy_the_dedupe_key_missed_is_counted_as_duplicate_at_flush(
     event = make_event()
     post_collect(client, [event])
     flush()
-    redis_client.delete(django_settings.TRACKING.get("DEDUPE_PREFIX", "adsite:dedupe:") + event["event_id"])
+    from tracking.buffer import shard_of, shards
+
+    shard = shards()[shard_of(event["event_id"], len(shards()))]
+    redis_client.delete(shard.dedupe_prefix + event["event_id"])
     assert post_collect(client, [event]).json()["accepted"] == 1  # Redis no longer remembers it
     flush()
     assert Event.objects.count() == 1
