@@ -57,10 +57,22 @@ def model_version_register(
         data_from=data_from,
         data_to=data_to,
         feature_schema_version=str(feature_schema_version),
-        metrics=metrics or {},
+        metrics=_json_safe(metrics or {}),
         training_seconds=training_seconds,
         validation_score=_finite((((metrics or {}).get("results") or {}).get("model") or {}).get("ndcg@5")),
     )
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity made None: a run's figures can hold one (an ECE with no pairs,
+    a metric over an empty slice), and PostgreSQL's JSON refuses them, which failed the whole registration."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _finite(value: Any) -> float | None:

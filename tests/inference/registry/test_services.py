@@ -89,3 +89,13 @@ def test_version_names_say_algorithm_and_time():
     import re
 
     assert re.fullmatch(r"gbdt-\d{8}-\d{4}-[0-9a-f]{4}", services.model_version_name(algorithm="gbdt"))
+
+
+def test_a_run_whose_figures_hold_nan_is_still_registered_with_those_figures_empty():
+    """A metric over an empty slice is NaN; PostgreSQL's JSON refuses NaN, which used to fail the whole
+    registration after training had finished."""
+    metrics = {"results": {"model": {"ndcg@5": 0.31}}, "calibration": {"ece": float("nan"), "bins": [0.1, float("inf")]}}
+    services.model_version_register(algorithm="gbdt", version="v-nan", artifact_path="x", metrics=metrics)
+    stored = ModelVersion.objects.get(version="v-nan")
+    assert stored.metrics["calibration"] == {"ece": None, "bins": [0.1, None]}
+    assert stored.metrics["results"]["model"]["ndcg@5"] == 0.31 and stored.validation_score == 0.31
