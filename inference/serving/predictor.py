@@ -198,7 +198,9 @@ class Predictor:
         every ranker see the same time, so a replay at a past cut-off serves what a live site would."""
         stages: list[tuple[str, float]] = []
         started = self._timer()
-        if now is None and self._answers is not None:  # a replay at a past `now` always predicts
+        # a replay at a past `now` always predicts; so does every read while a shadow runs, since the shadow
+        # is compared with live answers only and a stored read would hide the traffic it is meant to see
+        if now is None and self._answers is not None and self._shadow.current is None:
             now = self._clock()
             try:
                 stored = self._answers.current(user_id, preferred=self._preferred(), top=top, now=now)

@@ -12,7 +12,8 @@ The read side, ``Predictor.predict`` at the current time: one round trip reads t
 answer. It is served only when it is *current*: the same feature version (no event since it was computed),
 computed by the model the chain prefers now (the first with a loaded version, and that version), at most
 ``INFERENCE["ANSWERS_MAX_AGE_S"]`` old, with at least the ``top`` asked for. Otherwise the request predicts
-live within its budget, as before. A stored answer is what the live chain said at its time: the same
+live within its budget, as before. While a shadow model runs, every read predicts live: the shadow is
+compared with live answers only, and stored reads would hide from it the traffic it is meant to see. A stored answer is what the live chain said at its time: the same
 ``served_by``, ``model_version``, ``fallback_reason``, probabilities and history; its ``Server-Timing`` stage is ``stored``.
 
 Only the Redis store keeps answers (services mode); the in-process store has no worker to compute them and
