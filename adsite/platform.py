@@ -2,26 +2,29 @@
 
 ``platform()`` is the one object that owns what a web or worker process shares between requests on
 the ads side: the ad ledger (``ADS["LEDGER"]``: in-process or Redis), the policy that scores page
-decisions, and the caches derived from them (the population's interest shares per catalog build).
-``platform_use(...)`` installs another one (a test fixture, the simulation) and returns the previous;
-``platform_reset()`` drops every cache it owns at once.
+decisions, and the caches derived from them (the catalog of active campaigns, the population's
+interest shares per catalog build). Tests install a fresh one per test (``tests/conftest.py``'s
+``fresh_platform``) instead of resetting each cache: ``platform_use(...)`` installs another one (a
+test fixture, the simulation) and returns the previous.
 
 Page decisions read their policy from here: the site runs ``ADSITE_POLICY``; the simulation installs
-a platform holding its own policy object for its run, so nothing in the decision path switches on a
-policy name or reads a module-level setting meant for tests.
+a platform holding its own policy object and ads settings for its run, so nothing in the decision path
+switches on a policy name or reads a module-level setting meant for tests.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inference.api import PerProcess
 
 if TYPE_CHECKING:
-    from adsite.ads.ledger import Ledger
+    from adsite.ads.accounting import Ledger
+    from adsite.ads.catalog import Catalog
     from adsite.ads.scoring import SelectionPolicy
 
 
@@ -34,6 +37,12 @@ class Platform:
     page_policy: SelectionPolicy | None = None
     # the random source of page decisions (None: a fresh one per decision); the simulation seeds one
     page_rng: random.Random | None = None
+    # ads settings this process runs with over ``settings.ADS`` (the simulation: pacing off, a roomy budget)
+    ads_settings: Mapping[str, Any] = field(default_factory=dict)
+    # the catalog decisions read (adsite.ads.catalog), and whether a background rebuild of it runs
+    catalog: Catalog | None = None
+    catalog_refreshing: bool = False
+    catalog_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # (catalog built_at, population shares, campaign bases): the population's interests per catalog build
     population: tuple[float, dict[str, float], dict[int, float]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -44,7 +53,7 @@ class Platform:
         if current is None:
             with self._lock:
                 if self.ledger_backend is None:
-                    from adsite.ads.ledger import ledger_build
+                    from adsite.ads.accounting import ledger_build
 
                     self.ledger_backend = ledger_build()
                 current = self.ledger_backend
@@ -57,10 +66,6 @@ class Platform:
 
             return ADSITE_POLICY
         return self.page_policy
-
-    def reset(self) -> None:
-        """Drop the derived caches (the backends stay)."""
-        self.population = None
 
 
 _platform: PerProcess[Platform] = PerProcess(Platform)
@@ -77,11 +82,6 @@ def platform_use(replacement: Platform | None) -> Platform | None:
     return _platform.install(replacement)
 
 
-def platform_reset() -> None:
-    """Every cache the platform owns, dropped at once (tests)."""
-    platform().reset()
-
-
 def platform_with(**changes: Any) -> Platform:
     """A platform like the current one with some parts replaced (its caches start empty)."""
     current = platform()
@@ -89,4 +89,5 @@ def platform_with(**changes: Any) -> Platform:
         ledger_backend=changes.get("ledger_backend", current.ledger_backend),
         page_policy=changes.get("page_policy", current.page_policy),
         page_rng=changes.get("page_rng", current.page_rng),
+        ads_settings=changes.get("ads_settings", current.ads_settings),
     )

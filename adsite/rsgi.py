@@ -73,8 +73,15 @@ def _exit_with_parent() -> None:
 class BufferedWSGI:
     """An RSGI application that buffers each request body, then runs a WSGI application on it."""
 
-    def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int = 1, max_in_flight: int = 0) -> None:
+    def __init__(self, wsgi_app: Any, *, max_body_bytes: int, threads: int = 1, max_in_flight: int = 0,
+                 hot_routes: bool = False) -> None:
         self.wsgi_app = wsgi_app
+        # the interests route answered before Django's handler (adsite.ops.hot_routes); inline workers only
+        self.hot_routes: Any = None
+        if hot_routes and threads <= 1:
+            from adsite.ops.hot_routes import HotRoutes
+
+            self.hot_routes = HotRoutes()
         self.max_body_bytes = max_body_bytes
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="adsite-web") if threads > 1 else None
         self.max_in_flight = max_in_flight  # 0: no shedding
@@ -96,6 +103,10 @@ class BufferedWSGI:
             import logging
 
             logging.getLogger("adsite.server").exception("adsite: predictor warm-up failed")
+        # warm: a graceful reload may now stop the worker this one replaces (adsite.ops.granian_server)
+        from adsite.ops.granian_server import worker_ready_mark
+
+        worker_ready_mark()
         # embedded mode has no Celery beat: the dashboard's rollups (metrics snapshots, traffic minutes, site
         # analytics) run on a thread of the one web process from start-up, not on page views
         if settings.ADSITE_MODE == "embedded" and (getattr(settings, "DASHBOARD", {}) or {}).get("ROLLUP_THREAD"):
@@ -151,6 +162,16 @@ class BufferedWSGI:
                 return
             chunks.append(chunk)
         body = b"".join(chunks)
+        if self.hot_routes is not None:
+            extra: dict[str, Any] = {}
+            answered = self.hot_routes.answer(scope, body, extra)
+            if answered is not None:
+                proto.response_bytes(*answered)
+                return
+            if extra:
+                status, headers, payload = self.call_wsgi(scope, body, extra)
+                proto.response_bytes(status, headers, payload)
+                return
         if self.pool is None:
             status, headers, payload = self.call_wsgi(scope, body)
         else:
@@ -188,7 +209,8 @@ class BufferedWSGI:
             environ["CONTENT_LENGTH"] = str(len(body))
         return environ
 
-    def call_wsgi(self, scope: Any, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def call_wsgi(self, scope: Any, body: bytes,
+                  extra: dict[str, Any] | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
         started: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -196,7 +218,10 @@ class BufferedWSGI:
             return lambda data: chunks.append(data)  # the legacy write() callable
 
         chunks: list[bytes] = []
-        result: Iterable[bytes] = self.wsgi_app(self.environ(scope, body), start_response)
+        environ = self.environ(scope, body)
+        if extra:
+            environ.update(extra)
+        result: Iterable[bytes] = self.wsgi_app(environ, start_response)
         try:
             for chunk in result:
                 chunks.append(chunk)
@@ -209,4 +234,5 @@ class BufferedWSGI:
 
 application = BufferedWSGI(get_wsgi_application(), max_body_bytes=int(settings.ADSITE_SERVER["MAX_BODY_BYTES"]),
                            threads=int(settings.ADSITE_SERVER["THREADS"]),
-                           max_in_flight=int(settings.ADSITE_SERVER.get("MAX_IN_FLIGHT", 0)))
+                           max_in_flight=int(settings.ADSITE_SERVER.get("MAX_IN_FLIGHT", 0)),
+                           hot_routes=bool(settings.ADSITE_SERVER.get("HOT_ROUTES", True)))

@@ -156,6 +156,8 @@ ADSITE_SERVER = {
     # requests one web process may hold (running + waiting) before it answers new ones 503 + Retry-After at
     # once (adsite/rsgi.py); 0 turns shedding off. Chosen from the knee measured in docs/reliability.md.
     "MAX_IN_FLIGHT": _env_int("ADSITE_MAX_IN_FLIGHT", 32),
+    # GET /api/v1/users/{id}/interests of a remembered token answered before Django's handler (adsite/ops/hot_routes.py)
+    "HOT_ROUTES": _env_bool("ADSITE_HOT_ROUTES", True),
 }
 
 TEMPLATES = [
@@ -289,7 +291,7 @@ TRACKING: dict[str, Any] = {
     # Redis names of the event buffer and its ledger counters (several sites can share one Redis).
     "STREAM_KEY": _env("TRACKING_STREAM_KEY", "adsite:events"),
     "LEDGER_KEY": _env("TRACKING_LEDGER_KEY", "adsite:ledger"),
-    # scale-out: the buffer in this many streams, spread over the cluster's masters (tracking/buffer.py)
+    # scale-out: the buffer in this many streams, spread over the cluster's masters (tracking/buffer/)
     "STREAM_SHARDS": _env_int("TRACKING_STREAM_SHARDS", 8 if REDIS_CLUSTER else 1),
     # test hook: a flush exits right after inserting a batch, before acknowledging it
     # tracker.js (rendered into each page's config): engaged seconds per page_ping, seconds per flush.
@@ -464,5 +466,8 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.request": {"level": "ERROR"},
+        # Dask's client, scheduler and nannies log every connection and worker at INFO: with the dask
+        # training engine that buried the progress bars; a lost or restarted worker is a WARNING
+        "distributed": {"level": "WARNING"},
     },
 }

@@ -27,8 +27,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parent.parent
-MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-latest-small"
+MOVIELENS = SHARED_DATA / "movielens-latest-small"
 
 
 def _pct(values: list[float]) -> tuple[float, float]:

@@ -30,10 +30,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks import SHARED_DATA
 from benchmarks.load import run_load
 
 ROOT = Path(__file__).resolve().parent.parent
-MOVIELENS = Path(os.environ.get("BENCH_MOVIELENS", ROOT.parent / "shared" / "data" / "movielens-latest-small"))
+MOVIELENS = Path(os.environ.get("BENCH_MOVIELENS") or SHARED_DATA / "movielens-latest-small")
 CALLS = int(os.environ.get("BENCH_PREDICT_CALLS", "3000"))
 BUDGET_MS = 5.0
 

@@ -16,6 +16,14 @@ Two generators, one result type (``LoadResult``, which says which one ran):
 wrk's latency is from writing the request to reading the whole response; with a server that closes the
 connection after each response (gunicorn sync workers), wrk reconnects and the connect time is not in
 the latency (the Python clients include it).
+
+``rate`` (requests/s, all clients together) paces the clients: each waits an exponentially distributed time
+(mean ``clients / rate`` s) before each request, so the arrivals approach a Poisson stream of that rate as
+long as a client is free. A stepped load (rising rates) then shows the rate at which the latency passes a
+bound, below the rate that closed-loop clients reach. It is not a strict open loop: a client that waits for
+a slow answer sends its next request later (coordinated omission), so past saturation the achieved rate
+(``LoadResult.rps``) falls short of the target and the latencies understate the queue a real open stream
+would build; ``rps`` is what was measured, not the target.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 BodyFactory = Callable[[int, int], bytes]
+HeaderFactory = Callable[[int, int], dict[str, str]]
 
 # Run a generator explicitly: BENCH_LOAD_GENERATOR=python (or wrk); default: wrk when on PATH.
 GENERATOR_ENV = "BENCH_LOAD_GENERATOR"
@@ -86,6 +95,7 @@ function init(args)
 end
 %(lua_body)s
 %(request_fn)s
+%(delay_fn)s
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
 end
@@ -121,8 +131,10 @@ def wrk_script(
     run_id: int,
     paths: Sequence[str] | None = None,
     threads: int = 1,
+    mean_delay_ms: float = 0.0,
 ) -> str:
-    """The Lua script for one wrk run (exposed for tests and for reading)."""
+    """The Lua script for one wrk run (exposed for tests and for reading). ``mean_delay_ms``: each connection
+    waits an exponentially distributed time of that mean before each request (``delay()``; 0: none)."""
     header_lines = "\n".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
     if paths:
         # the threads interleave: request n (from 0) of thread t (from 1) gets path n*threads + t - 1
@@ -148,6 +160,9 @@ def wrk_script(
         "static_body": static,
         "lua_body": lua_body or "",
         "request_fn": request_fn,
+        "delay_fn": (
+            f"function delay()\n  return -math.log(1 - math.random()) * {mean_delay_ms:.3f}\nend" if mean_delay_ms else ""
+        ),
     }
 
 
@@ -163,6 +178,7 @@ def _wrk_once(
     clients: int,
     seconds: float,
     paths: Sequence[str] | None = None,
+    rate: float | None = None,
 ) -> dict[str, object]:
     threads = max(1, min(clients, 2))  # 2 cores here; more wrk threads would only compete with the server
     script = wrk_script(
@@ -173,6 +189,7 @@ def _wrk_once(
         run_id=random.randrange(1, 2**31),
         paths=paths,
         threads=threads,
+        mean_delay_ms=1000.0 * clients / rate if rate else 0.0,
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -242,7 +259,10 @@ def _client(
     queue: mp.Queue,  # type: ignore[type-arg]
     paths: Sequence[str] | None = None,
     clients: int = 1,
+    rate: float | None = None,
+    header_factory: HeaderFactory | None = None,
 ) -> None:
+    pace = random.Random(client_no)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -255,13 +275,16 @@ def _client(
         now = time.perf_counter()
         if now >= stop:
             break
+        if rate:
+            time.sleep(pace.expovariate(rate / clients))
         body = body_factory(client_no, n) if body_factory else None
+        sent_headers = {**headers, **header_factory(client_no, n)} if header_factory else headers
         if paths:
             path = paths[(n * clients + client_no) % len(paths)]  # the clients interleave
         n += 1
         t0 = time.perf_counter()
         try:
-            conn.request(method, path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=sent_headers)
             response = conn.getresponse()
             response.read()
             status = response.status
@@ -289,13 +312,16 @@ def _python_load(
     seconds: float,
     warmup: float,
     paths: Sequence[str] | None = None,
+    rate: float | None = None,
+    header_factory: HeaderFactory | None = None,
 ) -> LoadResult:
     ctx = mp.get_context("fork")
     queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     procs = [
         ctx.Process(
             target=_client,
-            args=(port, method, path, headers, body_factory, i, seconds, warmup, queue, paths, clients),
+            args=(port, method, path, headers, body_factory, i, seconds, warmup, queue, paths, clients, rate,
+                  header_factory),
         )
         for i in range(clients)
     ]
@@ -332,13 +358,18 @@ def run_load(
     seconds: float = 10.0,
     warmup: float = 1.0,
     paths: Sequence[str] | None = None,
+    rate: float | None = None,
+    header_factory: HeaderFactory | None = None,
 ) -> LoadResult:
-    """Drive ``clients`` concurrent closed-loop keep-alive clients at ``path`` for ``seconds``.
+    """Drive ``clients`` concurrent closed-loop keep-alive clients at ``path`` for ``seconds`` (paced to about
+    ``rate`` requests/s in all when given: module docstring).
 
     ``paths``: requests walk this list instead (each client from its own offset), e.g. many users.
 
     Bodies: ``static_body`` (the same every request), or per request ``lua_body`` (Lua source defining
-    ``body(n)``, for wrk) and ``body_factory(client, n)`` (for the Python clients). wrk runs when it is on
+    ``body(n)``, for wrk) and ``body_factory(client, n)`` (for the Python clients). Headers that differ per
+    request: ``header_factory(client, n)`` for the Python clients (merged over ``headers``); for wrk, the Lua
+    ``body(n)`` sets them in ``wrk.headers`` before it returns. wrk runs when it is on
     PATH and the request can be expressed for it; otherwise the Python clients do.
     """
     headers = dict(headers or {})
@@ -356,6 +387,7 @@ def run_load(
                 clients=clients,
                 seconds=warmup,
                 paths=paths,
+                rate=rate,
             )
             time.sleep(0.2)  # requests wrk abandoned at the end of the warm-up finish before measuring
         parsed = _wrk_once(
@@ -369,6 +401,7 @@ def run_load(
             clients=clients,
             seconds=seconds,
             paths=paths,
+            rate=rate,
         )
         return result_from_wrk(parsed)
     factory = body_factory
@@ -388,4 +421,6 @@ def run_load(
         seconds=seconds,
         warmup=warmup,
         paths=paths,
+        rate=rate,
+        header_factory=header_factory,
     )

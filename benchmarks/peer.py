@@ -51,6 +51,7 @@ BEFORE_DIR = os.environ.get("BENCH_BEFORE_DIR", "")
 FRESH_WAIT_S = float(os.environ.get("BENCH_FRESH_WAIT_S", "2"))
 FRESH_GENRES = ("drama", "comedy", "action", "thriller", "sci-fi", "romance", "adventure")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+PEER_START_S = float(os.environ.get("BENCH_PEER_START_S", "1800"))
 CLIENTS = 8
 
 
@@ -96,10 +97,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _process(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, ready_path: str = "/healthz") -> Iterator[int]:
+def _process(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, ready_path: str = "/healthz",
+             timeout: float = 300.0) -> Iterator[int]:
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
     try:
-        _wait_http(port, ready_path, proc)
+        _wait_http(port, ready_path, proc, timeout)
         yield port
     finally:
         _stop(proc)
@@ -224,7 +226,8 @@ def bench_peer() -> list[dict[str, str]]:
                 "--log-level", "warning"]
     targets: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, str]] = []
-    with _process(peer_cmd, cwd=PEER_DIR, env=peer_env, port=peer_port) as port:
+    # the peer trains its model at start-up, in each worker: over 10 minutes at load average 15 on 2 cores
+    with _process(peer_cmd, cwd=PEER_DIR, env=peer_env, port=peer_port, timeout=PEER_START_S) as port:
         targets["peer"] = {"port": port, "paths": [f"/users/{u}/interests?top=5" for u in USERS], "headers": {}}
         servers = [(kind, adsite_server(kind, env, var_dir / f"prom-{kind}")) for kind in kinds]
         entered: list[Any] = []

@@ -7,8 +7,9 @@ Services mode on MovieLens latest-small with the neural and LightGBM models acti
 state: a fresh database and Redis db, the events imported, the benchmark's models registered). Each request
 goes through what a granian worker runs for it (``adsite.rsgi.BufferedWSGI.call_wsgi``: the WSGI environ,
 Django's handler, middleware, DRF, authentication, throttle, the predictor with its Redis read, rendering),
-walking users 1-200 as the load generator does; only the Rust HTTP side is missing. Prints the top functions
-by own time and by cumulative time, and the wall time per request.
+walking users 1-200 as the load generator does; only the Rust HTTP side is missing. Prints the CPU time per
+request through Django's stack and through the worker's hot route (``adsite/ops/hot_routes.py``), rounds
+interleaved, then the top functions by own time and by cumulative time (Django's stack), and the wall time per request.
 """
 
 from __future__ import annotations
@@ -98,6 +99,21 @@ def main() -> None:
         status, _, body = application.call_wsgi(scope, b"")
         assert status == 200, (status, body[:200])
     served: dict[str, int] = {}
+    # Django's whole stack against the worker's hot route (adsite/ops/hot_routes.py), rounds interleaved: CPU
+    # time of this process per request (the Redis round trip's wait is not CPU)
+    hot = application.hot_routes
+    ways = {"django": lambda scope: application.call_wsgi(scope, b"")}
+    if hot is not None:
+        ways["hot route"] = lambda scope: hot.answer(scope, b"", {})
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    for _round in range(5):
+        for name, way in ways.items():
+            started = time.process_time()
+            for i in range(args.requests // 5):
+                way(scopes[i % len(scopes)])
+            cpu[name].append((time.process_time() - started) / (args.requests // 5) * 1e6)
+    print("CPU per request, median of 5 interleaved rounds: "
+          + ", ".join(f"{name} {sorted(v)[2]:.0f} µs" for name, v in cpu.items()))
     started = time.perf_counter()
     for i in range(args.requests):
         application.call_wsgi(scopes[i % len(scopes)], b"")

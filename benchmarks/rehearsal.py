@@ -245,14 +245,21 @@ class Rehearsal:
 
     def served_version(self, name: str, user_id: str) -> str | None:
         """The model version that answered ``user_id``'s interests on host ``name`` (None: no answer within 5 s)."""
+        return self.served_answer(name, user_id)[0]
+
+    def served_answer(self, name: str, user_id: str) -> tuple[str | None, str | None]:
+        """``served_version`` and the answer's ``fallback_reason`` (None: none, or no answer)."""
         try:
             status, body, _ = self.site(name).request(
                 "GET", f"/api/v1/users/{user_id}/interests?top=3",
                 headers={"Authorization": f"Token {self.token}"}, timeout=5,
             )
         except OSError:  # refused, reset or timed out
-            return None
-        return str(json.loads(body)["model_version"]) if status == 200 else None
+            return None, None
+        if status != 200:
+            return None, None
+        answer = json.loads(body)
+        return str(answer["model_version"]), answer.get("fallback_reason")
 
     def readyz(self, name: str) -> tuple[int, dict[str, Any]]:
         status, body = self.site(name).get("/readyz", timeout=5)
@@ -262,9 +269,14 @@ class Rehearsal:
             return status, {"body": body.decode(errors="replace")}
 
     def stop(self) -> None:
-        for name in HOSTS:
-            if name in self.pids or name in self.sites:
-                self.site(name).stop()
+        # the hosts stop at once, as separate machines would: each waits up to 30 s for its graceful stop
+        # (a Celery worker finishing its task), and one after the other that added up to half a minute
+        stopping = [threading.Thread(target=self.site(name).stop) for name in HOSTS
+                    if name in self.pids or name in self.sites]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         if self.manages_cluster and self.cluster_dir.exists():
             self._cluster("stop")
         _rabbitmqctl("delete_vhost", self.name, check=False)

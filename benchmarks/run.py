@@ -4,7 +4,7 @@ Each section starts what it measures from scratch (its own SQLite file or Postgr
 Redis database number), prints a Markdown table row per figure, and the whole run is written as JSON to
 ``var/bench/results.json``. Record the figures, the machine and the date in docs/benchmarks.md.
 
-    python -m benchmarks.run [--only collect_embedded,collect_services,flush,import,training,predict,neural_slow,interests_http]
+    python -m benchmarks.run [--only collect_embedded,collect_services,flush,import,training,predict,neural_slow,interests_http,analytics]
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import SHARED_DATA
 from benchmarks.inference import SECTIONS as inference_sections
 from benchmarks.load import LoadResult, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 BENCH_VAR = Path(os.environ.get("BENCH_VAR", "/tmp/adsite-bench"))
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/adsite_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -102,7 +103,15 @@ def gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 1, config:
         proc.wait(timeout=20)
 
 
+def collect_cookie(client: int, n: int) -> dict[str, str]:
+    """The identity cookie of the visitor whose batch ``collect_body(client, n)`` is: a browser's events are
+    its own visitor's (without it /collect quarantines them as ``no_identity_cookie``)."""
+    return {"Cookie": f"adsite_uid=bench-{client}-{n % 50}"}
+
+
 def collect_body(batch: int) -> Callable[[int, int], bytes]:
+    """``batch`` events of one visitor (``collect_cookie``'s) per request."""
+
     def factory(client: int, n: int) -> bytes:
         now = int(time.time() * 1000)
         events = [
@@ -117,14 +126,15 @@ def collect_body(batch: int) -> Callable[[int, int], bytes]:
 
 
 def warm_sequentially(port: int, path: str, headers: dict[str, str], body: Callable[[int, int], bytes],
-                      *, n: int) -> None:
+                      *, n: int, header_factory: Callable[[int, int], dict[str, str]] | None = None) -> None:
     """``n`` POSTs one after another, long timeout (a cold worker's first answers are slow)."""
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         for i in range(n):
-            conn.request("POST", path, body=body(99, i), headers=headers)
+            conn.request("POST", path, body=body(99, i),
+                         headers={**headers, **header_factory(99, i)} if header_factory else headers)
             response = conn.getresponse()
             response.read()
             if response.getheader("Connection", "").lower() == "close":
@@ -140,6 +150,8 @@ def collect_lua(batch: int) -> str:
 function body(n)
   local now = os.time() * 1000
   local events = {}
+  -- the batch is one visitor's, and the request carries that visitor's identity cookie
+  wrk.headers["Cookie"] = string.format("adsite_uid=bench-%d-%d", thread_id, n % 50)
   for i = 0, LAST do
     local cat = (i % 2 == 1) and "technology-computing" or "travel"
     events[#events + 1] = string.format(
@@ -297,10 +309,11 @@ def bench_collect(services: bool) -> list[dict[str, str]]:
         # a cold process's first batches take seconds (imports, first writes); sent one by one here, so
         # they are neither measured nor left running into the measured window (wrk abandons in-flight
         # requests at the end of its warm-up run)
-        warm_sequentially(port, "/collect", {"Content-Type": "text/plain"}, collect_body(50), n=20)
+        warm_sequentially(port, "/collect", {"Content-Type": "text/plain"}, collect_body(50), n=20,
+                          header_factory=collect_cookie)
         result = run_load(port=port, path="/collect", method="POST",
                           headers={"Content-Type": "text/plain"}, body_factory=collect_body(50),
-                          lua_body=collect_lua(50),
+                          header_factory=collect_cookie, lua_body=collect_lua(50),
                           clients=4, seconds=SECONDS)
     out = [load_row(f"/collect, {mode}, 1 web process, 50-event batches, 4 clients", result, 50)]
     events = result.rps * 50
@@ -355,6 +368,22 @@ def _peer() -> list[dict[str, str]]:
 
 
 SECTIONS["peer"] = _peer  # adsite vs the FastAPI + LightGBM peer, rounds interleaved (benchmarks/peer.py)
+
+
+def bench_analytics() -> list[dict[str, str]]:
+    """The dashboard's rollups and reads over six months of traffic (benchmarks/analytics.py), on
+    PostgreSQL, at a tenth of the volume docs/benchmarks.md reports (150 visits a day: cheap enough here)."""
+    env = fresh_state(BENCH_VAR / "analytics", services=True)
+    out = BENCH_VAR / "analytics" / "figures.json"
+    subprocess.run([PY, "-m", "benchmarks.analytics", "--days", "180", "--visits-per-day",
+                    os.environ.get("BENCH_ANALYTICS_VISITS", "150"), "--repeat", "3", "--json", str(out),
+                    "--var", str(BENCH_VAR / "analytics")], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    figures = json.loads(out.read_text())
+    return [row(f"dashboard, {figures['days']} days x {figures['visits_per_day']} visits/day: {r['what']}", r["figure"],
+                r["note"]) for r in figures["rows"]]
+
+
+SECTIONS["analytics"] = bench_analytics  # PostgreSQL (benchmarks/analytics.py)
 
 
 def main() -> None:

@@ -169,14 +169,61 @@ def _table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def chart(result: dict[str, Any], path: Path) -> None:
+    """Draw the per-minute samples as a PNG: resident memory per role, connections, Redis memory and
+    the events table. Needs matplotlib (``pip install -e '.[docs]'``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = result["samples"]
+    minutes = [s["minute"] for s in samples]
+
+    def role(s: dict[str, Any], *names: str) -> float:
+        return round(sum(s.get("rss_by_role_mib", {}).get(name, 0) for name in names), 1)
+
+    fig, (memory, connections, stored) = plt.subplots(1, 3, figsize=(15, 4.2))
+    series = {
+        "web workers (all)": [role(s, "web-worker") for s in samples],
+        "Celery worker + pool": [role(s, "celery-worker", "celery-child") for s in samples],
+        "beat": [role(s, "beat") for s in samples],
+    }
+    for label, values in series.items():
+        memory.plot(minutes, values, marker=".", label=label)
+    memory.set(title="Resident memory per role (MiB)", xlabel="minute", ylim=(0, None))
+    memory.legend(fontsize=8)
+    connections.plot(minutes, [s["postgres_connections"] for s in samples], marker=".", label="PostgreSQL connections")
+    connections.plot(minutes, [s["redis_clients"] for s in samples], marker=".", label="Redis clients")
+    connections.set(title="Open connections", xlabel="minute", ylim=(0, None))
+    connections.legend(fontsize=8)
+    stored.plot(minutes, [s["redis_used_memory_mib"] for s in samples], marker=".", label="Redis used memory (MiB)")
+    stored.plot(minutes, [s["events_table_mib"] for s in samples], marker=".", label="events table (MiB)")
+    stored.set(title="Redis memory and events table", xlabel="minute", ylim=(0, None))
+    stored.legend(fontsize=8)
+    fig.suptitle(f"Soak, {result['minutes']:g} minutes, finished {result['finished_at']}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chart"]:  # redraw from a run's JSON: chart RUN.json OUT.png
+        chart(json.loads(Path(argv[1]).read_text()), Path(argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("minutes", type=float)
     parser.add_argument("out", nargs="?", default="var/soak/last-run.json")
     parser.add_argument("--tracemalloc", metavar="DIR", type=Path, default=None,
                         help="trace allocations in every site process; per-process reports each minute in DIR")
+    parser.add_argument("--chart", metavar="PNG", type=Path, default=None,
+                        help="also draw the samples as a PNG (needs matplotlib)")
     args = parser.parse_args(argv)
     result = soak(args.minutes, Path(args.out), tracemalloc_dir=args.tracemalloc)
+    if args.chart is not None:
+        chart(result, args.chart)
     print(_table(result))
     print(json.dumps({"events": result["events"], "writes": result["writes"], "reads": result["reads"]}, indent=2))
     lost = result["events"]["lost"] + result["events"]["duplicated"]

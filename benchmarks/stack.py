@@ -269,11 +269,13 @@ class Site:
         return done
 
     def prepare(self) -> None:
-        self.manage("migrate", "--noinput", "-v", "0")
-        self.manage("collectstatic", "--noinput", "-v", "0")
-        self.manage("seed_demo")
-        self.manage("seed_ads")
-        self.token = self.manage("create_api_token", "faults").stdout.strip().split()[-1]
+        """Migrate, collect static files, seed the demo and its ads, make an API token: in one ``manage.py``
+        process (each process start imports Django and the apps again, seconds on a busy host)."""
+        done = self.manage("shell", "-c", "from django.core.management import call_command as c; "
+                           "c('migrate', interactive=False, verbosity=0); "
+                           "c('collectstatic', interactive=False, verbosity=0); "
+                           "c('seed_demo'); c('seed_ads'); c('create_api_token', 'faults')")
+        self.token = done.stdout.strip().split()[-1]
 
     @property
     def roles(self) -> list[str]:
@@ -427,6 +429,25 @@ class Batch:
     accepted: bool = False
 
 
+def soak_event(n: int, *, user_id: str) -> dict[str, Any]:
+    """The soak's n-th tracker event for ``user_id``: half page views, a quarter engaged pings, a quarter
+    clicks, over 30 articles and four categories (the traffic ``Traffic`` and ``benchmarks.memgrowth`` send)."""
+    kind = random.choice(("page_view", "page_view", "page_ping", "click"))
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": kind,
+        "user_id": user_id,
+        "session_id": f"s-{n % 50}",
+        "ts": int(time.time() * 1000),
+        "url": f"https://example.org/article/{n % 30}",
+        "item_id": f"article-{n % 30}",
+        "categories": [random.choice(("technology", "sports", "travel", "food-drink"))],
+    }
+    if kind == "page_ping":
+        event["properties"] = {"engaged_ms": 15000}
+    return event
+
+
 @dataclass
 class Traffic:
     """Senders posting batches of known events until stopped; unanswered batches are retried."""
@@ -436,27 +457,20 @@ class Traffic:
     senders: int = 2
     batch_size: int = 20
     pause_s: float = 0.05
+    # each sender keeps one connection open between batches, as a browser does; a request on a reused
+    # connection that the server closed before answering is sent again at once on a new one (as browsers do)
+    # and its time kept in ``reused_connection_retries``
+    keep_alive: bool = False
     answers: list[Answer] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
+    reused_connection_retries: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _local: threading.local = field(default_factory=threading.local)
 
     def event(self, n: int, *, user: int | None = None) -> dict[str, Any]:
-        kind = random.choice(("page_view", "page_view", "page_ping", "click"))
-        event: dict[str, Any] = {
-            "event_id": str(uuid.uuid4()),
-            "type": kind,
-            "user_id": f"f-{self.tag}-{(n if user is None else user) % 50:02d}",
-            "session_id": f"s-{n % 50}",
-            "ts": int(time.time() * 1000),
-            "url": f"https://example.org/article/{n % 30}",
-            "item_id": f"article-{n % 30}",
-            "categories": [random.choice(("technology", "sports", "travel", "food-drink"))],
-        }
-        if kind == "page_ping":
-            event["properties"] = {"engaged_ms": 15000}
-        return event
+        return soak_event(n, user_id=f"f-{self.tag}-{(n if user is None else user) % 50:02d}")
 
     def headers(self, path: str, events: Sequence[dict[str, Any]]) -> dict[str, str]:
         """As ``tracker.js`` sends them: ``/collect`` carries the visitor's identity cookie (its events are
@@ -468,12 +482,36 @@ class Traffic:
             headers["Cookie"] = f"adsite_uid={events[0]['user_id']}"
         return headers
 
+    def _exchange(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection("127.0.0.1", self.site.port, timeout=15)
+        reused = conn.sock is not None
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            if not reused:
+                raise OSError(str(exc)) from exc
+            with self._lock:
+                self.reused_connection_retries.append(time.monotonic())
+            return self._exchange(path, body, headers)  # on a new connection
+        answer_headers = {k.lower(): v for k, v in response.getheaders()}
+        if answer_headers.get("connection", "").lower() == "close":
+            conn.close()
+        return response.status, answer_headers
+
     def _post(self, batch: Batch) -> None:
         body = json.dumps({"events": batch.events}).encode()
         headers = self.headers(batch.path, batch.events)
         started = time.monotonic()
         try:
-            status, _body, answer_headers = self.site.request("POST", batch.path, body, headers)
+            if self.keep_alive:
+                status, answer_headers = self._exchange(batch.path, body, headers)
+            else:
+                status, _body, answer_headers = self.site.request("POST", batch.path, body, headers)
         except OSError:
             status, answer_headers = 0, {}
         answer = Answer(started, batch.path, status, time.monotonic() - started, answer_headers.get("retry-after"))
@@ -638,7 +676,7 @@ def money_counters(redis_server: RedisServer, prefix: str = "ads:") -> dict[int,
     """campaign id -> the ledger's counters: the hourly report's (``served``, ``imp_billed``,
     ``clk_billed``, ``spend``: what ``manage.py ads_report`` invoices from, summed over the hours kept)
     and ``budget_spend``, the total spend the budget check reads. The keys are the ledger's
-    (``adsite/ads/ledger.py``): ``<prefix>{c<id>}:report:<hour>`` and ``<prefix>{c<id>}:spend`` (field ``t``)."""
+    (``adsite/ads/accounting/redis_ledger.py``): ``<prefix>{c<id>}:report:<hour>`` and ``<prefix>{c<id>}:spend`` (field ``t``)."""
     client = redis_server.client()
 
     def campaign_of(key: bytes) -> int | None:

@@ -5,11 +5,12 @@ Returns frozen dataclasses only: no tensor, booster or ORM row crosses this modu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from inference.backends import backends
 from inference.evaluation.arguments import evaluation_arguments_add
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
@@ -26,7 +27,7 @@ from inference.rest.fields import (
 from inference.serving.deadline import Deadline
 from inference.serving.interests import FALLBACK_REASONS, SERVED_BY, Interests
 from inference.signals import categories_requested, store_rebuild_started, stored_events_requested
-from inference.store.base import FeatureStoreUnavailable
+from inference.store.base import FeatureStorePartlyApplied, FeatureStoreUnavailable
 from inference.user_ids import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, user_id_valid
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "category_slugs",
     "Deadline",
     "EventRecord",
+    "FeatureStorePartlyApplied",
     "FeatureStoreUnavailable",
     "GenericHeader",
     "InterestProfile",
@@ -77,6 +79,7 @@ __all__ = [
     "redis_client",
     "server_down",
     "predict_interests",
+    "prior_interests_replay",
     "model_version_activate",
     "model_version_retire",
     "model_version_rollback",
@@ -97,6 +100,7 @@ __all__ = [
     "user_id_valid",
     "window_hit",
     "category_taxonomy",
+    "interests_hot_route",
 ]
 
 
@@ -108,7 +112,9 @@ def events_observe(records: Sequence[EventRecord], *, answers_refresh: bool = Tr
 
     One atomic batch (one Redis round trip in services mode). Raises :class:`FeatureStoreUnavailable`
     (exported here) when the store cannot be reached; nothing of the batch was applied then, except
-    when the connection failed after Redis ran the batch (a timeout on the reply).
+    when the connection failed after Redis ran the batch (a timeout on the reply). On a Redis Cluster a
+    master failing under the batch may leave it applied for some visitors (each whole) and not others:
+    :class:`FeatureStorePartlyApplied` (a ``FeatureStoreUnavailable``) names the visitors it reached.
     """
     if not records:
         return
@@ -182,6 +188,40 @@ def population_interests(*, deadline: Deadline | None = None, top: int = 10) -> 
     """The population's interests: the answer for a visitor with no history (read its ``shares()``
     beside a visitor's to get an interest lift). Never raises, like ``predict_interests``."""
     return predict_interests("", deadline=deadline, top=top)
+
+
+def prior_interests_replay(events: Sequence[EventRecord], *, top: int = 10) -> tuple[dict[str, Interests], Interests]:
+    """What the prior answers each user of ``events``, and a visitor without history, after those events.
+
+    The events go through the feature code the online store applies (``states_replay``, then the
+    serving read-out) and the prior is built from the same events (``prior_train``): the answers are the
+    serving prior's for a site whose whole history is ``events``. For judging ad selection on a log the
+    site did not record itself (``adsite.ads.offpolicy``); the served chain reads the live store instead.
+    Users' features are read at their own last event, the population's at the last event overall.
+    """
+    from inference.features.readout import population_features, user_features
+    from inference.features.state import states_replay
+    from inference.models.prior import prior_train
+
+    ordered = sorted(events, key=lambda e: e.ts)
+    users, population_state = states_replay(ordered)
+    prior = prior_train(events=ordered, categories=sorted({c for e in ordered for c in e.categories}))
+    now = ordered[-1].ts if ordered else 0.0
+    population = population_features(population_state, now)
+    last_ts: dict[str, float] = {}
+    for event in ordered:
+        last_ts[event.user_id] = event.ts
+
+    def answer(features: Any, at: float) -> Interests:
+        ranking = prior.predict(features, population, now=at, top=top)
+        return Interests(
+            scores=tuple((slug, float(score)) for slug, score in ranking), served_by="prior", model_version="replay",
+            fallback_reason=None if features is not None else "cold_start", elapsed_ms=0.0,
+            history_events=int(features.events) if features is not None else 0,
+        )
+
+    answers = {user: answer(user_features(state, last_ts[user]), last_ts[user]) for user, state in users.items()}
+    return answers, answer(None, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +457,7 @@ def model_versions(*, limit: int = 50, versions: Sequence[str] | None = None) ->
 def _training_runs_settle() -> None:
     """Record as failed the runs whose process died (``inference.registry.training``), so that what is
     read says what happened instead of ``running`` forever."""
-    from inference.registry.training import training_runs_abandoned_fail
+    from inference.registry.run_lock import training_runs_abandoned_fail
 
     try:
         training_runs_abandoned_fail()
@@ -498,7 +538,29 @@ def window_hit(key: str, *, limit: int, period_s: float, now: float | None = Non
     return hit(key, limit=limit, period_s=period_s, now=now, cost=cost)
 
 
-_taxonomy: tuple[float, frozenset[str]] = (0.0, frozenset())
+def interests_hot_route() -> Callable[[str, str, list[str], dict[str, Any]], tuple[bytes, str] | None]:
+    """The interests route's work for a server that answers it before Django's handler
+    (``adsite.ops.hot_routes``), built once per worker. The returned function takes the raw ``Authorization``
+    header, the path's user id, the ``top`` query values and the environ Django would receive, and answers
+    ``(JSON body, Server-Timing header)``, or None when Django must answer: an unknown token, bad parameters,
+    or a client over its rate (the verdict is then put in the environ, so DRF answers the 429 without counting
+    the hit twice). The same code as the Django view's own hot path (``inference.rest.hot``)."""
+    from inference.rest.hot import THROTTLED_WAIT_ENVIRON, interests_body, interests_hot
+    from inference.rest.throttling import InterestsRateThrottle
+
+    def answer(authorization: str, user_id: str, top: list[str], environ: dict[str, Any]) -> tuple[bytes, str] | None:
+        hot = interests_hot(authorization, user_id, top, throttle=InterestsRateThrottle)
+        if hot is None:
+            return None
+        interests = hot[1]
+        if isinstance(interests, float):
+            environ[THROTTLED_WAIT_ENVIRON] = interests
+            return None
+        return interests_body(interests)
+
+    return answer
+
+
 TAXONOMY_CACHE_S = 30.0
 
 
@@ -506,10 +568,10 @@ def category_taxonomy() -> frozenset[str]:
     """The categories the site defines (``categories_requested``), re-read at most every 30 s:
     what live input may add to features and the population. Empty when none are defined (or the source
     fails): callers then leave categories as they are."""
-    global _taxonomy
     import time
 
-    read_at, known = _taxonomy
+    state = backends()
+    read_at, known = state.taxonomy
     now = time.monotonic()
     if read_at and now - read_at < TAXONOMY_CACHE_S:
         return known
@@ -522,14 +584,13 @@ def category_taxonomy() -> frozenset[str]:
 
         logging.getLogger(__name__).exception("inference.category_taxonomy_unavailable")
         known = frozenset()
-    _taxonomy = (now, known)
+    state.taxonomy = (now, known)
     return known
 
 
 def category_taxonomy_reset() -> None:
     """Forget the cached taxonomy (tests, and after categories are created)."""
-    global _taxonomy
-    _taxonomy = (0.0, frozenset())
+    backends().taxonomy = (0.0, frozenset())
 
 
 def events_read(path: Any, *, format: str = "generic") -> list[EventRecord]:

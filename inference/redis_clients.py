@@ -35,49 +35,59 @@ lets a caller skip its own work while the server is marked (the API throttles co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import redis
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
-from redis.connection import Connection, ConnectionPool
-from redis.exceptions import RedisClusterException
+from redis.cluster import ClusterPipeline, RedisCluster
+from redis.connection import Connection, ConnectionPool, Encoder
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.retry import Retry
+
+from inference.backends import backends
 
 logger = logging.getLogger(__name__)
 
 COOLDOWN_S = 5.0
 
-_down_until: dict[tuple[str, int], float] = {}
-_lock = threading.Lock()
-
 TIMEOUTS = {"request": 0.25, "write": 2.0, "probe": 0.5, "flush": 30.0}
 
-_clients: dict[tuple[str, float, bool, bool], redis.Redis] = {}
+# The clients and the marks are this process's (``inference.backends``: ``redis_clients``,
+# ``redis_down_until``, ``redis_lock``).
 
 
 def server_down_remaining(host: str, port: int) -> float:
     """Seconds left before ``host:port`` is tried again (0: it is not marked down)."""
-    until = _down_until.get((host, port))
+    until = backends().redis_down_until.get((host, port))
     return max(0.0, until - time.monotonic()) if until is not None else 0.0
 
 
 def guard_reset() -> None:
-    """Forget every mark and every cached client (tests)."""
-    with _lock:
-        _down_until.clear()
-        _clients.clear()
+    """Forget every mark and every cached client of this process (tests)."""
+    state = backends()
+    with state.redis_lock:
+        state.redis_down_until.clear()
+        state.redis_clients.clear()
 
 
 class GuardedConnection(Connection):
     """A TCP connection that refuses at once while its server is marked down (see the module docstring)."""
 
     def _guard(self) -> None:
-        until = _down_until.get((self.host, self.port))
+        until = backends().redis_down_until.get((self.host, self.port))
         if until is not None and time.monotonic() < until:
             raise redis.ConnectionError(
                 f"Redis at {self.host}:{self.port} did not answer a moment ago; "
@@ -86,9 +96,10 @@ class GuardedConnection(Connection):
 
     def _failed(self, error: Exception) -> None:
         key = (self.host, self.port)
-        with _lock:
-            first = key not in _down_until
-            _down_until[key] = time.monotonic() + COOLDOWN_S
+        state = backends()
+        with state.redis_lock:
+            first = key not in state.redis_down_until
+            state.redis_down_until[key] = time.monotonic() + COOLDOWN_S
         if first:
             logger.warning(
                 "redis.unavailable %s:%s (%s): failing fast for %.0f s at a time until it answers",
@@ -117,9 +128,11 @@ class GuardedConnection(Connection):
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._failed(exc)
             raise
-        if _down_until and (self.host, self.port) in _down_until:  # it answers again
-            with _lock:
-                if _down_until.pop((self.host, self.port), None) is not None:
+        state = backends()
+        down = state.redis_down_until
+        if down and (self.host, self.port) in down:  # it answers again
+            with state.redis_lock:
+                if down.pop((self.host, self.port), None) is not None:
                     logger.warning("redis.available %s:%s again", self.host, self.port)
         return response
 
@@ -151,7 +164,8 @@ def redis_client(
     seconds = float(TIMEOUTS[timeout] if isinstance(timeout, str) else timeout)
     cluster = cluster_mode() if cluster is None else cluster
     key = (url, seconds, decode_responses, cluster)
-    client = _clients.get(key)
+    state = backends()
+    client = state.redis_clients.get(key)
     if client is None:
         options: dict[str, Any] = {
             "socket_timeout": seconds,
@@ -161,32 +175,149 @@ def redis_client(
             "decode_responses": decode_responses,
             "connection_class": GuardedConnection,
         }
-        # made outside ``_lock``: a RedisCluster connects while it is made, and a failed connection takes
-        # ``_lock`` to mark its server down
+        # made outside ``redis_lock``: a RedisCluster connects while it is made, and a failed connection
+        # takes ``redis_lock`` to mark its server down
         if cluster:
-            # the same commands as redis.Redis (its command mixins); typed as one for the callers
-            try:
-                made = cast(redis.Redis, _GuardedCluster.from_url(url, **options))
-            except RedisClusterException as exc:  # no node reachable: an outage, as on one Redis
-                raise redis.ConnectionError(f"Redis Cluster at {url} unreachable: {exc}") from exc
+            # the same commands as redis.Redis (its command mixins); typed as one for the callers. Made
+            # without touching the network, as a redis.Redis is: it reads the slot map on its first call
+            made = cast(redis.Redis, _GuardedCluster(url, options))
         else:
             made = redis.Redis.from_url(url, health_check_interval=0, **options)
-        with _lock:
-            client = _clients.setdefault(key, made)
+        with state.redis_lock:
+            client = state.redis_clients.setdefault(key, made)
     return client
 
 
+# What a Redis Cluster raises, besides a node's connection error or timeout, while a slot has no master
+# (a failover under way), a slot moves, or no node answers: redis-py raises ``RedisClusterException`` (a plain
+# ``Exception``: ``SlotNotCoveredError``, "cannot be connected") and, once its redirects are spent, the
+# server's ``CLUSTERDOWN``/``MASTERDOWN``, ``TRYAGAIN``, ``MOVED``/``ASK``, ``READONLY`` (a write that reached
+# a master just demoted) or ``CROSSSLOT``. For a caller each one means "Redis cannot answer this now": the
+# guarded cluster client raises them as ``redis.ConnectionError``, the error every caller degrades on.
+CLUSTER_FAULTS: tuple[type[Exception], ...] = (
+    RedisClusterException,
+    ClusterError,
+    AskError,
+    TryAgainError,
+    ReadOnlyError,
+    ClusterCrossSlotError,
+)
+
+
+# How often, at most, a client reloads the slot map after a failed call (see ``_slots_refresh``).
+SLOTS_REFRESH_S = 1.0
+
+
+def _slots_refresh(nodes_manager: Any) -> None:
+    """Reload the cluster's slot map after a call failed on a node (at most every ``SLOTS_REFRESH_S``).
+
+    With no retries, redis-py reloads the map after a failed single command but not always after a failed
+    pipeline: a client that only pipelines (the feature store, the event buffer) kept sending a dead
+    master's slots to it after its replica had taken them over. Failures to reload (no node answering yet)
+    are the outage the caller already degrades on."""
+    now = time.monotonic()
+    if now - getattr(nodes_manager, "_adsite_refreshed_at", 0.0) < SLOTS_REFRESH_S:
+        return
+    nodes_manager._adsite_refreshed_at = now
+    try:
+        nodes_manager.initialize()
+    except (redis.RedisError, RedisClusterException) as exc:
+        logger.debug("redis.slots_refresh_failed %s", exc)
+
+
+def _outage(exc: Exception) -> redis.ConnectionError:
+    if isinstance(exc, ClusterCrossSlotError):  # a key layout bug, not an outage: say so loudly
+        logger.error("redis.cross_slot %s", exc)
+    return redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _faults_as_outage(nodes_manager: Any) -> Iterator[None]:
+    """Around one call to the cluster (a command or a pipeline's execute): a failed call reloads the slot
+    map, and a cluster-level fault (``CLUSTER_FAULTS``) is raised as the ``redis.ConnectionError`` of an
+    outage."""
+    try:
+        yield
+    except CLUSTER_FAULTS as exc:
+        _slots_refresh(nodes_manager)
+        raise _outage(exc) from exc
+    except (redis.ConnectionError, redis.TimeoutError):
+        _slots_refresh(nodes_manager)
+        raise
+
+
 class _GuardedCluster(RedisCluster):
-    """``RedisCluster`` whose cluster-level failures (``SlotNotCoveredError`` while a failover is under way,
-    no node reachable...) are ``redis.ConnectionError``: redis-py raises them as a plain ``Exception``
-    (``RedisClusterException``), which every caller's ``except redis.RedisError`` (the degraded path)
-    would let through as a 5xx."""
+    """``RedisCluster`` over ``GuardedConnection``s whose cluster-level failures (``CLUSTER_FAULTS``) are
+    ``redis.ConnectionError``, from commands and from pipelines alike (see ``CLUSTER_FAULTS``).
+
+    Made lazily: ``RedisCluster`` reads the slot map from a node while it is made, so a cluster that does
+    not answer would make the constructor raise, where every caller makes its client outside its degraded
+    path (a ``redis.Redis`` never connects before its first command). This one is made by the factory
+    without a round trip and becomes the real client on its first use (``__getattr__``: the first attribute
+    only ``RedisCluster.__init__`` sets); until a node answers, each use raises ``redis.ConnectionError``
+    (at once while the guard marks the nodes down) and the next one tries again."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:  # RedisCluster.__init__ runs on first use
+        self.__dict__["_lazy"] = (url, options, threading.RLock())
+        # what a script registered before the first call needs (``register_script`` hashes its source)
+        self.__dict__["encoder"] = Encoder(
+            "utf-8", "strict", bool(options.get("decode_responses", False))
+        )
+
+    def _connect(self) -> None:
+        url, options, lock = self.__dict__["_lazy"]
+        with lock:
+            if self.__dict__.get("_made"):
+                return
+            self.__dict__["_connecting"] = threading.get_ident()  # its own attribute reads inside __init__
+            try:
+                RedisCluster.__init__(self, url=url, **options)
+            except CLUSTER_FAULTS as exc:  # no node reachable: an outage, as on one Redis
+                self.__dict__.pop("nodes_manager", None)
+                raise redis.ConnectionError(f"Redis Cluster at {url} unreachable: {exc}") from exc
+            finally:
+                self.__dict__["_connecting"] = None
+            # only now: another thread reads the client's attributes once every one of them is set
+            self.__dict__["_made"] = True
+
+    def __getattr__(self, name: str) -> Any:
+        # only for attributes not set yet: the client's state, made on first use
+        state = self.__dict__
+        if (
+            name.startswith("__")
+            or "_lazy" not in state
+            or state.get("_made")
+            or state.get("_connecting") == threading.get_ident()
+        ):
+            raise AttributeError(name)
+        self._connect()  # another thread making it: this one waits on the lock, then reads what it made
+        return object.__getattribute__(self, name)
+
+    def close(self) -> None:
+        if self.__dict__.get("_made"):
+            super().close()
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _faults_as_outage(self.nodes_manager):
             return super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        pipe.__class__ = _GuardedClusterPipeline
+        return pipe
+
+
+class _GuardedClusterPipeline(ClusterPipeline):
+    """A cluster pipeline whose ``CLUSTER_FAULTS`` are ``redis.ConnectionError`` (see ``_GuardedCluster``)."""
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        with _faults_as_outage(self.nodes_manager):
+            replies = super().execute(raise_on_error=raise_on_error)
+        if not raise_on_error and any(
+            isinstance(reply, (redis.ConnectionError, redis.TimeoutError, *CLUSTER_FAULTS)) for reply in replies
+        ):
+            _slots_refresh(self.nodes_manager)  # the caller takes the failures from the replies
+        return replies
 
 
 def cluster_nodes(client: redis.Redis) -> list[dict[str, Any]]:
@@ -207,7 +338,10 @@ def server_down(client: redis.Redis) -> bool:
     """Whether ``client``'s server is marked down (a call would fail at once); on a cluster, whether
     every master it knows is (one shard down still leaves the others answering)."""
     if isinstance(client, RedisCluster):
-        masters = client.get_primaries()
+        try:
+            masters = client.get_primaries()
+        except redis.RedisError:  # a cluster client not made yet because no node answers
+            return True
         return bool(masters) and all(server_down_remaining(node.host, node.port) > 0 for node in masters)
     kwargs = client.connection_pool.connection_kwargs
     return server_down_remaining(str(kwargs.get("host", "")), int(kwargs.get("port", 6379))) > 0

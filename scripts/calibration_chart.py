@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-COLORS = {"neural": "tab:blue", "gbdt": "tab:orange", "prior": "tab:gray"}
+COLORS = {"neural": "tab:blue", "gbdt": "tab:orange", "prior": "tab:gray", "prior:reading": "tab:red"}
 
 
 def main(out: str, *reports: str) -> None:

@@ -2,7 +2,13 @@
 # Serve adsite (`make run` calls this).
 #
 # The web server is granian over adsite/rsgi.py: keep-alive, and each request body is read in full before a
-# Python worker sees it, so clients that send a body slowly (or never) cannot hold the workers.
+# Python worker sees it, so clients that send a body slowly (or never) cannot hold the workers. It runs
+# through adsite/ops/granian_server.py: one listening socket held by granian's main process and shared by
+# its workers, so a worker that stops or dies leaves its waiting connections to the others.
+# Restarting the web role without losing requests: `supervisorctl -c var/supervisord.conf signal HUP web`
+# (a graceful reload: new workers one at a time, each old one stopped once its replacement is warm, finishing
+# the requests it holds; new code is loaded). `supervisorctl restart web` stops the whole server first:
+# connections are refused until it is back.
 #
 # Embedded mode (nothing set): one web process answering ADSITE_WEB_THREADS (default 8) requests at once,
 # so in-process state (feature store, counters) is coherent; nothing else runs (Celery tasks are eager).
@@ -47,7 +53,12 @@ fi
 # per port, so a second server from the same checkout never empties the first one's.
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-${VAR}/prometheus/${PORT}}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
-WEB=("$PWD/$PY/granian" --interface rsgi --host 127.0.0.1 --port "$PORT" --respawn-failed-workers
+# each web worker leaves a file named by its pid here once it is warm: a graceful reload (SIGHUP to the web
+# role: `supervisorctl -c var/supervisord.conf signal HUP web`) stops an old worker only once its
+# replacement is ready (adsite/ops/granian_server.py)
+export ADSITE_WEB_READY_DIR="${ADSITE_WEB_READY_DIR:-${VAR}/web-ready/${PORT}}"
+rm -rf "$ADSITE_WEB_READY_DIR" && mkdir -p "$ADSITE_WEB_READY_DIR"
+WEB=("$PWD/$PY/python" -m adsite.ops.granian_server --interface rsgi --host 127.0.0.1 --port "$PORT" --respawn-failed-workers
      --respawn-interval 1 --log-level "${ADSITE_SERVER_LOG_LEVEL:-warning}" adsite.rsgi:application)
 
 if [[ "$MODE" == "embedded" ]]; then

@@ -304,6 +304,38 @@ def data_sources() -> Iterator[Callable[..., None]]:
     category_taxonomy_reset()
 
 
+@pytest.fixture
+def fresh_platform() -> Iterator[Any]:
+    """This process's composition root (``adsite.platform``) replaced whole for the test: an empty
+    in-memory ad ledger, the site's policy, no cached catalog or population; the previous one is put
+    back afterwards. One swap instead of a reset per cache; a test changes a part by assigning it
+    (``fresh_platform.ledger_backend = ...``)."""
+    from adsite.ads.accounting import MemoryLedger
+    from adsite.platform import Platform, platform_use
+
+    fresh = Platform(ledger_backend=MemoryLedger(None))
+    previous = platform_use(fresh)
+    yield fresh
+    platform_use(previous)
+
+
+@pytest.fixture
+def fresh_inference() -> Iterator[Any]:
+    """Inference's per-process state (``inference.backends``: Redis clients and the guard's marks, feature
+    stores, throttle counters, the taxonomy) replaced whole for the test, and closed and put back afterwards:
+    one swap instead of a reset per part. The predictor is built afresh around it."""
+    from inference.backends import Backends, backends_close, backends_use
+    from inference.serving.runtime import predictor_install
+
+    fresh = Backends()
+    previous = backends_use(fresh)
+    predictor_install(None)
+    yield fresh
+    backends_close(fresh)
+    backends_use(previous)
+    predictor_install(None)
+
+
 @pytest.fixture(autouse=True)
 def rate_limit_windows_fresh() -> Iterator[None]:
     """Each test starts with empty rate-limit windows (the anonymous endpoints' limits and the quarantine

@@ -10,7 +10,7 @@ from tracking.bots import user_agent_device, user_agent_is_bot
 from tracking.consent import edge_mode, edge_mode_for, tracking_allowed, tracking_refusal
 from tracking.features_backlog import feature_backlog_clear
 from tracking.identity import visitor_id, visitor_id_from_cookie
-from tracking.importing import category_slugs
+from tracking.importing import category_slugs, events_import, generic_rows
 from tracking.network import client_ip_truncated
 from tracking.privacy import DeletionResult, user_data_delete
 from tracking.ratelimit import rate_limit_check, rate_limited, too_many_requests
@@ -61,6 +61,8 @@ __all__ = [
     "event_records_iter",
     "events_recorded",
     "events_ingest",
+    "events_import",
+    "generic_rows",
     "feature_backlog_clear",
     "feature_backlog_size",
     "ledger_counter_add",

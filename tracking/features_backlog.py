@@ -19,6 +19,10 @@ Promises:
   is not there after ``TRACKING["FEATURE_BACKLOG_ORPHAN_SECONDS"]`` (lost with a Redis restart, or the
   visitor's data deleted) is dropped, so a deleted visitor is never fed back into the features.
 
+On a Redis Cluster a batch may reach some visitors and not others (a master failing under it): the store
+names the visitors it reached (``FeatureStorePartlyApplied``), and only the other visitors' events are
+backlogged, at collection and in the catch-up alike, so nobody's features count an event twice.
+
 What it cannot promise: a write whose reply is lost (a timeout after Redis ran the batch) counts as
 failed and is applied again by the catch-up; so is a batch applied just before the database failed to
 commit its deletion. Both need the store and the database to fail within milliseconds of each other.
@@ -67,18 +71,38 @@ def events_observe_safe(
             inference_api.events_observe(records)
         else:
             inference_api.events_observe(records, answers_refresh=False)
+    except inference_api.FeatureStorePartlyApplied as exc:
+        # a Redis Cluster master failed under the batch: the visitors it reached are done (each whole); only
+        # the others' events wait for the catch-up, which would otherwise count the first ones twice
+        missed = [(r, e) for r, e in zip(records, event_ids, strict=True) if r.user_id not in exc.applied_users]
+        feature_backlog_add([r for r, _ in missed], event_ids=[e for _, e in missed], reason=str(exc))
+        return
     except inference_api.FeatureStoreUnavailable as exc:
         feature_backlog_add(records, event_ids=event_ids, reason=str(exc))
         return
     except Exception:
         logger.exception("tracking.events_observe_failed", extra={"records": len(records)})
         return
-    if _outage:
-        with _outage_lock:
-            ended = dict(_outage)
-            _outage.clear()
-        if ended:
-            logger.info("tracking.feature_store_recovered", extra={"backlogged": ended.get("backlogged", 0)})
+    feature_store_recovered()
+
+
+def feature_store_outage() -> dict[str, object] | None:
+    """This process's current outage of the feature store (``since``: when its first update failed,
+    ``backlogged``: the events kept for the catch-up since), or None while the store answers."""
+    with _outage_lock:
+        return dict(_outage) if _outage else None
+
+
+def feature_store_recovered() -> None:
+    """The store answered: this process's outage, if one was running, ends (logged once, with the events
+    it backlogged); the next failed update starts a new one (warned once again)."""
+    if not _outage:
+        return
+    with _outage_lock:
+        ended = dict(_outage)
+        _outage.clear()
+    if ended:
+        logger.info("tracking.feature_store_recovered", extra={"backlogged": ended.get("backlogged", 0)})
 
 
 def feature_backlog_clear() -> int:
@@ -153,9 +177,19 @@ def features_catch_up(*, batch_size: int | None = None, max_batches: int | None 
                 found = event_records_by_id(event_ids=[str(row[0]) for row in backlog])
                 present = {event_id for event_id, _record in found}
                 orphans = [str(eid) for eid, _ts, recorded in backlog if str(eid) not in present and recorded < cutoff]
+                partly: inference_api.FeatureStorePartlyApplied | None = None
                 if found:
-                    inference_api.events_observe([record for _event_id, record in found])
-                FeatureBacklog.objects.filter(event_id__in=[*present, *orphans]).delete()
+                    try:
+                        inference_api.events_observe([record for _event_id, record in found])
+                    except inference_api.FeatureStorePartlyApplied as exc:
+                        # the visitors the batch reached leave the backlog now, the others stay for the next run
+                        partly = exc
+                        reached = [eid for eid, record in found if record.user_id in exc.applied_users]
+                        FeatureBacklog.objects.filter(event_id__in=[*reached, *orphans]).delete()
+                if partly is None:
+                    FeatureBacklog.objects.filter(event_id__in=[*present, *orphans]).delete()
+            if partly is not None:
+                raise partly
         except inference_api.FeatureStoreUnavailable as exc:
             logger.warning("tracking.features_catch_up_waiting", extra={"error": str(exc), "applied": applied})
             return CatchUpResult(applied, waiting, dropped, store_unavailable=True)

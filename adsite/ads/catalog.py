@@ -24,6 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from adsite.ads.conf import ads_setting
+from adsite.platform import Platform, platform
 
 logger = logging.getLogger(__name__)
 
@@ -145,57 +146,53 @@ def catalog_build() -> Catalog:
     )
 
 
-_lock = threading.Lock()
-_current: Catalog | None = None
-_refreshing = False  # a background rebuild is running
-
-
-def _refresh(stale: Catalog) -> None:
-    """The background rebuild: publish the new catalog unless it was invalidated meanwhile."""
-    global _current, _refreshing
+def _refresh(owner: Platform, stale: Catalog) -> None:
+    """The background rebuild: publish the new catalog unless it was invalidated (or the platform
+    replaced) meanwhile."""
     from django.db import connections
 
     try:
         fresh = catalog_build()
-        with _lock:
-            if _current is stale:  # invalidated (None) or replaced meanwhile: the newer state wins
-                _current = fresh
+        with owner.catalog_lock:
+            if owner.catalog is stale:  # invalidated (None) or replaced meanwhile: the newer state wins
+                owner.catalog = fresh
     except Exception:  # the database is away: keep deciding from the stale catalog, retry later
         logger.warning("ads.catalog_refresh_failed: deciding from the previous catalog", exc_info=True)
     finally:
-        with _lock:
-            _refreshing = False
+        with owner.catalog_lock:
+            owner.catalog_refreshing = False
         connections.close_all()  # this thread's own connection
 
 
 def catalog_current() -> Catalog:
-    """The catalog this process decides from (see the module docstring for when it is rebuilt)."""
-    global _current, _refreshing
-    current = _current
+    """The catalog this process decides from (the platform's; see the module docstring for when it is rebuilt)."""
+    owner = platform()
+    current = owner.catalog
     max_age = float(ads_setting("CATALOG_SECONDS"))
     if current is not None and max_age > 0:
         if time.monotonic() - current.built_at >= max_age:
-            with _lock:
-                start, _refreshing = not _refreshing, True
+            with owner.catalog_lock:
+                start, owner.catalog_refreshing = not owner.catalog_refreshing, True
             if start:
-                threading.Thread(target=_refresh, args=(current,), name="ads-catalog-refresh", daemon=True).start()
+                threading.Thread(target=_refresh, args=(owner, current), name="ads-catalog-refresh", daemon=True).start()
         return current
     from django.db import DatabaseError
 
-    with _lock:
-        if _current is None or _current is current:  # nobody built it while we waited
+    with owner.catalog_lock:
+        built = owner.catalog
+        if built is None or built is current:  # nobody built it while we waited
             try:
-                _current = catalog_build()
+                built = owner.catalog = catalog_build()
             except DatabaseError as exc:
                 logger.warning("ads.catalog_unavailable (%s): house ads until the database answers",
                                type(exc).__name__)
                 return Catalog(campaigns=(), placement_sizes={}, built_at=time.monotonic(), unavailable=True)
-        return _current
+        return built
 
 
 def catalog_invalidate() -> None:
     """Forget this process's catalog (after a change through the admin or a service): the next
     decision builds the new one itself."""
-    global _current
-    with _lock:
-        _current = None
+    owner = platform()
+    with owner.catalog_lock:
+        owner.catalog = None

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.conf import settings
 
+from adsite.platform import platform
+
 DEFAULTS: dict[str, Any] = {
     # whole-decision budget (prediction included), milliseconds
     "BUDGET_MS": 10.0,
@@ -43,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "PACING_SLACK": 0.05,
     # click tokens: how long a click link stays billable (seconds)
     "CLICK_MAX_AGE_S": 24 * 3600,
+    # edge mode (adsite.ads.edge): how long an offer made from a page's context may be chosen (seconds),
+    # and how many times a creative must have been chosen on devices before its edge statistics are
+    # reported (fewer: "fewer than N", so that no report describes a handful of visitors)
+    "EDGE_OFFER_MAX_AGE_S": 600,
+    "EDGE_MIN_AUDIENCE": 50,
     # hourly report counters (served, viewable, billed, spend, invalid traffic by reason) are kept this long
     "REPORT_RETENTION_DAYS": 400,
     # AdClick rows (every click request, billed or refused, with its reason) are deleted after this long
@@ -56,9 +63,13 @@ DEFAULTS: dict[str, Any] = {
 
 
 def ads_setting(name: str) -> Any:
-    """The current value of an ads setting (re-read each call, so ``override_settings`` works)."""
+    """The current value of an ads setting: the platform's (the simulation's run) over ``settings.ADS``
+    over the defaults, re-read each call (so ``override_settings`` and an installed platform both work)."""
     if name not in DEFAULTS:
         raise KeyError(f"unknown ads setting {name!r}")
+    installed = platform().ads_settings
+    if name in installed:
+        return installed[name]
     configured = getattr(settings, "ADS", {}) or {}
     value = configured.get(name, DEFAULTS[name])
     if name == "REDIS_URL" and not value:

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adsite.ads.accounting import OK, Charge, LedgerUnavailable, Snapshot, ledger
 from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, catalog_current
 from adsite.ads.conf import ads_setting
 from adsite.ads.eligibility import (
@@ -41,7 +42,6 @@ from adsite.ads.eligibility import (
     counters_filter,
     prefilter,
 )
-from adsite.ads.ledger import OK, Charge, LedgerUnavailable, Snapshot, ledger
 from adsite.ads.metrics import decision_observe
 from adsite.ads.scoring import (
     ADSITE_POLICY,

@@ -1,12 +1,14 @@
 """From a decision to what a page or an API client shows: slot ads, signed click and impression URLs.
 
 ``placements_provide`` is the content app's placement provider (answering ``placements_requested``): one
-``ads_select`` per page for all its slots. Visitors who refused tracking (DNT, GPC, no consent) get
+``ads_select`` per page for all its slots (none for an edge-mode visitor: their browser chooses,
+``adsite.ads.edge``). Visitors who refused tracking (DNT, GPC, no consent) get
 ads chosen from the page's own categories, with no visitor id: nothing about them is counted per person.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 from django.http import HttpRequest
@@ -33,26 +35,29 @@ def choice_token(*, choice: Choice, user_id: str, binding: str = "", origin: str
 
 
 _TOKEN_MARK = "TOKEN"
-_url_templates: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _url_around_token(name: str, script_prefix: str) -> tuple[str, str]:
+    """What comes before and after the token in ``name``'s URL under ``script_prefix`` (reversed once)."""
+    head, _, tail = reverse(name, kwargs={"token": _TOKEN_MARK}).partition(_TOKEN_MARK)
+    return head, tail
 
 
 def _token_url(name: str, token: str) -> str:
     """``reverse(name, kwargs={"token": token})``, the pattern reversed once per process and prefix:
     signed tokens hold only URL-safe characters (base64url, ``:``), which ``reverse`` leaves as they are."""
-    key = (name, get_script_prefix())
-    parts = _url_templates.get(key)
-    if parts is None:
-        head, _, tail = reverse(name, kwargs={"token": _TOKEN_MARK}).partition(_TOKEN_MARK)
-        parts = _url_templates[key] = (head, tail)
-    return parts[0] + token + parts[1]
+    head, tail = _url_around_token(name, get_script_prefix())
+    return head + token + tail
 
 
 def choice_urls(*, choice: Choice, user_id: str, binding: str = "", origin: str = PAGE) -> tuple[str, str]:
     """(click URL, impression URL), site-relative; empty for the built-in house ad."""
-    return _urls(choice_token(choice=choice, user_id=user_id, binding=binding, origin=origin))
+    return token_urls(choice_token(choice=choice, user_id=user_id, binding=binding, origin=origin))
 
 
-def _urls(token: AdToken | None) -> tuple[str, str]:
+def token_urls(token: AdToken | None) -> tuple[str, str]:
+    """(click URL, impression URL) of one served impression's token; empty for none."""
     if token is None:
         return "", ""
     return (
@@ -77,7 +82,7 @@ def slot_ad(*, choice: Choice, user_id: str, binding: str = "") -> SlotAd | None
     token = choice_token(choice=choice, user_id=user_id, binding=binding)
     if token is None or choice.creative is None or choice.campaign is None:
         return None
-    click_url, impression_url = _urls(token)
+    click_url, impression_url = token_urls(token)
     creative = choice.creative
     return SlotAd(
         placement=choice.placement,
@@ -108,6 +113,10 @@ def placements_provide(
     visitor = visitor_from_request(request)
     if visitor.is_bot:
         invalid_record(kind=IMPRESSION, reason=BOT, campaign_id=None, n=len(placements))
+        return {name: None for name in placements}
+    if tracking_api.edge_mode_for(request):
+        # the visitor's browser chooses among offers made from context (``adsite.ads.edge``): the page
+        # holds house ads until it has, and nothing is reserved for this request
         return {name: None for name in placements}
     user_id, context = request_context(request=request, categories=categories)
     decision: Decision = ads_select(

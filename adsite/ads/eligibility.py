@@ -7,8 +7,8 @@ one ledger snapshot; the ledger's reservation checks budget and caps again, atom
 
 from __future__ import annotations
 
+from adsite.ads.accounting import Snapshot
 from adsite.ads.catalog import CampaignView
-from adsite.ads.ledger import Snapshot
 from adsite.ads.scoring import Knobs
 
 # filter reasons (what the explanation reports for campaigns that were not candidates)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
-from adsite.ads.ledger import LedgerUnavailable, ledger
+from adsite.ads.accounting import LedgerUnavailable, ledger
 from adsite.ads.tokens import API, AdToken, binding_matches, visitor_binding
 from tracking import api as tracking_api
 

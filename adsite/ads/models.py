@@ -3,7 +3,7 @@
 Money is stored as ``Decimal`` here (what staff type in the admin) and handled as integer micros
 (millionths of the currency unit) everywhere on the hot path, so that budgets add up exactly.
 Counters that change per impression (spend, frequency, creative statistics) do NOT live in these
-tables: they live in the ledger (``adsite.ads.ledger``), Redis or in-process.
+tables: they live in the ledger (``adsite.ads.accounting``), Redis or in-process.
 """
 
 from __future__ import annotations

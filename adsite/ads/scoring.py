@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from adsite.ads.accounting import Snapshot
 from adsite.ads.catalog import CampaignView, CreativeView
 from adsite.ads.conf import ads_setting
-from adsite.ads.ledger import Snapshot
 
 EXPOSURE_UNIT = 1_000_000  # the ledger keeps the extra exposure (summed lift - 1) in millionths
 
@@ -62,7 +62,7 @@ def weighted_score(campaign: CampaignView, scores: Mapping[str, float]) -> float
 def interest_lift(relevance: float, base: float, knobs: Knobs) -> float:
     """The visitor's interest over the population's, smoothed (a category nobody scores is neutral),
     raised to ``INTEREST_LIFT_POWER`` and bounded by ``INTEREST_LIFT_MAX`` both ways."""
-    ratio = ((relevance + knobs.smoothing) / (base + knobs.smoothing)) ** knobs.lift_power
+    ratio = float(((relevance + knobs.smoothing) / (base + knobs.smoothing)) ** knobs.lift_power)
     return min(knobs.lift_max, max(1.0 / knobs.lift_max, ratio))
 
 

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from adsite.ads.accounting import LedgerUnavailable, Snapshot, ledger
 from adsite.ads.catalog import MICROS, to_micros
 from adsite.ads.conf import ads_setting
-from adsite.ads.ledger import LedgerUnavailable, Snapshot, ledger
 from adsite.ads.models import Campaign, Creative, DecisionExplanation
 
 # pacing states (what the dashboard shows next to a campaign)
@@ -203,10 +203,6 @@ def decision_explanations_recent(*, user_id: str, limit: int = 20) -> list[dict[
 # ---- the advertiser report (what is invoiced) and invalid traffic ------------------------------------
 
 INVALID_REASONS = ("bot", "unknown_serve", "wrong_visitor", "replay", "expired", "rate")
-REPORT_COUNTERS = (
-    "impressions_served", "impressions_viewable", "impressions_billed", "impressions_invalid",
-    "clicks_billed", "clicks_invalid",
-)
 _METRICS = {"served": "impressions_served", "viewable": "impressions_viewable", "imp_billed": "impressions_billed",
             "clk_billed": "clicks_billed"}
 
@@ -255,7 +251,9 @@ def ads_report(*, since: float | None = None) -> dict[str, Any]:
     """The numbers an advertiser is invoiced from, per campaign and in total (``manage.py ads_report``):
     ``{"campaigns": [{"id", "name", "impressions_served", "impressions_viewable", "impressions_billed",
     "impressions_invalid": {reason: n}, "clicks_billed", "clicks_invalid": {reason: n}, "spend",
-    "budget"}], "totals": {the same counters summed}}``; money in the currency's units as decimal
+    "budget"}], "totals": {the same counters summed}, "chosen_on_device": [{"creative_id", "campaign_id",
+    "reported", "served", "viewable", "clicks"}], "chosen_on_device_min_audience": n}`` (edge mode's
+    per-creative counts, None below the minimum audience); money in the currency's units as decimal
     strings. The totals also hold invalid traffic that names no campaign (a bot's page, a forged
     token). Raises ``LedgerUnavailable`` while the ledger cannot be read."""
     from decimal import Decimal
@@ -292,4 +290,55 @@ def ads_report(*, since: float | None = None) -> dict[str, Any]:
     add(counters.get(0, {}), {})  # refusals that name no campaign count in the totals only
     totals["spend"] = _money(spend_total)
     totals["budget"] = _money(to_micros(budget_total))
-    return {"campaigns": campaigns, "totals": totals}
+    # the impressions chosen on visitors' devices are in the counters above (billed alike); per creative
+    # they are reported only past the minimum audience
+    chosen_on_device = [
+        {"creative_id": row.creative_id, "campaign_id": row.campaign_id, "reported": row.reported,
+         "served": row.served, "viewable": row.viewable, "clicks": row.clicks}
+        for row in edge_delivery(since=since)
+    ]
+    return {"campaigns": campaigns, "totals": totals, "chosen_on_device": chosen_on_device,
+            "chosen_on_device_min_audience": int(ads_setting("EDGE_MIN_AUDIENCE"))}
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeCreativeDelivery:
+    """A creative's impressions chosen on visitors' devices (edge mode), as far as they are reported.
+
+    ``reported`` is False while the creative has been chosen fewer than ``min_audience`` times: then
+    ``served``, ``viewable`` and ``clicks`` are None (the report says "fewer than N"), so that no report
+    describes what a handful of visitors did."""
+
+    creative_id: int
+    campaign_id: int
+    reported: bool
+    min_audience: int
+    served: int | None
+    viewable: int | None
+    clicks: int | None
+
+
+def edge_delivery(*, since: float | None = None, min_audience: int | None = None) -> list[EdgeCreativeDelivery]:
+    """Per creative, the edge-chosen impressions' aggregate counters (``adsite.ads.edge``), from ``since``
+    (its hour; None: all that is kept), hidden below ``ADS["EDGE_MIN_AUDIENCE"]`` served impressions.
+    Raises ``LedgerUnavailable`` while the ledger cannot be read."""
+    threshold = int(ads_setting("EDGE_MIN_AUDIENCE") if min_audience is None else min_audience)
+    counts: dict[tuple[int, int], dict[str, int]] = {}
+    for campaign_id, metrics in _report_counters(since).items():
+        for metric, value in metrics.items():
+            kind, _, rest = metric.partition(".")
+            creative, _, name = rest.partition(".")
+            if kind != "edge" or not creative.isdigit():
+                continue
+            counts.setdefault((campaign_id, int(creative)), {})[name] = value
+    out = []
+    for (campaign_id, creative_id), metrics in sorted(counts.items(), key=lambda item: item[0][1]):
+        served = metrics.get("served", 0)
+        shown = served >= threshold
+        out.append(EdgeCreativeDelivery(
+            creative_id=creative_id, campaign_id=campaign_id, reported=shown, min_audience=threshold,
+            served=served if shown else None,
+            viewable=metrics.get("viewable", 0) if shown else None,
+            clicks=metrics.get("clicks", 0) if shown else None,
+        ))
+    return out

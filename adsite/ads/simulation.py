@@ -1,4 +1,5 @@
-"""The lift simulation: simulated visitors browse the demo site through its real HTTP endpoints.
+"""The lift simulation: simulated visitors browse the demo site through its real HTTP endpoints
+(its WSGI application, called in this process by an HTTP client per visitor).
 
 Each visitor has a hidden interest profile (Dirichlet over the categories). Per page view the visitor
 picks a category by that profile and opens one of its articles (``GET /article/<slug>/``, which
@@ -49,11 +50,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import numpy as np
-from django.test import Client, override_settings
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
 
+from adsite.ads.accounting import MemoryLedger
 from adsite.ads.catalog import CampaignView, CreativeView, catalog_current, catalog_invalidate
-from adsite.ads.ledger import MemoryLedger
 from adsite.ads.scoring import ADSITE_POLICY, Candidate, Knobs, Quality, SelectionPolicy, bid_value
 from adsite.platform import Platform, platform_use
 
@@ -74,6 +77,10 @@ SLOT = re.compile(
     re.S,
 )
 SERVE_ID = re.compile(r'data-serve-id="([^"]*)"')
+# the ads settings the simulated site runs with: pacing off (the run compresses days into minutes and
+# measures targeting), no sampled explanations, and a decision budget no busy machine overruns (the
+# interests answer every page, as on a quiet server)
+SIMULATION_ADS = {"PACING": False, "EXPLAIN_SAMPLE": 0.0, "BUDGET_MS": 1000.0}
 
 
 @dataclass(frozen=True)
@@ -308,21 +315,21 @@ def _run_policy(
     policies: dict[str, SelectionPolicy] = {
         "adsite": ADSITE_POLICY, "random": RandomPolicy(), "untargeted": UntargetedPolicy(), "oracle": OraclePolicy(oracle),
     }
-    # the pages decide with this run's policy and ledger: installed as the process's composition root
+    # the pages decide with this run's policy, ledger and settings: installed as the process's composition root
     previous = platform_use(Platform(
         ledger_backend=book if book is not None else MemoryLedger(None),
         page_policy=policies[policy],
         page_rng=random.Random(spec.seed),
+        ads_settings=SIMULATION_ADS,
     ))
+    site = WSGIHandler()
     try:
-        with override_settings(ADS=_sim_settings(), RATE_LIMITS=_rate_limits_off()):
-            for v, profile in enumerate(profiles):
-                clicks_rng = random.Random(f"{spec.seed}:{v}:clicks")
-                browse_rng = random.Random(f"{spec.seed}:{v}:browse")
-                user_id = by_user[v]
-                visitor = visitors[user_id] = _Visitor(spec, profile, random.Random(f"{spec.seed}:{v}:world"))
-                client = Client(HTTP_USER_AGENT=BROWSER)
-                client.cookies["adsite_uid"] = user_id
+        for v, profile in enumerate(profiles):
+            clicks_rng = random.Random(f"{spec.seed}:{v}:clicks")
+            browse_rng = random.Random(f"{spec.seed}:{v}:browse")
+            user_id = by_user[v]
+            visitor = visitors[user_id] = _Visitor(spec, profile, random.Random(f"{spec.seed}:{v}:world"))
+            with _browser(site, user_id=user_id, number=v) as client:
                 visitor_clicks = visitor_impressions = 0
                 visitor_expected = 0.0
                 for page in range(spec.warmup + spec.pages):
@@ -330,7 +337,7 @@ def _run_policy(
                     cats, weights = zip(*visitor.profile.items(), strict=True)
                     category = browse_rng.choices(cats, weights=weights)[0]
                     slug = browse_rng.choice(articles[category])
-                    html = client.get(f"/article/{slug}/").content.decode()
+                    html = _answered(client.get(f"/article/{slug}/"), 200).text
                     catalog = catalog_current()
                     events = []
                     shown: list[int] = []
@@ -346,13 +353,15 @@ def _run_policy(
                             shown.append(campaign.id)
                         if counted:
                             visitor_expected += p
-                        events.append(_impression_event(user_id, placement, creative_id, campaign_id, slug, serve.group(1) if serve else ""))
+                        events.append(_impression_event(user_id, placement, creative_id, campaign_id, f"{client.base_url}article/{slug}/",
+                                                        slug, serve.group(1) if serve else ""))
                         if clicks_rng.random() < p:
                             visitor_clicks += counted
                             if href.startswith("/c/"):
-                                client.get(href)
+                                _answered(client.get(href), 302)
                     if events:
-                        client.post("/collect", json.dumps({"events": events}), content_type="text/plain")
+                        _answered(client.post("/collect", content=json.dumps({"events": events}),
+                                              headers={"Content-Type": "text/plain"}), 200, 202, 204)
                     visitor.after_page(category, shown)
                 result.clicks += visitor_clicks
                 result.impressions += visitor_impressions
@@ -371,26 +380,44 @@ def _click_probability(spec: SimulationSpec, profile: dict[str, float], campaign
     return min(0.5, spec.base_ctr * _appeal(creative.id, spec.seed) * (spec.floor + spec.slope * h))
 
 
-def _sim_settings() -> dict[str, Any]:
-    from django.conf import settings
-
-    return {**settings.ADS, "PACING": False, "EXPLAIN_SAMPLE": 0.0, "BUDGET_MS": 1000.0}
+class SimulationError(RuntimeError):
+    """The site did not answer a simulated visitor as it answers a browser: the run's figures would be wrong."""
 
 
-def _rate_limits_off() -> dict[str, Any]:
-    """The simulation's visitors all come from one address, far faster than people: no rate limits."""
-    from django.conf import settings
+def _answered(response: httpx.Response, *expected: int) -> httpx.Response:
+    if response.status_code not in expected:
+        raise SimulationError(f"{response.request.method} {response.request.url.path} answered {response.status_code}"
+                              f" (expected {' or '.join(map(str, expected))})")
+    return response
 
-    return {**getattr(settings, "RATE_LIMITS", {}), "ENABLED": False}
+
+def _site_host() -> str:
+    """A host name the site answers to (the first of ALLOWED_HOSTS that is a plain name)."""
+    return next((host for host in settings.ALLOWED_HOSTS if host and host[0] not in ".*"), "localhost")
 
 
-def _impression_event(user_id: str, placement: str, creative_id: str, campaign_id: str, slug: str, serve_id: str) -> dict[str, Any]:
+def _browser(site: WSGIHandler, *, user_id: str, number: int) -> httpx.Client:
+    """An HTTP client that calls the site's WSGI application in this process, as one visitor's browser:
+    a browser's User-Agent, the visitor's identity cookie and an address of its own (10.x.y.1, its own
+    /24), so the site's rate limits count each simulated visitor as they count a person. Over HTTPS, as a
+    browser reaches a production site (outside DEBUG the site redirects plain HTTP: ``SECURE_SSL_REDIRECT``)."""
+    address = f"10.{(number >> 8) & 255}.{number & 255}.1"
+    client = httpx.Client(
+        transport=httpx.WSGITransport(app=site, remote_addr=address), base_url=f"https://{_site_host()}",
+        headers={"User-Agent": BROWSER}, follow_redirects=False,
+    )
+    client.cookies.set("adsite_uid", user_id)
+    return client
+
+
+def _impression_event(user_id: str, placement: str, creative_id: str, campaign_id: str, url: str, slug: str,
+                      serve_id: str) -> dict[str, Any]:
     ad = {"creative_id": creative_id, "campaign_id": campaign_id, "placement": placement}
     if serve_id:
         ad["serve_id"] = serve_id
     return {
         "event_id": str(uuid.uuid4()), "type": "ad_impression", "user_id": user_id, "session_id": f"{user_id}-s",
-        "ts": int(time.time() * 1000), "url": f"http://testserver/article/{slug}/", "item_id": slug,
+        "ts": int(time.time() * 1000), "url": url, "item_id": slug,
         "ad": ad,
         "properties": {"viewable": True, "visible_ms": 1000},
     }

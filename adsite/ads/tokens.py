@@ -4,7 +4,8 @@ A token is ``django.core.signing`` output (HMAC with SECRET_KEY, timestamped) of
 impression's serve id, creative, campaign, placement and visitor, plus who the visitor is for the
 integrity checks (``adsite.ads.integrity``): the identity cookie's id, or without one a binding (an HMAC
 of the truncated address and user agent the decision saw, never the address itself), and the origin
-(``page``: the site rendered it; ``api``: an authenticated API client asked for it). It names the
+(``page``: the site rendered it; ``api``: an authenticated API client asked for it; ``edge``: the
+visitor's browser chose it among the offers of ``adsite.ads.edge``). It names the
 creative, never a URL: the redirect target is always looked up from the creative's stored landing URL.
 
 A serve id (``<random>.<issued, base 36>.<mac>``, at most 64 characters) is itself signed over the
@@ -29,6 +30,7 @@ CLICK_SALT = "adsite.ads.click"
 VIEW_SALT = "adsite.ads.view"
 SERVE_SALT = "adsite.ads.serve"
 BINDING_SALT = "adsite.ads.binding"
+OFFER_SALT = "adsite.ads.offer"
 
 VALID = "valid"
 FORGED = "forged"
@@ -36,6 +38,9 @@ EXPIRED = "expired"
 
 PAGE = "page"
 API = "api"
+# chosen on the visitor's device (edge mode): the server made the offer, the browser picked it
+EDGE = "edge"
+ORIGINS = (PAGE, API, EDGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ def token_make(*, token: AdToken, salt: str = CLICK_SALT) -> str:
         payload["b"] = token.binding
     if token.origin != PAGE:
         payload["o"] = token.origin
-    return signing.dumps(payload, salt=salt, compress=True)
+    return str(signing.dumps(payload, salt=salt, compress=True))
 
 
 def token_read(value: str, *, max_age_s: int, salt: str = CLICK_SALT) -> tuple[str, AdToken | None]:
@@ -80,7 +85,7 @@ def token_read(value: str, *, max_age_s: int, salt: str = CLICK_SALT) -> tuple[s
         token = AdToken(
             serve_id=str(payload["s"])[:64], creative_id=int(payload["c"]), campaign_id=int(payload["k"]),
             placement=str(payload["p"])[:64], user_id=str(payload["u"])[:64],
-            binding=str(payload.get("b", ""))[:32], origin=API if payload.get("o") == API else PAGE,
+            binding=str(payload.get("b", ""))[:32], origin=payload["o"] if payload.get("o") in ORIGINS else PAGE,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return FORGED, None
@@ -94,7 +99,7 @@ def _keys() -> list[str]:
 def visitor_binding(*, ip_truncated: str, user_agent: str) -> str:
     """Who a visitor without an identity cookie is, for their clicks: an HMAC of the truncated address
     and the user agent (16 hex characters; neither value can be read back from it)."""
-    return salted_hmac(BINDING_SALT, f"{ip_truncated}|{user_agent}", algorithm="sha256").hexdigest()[:16]
+    return str(salted_hmac(BINDING_SALT, f"{ip_truncated}|{user_agent}", algorithm="sha256").hexdigest()[:16])
 
 
 def binding_matches(binding: str, *, ip_truncated: str, user_agent: str) -> bool:
@@ -108,7 +113,7 @@ def binding_matches(binding: str, *, ip_truncated: str, user_agent: str) -> bool
 
 
 def _serve_mac(head: str, creative_id: int, user_id: str, key: str) -> str:
-    return salted_hmac(SERVE_SALT, f"{head}|{creative_id}|{user_id}", secret=key, algorithm="sha256").hexdigest()[:22]
+    return str(salted_hmac(SERVE_SALT, f"{head}|{creative_id}|{user_id}", secret=key, algorithm="sha256").hexdigest()[:22])
 
 
 def _base36(n: int) -> str:

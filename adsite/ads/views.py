@@ -1,15 +1,19 @@
-"""HTTP for ads: the decisions API, the click redirect, the impression beacon, creative images. Thin."""
+"""HTTP for ads: the decisions API, the click redirect, the impression beacon, creative images, and edge
+mode's offers and serve endpoints. Thin."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -22,6 +26,7 @@ from adsite.ads import integrity
 from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fast, placements_unknown
 from adsite.ads.decisions import DECISION_SERVED_BY, DecisionContext, PlacementRequest, ads_select
 from adsite.ads.delivery import choice_urls
+from adsite.ads.edge import edge_offers, edge_serve
 from adsite.ads.integrity import invalid_record, visitor_from_request
 from adsite.ads.landing import landing_url_safe
 from adsite.ads.models import Creative
@@ -201,6 +206,58 @@ def impression_beacon(request: HttpRequest, token: str) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+def _edge_refused(request: HttpRequest) -> None:
+    invalid_record(kind=integrity.IMPRESSION, reason=integrity.RATE, campaign_id=None)
+
+
+EDGE_MAX_PLACEMENTS = 8
+
+
+@never_cache
+@require_GET
+@rate_limited("page", on_refused=_edge_refused)
+def edge_offers_view(request: HttpRequest) -> HttpResponse:
+    """``GET /edge/ads?placements=a,b``: the creatives each placement may show, from context only
+    (``adsite.ads.edge``). Reads no cookie and no visitor id: the device class of the user agent is the
+    only thing about the visitor it uses."""
+    names = [n for n in request.GET.get("placements", "").split(",") if n][:EDGE_MAX_PLACEMENTS + 1]
+    if not names or len(names) > EDGE_MAX_PLACEMENTS:
+        return JsonResponse({"errors": {"placements": f"name 1 to {EDGE_MAX_PLACEMENTS} placements"}}, status=400)
+    unknown = placements_unknown(names)
+    if unknown:
+        return JsonResponse({"errors": {"placements": f"unknown placement: {', '.join(unknown)}"}}, status=400)
+    device = tracking_api.user_agent_device(request.META.get("HTTP_USER_AGENT", "") or "")
+    answer = edge_offers(placements=names, device=device)
+    return JsonResponse({
+        "placements": [{"name": name, "size": size} for name, size in answer.placements],
+        "offers": [dataclasses.asdict(offer) for offer in answer.offers],
+        "knobs": answer.knobs,
+        "interest_top": answer.interest_top,
+    })
+
+
+@csrf_exempt  # no cookie or session is read: the signed offers are the only input that counts
+@never_cache
+@require_POST
+@rate_limited("impression", on_refused=_edge_refused)
+def edge_serve_view(request: HttpRequest) -> HttpResponse:
+    """``POST /edge/ads/serve`` ``{"offers": [offer, ...]}`` (one per placement, the browser's choice):
+    each reserved like any served impression, answered with its signed click and impression links or
+    the reason it may not run (``adsite.ads.edge.edge_serve``)."""
+    try:
+        body = json.loads(request.body[:65536] or b"{}")
+    except (ValueError, UnicodeError):
+        body = None
+    offers = body.get("offers") if isinstance(body, dict) else None
+    if (
+        not isinstance(offers, list) or not 0 < len(offers) <= EDGE_MAX_PLACEMENTS
+        or not all(isinstance(o, str) and 0 < len(o) <= 1024 for o in offers)
+    ):
+        return JsonResponse({"errors": {"offers": f"a list of 1 to {EDGE_MAX_PLACEMENTS} offer strings"}}, status=400)
+    served = edge_serve(offers=offers, visitor=visitor_from_request(request))
+    return JsonResponse({"served": [dataclasses.asdict(item) for item in served]})
+
+
 @require_GET
 def creative_image(request: HttpRequest, name: str) -> HttpResponse:
     """The locally generated creative images (``MEDIA_ROOT/ads/*.svg``), served as images only."""
@@ -215,4 +272,7 @@ def creative_image(request: HttpRequest, name: str) -> HttpResponse:
     return response
 
 
-__all__ = ["DecisionsView", "click_redirect", "creative_image", "impression_beacon", "inline_serializer"]
+__all__ = [
+    "DecisionsView", "click_redirect", "creative_image", "edge_offers_view", "edge_serve_view", "impression_beacon",
+    "inline_serializer",
+]

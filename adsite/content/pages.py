@@ -29,6 +29,8 @@ CONSENT_COOKIE = "adsite_consent"
 UID_COOKIE = "adsite_uid"
 COLLECT_URL = "/collect"
 EDGE_MODEL_URL = "/edge/model.json"
+EDGE_ADS_URL = "/edge/ads"
+EDGE_SERVE_URL = "/edge/ads/serve"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,10 @@ def tracker_config(*, request: HttpRequest) -> dict[str, Any]:
         "edgeMode": tracking_api.edge_mode(),
         "edgeModelUrl": EDGE_MODEL_URL,
         "edgeScriptUrl": static("inference/edge.js"),
+        # ...and choose the page's ads among offers made from the page's context (the ads app's script)
+        "edgeAdsUrl": EDGE_ADS_URL,
+        "edgeServeUrl": EDGE_SERVE_URL,
+        "edgeAdsScriptUrl": static("ads/edge-ads.js"),
     }
 
 

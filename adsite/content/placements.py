@@ -12,7 +12,7 @@ the house ad so a page never fails over an ad.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from django.http import HttpRequest
@@ -99,9 +99,6 @@ HOUSE_ADS: dict[str, SlotAd] = {
         href="/about/#events",
     ),
 }
-
-PlacementProvider = Callable[..., Mapping[str, "SlotAd | None"]]
-
 
 def house_ad(*, placement: str) -> SlotAd:
     """The house ad for a placement (the newsletter promo for any placement without its own)."""

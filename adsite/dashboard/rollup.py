@@ -8,8 +8,9 @@ one ``MetricSnapshot`` row. ``traffic_minutes_roll`` recounts the
 trailing minutes of tracking's events and quarantine into ``TrafficMinute`` rows (upsert: safe to run
 twice, and late flushes within ``RECOUNT_MINUTES`` are caught).
 
-Both run from the Celery beat task ``dashboard.rollup`` (services mode) and, when the latest snapshot
-is stale, from the overview's JSON endpoint itself (embedded mode has no beat).
+Both run from the Celery beat task ``dashboard.rollup`` (services mode), from the rollup thread of the
+web process (embedded mode, ``make run``) and, when the latest snapshot is stale, from a dashboard page
+view itself, which leaves the site analytics' recount to the schedule when one runs.
 """
 
 from __future__ import annotations
@@ -118,15 +119,38 @@ def traffic_minutes_roll(*, now: datetime | None = None) -> int:
     return len(rows)
 
 
-def rollup_refresh(*, now: datetime | None = None) -> None:
-    """One roll: a snapshot, the trailing minutes and the site analytics of the days that changed
-    (the beat task's body; in embedded mode the rollup thread's)."""
+def rollup_refresh(*, now: datetime | None = None, analytics: bool = True) -> None:
+    """One roll: a snapshot, the trailing minutes and (``analytics``) the site analytics of the days
+    that changed (the beat task's body; in embedded mode the rollup thread's)."""
     from adsite.dashboard.analytics import analytics_roll_if_stale
 
     now = now or timezone.now()
     metrics_snapshot_take(now=now)
     traffic_minutes_roll(now=now)
-    analytics_roll_if_stale(now=now)
+    if analytics:
+        analytics_roll_if_stale(now=now)
+
+
+# a scheduled roller whose last analytics roll is this many periods old is taken to be down
+ROLLER_DOWN_PERIODS = 5
+
+
+def analytics_rolled_on_schedule(*, now: datetime | None = None) -> bool:
+    """Whether a schedule rolls the site analytics (the beat in services mode, the web process's rollup
+    thread in embedded mode) and has done so lately. Then a page view leaves the recount to it: a
+    recount reads the whole of today's events (1-3 s at 10,000 visits a day, docs/benchmarks.md),
+    which a staff member would otherwise wait for on every page view that found it due."""
+    from django.conf import settings
+
+    from adsite.dashboard.models import RollupMark
+
+    scheduled = not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False) or bool(dashboard_setting("ROLLUP_THREAD"))
+    if not scheduled:
+        return False
+    now = now or timezone.now()
+    mark = RollupMark.objects.filter(name="analytics").values_list("at", flat=True).first()
+    period = float(dashboard_setting("ANALYTICS_SECONDS"))
+    return mark is not None and (now - mark).total_seconds() < ROLLER_DOWN_PERIODS * period
 
 
 _thread_lock = threading.Lock()
@@ -160,8 +184,10 @@ def rollup_thread_start(*, every_seconds: float | None = None) -> bool:
     return True
 
 
-def rollup_refresh_if_stale(*, now: datetime | None = None) -> bool:
-    """Roll when this source's latest snapshot is older than ``SNAPSHOT_SECONDS``; True if it rolled."""
+def rollup_refresh_if_stale(*, now: datetime | None = None, page_view: bool = False) -> bool:
+    """Roll when this source's latest snapshot is older than ``SNAPSHOT_SECONDS``; True if it rolled.
+    A ``page_view`` takes the snapshot and the trailing minutes (cheap) but leaves the analytics recount
+    to the schedule when one runs (``analytics_rolled_on_schedule``)."""
     now = now or timezone.now()
     latest = (
         MetricSnapshot.objects.filter(source=snapshot_source())
@@ -171,5 +197,5 @@ def rollup_refresh_if_stale(*, now: datetime | None = None) -> bool:
     )
     if latest is not None and (now - latest).total_seconds() < float(dashboard_setting("SNAPSHOT_SECONDS")):
         return False
-    rollup_refresh(now=now)
+    rollup_refresh(now=now, analytics=not (page_view and analytics_rolled_on_schedule(now=now)))
     return True

@@ -36,6 +36,8 @@ __all__ = [
     "Scorer",
     "RankerResult",
     "split_categories",
+    "split_results",
+    "split_truth",
     "ranker_result",
     "per_category_metrics",
     "calibration_report",
@@ -154,6 +156,38 @@ def ranker_result(
     )
 
 
+def split_truth(split: Split, categories: Sequence[str]) -> np.ndarray:
+    """``truth[case, category]``: how often each test user's next H events held the category."""
+    index = {c: i for i, c in enumerate(categories)}
+    truth = np.zeros((len(split.cases), len(categories)))
+    for row, case in enumerate(split.cases):
+        for category, count in case.truth.items():
+            truth[row, index[category]] = count
+    return truth
+
+
+def split_results(
+    split: Split,
+    categories: Sequence[str],
+    tiebreak: np.ndarray,
+    scorers: Mapping[str, Scorer],
+    *,
+    seed: int,
+    baselines: Sequence[str] = BASELINES,
+) -> dict[str, RankerResult]:
+    """Each scorer's and each of ``baselines``' metrics on the split's test users, per case (the
+    scorers' with per-category figures: the dashboard charts two versions side by side)."""
+    truth = split_truth(split, categories)
+    results: dict[str, RankerResult] = {}
+    for name, scorer in scorers.items():
+        scores, extra = scorer(split, categories, seed)
+        results[name] = ranker_result(scores, truth, tiebreak, extra, categories=categories)
+    popularity = category_popularity(split.train)
+    for name in baselines:
+        results[name] = ranker_result(baseline_scores(name, split.cases, categories, popularity), truth, tiebreak, {})
+    return results
+
+
 def interests_evaluate(
     events: Sequence[EventRecord],
     *,
@@ -174,25 +208,10 @@ def interests_evaluate(
     if on_split is not None:
         on_split(parts)
     categories, tiebreak = split_categories(events, parts)
-    index = {c: i for i, c in enumerate(categories)}
-    truth = np.zeros((len(parts.cases), len(categories)))
-    for row, case in enumerate(parts.cases):
-        for category, count in case.truth.items():
-            truth[row, index[category]] = count
     log(
         f"{dataset}: {len(parts.train)} training events, {len(parts.cases)} test users, {len(categories)} categories"
     )
-
-    popularity = category_popularity(parts.train)
-    results: dict[str, RankerResult] = {}
-    for name, scorer in (scorers or {}).items():
-        scores, extra = scorer(parts, categories, seed)
-        # per-category figures for the models only (the dashboard charts two versions side by side)
-        results[name] = ranker_result(scores, truth, tiebreak, extra, categories=categories)
-    for name in BASELINES:
-        results[name] = ranker_result(
-            baseline_scores(name, parts.cases, categories, popularity), truth, tiebreak, {}
-        )
+    results = split_results(parts, categories, tiebreak, scorers or {}, seed=seed)
 
     report: dict[str, Any] = {
         "dataset": dataset,

@@ -38,7 +38,7 @@ from inference.evaluation.metrics import (
     recall_at_k,
 )
 from inference.evaluation.protocol import Split, split_events
-from inference.evaluation.runner import split_categories
+from inference.evaluation.runner import split_categories, split_truth
 from inference.events import EventRecord
 
 __all__ = ["GAP_BUCKETS", "gap_bucket", "served_matrix", "serving_evaluate"]
@@ -128,11 +128,7 @@ def serving_evaluate(
     if predict is None:
         predict = _real_predict(budget_ms)
     categories, tiebreak = split_categories(events, parts)
-    index = {c: i for i, c in enumerate(categories)}
-    truth = np.zeros((len(parts.cases), len(categories)))
-    for row, case in enumerate(parts.cases):
-        for category, count in case.truth.items():
-            truth[row, index[category]] = count
+    truth = split_truth(parts, categories)
     report = _scored(parts, categories, tiebreak, truth, active, predict, delay_s=delays_s[0], seed=seed)
     report.update(
         dataset=dataset,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,11 @@ __all__ = [
     "InterestModel",
     "PairModel",
     "PriorModel",
+    "TrainingSet",
     "model_fit",
     "model_load",
     "model_train",
+    "training_set_build",
     "training_set_facts",
 ]
 
@@ -63,8 +66,67 @@ def model_train(
     params = dict(hyperparameters or {})
     if progress:
         progress(0.0, f"{algorithm}: building samples")
+    training_set = training_set_build(
+        events,
+        categories=categories,
+        horizon=horizon,
+        validation=validation,
+        seed=seed,
+        sampling=params,
+        engine=engine,
+        progress=_stage(progress, 0.0, 0.3),
+    )
+    data = training_set.data
+    model = model_fit(
+        algorithm=algorithm,
+        data=training_set,
+        categories=categories,
+        seed=seed,
+        device=device,
+        hyperparameters=params,
+        progress=_stage(progress, 0.3, 1.0),
+        engine=engine,
+    )
+    # the prior that answers cold visitors and fallbacks beside this version: its calibration (over its
+    # reading and the history length), fitted on the same validation slice; the served prior applies it
+    if data.validation:
+        prior = prior_train(events=events, categories=categories).calibrate(data.validation)
+        model.training["prior_calibration"] = prior.training["calibration"]
+    return model
+
+
+def _stage(progress: Progress | None, low: float, high: float) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(low + (high - low) * fraction, message)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Samples built once for any learned model, with how they were built (``training_set_facts``);
+    ``model_fit`` records the facts in the model's ``training["training_set"]``."""
+
+    data: TrainingData
+    facts: dict[str, Any]
+
+
+def training_set_build(
+    events: Sequence[EventRecord],
+    *,
+    categories: Sequence[str],
+    horizon: int,
+    validation: str = "time",
+    seed: int = 0,
+    sampling: Mapping[str, Any] | None = None,
+    engine: TrainingEngine | None = None,
+    progress: Progress | None = None,
+) -> TrainingSet:
+    """The training samples of ``events`` (``training.training_samples``), built by the ``engine``'s
+    builder (in this process without one) and timed. ``sampling``: the hyperparameters that shape the
+    samples (``popular_k``, ``item_buckets``, ``sample_every``, ``return_points``), defaults otherwise."""
+    params = sampling or {}
     began = time.perf_counter()
-    build = engine.samples_builder(progress=_stage(progress, 0.0, 0.3)) if engine is not None else samples_list
+    build = engine.samples_builder(progress=progress) if engine is not None else samples_list
     data = training_samples(
         events,
         categories=categories,
@@ -77,25 +139,7 @@ def model_train(
         returns=bool(params.get("return_points", True)),
         build=build,
     )
-    facts = training_set_facts(data, build, seconds=time.perf_counter() - began)
-    model = model_fit(
-        algorithm=algorithm,
-        data=data,
-        categories=categories,
-        seed=seed,
-        device=device,
-        hyperparameters=params,
-        progress=_stage(progress, 0.3, 1.0),
-        engine=engine,
-    )
-    model.training["training_set"] = facts
-    return model
-
-
-def _stage(progress: Progress | None, low: float, high: float) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda fraction, message: progress(low + (high - low) * fraction, message)
+    return TrainingSet(data, training_set_facts(data, build, seconds=time.perf_counter() - began))
 
 
 def training_set_facts(data: TrainingData, build: Any, *, seconds: float) -> dict[str, Any]:
@@ -113,7 +157,7 @@ def training_set_facts(data: TrainingData, build: Any, *, seconds: float) -> dic
 def model_fit(
     *,
     algorithm: str,
-    data: TrainingData,
+    data: TrainingData | TrainingSet,
     categories: Sequence[str],
     seed: int = 0,
     device: str = "auto",
@@ -121,9 +165,17 @@ def model_fit(
     progress: Progress | None = None,
     engine: TrainingEngine | None = None,
 ) -> PairModel:
-    """Fit ``algorithm`` on samples already built by ``training.training_samples`` (shareable between
-    the learned models, so the replay runs once); on the ``engine``'s Dask cluster when it has one
-    (``inference.models.distributed``: lightgbm.dask, torch.distributed)."""
+    """Fit ``algorithm`` on samples already built (``training_set_build``, or
+    ``training.training_samples``): shareable between the learned models, so the replay runs once; on the
+    ``engine``'s Dask cluster when it has one (``inference.models.distributed``: lightgbm.dask,
+    torch.distributed). A ``TrainingSet``'s facts are recorded as ``training["training_set"]``."""
+    if isinstance(data, TrainingSet):
+        model = model_fit(
+            algorithm=algorithm, data=data.data, categories=categories, seed=seed, device=device,
+            hyperparameters=hyperparameters, progress=progress, engine=engine,
+        )
+        model.training["training_set"] = data.facts
+        return model
     if engine is not None and engine.client is not None:
         from inference.models.distributed import gbdt_fit_dask, neural_fit_ddp
 

@@ -174,8 +174,13 @@ class PairModel:
             (self.categories[int(sample.candidates[i])], float(p)) for i, p in zip(order, squashed, strict=True)
         )
         if self.calibration is not None:  # over every candidate (a log-softmax input needs them all)
-            ranking.probabilities = tuple(float(p) for p in self.calibration.probabilities(scores)[order])
+            ranking.probabilities = tuple(float(p) for p in self.sample_probabilities(sample, scores)[order])
         return ranking
+
+    def sample_probabilities(self, sample: Sample, scores: np.ndarray) -> np.ndarray:
+        """The calibrated probabilities of one sample's candidate ``scores`` (needs a calibration)."""
+        assert self.calibration is not None
+        return self.calibration.probabilities(scores)
 
     def calibrate(self, validation: Sequence[Sample]) -> Self:
         """Fit the Platt calibration on the validation slice (``calibration``) and keep its facts in

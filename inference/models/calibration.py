@@ -16,7 +16,12 @@ probability with a monotone function, so the ranking never changes:
   normaliser: the browser's edge scorer applies the same line.
 - ``horizon_share`` (the prior): the prior's raw score is a share ``s`` of the visitor's (or the
   population's) interest; read as the chance of the category per event, ``p = 1 - (1 - s)^H``.
-  Nothing fitted: the served prior is rebuilt from the live population and has no validation slice.
+  Read alone it is not calibrated (the same share means a different chance for a visitor with 3
+  events and one with 300), so training fits
+- ``history_logistic`` (the prior, fitted): a logistic regression over ``x = logit`` of that
+  horizon-share reading, ``m = log1p(events in the visitor's history)`` and ``x * m``, on the same
+  validation slice as the learned models' Platt line (``history_calibration_fit``), kept with the
+  version and applied by the served prior.
 
 ``reliability(probabilities, labels)`` and ``expected_calibration_error`` measure the result
 (equal-width bins; ECE = the pair-weighted mean gap between predicted and observed rates).
@@ -35,6 +40,7 @@ __all__ = [
     "BINS",
     "Calibration",
     "calibration_fit",
+    "history_calibration_fit",
     "expected_calibration_error",
     "reliability",
 ]
@@ -45,7 +51,7 @@ _EPS = 1e-7
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    method: str  # "platt" or "horizon_share"
+    method: str  # "platt", "horizon_share" or "history_logistic"
     a: float = 1.0
     b: float = 0.0
     horizon: int = 10
@@ -53,17 +59,26 @@ class Calibration:
     # event is its share of the category counts times this)
     per_event: float = 1.0
     input: str = "raw"  # "raw" or "log_softmax" (over one user's candidates)
+    # history_logistic: the weights of (logit of the horizon-share reading, log1p(events), their product)
+    weights: tuple[float, float, float] = (1.0, 0.0, 0.0)
 
-    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+    def probabilities(self, raw: np.ndarray, *, events: float | np.ndarray = 0.0) -> np.ndarray:
         """P(category among the next H interest events) for the raw scores of *one user's candidates*
-        (all of them: the log-softmax input normalises over the set)."""
+        (all of them: the log-softmax input normalises over the set); ``events``: the visitor's history
+        length (read by ``history_logistic`` only)."""
         raw = self.line_input(raw)
         if self.method == "platt":
             return 1.0 / (1.0 + np.exp(-np.clip(self.a * raw + self.b, -30.0, 30.0)))
         if self.method == "horizon_share":
             share = np.clip(raw * self.per_event, 0.0, 1.0)
             return 1.0 - (1.0 - share) ** self.horizon
+        if self.method == "history_logistic":
+            x = _history_design(self._reading(raw), events) @ np.asarray(self.weights) + self.b
+            return 1.0 / (1.0 + np.exp(-np.clip(x, -30.0, 30.0)))
         raise ValueError(f"unknown calibration method {self.method!r}")
+
+    def _reading(self, share: np.ndarray) -> np.ndarray:
+        return 1.0 - (1.0 - np.clip(share * self.per_event, 0.0, 1.0)) ** self.horizon
 
     def line_input(self, raw: np.ndarray) -> np.ndarray:
         """``x`` of the line for one user's candidate scores (the raw scores, or their log-softmax)."""
@@ -86,6 +101,11 @@ class Calibration:
     def as_dict(self) -> dict[str, Any]:
         if self.method == "platt":
             return {"method": "platt", "a": self.a, "b": self.b, "input": self.input}
+        if self.method == "history_logistic":
+            return {
+                "method": self.method, "weights": list(self.weights), "b": self.b,
+                "horizon": self.horizon, "per_event": self.per_event,
+            }
         return {"method": self.method, "horizon": self.horizon, "per_event": self.per_event}
 
     @classmethod
@@ -100,7 +120,53 @@ class Calibration:
             return cls(
                 "horizon_share", horizon=int(data.get("horizon", 10)), per_event=float(data.get("per_event", 1.0))
             )
+        if method == "history_logistic":
+            w = [float(v) for v in data["weights"]]
+            if len(w) != 3:
+                raise ValueError("history_logistic needs three weights")
+            return cls(
+                "history_logistic", weights=(w[0], w[1], w[2]), b=float(data["b"]),
+                horizon=int(data.get("horizon", 10)), per_event=float(data.get("per_event", 1.0)),
+            )
         raise ValueError(f"unknown calibration method {method!r}")
+
+
+def _history_design(reading: np.ndarray, events: float | np.ndarray) -> np.ndarray:
+    """[logit(reading), log1p(events), their product] per candidate (the reading clipped off 0 and 1)."""
+    p = np.clip(np.asarray(reading, dtype=np.float64), 1e-4, 1.0 - 1e-4)
+    x = np.log(p / (1.0 - p))
+    m = np.broadcast_to(np.log1p(np.maximum(np.asarray(events, dtype=np.float64), 0.0)), x.shape)
+    return np.stack([x, m, x * m], axis=1) if x.ndim == 1 else np.stack([x, m, x * m], axis=-1)
+
+
+def history_calibration_fit(
+    reading: Calibration, raw: Sequence[np.ndarray], events: Sequence[float], labels: Sequence[np.ndarray]
+) -> tuple[Calibration, dict[str, Any]]:
+    """The prior's ``history_logistic`` calibration from the validation slice: per sample its shares
+    (``raw``), the visitor's history length and the next-H counts; ``reading`` is the horizon-share
+    reading it starts from. Too small a slice (or one class only) keeps ``reading``. The facts: pairs,
+    the slice's ECE with the reading and with the fitted calibration."""
+    from sklearn.linear_model import LogisticRegression
+
+    keep = [i for i, r in enumerate(raw) if np.size(r)]
+    if not keep:
+        return reading, {**reading.as_dict(), "validation_pairs": 0}
+    before = np.concatenate([reading.probabilities(raw[i]) for i in keep])
+    design = np.concatenate([_history_design(reading.probabilities(raw[i]), events[i]) for i in keep])
+    truth = np.concatenate([np.asarray(labels[i]) > 0 for i in keep]).astype(np.float64)
+    facts: dict[str, Any] = {"validation_pairs": int(truth.size)}
+    if truth.size < 10 or truth.min() == truth.max():
+        return reading, {**reading.as_dict(), **facts}
+    fitted = LogisticRegression(C=1.0, max_iter=1000).fit(design, truth)
+    w = [float(v) for v in fitted.coef_[0]]
+    calibration = Calibration(
+        "history_logistic", weights=(w[0], w[1], w[2]), b=float(fitted.intercept_[0]),
+        horizon=reading.horizon, per_event=reading.per_event,
+    )
+    after = np.concatenate([calibration.probabilities(raw[i], events=events[i]) for i in keep])
+    facts["validation_ece_before"] = round(expected_calibration_error(before, truth), 4)
+    facts["validation_ece"] = round(expected_calibration_error(after, truth), 4)
+    return calibration, {**calibration.as_dict(), **facts}
 
 
 def _platt(raw: np.ndarray, labels: np.ndarray, *, iterations: int = 50) -> tuple[float, float]:

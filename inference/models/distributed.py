@@ -5,15 +5,23 @@
   Early stopping is on the same validation slice: every worker reads the whole slice and scores it
   after each round with the trees they all share, so all stop at the same round (LightGBM's own
   metrics are computed per worker on the local part of an eval set, which would let workers
-  disagree and hang the ring).
+  disagree and hang the ring). A worker lost during the fit fails it at once (``StageWatch``: LightGBM
+  itself would wait forever for a peer that dies before the ring is linked, and the ring's tasks are
+  pinned to their workers, so Dask cannot run them elsewhere); a peer that is alive but silent (a
+  network partition) fails it after LightGBM's socket ``time_out`` of ``network_timeout_minutes``
+  (10; LightGBM's own default is 120).
 - ``neural_fit_ddp``: PyTorch ``DistributedDataParallel``, **one rank per Dask worker** (gloo on CPU,
   NCCL on CUDA): the shards are already on the cluster, the ranks are placed and watched by the same
   scheduler, and a lost worker fails the run through the same futures; ``torchrun`` would need a
   second launcher on every machine. Each rank trains on its shards with a per-rank batch of
   ``batch_size / world_size`` (the gradient average equals the single-process batch's); rank 0 scores
   the validation slice after each epoch and broadcasts the figure, so all ranks stop together and the
-  kept epoch is chosen as ``neural_fit`` chooses it. A rank that waits longer than ``ddp_timeout_s``
-  for the others (a killed worker) raises, and the run fails.
+  kept epoch is chosen as ``neural_fit`` chooses it. A worker of the ranks that leaves the cluster
+  fails the run at once (``StageWatch``), and a rank that waits longer than ``ddp_timeout_s`` for the
+  others (a peer alive but silent) raises.
+
+Both report their progress to the driver as they go (LightGBM's rounds with the validation figure,
+the network's epochs), through Dask worker events (``progress_report``).
 
 Both return the models ``model_fit`` returns locally (same classes, same artifacts), with the
 engine's facts in ``model.training["engine"]``.
@@ -37,9 +45,15 @@ from inference.models.gbdt import GbdtModel
 from inference.models.inputs import PAIR_FEATURE_NAMES, Sample
 from inference.models.neural import NeuralModel
 from inference.models.training import TrainingData, ndcg_of_samples
+from inference.training.cluster import StageWatch, progress_report, worker_addresses
 from inference.training.distributed import ShardedSamples, samples_read_parquet, samples_write_parquet
 
 __all__ = ["gbdt_fit_dask", "neural_fit_ddp"]
+
+# LightGBM's socket time-out between the ring's workers, in minutes (its default, 120, let a silent
+# peer hold the run for two hours); longer than any one wait for a peer in a healthy ring
+NETWORK_TIMEOUT_MINUTES = 10
+REPORT_EVERY_S = 0.5  # progress events from a worker at most this often
 
 
 def _shards(data: TrainingData) -> ShardedSamples:
@@ -58,8 +72,6 @@ def _validation_path(data: TrainingData, directory: Path) -> str | None:
     return str(path)
 
 
-def _workers(client: Any) -> list[str]:
-    return sorted(client.scheduler_info(n_workers=-1)["workers"])
 
 
 # -- LightGBM --------------------------------------------------------------------------------------
@@ -85,6 +97,7 @@ class _ValidationStop:
     def __init__(self, path: str, patience: int, category_feature: bool) -> None:
         self.path, self.patience, self.category_feature = path, patience, category_feature
         self._state: dict[str, Any] | None = None
+        self.last: tuple[float, float, int] | None = None  # (this round's NDCG@5, best, best round)
 
     def _setup(self) -> dict[str, Any]:
         from inference.models.gbdt import _features
@@ -123,6 +136,7 @@ class _ValidationStop:
         best, best_iteration = state["best"]
         if ndcg > best:
             state["best"] = best, best_iteration = ndcg, env.iteration
+        self.last = (ndcg, best, best_iteration)
         if env.iteration - best_iteration >= self.patience or env.iteration == env.end_iteration - 1:
             raise lgb.callback.EarlyStopException(best_iteration, [("validation", "ndcg@5", best, True)])
 
@@ -138,6 +152,29 @@ class _ValidationStop:
         dcg = np.take_along_axis(labels, top, axis=1) @ state["discounts"][:k]
         keep = state["keep"]
         return float(np.mean(dcg[keep] / state["ideal"][keep])) if keep.any() else 0.0
+
+
+class _RoundsReport:
+    """LightGBM callback run on every worker: the round (and the validation figure, when the slice is
+    scored) sent to the driver at most every ``REPORT_EVERY_S`` (the rounds are in step on every worker,
+    so the driver keeps the furthest)."""
+
+    order = 20  # before _ValidationStop, which ends the fit by raising
+
+    def __init__(self, topic: str, objective: str, stop: _ValidationStop | None) -> None:
+        self.topic, self.objective, self.stop = topic, objective, stop
+        self._sent = 0.0
+
+    def __call__(self, env: Any) -> None:
+        now = time.monotonic()
+        if now - self._sent < REPORT_EVERY_S and env.iteration not in (env.begin_iteration, env.end_iteration - 1):
+            return
+        self._sent = now
+        fields: dict[str, Any] = {"objective": self.objective, "round": env.iteration + 1, "rounds": env.end_iteration}
+        if self.stop is not None and self.stop.last is not None:  # the figure of the round before
+            _, best, best_round = self.stop.last
+            fields.update(best=round(best, 4), best_round=best_round + 1)
+        progress_report(self.topic, **fields)
 
 
 def gbdt_fit_dask(
@@ -188,24 +225,34 @@ def gbdt_fit_dask(
         lgb_params = _lgb_params(objective, params, seed)
         lgb_params.pop("metric", None)
         lgb_params.pop("eval_at", None)
-        callbacks = (
-            [_ValidationStop(validation, int(params["early_stopping_rounds"]), category_feature)]
-            if validation
-            else []
-        )
-        fit_options: dict[str, Any] = {
-            "feature_name": [*PAIR_FEATURE_NAMES, "category_id"],
-            "categorical_feature": [width - 1],
-            "callbacks": callbacks,
-        }
-        common = {"client": client, "n_estimators": int(params["max_rounds"]), **lgb_params}
-        if objective == "lambdarank":
-            model = DaskLGBMRanker(**common).fit(X, y, group=group, **fit_options)
-        else:
-            model = DaskLGBMClassifier(**common).fit(X, y, **fit_options)
+        lgb_params["time_out"] = int(params.get("network_timeout_minutes", NETWORK_TIMEOUT_MINUTES))
+        stop = _ValidationStop(validation, int(params["early_stopping_rounds"]), category_feature) if validation else None
+        index = objectives.index(objective)
+
+        def on_round(message: Mapping[str, Any]) -> None:
+            if progress is None:
+                return
+            done, total = int(message["round"]), max(int(message["rounds"]), 1)
+            figure = (
+                f", validation NDCG@5 {message['best']:.4f} at round {message['best_round']}" if "best" in message else ""
+            )
+            progress((index + done / total) / len(objectives), f"gbdt {objective}: round {done}/{total}{figure}")
+
+        with StageWatch(client, stage=f"lightgbm.dask ({objective})", on_progress=on_round,
+                        cancel_prefixes=("_train_part-",)) as watch:
+            fit_options: dict[str, Any] = {
+                "feature_name": [*PAIR_FEATURE_NAMES, "category_id"],
+                "categorical_feature": [width - 1],
+                "callbacks": [_RoundsReport(watch.topic, objective, stop), *([stop] if stop else [])],
+            }
+            common = {"client": client, "n_estimators": int(params["max_rounds"]), **lgb_params}
+            if objective == "lambdarank":
+                model = watch.run(lambda: DaskLGBMRanker(**common).fit(X, y, group=group, **fit_options))
+            else:
+                model = watch.run(lambda: DaskLGBMClassifier(**common).fit(X, y, **fit_options))
         return model.booster_
 
-    workers = len(_workers(client))
+    workers = len(worker_addresses(client))
     result = _boosters_choose(
         data,
         objectives,
@@ -248,8 +295,10 @@ def _neural_rank(
     params: Mapping[str, Any],
     seed: int,
     device: str,
+    topic: str | None = None,
 ) -> dict[str, Any] | None:
-    """One DDP rank (a Dask task pinned to one worker); rank 0 returns the kept weights."""
+    """One DDP rank (a Dask task pinned to one worker); rank 0 returns the kept weights and reports
+    each epoch to the driver (``topic``)."""
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
@@ -324,8 +373,13 @@ def _neural_rank(
                 best_ndcg, best_state, best_epoch, waited = ndcg, copy.deepcopy(network.state_dict()), epochs, 0
             else:
                 waited += 1
-                if waited >= int(params["patience"]):
-                    break
+            if rank == 0:
+                progress_report(
+                    topic, epoch=epochs, epochs=int(params["max_epochs"]), ndcg=round(ndcg, 4),
+                    best=round(best_ndcg, 4), best_epoch=best_epoch,
+                )
+            if waited >= int(params["patience"]):
+                break
         if rank != 0:
             return None
         return {
@@ -355,7 +409,6 @@ def neural_fit_ddp(
 ) -> NeuralModel:
     """``neural_fit`` with torch.distributed, one rank per Dask worker (see the module docstring)."""
     import torch
-    from distributed import wait
 
     from inference.models.neural import DEFAULT_HYPERPARAMETERS, _network
 
@@ -363,7 +416,7 @@ def neural_fit_ddp(
     params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
     params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)
     started = time.perf_counter()
-    workers = _workers(client)
+    workers = worker_addresses(client)
     world = min(len(workers), len(shards.shards))
     workers = workers[:world]
     # the shards to the ranks, largest first to the least loaded
@@ -381,35 +434,40 @@ def neural_fit_ddp(
     # torch imported on every worker first: a first import takes seconds, and rank 0 waits for the
     # others to join only ddp_timeout_s
     client.run(_torch_import, workers=workers)
-    futures = [
-        client.submit(
-            _neural_rank,
-            rank,
-            world,
-            f"tcp://{host}:{port}",
-            paths[rank],
-            validation,
-            len(categories),
-            params,
-            seed,
-            device,
-            workers=[workers[rank]],
-            allow_other_workers=False,
-            pure=False,
-            retries=0,
-            key=f"neural-rank-{rank}-{uuid.uuid4().hex[:8]}",
-        )
-        for rank in range(world)
-    ]
-    pending = list(futures)
-    while pending:  # the first rank that fails (a lost peer times out its collective) ends the run
-        finished, pending_set = wait(pending, return_when="FIRST_COMPLETED")
-        pending = list(pending_set)
-        failed = sorted((f for f in finished if f.status != "finished"), key=lambda f: f.status != "error")
-        if failed:
-            client.cancel(futures)
-            failed[0].result()  # raises the rank's error
-    outcome = futures[0].result()
+
+    def on_epoch(message: Mapping[str, Any]) -> None:
+        if progress is not None:
+            epoch, most = int(message["epoch"]), max(int(message["epochs"]), 1)
+            progress(
+                min(epoch / most, 0.99),
+                f"neural: epoch {epoch}/{most}, validation NDCG@5 {message['ndcg']:.4f} "
+                f"(best {message['best']:.4f}, epoch {message['best_epoch']})",
+            )
+
+    with StageWatch(client, stage="torch.distributed ranks", ring=workers, on_progress=on_epoch) as watch:
+        futures = [
+            client.submit(
+                _neural_rank,
+                rank,
+                world,
+                f"tcp://{host}:{port}",
+                paths[rank],
+                validation,
+                len(categories),
+                params,
+                seed,
+                device,
+                watch.topic,
+                workers=[workers[rank]],
+                allow_other_workers=False,
+                pure=False,
+                retries=0,
+                key=f"neural-rank-{rank}-{uuid.uuid4().hex[:8]}",
+            )
+            for rank in range(world)
+        ]
+        # the first rank that fails (a lost peer times out its collective) or a lost worker ends the run
+        outcome = watch.wait(futures)[0]
     network = _network(len(categories), params)
     network.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in outcome["state"].items()})
     network.eval()

@@ -16,7 +16,7 @@ import numpy as np
 
 from inference.events import EventRecord
 from inference.models.base import PairModel, manifest_read
-from inference.models.calibration import Calibration
+from inference.models.calibration import Calibration, history_calibration_fit
 from inference.models.inputs import PAIR_FEATURE_NAMES, Sample
 
 __all__ = ["PriorModel", "prior_train"]
@@ -44,17 +44,38 @@ class PriorModel(PairModel):
         categories: Sequence[str] | None = None,
         shrinkage: float = 5.0,
         per_event: float = 1.0,
+        calibration: Calibration | None = None,
     ) -> Self:
         """``per_event``: the categories of an average event (the calibration reads a share times it as
-        the category's chance per event)."""
+        the category's chance per event); ``calibration``: one fitted with a trained version
+        (``calibrate``), which then replaces that reading."""
+        reading = Calibration("horizon_share", horizon=10, per_event=max(1.0, float(per_event)))
         return cls(
-            calibration=Calibration("horizon_share", horizon=10, per_event=max(1.0, float(per_event))),
+            calibration=calibration or reading,
             categories=list(categories)
             if categories is not None
             else sorted(popularity, key=lambda c: -popularity[c]),
             popularity=popularity,
             hyperparameters={"shrinkage": shrinkage, "popular_k": 50},
         )
+
+    def calibrate(self, validation: Sequence[Sample]) -> Self:
+        """Fit the history-length calibration (``history_logistic``) over the horizon-share reading on
+        a validation slice; its facts go to ``training["calibration"]``."""
+        reading = self.calibration if self.calibration is not None and self.calibration.method == "horizon_share" \
+            else Calibration("horizon_share", horizon=10)
+        self.calibration, facts = history_calibration_fit(
+            reading,
+            self.score_many(validation),
+            [float(np.expm1(s.rows[0, _EVENTS])) if len(s.rows) else 0.0 for s in validation],
+            [s.labels for s in validation],
+        )
+        self.training["calibration"] = facts
+        return self
+
+    def sample_probabilities(self, sample: Sample, scores: np.ndarray) -> np.ndarray:
+        assert self.calibration is not None
+        return self.calibration.probabilities(scores, events=np.expm1(sample.rows[:, _EVENTS]))
 
     def score(self, sample: Sample) -> np.ndarray:
         shrinkage = float(self.hyperparameters.get("shrinkage", 5.0))

@@ -81,11 +81,6 @@ def shadow_config_get() -> ShadowConfig | None:
     return ShadowConfig.objects.select_related("version").filter(pk=1).first()
 
 
-def model_version_get(*, version: str) -> ModelVersion:
-    """The version row; raises ``ModelVersion.DoesNotExist``."""
-    return ModelVersion.objects.get(version=version)
-
-
 def model_version_active(*, algorithm: str) -> ModelVersion | None:
     return ModelVersion.objects.filter(algorithm=algorithm, status=ModelVersion.Status.ACTIVE).first()
 

@@ -3,27 +3,18 @@
 ``training_run_execute`` is the one service behind ``manage.py train`` and the Celery task
 ``inference.train_models``. Promises:
 
-- One run at a time (a cache lock: Redis in services mode); a second concurrent run is recorded as
-  ``skipped`` and changes nothing. The lock is a lease of ``LEASE_SECONDS`` that the running process
-  renews every ``LEASE_SECONDS / 4`` from a thread of its own, and it names that process
-  (``<host>-<pid>``).
-- A run whose process died (a Celery pool process SIGKILLed, out of memory, the machine gone) never
-  stays ``running``: ``training_runs_abandoned_fail`` (run before every training and whenever the
-  runs are read through ``inference.api``) records it ``failed`` with what happened, at once when its
-  process is gone from this host, else once its lease has lapsed; a dead run's lock is freed, so the
-  next scheduled run is not skipped. Nothing a killed run was writing is registered (artifacts are
+- One run at a time, and a run whose process died never stays ``running``: the lock's lease
+  (``inference.registry.run_lock``). Nothing a killed run was writing is registered (artifacts are
   renamed into place only when complete), so the active version serves on.
 - Events come from the app that stores them and the categories from the site
   (``inference.signals.stored_events`` / ``site_categories``: tracking and the content app answer);
   inference imports neither app.
-- The models learn from the events before the cut-off T (the ``1 - EVAL_FRACTION`` quantile of the
-  event times) and are judged on what users did after T, beside the four baselines and the active
-  version of the same algorithm, on exactly the same cases (EVALUATION.md's time split).
+- What the models are judged on and when a candidate is activated: ``inference.registry.judging`` (the
+  time split of EVALUATION.md, or the user split when the time slice holds too few visitors; the models'
+  own early-stopping split follows the same kind; the version's ``metrics["slice"]`` says which and why).
 - Artifacts are written to a temporary directory under ``MODEL_DIR`` and renamed into place, so a
   version directory is either complete or absent.
-- A candidate is activated when ``activate="always"``, or with ``"auto"`` when it is at least as good as
-  the best baseline on NDCG@5 of that slice and not worse than the active version (or none is active).
-  A candidate worse than the best baseline is registered, never served; an active version that scores
+- A candidate worse than the best baseline is registered, never served; an active version that scores
   below the best baseline on the slice is withdrawn (retired) under ``"auto"``, so the chain falls to
   the baseline ranker rather than serve it. A failed run, or a candidate that scores below the active
   one, leaves the active version serving.
@@ -45,11 +36,7 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
 import shutil
-import socket
-import threading
 import time
 import traceback
 import uuid
@@ -59,24 +46,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from django.core.cache import cache
 from django.utils import timezone
 
 from inference.conf import inference_setting
 from inference.events import EventRecord
 from inference.registry import selectors, services
+from inference.registry.judging import (
+    BASELINE_ALGORITHMS,
+    PRIMARY_METRIC,
+    activation_decide,
+    best_baseline,
+    metric,
+    validation_split,
+)
 from inference.registry.models import TrainingRun
+from inference.registry.run_lock import RunLease, training_runs_abandoned_fail
 from inference.training.cluster import ENGINES, TrainingEngine, training_engine
 
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = ("neural", "gbdt")
 # the evaluation's baselines that serve as rankers (inference.models.baselines), best first on ties
-BASELINE_ALGORITHMS = ("decayed", "frequency", "recent", "popularity")
 ACTIVATE_CHOICES = ("auto", "always", "never")
-LOCK_KEY = "inference:training:lock"
-LEASE_SECONDS = 60  # the lock's lifetime, renewed by the running process every quarter of it
-PRIMARY_METRIC = "ndcg@5"
+# the fewest visitors the time slice must hold before the run trusts it over the user split
 
 # stage -> (start %, end %) of the whole run
 STAGES = {"events": (0, 10), "train": (10, 80), "evaluate": (80, 95), "register": (95, 100)}
@@ -146,49 +138,6 @@ def _events_collect(
     return events
 
 
-def _metric(results: Mapping[str, Any], name: str) -> float | None:
-    value = (results.get(name) or {}).get(PRIMARY_METRIC)
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
-def _best_baseline(results: Mapping[str, Any]) -> tuple[str, float] | None:
-    """The servable baseline with the highest NDCG@5 on the slice (None when none was scored)."""
-    scored = [(name, _metric(results, name)) for name in BASELINE_ALGORITHMS]
-    known = [(name, value) for name, value in scored if value is not None]
-    if not known:
-        return None
-    return max(known, key=lambda item: item[1])  # max keeps the first of equals: BASELINE_ALGORITHMS order
-
-
-def _decide(
-    activate: str,
-    candidate: float | None,
-    active: float | None,
-    has_active: bool,
-    baseline: tuple[str, float] | None = None,
-) -> tuple[bool, str]:
-    if activate == "always":
-        return True, "activate=always"
-    if activate == "never":
-        return False, "activate=never"
-    if baseline is not None and candidate is not None and candidate < baseline[1]:
-        return False, (
-            f"{PRIMARY_METRIC} {candidate:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: "
-            "registered, not served"
-        )
-    if not has_active:
-        if baseline is not None and candidate is not None:
-            return True, f"{PRIMARY_METRIC} {candidate:.4f} >= best baseline {baseline[0]} {baseline[1]:.4f}"
-        return True, "no active version"
-    if active is None:
-        return (candidate is not None), "the active version could not be scored on the slice"
-    if candidate is None:
-        return False, "the candidate could not be scored on the slice"
-    if candidate >= active:
-        return True, f"{PRIMARY_METRIC} {candidate:.4f} >= active {active:.4f}"
-    return False, f"{PRIMARY_METRIC} {candidate:.4f} < active {active:.4f}: active version kept"
-
-
 def _save_atomically(model: Any, version: str) -> str:
     root = selectors.model_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -210,6 +159,7 @@ def _train_one(
     train_events: Sequence[EventRecord],
     categories: Sequence[str],
     quantile: float,
+    kind: str,
     activate: str,
     progress: _Progress,
     slot: tuple[float, float],
@@ -227,6 +177,7 @@ def _train_one(
         categories=categories,
         horizon=int(inference_setting("HORIZON")),
         device=str(inference_setting("DEVICE")),
+        validation=kind,
         hyperparameters=dict((inference_setting("HYPERPARAMETERS") or {}).get(algorithm, {})),
         progress=model_progress,
         **_engine_argument(engine),
@@ -248,15 +199,15 @@ def _train_one(
         parts.evaluator(
             contenders,
             events=events,
-            split="time",
+            split=kind,
             quantile=quantile,
             horizon=int(inference_setting("HORIZON")),
         )
     )
     test_users = results.pop("test_users", None)
-    candidate_score, active_score = _metric(results, "model"), _metric(results, "active")
-    baseline = _best_baseline(results)
-    do_activate, why = _decide(activate, candidate_score, active_score, active_row is not None, baseline)
+    candidate_score, active_score = metric(results, "model"), metric(results, "active")
+    baseline = best_baseline(results)
+    do_activate, why = activation_decide(activate, candidate_score, active_score, active_row is not None, baseline)
     withdrawn = None
     if (
         activate == "auto"
@@ -287,6 +238,7 @@ def _train_one(
             categories=categories,
             horizon=int(inference_setting("HORIZON")),
             device=str(inference_setting("DEVICE")),
+            validation=kind,
             hyperparameters=dict((inference_setting("HYPERPARAMETERS") or {}).get(algorithm, {})),
             **_engine_argument(engine),
         )
@@ -300,7 +252,7 @@ def _train_one(
     train_to = train_events[-1].ts if train_events else None
     metrics = {
         "slice": {
-            "split": "time",
+            "split": kind,
             "quantile": quantile,
             "test_users": test_users,
             "compared_with": active_row.version if active_row else None,
@@ -335,6 +287,7 @@ def _train_one(
         "results": results,
         "test_users": test_users,
         "quantile": quantile,
+        "split": kind,
         "facts": facts,
     }
 
@@ -346,6 +299,7 @@ def _others_rescore(
     parts: TrainingParts,
     events: list[EventRecord],
     quantile: float,
+    kind: str,
     activate: str,
 ) -> dict[str, Any]:
     """Judge the active learned versions this run did not train (``--algorithm gbdt`` leaves neural
@@ -357,7 +311,7 @@ def _others_rescore(
     if activate == "never":
         return done
     baseline = next(
-        (b for o in outcome.values() if (b := _best_baseline(o.get("results") or {})) is not None), None
+        (b for o in outcome.values() if (b := best_baseline(o.get("results") or {})) is not None), None
     )
     for algorithm in ALGORITHMS:
         row = selectors.model_version_active(algorithm=algorithm)
@@ -371,11 +325,11 @@ def _others_rescore(
         results = parts.evaluator(
             {"active": model},
             events=events,
-            split="time",
+            split=kind,
             quantile=quantile,
             horizon=int(inference_setting("HORIZON")),
         )
-        score = _metric(results, "active")
+        score = metric(results, "active")
         if score is None:
             continue
         if activate == "auto" and baseline is not None and score < baseline[1]:
@@ -439,20 +393,20 @@ def _baselines_register(
     """Register the best servable baseline of the slice (the learned runs scored the baselines on it)
     and, unless ``activate="never"``, serve it; the other baseline rankers are withdrawn."""
     assert parts.baseline_builder is not None
-    scored = next((o for o in outcome.values() if _best_baseline(o.get("results") or {})), None)
+    scored = next((o for o in outcome.values() if best_baseline(o.get("results") or {})), None)
     if scored is None:
         return None
     results = dict(scored["results"])
-    best = _best_baseline(results)
+    best = best_baseline(results)
     assert best is not None
     name, value = best
     ranker = parts.baseline_builder(algorithm=name, events=events, categories=categories)
     version = services.model_version_name(algorithm=name)
     _save_atomically(ranker, version)
     others = ", ".join(
-        f"{other} {_metric(results, other):.4f}"
+        f"{other} {metric(results, other):.4f}"
         for other in BASELINE_ALGORITHMS
-        if other != name and _metric(results, other) is not None
+        if other != name and metric(results, other) is not None
     )
     why = f"best baseline on the slice: {name} {PRIMARY_METRIC} {value:.4f}" + (
         f" (vs {others})" if others else ""
@@ -467,7 +421,7 @@ def _baselines_register(
         feature_schema_version=str(_schema_version()),
         metrics={
             "slice": {
-                "split": "time",
+                "split": scored.get("split", "time"),
                 "quantile": scored.get("quantile"),
                 "test_users": scored.get("test_users"),
             },
@@ -496,83 +450,6 @@ def _schema_version() -> str:
     except ImportError:  # pragma: no cover - the models package is part of this app
         return ""
     return str(FEATURE_SCHEMA_VERSION)
-
-
-def _runner() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _process_gone(runner: str) -> bool:
-    """Whether ``runner`` (``<host>-<pid>``) names a process of this host that no longer exists."""
-    host, _, pid = runner.rpartition("-")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another host's process: only its lease can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-class _LeaseRenewal:
-    """Renews the training lock while the run goes on (a daemon thread; stops with ``stop``)."""
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="adsite-training-lease", daemon=True)
-        self._thread.start()
-
-    def _renew(self) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 4):
-            try:
-                if cache.get(LOCK_KEY) == self.value:
-                    cache.touch(LOCK_KEY, LEASE_SECONDS)
-            except Exception as exc:  # the cache is away for a moment: the lease has 3/4 of its time left
-                logger.warning("inference.training_lease_not_renewed: %s", type(exc).__name__)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def training_runs_abandoned_fail() -> list[int]:
-    """Record as ``failed`` every ``running`` run whose process is gone; return their ids.
-
-    A run is abandoned when the lock no longer holds its value (the lease lapsed: its process stopped
-    renewing it) or when its process was on this host and no longer exists (then at once, and its lock
-    is freed). The error says which process ran it, the stage it had reached and why it was given up.
-    """
-    try:
-        holder = cache.get(LOCK_KEY)
-    except Exception:  # without the lock's state nothing can be judged; the next call will
-        return []
-    failed = []
-    for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING):
-        runner, lock = str(run.options.get("runner", "")), str(run.options.get("lock", ""))
-        holds_lock = bool(lock) and holder == f"{runner}|{lock}"
-        gone = bool(runner) and _process_gone(runner)
-        if holds_lock and not gone:
-            continue
-        why = "its process no longer exists" if gone else f"its lease lapsed (not renewed for {LEASE_SECONDS} s)"
-        run.status = TrainingRun.Status.FAILED
-        run.error = (
-            f"abandoned: the process that ran it ({runner or 'unknown'}) stopped during stage "
-            f"'{run.stage}' at {run.percent:.0f}% (killed or crashed): {why}. Nothing of this run was "
-            "registered; the active versions serve on."
-        )
-        run.message = f"failed: process {runner or 'unknown'} died during {run.stage} ({run.percent:.0f}%)"[:255]
-        run.finished_at = timezone.now()
-        if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            status=run.status, error=run.error, message=run.message, finished_at=run.finished_at
-        ):
-            failed.append(run.pk)
-            logger.warning("inference.training_abandoned run=%s runner=%s stage=%s: %s", run.pk, runner,
-                           run.stage, why)
-        if holds_lock and gone:
-            cache.delete(LOCK_KEY)
-    return failed
 
 
 def training_run_execute(
@@ -611,19 +488,22 @@ def training_run_execute(
         "scheduler": scheduler,
     }
     training_runs_abandoned_fail()  # a dead run's lock must not skip this one
-    token, runner = uuid.uuid4().hex, _runner()
-    lock_value = f"{runner}|{token}"
-    if not cache.add(LOCK_KEY, lock_value, timeout=LEASE_SECONDS):
+    lease = RunLease.acquire()
+    if lease is None:
         return TrainingRun.objects.create(
             status=TrainingRun.Status.SKIPPED,
             options=options,
             message="another training run holds the lock",
             finished_at=timezone.now(),
         )
-    run = TrainingRun.objects.create(
-        status=TrainingRun.Status.RUNNING, options={**options, "runner": runner, "lock": token}, stage="events"
-    )
-    lease = _LeaseRenewal(lock_value)
+    try:
+        run = TrainingRun.objects.create(
+            status=TrainingRun.Status.RUNNING, options={**options, "runner": lease.runner, "lock": lease.token},
+            stage="events",
+        )
+    except BaseException:  # no run row (the database is away): nothing may keep the lock renewed
+        lease.release()
+        raise
     reporter = _Progress(run, progress)
     try:
         parts = (parts or TrainingParts()).resolved()
@@ -634,12 +514,16 @@ def training_run_execute(
         if not events or not categories:
             raise ValueError(f"nothing to train on: {len(events)} events, {len(categories)} categories")
         quantile = 1.0 - float(inference_setting("EVAL_FRACTION"))
-        from inference.evaluation.protocol import split_by_time
-
-        train_events = split_by_time(
+        validation, why_slice = validation_split(
             events, quantile=quantile, horizon=int(inference_setting("HORIZON"))
-        ).train
-        reporter("events", 1.0, f"{len(events):,} events, {len(train_events):,} before the evaluation slice")
+        )
+        train_events = list(validation.train)
+        reporter(
+            "events",
+            1.0,
+            f"{len(events):,} events, {len(train_events):,} before the evaluation slice"
+            + (f" ({why_slice})" if why_slice else ""),
+        )
         outcome: dict[str, Any] = {}
         with training_engine(
             engine,
@@ -656,19 +540,26 @@ def training_run_execute(
                     train_events=train_events,
                     categories=categories,
                     quantile=quantile,
+                    kind=validation.kind,
                     activate=activate,
                     progress=reporter,
                     slot=(index * share, (index + 1) * share),
                     engine=running,
                 )
         rescored = _others_rescore(
-            algorithms, outcome, parts=parts, events=events, quantile=quantile, activate=activate
+            algorithms,
+            outcome,
+            parts=parts,
+            events=events,
+            quantile=quantile,
+            kind=validation.kind,
+            activate=activate,
         )
         ranker = _baselines_register(
             outcome, parts=parts, events=events, categories=categories, activate=activate
         )
         for entry in outcome.values():  # the slice's figures are stored with the versions already
-            for key in ("results", "test_users", "quantile"):
+            for key in ("results", "test_users", "quantile", "split"):
                 entry.pop(key, None)
         if ranker is not None:
             outcome["baseline"] = ranker
@@ -688,9 +579,9 @@ def training_run_execute(
         )
         run.message = f"failed: {type(exc).__name__}: {exc}"[:255]
     finally:
-        lease.stop()
-        run.finished_at = timezone.now()
-        run.save()
-        if cache.get(LOCK_KEY) == lock_value:
-            cache.delete(LOCK_KEY)
+        try:
+            run.finished_at = timezone.now()
+            run.save()
+        finally:
+            lease.release()
     return run

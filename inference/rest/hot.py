@@ -26,10 +26,12 @@ from inference.rest.throttling import FixedWindowUserRateThrottle
 from inference.serving.deadline import Deadline
 from inference.serving.interests import Interests
 
-__all__ = ["THROTTLED_WAIT", "interests_answer"]
+__all__ = ["THROTTLED_WAIT", "THROTTLED_WAIT_ENVIRON", "interests_answer", "interests_body", "interests_hot"]
 
 # the request attribute holding the hot path's throttle verdict (seconds to wait) for DRF's dispatch
 THROTTLED_WAIT = "interests_throttled_wait"
+# the WSGI environ key by which the server's hot route hands the same verdict to Django
+THROTTLED_WAIT_ENVIRON = "adsite.interests_throttled_wait"
 
 
 class _Client:
@@ -48,29 +50,55 @@ def server_timing(interests: Interests, total_ms: float) -> str:
     return ", ".join(parts)
 
 
-def interests_answer(
-    request: HttpRequest, user_id: str, *, throttle: type[FixedWindowUserRateThrottle], allow: str
-) -> HttpResponse | None:
-    """The answer to a common interests request, or None: DRF's dispatch answers this one (module docstring)."""
+def interests_hot(
+    authorization: str, user_id: str, top_values: list[str], *, throttle: type[FixedWindowUserRateThrottle]
+) -> tuple[Any, Interests | float] | None:
+    """The common interests request's work, from the raw ``Authorization`` header, path id and ``top`` query
+    values: ``(user, Interests)``, or ``(user, seconds to wait)`` for a remembered client over its rate (the hit
+    counted once), or None when DRF's dispatch must answer (module docstring). Shared by the Django view's hot
+    path and the server's (``adsite.ops.hot_routes``), so both answer alike."""
     from inference.api import predict_interests
 
-    client = CachedTokenAuthentication.remembered(request.META.get("HTTP_AUTHORIZATION", ""))
+    client = CachedTokenAuthentication.remembered(authorization)
     if client is None:
         return None
     user, token = client
     try:
         user_id = user_id_parse(user_id)
-        top = top_parse_query(request.GET.getlist("top"))
+        top = top_parse_query(top_values)
     except BadParameter:
         return None
     limiter = throttle()
     if not limiter.allow_request(_Client(user, token), None):  # type: ignore[arg-type]
+        return user, limiter.wait()
+    return user, predict_interests(user_id, deadline=Deadline.from_settings(), top=top)
+
+
+def interests_body(interests: Interests) -> tuple[bytes, str]:
+    """The answer's JSON bytes and its ``Server-Timing`` header."""
+    return orjson.dumps(interests.as_dict()), server_timing(interests, interests.elapsed_ms)
+
+
+def interests_answer(
+    request: HttpRequest, user_id: str, *, throttle: type[FixedWindowUserRateThrottle], allow: str
+) -> HttpResponse | None:
+    """The answer to a common interests request, or None: DRF's dispatch answers this one (module docstring)."""
+    waited = request.META.get(THROTTLED_WAIT_ENVIRON)
+    if waited is not None:  # the server's hot route counted this hit already and found the client over its rate
+        setattr(request, THROTTLED_WAIT, float(waited))
+        return None
+    hot = interests_hot(request.META.get("HTTP_AUTHORIZATION", ""), user_id, request.GET.getlist("top"),
+                        throttle=throttle)
+    if hot is None:
+        return None
+    user, interests = hot
+    if not isinstance(interests, Interests):
         # DRF answers the 429 from this verdict (the view's check_throttles), without counting the hit twice
-        setattr(request, THROTTLED_WAIT, limiter.wait())
+        setattr(request, THROTTLED_WAIT, interests)
         return None
     request.user = user  # as DRF sets it on the underlying request: later middleware sees the client
-    interests = predict_interests(user_id, deadline=Deadline.from_settings(), top=top)
-    response = HttpResponse(orjson.dumps(interests.as_dict()), content_type="application/json")
-    response["Server-Timing"] = server_timing(interests, interests.elapsed_ms)
+    body, timing = interests_body(interests)
+    response = HttpResponse(body, content_type="application/json")
+    response["Server-Timing"] = timing
     response["Allow"] = allow
     return response

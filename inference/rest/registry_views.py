@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import QueryDict
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -17,6 +17,7 @@ from inference.registry.models import ModelVersion
 from inference.rest.errors import ApiErrorsSerializer
 
 
+@extend_schema_serializer(component_name="ModelVersion")
 class ModelVersionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion

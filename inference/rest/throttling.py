@@ -30,6 +30,7 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import UserRateThrottle
 
+from inference.backends import backends
 from inference.redis_clients import redis_client, server_down
 
 logger = logging.getLogger(__name__)
@@ -135,32 +136,37 @@ class RedisWindowCounter:
             return total + entry.pending  # hits other threads added while this one was sending
 
 
-_local = LocalWindowCounter()
-_redis: RedisWindowCounter | None = None
-_redis_lock = threading.Lock()
+# This process's counters live in ``inference.backends`` (``throttle_local``, ``throttle_redis``).
 
 
 def redis_counter() -> RedisWindowCounter | None:
     """This process's Redis counter for ``settings.REDIS_URL`` (None in embedded mode)."""
-    global _redis
     url = getattr(settings, "REDIS_URL", "") or ""
     if not url:
         return None
-    counter = _redis
+    state = backends()
+    counter = state.throttle_redis
     if counter is None or counter.url != url:
-        with _redis_lock:
-            if _redis is None or _redis.url != url:
-                _redis = RedisWindowCounter(url)
-            counter = _redis
+        with state.throttle_lock:
+            if state.throttle_redis is None or state.throttle_redis.url != url:
+                try:
+                    state.throttle_redis = RedisWindowCounter(url)
+                except redis.RedisError as exc:
+                    # a Redis Cluster's client connects while it is made (it reads the slot map): with no
+                    # node answering, count in-process and try again on the next hit (the guard makes that
+                    # attempt fail at once while the nodes are marked down)
+                    logger.warning("api.throttle_redis_unavailable: counting in-process while it is away (%s)", exc)
+                    return None
+            counter = state.throttle_redis
     return counter
 
 
 def throttle_counters_reset() -> None:
-    """Forget this process's Redis client and in-process counts (tests)."""
-    global _redis
-    with _redis_lock:
-        _redis = None
-    _local.clear()
+    """Forget this process's Redis counter and in-process counts (tests)."""
+    state = backends()
+    with state.throttle_lock:
+        state.throttle_redis = None
+    state.throttle_local.clear()
 
 
 class FixedWindowUserRateThrottle(UserRateThrottle):
@@ -186,7 +192,7 @@ class FixedWindowUserRateThrottle(UserRateThrottle):
                 expires_at=self.window_ends,
             )
         if count is None:
-            count = _local.hit(window_key, self.window_ends)
+            count = backends().throttle_local.hit(window_key, self.window_ends)
         return count <= self.num_requests
 
     def wait(self) -> float:
@@ -220,5 +226,5 @@ def window_hit(key: str, *, limit: int, period_s: float, now: float | None = Non
     if counter is not None:
         count = counter.hit(window_key, limit=limit, ttl_ms=int(period_s * 1000) + 1000, expires_at=ends, cost=cost)
     if count is None:
-        count = _local.hit(window_key, ends, cost)
+        count = backends().throttle_local.hit(window_key, ends, cost)
     return 0.0 if count <= limit else max(ends - now, 0.001)

@@ -172,7 +172,7 @@ class InterestsBatchView(APIView):
         request=InterestsBatchInputSerializer,
         responses={
             200: inline_serializer(
-                "InterestsBatchOutput",
+                "InterestsBatch",
                 {
                     "results": inline_serializer(
                         "InterestsBatchItem",

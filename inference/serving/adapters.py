@@ -36,6 +36,7 @@ class StoreAdapter:
         self._reader = reader
         self.last_population: Any = None
         self.saved_population: Any = None  # from a loaded model's saved popularity (``model_loaded``)
+        self.prior_calibration: Any = None  # the loaded version's calibration of the prior (``model_loaded``)
 
     @classmethod
     def from_settings(cls) -> StoreAdapter:
@@ -68,6 +69,14 @@ class StoreAdapter:
         popularity = getattr(model, "popularity", None)
         if popularity and any(popularity.values()):
             self.saved_population = population_from_counts(popularity)
+        line = (getattr(model, "training", None) or {}).get("prior_calibration")
+        if line:  # the prior's calibration fitted with this version (``inference.models.model_train``)
+            from inference.models.calibration import Calibration
+
+            try:
+                self.prior_calibration = Calibration.from_dict(line)
+            except (KeyError, TypeError, ValueError):
+                pass  # a malformed entry: the prior keeps its horizon-share reading
 
 
 class ModelAdapter:
@@ -129,13 +138,18 @@ class PriorAdapter:
             and population is not None
             and len(population.counts) > len(self._prior.categories)
         )
-        if self._prior is None or grown or (stale and population is not None and population is not self._built_from):
+        line = getattr(self._store, "prior_calibration", None)
+        recalibrated = self._prior is not None and line is not self._prior.calibration and line is not None
+        if (
+            self._prior is None or grown or recalibrated
+            or (stale and population is not None and population is not self._built_from)
+        ):
             with self._lock:
                 counts = dict(population.counts) if population is not None else {}
                 events = float(getattr(population, "events", 0.0) or 0.0)
                 # categories per interest event: what the probabilities read a share as (``calibration``)
                 per_event = float(getattr(population, "total", 0.0) or 0.0) / events if events > 0 else 1.0
-                self._prior = PriorModel.from_population(counts, per_event=per_event)
+                self._prior = PriorModel.from_population(counts, per_event=per_event, calibration=line)
                 self._built_at, self._built_from = time.monotonic(), population
         return self._prior
 

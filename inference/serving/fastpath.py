@@ -10,7 +10,12 @@ evaluation and the ranking code stay the models' own. Promises:
   tail (the booster's per-call set-up dominates at that size). The shared object is cached on local
   disk by the model's content hash and the host CPU, so a restart or a second worker does not compile
   again. Kept only if it reproduces the booster's scores on a probe sample; otherwise (or when lleaves
-  is missing) the booster serves, with ``num_threads=1``.
+  is missing) the booster serves, with ``num_threads=1``. One compilation per cache directory at a time
+  (a lock on the directory): a host's second worker waits for the first one's shared object instead of
+  compiling it again. With ``background=True`` (the site's serving) a model not compiled yet serves at
+  once through the booster while a thread compiles it, and switches to the compiled path when ready:
+  LLVM takes seconds for a model of a few hundred trees (45 s on this 2-core machine at load 14 with
+  four web processes compiling at once), and an activation must not wait for it (docs/scaling.md).
 - neural on the CPU: the network exported to ONNX and run by ONNX Runtime with one thread, measured
   faster than eager PyTorch in ``inference_mode`` and than TorchScript here. Same probe check; the eager
   network is the fallback (it is needed anyway for training, evaluation and CUDA).
@@ -25,12 +30,14 @@ taken in ``model.serving_path`` (``"lleaves"``, ``"booster"``, ``"onnxruntime"``
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import logging
 import os
 import stat
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -43,7 +50,14 @@ from inference.serving.batcher import MicroBatcher
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["accelerate", "gbdt_compiled_scorer", "neural_onnx_scorer", "neural_batched_scorer"]
+__all__ = [
+    "accelerate",
+    "compiled_dir_default",
+    "gbdt_compiled_scorer",
+    "neural_onnx_scorer",
+    "neural_batched_scorer",
+    "private_dir_ensure",
+]
 
 Scorer = Callable[[Any], np.ndarray]
 # the fast path must reproduce the model's own scores to this (absolute, plus float32 rounding relative)
@@ -89,19 +103,21 @@ def gbdt_compiled_scorer(model: Any, *, cache_dir: Path) -> Scorer:
     private_dir_ensure(cache_dir)
     model_text = model.booster.model_to_string()
     target = _compiled_path(model_text, cache_dir)
-    if target.exists():
-        _owned_privately(target)  # a planted or tampered shared object is never loaded
+    if target.exists():  # refuse a planted or tampered shared object before any work (checked again below)
+        _owned_privately(target)
     fd, model_file = tempfile.mkstemp(suffix=".txt", dir=cache_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(model_text)
         compiled = lleaves.Model(model_file=model_file)
-        if target.is_file():
-            compiled.compile(cache=str(target))
-        else:  # compile to a private name, then publish atomically (another worker may be compiling too)
-            private = target.with_suffix(f".{os.getpid()}.tmp.so")
-            compiled.compile(cache=str(private))
-            os.replace(private, target)
+        with _compiling(cache_dir):  # a worker that waited here finds the other's shared object below
+            if target.exists():
+                _owned_privately(target)  # a planted or tampered shared object is never loaded
+                compiled.compile(cache=str(target))
+            else:  # compile to a private name, then publish atomically
+                private = target.with_suffix(f".{os.getpid()}.tmp.so")
+                compiled.compile(cache=str(private))
+                os.replace(private, target)
     finally:
         os.unlink(model_file)
 
@@ -111,6 +127,61 @@ def gbdt_compiled_scorer(model: Any, *, cache_dir: Path) -> Scorer:
         return np.asarray(compiled.predict(_matrix([sample]).astype(np.float64), n_jobs=1), dtype=np.float64)
 
     return score
+
+
+def gbdt_compiled_cached(model: Any, *, cache_dir: Path) -> bool:
+    """Whether this model's shared object for this host is in ``cache_dir`` already (loading it is quick)."""
+    try:
+        return _compiled_path(model.booster.model_to_string(), cache_dir).is_file()
+    except ImportError:  # no lleaves: nothing is ever compiled
+        return False
+
+
+class _compiling:
+    """An exclusive lock on ``cache_dir`` (``flock`` on the directory itself: no lock file to leave behind)
+    for as long as one process compiles into it."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self._cache_dir = cache_dir
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        self._fd = os.open(self._cache_dir, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+def _gbdt_fast(model: Any, cache_dir: Path, probe: Any) -> Scorer | None:
+    """The compiled scorer if it reproduces the booster on ``probe``; None (logged) if not or on failure."""
+    try:
+        fast = gbdt_compiled_scorer(model, cache_dir=cache_dir)
+    except Exception as exc:  # lleaves missing or failing: the booster still serves
+        logger.warning("inference.fastpath_unavailable gbdt lleaves: %r", exc)
+        return None
+    if not _probe_matches(model, fast, probe):
+        logger.error("inference.fastpath_mismatch gbdt lleaves: keeping the booster")
+        return None
+    return fast
+
+
+def _gbdt_compile_later(model: Any, cache_dir: Path, probe: Any) -> threading.Thread:
+    """Compile in a thread; the model switches to the compiled path when it is ready and checked (its
+    ``score`` is one attribute: a request in flight finishes on the booster, the next one is compiled)."""
+
+    def run() -> None:
+        started = time.perf_counter()
+        fast = _gbdt_fast(model, cache_dir, probe)
+        if fast is not None:
+            model.score = fast
+            model.serving_path = "lleaves"
+            logger.info("inference.fastpath_ready gbdt lleaves after %.1f s", time.perf_counter() - started)
+
+    thread = threading.Thread(target=run, name="inference-gbdt-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 def _gbdt_booster_scorer(model: Any) -> Scorer:
@@ -210,27 +281,30 @@ def accelerate(
     compiled: bool = True,
     batch: Mapping[str, float] | None = None,
     batched: bool | None = None,
+    background: bool = False,
 ) -> Any:
     """Give ``model`` (a loaded ``inference.models`` model) its fastest serving ``score`` measured here.
 
     ``compiled=False`` keeps the plain paths (booster with one thread / eager torch). ``device="cuda"``
     micro-batches the neural model on the GPU (``batch``: max_batch, max_wait_ms, max_queue, timeout_ms).
     ``batched`` forces micro-batching on or off (default: on for CUDA only; the tests batch on the CPU).
+    ``background``: a gbdt model not compiled for this host yet serves through the booster at once and
+    switches to the compiled path when a thread has compiled it (``model.compiling``: that thread).
     """
     algorithm = getattr(model, "algorithm", "")
     probe = _example_sample(model) if algorithm in ("gbdt", "neural") else None
     score: Scorer | None = None
+    later: Path | None = None
     path = "model"
     if algorithm == "gbdt":
         if compiled:
-            try:
-                fast = gbdt_compiled_scorer(model, cache_dir=cache_dir or _default_cache_dir())
-                if _probe_matches(model, fast, probe):
+            cache = cache_dir or compiled_dir_default()
+            if background and not gbdt_compiled_cached(model, cache_dir=cache):
+                later = cache  # compiled after the booster is in place (below)
+            else:
+                fast = _gbdt_fast(model, cache, probe)
+                if fast is not None:
                     score, path = fast, "lleaves"
-                else:
-                    logger.error("inference.fastpath_mismatch gbdt lleaves: keeping the booster")
-            except Exception as exc:  # lleaves missing or failing: the booster still serves
-                logger.warning("inference.fastpath_unavailable gbdt lleaves: %r", exc)
         if score is None:
             score, path = _gbdt_booster_scorer(model), "booster"
     elif algorithm == "neural":
@@ -265,10 +339,12 @@ def accelerate(
     if score is not None:
         model.score = score
     model.serving_path = path
+    if later is not None:
+        model.compiling = _gbdt_compile_later(model, later, probe)
     return model
 
 
-def _default_cache_dir() -> Path:
+def compiled_dir_default() -> Path:
     """A per-user directory under the system temp dir (the site's settings name a per-project one,
     ``var/compiled``); never a shared name another local user could create first."""
     return Path(tempfile.gettempdir()) / f"adsite-compiled-{os.getuid()}"

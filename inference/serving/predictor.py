@@ -99,6 +99,8 @@ class Predictor:
         shadow_reader: ShadowReader | None = None,
         sampler: Callable[[], float] = random.random,
         poll_thread_exit: Callable[[], None] | None = None,
+        poll_thread_after_poll: Callable[[], None] | None = None,
+        poll_thread_start: Callable[[], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
         answers: StoredAnswers | None = None,
     ) -> None:
@@ -125,6 +127,8 @@ class Predictor:
             probe_period=self.config.probe_period(),
             timer=timer,
             on_exit=poll_thread_exit,
+            after_poll=poll_thread_after_poll,
+            on_start=poll_thread_start,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ adapts names.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from inference.serving.predictor import (
     ShadowVersionLike,
 )
 from inference.serving.stored import StoredAnswers
+
+logger = logging.getLogger(__name__)
 
 
 def registry_active_versions() -> Mapping[str, ActiveVersionLike]:
@@ -67,6 +70,8 @@ def fastpath_options() -> dict[str, Any]:
     return {
         "device": device,
         "compiled": bool(inference_setting("FASTPATH")),
+        # an activated gbdt serves through its booster while LLVM compiles it (seconds): never wait for it
+        "background": True,
         "cache_dir": Path(cache) if cache else None,
         "batch": {
             "max_batch": int(inference_setting("BATCH_MAX")),
@@ -93,6 +98,8 @@ def predictor_build(*, loader_wrap: Callable[[ModelLoader], ModelLoader] | None 
         config=predictor_config(),
         shadow_reader=registry_shadow_version,
         poll_thread_exit=_thread_connections_close,
+        poll_thread_after_poll=_thread_query_log_reset,
+        poll_thread_start=_model_code_import,
     )
 
 
@@ -113,8 +120,39 @@ def stored_answers() -> StoredAnswers | None:
     )
 
 
+def _model_code_import() -> None:
+    """Import what loading a learned model needs (LightGBM, the fast paths' lleaves and ONNX Runtime) in the
+    poll thread as the process starts. Otherwise the first activation of a gbdt in a process that served
+    none imported LightGBM inside the poll, before the swap: 14 s of a 2-core machine at load 16, measured
+    in the scale-out rehearsal as most of the 33-35 s from activation to both web hosts serving. A process
+    that serves a model imports all this anyway."""
+    import importlib
+
+    modules = ["inference.models.gbdt", "inference.models.neural"]
+    if inference_setting("FASTPATH"):
+        modules += ["lleaves", "onnxruntime"]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # an optional fast path missing: the load falls back and says so
+            logger.info("inference.model_code_missing %s: %r", module, exc)
+
+
 def _thread_connections_close() -> None:
     """The polling thread's own database connection, closed when the predictor stops."""
     from django.db import connections
 
     connections.close_all()
+
+
+def _thread_query_log_reset() -> None:
+    """With ``DJANGO_DEBUG=1`` (as ``make run`` serves) Django keeps every query's SQL on the connection,
+    up to 9,000, and only a request's start resets it, on the request's own thread: the polling thread's
+    connection (two queries every ``RELOAD_POLL_SECONDS``, in every web and worker process) kept them all,
+    several MiB of SQL text in a few hours. Emptied after each poll, as Django does for each request."""
+    from django.conf import settings
+
+    if settings.DEBUG:
+        from django.db import reset_queries
+
+        reset_queries()  # this thread's connections only

@@ -15,10 +15,11 @@ first needed, before anyone reads or writes it. ``feature_store_rebuild()`` (and
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+from inference.backends import backends, stores_close
 from inference.features import PopulationFeatures, UserFeatures
 from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRead
 
@@ -37,9 +38,8 @@ __all__ = [
 StateReader = Callable[..., tuple[UserFeatures | None, PopulationFeatures | None]]
 
 logger = logging.getLogger(__name__)
-_lock = threading.Lock()
-_stores: dict[str, FeatureStore] = {}
-_generation = 0  # bumped by feature_store_reset(); readers made earlier follow it
+# The stores built so far are this process's (``inference.backends``: ``stores``, ``store_generation``, bumped by
+# ``feature_store_reset()`` so that readers made earlier follow it, and ``stores_lock``).
 
 
 def feature_store_rebuild(store: FeatureStore | None = None) -> int:
@@ -85,10 +85,11 @@ def feature_store(url: str | None = None) -> FeatureStore:
             key = f"redis:{url}"
         else:
             raise ValueError(f'unknown INFERENCE["STORE"] {kind!r} (memory or redis)')
-    store = _stores.get(key)
+    state = backends()
+    store = state.stores.get(key)
     if store is None:
-        with _lock:
-            store = _stores.get(key)
+        with state.stores_lock:
+            store = state.stores.get(key)
             if store is None:
                 if key == "memory":
                     from inference.conf import inference_setting
@@ -109,20 +110,13 @@ def feature_store(url: str | None = None) -> FeatureStore:
                             logger.exception("inference.store_rebuild_failed")
                 else:
                     store = _redis_store(key.removeprefix("redis:"))
-                _stores[key] = store
+                state.stores[key] = store
     return store
 
 
 def feature_store_reset() -> None:
     """Forget the stores built so far (tests; a new settings value takes effect on the next call)."""
-    global _generation
-    with _lock:
-        for store in _stores.values():
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()
-        _stores.clear()
-        _generation += 1
+    stores_close(backends())
 
 
 def serving_state_reader(url: str | None = None) -> StateReader:
@@ -130,14 +124,15 @@ def serving_state_reader(url: str | None = None) -> StateReader:
 
     Raises :class:`FeatureStoreUnavailable` when the store cannot be reached (short timeouts).
     """
-    current: dict[int, FeatureStore] = {_generation: feature_store(url)}
+    state = backends()
+    current: list[Any] = [state, state.store_generation, feature_store(url)]
 
     def read(user_id: str, now: float | None = None) -> tuple[UserFeatures | None, PopulationFeatures | None]:
-        store = current.get(_generation)
-        if store is None:  # the stores were reset: read the one built now, not the old one
-            store = feature_store(url)
-            current.clear()
-            current[_generation] = store
+        state = backends()
+        if state is not current[0] or state.store_generation != current[1]:
+            # the stores were reset or replaced: read the one built now, not the old one
+            current[:] = [state, state.store_generation, feature_store(url)]
+        store: FeatureStore = current[2]
         result = store.read(user_id, now=now)
         return (None if result.user.is_cold else result.user), result.population
 

@@ -15,11 +15,20 @@ from dataclasses import dataclass
 from inference.events import EventRecord
 from inference.features import FeatureState, PopulationFeatures, UserFeatures
 
-__all__ = ["FeatureStore", "FeatureStoreUnavailable", "StoreRead"]
+__all__ = ["FeatureStore", "FeatureStorePartlyApplied", "FeatureStoreUnavailable", "StoreRead"]
 
 
 class FeatureStoreUnavailable(Exception):
     """The feature store could not be reached (or answered too slowly); nothing was read or written."""
+
+
+class FeatureStorePartlyApplied(FeatureStoreUnavailable):
+    """A batch reached some visitors and not others (a Redis Cluster master failed under it): the updates
+    of ``applied_users`` were applied, each whole; the other visitors' were not applied at all."""
+
+    def __init__(self, message: str, *, applied_users: frozenset[str]) -> None:
+        super().__init__(message)
+        self.applied_users = applied_users
 
 
 @dataclass(frozen=True, slots=True)

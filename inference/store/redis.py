@@ -13,14 +13,20 @@ Keys (the ``{user_id}`` hash tag keeps one user in one Redis Cluster slot):
   drops only decay epochs older than the two the readout uses), and is cached per process for
   ``population_cache_s``.
 
-``observe`` coalesces a batch's operations per user (they commute) and sends them in ONE
-``MULTI``/``EXEC`` pipeline: one round trip per batch, and concurrent writers lose no update. On a Redis
-Cluster (no ``MULTI`` across slots) the pipeline is plain: each user's script is still atomic, but a
-batch cut by a failing node may be applied in part before the backlog applies it again. Each
-user's operations travel as one ``EVAL`` of a small script that applies them server-side with the
-semantics of ``FeatureState.apply`` (``HINCRBYFLOAT``, ``ZADD GT``, ``RPUSH`` + ``LTRIM``, and
-``HDEL`` of stale decay epochs and sessions): tens of commands per event, one call per user.
-Every script call touches the keys of one slot, so in a Redis Cluster each stays atomic per user.
+``observe`` coalesces a batch's operations per user (they commute) and sends them in one pipeline: one
+round trip per batch (per master on a Redis Cluster). Each user's operations travel as one ``EVAL`` of a
+small script that applies them server-side with the semantics of ``FeatureState.apply``
+(``HINCRBYFLOAT``, ``ZADD GT``, ``RPUSH`` + ``LTRIM``, and ``HDEL`` of stale decay epochs and sessions)
+and bumps the user's feature version (``VERSION_FIELD``) in the same script: tens of commands per
+event, one atomic call per user, on the keys of one slot (``{user_id}``). So the per-visitor update is
+atomic on one Redis and on a Redis Cluster alike: a reader sees a visitor's features and their version
+move together (a stored answer is never taken as current for features it was not computed from), and
+concurrent writers lose no update. On one Redis the pipeline is also one ``MULTI``/``EXEC`` (the whole
+batch at once); on a Cluster there is no ``MULTI`` across slots, so a batch cut by a failing master may
+be applied for some visitors (each whole) and not others:
+the call raises :class:`FeatureStorePartlyApplied` naming the visitors it reached (each whole), and the
+collect path keeps only the other visitors' events for the catch-up. The population's shard of that
+batch may then miss or repeat the batch's share (a prior, not a visitor's features).
 ``read`` is one pipelined round trip (``HGETALL`` + ``ZRANGE`` + ``LRANGE``, plus the population
 when its per-process copy is older than ``population_cache_s``). Connection failures and timeouts
 raise :class:`FeatureStoreUnavailable` at once (short socket timeouts, no retries: a retried
@@ -52,7 +58,7 @@ from inference.features import (
     user_features,
 )
 from inference.redis_clients import redis_client
-from inference.store.base import FeatureStore, FeatureStoreUnavailable, StoreRead
+from inference.store.base import FeatureStore, FeatureStorePartlyApplied, FeatureStoreUnavailable, StoreRead
 
 __all__ = ["RedisFeatureStore", "answer_keys", "user_keys"]
 
@@ -137,13 +143,18 @@ if ARGV[6] ~= '' then
     redis.call('ZREMRANGEBYRANK', KEYS[4], 0, n - keep - 1)
   end
 end
+if #KEYS == 4 then
+  -- a user's state: its feature version moves in the same script, so no reader ever sees new features
+  -- under the old version (or the new version over old features), on one Redis or a Cluster alike
+  redis.call('HINCRBY', KEYS[1], '@VERSION_FIELD@', 1)
+end
 if ttl > 0 then
   for k = 1, #KEYS do
     redis.call('EXPIRE', KEYS[k], ttl)
   end
 end
 return 1
-"""
+""".replace("@VERSION_FIELD@", VERSION_FIELD)
 _RECORD = "\x1e"
 _FIELD = "\x1f"
 _CATEGORY = "\x1e"
@@ -166,7 +177,16 @@ def _encode(item: SeqItem) -> str:
     return f"{item.ts!r}{_FIELD}{item.item_id}{_FIELD}{_CATEGORY.join(item.categories)}{_FIELD}{item.kind}"
 
 
-@lru_cache(maxsize=1 << 16)  # a user's sequence is read again at every request, one new entry at a time
+# A user's sequence is read again at every request, one new entry at a time: the memo saves re-parsing the
+# entries of visitors read moments ago. Every entry carries its timestamp, so each event is a new key and
+# the memo fills at the event rate until its bound, ~560 bytes an entry in every process that reads
+# features: 8,192 entries (~4.5 MiB, the full sequences of ~160 visitors) keep the hits of a visitor
+# read again within seconds (interests, then ad decisions). 65,536 entries held up to ~35 MiB per process,
+# mostly of entries long pushed out of every sequence, and took a quarter-hour to fill at the soak's rate.
+DECODE_MEMO_ENTRIES = 8192
+
+
+@lru_cache(maxsize=DECODE_MEMO_ENTRIES)
 def _decode(raw: str) -> SeqItem:
     ts, item_id, categories, *kind = raw.split(_FIELD, 3)  # entries written before the type had none
     return SeqItem(
@@ -199,13 +219,18 @@ class RedisFeatureStore(FeatureStore):
         ttl_s: float = 0.0,
         prefix: str = "",
         population_shards: int | None = None,
+        client: redis.Redis | None = None,
     ) -> None:
-        def client(timeout: float) -> redis.Redis:
-            return redis_client(url, timeout=timeout, decode_responses=True)
+        # ``client``: one given client for reads and writes (the parity tests' fakeredis, which runs the
+        # same Lua); otherwise the factory's, one per time-out
+        given = client
+
+        def client_for(timeout: float) -> redis.Redis:
+            return given if given is not None else redis_client(url, timeout=timeout, decode_responses=True)
 
         self.url = url
-        self._reader = client(read_timeout_s)
-        self._writer = client(write_timeout_s)
+        self._reader = client_for(read_timeout_s)
+        self._writer = client_for(write_timeout_s)
         self._prefix = prefix
         self._ttl = int(ttl_s)
         from redis.cluster import RedisCluster
@@ -242,9 +267,8 @@ class RedisFeatureStore(FeatureStore):
         if user:
             args.extend(_encode(item) for item in ops.push)
         # EVAL as a command: a cluster pipeline's eval() is not the script call (nor is EVALSHA allowed there)
+        # (the script bumps a user's feature version itself: one atomic step per user, see the docstring)
         pipe.execute_command("EVAL", _APPLY_OPS, len(keys), *keys, *args)
-        if user:  # in the same MULTI: a reader never sees new features under the old version
-            pipe.hincrby(keys[0], VERSION_FIELD, 1)
 
     def observe(self, records: Sequence[EventRecord]) -> None:
         if not records:
@@ -267,9 +291,19 @@ class RedisFeatureStore(FeatureStore):
                 if population:
                     shard = zlib.crc32(next(iter(users)).encode()) % len(self._population_shards)
                     self._queue(pipe, self._population_shards[shard], population)
-                pipe.execute()
+                # on a cluster each visitor's script succeeds or fails alone: see which ones did
+                replies = pipe.execute(raise_on_error=not self._cluster)
         except redis.RedisError as exc:
             raise FeatureStoreUnavailable(f"feature store write failed: {exc}") from exc
+        failed = [reply for reply in replies if isinstance(reply, Exception)]
+        if failed:
+            applied = frozenset(
+                user_id for user_id, reply in zip(users, replies, strict=False) if not isinstance(reply, Exception)
+            )
+            message = f"feature store write failed for {len(users) - len(applied)} of {len(users)} visitors: {failed[0]}"
+            if applied:
+                raise FeatureStorePartlyApplied(message, applied_users=applied)
+            raise FeatureStoreUnavailable(message)
 
     # -- reads ---------------------------------------------------------------------------------
     def _cached_population(self, now: float) -> PopulationFeatures | None:

@@ -11,25 +11,21 @@ import pytest
 from django.utils import timezone
 
 from adsite.ads import decisions
+from adsite.ads.accounting import MemoryLedger
 from adsite.ads.catalog import catalog_invalidate
-from adsite.ads.ledger import MemoryLedger, ledger_use
 from adsite.ads.models import Advertiser, Campaign, Creative, Placement
-from adsite.platform import platform_reset
+from adsite.platform import Platform
 from inference.api import Interests
 
 
 @pytest.fixture(autouse=True)
-def fresh_ads_state(settings: Any) -> Iterator[MemoryLedger]:
-    """Each test: an empty in-memory ledger, no pacing unless asked, nothing sampled, catalog rebuilt."""
+def fresh_ads_state(settings: Any, fresh_platform: Platform) -> Iterator[MemoryLedger]:
+    """Each test: a fresh platform (an empty in-memory ledger, no cached catalog), no pacing unless
+    asked, nothing sampled, the catalog rebuilt per decision."""
     settings.ADS = {**settings.ADS, "PACING": False, "EXPLAIN_SAMPLE": 0.0, "CATALOG_SECONDS": 0.0, "BUDGET_MS": 2000.0}
-    memory = MemoryLedger(None)
-    previous = ledger_use(memory)
-    catalog_invalidate()
-    platform_reset()
+    memory = fresh_platform.ledger
+    assert isinstance(memory, MemoryLedger)
     yield memory
-    ledger_use(previous)
-    catalog_invalidate()
-    platform_reset()
 
 
 class FakeInterests:

@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
+from adsite.ads.accounting import ledger
 from adsite.ads.catalog import catalog_invalidate
-from adsite.ads.ledger import ledger
 from adsite.ads.models import AdClick, Creative
 from adsite.ads.selectors import campaign_delivery_list
 from adsite.ads.services.demo import ads_demo_seed

@@ -44,7 +44,8 @@ def test_the_report_counts_what_is_billed_and_what_was_refused(make_campaign: An
     Client(HTTP_USER_AGENT=BROWSER_UA).get("/c/not-a-token")
 
     report = run()
-    assert set(report) == {"campaigns", "totals"}
+    assert set(report) == {"campaigns", "totals", "chosen_on_device", "chosen_on_device_min_audience"}
+    assert report["chosen_on_device"] == []  # nothing was chosen on a device
     (row,) = report["campaigns"]
     assert set(row) == {"id", "name"} | COUNTERS
     assert set(report["totals"]) == COUNTERS

@@ -8,6 +8,7 @@ import pytest
 
 from adsite.ads import catalog as catalog_module
 from adsite.ads.catalog import catalog_current, catalog_invalidate
+from adsite.platform import platform
 
 
 def _wait_for(condition, seconds: float = 10.0) -> bool:
@@ -42,7 +43,7 @@ def test_a_stale_catalog_is_served_while_a_background_thread_rebuilds_it(setting
         return real_build()
 
     monkeypatch.setattr(catalog_module, "catalog_build", counted_build)
-    monkeypatch.setattr(catalog_module, "_current", rebuilt)  # the new campaign below does not invalidate
+    monkeypatch.setattr(platform(), "catalog", rebuilt)  # the new campaign below does not invalidate
     from adsite.ads.models import Campaign
 
     Campaign.objects.filter(id=second.id).update(name="Renamed elsewhere")
@@ -67,5 +68,5 @@ def test_a_failed_background_rebuild_keeps_the_previous_catalog(settings, make_c
     monkeypatch.setattr(catalog_module, "catalog_build", broken_build)
     time.sleep(0.1)
     assert catalog_current() is current
-    assert _wait_for(lambda: bool(attempts) and not catalog_module._refreshing)
+    assert _wait_for(lambda: bool(attempts) and not platform().catalog_refreshing)
     assert catalog_current().campaigns_by_id[campaign.id].name == campaign.name  # still deciding

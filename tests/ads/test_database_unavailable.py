@@ -5,7 +5,6 @@ battery stops PostgreSQL for real (tests/faults); here every query fails as it d
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -42,16 +41,17 @@ def database_down(monkeypatch: Any) -> Any:
 
 
 def test_a_known_client_gets_house_ads_when_the_catalog_cannot_be_read(
-    make_campaign: Any, interests: Any, fresh_ads_state: Any, database_down: Any
+    make_campaign: Any, interests: Any, fresh_ads_state: Any, database_down: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from inference.rest import authentication
+
     make_campaign()
     token_cache_clear()
+    # a token is remembered as valid for no time at all: every later request asks the database again,
+    # as it does once the 10 s are over
+    monkeypatch.setattr(authentication, "TOKEN_CACHE_SECONDS", 0.0)
     key = Token.objects.create(user=get_user_model().objects.create_user("partner")).key
-    assert _decide(key).status_code == 200  # the client's token is remembered by this process
-    from inference.rest.authentication import CachedTokenAuthentication
-
-    _expiry, user, token = CachedTokenAuthentication._valid[key]
-    CachedTokenAuthentication._valid[key] = (time.monotonic() - 1, user, token)  # its 10 s are over
+    assert _decide(key).status_code == 200  # the client's token was valid a moment ago
     catalog_invalidate()  # a process with no catalog yet: the first decision would build it
     database_down()
     response = _decide(key)

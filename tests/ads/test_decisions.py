@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from adsite.ads.accounting import Charge
 from adsite.ads.catalog import catalog_invalidate
 from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
-from adsite.ads.ledger import Charge
 from adsite.ads.models import Campaign
 
 pytestmark = pytest.mark.django_db
@@ -250,13 +250,13 @@ class _RacedLedger:
 def test_a_page_reserved_in_one_call_refills_a_placement_lost_to_a_concurrent_request(
     make_campaign: Any, interests: Any, fresh_ads_state: Any
 ) -> None:
-    from adsite.ads.ledger import ledger_use
+    from adsite.platform import platform
 
     best = make_campaign(advertiser="Acme", pricing=Campaign.Pricing.CPM, bid=Decimal("900"), total_budget=Decimal("50"))
     acme_second = make_campaign(advertiser="Acme", pricing=Campaign.Pricing.CPM, bid=Decimal("800"))
     other = make_campaign(advertiser="Globex", pricing=Campaign.Pricing.CPM, bid=Decimal("700"))
     raced = _RacedLedger(fresh_ads_state, victim=best.id)
-    ledger_use(raced)  # the fixture puts its own ledger back afterwards
+    platform().ledger_backend = raced  # the test's own platform (fresh_platform), dropped afterwards
     decision = ads_select(user_id="u", placements=[PlacementRequest("sidebar"), PlacementRequest("footer")])
     # both placements were reserved in one ledger call; the first lost its campaign to the other request,
     # so it was filled again one reservation at a time: Acme's next campaign (Acme is no longer on the page)

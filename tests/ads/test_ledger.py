@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from adsite.ads.ledger import (
+from adsite.ads.accounting import (
     BILLED,
     CAPPED_DAY,
     CAPPED_HOUR,

@@ -10,7 +10,7 @@ import random
 import fakeredis
 import pytest
 
-from adsite.ads.ledger import Charge, MemoryLedger, RedisLedger, Snapshot
+from adsite.ads.accounting import Charge, MemoryLedger, RedisLedger, Snapshot
 
 NOW = 1_700_000_000.0
 CAMPAIGNS = {

@@ -18,9 +18,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from adsite.ads.accounting import LedgerUnavailable, RedisLedger
 from adsite.ads.decisions import PlacementRequest, ads_select
 from adsite.ads.eligibility import LEDGER_UNAVAILABLE
-from adsite.ads.ledger import LedgerUnavailable, RedisLedger, ledger_use
 from adsite.ads.models import AdClick
 from adsite.ads.tokens import CLICK_SALT, AdToken, token_make
 
@@ -34,11 +34,10 @@ def _dead_port() -> int:
 
 
 @pytest.fixture
-def ledger_down(fresh_ads_state: Any) -> Iterator[RedisLedger]:
+def ledger_down(fresh_ads_state: Any, fresh_platform: Any) -> Iterator[RedisLedger]:
     dead = RedisLedger(f"redis://127.0.0.1:{_dead_port()}/0")
-    previous = ledger_use(dead)
+    fresh_platform.ledger_backend = dead  # the test's own platform, dropped afterwards
     yield dead
-    ledger_use(previous)
 
 
 def test_the_redis_ledger_raises_its_own_error_when_redis_is_unreachable(ledger_down: RedisLedger) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
+from adsite.ads.accounting import OK, Charge, MemoryLedger, RedisLedger, ledger
 from adsite.ads.catalog import catalog_current
 from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
-from adsite.ads.ledger import OK, Charge, MemoryLedger, RedisLedger, ledger
 from adsite.ads.scoring import quality_posteriors
 
 pytestmark = pytest.mark.django_db

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from adsite.ads.simulation import WORLDS
+
 pytestmark = pytest.mark.django_db
 
 
@@ -49,7 +51,7 @@ def test_the_share_of_the_oracle_lift_is_bootstrapped_over_the_same_visitors_for
 
 def test_simulate_history_gives_every_policy_the_same_creative_statistics(tmp_path: Path, settings: Any) -> None:
     from adsite.ads import simulation
-    from adsite.ads.ledger import MemoryLedger
+    from adsite.ads.accounting import MemoryLedger
 
     settings.MEDIA_ROOT = tmp_path / "media"
     started: dict[str, dict[int, tuple[int, int, int]]] = {}
@@ -105,13 +107,72 @@ def test_in_the_drift_world_interests_move_toward_what_the_visitor_reads() -> No
     assert still.profile == {"sports": 0.9, "news": 0.1}
 
 
-@pytest.mark.parametrize("world", ["logistic", "drift"])
-def test_simulate_runs_in_another_world_and_says_which(world: str, tmp_path: Path, settings: Any) -> None:
+@pytest.mark.parametrize("world", WORLDS)
+def test_in_every_world_the_oracle_beats_random_and_the_report_says_which_world(world: str, tmp_path: Path, settings: Any) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     out = tmp_path / "sim.json"
     call_command(
-        "simulate", "--visitors", "2", "--pages", "2", "--history", "0", "--world", world, "--json", str(out), verbosity=0
+        "simulate", "--visitors", "4", "--pages", "3", "--warmup", "1", "--history", "0", "--world", world,
+        "--json", str(out), verbosity=0,
     )
     report = json.loads(out.read_text())
     assert report["world"] == world and report["parameters"]["world"] == world
+    assert {row["impressions"] for row in report["policies"].values()} == {4 * 3 * 4}
+    # the world's hidden click model is the oracle's: it fills the same slots with likelier clicks than random
+    # (the expected CTR, the hidden probabilities of the slots shown: no click noise)
+    assert report["policies"]["oracle"]["expected_ctr"] > report["policies"]["random"]["expected_ctr"]
+    assert report["adsite_share_of_oracle_lift_expected"] is not None  # so every world reports adsite's share
+
+
+def test_simulated_visitors_are_rate_limited_as_people_each_from_an_address_of_its_own(tmp_path: Path, settings: Any) -> None:
+    # 3 visitors x 5 pages (3 warm-up + 2) x 4 policies = 60 pages: far over 25 from one address, while
+    # each visitor's own address reads 20; the site's limits stay on (a 429 would stop the run)
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "ENABLED": True, "PERIOD_S": 3600.0,
+                            "SCOPES": {**settings.RATE_LIMITS.get("SCOPES", {}), "page": (25, 240)}}
+    out = tmp_path / "sim.json"
+    call_command(
+        "simulate", "--visitors", "3", "--pages", "2", "--history", "0", "--seed", "11", "--json", str(out), verbosity=0
+    )
+    report = json.loads(out.read_text())
+    assert {row["impressions"] for row in report["policies"].values()} == {3 * 2 * 4}
+
+
+def test_a_page_the_site_refuses_stops_the_simulation_instead_of_counting_as_a_page_without_ads(
+    tmp_path: Path, settings: Any
+) -> None:
+    from adsite.ads.simulation import SimulationError
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "ENABLED": True, "PERIOD_S": 3600.0,
+                            "SCOPES": {**settings.RATE_LIMITS.get("SCOPES", {}), "page": (2, 240)}}
+    with pytest.raises(SimulationError, match="answered 429"):
+        call_command("simulate", "--visitors", "1", "--pages", "2", "--history", "0", "--seed", "12",
+                     "--json", str(tmp_path / "sim.json"), verbosity=0)
+
+
+def test_the_simulation_s_ads_settings_hold_only_while_its_platform_is_installed(settings: Any) -> None:
+    from adsite.ads.conf import ads_setting
+    from adsite.ads.simulation import SIMULATION_ADS
+    from adsite.platform import platform_use, platform_with
+
+    settings.ADS = {**settings.ADS, "PACING": True, "BUDGET_MS": 10.0}
+    previous = platform_use(platform_with(ads_settings=SIMULATION_ADS))
+    try:
+        assert ads_setting("PACING") is False and ads_setting("BUDGET_MS") == 1000.0
+        assert ads_setting("PACING_SLACK") == settings.ADS.get("PACING_SLACK", 0.05)  # the rest: the site's
+    finally:
+        platform_use(previous)
+    assert ads_setting("PACING") is True and ads_setting("BUDGET_MS") == 10.0
+
+
+def test_simulate_runs_on_a_production_configured_site_that_redirects_plain_http(tmp_path: Path, settings: Any) -> None:
+    """Outside DEBUG the site redirects plain HTTP to HTTPS (``SECURE_SSL_REDIRECT``): the simulated browsers
+    ask for the pages over HTTPS, as a visitor's browser would, instead of stopping at the 301."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.SECURE_SSL_REDIRECT = True
+    out = tmp_path / "sim.json"
+    call_command("simulate", "--visitors", "2", "--pages", "2", "--history", "0", "--seed", "7", "--json", str(out),
+                 verbosity=0)
+    report = json.loads(out.read_text())
     assert {row["impressions"] for row in report["policies"].values()} == {2 * 2 * 4}

@@ -64,7 +64,7 @@ def _client(generated: dict[str, ModuleType], live_server: Any, token: str, **kw
     return generated["client"].AuthenticatedClient(base_url=live_server.url, token=token, **kwargs)
 
 
-def test_interests_through_the_generated_client(generated, live_server, service_token: str) -> None:
+def test_interests_through_the_generated_client(generated, live_server, service_token: str, roomy_budget: None) -> None:
     models = generated["models"]
     client = _client(generated, live_server, service_token)  # Authorization: Bearer <key>
 
@@ -76,7 +76,7 @@ def test_interests_through_the_generated_client(generated, live_server, service_
     batch = generated["interests_batch"].sync(
         client=client, body=models.InterestsBatchInput(user_ids=["bob", "alice"], top=1)
     )
-    assert isinstance(batch, models.InterestsBatchOutput)
+    assert isinstance(batch, models.InterestsBatch)
     assert [(r.user_id, [c.category for c in r.interests.categories]) for r in batch.results] == [
         ("bob", ["news"]), ("alice", ["sports"])
     ]

@@ -43,6 +43,8 @@ def test_every_operation_passes_every_schemathesis_check(live_server, staff_toke
         "--workers", "1",
         "--suppress-health-check", "all",
         "--no-color",
+        # the run's report (test cases and statuses per operation: docs/reliability.md's fuzzing figures)
+        "--report", "json", "--report-dir", str(Path(os.environ.get("CONTRACT_REPORT_DIR", tmp_path / "report")).resolve()),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-5000:]

@@ -15,7 +15,7 @@ def _sample(text: str, name: str, labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_metrics_are_exposed_and_increase_with_predictions(token_client):
+def test_metrics_are_exposed_and_increase_with_predictions(token_client, roomy_budget):
     before = Client().get("/metrics").content.decode()
     for _ in range(3):
         token_client.get("/api/v1/users/alice/interests")
@@ -55,6 +55,15 @@ def test_schema_describes_the_interests_endpoint():
     schema = response.json()
     assert "/api/v1/users/{user_id}/interests" in schema["paths"]
     assert "/api/v1/interests/batch" in schema["paths"]
+
+
+def test_schema_names_each_response_for_what_it_is():
+    """A generated client's classes are the schema's component names: ``ModelVersion`` and
+    ``InterestsBatch``, like ``Interests`` and ``AdDecision``, not the serializers' ``...Output``."""
+    response = Client().get("/api/schema/", HTTP_ACCEPT="application/json")
+    names = set(response.json()["components"]["schemas"])
+    assert {"ModelVersion", "InterestsBatch", "Interests", "AdDecision"} <= names
+    assert not [name for name in names if name.endswith("Output")]
 
 
 def test_docs_page_loads_its_assets_from_our_static_files():

@@ -45,3 +45,17 @@ def test_a_deleted_token_is_refused_once_the_remembered_tokens_are_dropped(servi
     service_token.delete()
     token_cache_clear()
     assert client.get("/api/v1/users/alice/interests").status_code == 401
+
+
+def test_the_same_key_is_accepted_as_a_bearer_token_and_a_wrong_one_is_refused(service_token):
+    """``Authorization: Bearer <key>`` (what generated clients send) works as ``Token <key>`` does,
+    on the fast interests path and through DRF; a wrong bearer key gets 401."""
+    bearer = APIClient()
+    bearer.credentials(HTTP_AUTHORIZATION=f"Bearer {service_token.key}")
+    assert bearer.get("/api/v1/users/alice/interests?top=3").status_code == 200
+    batch = bearer.post("/api/v1/interests/batch", {"user_ids": ["alice", "bob"], "top": 3}, format="json")
+    assert batch.status_code == 200, batch.content
+    wrong = APIClient()
+    wrong.credentials(HTTP_AUTHORIZATION="Bearer " + "0" * 40)
+    assert wrong.get("/api/v1/users/alice/interests").status_code == 401
+    assert wrong.post("/api/v1/interests/batch", {"user_ids": ["alice"], "top": 3}, format="json").status_code == 401

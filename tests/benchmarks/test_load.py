@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -125,3 +126,58 @@ def test_requests_walk_the_given_paths(server, monkeypatch, generator):
     assert result.generator == generator and result.requests > 60 and result.errors == 0
     seen = {body.decode() for body in _Recorder.bodies}
     assert seen == set(paths)  # every user asked for, and nothing else
+
+
+@pytest.mark.parametrize("generator", ["wrk", "python"])
+def test_a_rate_paces_the_clients_far_below_what_they_would_send_unpaced(server, monkeypatch, generator):
+    """A stepped load's step: 8 clients paced to 10 requests/s in all for 2 s send about 20 requests (Poisson
+    arrivals; 60 would be 6 standard deviations above), where unpaced they send thousands."""
+    if generator == "wrk" and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    monkeypatch.setenv("BENCH_LOAD_GENERATOR", generator)
+    result = run_load(port=server, path="/x", clients=8, seconds=2, warmup=0, rate=10.0)
+    assert result.generator == generator
+    assert 0 < result.requests <= 60
+    assert result.statuses == {200: result.requests}
+
+
+class _CookieRecorder(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    seen: list[tuple[str, set[str]]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        events = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))["events"]
+        with self.lock:
+            self.seen.append((self.headers.get("Cookie", ""), {event["user_id"] for event in events}))
+        self.send_response(202)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("generator", ["wrk", "python"])
+def test_the_collect_benchmark_sends_each_batch_with_its_visitors_identity_cookie(monkeypatch, generator):
+    """/collect quarantines a browser's events that are not the identity cookie's visitor's: the benchmark's
+    batches are each one visitor's and carry that visitor's cookie, so its figures are of stored events."""
+    from benchmarks.run import collect_body, collect_cookie, collect_lua
+
+    if generator == "wrk" and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    monkeypatch.setenv("BENCH_LOAD_GENERATOR", generator)
+    _CookieRecorder.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _CookieRecorder)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        run_load(port=httpd.server_address[1], path="/collect", method="POST", headers={"Content-Type": "text/plain"},
+                 body_factory=collect_body(5), header_factory=collect_cookie, lua_body=collect_lua(5), clients=2,
+                 seconds=1, warmup=0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert _CookieRecorder.seen
+    assert all(len(users) == 1 and cookie == f"adsite_uid={next(iter(users))}" for cookie, users in _CookieRecorder.seen)

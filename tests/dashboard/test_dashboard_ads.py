@@ -14,12 +14,12 @@ from django.test import Client
 from django.utils import timezone
 
 from adsite.ads import decisions
+from adsite.ads.accounting import MemoryLedger
 from adsite.ads.catalog import catalog_invalidate
 from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
-from adsite.ads.ledger import MemoryLedger, ledger_use
 from adsite.ads.models import Campaign, Creative, DecisionExplanation
 from adsite.dashboard.models import AuditEntry
-from adsite.platform import platform_reset
+from adsite.platform import Platform
 from inference.api import Interests
 
 pytestmark = pytest.mark.django_db
@@ -45,8 +45,9 @@ def fake_interests(user_id: str, *, deadline: Any = None, top: int = 10) -> Inte
 
 
 @pytest.fixture
-def ads_state(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryLedger]:
-    """A fresh in-memory ledger, every decision explained and kept, no pacing, interests faked."""
+def ads_state(settings: Any, monkeypatch: pytest.MonkeyPatch, fresh_platform: Platform) -> Iterator[MemoryLedger]:
+    """A fresh platform (an empty in-memory ledger, no cached catalog), every decision explained and
+    kept, no pacing, interests faked."""
     settings.ADS = {
         **settings.ADS,
         "PACING": False,
@@ -54,16 +55,11 @@ def ads_state(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Memory
         "CATALOG_SECONDS": 0.0,
         "BUDGET_MS": 2000.0,
     }
-    memory = MemoryLedger(None)
-    previous = ledger_use(memory)
+    memory = fresh_platform.ledger
+    assert isinstance(memory, MemoryLedger)
     monkeypatch.setattr(decisions, "predict_interests", fake_interests)
     monkeypatch.setattr(decisions, "population_interests", lambda **kw: fake_interests("", **kw))
-    catalog_invalidate()
-    platform_reset()
     yield memory
-    ledger_use(previous)
-    catalog_invalidate()
-    platform_reset()
 
 
 def decide(user_id: str = SHOPPER, placement: str = "sidebar") -> Any:
@@ -505,6 +501,37 @@ def test_delivery_report_per_campaign_and_day_with_fill_rate_and_csv(staff_clien
         assert staff_client.get(f"/dashboard/ads/report/?format=csv&table={table}").status_code == 200
 
 
+def test_a_long_delivery_report_shows_its_newest_rows_and_the_csv_has_all(staff_client, ads_seeded, settings):
+    """Months of delivery: the page lists the newest rows of the per-campaign-and-day table and says
+    how many there are; its CSV has every one."""
+    import csv
+    import io
+
+    from adsite.dashboard import adops
+    from adsite.dashboard.models import AdsDay
+
+    today = timezone.now().date()
+    campaigns = sorted(ads_seeded["campaign_ids"])[:3]
+    AdsDay.objects.exclude(day=today).delete()
+    AdsDay.objects.bulk_create([
+        AdsDay(day=today - timedelta(days=k), campaign=str(c), served=10_000 - 50 * k, viewable=5_000 - 20 * k,
+               clicks=100 - k // 2, spend=100.0 - 0.4 * k)
+        for k in range(1, 120) for c in campaigns
+    ])
+    start = today - timedelta(days=100)
+    query = f"range=custom&start={start}&end={today - timedelta(days=1)}"
+    html = staff_client.get(f"/dashboard/ads/report/?{query}").content.decode()
+    table = html[html.index('id="report-days"'):]
+    shown = table.count("<tr><td>")
+    assert shown == adops.DAYS_SHOWN
+    assert f"The newest {adops.DAYS_SHOWN} of {100 * len(campaigns)} rows" in table
+    assert f"<td>{today - timedelta(days=1)}</td>" in table and f"<td>{start}</td>" not in table
+    rows = list(csv.reader(io.StringIO(
+        staff_client.get(f"/dashboard/ads/report/?format=csv&{query}&table=days").content.decode()
+    )))
+    assert len(rows) - 1 == 100 * len(campaigns) and rows[-1][0] == str(start)
+
+
 def test_delivery_report_shows_refused_clicks_by_reason(staff_client, ads_seeded):
     """A script following forged click links is refused, and ad-ops see it counted on the report."""
     from django.test import Client
@@ -514,3 +541,37 @@ def test_delivery_report_shows_refused_clicks_by_reason(staff_client, ads_seeded
     html = staff_client.get("/dashboard/ads/report/?range=7d").content.decode()
     table = html[html.index('id="report-invalid"'):]
     assert "<td>unknown_serve</td><td class=\"num\">0</td><td class=\"num\">3</td>" in table
+
+
+def test_delivery_report_shows_the_ads_chosen_on_visitors_devices(staff_client, ads_seeded, settings):
+    """Edge mode: a browser takes the server's offers and reports its choice; ad-ops see per creative how
+    often that happened, and nothing below the minimum audience."""
+    import json
+
+    from tests.ads.conftest import browser
+
+    settings.ADS = {**settings.ADS, "EDGE_MIN_AUDIENCE": 3}
+    device = browser("")
+    offers = device.get("/edge/ads", {"placements": "sidebar"}).json()["offers"]
+    assert offers
+    first, *rest = offers
+
+    def choose(offer: dict[str, Any]) -> None:
+        response = device.post("/edge/ads/serve", json.dumps({"offers": [offer["offer"]]}), content_type="text/plain")
+        assert response.status_code == 200 and response.json()["served"], response.content
+
+    for _ in range(3):
+        choose(first)
+    html = staff_client.get("/dashboard/ads/report/?range=7d").content.decode()
+    table = html[html.index('id="report-edge"'):html.index("</table>", html.index('id="report-edge"'))]
+    row = table[table.index(f'data-edge-creative="{first["creative_id"]}"'):]
+    assert '<td class="num">3</td>' in row.split("</tr>")[0]
+    csv_rows = staff_client.get("/dashboard/ads/report/?range=7d&format=csv&table=edge").content.decode().splitlines()
+    assert csv_rows[0].startswith("creative_id,campaign_id,campaign,reported,served")
+    assert any(line.startswith(f"{first['creative_id']},") and ",True,3," in line for line in csv_rows[1:])
+    # a creative chosen once is listed without its counts
+    other = next(o for o in rest if o["creative_id"] != first["creative_id"])
+    choose(other)
+    html = staff_client.get("/dashboard/ads/report/?range=7d").content.decode()
+    row = html[html.index(f'data-edge-creative="{other["creative_id"]}"'):].split("</tr>")[0]
+    assert "fewer than 3 served: not reported" in row

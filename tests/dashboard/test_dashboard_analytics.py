@@ -92,3 +92,29 @@ def test_visitor_list_searches_and_an_unknown_id_is_not_found(staff_client, hist
 def test_deleting_a_visitor_removes_their_visits(staff_client, history):
     staff_client.post("/dashboard/visitors/reader-004/delete", {"confirm": "reader-004"})
     assert not AnalyticsSession.objects.filter(user_id="reader-004").exists()
+
+
+def test_a_page_view_leaves_the_recount_to_the_schedule_unless_it_is_down(staff_client, embedded, settings):
+    """Where a schedule rolls the analytics (the beat, or make run's rollup thread), a page view shows
+    its last roll and does not wait for today's recount; a schedule that has not rolled for five
+    periods is taken to be down and the page view recounts; with no schedule (make dev) it always does."""
+    from adsite.dashboard.models import RollupMark, TrafficMinute
+
+    settings.DASHBOARD = {**getattr(settings, "DASHBOARD", {}), "ROLLUP_THREAD": True, "SNAPSHOT_SECONDS": 0}
+    analytics_roll()  # the schedule's last roll, before this visit
+    ingest([make_event(user_id="morning-reader", session_id="m1")])
+
+    def visits_shown() -> int:
+        staff_client.get("/dashboard/analytics/?range=today")
+        return AnalyticsSession.objects.filter(user_id="morning-reader").count()
+
+    RollupMark.objects.filter(name="analytics").update(at=timezone.now() - timedelta(seconds=90))
+    assert visits_shown() == 0  # due, but the schedule will do it: the page did not wait for it
+    assert TrafficMinute.objects.exists()  # the cheap part of the roll (snapshot, minutes) was taken
+    RollupMark.objects.filter(name="analytics").update(at=timezone.now() - timedelta(minutes=6))
+    assert visits_shown() == 1  # the schedule is down: the page view recounted
+    settings.DASHBOARD = {**settings.DASHBOARD, "ROLLUP_THREAD": False}
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # no beat either
+    ingest([make_event(user_id="morning-reader", session_id="m2")])
+    RollupMark.objects.filter(name="analytics").update(at=timezone.now() - timedelta(seconds=90))
+    assert visits_shown() == 2  # no schedule at all: every due page view recounts

@@ -54,8 +54,9 @@ class EmbeddedSite(Site):
         self.token = ""
 
     def prepare(self) -> None:
-        self.manage("migrate", "--noinput", "-v", "0")
-        self.token = self.manage("create_api_token", "faults").stdout.strip().split()[-1]
+        done = self.manage("shell", "-c", "from django.core.management import call_command as c; "
+                           "c('migrate', interactive=False, verbosity=0); c('create_api_token', 'faults')")
+        self.token = done.stdout.strip().split()[-1]
 
     def start(self, *, timeout: float = 180) -> None:
         log = open(self.log_path, "ab")

@@ -222,6 +222,89 @@ def test_celery_worker_killed_mid_flush_is_taken_over_at_once(stack: Stack, reco
     wait_for(lambda: len(site.processes("celery-child")) >= 1, timeout=60, what="pool process replaced")
 
 
+def _web_ready(stack: Stack, pid: int) -> bool:
+    """The web worker ``pid`` is warm and takes traffic (its mark in ``ADSITE_WEB_READY_DIR``, scripts/serve.sh)."""
+    return (stack.site.var / "web-ready" / str(stack.site.port) / str(pid)).exists()
+
+
+def _web_workers(stack: Stack) -> set[int]:
+    return {p.pid for p in stack.site.processes("web-worker")}
+
+
+def test_web_reloaded_then_a_web_worker_killed_under_traffic_loses_no_accepted_event(stack: Stack, record: Any) -> None:
+    """A graceful reload of the web role (SIGHUP, as ``supervisorctl signal HUP web`` sends it) under traffic:
+    no request refused, nothing lost (a request on a connection closed unread at a worker's stop is sent
+    again, as ``tracker.js`` does). Then one web worker SIGKILLed: the requests it was
+    serving get no answer (their connection is reset; the tracker sends them again), every other request is
+    answered by the other worker meanwhile (the listening socket is the main process's, not the dead
+    worker's), and every event answered 2xx is stored once."""
+    site = stack.site
+    fresh = Traffic(site, "webfresh", senders=2)  # a new connection per batch
+    kept = Traffic(site, "webkept", senders=2, keep_alive=True)  # browsers' keep-alive connections
+    ads = AdTraffic(site, "webads")
+    money_before = money_counters(stack.redis)
+    for sender in (fresh, kept, ads):
+        sender.start()
+    time.sleep(3)
+
+    old = _web_workers(stack)
+    assert len(old) == 2 and all(_web_ready(stack, pid) for pid in old)
+    master = [p.pid for p in site.processes("web-master")]
+    assert len(master) == 1
+    reload_at = time.monotonic()
+    os.kill(master[0], signal.SIGHUP)  # what `supervisorctl signal HUP web` sends
+    wait_for(lambda: not (_web_workers(stack) & old) and len(_web_workers(stack)) == 2
+             and all(_web_ready(stack, pid) for pid in _web_workers(stack)),
+             timeout=300, what="both web workers replaced and warm", every=0.1)
+    reloaded_at = time.monotonic()
+    time.sleep(2)
+
+    victim = sorted(_web_workers(stack))[0]
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(_web_workers(stack) - {victim}) == 2
+             and all(_web_ready(stack, pid) for pid in _web_workers(stack)),
+             timeout=300, what="the killed web worker replaced and warm", every=0.1)
+    respawned_at = time.monotonic()
+    time.sleep(3)
+    for sender in (ads, kept, fresh):
+        sender.stop()
+
+    def phase(start: float, end: float) -> dict[str, Any]:
+        answers = fresh.window(start, end) + kept.window(start, end) + ads.window(start, end)
+        retried = [t for t in kept.reused_connection_retries if start <= t < end]
+        return {**latency_summary(answers), "seconds": round(end - start, 1),
+                "no_answer": sum(1 for a in answers if a.status == 0),
+                "http_5xx": sum(1 for a in answers if a.status >= 500),
+                "keep_alive_resent": len(retried)}
+
+    figures: dict[str, Any] = {
+        "reload": phase(reload_at, reloaded_at),
+        # from a little before the kill: a request the dead worker held was sent before it
+        "kill": phase(killed_at - 1.5, respawned_at),
+    }
+    everything = phase(0, float("inf"))
+    for name, traffic in (("fresh_connections", fresh), ("keep_alive", kept)):
+        figures[name] = _drain_and_count(stack, traffic)
+    figures["money"] = money_reconcile(stack.postgres, ads, money_before, money_counters(stack.redis))
+    record("web_reload_and_worker_sigkill", figures)
+    for name in ("fresh_connections", "keep_alive"):
+        _assert_ledger_closes({**figures[name], "no_answer": 0})
+    # the graceful reload: no 5xx, nothing refused. The one request that can go unanswered is one on a
+    # connection a stopping worker accepted in its last instant and closed unread (hyper's graceful stop,
+    # hyperium/hyper#3808): at most one per sender on a new connection (2 tracker senders and the ads client)
+    assert figures["reload"]["requests"] > 0, figures
+    assert figures["reload"]["no_answer"] <= 3 and figures["reload"]["http_5xx"] == 0, figures
+    # the kill: at most the requests in flight on the dead worker go unanswered, one per client at most
+    # (2 + 2 senders and the ads client, one request at a time each); nothing else fails
+    assert figures["kill"]["http_5xx"] == 0, figures
+    assert figures["kill"]["no_answer"] + figures["kill"]["keep_alive_resent"] <= 5, figures
+    assert everything["http_5xx"] == 0, figures
+    assert everything["no_answer"] == figures["kill"]["no_answer"] + figures["reload"]["no_answer"], figures
+    assert figures["money"]["spend_mismatch"] == {} and figures["money"]["budget_mismatch"] == {}, figures
+    assert figures["money"]["tokens_billed_twice"] == 0, figures
+
+
 def test_same_batches_three_times_out_of_order_across_processes_are_stored_once(
     stack: Stack, record: Any
 ) -> None:
@@ -343,9 +426,23 @@ def _history_send(stack: Stack, *, users: int = 20, per_user: int = 120) -> None
         assert status == 202, (status, body[:300])
 
 
-def _gbdt_serving(stack: Stack, user: str) -> str:
-    """An active gbdt version that the web serves to ``user`` (events sent and a training run first, when
-    there is none yet); its version."""
+def _readyz(stack: Stack) -> tuple[int, dict[str, Any]]:
+    """/readyz's status and its models check (``loaded``: algorithm -> version held by the answering process)."""
+    status, body = stack.site.get("/readyz")
+    return status, dict(json.loads(body)["checks"]["models"])
+
+
+def _readyz_settled(stack: Stack, check: Callable[[int, dict[str, Any]], bool], what: str) -> float:
+    """Wait until ``check`` holds for 4 /readyz answers in a row (each may come from either web process)."""
+    return wait_for(lambda: all(check(*_readyz(stack)) for _ in range(4)), timeout=90, what=what, every=0.3)
+
+
+def _gbdt_loaded(stack: Stack) -> tuple[str, dict[str, str]]:
+    """An active gbdt version, and every version the registry names active, loaded by the web processes
+    (events sent and a training run first, when there is no gbdt yet): the gbdt version and what /readyz
+    then reports loaded. What is loaded, not which ranker answers: the chain tries its rankers in the order of
+    their validation scores, and on this stack's data a baseline trained beside gbdt often validates better
+    and answers first."""
     active = _active_version(stack, "gbdt")
     if not active:
         _history_send(stack)
@@ -353,28 +450,33 @@ def _gbdt_serving(stack: Stack, user: str) -> str:
         stack.site.manage("train", "--algorithm", "gbdt", "--activate", "always", timeout=900)
         active = _active_version(stack, "gbdt")
     assert active, "the training activated nothing"
-    wait_for(lambda: _interests(stack, user)[1:3] == ("gbdt", active), timeout=60, what="web serves the active gbdt")
-    return active
+    registry = dict(stack.postgres.query(
+        "SELECT algorithm, version FROM inference_registry_modelversion WHERE status = 'active'"))
+    _readyz_settled(stack, lambda _status, models: models["loaded"].get("gbdt") == active and all(
+        models["loaded"].get(name, version) == version for name, version in registry.items()),
+        f"every web process loaded gbdt {active} and the registry's other active versions")
+    return active, dict(_readyz(stack)[1]["loaded"])
 
 
-@pytest.mark.xfail(strict=False, reason="waits for gbdt to answer, but the chain now serves whichever ranker validated "
-                   "best, and on this stack's data the baseline often does (known, to be reworked onto /readyz's loaded versions)")
 def test_celery_worker_killed_mid_training_leaves_the_active_model_serving(stack: Stack, record: Any) -> None:
     """SIGKILL of the pool process while it trains: the web keeps answering with the active version, the
     registry records the run as failed (the dashboard's models page says so, and why) and its lock is freed,
     so the next scheduled run is not skipped."""
     site = stack.site
     user = "f-train-00"
-    active = _gbdt_serving(stack, user)
+    active, held_at_start = _gbdt_loaded(stack)
+    log_start = site.log_offset()
     versions_before = stack.postgres.query("SELECT count(*) FROM inference_registry_modelversion")[0][0]
     last_run = stack.postgres.query("SELECT coalesce(max(id), 0) FROM inference_registry_trainingrun")[0][0]
 
     answers: list[tuple[float, int, str, str, str]] = []
+    loaded: list[tuple[float, dict[str, str]]] = []  # what the answering web process held, from /readyz
     stop = threading.Event()
 
     def read() -> None:
         while not stop.is_set():
             answers.append((time.monotonic(), *_interests(stack, user)))
+            loaded.append((time.monotonic(), dict(_readyz(stack)[1]["loaded"])))
             time.sleep(0.1)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -399,14 +501,16 @@ def test_celery_worker_killed_mid_training_leaves_the_active_model_serving(stack
     cookie = site.staff_cookie()
 
     def dashboard_run() -> dict[str, Any]:
-        status, body, _h = site.request("GET", f"/dashboard/models/training.json?id={run_id}", headers={"Cookie": cookie})
+        # what the dashboard says, not how fast it says it on a busy host
+        status, body, _h = site.request("GET", f"/dashboard/models/training.json?id={run_id}", headers={"Cookie": cookie},
+                                        timeout=60)
         assert status == 200, (status, body[:200])
         return dict(json.loads(body)["run"])
 
     failed_in = wait_for(lambda: dashboard_run()["status"] == "failed", timeout=120,
                          what="the dashboard shows the killed run failed")
     shown = dashboard_run()
-    _status, page, _h = site.request("GET", "/dashboard/models/", headers={"Cookie": cookie})
+    _status, page, _h = site.request("GET", "/dashboard/models/", headers={"Cookie": cookie}, timeout=60)
     time.sleep(3)  # the active model goes on serving after the kill
     stop.set()
     reader.join(timeout=30)
@@ -435,25 +539,33 @@ def test_celery_worker_killed_mid_training_leaves_the_active_model_serving(stack
         "interests_statuses": sorted({a[1] for a in answers}),
         "served_before_kill": served(before),
         "served_after_kill": served(during),
+        "loaded_before_kill": sorted({json.dumps(m, sort_keys=True) for t, m in loaded if t < killed_at}),
+        "loaded_after_kill": sorted({json.dumps(m, sort_keys=True) for t, m in loaded if t >= killed_at}),
         "active_before": active,
         "active_after": _active_version(stack, "gbdt"),
         "versions_registered_by_killed_run": stack.postgres.query(
             "SELECT count(*) FROM inference_registry_modelversion")[0][0] - versions_before,
         "lock_held_after": lock_held,
+        # a model that raised (the log's `inference.model_failed`), as against the feature store timing out
+        # on a busy host (`inference.feature_store_unavailable`: the prior answers, reason `error`)
+        "model_failed_log_lines": site.log_since(log_start).count("inference.model_failed"),
     }
     record("celery_worker_sigkill_mid_training", figures)
     assert figures["interests_statuses"] == [200], figures
     assert len(during) >= 10, figures
-    # the active version answered after the kill as before it; no other gbdt version ever answered (nothing
-    # half-written was loaded), and the kill added no kind of fallback (a busy host's time-outs aside)
-    # (whichever ranker validated best serves first: the gbdt model or the baseline trained beside it)
-    rankers_before = {k.split(" ")[0] for k in figures["served_before_kill"]}
-    assert {k.split(" ")[0] for k in figures["served_after_kill"]} <= rankers_before, figures
-    most_before = max(figures["served_before_kill"], key=figures["served_before_kill"].get).split(" ")[0]
-    assert any(k.startswith(most_before) for k in figures["served_after_kill"]), figures
-    assert not [a for a in answers if a[2] == "gbdt" and a[3] != active], figures
+    # every web process held the same versions after the kill as before it, the active gbdt among them:
+    # nothing the killed run half-wrote was loaded (/readyz's `loaded`, sampled beside each request)
+    held = [m for _t, m in loaded]
+    assert held and all(m == held_at_start for m in held), figures
+    assert held_at_start["gbdt"] == active, figures
+    # the chain answered from what was held, or from its prior: every answer names a loaded ranker at its held
+    # version (whichever validated best goes first: gbdt or a baseline trained beside it); no other gbdt
+    # version ever answered, no model raised, and the kill added no kind of fallback but a busy host's time-outs
+    # (a feature read timing out answers from the prior with reason `error`)
+    assert all(a[2] == "prior" or held_at_start.get(a[2]) == a[3] for a in answers), figures
+    assert figures["model_failed_log_lines"] == 0, figures
     reasons_before = {a[4] for a in before}
-    assert {a[4] for a in during} <= reasons_before | {"", "timeout", "over_budget"}, figures
+    assert {a[4] for a in during} <= reasons_before | {"", "timeout", "over_budget", "circuit_open", "error"}, figures
     assert figures["active_after"] == active, figures
     assert figures["versions_registered_by_killed_run"] == 0, figures
     assert "abandoned" in figures["dashboard_error"] and "no longer exists" in figures["dashboard_error"], figures
@@ -462,18 +574,6 @@ def test_celery_worker_killed_mid_training_leaves_the_active_model_serving(stack
     wait_for(lambda: len(site.processes("celery-child")) >= 1, timeout=60, what="pool process replaced")
 
 
-def _readyz(stack: Stack) -> tuple[int, dict[str, Any]]:
-    status, body = stack.site.get("/readyz")
-    return status, dict(json.loads(body)["checks"]["models"])
-
-
-def _readyz_settled(stack: Stack, check: Callable[[int, dict[str, Any]], bool], what: str) -> float:
-    """Wait until ``check`` holds for 4 /readyz answers in a row (each may come from either web process)."""
-    return wait_for(lambda: all(check(*_readyz(stack)) for _ in range(4)), timeout=90, what=what, every=0.3)
-
-
-@pytest.mark.xfail(strict=False, reason="waits for gbdt to answer, but the chain now serves whichever ranker validated "
-                   "best, and on this stack's data the baseline often does (known, to be reworked onto /readyz's loaded versions)")
 def test_corrupt_or_missing_model_artifact_at_hot_reload_and_start_up_falls_back_and_readyz_says_so(
     stack: Stack, record: Any
 ) -> None:
@@ -485,7 +585,7 @@ def test_corrupt_or_missing_model_artifact_at_hot_reload_and_start_up_falls_back
 
     site = stack.site
     user = "f-train-00"
-    good = _gbdt_serving(stack, user)
+    good, _held = _gbdt_loaded(stack)
     artifact = stack.postgres.query(
         "SELECT artifact_path FROM inference_registry_modelversion WHERE version = %s", (good,))[0][0]
     models = site.var / "models"
@@ -535,16 +635,15 @@ def test_corrupt_or_missing_model_artifact_at_hot_reload_and_start_up_falls_back
     respawning: list[tuple[float, float]] = []
 
     def respawn_web() -> float:
-        """Kill the web processes one at a time; granian starts new ones, which load the registry's versions
-        at start-up."""
+        """Kill the web processes one at a time, each once the previous one's replacement is warm; granian
+        starts new ones, which load the registry's versions at start-up."""
         started = time.monotonic()
-        for old in [p.pid for p in site.processes("web-worker")]:
-            before = {p.pid for p in site.processes("web-worker")}
+        for old in sorted(_web_workers(stack)):
+            before = _web_workers(stack)
             os.kill(old, signal.SIGKILL)
             kills.append(old)
-            wait_for(lambda seen=before: len({p.pid for p in site.processes("web-worker")} - seen) >= 1  # type: ignore[misc]
-                     and site.get("/healthz")[0] == 200, timeout=300, what="web process respawned")
-            time.sleep(1)  # the new process loads its models before it takes traffic
+            wait_for(lambda seen=before: any(_web_ready(stack, pid) for pid in _web_workers(stack) - seen),  # type: ignore[misc]
+                     timeout=300, what="web process respawned and warm")
         respawning.append((started, time.monotonic()))
         return time.monotonic() - started
 
@@ -564,6 +663,9 @@ def test_corrupt_or_missing_model_artifact_at_hot_reload_and_start_up_falls_back
                         check["loaded"], f"/readyz at start-up with {bad}")
         started = time.monotonic()  # both new processes started with the registry's broken version
         time.sleep(3)
+        # a few answers to the visitor since then (one may take seconds on a busy host)
+        wait_for(lambda since=started: sum(1 for a in answers if a[0] >= since and a[1] == "interests" and a[2])  # type: ignore[misc]
+                 >= 3, timeout=120, what="interests answered since the start-up")
         phase(f"start_up_{bad.rsplit('-', 1)[1]}", started)
         window = figures[f"start_up_{bad.rsplit('-', 1)[1]}"]["interests_served"]
         assert window and not [k for k in window if k.startswith("gbdt:")], figures  # the chain fell back
@@ -585,7 +687,10 @@ def test_corrupt_or_missing_model_artifact_at_hot_reload_and_start_up_falls_back
     shutil.rmtree(models / corrupt, ignore_errors=True)
     figures["web_processes_killed"] = len(kills)
     assert figures["http_5xx"] == 0, figures
-    # no request unanswered outside the restarts of the web processes (which the test causes; recorded)
+    # no request unanswered outside the restarts of the web processes (which the test causes; recorded), and
+    # within them only what a killed process held: the visitor sends one request at a time, so at most one
+    # per kill (the listening socket is granian's main process's: the other process takes every new one)
     assert figures["no_answer"] == figures["no_answer_while_respawning"], figures
+    assert figures["no_answer"] <= len(kills), figures
     # that the held version served on is /readyz's `loaded` above: whether gbdt itself answered a given
     # request depends on the time left on a busy host (it is skipped for time, never for the reload)

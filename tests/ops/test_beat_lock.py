@@ -22,10 +22,16 @@ def lock_key() -> int:
 
 
 def _backend_terminate(lock: BeatLock) -> None:
-    """The holder's host dies: its database session ends without a goodbye."""
-    pid = lock._conn.info.backend_pid
+    """The holder's host dies: its database session ends without a goodbye (the session holding the
+    lock's advisory key, found as an operator would find it, in pg_locks)."""
     with psycopg.connect(**lock.conninfo, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+            (lock.key,),
+        ).fetchall()
+    assert killed == [(True,)]
 
 
 def test_a_second_beat_stands_by_until_the_first_ones_session_ends(lock_key: int) -> None:

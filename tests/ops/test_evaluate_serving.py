@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from inference.registry.training import LOCK_KEY
+from inference.registry.run_lock import LOCK_KEY
 from inference.serving.runtime import predictor_install
 from inference.store import feature_store_reset
 

@@ -108,8 +108,11 @@ def test_threaded_mode_answers_the_same() -> None:
 
 
 @pytest.mark.django_db  # Django's request_started closes stale connections: an earlier browser test may leave one
-def test_site_answers_through_the_adapter() -> None:
+def test_site_answers_through_the_adapter(monkeypatch) -> None:
     from adsite.rsgi import application
+
+    # as granian's worker runs it: __rsgi_init__ lets Django code run inline on the event loop's thread
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     status, headers, body = _call(application, Scope("GET", "/healthz", "", [("host", "127.0.0.1")]), [])
     assert status == 200 and json.loads(body) == {"status": "ok"}

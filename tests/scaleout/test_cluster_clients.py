@@ -65,8 +65,29 @@ def test_a_cluster_with_no_node_answering_is_an_outage_the_callers_degrade_on() 
     import redis
 
     guard_reset()
-    # nothing listens there: redis-py says RedisClusterException (not a RedisError); the factory says
-    # ConnectionError, what every caller's degraded path catches
+    # nothing listens there: made without a round trip, as a client of one Redis is (callers make theirs
+    # outside their degraded path); its calls, single or pipelined, raise ConnectionError (redis-py says
+    # RedisClusterException, not a RedisError), what every caller's degraded path catches
+    client = redis_client("redis://127.0.0.1:1/0", cluster=True)
     with pytest.raises(redis.ConnectionError):
-        redis_client("redis://127.0.0.1:1/0", cluster=True)
+        client.get("k")
+    with pytest.raises(redis.ConnectionError):
+        client.pipeline(transaction=False).set("a", 1).get("b").execute()
+    # and the site's callers degrade on it: the collect path's rate limit counts in-process, the ledger
+    # refuses as unavailable (house ads), the feature store as unavailable (the prior answers)
+    from adsite.ads.accounting import Charge, LedgerUnavailable, RedisLedger
+    from inference.rest.throttling import throttle_counters_reset, window_hit
+    from inference.store.base import FeatureStoreUnavailable
+    from inference.store.redis import RedisFeatureStore
+
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0", REDIS_CLUSTER=True):
+        throttle_counters_reset()
+        assert window_hit("probe", limit=10, period_s=60) == 0.0
+        throttle_counters_reset()
+        ledger = RedisLedger("redis://127.0.0.1:1/0")
+        store = RedisFeatureStore("redis://127.0.0.1:1/0")
+    with pytest.raises(LedgerUnavailable):
+        ledger.impression_reserve(charge=Charge(1, 1, 1, 10, 10), user_id="v", now=0.0)
+    with pytest.raises(FeatureStoreUnavailable):
+        store.read("v")
     guard_reset()

@@ -22,7 +22,8 @@ from django.test import override_settings
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from adsite.ads.ledger import _BUDGET, OK, OUT_OF_BUDGET, Charge, LedgerUnavailable, RedisLedger, day_key
+from adsite.ads.accounting import OK, OUT_OF_BUDGET, Charge, LedgerUnavailable, RedisLedger, day_key
+from adsite.ads.accounting.redis_ledger import _BUDGET
 from inference.redis_clients import guard_reset, redis_client
 from tests.scaleout.conftest import RedisClusterNodes, cluster_started
 from tracking.buffer import APPEND_SCRIPT, shard_of, shards, stream_append

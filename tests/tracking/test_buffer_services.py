@@ -66,10 +66,9 @@ def test_copy_the_dedupe_key_missed_is_counted_as_duplicate_at_flush(
     event = make_event()
     post_collect(client, [event])
     flush()
-    from tracking.buffer import shard_of, shards
+    from tracking.buffer import dedupe_key
 
-    shard = shards()[shard_of(event["event_id"], len(shards()))]
-    redis_client.delete(shard.dedupe_prefix + event["event_id"])
+    redis_client.delete(dedupe_key(event["event_id"]))
     assert post_collect(client, [event]).json()["accepted"] == 1  # Redis no longer remembers it
     flush()
     assert Event.objects.count() == 1
@@ -138,8 +137,9 @@ def test_flush_killed_after_insert_before_ack_loses_and_duplicates_nothing(
 ) -> None:
     # A stream and ledger of this test's own: a late beacon from an earlier browser test's page
     # cannot land in them and blur the exact counts below.
-    keys = {"STREAM_KEY": f"test:events:{uuid.uuid4().hex}", "LEDGER_KEY": f"test:ledger:{uuid.uuid4().hex}"}
-    settings.TRACKING = {**settings.TRACKING, **keys}
+    # One shard (on a Redis Cluster too), so that the batches below are the stream's, in order.
+    _own_stream(settings)
+    conf = settings.TRACKING
     events = [make_event() for _ in range(10)]
     post_collect(client, events)
     # a real process, killed by the fault injected from outside: after its first batch committed, before the ack
@@ -147,8 +147,9 @@ def test_flush_killed_after_insert_before_ack_loses_and_duplicates_nothing(
         [sys.executable, "-c", KILLED_FLUSH],
         cwd=ROOT,
         env=_subprocess_env(
-            TRACKING_STREAM_KEY=keys["STREAM_KEY"],
-            TRACKING_LEDGER_KEY=keys["LEDGER_KEY"],
+            TRACKING_STREAM_KEY=conf["STREAM_KEY"],
+            TRACKING_LEDGER_KEY=conf["LEDGER_KEY"],
+            TRACKING_STREAM_SHARDS="1",
         ),
         capture_output=True,
         timeout=120,
@@ -179,8 +180,13 @@ def test_flush_killed_after_insert_before_ack_loses_and_duplicates_nothing(
 def test_celery_worker_flush_moves_collected_events_into_the_table(
     client: Client, redis_client: Any, celery_worker_process: Any
 ) -> None:
+    from adsite.celery import app
     from tracking.tasks import flush_events
 
+    # tasks the earlier tests enqueued (visitors' answer recomputes) with no worker to take them: on one
+    # Redis the suite's flushes empty the broker's queue, a RabbitMQ broker (scale-out) keeps them, and the
+    # one worker would take them all before this flush
+    app.control.purge()
     events = [make_event() for _ in range(5)]
     assert post_collect(client, events).json()["accepted"] == 5
     flush_events.delay()
@@ -214,11 +220,12 @@ def test_a_flush_that_read_a_deleted_visitors_events_drops_them(client: Client, 
     """The race: a flush read the entries just before the deletion ran; its insert must not bring them back."""
     import json as _json
 
-    from tracking.buffer import _batch_store, stream_forget
+    from tracking.buffer import shard_of, shards, stream_forget
+    from tracking.buffer.flush import _batch_store
 
-    post_collect(client, [make_event(user_id="leaver")])
-    conf_stream = django_settings.TRACKING["STREAM_KEY"]
-    entries = redis_client.xrange(conf_stream)
+    event = make_event(user_id="leaver")
+    post_collect(client, [event])
+    entries = redis_client.xrange(shards()[shard_of(event["event_id"], len(shards()))].stream)
     received_us = _json.loads(entries[0][1][b"e"])[5]
     stream_forget("leaver", now_us=received_us + 1)
     _batch_store(list(entries), reclaimed=False, client=redis_client)
@@ -232,9 +239,15 @@ def _dead_pid() -> int:
 
 
 def _own_stream(settings: Any) -> dict[str, str]:
-    keys = {"STREAM_KEY": f"test:events:{uuid.uuid4().hex}", "LEDGER_KEY": f"test:ledger:{uuid.uuid4().hex}"}
-    settings.TRACKING = {**settings.TRACKING, **keys}
-    return keys
+    """A buffer of the test's own with one shard: a late beacon from an earlier test cannot land in it and
+    blur the exact counts, and the test reads and writes its one stream. ``STREAM_KEY``/``LEDGER_KEY``:
+    the names the buffer gives that shard (on a Redis Cluster, names in one hash slot)."""
+    from tracking.buffer import shards
+
+    base = {"STREAM_KEY": f"test:events:{uuid.uuid4().hex}", "LEDGER_KEY": f"test:ledger:{uuid.uuid4().hex}"}
+    settings.TRACKING = {**settings.TRACKING, **base, "STREAM_SHARDS": 1}
+    (shard,) = shards()
+    return {"STREAM_KEY": shard.stream, "LEDGER_KEY": shard.ledger}
 
 
 @pytest.mark.django_db

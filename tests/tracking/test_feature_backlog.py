@@ -32,10 +32,11 @@ from tracking.tasks import features_catch_up
 
 @pytest.fixture(autouse=True)
 def fresh_outage_state() -> Iterator[None]:
-    features_backlog._outage.clear()
+    """Each test starts with the store answering (no outage running in this process)."""
+    features_backlog.feature_store_recovered()
     feature_store_reset()
     yield
-    features_backlog._outage.clear()
+    features_backlog.feature_store_recovered()
     feature_store_reset()
 
 
@@ -180,6 +181,9 @@ def test_failed_update_is_backlogged_then_applied_once_in_time_order(
         post_collect(client, events[1:])
         post_collect(client, events[:1])
     assert FeatureBacklog.objects.count() == 3
+    assert (features_backlog.feature_store_outage() or {}).get("backlogged") == 3
+    post_collect(client, page_views(user, 1))  # the store answers again: the outage is over
+    assert features_backlog.feature_store_outage() is None
 
     applied: list[float] = []
     real = inference_api.events_observe
@@ -187,8 +191,48 @@ def test_failed_update_is_backlogged_then_applied_once_in_time_order(
     assert features_catch_up()["applied"] == 3
     assert applied == sorted(applied) and applied[0] == events[0]["ts"] / 1000
     assert features_catch_up()["applied"] == 0
-    assert inference_api.user_interest_profile(user).counts == (("travel", 3.0),)
+    assert inference_api.user_interest_profile(user).counts == (("travel", 4.0),)
     assert not FeatureBacklog.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_batch_applied_for_some_visitors_only_backlogs_the_others_and_counts_nobody_twice(
+    client: Client, memory_store: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis Cluster master failing under a batch leaves it applied for the visitors on the other masters
+    (the store says which): only the others' events wait for the catch-up, at collection and in the catch-up
+    itself, so no visitor's features count an event twice."""
+    reached, missed = f"reached-{uuid.uuid4().hex[:8]}", f"missed-{uuid.uuid4().hex[:8]}"
+    real = inference_api.events_observe
+
+    def cut(records: Any, **kwargs: Any) -> None:  # the store's answer when the master of ``missed`` failed
+        real([r for r in records if r.user_id == reached], **kwargs)
+        raise inference_api.FeatureStorePartlyApplied("a master failed", applied_users=frozenset({reached}))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(inference_api, "events_observe", cut)
+        features_backlog.events_observe_safe(
+            [inference_api.EventRecord(reached, 1.0, "page_view", ("travel",)),
+             inference_api.EventRecord(missed, 1.0, "page_view", ("travel",))],
+            event_ids=[str(uuid.uuid4()), str(uuid.uuid4())],
+        )
+    assert FeatureBacklog.objects.count() == 1  # the missed visitor's event only
+
+    # the catch-up cut the same way: the visitors it reached leave the backlog, the others wait
+    FeatureBacklog.objects.all().delete()
+    with monkeypatch.context() as patch:
+        patch.setattr(inference_api, "events_observe", store_down)
+        post_collect(client, page_views(reached, 2))
+        post_collect(Client(), page_views(missed, 3))
+    assert FeatureBacklog.objects.count() == 5
+    with monkeypatch.context() as patch:
+        patch.setattr(inference_api, "events_observe", cut)
+        assert features_catch_up()["store_unavailable"]
+    assert FeatureBacklog.objects.count() == 3
+    assert features_catch_up()["applied"] == 3
+    assert not FeatureBacklog.objects.exists()
+    assert inference_api.user_interest_profile(reached).counts == (("travel", 3.0),)  # 1 + 2, none twice
+    assert inference_api.user_interest_profile(missed).counts == (("travel", 3.0),)
 
 
 @pytest.mark.django_db

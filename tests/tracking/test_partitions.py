@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.test import Client
 from tracking_factories import make_event, post_collect
 
+from tracking.buffer import dedupe_key
 from tracking.models import Event
 from tracking.partitions import (
     DEFAULT_PARTITION,
@@ -104,7 +105,7 @@ def test_an_event_replayed_days_later_is_stored_once_and_counted_duplicate(
     event_partitions_ensure(ahead_days=0, today=TODAY - timedelta(days=3))
     Event.objects.filter(event_id=event["event_id"]).update(received_at=at(TODAY - timedelta(days=3)))
     assert partition_of(event["event_id"]) == partition_name(TODAY - timedelta(days=3))
-    redis_client.delete(django_settings.TRACKING.get("DEDUPE_PREFIX", "adsite:dedupe:") + event["event_id"])
+    redis_client.delete(dedupe_key(event["event_id"]))
 
     assert post_collect(client, [event]).json()["accepted"] == 1  # Redis no longer remembers it
     flush()

@@ -117,31 +117,28 @@ def test_scheduled_purge_task_runs_the_same_purge(client) -> None:
     assert not Event.objects.filter(user_id="ancient").exists()
 
 
-def test_deleting_a_visitor_also_drops_their_ad_explanations_clicks_and_frequency_counters(client) -> None:
+def test_deleting_a_visitor_also_drops_their_ad_explanations_clicks_and_frequency_counters(client, fresh_platform) -> None:
     import time
 
-    from adsite.ads.ledger import Charge, MemoryLedger, ledger_use
+    from adsite.ads.accounting import Charge, MemoryLedger
     from adsite.ads.models import AdClick, DecisionExplanation
 
-    book = MemoryLedger(None)
-    previous = ledger_use(book)
-    try:
-        charge = Charge(campaign_id=1, creative_id=1, impression_price_micros=1000, daily_budget_micros=10**9,
-                        total_budget_micros=10**9, cap_per_hour=1)
-        now = time.time()
-        assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "ok"
-        assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "capped_hour"
-        DecisionExplanation.objects.create(decision_id="d-1", user_id="dave", explanation={"why": "travel"})
-        DecisionExplanation.objects.create(decision_id="d-2", user_id="erin", explanation={"why": "pets"})
-        AdClick.objects.create(outcome="billed", user_id="dave", price_micros=500_000)
-        AdClick.objects.create(outcome="billed", user_id="erin", price_micros=500_000)
+    book = fresh_platform.ledger
+    assert isinstance(book, MemoryLedger)
+    charge = Charge(campaign_id=1, creative_id=1, impression_price_micros=1000, daily_budget_micros=10**9,
+                    total_budget_micros=10**9, cap_per_hour=1)
+    now = time.time()
+    assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "ok"
+    assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "capped_hour"
+    DecisionExplanation.objects.create(decision_id="d-1", user_id="dave", explanation={"why": "travel"})
+    DecisionExplanation.objects.create(decision_id="d-2", user_id="erin", explanation={"why": "pets"})
+    AdClick.objects.create(outcome="billed", user_id="dave", price_micros=500_000)
+    AdClick.objects.create(outcome="billed", user_id="erin", price_micros=500_000)
 
-        call_command("delete_user", "dave")
+    call_command("delete_user", "dave")
 
-        assert list(DecisionExplanation.objects.values_list("user_id", flat=True)) == ["erin"]
-        assert list(AdClick.objects.values_list("user_id", flat=True)) == ["erin"]
-        assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "ok"  # caps forgotten
-        # what is invoiced names nobody and stays
-        assert book.report_read(since=None, now=now)["1:spend"] == 2000
-    finally:
-        ledger_use(previous)
+    assert list(DecisionExplanation.objects.values_list("user_id", flat=True)) == ["erin"]
+    assert list(AdClick.objects.values_list("user_id", flat=True)) == ["erin"]
+    assert book.impression_reserve(charge=charge, user_id="dave", now=now) == "ok"  # caps forgotten
+    # what is invoiced names nobody and stays
+    assert book.report_read(since=None, now=now)["1:spend"] == 2000

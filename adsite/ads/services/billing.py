@@ -19,12 +19,13 @@ from typing import Any
 from django.db import DatabaseError
 
 from adsite.ads import integrity
+from adsite.ads.accounting import BILLED, FREE, REPLAYED, LedgerUnavailable, ledger
 from adsite.ads.catalog import catalog_current
 from adsite.ads.conf import ads_setting
+from adsite.ads.edge import edge_count, edge_metric
 from adsite.ads.integrity import Visitor, invalid_record
-from adsite.ads.ledger import BILLED, FREE, REPLAYED, LedgerUnavailable, ledger
 from adsite.ads.models import AdClick, Creative
-from adsite.ads.tokens import EXPIRED, FORGED, VIEW_SALT, serve_id_read, token_read
+from adsite.ads.tokens import EDGE, EXPIRED, FORGED, VIEW_SALT, serve_id_read, token_read
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
             invalid_record(kind=integrity.CLICK, reason=integrity.REPLAY, campaign_id=ad.campaign_id, now=now)
         elif result == BILLED:
             outcome, price = AdClick.Outcome.BILLED, click_price  # what the ledger charged
+        if ad.origin == EDGE and outcome != AdClick.Outcome.REPLAY:  # chosen on a device: its aggregate
+            edge_count({edge_metric(campaign_id=ad.campaign_id, creative_id=ad.creative_id, metric="clicks"): 1}, now=now)
         if outcome != AdClick.Outcome.FREE:
             try:
                 AdClick.objects.filter(pk=click.pk).update(outcome=outcome, price_micros=price)
@@ -164,6 +167,8 @@ def impression_view_record(*, token: str, visitor: Visitor) -> str:
     else:
         replay = _viewable_count(serve_id=ad.serve_id, creative_id=ad.creative_id, campaign_id=ad.campaign_id)
         if replay is None:
+            if ad.origin == EDGE:  # chosen on a device: its aggregate counters (``adsite.ads.edge``)
+                edge_count({edge_metric(campaign_id=ad.campaign_id, creative_id=ad.creative_id, metric="viewable"): 1})
             return "viewable"
         reason = replay
     invalid_record(kind=integrity.IMPRESSION, reason=reason, campaign_id=ad.campaign_id if ad else None)

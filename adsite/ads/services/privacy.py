@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from adsite.ads.accounting import LedgerUnavailable, ledger
 from adsite.ads.conf import ads_setting
-from adsite.ads.ledger import LedgerUnavailable, ledger
 from adsite.ads.models import AdClick, DecisionExplanation
 
 logger = logging.getLogger(__name__)

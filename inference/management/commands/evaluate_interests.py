@@ -34,7 +34,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         evaluation_arguments_add(parser)
-        parser.add_argument("--models", default="neural,gbdt", help="comma-separated: neural, gbdt, prior")
+        parser.add_argument(
+            "--models",
+            default="neural,gbdt",
+            help="comma-separated: neural, gbdt, prior, edge (the edge model distilled from gbdt; edge:neural "
+            "from the network), prior:reading (the prior's probabilities without its fitted calibration)",
+        )
         parser.add_argument("--device", default="auto", help="torch device for the neural model")
         parser.add_argument(
             "--hyperparameters",
@@ -55,7 +60,7 @@ class Command(BaseCommand):
         if not path.exists():
             raise CommandError(f"{path} does not exist")
         models = [m.strip() for m in options["models"].split(",") if m.strip()]
-        unknown = set(models) - {"neural", "gbdt", "prior"}
+        unknown = set(models) - {"neural", "gbdt", "prior", "prior:reading", "edge", "edge:gbdt", "edge:neural"}
         if unknown:
             raise CommandError(f"unknown models: {sorted(unknown)}")
         try:
@@ -104,7 +109,7 @@ class Command(BaseCommand):
             if engine.client is not None:
                 self.stderr.write(f"dask engine: {engine.workers} workers, {engine.partitions} partitions")
                 distributed = model_scorers(
-                    [m for m in models if m != "prior"],
+                    [m for m in models if not m.startswith(("prior", "edge"))],
                     engine=engine,
                     **{**scorer_options, "progress": lambda name: progress(f"{name}@dask")},
                 )

@@ -156,3 +156,29 @@ def test_hyperparameters_override_a_model_for_an_ablation(tmp_path):
     assert (used["num_leaves"], used["max_rounds"], used["objective"]) == (3, 5, "binary")
     with pytest.raises(CommandError, match="hyperparameters"):
         call_command("evaluate_interests", "--events", str(path), "--hyperparameters", "[1]")
+
+
+def test_the_edge_ranker_is_reported_beside_its_teacher(tmp_path):
+    """``--models gbdt,edge``: the edge model distilled from the gbdt trained here, measured on the same
+    test users (its NDCG@5 beside the teacher's, its probabilities' calibration, its agreement)."""
+    path = tmp_path / "events.csv"
+    _write_loyal_csv(path)
+    out = tmp_path / "report.json"
+    call_command(
+        "evaluate_interests", "--events", str(path), "--split", "user", "--models", "gbdt,edge", "--json", str(out)
+    )
+    report = json.loads(out.read_text())
+    edge, gbdt = report["results"]["edge"], report["results"]["gbdt"]
+    # loyal readers: both rankers find each one's own section, the student as well as its teacher
+    assert edge["ndcg@5"] > report["results"]["popularity"]["ndcg@5"]
+    assert edge["ndcg@5"] >= gbdt["ndcg@5"] - 0.05
+    assert edge["training"]["teacher"]["algorithm"] == "gbdt"
+    assert 0 <= edge["training"]["validation_agreement"]["ndcg@5_vs_teacher"] <= 1
+    assert edge["calibration"]["ece"] is not None
+
+
+def test_an_unknown_model_is_a_command_error(tmp_path):
+    path = tmp_path / "events.csv"
+    _write_loyal_csv(path, users=4, events=10)
+    with pytest.raises(CommandError, match="unknown models"):
+        call_command("evaluate_interests", "--events", str(path), "--models", "edge:prior")

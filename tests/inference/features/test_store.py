@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -119,10 +120,34 @@ def test_redis_that_dies_mid_service_raises_feature_store_unavailable(private_re
     store.close()
 
 
+@pytest.fixture
+def lua_store() -> Iterator[FeatureStore]:
+    """The Redis store's own Lua on fakeredis (``fakeredis[lua]``): the rule the Redis store applies
+    server-side checked against the in-process store's Python in ``make test``, without a Redis."""
+    import fakeredis
+
+    from inference.store.redis import RedisFeatureStore
+
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    store = RedisFeatureStore("redis://fake", population_cache_s=0.0, client=client)
+    yield store
+    store.close()
+
+
 @pytest.mark.requires_redis
 def test_redis_store_matches_memory_store_for_batches(
     redis_store: FeatureStore, stream: Callable[..., list[EventRecord]]
 ) -> None:
+    _matches_memory_store_for_batches(redis_store, stream)
+
+
+def test_the_redis_stores_lua_matches_the_memory_store_for_batches(
+    lua_store: FeatureStore, stream: Callable[..., list[EventRecord]]
+) -> None:
+    _matches_memory_store_for_batches(lua_store, stream)
+
+
+def _matches_memory_store_for_batches(redis_store: FeatureStore, stream: Callable[..., list[EventRecord]]) -> None:
     events = stream(events=500)
     memory = MemoryFeatureStore(population_cache_s=0.0)
     for i in range(0, len(events), 37):  # uneven batches: coalescing must not change anything
@@ -143,6 +168,14 @@ def test_redis_store_matches_memory_store_for_batches(
 
 @pytest.mark.requires_redis
 def test_redis_store_keeps_two_decay_epochs_like_the_memory_store(redis_store: FeatureStore) -> None:
+    _keeps_two_decay_epochs_like_the_memory_store(redis_store)
+
+
+def test_the_redis_stores_lua_keeps_two_decay_epochs_like_the_memory_store(lua_store: FeatureStore) -> None:
+    _keeps_two_decay_epochs_like_the_memory_store(lua_store)
+
+
+def _keeps_two_decay_epochs_like_the_memory_store(redis_store: FeatureStore) -> None:
     """Weekly visits for two years, late arrivals included: Redis rolls decay epochs over exactly as
     the in-process state does, so a long history stays small and reads the same."""
     events = [
@@ -179,7 +212,7 @@ def test_control_characters_in_ids_cannot_corrupt_the_redis_fields(redis_store: 
 
 
 @pytest.mark.requires_redis
-def test_redis_store_keeps_one_user_in_one_cluster_slot(redis_store: FeatureStore) -> None:
+def test_redis_store_keeps_one_user_in_one_cluster_slot(redis_store: FeatureStore, redis_client: Any) -> None:
     from redis.crc import key_slot
 
     from inference.store.redis import user_keys
@@ -187,32 +220,57 @@ def test_redis_store_keeps_one_user_in_one_cluster_slot(redis_store: FeatureStor
     redis_store.observe(views("slot-user", 3))
     keys = user_keys("slot-user")
     assert len({key_slot(k.encode()) for k in keys}) == 1
-    assert all(redis_store._reader.exists(k) for k in keys)  # type: ignore[attr-defined]
+    assert all(redis_client.exists(k) for k in keys)  # what Redis holds, read as any other client reads it
 
 
 @pytest.mark.requires_redis
 def test_redis_store_writes_a_batch_and_reads_a_user_in_one_round_trip(
     redis_store: FeatureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis.client
-
+    # the store's pipeline class: redis-py's Pipeline on one Redis, the guarded ClusterPipeline on a Cluster
+    pipeline_class = type(redis_store._writer.pipeline())  # type: ignore[attr-defined]
     calls: list[int] = []
-    original = redis.client.Pipeline.execute
+    original = pipeline_class.execute
 
-    def counting(self: redis.client.Pipeline, raise_on_error: bool = True) -> list:
-        calls.append(len(self.command_stack))
+    def counting(self: Any, raise_on_error: bool = True) -> list:
+        calls.append(len(self))  # the commands queued
         return original(self, raise_on_error)
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    monkeypatch.setattr(pipeline_class, "execute", counting)
     batch = [e for u in range(10) for e in views(f"batch-{u}", 20)]
     redis_store.observe(batch)
-    assert (
-        len(calls) == 1 and calls[0] >= 11
-    )  # one script call per user and one for the population, one MULTI
+    # one script call per user and one for the population, in one pipeline (one MULTI on one Redis; one
+    # round trip per master on a Cluster)
+    assert len(calls) == 1 and calls[0] == 11
     assert all(redis_store.read(f"batch-{u}", now=T0 + 100).user.events == 20 for u in range(10))
     calls.clear()
     result = redis_store.read("batch-3", now=T0 + 101)
     assert len(calls) == 1 and result.user.events == 20
+
+
+@pytest.mark.requires_redis
+def test_reading_many_visitors_keeps_a_bounded_memo_of_their_sequences(redis_store: FeatureStore) -> None:
+    """A serving process reads visitor after visitor; every sequence entry it has decoded must not stay
+    in memory for good. 600 visitors x 50 entries (30,000 distinct entries, ~16 MiB if all were kept)."""
+    import gc
+    import tracemalloc
+
+    visitors = 600
+    for first in range(0, visitors, 50):
+        redis_store.observe(
+            [e for u in range(first, first + 50) for e in views(f"memo-{u}", 50, start=T0 + u * 100)]
+        )
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for u in range(visitors):
+            assert len(redis_store.read(f"memo-{u}", now=T0 + 100_000).user.recent) == 50
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 8 * 2**20, f"{kept / 2**20:.1f} MiB kept after reading {visitors} visitors"
 
 
 CONCURRENT_WRITER = """
@@ -288,7 +346,7 @@ def test_settings_choose_the_memory_store_in_embedded_mode() -> None:
 
 
 @pytest.mark.requires_redis
-def test_a_users_feature_keys_expire_by_default(redis_client: object) -> None:
+def test_a_users_feature_keys_expire_by_default(redis_client: Any) -> None:
     """The site's feature store (built from the settings, as every process builds it): a visitor's keys
     carry an idle TTL, so abandoned visitors do not accumulate in Redis."""
     from inference.store import _redis_store
@@ -296,5 +354,5 @@ def test_a_users_feature_keys_expire_by_default(redis_client: object) -> None:
 
     store = _redis_store(settings.REDIS_URL)
     store.observe(views("idle-user", 2))
-    ttls = [store._reader.ttl(k) for k in user_keys("idle-user") if store._reader.exists(k)]  # type: ignore[attr-defined]
+    ttls = [redis_client.ttl(k) for k in user_keys("idle-user") if redis_client.exists(k)]
     assert ttls and all(0 < ttl <= 395 * 86400 for ttl in ttls)

@@ -17,11 +17,9 @@ pytestmark = pytest.mark.requires_redis
 
 
 @pytest.fixture(autouse=True)
-def short_cooldown(monkeypatch):
+def short_cooldown(monkeypatch, fresh_inference):
+    """A short cooldown, and this test's own marks and clients (``fresh_inference``)."""
     monkeypatch.setattr(redis_guard, "COOLDOWN_S", 0.5)
-    redis_guard.guard_reset()
-    yield
-    redis_guard.guard_reset()
 
 
 def _client(url: str) -> redis.Redis:
@@ -71,7 +69,7 @@ def test_a_redis_error_reply_is_an_answer_not_an_outage(private_redis_server):
 
 
 def test_the_ad_ledger_refuses_at_once_after_one_timeout(private_redis_server):
-    from adsite.ads.ledger import LedgerUnavailable, RedisLedger
+    from adsite.ads.accounting import LedgerUnavailable, RedisLedger
 
     ledger = RedisLedger(private_redis_server.url)
     ledger.snapshot(campaign_ids=[1], creative_ids=[1], user_id="u", now=1.7e9)

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from inference.registry.models import ModelVersion, TrainingRun
-from inference.registry.training import LOCK_KEY
+from inference.registry.run_lock import LOCK_KEY
 from tests.inference.streams import affinity_stream
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

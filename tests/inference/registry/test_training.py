@@ -13,7 +13,8 @@ from django.test import override_settings
 from inference.events import EventRecord
 from inference.registry import selectors, services
 from inference.registry.models import ModelVersion, TrainingRun
-from inference.registry.training import LOCK_KEY, TrainingParts, training_run_execute
+from inference.registry.run_lock import LOCK_KEY
+from inference.registry.training import TrainingParts, training_run_execute
 
 pytestmark = pytest.mark.django_db
 
@@ -225,16 +226,17 @@ def test_a_run_of_another_host_is_abandoned_only_once_its_lease_lapsed():
 
 def test_a_live_run_renews_its_lease(monkeypatch):
     """The lock lives ``LEASE_SECONDS`` and is renewed while the run goes on, so a long run keeps it."""
-    from inference.registry import training
+    from inference.registry import run_lock
 
-    monkeypatch.setattr(training, "LEASE_SECONDS", 0.4)
+    # Whole seconds: Django's Redis cache stores time-outs as whole seconds (0.4 would be 0).
+    monkeypatch.setattr(run_lock, "LEASE_SECONDS", 1)
     held: list[object] = []
 
     class SlowTrainer(Trainer):
         def __call__(self, **kwargs):
             import time
 
-            time.sleep(1.0)  # more than two lease lifetimes
+            time.sleep(2.5)  # more than two lease lifetimes
             held.append(cache.get(LOCK_KEY))
             return super().__call__(**kwargs)
 
@@ -355,3 +357,90 @@ def test_the_active_version_kept_serving_carries_the_figure_of_the_latest_slice(
     train(Trainer(0.6))  # the candidate loses to the active one, which scored 0.8 on this slice
     assert active_version() == serving
     assert ModelVersion.objects.get(version=serving).validation_score == 0.8
+
+
+def test_a_time_slice_with_too_few_visitors_gives_way_to_each_visitors_own_later_events():
+    """MovieLens's case: every visitor comes once, in one burst, so a time cut leaves almost nobody with
+    events on both sides (10 of 610 raters) and the serving order would be decided on them. The run
+    judges on the user split then, and the models' own early-stopping split follows it."""
+
+    def bursts(*, since=None, until=None, chunk_size=50_000):
+        yield [
+            EventRecord(
+                user_id=f"v{u}", ts=1_700_000_000 + u * DAY + i * 60, type="page_view", categories=(f"c{i % 3}",)
+            )
+            for u in range(150)
+            for i in range(40)
+        ]
+
+    seen: list[dict] = []
+
+    def recording_evaluate(contenders, *, events, split, quantile, horizon):
+        seen.append({"split": split})
+        return evaluate(contenders, events=events, split=split, quantile=quantile, horizon=horizon)
+
+    class RecordingTrainer(Trainer):
+        def __call__(self, **kwargs):
+            seen.append({"validation": kwargs.get("validation"), "events": len(kwargs["events"])})
+            return super().__call__(**kwargs)
+
+    parts = TrainingParts(
+        event_source=bursts,
+        category_source=lambda: ["c0", "c1", "c2"],
+        trainer=RecordingTrainer(0.7),
+        evaluator=recording_evaluate,
+        loader=load,
+    )
+    run = training_run_execute(algorithm="gbdt", parts=parts)
+    assert run.status == "succeeded"
+    # trained on each visitor's first 80% (32 of 40 events), judged on the rest, early stopping alike
+    assert seen[:2] == [{"validation": "user", "events": 150 * 32}, {"split": "user"}]
+    version = ModelVersion.objects.get(algorithm="gbdt")
+    assert version.metrics["slice"]["split"] == "user"
+    baseline = ModelVersion.objects.get(algorithm="popularity")
+    assert baseline.metrics["slice"]["split"] == "user"
+
+
+def test_a_time_slice_with_enough_visitors_stays_the_judge(monkeypatch):
+    from inference.registry import judging
+
+    monkeypatch.setattr(judging, "SLICE_MIN_USERS", 5)  # the 7 visitors of events_source straddle the cut
+    seen: list[str] = []
+
+    def recording_evaluate(contenders, *, events, split, quantile, horizon):
+        seen.append(split)
+        return evaluate(contenders, events=events, split=split, quantile=quantile, horizon=horizon)
+
+    parts = TrainingParts(
+        event_source=events_source,
+        category_source=lambda: ["c0", "c1", "c2"],
+        trainer=Trainer(0.7),
+        evaluator=recording_evaluate,
+        loader=load,
+    )
+    training_run_execute(algorithm="gbdt", parts=parts)
+    assert seen == ["time"]
+    assert ModelVersion.objects.get(algorithm="gbdt").metrics["slice"]["split"] == "time"
+
+
+def test_a_run_whose_row_cannot_be_written_leaves_the_lock_free(monkeypatch):
+    """The database refuses the run's row (it went away after the lock was taken): the error reaches the
+    caller, and the lock is neither held nor kept renewed, so the next run is not skipped."""
+    import threading
+
+    from django.db import OperationalError
+
+    real_create = TrainingRun.objects.create
+
+    def refuse_running(**kwargs):
+        if kwargs.get("status") == "running":
+            raise OperationalError("the database went away")
+        return real_create(**kwargs)
+
+    monkeypatch.setattr(TrainingRun.objects, "create", refuse_running)
+    with pytest.raises(OperationalError):
+        train(Trainer(0.9))
+    assert cache.get(LOCK_KEY) is None
+    assert not [t for t in threading.enumerate() if t.name == "adsite-training-lease"]
+    monkeypatch.undo()
+    assert train(Trainer(0.9)).status == "succeeded"

@@ -11,7 +11,7 @@ from inference.serving import fastpath
 
 
 def test_the_default_directory_is_per_user_not_a_shared_name() -> None:
-    assert fastpath._default_cache_dir().name == f"adsite-compiled-{os.getuid()}"
+    assert fastpath.compiled_dir_default().name == f"adsite-compiled-{os.getuid()}"
 
 
 def test_a_new_directory_is_created_private(tmp_path: Path) -> None:

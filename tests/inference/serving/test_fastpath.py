@@ -101,6 +101,28 @@ def test_a_fast_path_that_disagrees_with_the_model_is_not_used(trained, readouts
     _same_answers(_load(trained["gbdt"]), fast, readouts)
 
 
+def test_gbdt_in_background_serves_through_the_booster_until_compiled(trained, readouts, tmp_path, monkeypatch):
+    # an activated model must not wait for LLVM: it answers at once, and switches when compiled
+    release = threading.Event()
+    real = fastpath.gbdt_compiled_scorer
+
+    def held(model, cache_dir):
+        release.wait(60)
+        return real(model, cache_dir=cache_dir)
+
+    monkeypatch.setattr(fastpath, "gbdt_compiled_scorer", held)
+    served = accelerate(_load(trained["gbdt"]), cache_dir=tmp_path, background=True)
+    assert served.serving_path == "booster"
+    _same_answers(_load(trained["gbdt"]), served, readouts)
+    release.set()
+    served.compiling.join(120)
+    assert served.serving_path == "lleaves"
+    _same_answers(_load(trained["gbdt"]), served, readouts)
+    # compiled for this host already: the next load takes the compiled path at once
+    again = accelerate(_load(trained["gbdt"]), cache_dir=tmp_path, background=True)
+    assert again.serving_path == "lleaves" and not hasattr(again, "compiling")
+
+
 @pytest.mark.parametrize("variant", ["neural", "neural-sasrec"])
 def test_neural_through_onnxruntime_answers_as_torch(variant, trained, readouts):
     # with the self-attention block too: the exported graph gives the network's answers

@@ -226,6 +226,72 @@ def test_the_polling_thread_runs_its_exit_hook_in_its_own_thread_when_stopped(re
     assert exited_in == ["inference-model-poll"]
 
 
+def test_the_polling_thread_runs_its_start_hook_before_its_first_poll_and_survives_its_failure(registry, features):
+    """The wiring imports the model code this way: off the requests, before an activation needs it."""
+    from inference.serving.predictor import Predictor, PredictorConfig
+    from tests.inference.serving.conftest import FakePrior
+
+    calls: list[str] = []
+
+    def reader():
+        calls.append("poll")
+        return registry.read()
+
+    def start_hook():
+        calls.append(f"start in {threading.current_thread().name}")
+        raise ImportError("an optional library missing")
+
+    registry.publish("gbdt", "gbdt-1")
+    predictor = Predictor(
+        features=features, prior=FakePrior(), loader=registry.load, registry_reader=reader,
+        config=PredictorConfig(poll_seconds=0.02), poll_thread_start=start_hook,
+    ).start()
+    registry.publish("gbdt", "gbdt-2")
+    waited = time.monotonic()
+    while predictor.loaded().get("gbdt") != "gbdt-2" and time.monotonic() - waited < 10:
+        time.sleep(0.01)
+    predictor.stop()
+    # start() polls once itself; the thread then runs the hook once, before its own polls, and keeps polling
+    assert calls[:2] == ["poll", "start in inference-model-poll"]
+    assert calls.count("start in inference-model-poll") == 1
+    assert predictor.loaded() == {"gbdt": "gbdt-2"}
+
+
+def test_the_polling_threads_query_log_stays_empty_under_debug(registry, features, settings, transactional_db):
+    """Under DEBUG Django logs every query on the connection and resets the log when a request starts, on
+    the request's thread: the polling thread's own connection must not keep every poll's queries."""
+    import time
+
+    from django.db import connection
+
+    from inference.serving.predictor import Predictor, PredictorConfig
+    from inference.serving.wiring import _thread_query_log_reset
+    from tests.inference.serving.conftest import FakePrior
+
+    settings.DEBUG = True
+    logged: list[int] = []
+
+    def reader():  # a poll as the wiring's: queries on the polling thread's own connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        logged.append(len(connection.queries_log))
+        return registry.read()
+
+    registry.publish("gbdt", "gbdt-1")
+    predictor = Predictor(
+        features=features, prior=FakePrior(), loader=registry.load, registry_reader=reader,
+        config=PredictorConfig(poll_seconds=0.01), poll_thread_after_poll=_thread_query_log_reset,
+    ).start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(logged) < 12 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        predictor.stop()
+    assert len(logged) >= 12
+    assert max(logged[1:]) <= 2, logged  # the first poll ran on the test's thread, in start()
+
+
 def test_the_ranker_that_validated_best_serves_first_whatever_its_algorithm(registry, make_predictor, clock):
     """Taobao: LightGBM 0.345 against the network's 0.342 on the slice: LightGBM answers, no fallback."""
     neural = registry.publish("neural", "neural-1", validation_score=0.342)

@@ -49,14 +49,12 @@ def test_killed_redis_gives_a_degraded_prior_answer(private_redis, registry):
     assert {c for c, _ in degraded.scores} <= {"c0", "c1", "c2", "c3"}
 
 
-def test_a_hung_redis_costs_one_read_timeout_then_the_prior_answers_at_once(private_redis_server, registry, caplog):
+def test_a_hung_redis_costs_one_read_timeout_then_the_prior_answers_at_once(
+    private_redis_server, registry, caplog, fresh_inference
+):
     """A Redis that accepts connections and answers nothing (SIGSTOP): one read waits for its timeout, the
     rest fail fast (inference/redis_clients.py) and the prior answers."""
     import logging
-
-    from inference import redis_clients as redis_guard
-
-    redis_guard.guard_reset()
 
     url = private_redis_server.url
     rng = random.Random(3)
@@ -80,7 +78,6 @@ def test_a_hung_redis_costs_one_read_timeout_then_the_prior_answers_at_once(priv
     reads = [r.getMessage() for r in caplog.records if "feature_store_unavailable" in r.getMessage()]
     assert len(reads) == 20
     assert sum("not tried again" not in m for m in reads) == 1  # one read waited for the timeout
-    redis_guard.guard_reset()
 
 
 class _PassThrough:

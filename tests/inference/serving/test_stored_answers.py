@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from inference.events import EventRecord
 from inference.serving.adapters import PriorAdapter, StoreAdapter
@@ -67,12 +68,22 @@ def events(user: str, *categories: str, at: float = T0) -> list[EventRecord]:
 
 
 @pytest.fixture
-def setup(private_redis):
-    store = feature_store(url=private_redis)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A Redis of the test's own: a redis-server of its own; on a Redis Cluster (the scale-out mode), the
+    site's cluster emptied (a test that stops its Redis asks for ``private_redis`` itself)."""
+    if settings.REDIS_CLUSTER:
+        request.getfixturevalue("redis_client")
+        return str(settings.REDIS_URL)
+    return str(request.getfixturevalue("private_redis"))
+
+
+@pytest.fixture
+def setup(store_url):
+    store = feature_store(url=store_url)
     registry = Registry()
     neural = registry.publish("neural", "neural-1")
     clock = Clock()
-    adapter = StoreAdapter(serving_state_reader(url=private_redis))
+    adapter = StoreAdapter(serving_state_reader(url=store_url))
     predictor = Predictor(
         features=adapter, prior=PriorAdapter(adapter), loader=registry.load, registry_reader=registry.read,
         config=PredictorConfig(poll_seconds=0), clock=clock,

@@ -362,6 +362,7 @@
       if (impressed.has(slot) || d.visibilityState !== 'visible') return;
       impressed.add(slot);
       if (observer) observer.unobserve(slot);
+      if (edgeOn) return edgeViewable(slot);
       emit('ad_impression', { ad: adOf(slot), properties: { viewable: true, visible_ms: VIEWABLE_MS } });
     }, VIEWABLE_MS));
   }
@@ -389,7 +390,7 @@
   function onVisibility() {
     if (d.visibilityState === 'hidden') {
       viewTimers.forEach((_, slot) => disarmViewTimer(slot)); // continuous visibility is broken
-      flush(true);
+      if (!edgeOn) flush(true);
     } else {
       activity();
       ratios.forEach((ratio, slot) => { if (ratio >= VIEWABLE_RATIO) armViewTimer(slot); });
@@ -431,19 +432,37 @@
   let edgeLib = null;
   let edgeModel = null;
 
+  function scriptLoad(url, name) {
+    return new Promise((resolve) => {
+      if (w[name]) return resolve(w[name]);
+      const script = d.createElement('script');
+      script.src = url;
+      script.async = true;
+      script.onload = () => resolve(w[name] || null);
+      script.onerror = () => resolve(null);
+      d.head.appendChild(script);
+    });
+  }
+
   function edgeLoad() {
-    if (!edgeLib) {
-      edgeLib = new Promise((resolve) => {
-        if (w.adsiteEdge) return resolve(w.adsiteEdge);
-        const script = d.createElement('script');
-        script.src = cfg.edgeScriptUrl;
-        script.async = true;
-        script.onload = () => resolve(w.adsiteEdge || null);
-        script.onerror = () => resolve(null);
-        d.head.appendChild(script);
-      }).then((lib) => { edgeApply(lib); return lib; });
-    }
+    if (!edgeLib) edgeLib = scriptLoad(cfg.edgeScriptUrl, 'adsiteEdge').then((lib) => { edgeApply(lib); return lib; });
     return edgeLib;
+  }
+
+  function edgeAdsFill() {
+    // the page's ads, chosen here among offers made from the page's context (the ads app's script);
+    // then their viewable impressions go to their signed impression links, as nothing else is sent
+    if (!cfg.edgeAdsScriptUrl || !d.querySelector('.ad-slot')) return Promise.resolve([]);
+    return Promise.all([edgeLoad(), edgeModelLoad(), scriptLoad(cfg.edgeAdsScriptUrl, 'adsiteEdgeAds')])
+      .then(([lib, model, ads]) => (ads ? ads.fill({ lib: lib, model: model, offersUrl: cfg.edgeAdsUrl, serveUrl: cfg.edgeServeUrl }) : []))
+      .catch(() => [])
+      .then((filled) => { watchAds(); return filled; });
+  }
+
+  function edgeViewable(slot) {
+    // a viewable impression of an ad chosen here: its signed link, without cookies (never an event)
+    if (!slot.dataset.impressionUrl || typeof w.fetch !== 'function') return;
+    w.fetch(slot.dataset.impressionUrl, { credentials: 'omit', keepalive: true, cache: 'no-store' }).catch(() => {});
   }
 
   // events recorded before edge.js loaded wait here, so that leaving a page early loses none
@@ -509,12 +528,16 @@
       return answer;
     }),
     profile: () => edgeLoad().then((lib) => (lib ? lib.load() : null)),
+    // the page's ads chosen on this device: [{placement, creative_id, campaign_id}] once they are shown
+    ads: null,
     // forget everything this browser kept about the visitor's interests
     erase: () => {
       edgePending = [];
       edgePendingKeep();
       if (w.adsiteEdge) w.adsiteEdge.erase();
       else try { w.localStorage.removeItem('adsite_edge_profile'); } catch (e) { /* nothing kept */ }
+      if (w.adsiteEdgeAds) w.adsiteEdgeAds.erase();
+      else try { w.localStorage.removeItem('adsite_edge_ads'); } catch (e) { /* nothing kept */ }
     },
   };
 
@@ -530,9 +553,11 @@
     outboxClear(); // nothing of a clickstream is kept or sent in edge mode
     edgePending = edgePendingRead(); // what an earlier page recorded before it could apply it
     pageView(page.viewId);
-    // after the page has loaded: the profile's script never delays the first paint
-    if (d.readyState === 'complete') edgeLoad();
-    else w.addEventListener('load', () => edgeLoad());
+    // after the page has loaded: the profile's and the ads' scripts never delay the first paint
+    const edgeStart = () => { edgeLoad(); edge.ads = edgeAdsFill(); };
+    if (d.readyState === 'complete') edgeStart();
+    else w.addEventListener('load', edgeStart);
+    d.addEventListener('visibilitychange', onVisibility);
     return;
   }
   if (blocked) {

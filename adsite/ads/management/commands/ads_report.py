@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from adsite.ads.ledger import LedgerUnavailable
+from adsite.ads.accounting import LedgerUnavailable
 from adsite.ads.selectors import ads_report
 
 
@@ -56,3 +56,13 @@ class Command(BaseCommand):
                 f"{row['impressions_billed']:>9} {sum(row['impressions_invalid'].values()):>8} {row['clicks_billed']:>7} "
                 f"{sum(row['clicks_invalid'].values()):>8} {row['spend']:>14} {row['budget']:>14}"
             )
+        edge = report["chosen_on_device"]
+        if edge:
+            least = report["chosen_on_device_min_audience"]
+            self.stdout.write(f"\nchosen on visitors' devices (edge mode; per creative once served {least} times):")
+            for row in edge:
+                counts = (
+                    f"served {row['served']}, viewable {row['viewable']}, clicks {row['clicks']}"
+                    if row["reported"] else f"fewer than {least} impressions: not reported"
+                )
+                self.stdout.write(f"  creative {row['creative_id']} (campaign {row['campaign_id']}): {counts}")

@@ -22,14 +22,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.api import EventRecord, evaluation_arguments_add
+from tracking import api as tracking_api
 
 
 def _events_import(events: Sequence[EventRecord]) -> None:
     """Import ``events`` the way ``import_events`` does a generic CSV (the site's own import)."""
     import csv
     import functools
-
-    from tracking.importing import events_import, generic_rows
 
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "events.csv"
@@ -40,7 +39,7 @@ def _events_import(events: Sequence[EventRecord]) -> None:
                 writer.writerow(
                     [event.user_id, event.item_id, "|".join(event.categories), repr(event.ts), event.type]
                 )
-        result = events_import(rows=functools.partial(generic_rows, path), workers=0)
+        result = tracking_api.events_import(rows=functools.partial(tracking_api.generic_rows, path), workers=0)
     if result.quarantined:
         raise CommandError(f"the import quarantined {result.quarantined} rows: {dict(result.reasons)}")
 
@@ -64,12 +63,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from inference.api import events_read, model_versions, serving_evaluate, serving_table
-        from tracking.selectors import events_recorded
 
         path = Path(options["events"])
         if not path.exists():
             raise CommandError(f"{path} does not exist")
-        if events_recorded() or model_versions(limit=1):
+        if tracking_api.events_recorded() or model_versions(limit=1):
             raise CommandError(
                 "this database already holds events or model versions: evaluate_serving imports and trains "
                 "into it; run it on a scratch database (DATABASE_URL=sqlite:///var/serving-eval.sqlite3, "

@@ -53,9 +53,11 @@ class Command(BaseCommand):
         )
 
         def progress(stage: str, percent: float, message: str) -> None:
-            bar.set_description(stage)
-            bar.set_postfix_str(message[:60], refresh=False)
-            bar.update(max(0.0, round(percent, 1) - bar.n))
+            # every message is shown (a distributed stage sends a few a second at most): the partitions
+            # done, LightGBM's rounds, the network's epochs
+            bar.set_description(stage, refresh=False)
+            bar.n = max(bar.n, round(percent, 1))
+            bar.set_postfix_str(message[:80], refresh=True)
 
         try:
             run = training_run_execute(

@@ -1,0 +1,89 @@
+"""The ad ledger: money and frequency counters, exact under concurrency; one interface, two backends.
+
+Not to be confused with tracking's event ledger (``manage.py ledger``, ``tracking.api.ledger_get``: counts
+of received, stored and dropped events that reconcile): this package is the ads side's accounting of
+budgets, spend, frequency caps, billed clicks and the report counters invoices come from.
+
+- ``contract``: the ``Ledger`` protocol, its outcomes, ``Charge`` / ``Snapshot`` / ``CreativeStats`` and
+  ``LedgerUnavailable`` (every promise a backend keeps).
+- ``memory``: ``MemoryLedger`` (embedded mode), in-process, written through to SQLite.
+- ``redis_ledger``: ``RedisLedger`` (services and scale-out modes), Lua scripts on one hash slot each.
+
+Callers import from here: ``ledger()`` is this process's ledger (the platform's).
+"""
+
+from __future__ import annotations
+
+from adsite.ads.accounting.contract import (
+    BILLED,
+    CAPPED_DAY,
+    CAPPED_HOUR,
+    CLICKS_BILLED,
+    DAILY_BUDGET,
+    FREE,
+    FREQ_TTL_S,
+    IMPRESSIONS_BILLED,
+    OK,
+    OUT_OF_BUDGET,
+    REPLAYED,
+    SERVED,
+    SPEND,
+    VIEWABLE,
+    Charge,
+    CreativeStats,
+    Ledger,
+    LedgerUnavailable,
+    Snapshot,
+    day_key,
+    hour_key,
+    report_ttl_s,
+)
+from adsite.ads.accounting.memory import MemoryLedger
+from adsite.ads.accounting.redis_ledger import RedisLedger
+from adsite.ads.conf import ads_setting
+
+__all__ = [
+    "BILLED",
+    "CAPPED_DAY",
+    "CAPPED_HOUR",
+    "CLICKS_BILLED",
+    "DAILY_BUDGET",
+    "FREE",
+    "FREQ_TTL_S",
+    "IMPRESSIONS_BILLED",
+    "OK",
+    "OUT_OF_BUDGET",
+    "REPLAYED",
+    "SERVED",
+    "SPEND",
+    "VIEWABLE",
+    "Charge",
+    "CreativeStats",
+    "Ledger",
+    "LedgerUnavailable",
+    "MemoryLedger",
+    "RedisLedger",
+    "Snapshot",
+    "day_key",
+    "hour_key",
+    "ledger",
+    "ledger_build",
+    "report_ttl_s",
+]
+
+
+def ledger_build() -> Ledger:
+    if ads_setting("LEDGER") == "redis":
+        url = ads_setting("REDIS_URL")
+        if not url:
+            raise RuntimeError('ADS["LEDGER"] is "redis" but no REDIS_URL is configured')
+        return RedisLedger(url, prefix=str(ads_setting("REDIS_PREFIX")))
+    path = ads_setting("LEDGER_PATH")
+    return MemoryLedger(None if path in (None, "", ":memory:") else path)
+
+
+def ledger() -> Ledger:
+    """This process's ledger (the platform's: built on first use from ``ADS["LEDGER"]``)."""
+    from adsite.platform import platform
+
+    return platform().ledger

@@ -1,0 +1,162 @@
+"""The ad ledger's contract: what every backend promises and the types that cross it.
+
+Money and frequency counters, exact under concurrency: one interface, two backends.
+
+Promises:
+- ``impression_reserve`` is one atomic check-and-count: the campaign's total and daily spend are
+  below budget, the visitor is under both frequency caps, then (CPM) the price is spent, the
+  visitor's counters and the creative's served impressions go up. Because the check is "spent so far
+  < budget" and the charge follows atomically, a campaign overspends by at most one price.
+- ``click_charge`` is one atomic step too: a token id is billed at most once (a replay is refused),
+  and a CPC click is billed only while the budget lasts; every non-replayed click counts for the
+  creative's statistics.
+- ``RedisLedger`` (services and scale-out modes): Lua scripts, so any number of processes and hosts share
+  exact counters, on one Redis or a Redis Cluster alike: every script touches the keys of ONE hash slot.
+- Report counters (what ``ads_report`` invoices from): per UTC hour and campaign, impressions served,
+  viewable and billed, clicks billed, spend, and invalid impressions and clicks by reason (campaign 0:
+  invalid traffic that names no campaign), kept ``REPORT_RETENTION_DAYS``. Served, billed and spend move
+  in the same atomic step as the money; the field set is bounded by campaigns x metrics per hour.
+- When Redis cannot be reached, every ``RedisLedger`` call raises ``LedgerUnavailable`` (never a
+  redis-py error): callers degrade (house ads, clicks redirected but not billed), never crash.
+- ``MemoryLedger`` (embedded mode): dicts under one lock, every change written through to a small
+  SQLite file in the same critical section, so spend, caps and statistics survive a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from adsite.ads.conf import ads_setting
+
+FREQ_TTL_S = 2 * 86400
+
+OK = "ok"
+OUT_OF_BUDGET = "out_of_budget"
+DAILY_BUDGET = "daily_budget"
+CAPPED_HOUR = "capped_hour"
+CAPPED_DAY = "capped_day"
+BILLED = "billed"
+FREE = "free"
+REPLAYED = "replayed"
+
+
+def day_key(now: float) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(now))
+
+
+def hour_key(now: float) -> str:
+    return str(int(now // 3600))
+
+
+# report metrics (``<campaign>:<metric>`` fields); invalid ones are ``ivi.<reason>`` / ``ivc.<reason>``
+SERVED = "served"
+VIEWABLE = "viewable"
+IMPRESSIONS_BILLED = "imp_billed"
+CLICKS_BILLED = "clk_billed"
+SPEND = "spend"
+
+
+def report_ttl_s() -> int:
+    return int(float(ads_setting("REPORT_RETENTION_DAYS")) * 86400)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What an impression of one campaign's creative may cost and which limits it must respect."""
+
+    campaign_id: int
+    creative_id: int
+    impression_price_micros: int  # CPM: bid/1000; CPC: 0 (paid on click)
+    daily_budget_micros: int
+    total_budget_micros: int
+    cap_per_hour: int = 0
+    cap_per_day: int = 0
+    # the click model's weight of this impression (the visitor's interest lift) minus 1, in millionths:
+    # a creative's exposure = impressions + the summed extra; its quality is learned as clicks /
+    # exposure (``scoring.quality_posteriors``). Counted with the impression, no money involved
+    extra_exposure_micros: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Counters read in one go for one decision (a hint: the reservation re-checks atomically)."""
+
+    spend_total: dict[int, int]
+    spend_today: dict[int, int]
+    user_hour: dict[int, int]
+    user_day: dict[int, int]
+    impressions: dict[int, int]
+    clicks: dict[int, int]
+    extra_exposure: dict[int, int] = field(default_factory=dict)  # creative -> summed extra_exposure_micros
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        """No counters known (the ledger unreachable)."""
+        return cls({}, {}, {}, {}, {}, {})
+
+
+@dataclass(frozen=True, slots=True)
+class CreativeStats:
+    impressions: int
+    clicks: int
+    viewable: int
+
+
+class Ledger(Protocol):
+    def snapshot(
+        self, *, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, now: float
+    ) -> Snapshot: ...
+
+    def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str: ...
+
+    def impressions_reserve(self, *, charges: Sequence[Charge], user_id: str, now: float) -> list[str]:
+        """``impression_reserve`` for each charge in order (each one atomic, as if called one by one)."""
+        ...
+
+    def click_charge(
+        self,
+        *,
+        token_id: str,
+        campaign_id: int,
+        creative_id: int,
+        price_micros: int,
+        daily_budget_micros: int,
+        total_budget_micros: int,
+        now: float,
+        token_ttl_s: int,
+    ) -> str: ...
+
+    def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
+        """Add viewable impressions to creatives' statistics (no check: tests and history only)."""
+        ...
+
+    def viewable_count(self, *, serve_id: str, creative_id: int, campaign_id: int, ttl_s: int, now: float) -> bool:
+        """Count one served impression as viewable, once: False (nothing counted) when ``serve_id`` was
+        counted before. One atomic step: the creative's statistics and the campaign's report."""
+        ...
+
+    def report_add(self, *, counts: dict[str, int], now: float) -> None:
+        """Add ``{"<campaign>:<metric>": n}`` to the hour of ``now`` (invalid traffic, viewable)."""
+        ...
+
+    def report_read(self, *, since: float | None, now: float) -> dict[str, int]:
+        """The report counters summed over the hours from ``since``'s (all kept hours when None) to now."""
+        ...
+
+    def creative_stats(self, *, creative_id: int) -> CreativeStats: ...
+
+    def visitor_forget(self, *, user_id: str) -> None:
+        """Delete one visitor's frequency counters (the privacy operation)."""
+        ...
+
+    def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]: ...
+
+    def clear(self) -> None: ...
+
+
+class LedgerUnavailable(Exception):
+    """The ledger's store could not be reached; the failed call may not have counted anything."""
+

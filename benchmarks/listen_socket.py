@@ -1,0 +1,83 @@
+"""One listening socket shared by granian's workers (``adsite/ops/granian_server.py``, what ``make run`` serves
+with) against granian's stock Linux setup (one ``SO_REUSEPORT`` socket per worker), rounds interleaved:
+
+    python -m benchmarks.listen_socket
+
+The same stand-in application (tests/ops/granian_slow_app.py: ``SLOW_APP_CPU_MS`` of computing per request,
+default 2, on the worker's one thread), 2 workers each, wrk with 8 and 64 keep-alive connections for
+``BENCH_SECONDS`` (default 5) per round, ``BENCH_ROUNDS`` rounds (default 3), the order alternating. Printed:
+the median over the rounds of requests/s, p50 and p99, with the load average. What it shows is the cost (or
+not) of the shared accept queue; the site's own figures are docs/reliability.md's knee.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.load import run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+KINDS = {
+    "shared socket (granian_server)": [sys.executable, "-m", "adsite.ops.granian_server"],
+    "SO_REUSEPORT per worker (stock granian)": [str(Path(sys.executable).parent / "granian")],
+}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(command: list[str], port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'ops'}", "SLOW_APP_START_S": "0",
+           "SLOW_APP_CPU_MS": os.environ.get("SLOW_APP_CPU_MS", "2")}
+    env.pop("ADSITE_WEB_READY_DIR", None)
+    proc = subprocess.Popen([*command, "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port), "--workers",
+                             "2", "--log-level", "warning", "granian_slow_app:app"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            run_load(port=port, path="/", clients=1, seconds=0.2, warmup=0)
+            return proc
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def main() -> None:
+    ports = {kind: _free_port() for kind in KINDS}
+    procs = {kind: _start(command, ports[kind]) for kind, command in KINDS.items()}
+    figures: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    try:
+        for round_no in range(ROUNDS):
+            order = list(KINDS) if round_no % 2 == 0 else list(reversed(KINDS))
+            for clients in (8, 64):
+                for kind in order:
+                    result = run_load(port=ports[kind], path="/", clients=clients, seconds=SECONDS, warmup=0.5)
+                    figures.setdefault((kind, clients), []).append((result.rps, result.p50_ms, result.p99_ms))
+    finally:
+        for proc in procs.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"| server | connections | req/s | p50 ms | p99 ms |  (median of {ROUNDS} rounds, load average {load})")
+    for (kind, clients), rows in figures.items():
+        rps, p50, p99 = (statistics.median(r[i] for r in rows) for i in range(3))
+        print(f"| {kind} | {clients} | {rps:,.0f} | {p50:.1f} | {p99:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
