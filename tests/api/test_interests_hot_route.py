@@ -3,8 +3,12 @@ before Django's handler is what Django's whole stack answers; every other reques
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 
 from adsite.rsgi import BufferedWSGI
@@ -16,14 +20,22 @@ PATH = "/api/v1/users/alice/interests"
 
 
 @pytest.fixture
-def servers(predictor):
+def servers(predictor) -> Iterator[tuple[BufferedWSGI, BufferedWSGI]]:
     """(Django's whole stack, the same with the hot route in front); both through the server adapter."""
     from inference.rest.throttling import throttle_counters_reset
 
-
     throttle_counters_reset()
     app = get_wsgi_application()
-    return BufferedWSGI(app, max_body_bytes=1 << 20), BufferedWSGI(app, max_body_bytes=1 << 20, hot_routes=True)
+    # the test's database connection is inside the test's transaction (not autocommit), which Django's
+    # request signals would close (on PostgreSQL, for good) at each request's start and end: its own test
+    # client disconnects them the same way
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield BufferedWSGI(app, max_body_bytes=1 << 20), BufferedWSGI(app, max_body_bytes=1 << 20, hot_routes=True)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
