@@ -6,7 +6,7 @@ feature list changes: stored models of another version refuse to load.
 
 from __future__ import annotations
 
-FEATURE_SCHEMA_VERSION = 3
+FEATURE_SCHEMA_VERSION = 4
 
 # (label, seconds): the decayed category counts kept per user
 HALF_LIVES: tuple[tuple[str, float], ...] = (
@@ -37,3 +37,9 @@ SESSION_IDLE_S = 30 * 60.0
 # sessions whose counters a user's state keeps (the most recent ones); older ones are pruned
 SESSIONS_KEPT = 2
 DEVICES = ("desktop", "mobile", "tablet", "other")
+# (label, seconds): the time buckets whose distinct occurrences are counted per category over the whole
+# history (in how many hours, on how many days the shopper came to it: an interest that returns, not one
+# burst); kept as bit masks of RETURN_WORD_BITS buckets per field (see ``ops``)
+RETURN_BUCKETS: tuple[tuple[str, float], ...] = (("h", 3_600.0), ("d", 86_400.0))
+# buckets per mask: Redis's Lua ``bit`` library works on signed 32-bit integers
+RETURN_WORD_BITS = 30

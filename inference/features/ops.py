@@ -13,6 +13,15 @@ the capped recent sequence, which the read-out orders by time). So:
 
 and serving and training cannot drift apart.
 
+Return counts (``marks``): in how many distinct hours / days (``RETURN_BUCKETS``) the user came to a
+category over the whole history. Bucket ``b = floor(t / seconds)`` sets bit ``b % W`` of the mask
+field ``r:<label>:<w>:<category>``, ``w = floor(b / W)``, ``W = RETURN_WORD_BITS`` (an OR: commutative
+and idempotent); the category ``""`` marks the user's own active buckets. Like the decay epochs only
+the newest word ``w`` per label and the one before are kept as masks (maximum ``rw:<label>``): a mark
+for a newer word first folds the stale masks into counts (``ro:<label>:<category>`` += their bits). A
+mark more than one word older than the newest (an event 30 hours / 30 days late) is not counted:
+the one exception to order independence, and the bound of it.
+
 Exact exponential decay with additive updates: for a half-life ``h`` and epochs of
 ``L = EPOCH_HALF_LIVES * h`` seconds, an event at ``t`` adds ``2^((t - E)/h)`` to the field
 ``d:<label>:<k>:<category>``, ``k = floor(t / L)``, ``E = k * L``. The decayed count at any time
@@ -24,10 +33,10 @@ skipped. The result is the same in any order (terms of epochs >= K - 1, summed),
 state holds at most two epochs per half-life and category however long their history.
 
 Field names (user hash): ``n`` interest events, ``c:<cat>`` counts, ``d:<hl>:<k>:<cat>`` decay
-terms, ``t:<type>`` events by type, ``b:<type>:<cat>`` counts of the ``BEHAVIOUR_TYPES``, ``ai:<cat>`` / ``ac:<cat>`` ad impressions / clicks,
+terms, ``r:<label>:<w>:<cat>`` / ``ro:<label>:<cat>`` return masks / folded return counts, ``t:<type>`` events by type, ``b:<type>:<cat>`` counts of the ``BEHAVIOUR_TYPES``, ``ai:<cat>`` / ``ac:<cat>`` ad impressions / clicks,
 ``sn:<session>`` / ``se:<session>`` session events / engaged milliseconds. Maxima: ``last`` (last
 interest event), ``ls:<cat>`` last seen, ``dv:<device>`` device last used, ``e:<hl>`` newest decay
-epoch. Sessions: session -> its last event (a max); only the ``SESSIONS_KEPT`` most recent sessions
+epoch, ``rw:<label>`` newest return word. Sessions: session -> its last event (a max); only the ``SESSIONS_KEPT`` most recent sessions
 are kept, older ones are pruned with their counters. Population hash: ``n``, ``c:<cat>``,
 ``d:<hl>:<k>:<cat>`` and maxima ``last``, ``e:<hl>``.
 """
@@ -47,6 +56,8 @@ from inference.features.definitions import (
     HALF_LIVES,
     INTEREST_TYPES,
     POPULATION_HALF_LIVES,
+    RETURN_BUCKETS,
+    RETURN_WORD_BITS,
 )
 
 __all__ = ["SeqItem", "Ops", "event_ops", "decay_term", "epoch_of"]
@@ -71,6 +82,8 @@ class Ops:
     sessions: dict[str, float] = field(default_factory=dict)
     # half-life label -> epoch k -> category -> the sum of the events' terms 2^((t - E_k)/h)
     decay: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
+    # return-bucket label -> word w -> category -> the mask of its buckets (OR)
+    marks: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
 
     def merge(self, other: Ops) -> None:
         """Coalesce ``other`` into this batch (sums add, maxima keep the larger, pushes append)."""
@@ -92,9 +105,15 @@ class Ops:
         for session, value in other.sessions.items():
             if value > sessions.get(session, -math.inf):
                 sessions[session] = value
+        for label, words in other.marks.items():
+            mine_words = self.marks.setdefault(label, {})
+            for w, masks in words.items():
+                table = mine_words.setdefault(w, {})
+                for category, mask in masks.items():
+                    table[category] = table.get(category, 0) | mask
 
     def __bool__(self) -> bool:
-        return bool(self.incr or self.maxima or self.push or self.sessions or self.decay)
+        return bool(self.incr or self.maxima or self.push or self.sessions or self.decay or self.marks)
 
 
 def epoch_of(ts: float, half_life: float) -> int:
@@ -128,6 +147,16 @@ def _decay_ops(
         table = decay.setdefault(label, {}).setdefault(epoch[0], {})
         for category in categories:
             table[category] = table.get(category, 0.0) + term
+
+
+def _mark_ops(ops: Ops, ts: float, categories: tuple[str, ...]) -> None:
+    marks = ops.marks
+    for label, seconds in RETURN_BUCKETS:
+        w, bit = divmod(math.floor(ts / seconds), RETURN_WORD_BITS)
+        table = marks.setdefault(label, {}).setdefault(w, {})
+        mask = 1 << bit
+        for category in (*categories, ""):
+            table[category] = table.get(category, 0) | mask
 
 
 def _printable(value: str) -> str:
@@ -174,6 +203,7 @@ def event_ops(record: EventRecord) -> tuple[Ops, Ops]:
             for category in categories:
                 incr["b:" + kind + ":" + category] = 1.0
         _decay_ops(user, ts, categories, HALF_LIVES)
+        _mark_ops(user, ts, categories)
         user.push.append(SeqItem(_printable(record.item_id), categories, ts, kind))
         pincr = population.incr
         pincr["n"] = 1.0

@@ -13,7 +13,13 @@ from collections.abc import Container, Sequence
 
 import numpy as np
 
-from inference.features.definitions import BEHAVIOUR_TYPES, HALF_LIVES, SEQUENCE_LENGTH, SESSION_IDLE_S
+from inference.features.definitions import (
+    BEHAVIOUR_TYPES,
+    HALF_LIVES,
+    RETURN_BUCKETS,
+    SEQUENCE_LENGTH,
+    SESSION_IDLE_S,
+)
 from inference.features.readout import PopulationFeatures, UserFeatures
 
 __all__ = ["PAIR_FEATURE_NAMES", "NEVER_SEEN_S", "pair_features", "candidate_categories"]
@@ -69,6 +75,9 @@ PAIR_FEATURE_NAMES: tuple[str, ...] = (
     # user-level context: seconds since the user's last interest event, sessions in the recent sequence
     "log_idle_s",
     "log_recent_sessions",
+    # over the whole history (RETURN_BUCKETS): in how many distinct hours / days the user came to the
+    # category, and which share of the user's own active hours / days that is
+    *(name for label, _ in RETURN_BUCKETS for name in (f"log_return_{label}", f"return_{label}_share")),
 )
 
 
@@ -162,16 +171,23 @@ def pair_features(
     rows[:, : len(columns)] = np.array(columns, dtype=np.float64).T
     rows[:, len(columns) : len(columns) + len(context)] = context
     rows[:, len(columns) + len(context)] = [population.trend_1d(c) for c in candidates]
-    rows[:, _REPEAT_START:] = _repeat_columns(user, candidates)
+    rows[:, _REPEAT_START:_RETURN_START] = _repeat_columns(user, candidates)
+    for i, table in enumerate(user.returns):
+        own = [table.get(c, 0.0) for c in candidates]
+        active = table.get("", 0.0)
+        rows[:, _RETURN_START + 2 * i] = own
+        rows[:, _RETURN_START + 2 * i + 1] = [x / active for x in own] if active else 0.0
     rows[:, _LOG_COLUMNS] = np.log1p(rows[:, _LOG_COLUMNS])
     return rows.astype(np.float32)
 
 
 _REPEAT_START = PAIR_FEATURE_NAMES.index("population_trend_1d") + 1
+_RETURN_START = PAIR_FEATURE_NAMES.index("log_recent_sessions") + 1
 
 
 def _repeat_columns(user: UserFeatures, candidates: Sequence[str]) -> np.ndarray:
-    """The repeat-consumption and session columns (from ``log_<type>_count`` on), before log1p."""
+    """The repeat-consumption and session columns (``log_<type>_count`` to ``log_recent_sessions``), before
+    log1p."""
     n = len(candidates)
     recent = user.recent
     last = user.last_ts
@@ -201,7 +217,7 @@ def _repeat_columns(user: UserFeatures, candidates: Sequence[str]) -> np.ndarray
                 in_session[category] = in_session.get(category, 0) + 1
     n_sessions = session + 1 if recent else 0
     last_seen = user.last_seen_ts
-    out = np.zeros((n, len(PAIR_FEATURE_NAMES) - _REPEAT_START), dtype=np.float64)
+    out = np.zeros((n, _RETURN_START - _REPEAT_START), dtype=np.float64)
     for column, kind in enumerate(BEHAVIOUR_TYPES):
         table = user.behaviour.get(kind)
         if table:

@@ -21,6 +21,7 @@ from inference.features.definitions import (
     EPOCH_HALF_LIVES,
     HALF_LIVES,
     POPULATION_HALF_LIVES,
+    RETURN_BUCKETS,
     SESSION_IDLE_S,
 )
 from inference.features.ops import SeqItem
@@ -55,6 +56,9 @@ class UserFeatures:
     behaviour: dict[str, dict[str, float]] = field(default_factory=dict)
     ad_impressions: dict[str, float] = field(default_factory=dict)
     ad_clicks: dict[str, float] = field(default_factory=dict)
+    # ``returns[i]`` follows ``RETURN_BUCKETS[i]`` (hours, days): in how many distinct ones the user came
+    # to each category over the whole history; the key "" counts the user's own active ones
+    returns: _Decayed = field(default_factory=lambda: tuple({} for _ in RETURN_BUCKETS))
     session_events: float = 0.0  # events of the current session (0 when idle over SESSION_IDLE_S)
     session_engaged_s: float = 0.0
     device: str = "other"
@@ -141,6 +145,8 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
     ad_impressions: dict[str, float] = {}
     ad_clicks: dict[str, float] = {}
     behaviour: dict[str, dict[str, float]] = {}
+    returns: tuple[dict[str, float], ...] = tuple({} for _ in RETURN_BUCKETS)
+    return_of = {label: table for table, (label, _) in zip(returns, RETURN_BUCKETS, strict=True)}
     for name, value in sums.items():
         tag = name[:2]
         if tag == "c:":
@@ -161,6 +167,17 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
         elif tag == "b:":
             kind, _, category = name[2:].partition(":")
             behaviour.setdefault(kind, {})[category] = value
+        elif tag == "r:":  # r:<label>:<w>:<category>, a mask of buckets
+            label, _, rest = name[2:].partition(":")
+            table = return_of.get(label)
+            if table is not None:
+                category = rest.partition(":")[2]
+                table[category] = table.get(category, 0.0) + int(value).bit_count()
+        elif tag == "ro":  # ro:<label>:<category>, the buckets of folded masks
+            label, _, category = name[3:].partition(":")
+            table = return_of.get(label)
+            if table is not None:
+                table[category] = table.get(category, 0.0) + value
     last_seen_ts: dict[str, float] = {}
     session, session_ts = "", -math.inf
     device, device_ts = "other", -math.inf
@@ -202,6 +219,7 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
         behaviour=behaviour,
         ad_impressions=ad_impressions,
         ad_clicks=ad_clicks,
+        returns=returns,
         session_events=session_events,
         session_engaged_s=session_engaged_s,
         device=device if device in DEVICES else "other",

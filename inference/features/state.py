@@ -1,7 +1,7 @@
 """Feature state: the flat fields ``ops`` writes, held in process (memory store, training replay).
 
 ``FeatureState.apply(ops)`` is the in-process twin of the Redis store's script: sums, maxima, the
-capped sequence, the latest sessions and the decay epochs, with the same semantics. ``states_replay``
+capped sequence, the latest sessions, the decay epochs and the return masks, with the same semantics. ``states_replay``
 replays time-ordered events into per-user states and the population state.
 """
 
@@ -62,6 +62,9 @@ class FeatureState:
                     del sessions[session]
                     sums.pop("sn:" + session, None)
                     sums.pop("se:" + session, None)
+        for label, words in ops.marks.items():
+            for w in sorted(words):
+                self._mark(label, w, words[w])
         for label, epochs in ops.decay.items():
             if len(epochs) == 1:  # the usual case: one event, or a batch within one epoch
                 ((k, terms),) = epochs.items()
@@ -95,6 +98,27 @@ class FeatureState:
         for category, term in terms.items():
             name = prefix + category
             sums[name] = sums.get(name, 0.0) + term
+
+    def _mark(self, label: str, w: int, masks: dict[str, int]) -> None:
+        """OR one word's return masks in, folding the masks older than the word before (see ``ops``)."""
+        sums, maxima = self.sums, self.maxima
+        key = "rw:" + label
+        newest = maxima.get(key)
+        if newest is None or w > newest:
+            if newest is not None:
+                stale = tuple(f"r:{label}:{j}:" for j in (int(newest) - 1, int(newest)) if j < w - 1)
+                if stale:  # a word rolled over (a day or a month): a scan of the fields is fine
+                    for name in [name for name in sums if name.startswith(stale)]:
+                        category = name[name.index(":", len(label) + 3) + 1 :]
+                        folded = f"ro:{label}:{category}"
+                        sums[folded] = sums.get(folded, 0.0) + int(sums.pop(name)).bit_count()
+            maxima[key] = float(w)
+        elif w < newest - 1:
+            return  # over a word late: not counted (the bound of the return counts' order independence)
+        prefix = f"r:{label}:{w}:"
+        for category, mask in masks.items():
+            name = prefix + category
+            sums[name] = float(int(sums.get(name, 0.0)) | mask)
 
     def copy(self) -> FeatureState:
         return FeatureState(dict(self.sums), dict(self.maxima), list(self.seq), dict(self.sessions))

@@ -69,8 +69,9 @@ VERSION_FIELD = "v"
 # Applies one state's operations with FeatureState.apply's semantics: KEYS = sums hash, maxima zset[,
 # sequence list, sessions zset]; ARGV = cap, ttl, decay records ("label US k US cat US term ..." in
 # ascending k), "field US delta" records, "field US value" records, "session US ts" records, sessions
-# kept (records separated by RS: one string argument per kind keeps the client's encoding cost per
-# batch, not per field), then the sequence items.
+# kept, return masks ("label US w US cat US mask ..." in ascending w; GS stands for the category "")
+# (records separated by RS: one string argument per kind keeps the client's encoding cost per batch,
+# not per field), then the sequence items.
 _APPLY_OPS = r"""
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 for record in string.gmatch(ARGV[3], '[^\30]+') do
@@ -115,14 +116,72 @@ for record in string.gmatch(ARGV[3], '[^\30]+') do
     end
   end
 end
+-- a bitwise OR of two masks under 2^30 (with plain arithmetic: not every Lua host has the bit library)
+local function bor(a, b)
+  local out, place = 0, 1
+  while a > 0 or b > 0 do
+    if a % 2 == 1 or b % 2 == 1 then out = out + place end
+    a, b, place = math.floor(a / 2), math.floor(b / 2), place * 2
+  end
+  return out
+end
+for record in string.gmatch(ARGV[8], '[^\30]+') do
+  local parts = {}
+  for piece in string.gmatch(record, '[^\31]+') do parts[#parts + 1] = piece end
+  local label, w = parts[1], tonumber(parts[2])
+  local newest = redis.call('ZSCORE', KEYS[2], 'rw:' .. label)
+  if newest then newest = tonumber(newest) end
+  local keep = true
+  if (not newest) or w > newest then
+    if newest then
+      local doomed, any = {}, false
+      for j = newest - 1, newest do
+        if j < w - 1 then
+          doomed['r:' .. label .. ':' .. string.format('%d', j) .. ':'] = true
+          any = true
+        end
+      end
+      if any then
+        local all, names = redis.call('HGETALL', KEYS[1]), {}
+        for i = 1, #all, 2 do
+          local prefix = string.match(all[i], '^r:[^:]+:[^:]+:')
+          if prefix and doomed[prefix] then
+            local mask, bits = tonumber(all[i + 1]), 0
+            while mask > 0 do
+              bits = bits + mask % 2
+              mask = math.floor(mask / 2)
+            end
+            redis.call('HINCRBYFLOAT', KEYS[1], 'ro:' .. label .. ':' .. string.sub(all[i], #prefix + 1), bits)
+            names[#names + 1] = all[i]
+          end
+        end
+        for i = 1, #names, 1000 do
+          redis.call('HDEL', KEYS[1], unpack(names, i, math.min(i + 999, #names)))
+        end
+      end
+    end
+    redis.call('ZADD', KEYS[2], w, 'rw:' .. label)
+  elseif w < newest - 1 then
+    keep = false
+  end
+  if keep then
+    local prefix = 'r:' .. label .. ':' .. parts[2] .. ':'
+    -- the category "" (the user's own buckets) makes the field name end at the prefix
+    for i = 3, #parts, 2 do
+      local name = prefix .. (parts[i] == '\29' and '' or parts[i])
+      local mask = tonumber(redis.call('HGET', KEYS[1], name) or '0')
+      redis.call('HSET', KEYS[1], name, string.format('%d', bor(mask, tonumber(parts[i + 1]))))
+    end
+  end
+end
 for name, delta in string.gmatch(ARGV[4], '([^\30\31]+)\31([^\30]+)') do
   redis.call('HINCRBYFLOAT', KEYS[1], name, delta)
 end
 for name, value in string.gmatch(ARGV[5], '([^\30\31]+)\31([^\30]+)') do
   redis.call('ZADD', KEYS[2], 'GT', value, name)
 end
-if #ARGV > 7 then
-  local i = 8
+if #ARGV > 8 then
+  local i = 9
   while i <= #ARGV do
     local upto = math.min(i + 999, #ARGV)
     redis.call('RPUSH', KEYS[3], unpack(ARGV, i, upto))
@@ -158,6 +217,7 @@ return 1
 _RECORD = "\x1e"
 _FIELD = "\x1f"
 _CATEGORY = "\x1e"
+_EMPTY = "\x1d"  # the category "" in a return record (an empty piece would vanish in the script's split)
 
 
 def user_keys(user_id: str, prefix: str = "") -> tuple[str, str, str, str]:
@@ -263,6 +323,11 @@ class RedisFeatureStore(FeatureStore):
             _RECORD.join(f"{name}{_FIELD}{value!r}" for name, value in ops.maxima.items()),
             _RECORD.join(f"{name}{_FIELD}{value!r}" for name, value in ops.sessions.items()) if user else "",
             SESSIONS_KEPT,
+            _RECORD.join(
+                _FIELD.join((label, str(w), *(f"{c or _EMPTY}{_FIELD}{mask}" for c, mask in words[w].items())))
+                for label, words in ops.marks.items()
+                for w in sorted(words)
+            ),
         ]
         if user:
             args.extend(_encode(item) for item in ops.push)

@@ -26,6 +26,7 @@ def assert_same_user(offline: UserFeatures, online: UserFeatures) -> None:
     assert offline.behaviour == online.behaviour
     assert offline.ad_impressions == online.ad_impressions
     assert offline.ad_clicks == online.ad_clicks
+    assert offline.returns == online.returns
     assert offline.session_events == online.session_events
     assert offline.session_engaged_s == pytest.approx(online.session_engaged_s, rel=REL)
     assert (offline.device, offline.hour_of_day, offline.day_of_week) == (

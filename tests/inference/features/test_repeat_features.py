@@ -7,8 +7,10 @@ import numpy as np
 from inference.events import EventRecord
 from inference.features import (
     PAIR_FEATURE_NAMES,
+    FeatureState,
     PopulationFeatures,
     candidate_categories,
+    event_ops,
     pair_features,
     states_replay,
     user_features,
@@ -87,3 +89,49 @@ def test_the_sequence_says_which_kind_of_event_and_where_visits_start() -> None:
     # 1 + 2 * type index + (opens a session): view opening, purchase within, favourite opening
     assert kinds[-3:].tolist() == [2, 7, 4]
     assert not kinds[:-3].any()
+
+
+def test_returns_count_the_hours_and_days_of_a_category_over_the_whole_history() -> None:
+    # "bags" once a day for 40 days (past two 30-day masks: the oldest are folded into counts), then 60
+    # views of "toys" within one hour push every "bags" event out of the recent sequence
+    events = [EventRecord("s", T0 + day * 24 * HOUR, "page_view", ("bags",), item_id=f"b{day}") for day in range(40)]
+    events += [EventRecord("s", T0 + 40 * 24 * HOUR + i * 30, "page_view", ("toys",), item_id="t") for i in range(60)]
+    user, _ = _user(events, T0 + 41 * 24 * HOUR)
+    hours, days = user.returns
+    assert (days["bags"], days["toys"], days[""]) == (40.0, 1.0, 41.0)
+    assert (hours["bags"], hours["toys"], hours[""]) == (40.0, 1.0, 41.0)
+    candidates = ["bags", "toys", "hats"]
+    rows = pair_features(user, PopulationFeatures.empty(user.now), candidates)
+    assert _column(rows, candidates, "recent_days_with")["bags"] == 0.0  # beyond the recent sequence
+    assert _column(rows, candidates, "log_return_d") == {
+        "bags": np.float32(np.log1p(40.0)),
+        "toys": np.float32(np.log1p(1.0)),
+        "hats": 0.0,
+    }
+    assert _column(rows, candidates, "return_d_share") == {
+        "bags": np.float32(40 / 41),
+        "toys": np.float32(1 / 41),
+        "hats": 0.0,
+    }
+
+
+def test_returns_do_not_depend_on_the_arrival_order_within_a_word() -> None:
+    """Events delivered in any order within a mask's span (30 hours) count the same; the bound: an event
+    more than a whole word older than the newest is not counted."""
+    events = [
+        EventRecord("s", T0 + i * 1_700.0, "page_view", ("ab"[i % 2], "c"), item_id=str(i)) for i in range(60)
+    ]
+    forward, backward = FeatureState(), FeatureState()
+    for record in events:
+        forward.apply(event_ops(record)[0])
+    for record in reversed(events):
+        backward.apply(event_ops(record)[0])
+    now = events[-1].ts + 60.0
+    assert user_features(forward, now).returns == user_features(backward, now).returns
+    assert user_features(forward, now).returns[0]["c"] == len({int(e.ts // HOUR) for e in events})
+    late = EventRecord("s", events[-1].ts + 100 * HOUR, "page_view", ("z",))
+    forward.apply(event_ops(late)[0])
+    forward.apply(event_ops(EventRecord("s", T0 - 10 * HOUR, "page_view", ("y",)))[0])
+    hours = user_features(forward, late.ts + 1).returns[0]
+    assert hours["z"] == 1.0 and "y" not in hours  # over a word late: not counted in hours
+    assert user_features(forward, late.ts + 1).returns[1]["y"] == 1.0  # yet counted in days
