@@ -108,9 +108,9 @@ class Ops:
         for label, words in other.marks.items():
             mine_words = self.marks.setdefault(label, {})
             for w, masks in words.items():
-                table = mine_words.setdefault(w, {})
+                ours = mine_words.setdefault(w, {})
                 for category, mask in masks.items():
-                    table[category] = table.get(category, 0) | mask
+                    ours[category] = ours.get(category, 0) | mask
 
     def __bool__(self) -> bool:
         return bool(self.incr or self.maxima or self.push or self.sessions or self.decay or self.marks)

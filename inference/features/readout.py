@@ -169,15 +169,15 @@ def user_features(state: FeatureState | None, now: float) -> UserFeatures:
             behaviour.setdefault(kind, {})[category] = value
         elif tag == "r:":  # r:<label>:<w>:<category>, a mask of buckets
             label, _, rest = name[2:].partition(":")
-            table = return_of.get(label)
-            if table is not None:
+            returned = return_of.get(label)
+            if returned is not None:
                 category = rest.partition(":")[2]
-                table[category] = table.get(category, 0.0) + int(value).bit_count()
+                returned[category] = returned.get(category, 0.0) + int(value).bit_count()
         elif tag == "ro":  # ro:<label>:<category>, the buckets of folded masks
             label, _, category = name[3:].partition(":")
-            table = return_of.get(label)
-            if table is not None:
-                table[category] = table.get(category, 0.0) + value
+            returned = return_of.get(label)
+            if returned is not None:
+                returned[category] = returned.get(category, 0.0) + value
     last_seen_ts: dict[str, float] = {}
     session, session_ts = "", -math.inf
     device, device_ts = "other", -math.inf
