@@ -80,45 +80,46 @@ class FeatureState:
                 for k in sorted(epochs):
                     self._decay(label, k, epochs[k])
 
+    def _advance(self, newest_key: str, tag: str, label: str, k: int) -> list[tuple[str, float]] | None:
+        """Make generation ``k`` of ``label`` (a decay epoch, tag ``d``; a return word, tag ``r``) current,
+        keeping only the newest generation and the one before (see ``ops``). Returns the fields of the
+        generations it made stale, removed (a roll-over: rare, so a scan of the fields is fine); ``None``
+        when ``k`` is older than the one before the newest (not kept)."""
+        sums, maxima = self.sums, self.maxima
+        newest = maxima.get(newest_key)
+        if newest is not None and k <= newest:
+            return [] if k >= newest - 1 else None
+        removed: list[tuple[str, float]] = []
+        if newest is not None:
+            stale = tuple(f"{tag}:{label}:{j}:" for j in (int(newest) - 1, int(newest)) if j < k - 1)
+            if stale:
+                removed = [(name, sums.pop(name)) for name in [name for name in sums if name.startswith(stale)]]
+        maxima[newest_key] = float(k)
+        return removed
+
     def _decay(self, label: str, k: int, terms: dict[str, float]) -> None:
         """Add one epoch's terms, keeping only the newest epoch and the one before (see ``ops``)."""
-        sums, maxima = self.sums, self.maxima
-        key = "e:" + label
-        newest = maxima.get(key)
-        if newest is None or k > newest:
-            if newest is not None:
-                stale = tuple(f"d:{label}:{j}:" for j in (int(newest) - 1, int(newest)) if j < k - 1)
-                if stale:  # an epoch rolled over: rare, so a scan of the fields is fine
-                    for name in [name for name in sums if name.startswith(stale)]:
-                        del sums[name]
-            maxima[key] = float(k)
-        elif k < newest - 1:
+        if self._advance("e:" + label, "d", label, k) is None:
             return  # older than anything a read-out uses (and would be deleted at the next roll-over)
+        sums = self.sums
         prefix = _PREFIXES.get((label, k)) or _prefix(label, k)
         for category, term in terms.items():
             name = prefix + category
             sums[name] = sums.get(name, 0.0) + term
 
     def _mark(self, label: str, w: int, masks: dict[str, int]) -> None:
-        """OR one word's return masks in, folding the masks older than the word before (see ``ops``)."""
-        sums, maxima = self.sums, self.maxima
-        key = "rw:" + label
-        newest = maxima.get(key)
-        if newest is None or w > newest:
-            if newest is not None:
-                stale = tuple(f"r:{label}:{j}:" for j in (int(newest) - 1, int(newest)) if j < w - 1)
-                if stale:  # a word rolled over (a day or a month): a scan of the fields is fine
-                    for name in [name for name in sums if name.startswith(stale)]:
-                        category = name[name.index(":", len(label) + 3) + 1 :]
-                        folded = f"ro:{label}:{category}"
-                        sums[folded] = sums.get(folded, 0.0) + int(sums.pop(name)).bit_count()
-            maxima[key] = float(w)
-        elif w < newest - 1:
+        """OR one word's return masks in, folding the masks older than the word before into counts."""
+        stale = self._advance("rw:" + label, "r", label, w)
+        if stale is None:
             return  # over a word late: not counted (the bound of the return counts' order independence)
+        sums = self.sums
+        for name, mask in stale:
+            folded = f"ro:{label}:{name[len(label) + 3 :].partition(':')[2]}"  # r:<label>:<w>:<category>
+            sums[folded] = sums.get(folded, 0.0) + int(mask).bit_count()
         prefix = f"r:{label}:{w}:"
-        for category, mask in masks.items():
+        for category, mask_in in masks.items():
             name = prefix + category
-            sums[name] = float(int(sums.get(name, 0.0)) | mask)
+            sums[name] = float(int(sums.get(name, 0.0)) | mask_in)
 
     def copy(self) -> FeatureState:
         return FeatureState(dict(self.sums), dict(self.maxima), list(self.seq), dict(self.sessions))

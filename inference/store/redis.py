@@ -74,6 +74,19 @@ VERSION_FIELD = "v"
 # not per field), then the sequence items.
 _APPLY_OPS = r"""
 local cap, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- the field prefixes ("<tag>:<label>:<j>:") of the kept generations (decay epochs, return words) that a
+-- new generation k makes stale, `newest` being the newest before it; nil when none is
+local function stale_prefixes(tag, label, newest, k)
+  local doomed, any = {}, false
+  for j = newest - 1, newest do
+    if j < k - 1 then
+      doomed[tag .. ':' .. label .. ':' .. string.format('%d', j) .. ':'] = true
+      any = true
+    end
+  end
+  if any then return doomed end
+  return nil
+end
 for record in string.gmatch(ARGV[3], '[^\30]+') do
   local parts = {}
   for piece in string.gmatch(record, '[^\31]+') do parts[#parts + 1] = piece end
@@ -82,28 +95,20 @@ for record in string.gmatch(ARGV[3], '[^\30]+') do
   if newest then newest = tonumber(newest) end
   local keep = true
   if (not newest) or k > newest then
-    if newest then
-      local doomed, any = {}, false
-      for j = newest - 1, newest do
-        if j < k - 1 then
-          doomed['d:' .. label .. ':' .. string.format('%d', j) .. ':'] = true
-          any = true
-        end
-      end
-      if any then
-        local names = {}
-        for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-          local prefix = string.match(name, '^d:[^:]+:[^:]+:')
-          if prefix and doomed[prefix] then
-            names[#names + 1] = name
-            if #names == 1000 then
-              redis.call('HDEL', KEYS[1], unpack(names))
-              names = {}
-            end
+    local doomed = newest and stale_prefixes('d', label, newest, k)
+    if doomed then
+      local names = {}
+      for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+        local prefix = string.match(name, '^d:[^:]+:[^:]+:')
+        if prefix and doomed[prefix] then
+          names[#names + 1] = name
+          if #names == 1000 then
+            redis.call('HDEL', KEYS[1], unpack(names))
+            names = {}
           end
         end
-        if #names > 0 then redis.call('HDEL', KEYS[1], unpack(names)) end
       end
+      if #names > 0 then redis.call('HDEL', KEYS[1], unpack(names)) end
     end
     redis.call('ZADD', KEYS[2], k, 'e:' .. label)
   elseif k < newest - 1 then
@@ -133,31 +138,23 @@ for record in string.gmatch(ARGV[8], '[^\30]+') do
   if newest then newest = tonumber(newest) end
   local keep = true
   if (not newest) or w > newest then
-    if newest then
-      local doomed, any = {}, false
-      for j = newest - 1, newest do
-        if j < w - 1 then
-          doomed['r:' .. label .. ':' .. string.format('%d', j) .. ':'] = true
-          any = true
+    local doomed = newest and stale_prefixes('r', label, newest, w)
+    if doomed then
+      local all, names = redis.call('HGETALL', KEYS[1]), {}
+      for i = 1, #all, 2 do
+        local prefix = string.match(all[i], '^r:[^:]+:[^:]+:')
+        if prefix and doomed[prefix] then
+          local mask, bits = tonumber(all[i + 1]), 0
+          while mask > 0 do
+            bits = bits + mask % 2
+            mask = math.floor(mask / 2)
+          end
+          redis.call('HINCRBYFLOAT', KEYS[1], 'ro:' .. label .. ':' .. string.sub(all[i], #prefix + 1), bits)
+          names[#names + 1] = all[i]
         end
       end
-      if any then
-        local all, names = redis.call('HGETALL', KEYS[1]), {}
-        for i = 1, #all, 2 do
-          local prefix = string.match(all[i], '^r:[^:]+:[^:]+:')
-          if prefix and doomed[prefix] then
-            local mask, bits = tonumber(all[i + 1]), 0
-            while mask > 0 do
-              bits = bits + mask % 2
-              mask = math.floor(mask / 2)
-            end
-            redis.call('HINCRBYFLOAT', KEYS[1], 'ro:' .. label .. ':' .. string.sub(all[i], #prefix + 1), bits)
-            names[#names + 1] = all[i]
-          end
-        end
-        for i = 1, #names, 1000 do
-          redis.call('HDEL', KEYS[1], unpack(names, i, math.min(i + 999, #names)))
-        end
+      for i = 1, #names, 1000 do
+        redis.call('HDEL', KEYS[1], unpack(names, i, math.min(i + 999, #names)))
       end
     end
     redis.call('ZADD', KEYS[2], w, 'rw:' .. label)
