@@ -16,7 +16,8 @@
   second launcher on every machine. Each rank trains on its shards with a per-rank batch of
   ``batch_size / world_size`` (the gradient average equals the single-process batch's); rank 0 scores
   the validation slice after each epoch and broadcasts the figure, so all ranks stop together and the
-  kept epoch is chosen as ``neural_fit`` chooses it. A worker of the ranks that leaves the cluster
+  kept epoch is chosen as ``neural_fit`` chooses it. The ranks train one network (``members`` = 1,
+  where ``neural_fit`` trains ``members`` of them one after another). A worker of the ranks that leaves the cluster
   fails the run at once (``StageWatch``), and a rank that waits longer than ``ddp_timeout_s`` for the
   others (a peer alive but silent) raises.
 
@@ -414,7 +415,8 @@ def neural_fit_ddp(
 
     shards = _shards(data)
     params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
-    params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)
+    # the ranks train one network together (``members`` is ``neural_fit``'s: one process per network)
+    params.update(popular_k=data.popular_k, item_buckets=data.item_buckets, members=1)
     started = time.perf_counter()
     workers = worker_addresses(client)
     world = min(len(workers), len(shards.shards))

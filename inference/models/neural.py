@@ -12,6 +12,10 @@ Early stopping on the NDCG@5 of the later validation slice. Trains on CUDA when 
 ="auto"``), else on the CPU with a few threads; seeds fixed (torch, numpy, random) and deterministic
 algorithms on.
 
+With ``members`` > 1, that many networks are trained on the same samples from seeds ``seed``, ``seed +
+1``, ... and served as one module (``InterestEnsemble``: the mean of their log-softmax over the
+candidates). Off by default: two networks scored no better on average than one (docs/quality.md).
+
 Size does not grow with the number of categories beyond one embedding row each, and inference cost
 grows with the number of candidates (own categories + popular ones), not with the category count.
 """
@@ -41,7 +45,7 @@ from inference.models.inputs import (
 )
 from inference.models.training import TrainingData, ndcg_of_samples
 
-__all__ = ["NeuralModel", "InterestNetwork", "neural_fit", "DEFAULT_HYPERPARAMETERS"]
+__all__ = ["NeuralModel", "InterestNetwork", "InterestEnsemble", "neural_fit", "DEFAULT_HYPERPARAMETERS"]
 
 WEIGHTS_FILE = "weights.pt"
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -65,6 +69,10 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     # per-category and per-item embeddings: "auto" keeps them up to CATEGORY_FEATURE_MAX categories
     # (on Taobao's 2,108 they overfit within an epoch: validation 0.4739 with them, 0.4827 without)
     "identity_embeddings": "auto",
+    # networks trained from consecutive seeds and averaged (InterestEnsemble); 1 = a single network. Two
+    # bought nothing on average for twice the training and serving cost (Taobao 0.3476 against 0.3483
+    # over three seeds, MovieLens 0.836 against 0.835: docs/quality.md)
+    "members": 1,
 }
 
 
@@ -168,6 +176,32 @@ class InterestNetwork(nn.Module):
         return self.mlp(hidden).squeeze(-1)  # [B, C]
 
 
+class InterestEnsemble(nn.Module):
+    """Several ``InterestNetwork``s as one: the mean of their log-softmax over each row's candidates
+    (padding masked out). Its scores are log-probabilities, so the calibration's log-softmax reading and
+    the ranking are what one network's would be; the ONNX export is the same one graph."""
+
+    def __init__(self, members: Sequence[InterestNetwork]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(
+        self,
+        candidates: torch.Tensor,
+        rows: torch.Tensor,
+        items: torch.Tensor,
+        cats: torch.Tensor,
+        ages: torch.Tensor,
+        kinds: torch.Tensor,
+    ) -> torch.Tensor:
+        padding = candidates == 0
+        total = torch.zeros(candidates.shape, dtype=rows.dtype, device=rows.device)
+        for member in self.members:
+            scores = member(candidates, rows, items, cats, ages, kinds).masked_fill(padding, -1e4)
+            total = total + torch.log_softmax(scores, dim=-1)
+        return total / len(self.members)
+
+
 # standardized pair features are clipped to this many standard deviations: a column that barely varies
 # in training (the idle time of a stream sampled every half hour: std 0.014) would otherwise reach the
 # network at hundreds of standard deviations for a request made at another idle time
@@ -215,7 +249,7 @@ class NeuralModel(PairModel):
     def __init__(
         self,
         *,
-        network: InterestNetwork,
+        network: InterestNetwork | InterestEnsemble,
         mean: Sequence[float] | np.ndarray,
         std: Sequence[float] | np.ndarray,
         **kwargs: Any,
@@ -266,7 +300,16 @@ class NeuralModel(PairModel):
         return cls(network=network, mean=manifest["feature_mean"], std=manifest["feature_std"], **kwargs)
 
 
-def _network(n_categories: int, params: Mapping[str, Any]) -> InterestNetwork:
+def _network(n_categories: int, params: Mapping[str, Any]) -> InterestNetwork | InterestEnsemble:
+    """The module ``params`` describe: one network, or ``members`` of them as an ensemble (a model saved
+    before ``members`` existed is one network)."""
+    members = int(params.get("members", 1))
+    if members <= 1:
+        return _member(n_categories, params)
+    return InterestEnsemble([_member(n_categories, params) for _ in range(members)])
+
+
+def _member(n_categories: int, params: Mapping[str, Any]) -> InterestNetwork:
     return InterestNetwork(
         n_categories=n_categories,
         n_features=len(PAIR_FEATURE_NAMES),
@@ -330,84 +373,60 @@ def neural_fit(
     hyperparameters: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> NeuralModel:
-    """Fit the network on ``data.fit`` with early stopping on ``data.validation``."""
+    """Fit ``members`` networks on ``data.fit`` (seeds ``seed``, ``seed + 1``, ...), each with early
+    stopping on ``data.validation``; one network is served as it is, several as their ensemble."""
     params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
     params.update(popular_k=data.popular_k, item_buckets=data.item_buckets)  # as the samples were built
+    members = max(1, int(params["members"]))
+    params["members"] = members
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
     target = _device(device)
     if target.type == "cpu":
         torch.set_num_threads(int(params["train_threads"]))
     try:
-        _seed_everything(seed)
         rows = (
             np.concatenate([s.rows for s in data.fit]) if data.fit else np.zeros((1, len(PAIR_FEATURE_NAMES)))
         )
         mean, std = _feature_scale(rows)
         fit = _pack(data.fit, mean, std)
-        network = _network(len(categories), params).to(target)
-        optimizer = torch.optim.Adam(
-            network.parameters(),
-            lr=float(params["learning_rate"]),
-            weight_decay=float(params["weight_decay"]),
-        )
-        generator = torch.Generator().manual_seed(seed)
-        n = len(data.fit)
-        batch_size = int(params["batch_size"])
+        trained: list[InterestNetwork] = []
+        facts: list[dict[str, Any]] = []
+        for member in range(members):
+            report = None
+            if progress is not None:
+                def report(share: float, message: str, member: int = member) -> None:
+                    label = f"neural (network {member + 1} of {members})" if members > 1 else "neural"
+                    progress((member + share) / members, message.replace("neural", label, 1))
+            member_network, member_facts = _fit_member(
+                data, fit, mean, std, categories=categories, params=params, seed=seed + member, target=target,
+                progress=report,
+            )
+            trained.append(member_network)
+            facts.append(member_facts)
+        network: InterestNetwork | InterestEnsemble = trained[0] if members == 1 else InterestEnsemble(trained).eval()
         model = NeuralModel(
-            network=network,
-            mean=mean,
-            std=std,
-            categories=categories,
-            popularity=data.popularity,
+            network=network, mean=mean, std=std, categories=categories, popularity=data.popularity,
             hyperparameters=params,
         )
-        best_ndcg, best_state, best_epoch, waited, epochs = -1.0, copy.deepcopy(network.state_dict()), 0, 0, 0
-        max_epochs = int(params["max_epochs"])
-        for epoch in range(max_epochs):
-            epochs = epoch + 1
-            network.train()
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
-                loss = _batch_loss(network, {k: v[index] for k, v in fit.items()}, target)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            network.eval()
-            ndcg = (
-                ndcg_of_samples(data.validation, model.score_many(data.validation))
-                if data.validation
-                else 0.0
-            )
-            if progress:
-                progress(epochs / max_epochs, f"neural: epoch {epochs} validation NDCG@5 {ndcg:.4f}")
-            if ndcg > best_ndcg + 1e-5:
-                best_ndcg, best_state, best_epoch, waited = (
-                    ndcg,
-                    copy.deepcopy(network.state_dict()),
-                    epochs,
-                    0,
-                )
-            else:
-                waited += 1
-                if waited >= int(params["patience"]):
-                    break
-        network.load_state_dict(best_state)
-        network.to("cpu").eval()
-        if progress:
-            progress(1.0, f"neural: kept epoch {best_epoch} (validation NDCG@5 {best_ndcg:.4f})")
+        validation = (
+            ndcg_of_samples(data.validation, model.score_many(data.validation)) if data.validation else 0.0
+        )
+        if progress and members > 1:
+            progress(1.0, f"neural: {members} networks averaged (validation NDCG@5 {validation:.4f})")
     finally:
         torch.set_num_threads(previous_threads)
     training = {
         "train_seconds": round(time.perf_counter() - started, 2),
         "device": str(target),
-        "epochs": epochs,
-        "best_epoch": best_epoch,
-        "validation_ndcg@5": round(best_ndcg, 4),
+        "epochs": sum(f["epochs"] for f in facts),
+        "best_epoch": facts[0]["best_epoch"],
+        "validation_ndcg@5": round(validation, 4),
         "fit_samples": len(data.fit),
         "validation_samples": len(data.validation),
     }
+    if members > 1:
+        training["members"] = facts
     return NeuralModel(
         network=network,
         mean=mean,
@@ -417,3 +436,60 @@ def neural_fit(
         hyperparameters=params,
         training=training,
     ).calibrate(data.validation)
+
+
+def _fit_member(
+    data: TrainingData,
+    fit: Mapping[str, torch.Tensor],
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    categories: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int,
+    target: torch.device,
+    progress: Progress | None,
+) -> tuple[InterestNetwork, dict[str, Any]]:
+    """One network from ``seed``: the weights of its epoch with the best validation NDCG@5."""
+    _seed_everything(seed)
+    network = _member(len(categories), params).to(target)
+    optimizer = torch.optim.Adam(
+        network.parameters(),
+        lr=float(params["learning_rate"]),
+        weight_decay=float(params["weight_decay"]),
+    )
+    generator = torch.Generator().manual_seed(seed)
+    n = len(data.fit)
+    batch_size = int(params["batch_size"])
+    model = NeuralModel(
+        network=network, mean=mean, std=std, categories=categories, popularity=data.popularity,
+        hyperparameters={**params, "members": 1},
+    )
+    best_ndcg, best_state, best_epoch, waited, epochs = -1.0, copy.deepcopy(network.state_dict()), 0, 0, 0
+    max_epochs = int(params["max_epochs"])
+    for epoch in range(max_epochs):
+        epochs = epoch + 1
+        network.train()
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            loss = _batch_loss(network, {k: v[index] for k, v in fit.items()}, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        network.eval()
+        ndcg = ndcg_of_samples(data.validation, model.score_many(data.validation)) if data.validation else 0.0
+        if progress:
+            progress(epochs / max_epochs, f"neural: epoch {epochs} validation NDCG@5 {ndcg:.4f}")
+        if ndcg > best_ndcg + 1e-5:
+            best_ndcg, best_state, best_epoch, waited = ndcg, copy.deepcopy(network.state_dict()), epochs, 0
+        else:
+            waited += 1
+            if waited >= int(params["patience"]):
+                break
+    network.load_state_dict(best_state)
+    network.to("cpu").eval()
+    if progress:
+        progress(1.0, f"neural: kept epoch {best_epoch} (validation NDCG@5 {best_ndcg:.4f})")
+    facts = {"seed": seed, "epochs": epochs, "best_epoch": best_epoch, "validation_ndcg@5": round(best_ndcg, 4)}
+    return network, facts

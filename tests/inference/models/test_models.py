@@ -182,3 +182,57 @@ def _full_sequence(model, user):
     from inference.models.inputs import sequence_arrays
 
     return sequence_arrays(user, model.category_index, model.item_buckets)
+
+
+def test_the_network_is_served_as_the_mean_of_its_members_each_trained_from_its_own_seed(stream, tmp_path):
+    """``members`` networks from seeds seed, seed + 1: the served scores are the mean of their log-softmax
+    over the candidates, the first member is the network a single-network model trains from the same seed,
+    and the ensemble saves, loads and exports to ONNX as one model."""
+    import torch
+
+    from inference.models.neural import InterestEnsemble, _inputs, _pack
+    from inference.serving.fastpath import neural_onnx_scorer
+
+    def train(members):
+        return model_train(
+            algorithm="neural", events=stream, categories=CATEGORIES, horizon=5, seed=4, device="cpu",
+            hyperparameters={**SMALL["neural"], "members": members},
+        )
+
+    single, pair = train(1), train(2)
+    assert isinstance(pair.network, InterestEnsemble) and len(pair.network.members) == 2
+    assert [m["seed"] for m in pair.training["members"]] == [4, 5]
+    user, population = read_out(stream, "u7")
+    sample = pair.inputs("u7", user, population, user.now)
+    packed = _inputs(_pack([sample], pair.mean, pair.std), torch.device("cpu"))
+    with torch.inference_mode():
+        first, second = (torch.log_softmax(m(*packed), dim=-1)[0].numpy() for m in pair.network.members)
+        alone = single.network(*packed)[0].numpy()
+    # the first member is the single network of the same seed; the two members differ
+    assert np.allclose(torch.log_softmax(torch.from_numpy(alone), -1).numpy(), first, atol=1e-5)
+    assert not np.allclose(first, second, atol=1e-3)
+    assert pair.score(sample) == pytest.approx((first + second) / 2, abs=1e-5)
+    # saved and loaded, and through ONNX Runtime (the serving path), the same ranking and scores
+    pair.save(tmp_path / "pair")
+    loaded = model_load(tmp_path / "pair")
+    _same_answer(loaded.predict(user, population, now=user.now, top=6), pair.predict(user, population, now=user.now, top=6))
+    assert neural_onnx_scorer(loaded)(sample) == pytest.approx(pair.score(sample), abs=1e-4)
+
+
+def test_a_single_network_saved_before_members_existed_still_loads(stream, tmp_path):
+    model = model_train(
+        algorithm="neural", events=stream, categories=CATEGORIES, horizon=5, seed=0, device="cpu",
+        hyperparameters={**SMALL["neural"], "members": 1},
+    )
+    model.save(tmp_path / "old")
+    manifest = json.loads((tmp_path / "old" / MANIFEST).read_text())
+    del manifest["hyperparameters"]["members"]  # as a version saved by the code before it
+    (tmp_path / "old" / MANIFEST).write_text(json.dumps(manifest))
+    user, population = read_out(stream, "u2")
+    _same_answer(model_load(tmp_path / "old").predict(user, population, now=user.now, top=3),
+                 model.predict(user, population, now=user.now, top=3))
+
+
+def _same_answer(got, expected):
+    assert [c for c, _ in got] == [c for c, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=1e-6)
