@@ -93,16 +93,10 @@ class BufferedWSGI:
         # this is a server worker: Django code runs inline on its event loop's thread (module docstring)
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
         _exit_with_parent()
-        # build and warm this worker's predictor (torch import, model loads) before it takes traffic, so no
-        # visitor pays for it on a worker's first request (gunicorn's post_worker_init did this)
-        try:
-            from inference.api import serving_status
+        # the predictor built and warm, the start-up heap frozen (adsite/ops/warmup.py), before any traffic
+        from adsite.ops.warmup import web_process_warm
 
-            serving_status()
-        except Exception:  # a worker that cannot warm up still serves (degraded answers say why)
-            import logging
-
-            logging.getLogger("adsite.server").exception("adsite: predictor warm-up failed")
+        web_process_warm()
         # warm: a graceful reload may now stop the worker this one replaces (adsite.ops.granian_server)
         from adsite.ops.granian_server import worker_ready_mark
 

@@ -28,14 +28,10 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signat
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201
-    # Build and warm this worker's predictor (torch import, model loads) before it takes traffic,
-    # so no visitor pays ~2 s on a worker's first request.
-    try:
-        from inference.api import serving_status
+    # The predictor built and warm, the start-up heap frozen (adsite/ops/warmup.py), before any traffic.
+    from adsite.ops.warmup import web_process_warm
 
-        serving_status()
-    except Exception:  # a worker that cannot warm up still serves (degraded answers say why)
-        worker.log.exception("adsite: predictor warm-up failed")
+    web_process_warm()
     # Embedded mode has no Celery beat: the dashboard's rollups (metrics snapshots, traffic minutes,
     # site analytics) run on a thread of the one web process from start-up, not on page views.
     try:

@@ -154,3 +154,20 @@ def test_beyond_max_in_flight_requests_are_shed_503_with_retry_after_and_probes_
     assert probe.response is not None and probe.response[0] == 201  # the probe reached the app
     assert [p.response[0] for p in (first, second, after) if p.response] == [201, 201, 201]
     assert app.in_flight == 0
+
+
+@pytest.mark.django_db
+def test_a_warm_web_process_keeps_its_start_up_heap_out_of_full_collections() -> None:
+    """``web_process_warm`` (both servers' start-up) freezes what start-up allocated: a full collection,
+    which stalls every request queued on the process, then walks only what was allocated since."""
+    import gc
+
+    from adsite.ops.warmup import web_process_warm
+
+    try:
+        tracked = len(gc.get_objects())
+        web_process_warm()
+        assert gc.get_freeze_count() >= 0.9 * tracked
+        assert len(gc.get_objects()) < 0.1 * gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
