@@ -345,6 +345,7 @@ ADS: dict[str, Any] = {
     "LEDGER": "redis" if REDIS_URL else "memory",
     "LEDGER_PATH": str(VAR_DIR / "ads_ledger.sqlite3"),
     "EXPLAIN_SAMPLE": _env_float("ADS_EXPLAIN_SAMPLE", 0.01),
+    "SNAPSHOT_MAX_AGE_S": _env_float("ADS_SNAPSHOT_MAX_AGE_S", 1.0),
     "CLICK_MAX_AGE_S": _env_int("ADS_CLICK_MAX_AGE_S", 24 * 3600),
     "CLICK_RETENTION_DAYS": _env_int("ADS_CLICK_RETENTION_DAYS", 395),
     "REPORT_RETENTION_DAYS": _env_int("ADS_REPORT_RETENTION_DAYS", 400),

@@ -17,3 +17,9 @@ from adsite.settings import *  # noqa: E402,F403
 # events written through instead. The tests of a slow or hung Redis use a server of their own and their own
 # time-outs (tests/conftest.py ``private_redis_server``), so the suite's default can be patient.
 TRACKING = {**TRACKING, "REDIS_SOCKET_TIMEOUT": 2.0}  # noqa: F405
+
+# Decisions plan from counters a web process shares for up to a second (ADS["SNAPSHOT_MAX_AGE_S"]); the
+# suite's tests change a budget or a spend and decide at once, and expect the decision to see it. The
+# sharing itself is tested on its own (tests/ads/test_ledger.py), and the served processes of the fault and
+# scale-out suites run with the site's default.
+ADS = {**ADS, "SNAPSHOT_MAX_AGE_S": 0.0}  # noqa: F405

@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_PREFIX": "ads:",
     # seconds an in-process catalog (campaigns, creatives, placements) is reused before it is rebuilt
     "CATALOG_SECONDS": 3.0,
+    # seconds a process's decisions share the campaigns' spend and the creatives' statistics they plan from
+    # (the Redis ledger's snapshot; the visitor's caps are read every time, and every reservation checks
+    # budget and caps atomically whatever the snapshot said); 0: every decision reads them
+    "SNAPSHOT_MAX_AGE_S": 1.0,
     # Beta prior of a creative's click-through rate (a new creative starts here and gets explored)
     "CTR_PRIOR_CLICKS": 1.0,
     "CTR_PRIOR_IMPRESSIONS": 50.0,

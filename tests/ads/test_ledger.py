@@ -24,6 +24,7 @@ from adsite.ads.accounting import (
     Charge,
     MemoryLedger,
     RedisLedger,
+    Snapshot,
 )
 
 PRICE = 7_000  # one CPM impression at 7.00 CPM, in micros
@@ -116,6 +117,73 @@ def test_redis_page_reservation_survives_redis_forgetting_its_scripts() -> None:
     assert snapshot.user_hour == {1: 2, 2: 2}
     assert snapshot.impressions == {10: 4}
     ledger.clear()
+
+
+def test_a_page_is_reserved_in_one_round_trip_on_one_redis() -> None:
+    """On one Redis (not a cluster) a page's placements are one script call: one round trip for the page,
+    whatever its number of placements, with the same outcomes as placement by placement (a budget refusal
+    gives the visitor's cap back; only what holds counts in the creative's statistics)."""
+    import fakeredis
+
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    sent: list[int] = []
+    pipeline = client.pipeline
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def run(*a: Any, **k: Any) -> Any:
+            sent.append(len(pipe))
+            return execute(*a, **k)
+
+        pipe.execute = run
+        return pipe
+
+    client.pipeline = counted  # type: ignore[method-assign]
+    ledger = RedisLedger("redis://fake", prefix="one-trip:", client=client)
+    now = 1_700_000_000.0
+    poor = Charge(3, 30, PRICE, PRICE, PRICE)  # no caps; one impression's budget, then refused
+    page = [cpm_charge(1, cap_hour=1), poor, cpm_charge(2, cap_hour=1)]
+    assert ledger.impressions_reserve(charges=page, user_id="reader", now=now) == [OK, OK, OK]
+    sent.clear()
+    again = [poor, cpm_charge(2, cap_hour=2), cpm_charge(1, cap_hour=1)]
+    assert ledger.impressions_reserve(charges=again, user_id="reader", now=now) == [OUT_OF_BUDGET, OK, CAPPED_HOUR]
+    assert sent == [1]  # one call in one pipeline (the hour's report index was written with the first page)
+    snapshot = ledger.snapshot(campaign_ids=[1, 2, 3], creative_ids=[10, 30], user_id="reader", now=now)
+    assert snapshot.user_hour == {1: 1, 2: 2, 3: 1}  # campaign 3's second hold was given back
+    assert snapshot.impressions == {10: 3, 30: 1}
+    assert snapshot.spend_total == {1: PRICE, 2: 2 * PRICE, 3: PRICE}
+
+
+def test_decisions_share_campaign_counters_for_a_second_but_never_a_visitors_caps_or_the_money_check() -> None:
+    """``shared_max_age_s``: a process's snapshots reuse the campaigns' spend and the creatives' statistics for
+    that long (every decision reads them: ~120 hashes); the visitor's caps are read every time, and a
+    reservation planned from an old figure is still refused once the budget is gone."""
+    import fakeredis
+
+    clock = [100.0]
+    ledger = RedisLedger("redis://fake", prefix="shared:", client=fakeredis.FakeRedis(server=fakeredis.FakeServer()),
+                         shared_max_age_s=1.0, clock=lambda: clock[0])
+    now = 1_700_000_000.0
+    last = Charge(5, 50, PRICE, PRICE, PRICE)  # a budget of one impression
+
+    def seen() -> Snapshot:
+        return ledger.snapshot(campaign_ids=[5], creative_ids=[50], user_id="reader", now=now)
+
+    assert seen().spend_total == {5: 0}
+    assert ledger.impressions_reserve(charges=[last], user_id="reader", now=now) == [OK]
+    clock[0] += 0.5
+    shared = seen()
+    assert shared.spend_total == {5: 0} and shared.impressions == {50: 0}  # as this process read them 0.5 s ago
+    assert shared.user_hour == {5: 1}  # the visitor's own caps: read now
+    # planned from the old figure, the second impression is refused by the budget's own check
+    assert ledger.impressions_reserve(charges=[last], user_id="reader", now=now) == [OUT_OF_BUDGET]
+    clock[0] += 0.6
+    fresh = seen()
+    assert fresh.spend_total == {5: PRICE} and fresh.impressions == {50: 1}
+    # another day's spend is never taken for today's
+    assert ledger.snapshot(campaign_ids=[5], creative_ids=[], user_id="", now=now + 86_400).spend_today == {5: 0}
 
 
 # ---- real Redis, many processes ----------------------------------------------------------------

@@ -77,7 +77,9 @@ def ledger_build() -> Ledger:
         url = ads_setting("REDIS_URL")
         if not url:
             raise RuntimeError('ADS["LEDGER"] is "redis" but no REDIS_URL is configured')
-        return RedisLedger(url, prefix=str(ads_setting("REDIS_PREFIX")))
+        return RedisLedger(
+            url, prefix=str(ads_setting("REDIS_PREFIX")), shared_max_age_s=float(ads_setting("SNAPSHOT_MAX_AGE_S"))
+        )
     path = ads_setting("LEDGER_PATH")
     return MemoryLedger(None if path in (None, "", ":memory:") else path)
 

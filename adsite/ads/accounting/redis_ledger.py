@@ -17,7 +17,10 @@ A reservation spans two slots (the visitor's caps, the campaign's budget), so it
 one atomic script: (1) the caps are *held* (counted) in the visitor's slot, or refused; (2) the budget is
 checked and charged in the campaign's slot (only checked where the caps refused, so that a refusal names
 the budget first, as one script would); (3) caps held for a reservation the budget refused are given
-back, and the creative's statistics count the impression. Invariants:
+back, and the creative's statistics count the impression. On a Redis Cluster these are three pipelined
+round trips for a whole page; on one Redis the same three scripts run, charge after charge, inside one
+script call (``_RESERVE``: one round trip, atomic as a whole, so nothing is ever left half done there).
+Invariants:
 
 - Spend never passes the budget by more than one price, across any number of hosts: the check and the
   charge are one script in the campaign's slot.
@@ -40,6 +43,7 @@ back, and the creative's statistics count the impression. Invariants:
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -157,8 +161,55 @@ if ARGV[3] == '1' then freq = redis.call('HGETALL', KEYS[#KEYS]) end
 return {flat, freq}
 """
 
+
+def _as_function(name: str, source: str) -> str:
+    """A script's source as a Lua function of its own KEYS and ARGV (the same code, called from another script)."""
+    return f"local function {name}(KEYS, ARGV)\n{source}\nend\n"
+
+
+# A page's reservations in one call, on one Redis only (its keys span slots: on a Redis Cluster the steps are
+# the three pipelined calls of ``_reserve_in_steps``). For each charge in order, the same three steps with the same
+# scripts: the caps held (``_CAPS``), the budget charged or only checked (``_BUDGET``), the caps given back if
+# the budget refused (``_CAPS_RELEASE``), the creative's statistics counted if it holds. KEYS: the visitor's
+# freq hash, then per charge its spend hash, report hash and stats hash. ARGV: '1' if there is a visitor (else
+# no caps), the freq ttl, the report ttl, the total field, the day field, then per charge 8 values: hour
+# field, day field, cap per hour, cap per day, total budget, daily budget, price, extra exposure. Returns
+# {caps reply, budget reply} per charge.
+_RESERVE = (
+    _as_function("caps_hold", _CAPS)
+    + _as_function("budget_charge", _BUDGET)
+    + _as_function("caps_release", _CAPS_RELEASE)
+    + """
+local visitor = ARGV[1] == '1'
+local out = {}
+for i = 1, (#KEYS - 1) / 3 do
+  local a, k = 6 + (i - 1) * 8, 2 + (i - 1) * 3
+  local caps = 0
+  if visitor then caps = caps_hold({KEYS[1]}, {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[2]}) end
+  local held = caps == 0
+  local budget = budget_charge({KEYS[k], KEYS[k + 1]}, {
+    ARGV[4], ARGV[5], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[3], held and '0' or '1'})
+  if budget ~= 0 then
+    if held and visitor then caps_release({KEYS[1]}, {ARGV[a], ARGV[a + 1]}) end
+  elseif held then
+    redis.call('HINCRBY', KEYS[k + 2], 'imp', 1)
+    if tonumber(ARGV[a + 7]) ~= 0 then redis.call('HINCRBY', KEYS[k + 2], 'exp', ARGV[a + 7]) end
+  end
+  out[i] = {caps, budget}
+end
+return out
+"""
+)
+
 _CAPS_OUTCOMES = {0: OK, 3: CAPPED_HOUR, 4: CAPPED_DAY}
 _BUDGET_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET}
+
+
+def _outcome(caps: int, budget: int) -> str:
+    """A reservation's outcome from its two steps' replies: a refusal names the budget first, as
+    ``MemoryLedger`` does."""
+    refused = _BUDGET_OUTCOMES[budget]
+    return refused if refused != OK else _CAPS_OUTCOMES[caps]
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
@@ -184,7 +235,10 @@ class RedisLedger:
     """The same counters in Redis (one server or a Redis Cluster), changed only by Lua scripts, each on
     the keys of one hash slot (atomic across processes and hosts); see the module docstring."""
 
-    def __init__(self, url: str, *, prefix: str = "ads:", client: Any = None) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "ads:", client: Any = None, shared_max_age_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         from inference.api import redis_client
 
         # on the request path, guarded: a Redis that hangs costs one timeout per process per cooldown,
@@ -195,13 +249,19 @@ class RedisLedger:
             name: self._redis.register_script(source)
             for name, source in (
                 ("caps", _CAPS), ("release", _CAPS_RELEASE), ("budget", _BUDGET), ("click", _CLICK), ("view", _VIEW),
-                ("snapshot", _SNAPSHOT),
+                ("snapshot", _SNAPSHOT), ("reserve", _RESERVE),
             )
         }
         self._indexed: set[tuple[str, int]] = set()  # (hour, campaign) this process put in the report index
         from redis.cluster import RedisCluster
 
         self._cluster = isinstance(self._redis, RedisCluster)
+        # the snapshot's campaign and creative counters, shared by this process's decisions for up to
+        # ``shared_max_age_s`` (0: every snapshot reads them); see ``snapshot``
+        self._shared_max_age_s = shared_max_age_s
+        self._clock = clock
+        self._shared_spend: dict[int, tuple[float, str, int, int]] = {}  # campaign: (read at, day, total, today)
+        self._shared_stats: dict[int, tuple[float, int, int, int]] = {}  # creative: (read at, imp, clk, exp)
 
     # -- keys: one slot per visitor ({<user>}), per campaign ({c<id>}), per creative ({k<id>}) --------
     def _freq(self, user_id: str) -> str:
@@ -274,40 +334,77 @@ class RedisLedger:
     def snapshot(
         self, *, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, now: float
     ) -> Snapshot:
+        """The counters a decision plans from. The visitor's caps are read every time; the campaigns' spend
+        and the creatives' statistics, which every decision of every visitor reads (~120 hashes for the
+        demo's 41 campaigns), are read at most every ``shared_max_age_s`` by this process and shared by its
+        decisions meanwhile. The snapshot is a hint (``contract.Snapshot``): a campaign whose budget ran
+        out since is refused by the reservation's atomic check and the next candidate is tried, and pacing
+        lags by at most that age."""
         day, hour = day_key(now), hour_key(now)
+        read_at = self._clock()
+        oldest = read_at - self._shared_max_age_s
+        spend_ids = [c for c in campaign_ids if not self._fresh_spend(c, day, oldest)]
+        stats_ids = [c for c in creative_ids if not self._fresh_stats(c, oldest)]
+        spend, stats, freq = self._counters_read(spend_ids, stats_ids, user_id, day)
+        if self._shared_max_age_s > 0:
+            self._shared_spend.update((c, (read_at, day, *v)) for c, v in zip(spend_ids, spend, strict=True))
+            self._shared_stats.update((c, (read_at, *v)) for c, v in zip(stats_ids, stats, strict=True))
+            spend_of = {c: self._shared_spend[c][2:] for c in campaign_ids}
+            stats_of = {c: self._shared_stats[c][1:] for c in creative_ids}
+        else:
+            spend_of = dict(zip(spend_ids, spend, strict=True))
+            stats_of = dict(zip(stats_ids, stats, strict=True))
+        return Snapshot(
+            spend_total={c: spend_of[c][0] for c in campaign_ids},
+            spend_today={c: spend_of[c][1] for c in campaign_ids},
+            user_hour={c: freq.get(f"{c}:h{hour}", 0) for c in campaign_ids} if freq else {},
+            user_day={c: freq.get(f"{c}:d{day}", 0) for c in campaign_ids} if freq else {},
+            impressions={c: stats_of[c][0] for c in creative_ids},
+            clicks={c: stats_of[c][1] for c in creative_ids},
+            extra_exposure={c: stats_of[c][2] for c in creative_ids},
+        )
+
+    def _fresh_spend(self, campaign_id: int, day: str, oldest: float) -> bool:
+        entry = self._shared_spend.get(campaign_id)
+        return entry is not None and entry[0] > oldest and entry[1] == day
+
+    def _fresh_stats(self, creative_id: int, oldest: float) -> bool:
+        entry = self._shared_stats.get(creative_id)
+        return entry is not None and entry[0] > oldest
+
+    def _counters_read(
+        self, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, day: str
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]], dict[str, int]]:
+        """(total and today's spend per campaign, imp / clk / exp per creative, the visitor's freq hash)."""
         n, m = len(campaign_ids), len(creative_ids)
-        spend: list[list[int]]
-        stats: list[list[int]]
-        if not self._cluster and (campaign_ids or creative_ids or user_id):
+        if not (campaign_ids or creative_ids or user_id):
+            return [], [], {}
+        if not self._cluster:
             # one script call: ~120 replies parsed as one (a pipeline of HMGETs cost ~4 ms of Python per decision)
             keys = [self._spend(c) for c in campaign_ids] + [self._stats(c) for c in creative_ids]
             if user_id:
                 keys.append(self._freq(user_id))
             flat, pairs = self._run([("snapshot", keys, [n, f"d:{day}", "1" if user_id else "0"])])[0]
             values = [int(v or 0) for v in flat]
-            spend = [values[2 * i : 2 * i + 2] for i in range(n)]
-            stats = [values[2 * n + 3 * i : 2 * n + 3 * i + 3] for i in range(m)]
+            spend = [(values[2 * i], values[2 * i + 1]) for i in range(n)]
+            stats = [(values[2 * n + 3 * i], values[2 * n + 3 * i + 1], values[2 * n + 3 * i + 2]) for i in range(m)]
             freq = {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-        else:
-            pipe = self._redis.pipeline(transaction=False)
-            for c in campaign_ids:
-                pipe.hmget(self._spend(c), ["t", f"d:{day}"])
-            for c in creative_ids:
-                pipe.hmget(self._stats(c), ["imp", "clk", "exp"])
-            if user_id:
-                pipe.hgetall(self._freq(user_id))
-            replies = pipe.execute() if campaign_ids or creative_ids or user_id else []
-            spend = [[int(v or 0) for v in reply] for reply in replies[:n]]
-            stats = [[int(v or 0) for v in reply] for reply in replies[n : n + m]]
-            freq = {k.decode(): int(v) for k, v in replies[n + m].items()} if user_id else {}
-        return Snapshot(
-            spend_total={c: s[0] for c, s in zip(campaign_ids, spend, strict=True)},
-            spend_today={c: s[1] for c, s in zip(campaign_ids, spend, strict=True)},
-            user_hour={c: freq.get(f"{c}:h{hour}", 0) for c in campaign_ids} if freq else {},
-            user_day={c: freq.get(f"{c}:d{day}", 0) for c in campaign_ids} if freq else {},
-            impressions={c: s[0] for c, s in zip(creative_ids, stats, strict=True)},
-            clicks={c: s[1] for c, s in zip(creative_ids, stats, strict=True)},
-            extra_exposure={c: s[2] for c, s in zip(creative_ids, stats, strict=True)},
+            return spend, stats, freq
+        pipe = self._redis.pipeline(transaction=False)
+        for c in campaign_ids:
+            pipe.hmget(self._spend(c), ["t", f"d:{day}"])
+        for c in creative_ids:
+            pipe.hmget(self._stats(c), ["imp", "clk", "exp"])
+        if user_id:
+            pipe.hgetall(self._freq(user_id))
+        replies = pipe.execute()
+        spend_rows = [tuple(int(v or 0) for v in reply) for reply in replies[:n]]
+        stats_rows = [tuple(int(v or 0) for v in reply) for reply in replies[n : n + m]]
+        freq = {k.decode(): int(v) for k, v in replies[n + m].items()} if user_id else {}
+        return (
+            [(r[0], r[1]) for r in spend_rows],
+            [(r[0], r[1], r[2]) for r in stats_rows],
+            freq,
         )
 
     @_unavailable_on_redis_error
@@ -316,11 +413,29 @@ class RedisLedger:
 
     @_unavailable_on_redis_error
     def impressions_reserve(self, *, charges: Sequence[Charge], user_id: str, now: float) -> list[str]:
-        """A page's placements in three round trips whatever their number (see the module docstring):
-        each reservation exactly as if made alone, one after another."""
+        """A page's placements in one round trip on one Redis, three on a Redis Cluster, whatever their
+        number (see the module docstring): each reservation exactly as if made alone, one after another."""
         return self._reserve(list(charges), user_id, now) if charges else []
 
     def _reserve(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
+        if not self._cluster:
+            return self._reserve_at_once(charges, user_id, now)
+        return self._reserve_in_steps(charges, user_id, now)
+
+    def _reserve_at_once(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
+        """One Redis: the three steps of every charge in one script call (``_RESERVE``), atomic as a whole."""
+        day, hour = day_key(now), hour_key(now)
+        keys = [self._freq(user_id or "")]
+        args: list[Any] = ["1" if user_id else "0", FREQ_TTL_S, report_ttl_s(), "t", f"d:{day}"]
+        for c in charges:
+            keys += [self._spend(c.campaign_id), self._report(c.campaign_id, hour), self._stats(c.creative_id)]
+            args += [f"{c.campaign_id}:h{hour}", f"{c.campaign_id}:d{day}", c.cap_per_hour, c.cap_per_day,
+                     c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros, c.extra_exposure_micros]
+        self._index([c.campaign_id for c in charges], now)
+        replies = self._run([("reserve", keys, args)])[0]
+        return [_outcome(int(caps), int(budget)) for caps, budget in replies]
+
+    def _reserve_in_steps(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
         """Step 1, the visitor's slot: hold the caps. Step 2, each campaign's slot: charge the budget
         (only check it where the caps refused, so that a refusal names the budget first, as one script
         would). Step 3: give back the caps of reservations the budget refused, and count the creatives'
@@ -366,16 +481,13 @@ class RedisLedger:
             raise
         outcomes = []
         after = self._redis.pipeline(transaction=False)
-        for c, (h, d), ok, budget in zip(charges, fields, held, budgets, strict=True):
-            refused = _BUDGET_OUTCOMES[int(budget)]
-            if refused != OK:
-                outcomes.append(refused)
+        for c, (h, d), ok, cap, budget in zip(charges, fields, held, caps, budgets, strict=True):
+            outcome = _outcome(int(cap), int(budget))
+            outcomes.append(outcome)
+            if int(budget) != 0:
                 if ok and user_id:
                     self._queue(after, "release", [freq], [h, d])
-            elif not ok:
-                outcomes.append(_CAPS_OUTCOMES[int(caps[len(outcomes)])])
-            else:
-                outcomes.append(OK)
+            elif ok:
                 after.hincrby(self._stats(c.creative_id), "imp", 1)
                 if c.extra_exposure_micros:
                     after.hincrby(self._stats(c.creative_id), "exp", c.extra_exposure_micros)
@@ -523,3 +635,5 @@ class RedisLedger:
         for start in range(0, len(keys), 1000):
             self._redis.delete(*keys[start : start + 1000])
         self._indexed.clear()
+        self._shared_spend.clear()
+        self._shared_stats.clear()
