@@ -54,6 +54,8 @@ import httpx
 import numpy as np
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from adsite.ads.accounting import MemoryLedger
 from adsite.ads.catalog import CampaignView, CreativeView, catalog_current, catalog_invalidate
@@ -323,6 +325,11 @@ def _run_policy(
         ads_settings=SIMULATION_ADS,
     ))
     site = WSGIHandler()
+    # as Django's test client does: the pages are served in this thread, on this run's own database connection
+    # (in a test, inside its transaction), which the request signals would close after every page; closed
+    # inside a transaction (services mode), the next page's query failed with "the connection is closed"
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     try:
         for v, profile in enumerate(profiles):
             clicks_rng = random.Random(f"{spec.seed}:{v}:clicks")
@@ -371,6 +378,8 @@ def _run_policy(
                 if progress is not None:
                     progress(tag, v)
     finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
         platform_use(previous)
     return result
 

@@ -14,6 +14,7 @@ from adsite.ads.simulation import WORLDS
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.services  # also on PostgreSQL and Redis: each page used to close the run's database connection
 def test_simulate_compares_four_policies_over_the_same_visitors(tmp_path: Path, settings: Any) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     out = tmp_path / "sim.json"
