@@ -210,6 +210,8 @@ def _outcome(caps: int, budget: int) -> str:
     ``MemoryLedger`` does."""
     refused = _BUDGET_OUTCOMES[budget]
     return refused if refused != OK else _CAPS_OUTCOMES[caps]
+
+
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
