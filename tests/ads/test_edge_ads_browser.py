@@ -45,9 +45,17 @@ def article(live_server: Any) -> Article:
 
 @pytest.fixture
 def campaigns(
-    live_server: Any, make_campaign: CampaignFactory, edge_site: dict[str, list[Article]]  # noqa: F811
+    live_server: Any, make_campaign: CampaignFactory, edge_site: dict[str, list[Article]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, int]:
-    """One CPC campaign per section, alike but for its interest targeting, landing on the live server."""
+    """One CPC campaign per section, alike but for its interest targeting, landing on the live server.
+
+    Alike in quality too: each creative's Thompson draw is its posterior mean here. New creatives' draws
+    from the prior spread over an order of magnitude (Gamma of shape 1), so one in a few pages a draw
+    outweighed the interest lift these tests are about, and the wrong section's ad came first."""
+    from adsite.ads.scoring import Quality
+
+    monkeypatch.setattr(Quality, "sample", lambda self, rng: self.mean)
     for name, size in (("leaderboard", "728x90"), ("sidebar", "300x250"), ("footer", "728x90")):
         Placement.objects.get_or_create(name=name, defaults={"size": size})
     out = {}
