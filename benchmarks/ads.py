@@ -7,9 +7,17 @@
 the first neural and LightGBM models); two servers of 2 web processes each on that database, granian (what
 ``make run`` starts) and gunicorn sync workers (the previous server), measured in interleaved rounds
 (``BENCH_ROUNDS``, default 3; ``BENCH_PEER_SERVERS`` picks the servers, ``BENCH_BEFORE_DIR`` adds the previous
-code as ``before``, as in ``benchmarks.peer``; a Celery worker runs beside them in services mode); 8 concurrent keep-alive clients,
+code as ``before``, as in ``benchmarks.peer``; ``BENCH_THEN_DIR`` adds an older checkout as ``then``, set up by its own
+``bootstrap_demo`` on its own database and Redis and served by gunicorn as it was then, e.g. the code issue 17 was
+filed against, whose decisions/s the issue asks to double; a Celery worker of this checkout runs beside them in
+services mode); 8 concurrent keep-alive clients,
 each request deciding 3 placements for one of the 400 demo visitors (token auth), so every decision
-includes a real interest prediction from the visitor's history. Bars: server-side p99 <= 10 ms, client
+includes a real interest prediction from the visitor's history. As in ``benchmarks.peer``, before each round
+every demo visitor gets a fresh page view through ``POST /api/v1/events`` on each database (so every visitor's
+features changed since their last decision), and the round starts ``BENCH_FRESH_WAIT_S`` later: decisions read
+the answers the worker recomputed meanwhile where they are current, and the share predicted live is reported
+(``BENCH_FRESH_EVENTS=0``: no events; the imported visitors then have no stored answers and every prediction
+is live). Bars: server-side p99 <= 10 ms, client
 p99 <= 15 ms, and granian's req/s at least 2x gunicorn's.
 The in-process row times ``ads_select`` alone (prediction included) over 5,000 decisions.
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,10 +100,22 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
     # both servers from the same database, rounds interleaved: granian (what `make run` starts) and the
     # previous gunicorn sync workers; each server's workers write metrics to their own multiprocess
     # directory, read before its first and after its last measured round (server-side latency, models)
-    from benchmarks.peer import ROUNDS, adsite_server, celery_worker, server_kinds
+    from benchmarks.peer import (
+        FRESH_WAIT_S,
+        ROUNDS,
+        adsite_server,
+        celery_worker,
+        post_fresh_events,
+        server_kinds,
+    )
 
     kinds = server_kinds()
-    servers = {kind: adsite_server(kind, env, BENCH_VAR / f"ads-{mode}-prom-{kind}") for kind in kinds}
+    envs = {kind: env for kind in kinds}
+    headers_of = {kind: headers for kind in kinds}
+    if "then" in kinds:
+        envs["then"], then_token = _then_state(mode, services)
+        headers_of["then"] = {**headers, "Authorization": f"Token {then_token}"}
+    servers = {kind: adsite_server(kind, envs[kind], BENCH_VAR / f"ads-{mode}-prom-{kind}") for kind in kinds}
     # as `make run` serves: a worker beside the web processes (it recomputes stored answers after events)
     worker = celery_worker(env, BENCH_VAR / f"ads-{mode}-prom-worker") if services else None
     ports: dict[str, int] = {}
@@ -106,15 +127,20 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
             worker.__enter__()
         for kind, server in servers.items():
             ports[kind] = server.__enter__()
-            warm[kind] = _sequential(ports[kind], headers, n=40)  # every worker past its first requests
+            warm[kind] = _sequential(ports[kind], headers_of[kind], n=40)  # every worker past its first requests
         for kind in kinds:
-            run_load(port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers,
+            run_load(port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers_of[kind],
                      body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=2, warmup=0)
             samples[kind] = [server_samples(BENCH_VAR / f"ads-{mode}-prom-{kind}")]
+        fresh = 0
         for r in range(ROUNDS):
+            if FRESH_EVENTS:  # one page view per visitor on each database, then the worker's debounce
+                for kind in {"granian": kinds[0], **({"then": "then"} if "then" in kinds else {})}.values():
+                    fresh += post_fresh_events(ports[kind], DEMO_USERS, r, headers_of[kind], categories=FRESH_TOPICS)
+                time.sleep(FRESH_WAIT_S)
             for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
                 results[kind].append(run_load(
-                    port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers,
+                    port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers_of[kind],
                     body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS, warmup=0))
         time.sleep(0.3)
         for kind in kinds:
@@ -143,6 +169,12 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                        f"{server.share_within(10.0):.2%} within 10 ms",
                        f"http_request_seconds of {server.count:,} requests (bucketed); excludes the wait for a free worker"))
         out.append(served_row(f"POST /api/v1/ads/decisions, {kind}, same rounds, predictions by model", server))
+        reads = server.counts("inference_stored_reads_total", "outcome")
+        if reads:
+            out.append(row(f"POST /api/v1/ads/decisions, {kind}, same rounds, interests answered live",
+                           f"{reads.get('live', 0) / max(1, sum(reads.values())):.1%} of {sum(reads.values()):,} reads",
+                           f"stored-answer reads by outcome {reads}; {fresh:,} fresh events before the rounds, "
+                           f"{FRESH_WAIT_S:g} s before each round" if FRESH_EVENTS else "no fresh events (BENCH_FRESH_EVENTS=0)"))
         out.append(bar(f"POST /api/v1/ads/decisions, {kind}, 2 workers, 8 clients, server-side",
                        "p99 <= 10 ms (whole decision, server-side)",
                        f"p99 {server.p99_ms:.1f} ms ({server.share_within(10.0):.2%} within 10 ms)",
@@ -157,7 +189,51 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         out.append(bar(f"POST /api/v1/ads/decisions, granian vs {previous}, same run",
                        f"req/s at least 2x the previous {'code' if previous == 'before' else 'server'}'s",
                        f"{ratio:.2f}x ({med('granian', 'rps'):,.0f} vs {med(previous, 'rps'):,.0f} req/s)", ratio >= 2))
+    if "granian" in results and "then" in results:
+        ratio = med("granian", "rps") / med("then", "rps")
+        out.append(bar("POST /api/v1/ads/decisions, this code (granian) vs the older checkout (BENCH_THEN_DIR), same run",
+                       "req/s at least 2x the older code's",
+                       f"{ratio:.2f}x ({med('granian', 'rps'):,.0f} vs {med('then', 'rps'):,.0f} req/s)", ratio >= 2))
     return out
+
+
+FRESH_EVENTS = os.environ.get("BENCH_FRESH_EVENTS", "1") != "0"
+DEMO_USERS = [f"demo-{i:05d}" for i in range(1, 401)]
+# categories of the demo site (adsite/content/data/taxonomy.json) for the fresh page views
+FRESH_TOPICS = ("sports", "travel", "technology-and-computing", "food-and-drink", "movies", "music-and-audio",
+                "personal-finance")
+
+
+def _then_state(mode: str, services: bool) -> tuple[dict[str, str], str]:
+    """(environment, API token) of the older checkout (``BENCH_THEN_DIR``) on state of its own: a var dir, in
+    services mode a database (this run's name + ``_then``) and the next Redis database, set up by that
+    checkout's own migrations and ``bootstrap_demo``."""
+    from benchmarks.peer import THEN_DIR
+    from benchmarks.run import BENCH_VAR, PG_URL, PY, REDIS_URL, base_env
+
+    var_dir = BENCH_VAR / f"ads-{mode}-then"
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True)
+    env = base_env(var_dir, services)
+    if services:
+        database = PG_URL.rsplit("/", 1)[1] + "_then"
+        redis_base, _, redis_db = REDIS_URL.rpartition("/")
+        env.update({"DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/" + database,
+                    "REDIS_URL": f"{redis_base}/{int(redis_db or 0) + 1}"})
+        for sql in (f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database}"):
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c", sql],
+                           check=True, capture_output=True)
+        import redis
+
+        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+
+    def manage(*args: str) -> str:
+        return subprocess.run([PY, "manage.py", *args], cwd=THEN_DIR, env=env, check=True, capture_output=True,
+                              text=True).stdout
+
+    manage("migrate", "--noinput", "-v", "0")
+    manage("bootstrap_demo")
+    return env, manage("create_api_token", "bench-ads").strip().splitlines()[-1]
 
 
 def _sequential(port: int, headers: dict[str, str], *, n: int) -> dict[str, int]:

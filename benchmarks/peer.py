@@ -12,6 +12,9 @@ models active, 2 web processes, served two ways from the same database:
 - ``gunicorn``: the previous server (2 sync workers, scripts/gunicorn.conf.py);
 - ``before``: granian serving another checkout of adsite (``BENCH_BEFORE_DIR``, e.g. ``git archive <commit> |
   tar -x -C DIR``) with the same interpreter, database and Redis: the previous code, for before/after.
+- ``then``: an older checkout (``BENCH_THEN_DIR``) served as it was served then (gunicorn sync workers with that
+  checkout's ``scripts/gunicorn.conf.py``) on a database and Redis of its own, which the caller sets up with that
+  checkout's ``bootstrap_demo`` (``benchmarks/ads.py``): code too old to read today's schema and model files.
 
 Kinds by ``BENCH_PEER_SERVERS`` (default ``granian``, plus ``before`` when ``BENCH_BEFORE_DIR`` is set).
 Stored answers (``INFERENCE["ANSWERS_ON_WRITE"]``) need a worker: one Celery worker of this checkout runs beside
@@ -48,6 +51,7 @@ PEER_REQUIREMENTS = ["fastapi==0.165.0", "uvicorn[standard]==0.55.0", "lightgbm=
                      "orjson==3.13.0"]
 USERS = [str(u) for u in range(1, 201)]
 BEFORE_DIR = os.environ.get("BENCH_BEFORE_DIR", "")
+THEN_DIR = os.environ.get("BENCH_THEN_DIR", "")
 FRESH_WAIT_S = float(os.environ.get("BENCH_FRESH_WAIT_S", "2"))
 FRESH_GENRES = ("drama", "comedy", "action", "thriller", "sci-fi", "romance", "adventure")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -114,7 +118,7 @@ def _free_port() -> int:
 
 
 def server_kinds() -> list[str]:
-    default = "granian,before" if BEFORE_DIR else "granian"
+    default = ",".join(["granian", *(["before"] if BEFORE_DIR else []), *(["then"] if THEN_DIR else [])])
     return [k for k in os.environ.get("BENCH_PEER_SERVERS", default).split(",") if k]
 
 
@@ -126,6 +130,10 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
         if not BEFORE_DIR:
             raise RuntimeError("server 'before' needs BENCH_BEFORE_DIR (a checkout of the previous code)")
         cwd, kind = Path(BEFORE_DIR), "granian"
+    elif kind == "then":  # an older checkout on its own database, served as it was then
+        if not THEN_DIR:
+            raise RuntimeError("server 'then' needs BENCH_THEN_DIR (a checkout of the older code)")
+        cwd, kind = Path(THEN_DIR), "gunicorn"
     port = _free_port()
     shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True)
@@ -135,7 +143,7 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
                "--workers", "2", "--log-level", "warning", "adsite.rsgi:application"]
     else:
         cmd = [PY, "-m", "gunicorn", "adsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-               "--log-level", "warning", "--config", str(ROOT / "scripts" / "gunicorn.conf.py")]
+               "--log-level", "warning", "--config", str(cwd / "scripts" / "gunicorn.conf.py")]
     return _process(cmd, cwd=cwd, env=run_env, port=port)
 
 
@@ -161,9 +169,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def post_fresh_events(port: int, users: list[str], round_no: int, auth: dict[str, str]) -> int:
-    """One page view for each user through ``POST /api/v1/events`` (batches of 50); returns the events
-    accepted. Raises when none was: a comparison without fresh events would say nothing of the write side."""
+def post_fresh_events(port: int, users: list[str], round_no: int, auth: dict[str, str],
+                      categories: tuple[str, ...] = FRESH_GENRES) -> int:
+    """One page view for each user through ``POST /api/v1/events`` (batches of 50), in one of ``categories``;
+    returns the events accepted. Raises when none was: a comparison without fresh events would say nothing of
+    the write side."""
     import http.client
     import json
     import uuid
@@ -176,7 +186,7 @@ def post_fresh_events(port: int, users: list[str], round_no: int, auth: dict[str
         for start in range(0, len(users), 50):
             events = [{"event_id": str(uuid.uuid4()), "type": "page_view", "user_id": user, "session_id": f"b-{user}",
                        "ts": now, "url": f"http://127.0.0.1/film/{round_no}-{user}/", "item_id": f"film-{round_no}",
-                       "categories": [FRESH_GENRES[(round_no + i) % len(FRESH_GENRES)]]}
+                       "categories": [categories[(round_no + i) % len(categories)]]}
                       for i, user in enumerate(users[start:start + 50])]
             conn.request("POST", "/api/v1/events", body=json.dumps({"events": events}), headers=headers)
             response = conn.getresponse()
