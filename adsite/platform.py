@@ -25,7 +25,7 @@ from inference.api import PerProcess
 if TYPE_CHECKING:
     from adsite.ads.accounting import Ledger
     from adsite.ads.catalog import Catalog
-    from adsite.ads.scoring import SelectionPolicy
+    from adsite.ads.scoring import Quality, SelectionPolicy
 
 
 @dataclass(eq=False)
@@ -45,6 +45,9 @@ class Platform:
     catalog_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # (catalog built_at, population shares, campaign bases): the population's interests per catalog build
     population: tuple[float, dict[str, float], dict[int, float]] | None = None
+    # (key, creative -> quality posterior): the latest decision's posteriors, reused while the key (catalog
+    # build, the ledger's statistics generation, live campaigns, knobs) is unchanged (adsite.ads.decisions)
+    qualities: tuple[tuple[Any, ...], dict[int, Quality]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property

@@ -16,7 +16,7 @@ from django.urls import get_script_prefix, reverse
 
 from adsite.ads.decisions import Choice, Decision, DecisionContext, PlacementRequest, ads_select
 from adsite.ads.integrity import BOT, IMPRESSION, invalid_record, visitor_from_request
-from adsite.ads.tokens import CLICK_SALT, PAGE, VIEW_SALT, AdToken, serve_id_make, token_make
+from adsite.ads.tokens import CLICK_SALT, PAGE, VIEW_SALT, AdToken, serve_id_make, tokens_make
 from adsite.content.placements import SlotAd
 from adsite.platform import platform
 from tracking import api as tracking_api
@@ -60,10 +60,8 @@ def token_urls(token: AdToken | None) -> tuple[str, str]:
     """(click URL, impression URL) of one served impression's token; empty for none."""
     if token is None:
         return "", ""
-    return (
-        _token_url("ads-click", token_make(token=token, salt=CLICK_SALT)),
-        _token_url("ads-view", token_make(token=token, salt=VIEW_SALT)),
-    )
+    click, view = tokens_make(token=token, salts=(CLICK_SALT, VIEW_SALT))
+    return _token_url("ads-click", click), _token_url("ads-view", view)
 
 
 def request_context(*, request: HttpRequest, categories: Sequence[str] = (), explain: bool = False) -> tuple[str, DecisionContext]:

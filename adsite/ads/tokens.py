@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -55,6 +56,12 @@ class AdToken:
 
 
 def token_make(*, token: AdToken, salt: str = CLICK_SALT) -> str:
+    return tokens_make(token=token, salts=(salt,))[0]
+
+
+def tokens_make(*, token: AdToken, salts: Sequence[str]) -> list[str]:
+    """``token_make`` of one token under each of ``salts`` (a served ad's click and impression links): the
+    payload serialized and compressed once, then timestamped and signed per salt."""
     payload = {
         "s": token.serve_id, "c": token.creative_id, "k": token.campaign_id, "p": token.placement,
         "u": token.user_id,
@@ -63,7 +70,10 @@ def token_make(*, token: AdToken, salt: str = CLICK_SALT) -> str:
         payload["b"] = token.binding
     if token.origin != PAGE:
         payload["o"] = token.origin
-    return str(signing.dumps(payload, salt=salt, compress=True))
+    first = str(signing.dumps(payload, salt=salts[0], compress=True))
+    # "<payload>:<timestamp>:<signature>"; the payload (base64url, maybe a leading ".") holds no ":"
+    value = first.rsplit(":", 2)[0]
+    return [first, *(signing.TimestampSigner(salt=salt).sign(value) for salt in salts[1:])]
 
 
 def token_read(value: str, *, max_age_s: int, salt: str = CLICK_SALT) -> tuple[str, AdToken | None]:

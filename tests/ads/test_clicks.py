@@ -13,7 +13,16 @@ from django.core.exceptions import ValidationError
 
 from adsite.ads.catalog import catalog_invalidate
 from adsite.ads.models import AdClick, Campaign, Creative
-from adsite.ads.tokens import CLICK_SALT, AdToken, token_make
+from adsite.ads.tokens import (
+    CLICK_SALT,
+    FORGED,
+    VALID,
+    VIEW_SALT,
+    AdToken,
+    token_make,
+    token_read,
+    tokens_make,
+)
 
 from .conftest import browser
 
@@ -159,3 +168,16 @@ def test_a_click_while_the_database_refuses_writes_is_redirected_and_not_billed(
     assert not AdClick.objects.exists()
     assert browser().get(url).status_code == 302  # once it is back, the same click is billed
     assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("billed", 400_000)]
+
+
+def test_a_served_ads_click_and_impression_links_each_verify_only_as_what_they_are() -> None:
+    """The two links of one served ad share one payload, signed once per purpose: an impression link's
+    token is never a click (nor the reverse), and each reads back the same served ad."""
+    served = AdToken("serve-9", 12, 3, "sidebar", "reader", binding="b1", origin="api")
+    click, view = tokens_make(token=served, salts=(CLICK_SALT, VIEW_SALT))
+    assert token_read(click, max_age_s=60, salt=CLICK_SALT) == (VALID, served)
+    assert token_read(view, max_age_s=60, salt=VIEW_SALT) == (VALID, served)
+    assert token_read(view, max_age_s=60, salt=CLICK_SALT) == (FORGED, None)
+    assert token_read(click, max_age_s=60, salt=VIEW_SALT) == (FORGED, None)
+    assert token_read(click, max_age_s=60, salt=CLICK_SALT) == token_read(
+        token_make(token=served, salt=CLICK_SALT), max_age_s=60, salt=CLICK_SALT)

@@ -103,3 +103,51 @@ def test_a_creative_with_higher_hidden_quality_gets_more_traffic(
             _click(campaign.id, choice.creative.id)
     assert shown[:100].count(worse) >= 20  # both explored at first
     assert shown[-500:].count(better) >= 0.7 * 500
+
+
+def test_a_click_reaches_the_creatives_quality_once_the_shared_statistics_are_read_again(
+    make_campaign: Any, interests: Any, fresh_platform: Any, settings: Any
+) -> None:
+    """A process's decisions share the creatives' statistics for ``SNAPSHOT_MAX_AGE_S`` and with them the
+    quality posteriors computed from them; a click counts in the posterior a decision samples from at the
+    first decision after that age, never later."""
+    import fakeredis
+
+    from adsite.ads.scoring import ADSITE_POLICY, Candidate, Knobs, Quality
+
+    settings.ADS = {**settings.ADS, "CATALOG_SECONDS": 600.0}  # one catalog build: the posteriors are shared
+    clock = [100.0]
+    fresh_platform.ledger_backend = RedisLedger(
+        "redis://fake", prefix="quality-shared:", client=fakeredis.FakeRedis(server=fakeredis.FakeServer()),
+        shared_max_age_s=1.0, clock=lambda: clock[0])
+    seen: list[float] = []
+
+    class Recording:
+        name, reads_quality = "recording", True
+
+        def click_probability(self, candidate: Candidate, *, quality: Quality | None, rng: random.Random,
+                              knobs: Knobs) -> float:
+            assert quality is not None
+            seen.append(quality.shape)  # prior shape + the creative's counted clicks
+            return quality.mean * candidate.lift
+
+        def value(self, candidate: Candidate, p_click: float) -> float:
+            return ADSITE_POLICY.value(candidate, p_click)
+
+    campaign = make_campaign(advertiser="Solo Co")
+    creative = campaign.creatives.get()
+
+    def shape_now() -> float:
+        seen.clear()
+        ads_select(user_id="reader", placements=[PlacementRequest("sidebar")], context=DecisionContext(policy=Recording()))
+        return seen[-1]
+
+    before = shape_now()
+    assert ledger().click_charge(
+        token_id=uuid.uuid4().hex, campaign_id=campaign.id, creative_id=creative.id, price_micros=0,
+        daily_budget_micros=10**12, total_budget_micros=10**12, now=time.time(), token_ttl_s=60,
+    ) == "free"  # counted, no price
+    clock[0] += 0.5
+    assert shape_now() == before  # the statistics (and posteriors) this process read 0.5 s ago
+    clock[0] += 0.6
+    assert shape_now() == before + 1  # read again: the click counts

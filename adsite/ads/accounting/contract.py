@@ -91,6 +91,10 @@ class Snapshot:
     impressions: dict[int, int]
     clicks: dict[int, int]
     extra_exposure: dict[int, int] = field(default_factory=dict)  # creative -> summed extra_exposure_micros
+    # which read of the creatives' statistics (impressions, clicks, extra_exposure) this snapshot carries:
+    # two snapshots of one ledger with the same generation carry the same statistics for the creatives both
+    # name (a process shares them between its decisions); None: read for this snapshot alone
+    stats_generation: int | None = None
 
     @classmethod
     def empty(cls) -> Snapshot:

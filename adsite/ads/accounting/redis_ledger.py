@@ -264,6 +264,7 @@ class RedisLedger:
         self._clock = clock
         self._shared_spend: dict[int, tuple[float, str, int, int]] = {}  # campaign: (read at, day, total, today)
         self._shared_stats: dict[int, tuple[float, int, int, int]] = {}  # creative: (read at, imp, clk, exp)
+        self._stats_generation = 0  # bumped whenever a shared statistic is read again (Snapshot.stats_generation)
 
     # -- keys: one slot per visitor ({<user>}), per campaign ({c<id>}), per creative ({k<id>}) --------
     def _freq(self, user_id: str) -> str:
@@ -351,6 +352,7 @@ class RedisLedger:
         if self._shared_max_age_s > 0:
             self._shared_spend.update((c, (read_at, day, *v)) for c, v in zip(spend_ids, spend, strict=True))
             self._shared_stats.update((c, (read_at, *v)) for c, v in zip(stats_ids, stats, strict=True))
+            self._stats_generation += bool(stats_ids)
             spend_of = {c: self._shared_spend[c][2:] for c in campaign_ids}
             stats_of = {c: self._shared_stats[c][1:] for c in creative_ids}
         else:
@@ -364,6 +366,7 @@ class RedisLedger:
             impressions={c: stats_of[c][0] for c in creative_ids},
             clicks={c: stats_of[c][1] for c in creative_ids},
             extra_exposure={c: stats_of[c][2] for c in creative_ids},
+            stats_generation=self._stats_generation if self._shared_max_age_s > 0 else None,
         )
 
     def _fresh_spend(self, campaign_id: int, day: str, oldest: float) -> bool:
