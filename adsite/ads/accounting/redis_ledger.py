@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from adsite.ads.accounting.contract import (
@@ -215,6 +216,16 @@ def _outcome(caps: int, budget: int) -> str:
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
+@dataclass(frozen=True, slots=True)
+class _SharedCounters:
+    """The part of a snapshot every visitor's decision reads alike (``RedisLedger.snapshot``)."""
+
+    spend_total: dict[int, int]
+    spend_today: dict[int, int]
+    impressions: dict[int, int]
+    clicks: dict[int, int]
+    extra_exposure: dict[int, int]
+
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -265,6 +276,9 @@ class RedisLedger:
         self._shared_spend: dict[int, tuple[float, str, int, int]] = {}  # campaign: (read at, day, total, today)
         self._shared_stats: dict[int, tuple[float, int, int, int]] = {}  # creative: (read at, imp, clk, exp)
         self._stats_generation = 0  # bumped whenever a shared statistic is read again (Snapshot.stats_generation)
+        # ((campaign ids, creative ids, day), oldest read among them, their counters): the latest snapshot's
+        # shared part, handed to the next decisions that plan from the same campaigns while it is fresh
+        self._shared_view: tuple[tuple[Any, ...], float, _SharedCounters] | None = None
 
     # -- keys: one slot per visitor ({<user>}), per campaign ({c<id>}), per creative ({k<id>}) --------
     def _freq(self, user_id: str) -> str:
@@ -346,26 +360,46 @@ class RedisLedger:
         day, hour = day_key(now), hour_key(now)
         read_at = self._clock()
         oldest = read_at - self._shared_max_age_s
-        spend_ids = [c for c in campaign_ids if not self._fresh_spend(c, day, oldest)]
-        stats_ids = [c for c in creative_ids if not self._fresh_stats(c, oldest)]
-        spend, stats, freq = self._counters_read(spend_ids, stats_ids, user_id, day)
-        if self._shared_max_age_s > 0:
-            self._shared_spend.update((c, (read_at, day, *v)) for c, v in zip(spend_ids, spend, strict=True))
-            self._shared_stats.update((c, (read_at, *v)) for c, v in zip(stats_ids, stats, strict=True))
-            self._stats_generation += bool(stats_ids)
-            spend_of = {c: self._shared_spend[c][2:] for c in campaign_ids}
-            stats_of = {c: self._shared_stats[c][1:] for c in creative_ids}
+        key = (tuple(campaign_ids), tuple(creative_ids), day)
+        view = self._shared_view
+        if view is not None and view[0] == key and view[1] > oldest:  # the same shared counters, all fresh
+            shared = view[2]
+            freq = self._counters_read([], [], user_id, day)[2] if user_id else {}
         else:
-            spend_of = dict(zip(spend_ids, spend, strict=True))
-            stats_of = dict(zip(stats_ids, stats, strict=True))
+            spend_ids = [c for c in campaign_ids if not self._fresh_spend(c, day, oldest)]
+            stats_ids = [c for c in creative_ids if not self._fresh_stats(c, oldest)]
+            spend, stats, freq = self._counters_read(spend_ids, stats_ids, user_id, day)
+            if self._shared_max_age_s > 0:
+                self._shared_spend.update((c, (read_at, day, *v)) for c, v in zip(spend_ids, spend, strict=True))
+                self._shared_stats.update((c, (read_at, *v)) for c, v in zip(stats_ids, stats, strict=True))
+                self._stats_generation += bool(stats_ids)
+                spend_of = {c: self._shared_spend[c][2:] for c in campaign_ids}
+                stats_of = {c: self._shared_stats[c][1:] for c in creative_ids}
+            else:
+                spend_of = dict(zip(spend_ids, spend, strict=True))
+                stats_of = dict(zip(stats_ids, stats, strict=True))
+            shared = _SharedCounters(
+                spend_total={c: spend_of[c][0] for c in campaign_ids},
+                spend_today={c: spend_of[c][1] for c in campaign_ids},
+                impressions={c: stats_of[c][0] for c in creative_ids},
+                clicks={c: stats_of[c][1] for c in creative_ids},
+                extra_exposure={c: stats_of[c][2] for c in creative_ids},
+            )
+            if self._shared_max_age_s > 0:  # valid while its oldest counter is
+                read = [self._shared_spend[c][0] for c in campaign_ids] + [self._shared_stats[c][0] for c in creative_ids]
+                self._shared_view = (key, min(read, default=read_at), shared)
+        user_hour: dict[int, int] = dict.fromkeys(campaign_ids, 0) if freq else {}
+        user_day: dict[int, int] = dict.fromkeys(campaign_ids, 0) if freq else {}
+        hour_tag, day_tag = f"h{hour}", f"d{day}"
+        for field_name, count in freq.items():  # "<campaign>:h<hour>" and "<campaign>:d<day>"
+            campaign, _, tag = field_name.partition(":")
+            counts = user_hour if tag == hour_tag else user_day if tag == day_tag else None
+            if counts is not None and campaign.isdigit() and int(campaign) in counts:
+                counts[int(campaign)] = count
+        # the shared dicts are read, never written, by the decisions that get them
         return Snapshot(
-            spend_total={c: spend_of[c][0] for c in campaign_ids},
-            spend_today={c: spend_of[c][1] for c in campaign_ids},
-            user_hour={c: freq.get(f"{c}:h{hour}", 0) for c in campaign_ids} if freq else {},
-            user_day={c: freq.get(f"{c}:d{day}", 0) for c in campaign_ids} if freq else {},
-            impressions={c: stats_of[c][0] for c in creative_ids},
-            clicks={c: stats_of[c][1] for c in creative_ids},
-            extra_exposure={c: stats_of[c][2] for c in creative_ids},
+            spend_total=shared.spend_total, spend_today=shared.spend_today, user_hour=user_hour, user_day=user_day,
+            impressions=shared.impressions, clicks=shared.clicks, extra_exposure=shared.extra_exposure,
             stats_generation=self._stats_generation if self._shared_max_age_s > 0 else None,
         )
 
@@ -642,3 +676,4 @@ class RedisLedger:
         self._indexed.clear()
         self._shared_spend.clear()
         self._shared_stats.clear()
+        self._shared_view = None
