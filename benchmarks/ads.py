@@ -9,7 +9,7 @@ the first neural and LightGBM models); two servers of 2 web processes each on th
 (``BENCH_ROUNDS``, default 3; ``BENCH_PEER_SERVERS`` picks the servers, ``BENCH_BEFORE_DIR`` adds the previous
 code as ``before``, as in ``benchmarks.peer``; ``BENCH_THEN_DIR`` adds an older checkout as ``then``, set up by its own
 ``bootstrap_demo`` on its own database and Redis and served by gunicorn as it was then, e.g. the code issue 17 was
-filed against, whose decisions/s the issue asks to double; a Celery worker of this checkout runs beside them in
+filed against (``git archive 5db0f76 | tar -x -C DIR``), whose decisions/s the issue asks to double; a Celery worker of this checkout runs beside them in
 services mode); 8 concurrent keep-alive clients,
 each request deciding 3 placements for one of the 400 demo visitors (token auth), so every decision
 includes a real interest prediction from the visitor's history. As in ``benchmarks.peer``, before each round
