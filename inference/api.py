@@ -101,6 +101,7 @@ __all__ = [
     "window_hit",
     "category_taxonomy",
     "interests_hot_route",
+    "api_client_remembered",
 ]
 
 
@@ -559,6 +560,17 @@ def interests_hot_route() -> Callable[[str, str, list[str], dict[str, Any]], tup
         return interests_body(interests)
 
     return answer
+
+
+def api_client_remembered(authorization: str) -> Any | None:
+    """The API client (a Django user) of an ``Authorization`` header whose token this process checked and
+    remembers as valid, else None: no header, another scheme, an unknown or expired token (DRF's
+    authentication decides those). For a route a server answers before Django's handler
+    (``adsite.ops.hot_routes``), with the same token memory as the API's authentication."""
+    from inference.rest.authentication import CachedTokenAuthentication
+
+    client = CachedTokenAuthentication.remembered(authorization)
+    return None if client is None else client[0]
 
 
 TAXONOMY_CACHE_S = 30.0

@@ -9,14 +9,15 @@ ads chosen from the page's own categories, with no visitor id: nothing about the
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
 
 from adsite.ads.decisions import Choice, Decision, DecisionContext, PlacementRequest, ads_select
 from adsite.ads.integrity import BOT, IMPRESSION, invalid_record, visitor_from_request
-from adsite.ads.tokens import CLICK_SALT, PAGE, VIEW_SALT, AdToken, serve_id_make, tokens_make
+from adsite.ads.tokens import API, CLICK_SALT, PAGE, VIEW_SALT, AdToken, serve_id_make, tokens_make
 from adsite.content.placements import SlotAd
 from adsite.platform import platform
 from tracking import api as tracking_api
@@ -125,3 +126,49 @@ def placements_provide(
         choice.placement: slot_ad(choice=choice, user_id=decision.user_id, binding=binding)
         for choice in decision.choices
     }
+
+
+def api_decision(values: Mapping[str, Any], *, absolute: Callable[[str], str]) -> dict[str, Any]:
+    """``POST /api/v1/ads/decisions``' answer for validated ``values`` (``decision_input``): the decision and
+    each placement's creative with its signed links, made absolute by ``absolute``. The view and the server's
+    hot route (``adsite.ops.hot_routes``) both answer with it."""
+    decision = ads_select(
+        user_id=values["user_id"],
+        placements=[PlacementRequest(name) for name in values["placements"]],
+        context=DecisionContext(
+            device=values["device"], categories=tuple(values["categories"]),
+            personalized=bool(values["user_id"]), explain=values["explain"],
+        ),
+    )
+    placements = []
+    for choice in decision.choices:
+        click_url, impression_url = choice_urls(choice=choice, user_id=decision.user_id, origin=API)
+        creative = choice.creative
+        placements.append(
+            {
+                "placement": choice.placement,
+                "house": choice.house,
+                "creative": None if creative is None or choice.campaign is None else {
+                    "id": creative.id, "campaign_id": creative.campaign_id, "advertiser": choice.campaign.advertiser,
+                    "kind": creative.kind, "size": creative.size, "headline": creative.headline,
+                    "body": creative.body, "cta": creative.cta,
+                    "image_url": absolute(creative.image_url),
+                    "html": creative.html if creative.kind == "html" else "",
+                },
+                "click_url": absolute(click_url),
+                "impression_url": absolute(impression_url),
+                "explanation": choice.reason,
+            }
+        )
+    body: dict[str, Any] = {
+        "decision_id": decision.decision_id,
+        "user_id": decision.user_id,
+        "served_by": decision.interests_served_by,
+        "fallback_reason": decision.fallback_reason,
+        "elapsed_ms": round(decision.elapsed_ms, 3),
+        "placements": placements,
+        "filtered": decision.filtered,
+    }
+    if values["explain"]:
+        body["explanation"] = decision.explanation
+    return body

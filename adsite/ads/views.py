@@ -24,14 +24,14 @@ from rest_framework.views import APIView
 
 from adsite.ads import integrity
 from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fast, placements_unknown
-from adsite.ads.decisions import DECISION_SERVED_BY, DecisionContext, PlacementRequest, ads_select
-from adsite.ads.delivery import choice_urls
+from adsite.ads.decisions import DECISION_SERVED_BY
+from adsite.ads.delivery import api_decision
 from adsite.ads.edge import edge_offers, edge_serve
 from adsite.ads.integrity import invalid_record, visitor_from_request
 from adsite.ads.landing import landing_url_safe
 from adsite.ads.models import Creative
 from adsite.ads.services.billing import click_record, impression_view_record
-from adsite.ads.tokens import API, CLICK_SALT, VIEW_SALT, token_read
+from adsite.ads.tokens import CLICK_SALT, VIEW_SALT, token_read
 from adsite.ops.api_errors import ERRORS_SCHEMA
 from inference.api import FALLBACK_REASONS
 from tracking import api as tracking_api
@@ -124,45 +124,7 @@ class DecisionsView(APIView):
         if unknown:
             raise serializers.ValidationError({"placements": f"unknown placement: {', '.join(unknown)}"})
         host = f"{request.scheme}://{request.get_host()}"
-        decision = ads_select(
-            user_id=values["user_id"],
-            placements=[PlacementRequest(name) for name in values["placements"]],
-            context=DecisionContext(
-                device=values["device"], categories=tuple(values["categories"]),
-                personalized=bool(values["user_id"]), explain=values["explain"],
-            ),
-        )
-        placements = []
-        for choice in decision.choices:
-            click_url, impression_url = choice_urls(choice=choice, user_id=decision.user_id, origin=API)
-            creative = choice.creative
-            placements.append(
-                {
-                    "placement": choice.placement,
-                    "house": choice.house,
-                    "creative": None if creative is None or choice.campaign is None else {
-                        "id": creative.id, "campaign_id": creative.campaign_id, "advertiser": choice.campaign.advertiser,
-                        "kind": creative.kind, "size": creative.size, "headline": creative.headline,
-                        "body": creative.body, "cta": creative.cta,
-                        "image_url": _absolute(request, host, creative.image_url),
-                        "html": creative.html if creative.kind == "html" else "",
-                    },
-                    "click_url": _absolute(request, host, click_url),
-                    "impression_url": _absolute(request, host, impression_url),
-                    "explanation": choice.reason,
-                }
-            )
-        body = {
-            "decision_id": decision.decision_id,
-            "user_id": decision.user_id,
-            "served_by": decision.interests_served_by,
-            "fallback_reason": decision.fallback_reason,
-            "elapsed_ms": round(decision.elapsed_ms, 3),
-            "placements": placements,
-            "filtered": decision.filtered,
-        }
-        if values["explain"]:
-            body["explanation"] = decision.explanation
+        body = api_decision(values, absolute=lambda location: _absolute(request, host, location))
         return Response(body, status=status.HTTP_200_OK)
 
 

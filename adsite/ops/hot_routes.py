@@ -1,4 +1,5 @@
-"""The server's hot route: ``GET /api/v1/users/{user_id}/interests`` answered before Django's handler.
+"""The server's hot routes: ``GET /api/v1/users/{user_id}/interests`` and ``POST /api/v1/ads/decisions``
+answered before Django's handler.
 
 The interests hot path (``inference.rest.hot``) already skips DRF's dispatch for a client whose token this
 process remembers; what it still paid per request was Django's: the WSGI environ, the request object, URL
@@ -11,7 +12,10 @@ as before. It answers only when Django's middleware would do nothing but add hea
   ``USE_X_FORWARDED_HOST`` is set, and no HTTPS redirect due (``SECURE_SSL_REDIRECT``);
 - ``inference.api.interests_hot_route`` found a remembered token, valid parameters and the client under its
   rate. A client over its rate is handed to Django with the verdict in the environ, so the 429 is DRF's own
-  and the hit is counted once.
+  and the hit is counted once;
+- for a decision: ``POST`` on exactly that path with a JSON body, an ``Accept`` that JSON satisfies (or none),
+  and ``adsite.ads.hot.decisions_answer`` found a remembered token, a body the published schema accepts, no
+  ``explain`` and known placements (``tests/ads/test_decisions_hot_route.py`` compares the two stacks).
 
 The response carries what Django's stack gives the same answer (``Content-Type``, ``Server-Timing``, ``Allow``,
 ``Content-Length``, and the security headers of ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``, built
@@ -24,6 +28,7 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from urllib.parse import urljoin
 
 from django.conf import settings
 from django.http import QueryDict
@@ -35,16 +40,21 @@ __all__ = ["HotRoutes"]
 
 _INTERESTS = re.compile(r"/api/v1/users/([^/]+)/interests")
 ROUTE = "user-interests"  # the URL pattern's name (inference/urls.py): the metrics' route label
+DECISIONS_PATH = "/api/v1/ads/decisions"
+DECISIONS_ROUTE = "ads-decisions"  # its URL pattern's name (adsite/ads/urls.py)
 
 
 class HotRoutes:
     """Built once per worker, after Django's settings are loaded."""
 
     def __init__(self) -> None:
+        from adsite.ads.hot import decisions_answer
         from inference.api import interests_hot_route
 
         self._interests = interests_hot_route()
         self._allow = "GET, HEAD, OPTIONS"  # UserInterestsView.allowed_methods
+        self._decisions = decisions_answer
+        self._decisions_allow = "POST, OPTIONS"  # DecisionsView.allowed_methods
         self._allowed_hosts = list(settings.ALLOWED_HOSTS)
         if settings.DEBUG and not self._allowed_hosts:  # as HttpRequest.get_host allows in DEBUG
             self._allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
@@ -87,31 +97,55 @@ class HotRoutes:
     def answer(self, scope: Any, body: bytes, environ_extra: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """The response, or None for Django (module docstring). ``environ_extra`` receives what Django
         must know of a request this route began (the throttle's verdict)."""
-        if scope.method != "GET" or body:
-            return None
-        match = _INTERESTS.fullmatch(scope.path)
-        if match is None:
+        if scope.method == "GET" and not body:
+            match = _INTERESTS.fullmatch(scope.path)
+            if match is None:
+                return None
+            route = ROUTE
+        elif scope.method == "POST" and scope.path == DECISIONS_PATH:
+            match, route = None, DECISIONS_ROUTE
+        else:
             return None
         started = time.perf_counter()
         headers = scope.headers
         if headers.get("cookie") is not None or (self._forwarded_host and headers.get("x-forwarded-host") is not None):
             return None
-        domain, _port = split_domain_port(headers.get("host") or "")
+        host = headers.get("host") or ""
+        domain, _port = split_domain_port(host)
         if not domain or not validate_host(domain, self._allowed_hosts):
             return None
         secure = self._secure(scope)
         if self._ssl_redirect and not secure:
             return None
-        query = scope.query_string
-        top = QueryDict(query).getlist("top") if query else []
-        answered = self._interests(headers.get("authorization") or "", match.group(1), top, environ_extra)
-        if answered is None:
-            return None
-        payload, timing = answered
-        out = [("Content-Type", "application/json"), ("Server-Timing", timing), ("Allow", self._allow),
-               *self._static, ("Content-Length", str(len(payload)))]
+        if match is not None:
+            query = scope.query_string
+            top = QueryDict(query).getlist("top") if query else []
+            answered = self._interests(headers.get("authorization") or "", match.group(1), top, environ_extra)
+            if answered is None:
+                return None
+            payload, timing = answered
+            first = [("Content-Type", "application/json"), ("Server-Timing", timing), ("Allow", self._allow)]
+        else:
+            content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+            accept = headers.get("accept")
+            if content_type != "application/json" or (
+                accept is not None and "application/json" not in accept and "*/*" not in accept
+            ):
+                return None  # DRF's parser and content negotiation answer those
+            origin = f"{'https' if secure else 'http'}://{host}"
+            page = origin + DECISIONS_PATH
+            decided = self._decisions(
+                headers.get("authorization") or "", body,
+                absolute=lambda location: (origin + location if location.startswith("/") and not location.startswith("//")
+                                           else urljoin(page, location) if location else ""),
+            )
+            if decided is None:
+                return None
+            payload = decided
+            first = [("Content-Type", "application/json"), ("Vary", "Accept"), ("Allow", self._decisions_allow)]
+        out = [*first, *self._static, ("Content-Length", str(len(payload)))]
         if secure and self._hsts is not None:
-            out.insert(3, self._hsts)
-        HTTP_REQUESTS_TOTAL.labels(ROUTE, "2xx").inc()
-        HTTP_REQUEST_SECONDS.labels(ROUTE).observe(time.perf_counter() - started)
+            out.insert(len(first), self._hsts)
+        HTTP_REQUESTS_TOTAL.labels(route, "2xx").inc()
+        HTTP_REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
         return 200, out, payload
