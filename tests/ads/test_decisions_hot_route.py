@@ -13,14 +13,11 @@ from typing import Any
 
 import orjson
 import pytest
-from django.core.signals import request_finished, request_started
-from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 
 from adsite.rsgi import BufferedWSGI
 from tests.api.test_interests_hot_route import _django_calls
-from tests.ops.test_rsgi import Scope
+from tests.ops.test_rsgi import Scope, stacks_in_test_transaction
 
 pytestmark = pytest.mark.django_db
 
@@ -30,15 +27,8 @@ PATH = "/api/v1/ads/decisions"
 @pytest.fixture
 def servers() -> Iterator[tuple[BufferedWSGI, BufferedWSGI]]:
     """(Django's whole stack, the same with the hot route in front); both through the server adapter."""
-    app = get_wsgi_application()
-    # the test's connection lives inside its transaction: Django's request signals must not close it
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield BufferedWSGI(app, max_body_bytes=1 << 20), BufferedWSGI(app, max_body_bytes=1 << 20, hot_routes=True)
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
+    with stacks_in_test_transaction() as stacks:
+        yield stacks
 
 
 @pytest.fixture

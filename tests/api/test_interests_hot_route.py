@@ -6,13 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.core.signals import request_finished, request_started
-from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 
 from adsite.rsgi import BufferedWSGI
-from tests.ops.test_rsgi import Scope
+from tests.ops.test_rsgi import Scope, stacks_in_test_transaction
 
 pytestmark = pytest.mark.django_db
 
@@ -25,17 +22,8 @@ def servers(predictor) -> Iterator[tuple[BufferedWSGI, BufferedWSGI]]:
     from inference.rest.throttling import throttle_counters_reset
 
     throttle_counters_reset()
-    app = get_wsgi_application()
-    # the test's database connection is inside the test's transaction (not autocommit), which Django's
-    # request signals would close (on PostgreSQL, for good) at each request's start and end: its own test
-    # client disconnects them the same way
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield BufferedWSGI(app, max_body_bytes=1 << 20), BufferedWSGI(app, max_body_bytes=1 << 20, hot_routes=True)
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
+    with stacks_in_test_transaction() as stacks:
+        yield stacks
 
 
 @pytest.fixture

@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from adsite.rsgi import BufferedWSGI
+
+
+@contextmanager
+def stacks_in_test_transaction() -> Iterator[tuple[BufferedWSGI, BufferedWSGI]]:
+    """(Django's whole stack, the same with the hot routes in front), both through the server adapter, for
+    tests inside a database transaction: Django's request signals would close the test's connection (on
+    PostgreSQL, for good) at each request's start and end; its own test client disconnects them the same way."""
+    from django.core.signals import request_finished, request_started
+    from django.core.wsgi import get_wsgi_application
+    from django.db import close_old_connections
+
+    app = get_wsgi_application()
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield BufferedWSGI(app, max_body_bytes=1 << 20), BufferedWSGI(app, max_body_bytes=1 << 20, hot_routes=True)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 class Headers:
