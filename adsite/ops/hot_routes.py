@@ -25,12 +25,14 @@ once from the settings; ``tests/api/test_interests_hot_route.py`` compares the t
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
 from urllib.parse import urljoin
 
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import QueryDict
 from django.http.request import split_domain_port, validate_host
 
@@ -42,6 +44,9 @@ _INTERESTS = re.compile(r"/api/v1/users/([^/]+)/interests")
 ROUTE = "user-interests"  # the URL pattern's name (inference/urls.py): the metrics' route label
 DECISIONS_PATH = "/api/v1/ads/decisions"
 DECISIONS_ROUTE = "ads-decisions"  # its URL pattern's name (adsite/ads/urls.py)
+_INTERNAL_ERROR = b'{"errors":{"detail":"internal server error"}}'
+
+logger = logging.getLogger(__name__)
 
 
 class HotRoutes:
@@ -134,11 +139,20 @@ class HotRoutes:
                 return None  # DRF's parser and content negotiation answer those
             origin = f"{'https' if secure else 'http'}://{host}"
             page = origin + DECISIONS_PATH
-            decided = self._decisions(
-                headers.get("authorization") or "", body,
-                absolute=lambda location: (origin + location if location.startswith("/") and not location.startswith("//")
-                                           else urljoin(page, location) if location else ""),
-            )
+            try:
+                decided = self._decisions(
+                    headers.get("authorization") or "", body,
+                    absolute=lambda location: (origin + location if location.startswith("/") and not location.startswith("//")
+                                               else urljoin(page, location) if location else ""),
+                )
+            except Exception:  # as Django's stack answers an unexpected error under /api/ (api_errors.py)
+                logger.exception("adsite.hot_route_failed %s", DECISIONS_PATH)
+                HTTP_REQUESTS_TOTAL.labels(route, "5xx").inc()
+                return 500, [("Content-Type", "application/json"), *self._static], _INTERNAL_ERROR
+            finally:
+                # what Django's request signals do at each request's end: a connection a sampled explanation
+                # used is closed when unusable or past CONN_MAX_AGE, never kept broken after a database restart
+                close_old_connections()
             if decided is None:
                 return None
             payload = decided

@@ -117,3 +117,21 @@ def test_other_decisions_get_the_views_own_answer(servers: Any, token: str, make
     assert status == expected, (case, answer)
     if status != 200:
         assert "errors" in orjson.loads(answer)  # the API's error shape, worded by the view
+
+
+def test_an_unexpected_failure_on_the_hot_route_is_the_apis_json_500(servers: Any, token: str, make_campaign: Any,
+                                                                       monkeypatch: Any) -> None:
+    """As Django's stack answers an error no view handled under /api/ (adsite/ops/api_errors.py); the decision
+    is not run again by Django (it may have reserved impressions already)."""
+    import adsite.ads.hot
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    make_campaign()
+    monkeypatch.setattr(adsite.ads.hot, "api_decision", broken)
+    calls = _django_calls(monkeypatch)
+    status, headers, body = _post(servers[1], {"user_id": "reader", "placements": ["sidebar"]}, token=token)
+    assert (status, calls) == (500, [])
+    assert dict(headers)["Content-Type"] == "application/json"
+    assert orjson.loads(body) == {"errors": {"detail": "internal server error"}}
