@@ -13,7 +13,7 @@ as before. It answers only when Django's middleware would do nothing but add hea
 - ``inference.api.interests_hot_route`` found a remembered token, valid parameters and the client under its
   rate. A client over its rate is handed to Django with the verdict in the environ, so the 429 is DRF's own
   and the hit is counted once;
-- for a decision: ``POST`` on exactly that path with a JSON body, an ``Accept`` that JSON satisfies (or none),
+- for a decision: ``POST`` on exactly that path with a JSON body, no ``Accept`` or one plain JSON satisfies,
   and ``adsite.ads.hot.decisions_answer`` found a remembered token, a body the published schema accepts, no
   ``explain`` and known placements (``tests/ads/test_decisions_hot_route.py`` compares the two stacks).
 
@@ -45,6 +45,7 @@ ROUTE = "user-interests"  # the URL pattern's name (inference/urls.py): the metr
 DECISIONS_PATH = "/api/v1/ads/decisions"
 DECISIONS_ROUTE = "ads-decisions"  # its URL pattern's name (adsite/ads/urls.py)
 _INTERNAL_ERROR = b'{"errors":{"detail":"internal server error"}}'
+_PLAIN_JSON = frozenset({"*/*", "application/json", "application/*"})  # Accept values DRF answers with plain JSON
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +134,8 @@ class HotRoutes:
         else:
             content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
             accept = headers.get("accept")
-            if content_type != "application/json" or (
-                accept is not None and "application/json" not in accept and "*/*" not in accept
-            ):
-                return None  # DRF's parser and content negotiation answer those
+            if content_type != "application/json" or (accept is not None and accept.strip() not in _PLAIN_JSON):
+                return None  # DRF's parser and content negotiation answer those (an indent asked for, say)
             origin = f"{'https' if secure else 'http'}://{host}"
             page = origin + DECISIONS_PATH
             try:

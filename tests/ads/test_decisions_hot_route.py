@@ -106,6 +106,8 @@ def test_a_hot_decision_is_counted_as_the_route(servers: Any, token: str, make_c
         ("unknown placement", {"user_id": "r", "placements": ["nowhere"]}, {}, 400),
         ("form encoded", b"user_id=r&placements=sidebar", {"content_type": "application/x-www-form-urlencoded"}, 415),
         ("a cookie", {"user_id": "r", "placements": ["sidebar"]}, {"extra": [("cookie", "sessionid=abc")]}, 200),
+        ("indented JSON", {"user_id": "r", "placements": ["sidebar"]},
+         {"extra": [("accept", "application/json; indent=4")]}, 200),
     ],
 )
 def test_other_decisions_get_the_views_own_answer(servers: Any, token: str, make_campaign: Any, monkeypatch: Any,
