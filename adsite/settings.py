@@ -269,6 +269,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "ensure-event-partitions": {"task": "tracking.partitions_ensure", "schedule": 3600.0},
     # AdClick rows (every click request, with its outcome) past ADS["CLICK_RETENTION_DAYS"]
     "purge-expired-clicks": {"task": "ads.purge_clicks", "schedule": 3600.0},
+    # click rows billed while the database would not take them (adsite/ads/services/billing.py)
+    "settle-click-rows": {"task": "ads.click_rows_settle", "schedule": 5.0},
     "dashboard-rollup": {"task": "dashboard.rollup", "schedule": 30.0},
 }
 

@@ -703,6 +703,16 @@ def money_counters(redis_server: RedisServer, prefix: str = "ads:") -> dict[int,
         client.close()
 
 
+def click_rows_owed(redis_server: RedisServer, prefix: str = "ads:") -> int:
+    """How many click rows the ledger billed and the database has yet to be given (``<prefix>clicks:owed``,
+    settled by the beat's ``ads.click_rows_settle``)."""
+    client = redis_server.client()
+    try:
+        return int(client.hlen(f"{prefix}clicks:owed"))
+    finally:
+        client.close()
+
+
 def money_reconcile(
     cluster: PostgresCluster, ads: AdTraffic, before: dict[int, dict[str, int]], after: dict[int, dict[str, int]]
 ) -> dict[str, Any]:

@@ -170,6 +170,66 @@ def test_a_click_while_the_database_refuses_writes_is_redirected_and_not_billed(
     assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("billed", 400_000)]
 
 
+def test_a_click_billed_as_the_database_goes_away_gets_its_row_once_the_database_is_back(
+    make_campaign: Any, fresh_ads_state: Any, monkeypatch: Any
+) -> None:
+    """The window the row-first order leaves: the row is written, the ledger bills the click, and the
+    database goes away before the row says so. The ledger keeps what the row owes; the settling (the
+    beat's task, or the next click that reaches the database) writes it, so the click rows and the
+    spend agree again (tests/faults stops PostgreSQL for real mid-traffic)."""
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    from adsite.ads.services.billing import click_rows_settle
+
+    campaign = make_campaign(bid=Decimal("0.40"))
+    client = browser()
+    client.get("/")
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(QuerySet, "update", refuse)
+    response = client.get(click_url(campaign, serve_id="serve-1"))
+    assert response.status_code == 302 and response["Location"] == landing_of(campaign)
+    assert fresh_ads_state.spend(campaign_id=campaign.id, now=time.time())[0] == 400_000  # charged
+    assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("free", 0)]  # row behind
+    with pytest.raises(OperationalError):
+        click_rows_settle()  # an outage is the caller's to wait out; nothing is forgotten
+    monkeypatch.undo()
+    assert click_rows_settle() == 1
+    assert list(AdClick.objects.values_list("outcome", "price_micros")) == [("billed", 400_000)]
+    assert click_rows_settle() == 0  # settled once
+
+
+def test_the_next_click_that_reaches_the_database_settles_what_earlier_clicks_owe(
+    make_campaign: Any, fresh_ads_state: Any, monkeypatch: Any
+) -> None:
+    """Embedded mode has no beat: a later click writes the rows owed before it."""
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    campaign = make_campaign(bid=Decimal("0.40"))
+    client = browser()
+    client.get("/")
+    real_update = QuerySet.update
+    refusing = {"on": True}
+
+    def update(self: Any, **kwargs: Any) -> Any:
+        if refusing["on"]:
+            raise OperationalError("database is locked")
+        return real_update(self, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "update", update)
+    client.get(click_url(campaign, serve_id="serve-1"))
+    refusing["on"] = False
+    client.get(click_url(campaign, serve_id="serve-2"))
+    assert sorted(AdClick.objects.values_list("token_id", "outcome", "price_micros")) == [
+        ("serve-1", "billed", 400_000), ("serve-2", "billed", 400_000),
+    ]
+    assert fresh_ads_state.click_rows_owed(limit=10) == []
+
+
 def test_a_served_ads_click_and_impression_links_each_verify_only_as_what_they_are() -> None:
     """The two links of one served ad share one payload, signed once per purpose: an impression link's
     token is never a click (nor the reverse), and each reads back the same served ad."""

@@ -22,6 +22,7 @@ from adsite.ads.accounting import (
     OUT_OF_BUDGET,
     REPLAYED,
     Charge,
+    ClickRowOwed,
     MemoryLedger,
     RedisLedger,
     Snapshot,
@@ -98,6 +99,33 @@ def test_click_tokens_bill_once_and_only_while_budget_lasts(backend: str, reques
     assert ledger.spend(campaign_id=3, now=now) == (1_200_000, 1_200_000)
     assert ledger.creative_stats(creative_id=30).clicks == 4
     ledger.clear()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_click_rows_owed_are_kept_until_settled(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    ledger: Any
+    if backend == "redis":
+        request.applymarker(pytest.mark.requires_redis)
+        if not settings.REDIS_URL:
+            pytest.skip("REDIS_URL is not set")
+        prefix = f"test-ads-{uuid.uuid4().hex}:"
+        ledger = RedisLedger(settings.REDIS_URL, prefix=prefix)
+        reopen = lambda: RedisLedger(settings.REDIS_URL, prefix=prefix)  # noqa: E731
+    else:
+        ledger = MemoryLedger(tmp_path / "ledger.sqlite3")
+        reopen = lambda: MemoryLedger(tmp_path / "ledger.sqlite3")  # noqa: E731
+    assert ledger.click_rows_owed(limit=10) == []
+    ledger.click_row_owe(owed=ClickRowOwed(7, "billed", 400_000))
+    ledger.click_row_owe(owed=ClickRowOwed(8, "replay", 0))
+    ledger.click_row_owe(owed=ClickRowOwed(8, "billed", 500_000))  # the later word for a click wins
+    restarted = reopen()
+    owed = restarted.click_rows_owed(limit=10)
+    assert sorted(owed, key=lambda o: o.click_id) == [ClickRowOwed(7, "billed", 400_000), ClickRowOwed(8, "billed", 500_000)]
+    assert len(restarted.click_rows_owed(limit=1)) == 1
+    restarted.click_rows_settled(click_ids=[7])
+    assert reopen().click_rows_owed(limit=10) == [ClickRowOwed(8, "billed", 500_000)]
+    restarted.clear()
+    assert reopen().click_rows_owed(limit=10) == []
 
 
 @pytest.mark.requires_redis

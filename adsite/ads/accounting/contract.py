@@ -18,6 +18,9 @@ Promises:
   in the same atomic step as the money; the field set is bounded by campaigns x metrics per hour.
 - When Redis cannot be reached, every ``RedisLedger`` call raises ``LedgerUnavailable`` (never a
   redis-py error): callers degrade (house ads, clicks redirected but not billed), never crash.
+- Click rows owed: a click the ledger billed whose ``AdClick`` row the database did not take (it went away
+  between the row's insert and its update) is kept by the ledger, as durably as the money, until
+  ``click_rows_settle`` (``services.billing``) writes it; so the click rows catch up with the spend.
 - ``MemoryLedger`` (embedded mode): dicts under one lock, every change written through to a small
   SQLite file in the same critical section, so spend, caps and statistics survive a restart.
 """
@@ -103,6 +106,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ClickRowOwed:
+    """The outcome an ``AdClick`` row must be given (the ledger has already charged for it)."""
+
+    click_id: int
+    outcome: str
+    price_micros: int
+
+
+@dataclass(frozen=True, slots=True)
 class CreativeStats:
     impressions: int
     clicks: int
@@ -157,6 +169,18 @@ class Ledger(Protocol):
         ...
 
     def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]: ...
+
+    def click_row_owe(self, *, owed: ClickRowOwed) -> None:
+        """Keep ``owed`` until it is settled (a later one for the same click replaces it)."""
+        ...
+
+    def click_rows_owed(self, *, limit: int) -> list[ClickRowOwed]:
+        """Up to ``limit`` rows owed, in no particular order."""
+        ...
+
+    def click_rows_settled(self, *, click_ids: Sequence[int]) -> None:
+        """Forget these owed rows: the database has them now."""
+        ...
 
     def clear(self) -> None: ...
 

@@ -25,6 +25,7 @@ from adsite.ads.accounting.contract import (
     SPEND,
     VIEWABLE,
     Charge,
+    ClickRowOwed,
     CreativeStats,
     Snapshot,
     day_key,
@@ -40,6 +41,7 @@ class MemoryLedger:
         self._lock = threading.Lock()
         self._values: dict[str, int] = {}
         self._expiry: dict[str, float] = {}
+        self._owed: dict[int, ClickRowOwed] = {}
         self._db: sqlite3.Connection | None = None
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +51,12 @@ class MemoryLedger:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at REAL)"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS click_rows_owed "
+                "(click_id INTEGER PRIMARY KEY, outcome TEXT NOT NULL, price_micros INTEGER NOT NULL)"
+            )
+            for click_id, outcome, price in self._db.execute("SELECT click_id, outcome, price_micros FROM click_rows_owed"):
+                self._owed[int(click_id)] = ClickRowOwed(int(click_id), str(outcome), int(price))
             now = time.time()
             self._db.execute("DELETE FROM counters WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))
             for key, value, expires_at in self._db.execute("SELECT key, value, expires_at FROM counters"):
@@ -248,9 +256,31 @@ class MemoryLedger:
             self._add([(f"imp:{creative_id}", impressions, None), (f"clk:{creative_id}", clicks, None),
                        (f"exp:{creative_id}", extra_exposure_micros, None)], now)
 
+    def click_row_owe(self, *, owed: ClickRowOwed) -> None:
+        with self._lock:
+            self._owed[owed.click_id] = owed
+            if self._db is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO click_rows_owed (click_id, outcome, price_micros) VALUES (?, ?, ?)",
+                    (owed.click_id, owed.outcome, owed.price_micros),
+                )
+
+    def click_rows_owed(self, *, limit: int) -> list[ClickRowOwed]:
+        with self._lock:
+            return list(self._owed.values())[:limit]
+
+    def click_rows_settled(self, *, click_ids: Sequence[int]) -> None:
+        with self._lock:
+            for click_id in click_ids:
+                self._owed.pop(click_id, None)
+            if self._db is not None:
+                self._db.executemany("DELETE FROM click_rows_owed WHERE click_id = ?", [(c,) for c in click_ids])
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
             self._expiry.clear()
+            self._owed.clear()
             if self._db is not None:
                 self._db.execute("DELETE FROM counters")
+                self._db.execute("DELETE FROM click_rows_owed")

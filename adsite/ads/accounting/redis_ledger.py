@@ -12,6 +12,8 @@ Keys and invariants of ``RedisLedger`` (docs/scaling.md, "Where each Redis key l
   a served impression already counted viewable.
 - ``<p>{k<creative>}:stats`` (the creative's slot): hash ``imp``, ``clk``, ``exp``, ``view``: the
   statistics the click model learns from, one small hash per creative (no global hot hash).
+- ``<p>clicks:owed`` (its own slot): hash of click id -> ``"<outcome> <price micros>"``, the ``AdClick`` rows
+  the ledger billed that the database did not take (``click_rows_settle`` writes them, then deletes them).
 
 A reservation spans two slots (the visitor's caps, the campaign's budget), so it is made in steps, each
 one atomic script: (1) the caps are *held* (counted) in the visitor's slot, or refused; (2) the budget is
@@ -59,6 +61,7 @@ from adsite.ads.accounting.contract import (
     OUT_OF_BUDGET,
     REPLAYED,
     Charge,
+    ClickRowOwed,
     CreativeStats,
     LedgerUnavailable,
     Snapshot,
@@ -667,6 +670,28 @@ class RedisLedger:
     def spend(self, *, campaign_id: int, now: float) -> tuple[int, int]:
         total, today = self._redis.hmget(self._spend(campaign_id), ["t", f"d:{day_key(now)}"])
         return int(total or 0), int(today or 0)
+
+    def _owed_key(self) -> str:
+        return f"{self._prefix}clicks:owed"  # one hash: field click id, value "<outcome> <price micros>"
+
+    @_unavailable_on_redis_error
+    def click_row_owe(self, *, owed: ClickRowOwed) -> None:
+        self._redis.hset(self._owed_key(), str(owed.click_id), f"{owed.outcome} {owed.price_micros}")
+
+    @_unavailable_on_redis_error
+    def click_rows_owed(self, *, limit: int) -> list[ClickRowOwed]:
+        out: list[ClickRowOwed] = []
+        for field_name, value in self._redis.hscan_iter(self._owed_key(), count=max(10, limit)):
+            outcome, _, price = value.decode().partition(" ")
+            out.append(ClickRowOwed(int(field_name), outcome, int(price)))
+            if len(out) >= limit:
+                break
+        return out
+
+    @_unavailable_on_redis_error
+    def click_rows_settled(self, *, click_ids: Sequence[int]) -> None:
+        if click_ids:
+            self._redis.hdel(self._owed_key(), *[str(c) for c in click_ids])
 
     @_unavailable_on_redis_error
     def clear(self) -> None:

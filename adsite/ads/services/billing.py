@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from adsite.ads import integrity
-from adsite.ads.accounting import BILLED, FREE, REPLAYED, LedgerUnavailable, ledger
+from adsite.ads.accounting import BILLED, FREE, REPLAYED, ClickRowOwed, LedgerUnavailable, ledger
 from adsite.ads.catalog import catalog_current
 from adsite.ads.conf import ads_setting
 from adsite.ads.edge import edge_count, edge_metric
@@ -111,8 +111,9 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
             try:
                 AdClick.objects.filter(pk=click.pk).update(outcome=outcome, price_micros=price)
             except DatabaseError as exc:  # the database went away within this request, after the charge
-                logger.error("ads.click_row_not_updated click=%s outcome=%s price_micros=%s (%s)", click.pk,
-                             outcome, price, type(exc).__name__)
+                _click_row_owe(ClickRowOwed(click.pk, str(outcome), price), exc)
+            else:
+                _click_rows_settle_some()
         logger.info("ads.click", extra={"outcome": outcome, "creative_id": ad.creative_id})
         return _click_outcome(str(outcome), landing, ad, campaign)
     if reason is not None:
@@ -124,6 +125,42 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
         logger.warning("ads.click_not_recorded database unavailable (%s)", type(exc).__name__)
     logger.info("ads.click", extra={"outcome": outcome, "creative_id": ad.creative_id})
     return _click_outcome(str(outcome), landing, ad, campaign)
+
+
+def _click_row_owe(owed: ClickRowOwed, exc: DatabaseError) -> None:
+    """The ledger charged a click whose row the database would not take: the ledger keeps what the row
+    must say until ``click_rows_settle`` writes it (the click rows catch up with the spend)."""
+    try:
+        ledger().click_row_owe(owed=owed)
+    except LedgerUnavailable:
+        logger.error("ads.click_row_not_updated click=%s outcome=%s price_micros=%s (%s; ledger unavailable)",
+                     owed.click_id, owed.outcome, owed.price_micros, type(exc).__name__)
+        return
+    logger.warning("ads.click_row_owed click=%s outcome=%s (%s): written when the database is back",
+                   owed.click_id, owed.outcome, type(exc).__name__)
+
+
+def click_rows_settle(*, limit: int = 500) -> int:
+    """Write the click rows the ledger billed while the database would not take them; how many were
+    written. Safe to run twice and concurrently: each write sets the row's outcome and price outright.
+    Raises the database's or the ledger's error when either is unreachable (nothing is forgotten)."""
+    owed = ledger().click_rows_owed(limit=limit)
+    if not owed:
+        return 0
+    with transaction.atomic():
+        for row in owed:
+            AdClick.objects.filter(pk=row.click_id).update(outcome=row.outcome, price_micros=row.price_micros)
+    ledger().click_rows_settled(click_ids=[row.click_id for row in owed])
+    logger.info("ads.click_rows_settled %s", len(owed))
+    return len(owed)
+
+
+def _click_rows_settle_some() -> None:
+    """After a click reached the database: settle what earlier clicks owe (embedded mode has no beat)."""
+    try:
+        click_rows_settle(limit=50)
+    except (DatabaseError, LedgerUnavailable) as exc:
+        logger.warning("ads.click_rows_waiting (%s)", type(exc).__name__)
 
 
 def _click_outcome(outcome: str, landing: str, ad: Any, campaign: Any) -> ClickOutcome:
