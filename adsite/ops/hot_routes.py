@@ -113,52 +113,69 @@ class HotRoutes:
         else:
             return None
         started = time.perf_counter()
+        secure = self._admitted(scope)
+        if secure is None:
+            return None
+        if match is not None:
+            answered = self._interests_answer(scope, match.group(1), environ_extra)
+        else:
+            answered = self._decisions_answer(scope, body, secure)
+        if answered is None:
+            return None
+        status, first, payload = answered
+        out = [*first, *self._static, ("Content-Length", str(len(payload)))]
+        if secure and self._hsts is not None:
+            out.insert(len(first), self._hsts)
+        HTTP_REQUESTS_TOTAL.labels(route, "2xx" if status == 200 else "5xx").inc()
+        HTTP_REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+        return status, out, payload
+
+    def _admitted(self, scope: Any) -> bool | None:
+        """Whether the request came over HTTPS, or None when Django's middleware would do more than add
+        headers (a cookie, a forwarded or unknown host, an HTTPS redirect due)."""
         headers = scope.headers
         if headers.get("cookie") is not None or (self._forwarded_host and headers.get("x-forwarded-host") is not None):
             return None
-        host = headers.get("host") or ""
-        domain, _port = split_domain_port(host)
+        domain, _port = split_domain_port(headers.get("host") or "")
         if not domain or not validate_host(domain, self._allowed_hosts):
             return None
         secure = self._secure(scope)
         if self._ssl_redirect and not secure:
             return None
-        if match is not None:
-            query = scope.query_string
-            top = QueryDict(query).getlist("top") if query else []
-            answered = self._interests(headers.get("authorization") or "", match.group(1), top, environ_extra)
-            if answered is None:
-                return None
-            payload, timing = answered
-            first = [("Content-Type", "application/json"), ("Server-Timing", timing), ("Allow", self._allow)]
-        else:
-            content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-            accept = headers.get("accept")
-            if content_type != "application/json" or (accept is not None and accept.strip() not in _PLAIN_JSON):
-                return None  # DRF's parser and content negotiation answer those (an indent asked for, say)
-            origin = f"{'https' if secure else 'http'}://{host}"
-            page = origin + DECISIONS_PATH
-            try:
-                decided = self._decisions(
-                    headers.get("authorization") or "", body,
-                    absolute=lambda location: (origin + location if location.startswith("/") and not location.startswith("//")
-                                               else urljoin(page, location) if location else ""),
-                )
-            except Exception:  # as Django's stack answers an unexpected error under /api/ (api_errors.py)
-                logger.exception("adsite.hot_route_failed %s", DECISIONS_PATH)
-                HTTP_REQUESTS_TOTAL.labels(route, "5xx").inc()
-                return 500, [("Content-Type", "application/json"), *self._static], _INTERNAL_ERROR
-            finally:
-                # what Django's request signals do at each request's end: a connection a sampled explanation
-                # used is closed when unusable or past CONN_MAX_AGE, never kept broken after a database restart
-                close_old_connections()
-            if decided is None:
-                return None
-            payload = decided
-            first = [("Content-Type", "application/json"), ("Vary", "Accept"), ("Allow", self._decisions_allow)]
-        out = [*first, *self._static, ("Content-Length", str(len(payload)))]
-        if secure and self._hsts is not None:
-            out.insert(len(first), self._hsts)
-        HTTP_REQUESTS_TOTAL.labels(route, "2xx").inc()
-        HTTP_REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
-        return 200, out, payload
+        return secure
+
+    def _interests_answer(
+        self, scope: Any, user_id: str, environ_extra: dict[str, Any]
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        query = scope.query_string
+        top = QueryDict(query).getlist("top") if query else []
+        answered = self._interests(scope.headers.get("authorization") or "", user_id, top, environ_extra)
+        if answered is None:
+            return None
+        payload, timing = answered
+        return 200, [("Content-Type", "application/json"), ("Server-Timing", timing), ("Allow", self._allow)], payload
+
+    def _decisions_answer(self, scope: Any, body: bytes, secure: bool) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        headers = scope.headers
+        content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        accept = headers.get("accept")
+        if content_type != "application/json" or (accept is not None and accept.strip() not in _PLAIN_JSON):
+            return None  # DRF's parser and content negotiation answer those (an indent asked for, say)
+        origin = f"{'https' if secure else 'http'}://{headers.get('host') or ''}"
+        page = origin + DECISIONS_PATH
+        try:
+            decided = self._decisions(
+                headers.get("authorization") or "", body,
+                absolute=lambda location: (origin + location if location.startswith("/") and not location.startswith("//")
+                                           else urljoin(page, location) if location else ""),
+            )
+        except Exception:  # as Django's stack answers an unexpected error under /api/ (api_errors.py)
+            logger.exception("adsite.hot_route_failed %s", DECISIONS_PATH)
+            return 500, [("Content-Type", "application/json")], _INTERNAL_ERROR
+        finally:
+            # what Django's request signals do at each request's end: a connection a sampled explanation
+            # used is closed when unusable or past CONN_MAX_AGE, never kept broken after a database restart
+            close_old_connections()
+        if decided is None:
+            return None
+        return 200, [("Content-Type", "application/json"), ("Vary", "Accept"), ("Allow", self._decisions_allow)], decided
