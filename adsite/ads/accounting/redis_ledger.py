@@ -44,10 +44,10 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from adsite.ads.accounting.contract import (
@@ -219,17 +219,6 @@ def _outcome(caps: int, budget: int) -> str:
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
-@dataclass(frozen=True, slots=True)
-class _SharedCounters:
-    """The part of a snapshot every visitor's decision reads alike (``RedisLedger.snapshot``)."""
-
-    spend_total: dict[int, int]
-    spend_today: dict[int, int]
-    impressions: dict[int, int]
-    clicks: dict[int, int]
-    extra_exposure: dict[int, int]
-
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -281,7 +270,7 @@ class RedisLedger:
         self._stats_generation = 0  # bumped whenever a shared statistic is read again (Snapshot.stats_generation)
         # ((campaign ids, creative ids, day), oldest read among them, their counters): the latest snapshot's
         # shared part, handed to the next decisions that plan from the same campaigns while it is fresh
-        self._shared_view: tuple[tuple[Any, ...], float, _SharedCounters] | None = None
+        self._shared_view: tuple[tuple[Any, ...], float, Snapshot] | None = None  # no visitor's caps in it
 
     # -- keys: one slot per visitor ({<user>}), per campaign ({c<id>}), per creative ({k<id>}) --------
     def _freq(self, user_id: str) -> str:
@@ -381,9 +370,11 @@ class RedisLedger:
             else:
                 spend_of = dict(zip(spend_ids, spend, strict=True))
                 stats_of = dict(zip(stats_ids, stats, strict=True))
-            shared = _SharedCounters(
+            shared = Snapshot(
                 spend_total={c: spend_of[c][0] for c in campaign_ids},
                 spend_today={c: spend_of[c][1] for c in campaign_ids},
+                user_hour={},
+                user_day={},
                 impressions={c: stats_of[c][0] for c in creative_ids},
                 clicks={c: stats_of[c][1] for c in creative_ids},
                 extra_exposure={c: stats_of[c][2] for c in creative_ids},
@@ -400,9 +391,8 @@ class RedisLedger:
             if counts is not None and campaign.isdigit() and int(campaign) in counts:
                 counts[int(campaign)] = count
         # the shared dicts are read, never written, by the decisions that get them
-        return Snapshot(
-            spend_total=shared.spend_total, spend_today=shared.spend_today, user_hour=user_hour, user_day=user_day,
-            impressions=shared.impressions, clicks=shared.clicks, extra_exposure=shared.extra_exposure,
+        return dataclasses.replace(
+            shared, user_hour=user_hour, user_day=user_day,
             stats_generation=self._stats_generation if self._shared_max_age_s > 0 else None,
         )
 
