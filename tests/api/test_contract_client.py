@@ -31,10 +31,14 @@ def service_token(transactional_db, predictor) -> str:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
+    from adsite.ads.catalog import catalog_invalidate
     from adsite.ads.models import Placement
 
     for name, size in (("leaderboard", "728x90"), ("sidebar", "300x250")):
         Placement.objects.get_or_create(name=name, defaults={"size": size})
+    # rows written past the services: the process's catalog (kept a few seconds, maybe from an earlier
+    # test's campaigns) is rebuilt from them, as the admin's changes make it
+    catalog_invalidate()
     user = get_user_model().objects.create_user(username="client-team")
     return Token.objects.create(user=user).key
 
