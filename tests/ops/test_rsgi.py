@@ -18,11 +18,11 @@ def stacks_in_test_transaction() -> Iterator[tuple[BufferedWSGI, BufferedWSGI]]:
     """(Django's whole stack, the same with the hot routes in front), both through the server adapter, for
     tests inside a database transaction: Django's request signals would close the test's connection (on
     PostgreSQL, for good) at each request's start and end; its own test client disconnects them the same way."""
+    from unittest import mock
+
     from django.core.signals import request_finished, request_started
     from django.core.wsgi import get_wsgi_application
     from django.db import close_old_connections
-
-    from unittest import mock
 
     app = get_wsgi_application()
     request_started.disconnect(close_old_connections)
