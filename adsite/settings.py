@@ -378,11 +378,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "adsite.ops.openapi.ApiAutoSchema",  # the contract from the views' own classes
     # every API error as {"errors": {name: message}} (adsite/ops/api_errors.py; README "HTTP interface")
     "EXCEPTION_HANDLER": "adsite.ops.api_errors.api_exception_handler",
+    # per API client (token or staff account), fixed windows (inference/rest/throttling.py); over: 429
     "DEFAULT_THROTTLE_RATES": {
-        "user": _env("API_THROTTLE_USER", "100000/minute"),
-        "anon": _env("API_THROTTLE_ANON", "600/minute"),
         "interests": _env("API_THROTTLE_INTERESTS", "120000/minute"),
         "interests_batch": _env("API_THROTTLE_INTERESTS_BATCH", "6000/minute"),
+        "decisions": _env("API_THROTTLE_DECISIONS", "120000/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {

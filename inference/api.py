@@ -78,6 +78,9 @@ __all__ = [
     "cluster_nodes",
     "redis_client",
     "server_down",
+    "api_rate_throttle",
+    "api_client_throttled",
+    "THROTTLED_WAIT_ENVIRON",
     "predict_interests",
     "prior_interests_replay",
     "model_version_activate",
@@ -546,7 +549,7 @@ def interests_hot_route() -> Callable[[str, str, list[str], dict[str, Any]], tup
     ``(JSON body, Server-Timing header)``, or None when Django must answer: an unknown token, bad parameters,
     or a client over its rate (the verdict is then put in the environ, so DRF answers the 429 without counting
     the hit twice). The same code as the Django view's own hot path (``inference.rest.hot``)."""
-    from inference.rest.hot import THROTTLED_WAIT_ENVIRON, interests_body, interests_hot
+    from inference.rest.hot import interests_body, interests_hot
     from inference.rest.throttling import InterestsRateThrottle
 
     def answer(authorization: str, user_id: str, top: list[str], environ: dict[str, Any]) -> tuple[bytes, str] | None:
@@ -560,6 +563,37 @@ def interests_hot_route() -> Callable[[str, str, list[str], dict[str, Any]], tup
         return interests_body(interests)
 
     return answer
+
+
+def api_rate_throttle(scope: str) -> type[Any]:
+    """A DRF throttle class counting each authenticated API client's requests in fixed windows at the rate
+    ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope]`` (``inference.rest.throttling``: in Redis, shared by
+    every web process, or in-process without it), for another app's API view."""
+    from inference.rest.throttling import FixedWindowUserRateThrottle
+
+    throttle = _RATE_THROTTLES.get(scope)
+    if throttle is None:
+        name = "".join(part.title() for part in scope.split("_")) + "RateThrottle"
+        throttle = _RATE_THROTTLES.setdefault(scope, type(name, (FixedWindowUserRateThrottle,), {"scope": scope}))
+    return throttle
+
+
+_RATE_THROTTLES: dict[str, type[Any]] = {}
+# the WSGI environ key in which a server's hot route (``adsite.ops.hot_routes``) leaves the seconds a client over
+# its rate must wait, for the view's ``check_throttles`` to refuse it without counting the hit again
+THROTTLED_WAIT_ENVIRON = "adsite.throttled_wait"
+
+
+def api_client_throttled(authorization: str, throttle: type[Any]) -> float | None:
+    """Count one request of the client an ``Authorization`` header names (a token this process remembers:
+    ``api_client_remembered``) against ``throttle``: None when it is under its rate, else the seconds to wait."""
+    from inference.rest.authentication import CachedTokenAuthentication
+    from inference.rest.hot import throttle_wait
+
+    client = CachedTokenAuthentication.remembered(authorization)
+    if client is None:
+        return None
+    return throttle_wait(throttle, client[0], client[1])
 
 
 def api_client_remembered(authorization: str) -> Any | None:

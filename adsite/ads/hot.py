@@ -6,25 +6,38 @@ accepts (``decision_input_fast``), no explanation asked for and placements the s
 ``decisions_answer`` does what the view does (``views.DecisionsView``: the same ``api_decision``, the same
 JSON) without Django's request, middleware, URL resolution and DRF's dispatch. Every other request returns
 None here and gets the view's own answer: a missing or unknown token (401), a body the schema refuses (the
-serializer's worded 400), ``explain`` (a staff check, 403 otherwise), an unknown placement (400). The decisions
-API has no rate limit of its own; when it gets one, this path must apply it as ``inference.rest.hot`` does.
+serializer's worded 400), ``explain`` (a staff check, 403 otherwise), an unknown placement (400). A client over
+its rate (``DECISIONS_THROTTLE``, counted here once) is handed to the view with the verdict in the environ, so
+the 429 is DRF's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
 from adsite.ads.decision_input import decision_input_fast, placements_unknown
 from adsite.ads.delivery import api_decision
-from inference.api import api_client_remembered
+from inference.api import (
+    THROTTLED_WAIT_ENVIRON,
+    api_client_remembered,
+    api_client_throttled,
+    api_rate_throttle,
+)
 
-__all__ = ["decisions_answer"]
+__all__ = ["DECISIONS_THROTTLE", "decisions_answer"]
+
+# each API client's decisions per window (REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["decisions"]): the view's too
+DECISIONS_THROTTLE = api_rate_throttle("decisions")
 
 
-def decisions_answer(authorization: str, body: bytes, *, absolute: Callable[[str], str]) -> bytes | None:
-    """The JSON answer to a common decisions request, or None: the view answers this one (module docstring)."""
+def decisions_answer(
+    authorization: str, body: bytes, *, absolute: Callable[[str], str], environ: dict[str, Any]
+) -> bytes | None:
+    """The JSON answer to a common decisions request, or None: the view answers this one (module docstring).
+    ``environ`` receives the throttle's verdict for a client over its rate."""
     if api_client_remembered(authorization) is None:
         return None
     try:
@@ -33,5 +46,9 @@ def decisions_answer(authorization: str, body: bytes, *, absolute: Callable[[str
         return None
     values = decision_input_fast(data)
     if values is None or values["explain"] or placements_unknown(values["placements"]):
+        return None
+    wait = api_client_throttled(authorization, DECISIONS_THROTTLE)
+    if wait is not None:
+        environ[THROTTLED_WAIT_ENVIRON] = wait
         return None
     return orjson.dumps(api_decision(values, absolute=absolute))

@@ -27,13 +27,14 @@ from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fa
 from adsite.ads.decisions import DECISION_SERVED_BY
 from adsite.ads.delivery import api_decision
 from adsite.ads.edge import edge_offers, edge_serve
+from adsite.ads.hot import DECISIONS_THROTTLE
 from adsite.ads.integrity import invalid_record, visitor_from_request
 from adsite.ads.landing import landing_url_safe
 from adsite.ads.models import Creative
 from adsite.ads.services.billing import click_record, impression_view_record
 from adsite.ads.tokens import CLICK_SALT, VIEW_SALT, token_read
 from adsite.ops.api_errors import ERRORS_SCHEMA
-from inference.api import FALLBACK_REASONS
+from inference.api import FALLBACK_REASONS, THROTTLED_WAIT_ENVIRON
 from tracking import api as tracking_api
 from tracking.api import rate_limited
 
@@ -97,19 +98,27 @@ class DecisionsView(APIView):
     """``POST /api/v1/ads/decisions``: the ad for each placement, for one visitor."""
 
     parser_classes = [JSONParser]  # JSON types are checked exactly: no form encoding
+    throttle_classes = [DECISIONS_THROTTLE]
 
     InputSerializer = DecisionInputSerializer  # the reference for decision_input_fast (and the schema)
 
     OutputSerializer = AdDecisionSerializer  # the schema only: the body is built below
 
+    def check_throttles(self, request: Request) -> None:
+        wait = request._request.META.get(THROTTLED_WAIT_ENVIRON)
+        if wait is not None:  # the server's hot route counted this request already and found the client over its rate
+            self.throttled(request, float(wait))
+        super().check_throttles(request)
+
     @extend_schema(
         operation_id="ads_decide",
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: ERRORS_SCHEMA, 403: ERRORS_SCHEMA},
+        responses={200: OutputSerializer, 400: ERRORS_SCHEMA, 403: ERRORS_SCHEMA, 429: ERRORS_SCHEMA},
         examples=[OpenApiExample("two slots", value={"user_id": "u-42", "placements": ["sidebar", "footer"], "explain": True}, request_only=True)],
         description="Chooses an ad for each placement (budget, caps, pacing, targeting, predicted interests) "
         "and counts the served impressions. With `explain=true` (staff only: 403 otherwise) the answer says "
-        "why: the visitor's interest scores, candidates' scores and the filters that removed other campaigns.",
+        "why: the visitor's interest scores, candidates' scores and the filters that removed other campaigns. "
+        "Each client's decisions are rate limited (429 with `Retry-After` over its rate).",
     )
     def post(self, request: Request) -> Response:
         values: Mapping[str, Any] | None = decision_input_fast(request.data)

@@ -15,7 +15,7 @@ as before. It answers only when Django's middleware would do nothing but add hea
   and the hit is counted once;
 - for a decision: ``POST`` on exactly that path with a JSON body, no ``Accept`` or one plain JSON satisfies,
   and ``adsite.ads.hot.decisions_answer`` found a remembered token, a body the published schema accepts, no
-  ``explain`` and known placements (``tests/ads/test_decisions_hot_route.py`` compares the two stacks).
+  ``explain``, known placements and the client under its rate (over it: handed to Django as above) (``tests/ads/test_decisions_hot_route.py`` compares the two stacks).
 
 The response carries what Django's stack gives the same answer (``Content-Type``, ``Server-Timing``, ``Allow``,
 ``Content-Length``, and the security headers of ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``, built
@@ -119,7 +119,7 @@ class HotRoutes:
         if match is not None:
             answered = self._interests_answer(scope, match.group(1), environ_extra)
         else:
-            answered = self._decisions_answer(scope, body, secure)
+            answered = self._decisions_answer(scope, body, secure, environ_extra)
         if answered is None:
             return None
         status, first, payload = answered
@@ -155,7 +155,9 @@ class HotRoutes:
         payload, timing = answered
         return 200, [("Content-Type", "application/json"), ("Server-Timing", timing), ("Allow", self._allow)], payload
 
-    def _decisions_answer(self, scope: Any, body: bytes, secure: bool) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    def _decisions_answer(
+        self, scope: Any, body: bytes, secure: bool, environ_extra: dict[str, Any]
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         headers = scope.headers
         content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         accept = headers.get("accept")
@@ -168,6 +170,7 @@ class HotRoutes:
                 headers.get("authorization") or "", body,
                 absolute=lambda location: (origin + location if location.startswith("/") and not location.startswith("//")
                                            else urljoin(page, location) if location else ""),
+                environ=environ_extra,
             )
         except Exception:  # as Django's stack answers an unexpected error under /api/ (api_errors.py)
             logger.exception("adsite.hot_route_failed %s", DECISIONS_PATH)

@@ -26,12 +26,10 @@ from inference.rest.throttling import FixedWindowUserRateThrottle
 from inference.serving.deadline import Deadline
 from inference.serving.interests import Interests
 
-__all__ = ["THROTTLED_WAIT", "THROTTLED_WAIT_ENVIRON", "interests_answer", "interests_body", "interests_hot"]
+__all__ = ["THROTTLED_WAIT", "interests_answer", "interests_body", "interests_hot", "throttle_wait"]
 
 # the request attribute holding the hot path's throttle verdict (seconds to wait) for DRF's dispatch
 THROTTLED_WAIT = "interests_throttled_wait"
-# the WSGI environ key by which the server's hot route hands the same verdict to Django
-THROTTLED_WAIT_ENVIRON = "adsite.interests_throttled_wait"
 
 
 class _Client:
@@ -68,10 +66,19 @@ def interests_hot(
         top = top_parse_query(top_values)
     except BadParameter:
         return None
-    limiter = throttle()
-    if not limiter.allow_request(_Client(user, token), None):  # type: ignore[arg-type]
-        return user, limiter.wait()
+    wait = throttle_wait(throttle, user, token)
+    if wait is not None:
+        return user, wait
     return user, predict_interests(user_id, deadline=Deadline.from_settings(), top=top)
+
+
+def throttle_wait(throttle: type[FixedWindowUserRateThrottle], user: Any, token: Any) -> float | None:
+    """Count one request of an authenticated client against ``throttle`` (its class and counter, as DRF's
+    check would): None when it is under its rate, else the seconds to wait."""
+    limiter = throttle()
+    if limiter.allow_request(_Client(user, token), None):  # type: ignore[arg-type]
+        return None
+    return limiter.wait()
 
 
 def interests_body(interests: Interests) -> tuple[bytes, str]:
@@ -83,6 +90,8 @@ def interests_answer(
     request: HttpRequest, user_id: str, *, throttle: type[FixedWindowUserRateThrottle], allow: str
 ) -> HttpResponse | None:
     """The answer to a common interests request, or None: DRF's dispatch answers this one (module docstring)."""
+    from inference.api import THROTTLED_WAIT_ENVIRON
+
     waited = request.META.get(THROTTLED_WAIT_ENVIRON)
     if waited is not None:  # the server's hot route counted this hit already and found the client over its rate
         setattr(request, THROTTLED_WAIT, float(waited))

@@ -137,3 +137,34 @@ def test_an_unexpected_failure_on_the_hot_route_is_the_apis_json_500(servers: An
     assert (status, calls) == (500, [])
     assert dict(headers)["Content-Type"] == "application/json"
     assert orjson.loads(body) == {"errors": {"detail": "internal server error"}}
+
+
+@pytest.mark.parametrize("stack", ["django", "hot route"])
+def test_a_client_over_its_decisions_rate_gets_drfs_429_counted_once(
+    servers: Any, token: str, make_campaign: Any, monkeypatch: Any, fresh_ads_state: Any, stack: str, settings: Any
+) -> None:
+    """Each API client's decisions are rate limited, on either path alike: the hot route counts the request
+    and hands a client over its rate to the view, whose 429 says when to retry; the hit is counted once (the
+    fourth request is the first refused), and another client is counted apart."""
+    from django.contrib.auth import get_user_model
+
+    from adsite.ads.hot import DECISIONS_THROTTLE
+    from inference.rest.authentication import CachedTokenAuthentication
+    from inference.rest.throttling import throttle_counters_reset
+
+    make_campaign()
+    settings.REDIS_URL = ""  # counted in this process (tests/api/test_throttling.py counts in Redis)
+    monkeypatch.setattr(DECISIONS_THROTTLE, "rate", "3/minute", raising=False)
+    monkeypatch.setattr(DECISIONS_THROTTLE, "timer", staticmethod(lambda: 1_800_000_000.0))  # one window
+    throttle_counters_reset()
+    server = dict(zip(["django", "hot route"], servers, strict=True))[stack]
+    asked = {"user_id": "reader", "placements": ["sidebar"]}
+    answers = [_post(server, asked, token=token) for _ in range(5)]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 429, 429]
+    refused = answers[3]
+    assert 0 < int(dict(refused[1])["Retry-After"]) <= 60
+    assert "throttled" in orjson.loads(refused[2])["errors"]["detail"].lower()  # the API's one error shape
+    other = Token.objects.create(user=get_user_model().objects.create_user(username="another-publisher")).key
+    CachedTokenAuthentication().authenticate_credentials(other)
+    assert _post(server, asked, token=str(other))[0] == 200
+    throttle_counters_reset()
