@@ -35,6 +35,10 @@ from benchmarks.stack import (
 
 pytestmark = [pytest.mark.faults]
 
+# how long Redis with `appendfsync everysec` may hold back its AOF write while a background fsync is slow,
+# replying all the while (Redis's flushAppendOnlyFile: at most two seconds), plus a margin for the clients
+AOF_POSTPONE_S = 2.5
+
 
 def _drain_and_count(stack: Stack, traffic: Traffic) -> dict[str, Any]:
     traffic.retry_unaccepted()
@@ -71,6 +75,11 @@ def _scenario(
     figures = _drain_and_count(stack, traffic)
     figures["money"] = money_reconcile(stack.postgres, ads, money_before, money_counters(stack.redis))
     figures["ads_during"] = latency_summary(ads.window(fault_at, recovered_at))
+    # paid ads at most that the decisions answered in the last AOF_POSTPONE_S before the fault could show
+    figures["ads_shown_at_most_just_before"] = len(ads.placements) * sum(
+        1 for a in ads.window(fault_at - AOF_POSTPONE_S, fault_at)
+        if a.path == "/api/v1/ads/decisions" and a.status == 200
+    )
     log = stack.site.log_since(log_start)
     figures.update(
         fault_s=round(recovered_at - fault_at, 1),
@@ -94,10 +103,11 @@ def _assert_ledger_closes(figures: dict[str, Any]) -> None:
     assert figures["no_answer"] == 0, figures  # no request hung past the client's 15 s
 
 
-def _assert_money_closes(figures: dict[str, Any], *, served_may_exceed_seen: bool = False) -> None:
+def _assert_money_closes(figures: dict[str, Any], *, redis_killed: bool = False) -> None:
     """Every micro of spend is a billed impression or click at its campaign's price, the budget's spend is
     the report's, each billed click has its row (and its price) and no token is billed twice.
-    ``served_may_exceed_seen``: the served-impressions statistic (not money) may count more than were shown."""
+    ``redis_killed``: the served-impressions statistic (not money) may count more than were shown, and
+    fewer by what Redis acknowledged just before it was killed (``AOF_POSTPONE_S``)."""
     money = figures["money"]
     assert money["ads_seen"] > 0, money  # the traffic did reach paid ads
     assert money["spend_mismatch"] == {}, money
@@ -106,8 +116,11 @@ def _assert_money_closes(figures: dict[str, Any], *, served_may_exceed_seen: boo
     assert money["clicks_billed_micros"] == money["click_rows_billed_micros"], money
     assert money["tokens_billed_twice"] == 0, money
     # every ad shown was counted served; a decision whose answer never arrived may be counted unseen
-    assert money["ads_seen"] <= money["impressions_served"], money
-    if not served_may_exceed_seen:
+    if redis_killed:
+        assert money["ads_seen"] - money["impressions_served"] <= figures["ads_shown_at_most_just_before"], (
+            money, figures["ads_shown_at_most_just_before"], figures.get("redis_aof_fsync_slow_lines"))
+    else:
+        assert money["ads_seen"] <= money["impressions_served"], money
         assert money["impressions_served"] - money["ads_seen"] <= 2 * money["ads_no_answer"], money
     assert money["ads_no_answer"] == 0, money
     assert money["ads_5xx"] == 0, money  # decisions, beacons and clicks: no visitor sees a 5xx
@@ -127,13 +140,19 @@ def test_redis_killed_mid_ingestion_and_restarted_with_aof_loses_and_doubles_not
 
     _traffic, figures = _scenario(stack, "redis-kill", stack.redis.kill, recover, during_s=5.0)
     figures["recovery_s"] = round(readiness[0], 1)
+    # Redis logs each AOF write it held back past the 2 s (the shortfall's cause, when there is one)
+    log = stack.redis.dir / "redis.log"
+    figures["redis_aof_fsync_slow_lines"] = log.read_text(errors="replace").count("AOF fsync is taking too long") if log.exists() else None
     record("redis_sigkill_aof", figures)
     _assert_ledger_closes(figures)
     # Known and open: in one CI run of five, Redis SIGKILLed mid-decision left the served-impressions
     # statistic 22 above the ads shown (160 against 138; every decision answered 200, spend, budgets and
     # clicks exact to the micro). The cause is not yet found (a reservation applied by Redis whose reply
     # was lost is the suspect); the excess is recorded (docs/reliability.md) rather than asserted here.
-    _assert_money_closes(figures, served_may_exceed_seen=True)
+    # The other way (214 shown, 212 served, in another CI run): with `appendfsync everysec` Redis holds back
+    # its AOF write while a background fsync is slow (up to 2 s) yet still replies, so a SIGKILL then takes
+    # back writes it had acknowledged; bounded by what was shown in those seconds (docs/reliability.md).
+    _assert_money_closes(figures, redis_killed=True)
     assert figures["http_5xx"] == 0, figures  # write-through to PostgreSQL while Redis is gone
 
 
