@@ -209,23 +209,16 @@ def _then_state(mode: str, services: bool) -> tuple[dict[str, str], str]:
     services mode a database (this run's name + ``_then``) and the next Redis database, set up by that
     checkout's own migrations and ``bootstrap_demo``."""
     from benchmarks.peer import THEN_DIR
-    from benchmarks.run import BENCH_VAR, PG_URL, PY, REDIS_URL, base_env
+    from benchmarks.run import BENCH_VAR, PG_URL, PY, REDIS_URL, base_env, services_state_empty
 
     var_dir = BENCH_VAR / f"ads-{mode}-then"
     shutil.rmtree(var_dir, ignore_errors=True)
     var_dir.mkdir(parents=True)
     env = base_env(var_dir, services)
     if services:
-        database = PG_URL.rsplit("/", 1)[1] + "_then"
         redis_base, _, redis_db = REDIS_URL.rpartition("/")
-        env.update({"DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/" + database,
-                    "REDIS_URL": f"{redis_base}/{int(redis_db or 0) + 1}"})
-        for sql in (f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database}"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c", sql],
-                           check=True, capture_output=True)
-        import redis
-
-        redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+        env.update({"DATABASE_URL": PG_URL + "_then", "REDIS_URL": f"{redis_base}/{int(redis_db or 0) + 1}"})
+        services_state_empty(env["DATABASE_URL"], env["REDIS_URL"])
 
     def manage(*args: str) -> str:
         return subprocess.run([PY, "manage.py", *args], cwd=THEN_DIR, env=env, check=True, capture_output=True,

@@ -68,16 +68,21 @@ def fresh_state(var_dir: Path, services: bool) -> dict[str, str]:
     var_dir.mkdir(parents=True)
     env = base_env(var_dir, services)
     if services:
-        name = PG_URL.rsplit("/", 1)[1]
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
-                        f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True, capture_output=True)
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
-                        f"CREATE DATABASE {name}"], check=True, capture_output=True)
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
+        services_state_empty(PG_URL, REDIS_URL)
     manage(env, "migrate", "--noinput", "-v", "0")
     return env
+
+
+def services_state_empty(database_url: str, redis_url: str) -> None:
+    """The PostgreSQL database of ``database_url`` made anew (empty) and the Redis database of ``redis_url``
+    flushed."""
+    name = database_url.rsplit("/", 1)[1]
+    for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c", sql],
+                       check=True, capture_output=True)
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
 
 
 @contextmanager
