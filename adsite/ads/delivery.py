@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urljoin
 
 from django.http import HttpRequest
 from django.urls import get_script_prefix, reverse
@@ -126,6 +127,14 @@ def placements_provide(
         choice.placement: slot_ad(choice=choice, user_id=decision.user_id, binding=binding)
         for choice in decision.choices
     }
+
+
+def url_absolute(location: str, *, origin: str, page: str) -> str:
+    """``HttpRequest.build_absolute_uri(location)`` for the links a decision holds, for a request to ``page``
+    (its absolute URL) on ``origin`` (scheme and host): a site-relative path is joined without parsing."""
+    if location.startswith("/") and not location.startswith("//"):
+        return origin + location
+    return urljoin(page, location) if location else ""
 
 
 def api_decision(values: Mapping[str, Any], *, absolute: Callable[[str], str]) -> dict[str, Any]:

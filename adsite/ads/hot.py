@@ -13,13 +13,12 @@ the 429 is DRF's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from adsite.ads.decision_input import decision_input_fast, placements_unknown
-from adsite.ads.delivery import api_decision
+from adsite.ads.delivery import api_decision, url_absolute
 from inference.api import (
     THROTTLED_WAIT_ENVIRON,
     api_client_remembered,
@@ -34,10 +33,11 @@ DECISIONS_THROTTLE = api_rate_throttle("decisions")
 
 
 def decisions_answer(
-    authorization: str, body: bytes, *, absolute: Callable[[str], str], environ: dict[str, Any]
+    authorization: str, body: bytes, *, origin: str, page: str, environ: dict[str, Any]
 ) -> bytes | None:
     """The JSON answer to a common decisions request, or None: the view answers this one (module docstring).
-    ``environ`` receives the throttle's verdict for a client over its rate."""
+    Links are made absolute as the view makes them (``origin``: scheme and host; ``page``: the request's
+    absolute URL); ``environ`` receives the throttle's verdict for a client over its rate."""
     if api_client_remembered(authorization) is None:
         return None
     try:
@@ -51,4 +51,4 @@ def decisions_answer(
     if wait is not None:
         environ[THROTTLED_WAIT_ENVIRON] = wait
         return None
-    return orjson.dumps(api_decision(values, absolute=absolute))
+    return orjson.dumps(api_decision(values, absolute=lambda location: url_absolute(location, origin=origin, page=page)))

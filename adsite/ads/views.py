@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from adsite.ads import integrity
 from adsite.ads.decision_input import DecisionInputSerializer, decision_input_fast, placements_unknown
 from adsite.ads.decisions import DECISION_SERVED_BY
-from adsite.ads.delivery import api_decision
+from adsite.ads.delivery import api_decision, url_absolute
 from adsite.ads.edge import edge_offers, edge_serve
 from adsite.ads.hot import DECISIONS_THROTTLE
 from adsite.ads.integrity import invalid_record, visitor_from_request
@@ -37,13 +37,6 @@ from adsite.ops.api_errors import ERRORS_SCHEMA
 from inference.api import FALLBACK_REASONS, THROTTLED_WAIT_ENVIRON
 from tracking import api as tracking_api
 from tracking.api import rate_limited
-
-
-def _absolute(request: Request, host: str, location: str) -> str:
-    """``request.build_absolute_uri`` for the site-relative paths a decision holds, without its parsing."""
-    if location.startswith("/") and not location.startswith("//"):
-        return host + location
-    return request.build_absolute_uri(location) if location else ""
 
 
 @extend_schema_serializer(component_name="AdCreative")
@@ -132,8 +125,9 @@ class DecisionsView(APIView):
         unknown = placements_unknown(values["placements"])
         if unknown:
             raise serializers.ValidationError({"placements": f"unknown placement: {', '.join(unknown)}"})
-        host = f"{request.scheme}://{request.get_host()}"
-        body = api_decision(values, absolute=lambda location: _absolute(request, host, location))
+        origin = f"{request.scheme}://{request.get_host()}"
+        page = origin + request.get_full_path()
+        body = api_decision(values, absolute=lambda location: url_absolute(location, origin=origin, page=page))
         return Response(body, status=status.HTTP_200_OK)
 
 

@@ -29,7 +29,6 @@ import logging
 import re
 import time
 from typing import Any
-from urllib.parse import urljoin
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -164,12 +163,10 @@ class HotRoutes:
         if content_type != "application/json" or (accept is not None and accept.strip() not in _PLAIN_JSON):
             return None  # DRF's parser and content negotiation answer those (an indent asked for, say)
         origin = f"{'https' if secure else 'http'}://{headers.get('host') or ''}"
-        page = origin + DECISIONS_PATH
         try:
             decided = self._decisions(
                 headers.get("authorization") or "", body,
-                absolute=lambda location: (origin + location if location.startswith("/") and not location.startswith("//")
-                                           else urljoin(page, location) if location else ""),
+                origin=origin, page=origin + DECISIONS_PATH,
                 environ=environ_extra,
             )
         except Exception:  # as Django's stack answers an unexpected error under /api/ (api_errors.py)
