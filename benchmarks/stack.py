@@ -713,6 +713,12 @@ def click_rows_owed(redis_server: RedisServer, prefix: str = "ads:") -> int:
         client.close()
 
 
+def click_rows_unsettled(cluster: PostgresCluster) -> int:
+    """How many click rows still wait for the ledger's word on a charge whose answer was lost
+    (``unsettled``, settled by the beat's ``ads.click_rows_settle`` some seconds later)."""
+    return int(cluster.query("SELECT count(*) FROM ads_adclick WHERE outcome = 'unsettled'")[0][0])
+
+
 def money_reconcile(
     cluster: PostgresCluster, ads: AdTraffic, before: dict[int, dict[str, int]], after: dict[int, dict[str, int]]
 ) -> dict[str, Any]:
@@ -758,6 +764,7 @@ def money_reconcile(
         "click_rows": len(rows),
         "clicks_billed": sum(delta(c, "clk_billed") for c in campaigns),
         "click_rows_billed": len(billed_rows),
+        "click_rows_unsettled": sum(1 for row in rows if row[1] == "unsettled"),
         "tokens_billed_twice": len(billed_tokens) - len(set(billed_tokens)),
         "click_rows_billed_micros": sum(int(row[2]) for row in billed_rows),
         "clicks_billed_micros": sum(delta(c, "clk_billed") * prices.get(c, (0, 0))[1] for c in campaigns),

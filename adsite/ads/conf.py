@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "PACING_SLACK": 0.05,
     # click tokens: how long a click link stays billable (seconds)
     "CLICK_MAX_AGE_S": 24 * 3600,
+    # a click whose charge's answer was lost (``unsettled``) is settled from the ledger's record this long
+    # after it (seconds): past any request timeout, so the lost request has reached Redis or never will
+    "CLICK_SETTLE_AFTER_S": 10.0,
     # edge mode (adsite.ads.edge): how long an offer made from a page's context may be chosen (seconds),
     # and how many times a creative must have been chosen on devices before its edge statistics are
     # reported (fewer: "fewer than N", so that no report describes a handful of visitors)

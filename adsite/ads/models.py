@@ -152,6 +152,8 @@ class AdClick(models.Model):
         WRONG_VISITOR = "wrong_visitor", "Invalid: not the visitor it was served to"
         REPLAY = "replay", "Invalid: clicked before"
         EXPIRED = "expired", "Invalid: expired link"
+        # the ledger's answer to the charge was lost: billed or not, settled from the ledger's record
+        UNSETTLED = "unsettled", "Charge unknown: the ledger's answer was lost (settled within seconds)"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
@@ -162,6 +164,10 @@ class AdClick(models.Model):
     # Indexed: deleting a visitor's data finds their rows without a scan.
     user_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     price_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        # the settling task reads the few unsettled rows every few seconds: never a scan of all clicks
+        indexes = [models.Index(fields=["created_at"], condition=models.Q(outcome="unsettled"), name="adclick_unsettled")]
 
     def __str__(self) -> str:
         return f"{self.outcome} click on creative {self.creative_id}"

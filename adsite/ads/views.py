@@ -150,7 +150,7 @@ def _refused(kind: str, salt: str) -> Callable[[HttpRequest], None]:
 def click_redirect(request: HttpRequest, token: str) -> HttpResponse:
     """``GET /c/<token>``: record the click, then go to the creative's stored landing URL (only)."""
     outcome = click_record(token=token, visitor=visitor_from_request(request))
-    if outcome.user_id and outcome.outcome in ("billed", "free") and tracking_api.tracking_allowed(request):
+    if outcome.user_id and outcome.outcome in ("billed", "free", "unsettled") and tracking_api.tracking_allowed(request):
         from adsite.ads.feedback import click_event_record
 
         click_event_record(request=request, outcome=outcome)

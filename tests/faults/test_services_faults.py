@@ -26,6 +26,7 @@ from benchmarks.stack import (
     Stack,
     Traffic,
     click_rows_owed,
+    click_rows_unsettled,
     latency_summary,
     money_counters,
     money_reconcile,
@@ -44,8 +45,10 @@ def _drain_and_count(stack: Stack, traffic: Traffic) -> dict[str, Any]:
     traffic.retry_unaccepted()
     drain_started = time.monotonic()
     wait_for(lambda: stream_drained(stack.redis), timeout=120, what="event buffer drained")
-    # clicks billed while PostgreSQL was away get their rows from the beat's settling (every 5 s)
-    wait_for(lambda: click_rows_owed(stack.redis) == 0, timeout=60, what="click rows settled")
+    # clicks billed while PostgreSQL was away get their rows from the beat's settling (every 5 s), and so do
+    # clicks whose charge's answer was lost (Redis killed or stalled mid-request), ten seconds after them
+    wait_for(lambda: click_rows_owed(stack.redis) == 0 and click_rows_unsettled(stack.postgres) == 0,
+             timeout=60, what="click rows settled")
     figures = traffic.reconcile(stack.postgres)
     figures["drain_s"] = round(time.monotonic() - drain_started, 1)
     ledger = stack.site.ledger()

@@ -22,7 +22,17 @@ from django.test import override_settings
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from adsite.ads.accounting import OK, OUT_OF_BUDGET, Charge, LedgerUnavailable, RedisLedger, day_key
+from adsite.ads.accounting import (
+    BILLED,
+    FREE,
+    OK,
+    OUT_OF_BUDGET,
+    REPLAYED,
+    Charge,
+    LedgerUnavailable,
+    RedisLedger,
+    day_key,
+)
 from adsite.ads.accounting.redis_ledger import _BUDGET
 from inference.redis_clients import guard_reset, redis_client
 from tests.scaleout.conftest import RedisClusterNodes, cluster_started
@@ -113,6 +123,21 @@ def test_budget_and_caps_stay_exact_under_concurrent_reservations(scale_out: Red
         assert snap.user_day.get(7, 0) == served[visitor]
     assert ledger.creative_stats(creative_id=70).impressions == K
     assert day_key(now)
+
+
+def test_a_click_is_charged_once_and_settled_from_its_mark_on_the_cluster(scale_out: RedisClusterNodes) -> None:
+    """The click's charge and its mark share the campaign's slot: one script on the cluster, retried
+    without a second charge, and settled for the click it belongs to."""
+    ledger = RedisLedger(scale_out.url, prefix=f"clicks-{uuid.uuid4().hex[:8]}:", client=_cluster(scale_out))
+    args = {"campaign_id": 8, "creative_id": 80, "price_micros": PRICE, "daily_budget_micros": 10 * PRICE,
+            "total_budget_micros": 10 * PRICE, "now": time.time(), "token_ttl_s": 60}
+    assert [ledger.click_charge(token_id=f"t{i}", click_id=i, **args) for i in (1, 2)] == [BILLED, BILLED]
+    settle = {"campaign_id": 8, "token_ttl_s": 60}
+    assert ledger.click_charge_settle(token_id="t1", click_id=1, **settle) == (BILLED, PRICE)
+    assert ledger.click_charge_settle(token_id="t2", click_id=9, **settle) == (REPLAYED, 0)
+    assert ledger.click_charge_settle(token_id="t3", click_id=3, **settle) == (FREE, 0)  # voided
+    assert ledger.click_charge(token_id="t3", click_id=4, **args) == REPLAYED
+    assert ledger.spend(campaign_id=8, now=time.time()) == (2 * PRICE, 2 * PRICE)
 
 
 def _node_id(port: int) -> str:

@@ -9,7 +9,12 @@ Promises:
   < budget" and the charge follows atomically, a campaign overspends by at most one price.
 - ``click_charge`` is one atomic step too: a token id is billed at most once (a replay is refused),
   and a CPC click is billed only while the budget lasts; every non-replayed click counts for the
-  creative's statistics.
+  creative's statistics. The ledger remembers which click (``click_id``, the ``AdClick`` row) a token's
+  charge belongs to: asked again for the same token, it answers the first charge's outcome for that
+  click and ``REPLAYED`` for any other, and never charges twice.
+- A charge whose answer was lost (``ClickChargeUnknown``: the request reached the ledger, the reply did
+  not come back) may or may not have happened; ``click_charge_settle`` later says which, for that click,
+  and voids the token if it had not been charged, so a late arrival of the lost request charges nothing.
 - ``RedisLedger`` (services and scale-out modes): Lua scripts, so any number of processes and hosts share
   exact counters, on one Redis or a Redis Cluster alike: every script touches the keys of ONE hash slot.
 - Report counters (what ``ads_report`` invoices from): per UTC hour and campaign, impressions served,
@@ -143,7 +148,16 @@ class Ledger(Protocol):
         total_budget_micros: int,
         now: float,
         token_ttl_s: int,
-    ) -> str: ...
+        click_id: int = 0,
+    ) -> str:
+        """``BILLED``, ``FREE`` or ``REPLAYED`` for the click ``click_id`` (0: a click with no row)."""
+        ...
+
+    def click_charge_settle(self, *, token_id: str, campaign_id: int, click_id: int, token_ttl_s: int) -> tuple[str, int]:
+        """What a charge whose answer was lost did for ``click_id``: ``(BILLED, price)`` when it charged for
+        this click, ``(FREE, 0)`` when it did not (the token is then voided: nothing charges it later),
+        ``(REPLAYED, 0)`` when another click of the same token holds the charge."""
+        ...
 
     def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
         """Add viewable impressions to creatives' statistics (no check: tests and history only)."""
@@ -187,4 +201,9 @@ class Ledger(Protocol):
 
 class LedgerUnavailable(Exception):
     """The ledger's store could not be reached; the failed call may not have counted anything."""
+
+
+class ClickChargeUnknown(LedgerUnavailable):
+    """A click's charge reached the ledger but its answer did not come back: it may have been charged.
+    ``click_charge_settle`` says later whether it was (``services.billing.click_rows_settle``)."""
 

@@ -147,7 +147,9 @@ class MemoryLedger:
         total_budget_micros: int,
         now: float,
         token_ttl_s: int,
+        click_id: int = 0,
     ) -> str:
+        # in-process: every charge is answered, so none is ever left unknown (``click_id`` is not needed)
         day = day_key(now)
         with self._lock:
             token_key = f"tok:{token_id}"
@@ -173,6 +175,17 @@ class MemoryLedger:
                 outcome = BILLED
             self._add(changes, now)
             return outcome
+
+    def click_charge_settle(self, *, token_id: str, campaign_id: int, click_id: int, token_ttl_s: int) -> tuple[str, int]:
+        """This ledger answers every charge (no click is left unsettled by it): a token it never charged is
+        voided and answered ``FREE``; one it charged is another request's (``REPLAYED``)."""
+        now = time.time()
+        with self._lock:
+            token_key = f"tok:{token_id}"
+            if self._get(token_key, now):
+                return REPLAYED, 0
+            self._add([(token_key, 1, now + token_ttl_s)], now)
+            return FREE, 0
 
     def viewable_add(self, *, creative_ids: Iterable[int]) -> None:
         now = time.time()

@@ -37,7 +37,11 @@ Invariants:
 - Statistics are counted after the money, in the creative's slot: should that node be unreachable,
   a creative's statistics miss those impressions (logged), while money and caps stay exact.
 - A click token is taken first in its own slot (``SET NX``): a token is billed at most once whatever
-  happens after; if the billing step cannot reach the campaign's node, the token is given back.
+  happens after; if the billing step's answer does not come back, the token is given back. The billing
+  step leaves a mark in the campaign's slot (``<p>{c<campaign>}:clk:<token>``: outcome, click id, price),
+  so a retry is answered the first charge instead of charging again, and a charge whose reply was lost
+  is settled from the mark (``click_charge_settle``; absent, it is voided so the lost request charges
+  nothing should it still arrive).
 - Sequentially (one call after another) the steps give exactly the outcomes of ``MemoryLedger``;
   ``tests/ads/test_ledger_parity.py`` runs both over random sequences.
 """
@@ -61,6 +65,7 @@ from adsite.ads.accounting.contract import (
     OUT_OF_BUDGET,
     REPLAYED,
     Charge,
+    ClickChargeUnknown,
     ClickRowOwed,
     CreativeStats,
     LedgerUnavailable,
@@ -115,20 +120,41 @@ return 0
 """
 
 # A click's money (the campaign's slot), once its token was new (``SET NX`` in the token's own slot).
-# KEYS[1] spend hash, KEYS[2] report hash of the hour; ARGV total field, day field, price, total budget,
-# daily budget, report ttl. 0: billed, 1: free (no price, or no budget left).
+# KEYS[1] spend hash, KEYS[2] report hash of the hour, KEYS[3] the token's charge mark; ARGV total field,
+# day field, price, total budget, daily budget, report ttl, click id, mark ttl. Returns the mark
+# "<code> <click id> <price charged>", code 0: billed, 1: free (no price, or no budget left); a token
+# marked before (its first charge's reply was lost, then it was retried) is answered its mark, not charged.
 _CLICK = """
+local seen = redis.call('GET', KEYS[3])
+if seen then return seen end
+local code = '1'
 local price = tonumber(ARGV[3])
-if price <= 0 then return 1 end
-local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
-if total >= tonumber(ARGV[4]) or today >= tonumber(ARGV[5]) then return 1 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], price)
-redis.call('HINCRBY', KEYS[1], ARGV[2], price)
-redis.call('HINCRBY', KEYS[2], 'clk_billed', 1)
-redis.call('HINCRBY', KEYS[2], 'spend', price)
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
-return 0
+if price > 0 then
+  local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+  local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
+  if total < tonumber(ARGV[4]) and today < tonumber(ARGV[5]) then
+    redis.call('HINCRBY', KEYS[1], ARGV[1], price)
+    redis.call('HINCRBY', KEYS[1], ARGV[2], price)
+    redis.call('HINCRBY', KEYS[2], 'clk_billed', 1)
+    redis.call('HINCRBY', KEYS[2], 'spend', price)
+    redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+    code = '0'
+  end
+end
+local mark = code .. ' ' .. ARGV[7] .. ' ' .. (code == '0' and ARGV[3] or '0')
+redis.call('SET', KEYS[3], mark, 'EX', tonumber(ARGV[8]))
+return mark
+"""
+
+# What a click charge whose reply was lost did (the campaign's slot): the charge's mark when it ran, else a
+# void mark for this click, so that the lost request, should it still arrive, charges nothing.
+# KEYS[1] the token's charge mark; ARGV click id, mark TTL. Returns the mark.
+_CLICK_SETTLE = """
+local seen = redis.call('GET', KEYS[1])
+if seen then return seen end
+local mark = '1 ' .. ARGV[1] .. ' 0'
+redis.call('SET', KEYS[1], mark, 'EX', tonumber(ARGV[2]))
+return mark
 """
 
 # A viewable impression, once per serve id (the campaign's slot). KEYS[1] seen key, KEYS[2] report hash.
@@ -219,6 +245,12 @@ def _outcome(caps: int, budget: int) -> str:
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
+def _click_mark_read(reply: Any) -> tuple[str, int, int]:
+    """A click charge mark ``"<code> <click id> <price>"``: (outcome, the click it belongs to, price charged)."""
+    code, owner, price = (reply.decode() if isinstance(reply, bytes) else str(reply)).split()
+    return _CLICK_OUTCOMES[int(code)], int(owner), int(price)
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -254,6 +286,7 @@ class RedisLedger:
             name: self._redis.register_script(source)
             for name, source in (
                 ("caps", _CAPS), ("release", _CAPS_RELEASE), ("budget", _BUDGET), ("click", _CLICK), ("view", _VIEW),
+                ("click_settle", _CLICK_SETTLE),
                 ("snapshot", _SNAPSHOT), ("reserve", _RESERVE),
             )
         }
@@ -284,6 +317,9 @@ class RedisLedger:
 
     def _report_index(self, hour: str) -> str:
         return f"{self._prefix}report-index:{hour}"
+
+    def _click_mark(self, campaign_id: int, token_id: str) -> str:
+        return f"{self._prefix}{{c{campaign_id}}}:clk:{token_id}"
 
     def _stats(self, creative_id: int) -> str:
         return f"{self._prefix}{{k{creative_id}}}:stats"
@@ -551,6 +587,7 @@ class RedisLedger:
         total_budget_micros: int,
         now: float,
         token_ttl_s: int,
+        click_id: int = 0,
     ) -> str:
         from redis.exceptions import RedisError
 
@@ -562,20 +599,24 @@ class RedisLedger:
             self._index([campaign_id], now)
             (reply,) = self._run([(
                 "click",
-                [self._spend(campaign_id), self._report(campaign_id, hour_key(now))],
+                [self._spend(campaign_id), self._report(campaign_id, hour_key(now)), self._click_mark(campaign_id, token_id)],
                 [
                     "t", f"d:{day_key(now)}", price_micros, total_budget_micros, daily_budget_micros,
-                    report_ttl_s(),
+                    report_ttl_s(), click_id, max(1, token_ttl_s),
                 ],
             )])
-        except RedisError:
-            # step 2 failed: the click was not billed; give the token back so that a retry may bill it
+        except RedisError as exc:
+            # step 2's answer did not come: it may have run (the reply was lost) or not. The token is given
+            # back so that a retry may bill it; the mark makes that retry answer the first charge, never
+            # charge twice; ``click_charge_settle`` says later what this click's charge did.
             try:
                 self._redis.delete(token)
             except RedisError:
                 pass
-            raise
-        outcome = _CLICK_OUTCOMES[int(reply)]
+            raise ClickChargeUnknown(f"ads ledger: a click charge's answer was lost: {exc}") from exc
+        outcome, owner, _ = _click_mark_read(reply)
+        if owner != click_id:
+            return REPLAYED  # the token's charge belongs to an earlier request of it (a retry after a lost reply)
         try:
             self._redis.hincrby(self._stats(creative_id), "clk", 1)  # every click not replayed counts
         except RedisError as exc:
@@ -583,6 +624,14 @@ class RedisLedger:
 
             logging.getLogger(__name__).warning("ads.ledger_statistics_lost %s", exc)
         return outcome
+
+    @_unavailable_on_redis_error
+    def click_charge_settle(self, *, token_id: str, campaign_id: int, click_id: int, token_ttl_s: int) -> tuple[str, int]:
+        (reply,) = self._run([("click_settle", [self._click_mark(campaign_id, token_id)], [click_id, max(1, token_ttl_s)])])
+        outcome, owner, price = _click_mark_read(reply)
+        if owner != click_id:
+            return REPLAYED, 0
+        return outcome, price
 
     @_unavailable_on_redis_error
     def viewable_add(self, *, creative_ids: Iterable[int]) -> None:

@@ -14,12 +14,22 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from adsite.ads import integrity
-from adsite.ads.accounting import BILLED, FREE, REPLAYED, ClickRowOwed, LedgerUnavailable, ledger
+from adsite.ads.accounting import (
+    BILLED,
+    FREE,
+    REPLAYED,
+    ClickChargeUnknown,
+    ClickRowOwed,
+    LedgerUnavailable,
+    ledger,
+)
 from adsite.ads.catalog import catalog_current
 from adsite.ads.conf import ads_setting
 from adsite.ads.edge import edge_count, edge_metric
@@ -94,13 +104,22 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
                 total_budget_micros=campaign.total_budget_micros,
                 now=now,
                 token_ttl_s=max_age + 3600,
+                click_id=click.pk,
             )
+        except ClickChargeUnknown:
+            # the charge may have run (its answer was lost): the row says so, with the price it would cost,
+            # until ``click_rows_settle`` asks the ledger what happened
+            logger.warning("ads.click_charge_unknown click=%s", click.pk, extra={"creative_id": creative.id})
+            outcome, price = AdClick.Outcome.UNSETTLED, click_price
+            result = None
         except LedgerUnavailable:
             # replay and budget cannot be checked: the visitor still reaches the landing page and the
             # click is kept, recorded as not billed (never charged without the ledger's check)
             logger.warning("ads.click_not_billed ledger unavailable", extra={"creative_id": creative.id})
             result = FREE
-        if result == REPLAYED:
+        if result is None:
+            pass
+        elif result == REPLAYED:
             outcome = AdClick.Outcome.REPLAY
             invalid_record(kind=integrity.CLICK, reason=integrity.REPLAY, campaign_id=ad.campaign_id, now=now)
         elif result == BILLED:
@@ -111,7 +130,11 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
             try:
                 AdClick.objects.filter(pk=click.pk).update(outcome=outcome, price_micros=price)
             except DatabaseError as exc:  # the database went away within this request, after the charge
-                _click_row_owe(ClickRowOwed(click.pk, str(outcome), price), exc)
+                if outcome == AdClick.Outcome.UNSETTLED:  # Redis and the database both failed this request
+                    logger.error("ads.click_charge_unknown click=%s price_micros=%s: row not marked (%s)",
+                                 click.pk, price, type(exc).__name__)
+                else:
+                    _click_row_owe(ClickRowOwed(click.pk, str(outcome), price), exc)
             else:
                 _click_rows_settle_some()
         logger.info("ads.click", extra={"outcome": outcome, "creative_id": ad.creative_id})
@@ -140,19 +163,39 @@ def _click_row_owe(owed: ClickRowOwed, exc: DatabaseError) -> None:
                    owed.click_id, owed.outcome, type(exc).__name__)
 
 
-def click_rows_settle(*, limit: int = 500) -> int:
-    """Write the click rows the ledger billed while the database would not take them; how many were
-    written. Safe to run twice and concurrently: each write sets the row's outcome and price outright.
-    Raises the database's or the ledger's error when either is unreachable (nothing is forgotten)."""
+def click_rows_settle(*, limit: int = 500, unsettled_after_s: float | None = None) -> int:
+    """Bring the click rows level with the ledger; how many rows were written. Two kinds:
+
+    - rows the ledger billed while the database would not take them (the ledger keeps what they owe);
+    - rows whose charge's answer was lost (``unsettled``, older than ``unsettled_after_s``, by default
+      ``ADS["CLICK_SETTLE_AFTER_S"]``): the ledger's record of the token says billed (with the price it
+      charged) or not; a token it never charged is voided, so the lost request cannot charge it later.
+
+    Safe to run twice and concurrently: each write sets the row's outcome and price outright. Raises the
+    database's or the ledger's error when either is unreachable (nothing is forgotten)."""
+    written = 0
     owed = ledger().click_rows_owed(limit=limit)
-    if not owed:
-        return 0
-    with transaction.atomic():
-        for row in owed:
-            AdClick.objects.filter(pk=row.click_id).update(outcome=row.outcome, price_micros=row.price_micros)
-    ledger().click_rows_settled(click_ids=[row.click_id for row in owed])
-    logger.info("ads.click_rows_settled %s", len(owed))
-    return len(owed)
+    if owed:
+        with transaction.atomic():
+            for row in owed:
+                AdClick.objects.filter(pk=row.click_id).update(outcome=row.outcome, price_micros=row.price_micros)
+        ledger().click_rows_settled(click_ids=[row.click_id for row in owed])
+        logger.info("ads.click_rows_settled %s", len(owed))
+        written += len(owed)
+    wait_s = float(ads_setting("CLICK_SETTLE_AFTER_S")) if unsettled_after_s is None else unsettled_after_s
+    cutoff = timezone.now() - timedelta(seconds=wait_s)
+    unsettled = AdClick.objects.filter(outcome=AdClick.Outcome.UNSETTLED, created_at__lte=cutoff).values_list(
+        "pk", "token_id", "campaign_id")[:limit]
+    ttl_s = int(ads_setting("CLICK_MAX_AGE_S")) + 3600
+    for click_id, token_id, campaign_id in unsettled:
+        result, price = ledger().click_charge_settle(
+            token_id=token_id, campaign_id=int(campaign_id or 0), click_id=click_id, token_ttl_s=ttl_s)
+        outcome = AdClick.Outcome.BILLED if result == BILLED else AdClick.Outcome.FREE
+        AdClick.objects.filter(pk=click_id, outcome=AdClick.Outcome.UNSETTLED).update(
+            outcome=outcome, price_micros=price if result == BILLED else 0)
+        logger.info("ads.click_charge_settled click=%s outcome=%s", click_id, outcome)
+        written += 1
+    return written
 
 
 def _click_rows_settle_some() -> None:
