@@ -408,7 +408,6 @@ def bench_interests_http() -> list[dict[str, str]]:
     dirs = _trained()
     var_dir = _bench_var() / "interests"
     env = fresh_state(var_dir, services=True)
-    env["API_THROTTLE_INTERESTS"] = "100000000/minute"
     env["INFERENCE_COMPILED_CACHE_DIR"] = str(_bench_var() / "compiled")
     started = time.perf_counter()
     manage(env, "import_events", "--format", "movielens", str(MOVIELENS), "--no-progress")

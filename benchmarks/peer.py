@@ -223,7 +223,6 @@ def bench_peer() -> list[dict[str, str]]:
     dirs = _trained()
     var_dir = BENCH_VAR / "peer"
     env = fresh_state(var_dir, services=True)
-    env["API_THROTTLE_INTERESTS"] = "100000000/minute"  # the throttle runs; its rate is not what is measured
     env["INFERENCE_COMPILED_CACHE_DIR"] = str(BENCH_VAR / "compiled")
     manage(env, "import_events", "--format", "movielens", str(MOVIELENS), "--no-progress")
     _register_models(env, dirs, var_dir)

@@ -47,7 +47,6 @@ def _prepare() -> tuple[dict[str, str], str]:
     dirs = _trained()
     var_dir = BENCH_VAR / "profile"
     env = fresh_state(var_dir, services=True)
-    env["API_THROTTLE_INTERESTS"] = "100000000/minute"
     env["INFERENCE_COMPILED_CACHE_DIR"] = str(BENCH_VAR / "compiled")
     manage(env, "import_events", "--format", "movielens", str(MOVIELENS), "--no-progress")
     _register_models(env, dirs, var_dir)
@@ -68,7 +67,6 @@ def main() -> None:
         from benchmarks.run import BENCH_VAR, base_env
 
         env = base_env(BENCH_VAR / "profile", services=True)
-        env["API_THROTTLE_INTERESTS"] = "100000000/minute"
         env["INFERENCE_COMPILED_CACHE_DIR"] = str(BENCH_VAR / "compiled")
         token = (BENCH_VAR / "profile" / "token").read_text().strip()
     else:

@@ -49,8 +49,8 @@ def base_env(var_dir: Path, services: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update({"ADSITE_VAR_DIR": str(var_dir), "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "bench-" + "x" * 50,
                 "DJANGO_SECURE_SSL_REDIRECT": "0", "LOG_LEVEL": "WARNING",
-                # the decisions' throttle runs; its rate is not what is measured
-                "API_THROTTLE_DECISIONS": "100000000/minute",
+                # the API's throttles run; their rates are not what is measured
+                "API_THROTTLE_DECISIONS": "100000000/minute", "API_THROTTLE_INTERESTS": "100000000/minute",
                 # one load generator on one address is far above any person's rate: the anonymous
                 # endpoints' limits would answer it 429
                 "ADSITE_RATE_LIMITS": "0"})
