@@ -241,3 +241,33 @@ def test_a_served_ads_click_and_impression_links_each_verify_only_as_what_they_a
     assert token_read(click, max_age_s=60, salt=VIEW_SALT) == (FORGED, None)
     assert token_read(click, max_age_s=60, salt=CLICK_SALT) == token_read(
         token_make(token=served, salt=CLICK_SALT), max_age_s=60, salt=CLICK_SALT)
+
+
+@pytest.mark.parametrize("served", [
+    AdToken("serve-9", 12, 3, "sidebar", "reader", binding="b1", origin="api"),
+    AdToken("a" * 16 + ".tpjq6h." + "f" * 22, 7, 1, "leaderboard", "lecteur-é-ü-中", origin="edge"),
+    AdToken("s", 1, 1, "x", ""),  # too short to gain from compression: sent plain
+])
+def test_links_are_signed_exactly_as_djangos_signer_signs_them(served: AdToken, monkeypatch: Any) -> None:
+    """The links are signed without Django's signer object (its key derivation at every call was a third of
+    a link's cost) and must stay what it makes: ``token_read`` verifies them with ``signing.loads``, and links
+    already out there were made by ``signing.dumps``."""
+    from django.core import signing
+
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
+    payload = {"s": served.serve_id, "c": served.creative_id, "k": served.campaign_id, "p": served.placement,
+               "u": served.user_id, **({"b": served.binding} if served.binding else {}),
+               **({"o": served.origin} if served.origin != "page" else {})}
+    expected = [signing.dumps(payload, salt=salt, compress=True) for salt in (CLICK_SALT, VIEW_SALT)]
+    assert tokens_make(token=served, salts=(CLICK_SALT, VIEW_SALT)) == expected
+
+
+def test_serve_ids_are_signed_as_before_so_ids_already_issued_still_verify() -> None:
+    from django.utils.crypto import salted_hmac
+
+    from adsite.ads.tokens import SERVE_SALT, serve_id_read
+
+    head = "0123456789abcdef.tpjq6h"
+    before = f"{head}.{salted_hmac(SERVE_SALT, f'{head}|12|reader', algorithm='sha256').hexdigest()[:22]}"
+    assert serve_id_read(before, creative_id=12, user_id="reader", max_age_s=10**10) == VALID
+    assert serve_id_read(before, creative_id=13, user_id="reader", max_age_s=10**10) == FORGED

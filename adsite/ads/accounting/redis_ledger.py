@@ -466,14 +466,10 @@ class RedisLedger:
         if user_id:
             pipe.hgetall(self._freq(user_id))
         replies = pipe.execute()
-        spend_rows = [tuple(int(v or 0) for v in reply) for reply in replies[:n]]
-        stats_rows = [tuple(int(v or 0) for v in reply) for reply in replies[n : n + m]]
+        spend = [(int(total or 0), int(today or 0)) for total, today in replies[:n]]
+        stats = [(int(imp or 0), int(clk or 0), int(exp or 0)) for imp, clk, exp in replies[n : n + m]]
         freq = {k.decode(): int(v) for k, v in replies[n + m].items()} if user_id else {}
-        return (
-            [(r[0], r[1]) for r in spend_rows],
-            [(r[0], r[1], r[2]) for r in stats_rows],
-            freq,
-        )
+        return spend, stats, freq
 
     @_unavailable_on_redis_error
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
