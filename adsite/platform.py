@@ -35,8 +35,11 @@ class Platform:
 
     ledger_backend: Ledger | None = None
     page_policy: SelectionPolicy | None = None
-    # the random source of page decisions (None: a fresh one per decision); the simulation seeds one
+    # the random source of page decisions (None: ``decision_rng``); the simulation seeds one
     page_rng: random.Random | None = None
+    # the random source of decisions that bring none (their Thompson draws): one per process, seeded when
+    # the platform is built (after a fork too, so web workers never draw alike), not seeded per decision
+    decision_rng: random.Random = field(default_factory=random.Random, repr=False)
     # ads settings this process runs with over ``settings.ADS`` (the simulation: pacing off, a roomy budget)
     ads_settings: Mapping[str, Any] = field(default_factory=dict)
     # the catalog decisions read (adsite.ads.catalog), and whether a background rebuild of it runs

@@ -17,6 +17,7 @@ every placement gets the built-in house ad, and no visitor sees an error for it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,13 @@ class CampaignView:
     cap_per_hour: int
     cap_per_day: int
     creatives: tuple[CreativeView, ...]
+    # the dates as seconds since the epoch (``ends_ts`` infinite when open-ended): read by every decision
+    starts_ts: float = field(init=False, repr=False)
+    ends_ts: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "starts_ts", self.starts_at.timestamp())
+        object.__setattr__(self, "ends_ts", self.ends_at.timestamp() if self.ends_at is not None else math.inf)
 
     @property
     def price_micros(self) -> int:

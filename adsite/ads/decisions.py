@@ -287,7 +287,7 @@ def ads_select(
     context = context or DecisionContext()
     deadline = deadline or Deadline(float(ads_setting("BUDGET_MS")))
     knobs = Knobs.read()
-    rng = context.rng or random.Random()
+    rng = context.rng or platform().decision_rng
     now = context.now if context.now is not None else time.time()
     hour = int(now // 3600) % 24
     catalog = catalog_current()

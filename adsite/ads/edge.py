@@ -48,6 +48,7 @@ from adsite.ads.eligibility import counters_filter, prefilter
 from adsite.ads.integrity import BOT, IMPRESSION, UNKNOWN_SERVE, Visitor, invalid_record
 from adsite.ads.scoring import Knobs, quality_posteriors
 from adsite.ads.tokens import EDGE, OFFER_SALT
+from adsite.platform import platform
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def edge_offers(
     the interest threshold and the caps are the browser's to apply. The ledger unreachable: no offer
     (the page keeps its house ads)."""
     now = time.time() if now is None else now
-    rng = rng or random.Random()
+    rng = rng or platform().decision_rng
     knobs = Knobs.read()
     catalog: Catalog = catalog_current()
     sizes = tuple((name, catalog.placement_sizes.get(name, "")) for name in placements)

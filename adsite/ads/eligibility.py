@@ -36,7 +36,7 @@ def prefilter(campaign: CampaignView, *, now: float, device: str, hour: int, hou
     """The checks that need no counters (dates, device, hour, creatives; house only after a failed prediction)."""
     if house_only and campaign.tier != "house":
         return PREDICTION_FAILED
-    if campaign.starts_at.timestamp() > now or (campaign.ends_at is not None and campaign.ends_at.timestamp() <= now):
+    if campaign.starts_ts > now or campaign.ends_ts <= now:
         return OUT_OF_DATES
     if (campaign.devices and device not in campaign.devices) or (campaign.hours and hour not in campaign.hours):
         return UNTARGETED
