@@ -107,6 +107,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         celery_worker,
         post_fresh_events,
         server_kinds,
+        worker_warm,
     )
 
     kinds = server_kinds()
@@ -128,6 +129,9 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         for kind, server in servers.items():
             ports[kind] = server.__enter__()
             warm[kind] = _sequential(ports[kind], headers_of[kind], n=40)  # every worker past its first requests
+        if worker is not None and FRESH_EVENTS:  # the worker past its first recomputes (its models loaded)
+            worker_warm(ports[kinds[0]], DEMO_USERS, headers_of[kinds[0]], BENCH_VAR / f"ads-{mode}-prom-worker",
+                        categories=FRESH_TOPICS)
         for kind in kinds:
             run_load(port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers_of[kind],
                      body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=2, warmup=0)
