@@ -34,7 +34,6 @@ never applies a replayed event a second time.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,12 +46,10 @@ from inference import api as inference_api
 from inference.api import EventRecord
 from tracking.conf import tracking_settings
 from tracking.models import FeatureBacklog
+from tracking.process_state import tracking_state
 from tracking.selectors import event_records_by_id
 
 logger = logging.getLogger(__name__)
-
-_outage_lock = threading.Lock()
-_outage: dict[str, object] = {}  # this process's current store outage: since, backlogged
 
 
 def events_observe_safe(
@@ -89,18 +86,13 @@ def events_observe_safe(
 def feature_store_outage() -> dict[str, object] | None:
     """This process's current outage of the feature store (``since``: when its first update failed,
     ``backlogged``: the events kept for the catch-up since), or None while the store answers."""
-    with _outage_lock:
-        return dict(_outage) if _outage else None
+    return tracking_state().store.current()
 
 
 def feature_store_recovered() -> None:
     """The store answered: this process's outage, if one was running, ends (logged once, with the events
     it backlogged); the next failed update starts a new one (warned once again)."""
-    if not _outage:
-        return
-    with _outage_lock:
-        ended = dict(_outage)
-        _outage.clear()
+    ended = tracking_state().store.end()
     if ended:
         logger.info("tracking.feature_store_recovered", extra={"backlogged": ended.get("backlogged", 0)})
 
@@ -135,12 +127,7 @@ def feature_backlog_add(records: Sequence[EventRecord], *, event_ids: Sequence[s
             extra={"events": len(rows), "error": f"{type(exc).__name__}: {exc}"},
         )
         return 0
-    with _outage_lock:
-        first = not _outage
-        if first:
-            _outage["since"] = now.isoformat()
-        _outage["backlogged"] = int(_outage.get("backlogged", 0) or 0) + len(rows)  # type: ignore[call-overload]
-    if first:
+    if tracking_state().store.backlog(len(rows), now=now):
         # Once per outage (per process), no traceback: every request of the outage fails the same way.
         logger.warning(
             "tracking.feature_store_unavailable",

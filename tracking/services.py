@@ -45,6 +45,7 @@ from tracking.features_backlog import events_observe_safe
 from tracking.identity import visitor_id, visitor_id_from_cookie
 from tracking.models import QuarantinedEvent
 from tracking.network import client_ip_truncated
+from tracking.process_state import tracking_state
 from tracking.quarantine_budget import quarantine_budget_charge
 from tracking.schema import (
     NO_IDENTITY_COOKIE,
@@ -82,34 +83,6 @@ def _quarantine_budget_check(*, context: IngestContext, rows: Sequence[Quarantin
     )
     if retry_after is not None:
         raise QuarantineBudgetSpent(retry_after)
-
-
-class _BufferState:
-    """One log line when this process starts writing through (the buffer unreachable), one when it stops."""
-
-    def __init__(self) -> None:
-        self.down_since: float | None = None
-        self.batches = 0
-
-    def down(self, exc: Exception) -> None:
-        self.batches += 1
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            logger.warning(
-                "tracking.buffer_unavailable (%s): writing batches through to the database until it answers",
-                type(exc).__name__,
-            )
-
-    def up(self) -> None:
-        if self.down_since is not None:
-            logger.warning(
-                "tracking.buffer_available again after %.1f s; %d batches were written through",
-                time.monotonic() - self.down_since, self.batches,
-            )
-            self.down_since, self.batches = None, 0
-
-
-_buffer_state = _BufferState()
 
 
 class StorageUnavailable(Exception):
@@ -377,14 +350,14 @@ def events_ingest(*, events: Sequence[object], context: IngestContext) -> Ingest
             new_ids = stream_append(rows)
             through = []
             buffered = True
-            _buffer_state.up()
+            tracking_state().buffer.up()
         except BufferPartlyAppended as exc:  # some shards of the buffer took theirs (scale-out)
             new_ids, through = set(exc.new_ids), exc.rows
             buffered = True
-            _buffer_state.down(exc)
+            tracking_state().buffer.down(exc)
         except redis.RedisError as exc:
             # Write through: the database dedupes on its unique index just as well.
-            _buffer_state.down(exc)
+            tracking_state().buffer.down(exc)
     failure: DatabaseError | None = None
     try:
         # A batch wholly taken by the buffer touches no database: it is accepted while PostgreSQL is down.
