@@ -47,9 +47,11 @@ def _drain_and_count(stack: Stack, traffic: Traffic) -> dict[str, Any]:
     wait_for(lambda: stream_drained(stack.redis), timeout=120, what="event buffer drained")
     # clicks billed while PostgreSQL was away get their rows from the beat's settling (every 5 s), and so do
     # clicks whose charge's answer was lost (Redis killed or stalled mid-request), ten seconds after them
+    unsettled = click_rows_unsettled(stack.postgres)
     wait_for(lambda: click_rows_owed(stack.redis) == 0 and click_rows_unsettled(stack.postgres) == 0,
              timeout=60, what="click rows settled")
     figures = traffic.reconcile(stack.postgres)
+    figures["click_rows_unsettled_at_drain"] = unsettled  # charges whose answer was lost, settled since
     figures["drain_s"] = round(time.monotonic() - drain_started, 1)
     ledger = stack.site.ledger()
     figures["ledger_unaccounted"] = ledger["unaccounted"]
