@@ -111,15 +111,13 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
             # until ``click_rows_settle`` asks the ledger what happened
             logger.warning("ads.click_charge_unknown click=%s", click.pk, extra={"creative_id": creative.id})
             outcome, price = AdClick.Outcome.UNSETTLED, click_price
-            result = None
+            result = ""  # neither a replay nor billed (yet)
         except LedgerUnavailable:
             # replay and budget cannot be checked: the visitor still reaches the landing page and the
             # click is kept, recorded as not billed (never charged without the ledger's check)
             logger.warning("ads.click_not_billed ledger unavailable", extra={"creative_id": creative.id})
             result = FREE
-        if result is None:
-            pass
-        elif result == REPLAYED:
+        if result == REPLAYED:
             outcome = AdClick.Outcome.REPLAY
             invalid_record(kind=integrity.CLICK, reason=integrity.REPLAY, campaign_id=ad.campaign_id, now=now)
         elif result == BILLED:
