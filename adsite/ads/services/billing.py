@@ -162,7 +162,7 @@ def _click_row_owe(owed: ClickRowOwed, exc: DatabaseError) -> None:
 
 
 def click_rows_settle(*, limit: int = 500, unsettled_after_s: float | None = None) -> int:
-    """Bring the click rows level with the ledger; how many rows were written. Two kinds:
+    """Bring the click rows level with the ledger (the beat's task); how many rows were written. Two kinds:
 
     - rows the ledger billed while the database would not take them (the ledger keeps what they owe);
     - rows whose charge's answer was lost (``unsettled``, older than ``unsettled_after_s``, by default
@@ -171,20 +171,28 @@ def click_rows_settle(*, limit: int = 500, unsettled_after_s: float | None = Non
 
     Safe to run twice and concurrently: each write sets the row's outcome and price outright. Raises the
     database's or the ledger's error when either is unreachable (nothing is forgotten)."""
-    written = 0
+    return _owed_rows_write(limit=limit) + _unsettled_rows_settle(limit=limit, after_s=unsettled_after_s)
+
+
+def _owed_rows_write(*, limit: int) -> int:
     owed = ledger().click_rows_owed(limit=limit)
-    if owed:
-        with transaction.atomic():
-            for row in owed:
-                AdClick.objects.filter(pk=row.click_id).update(outcome=row.outcome, price_micros=row.price_micros)
-        ledger().click_rows_settled(click_ids=[row.click_id for row in owed])
-        logger.info("ads.click_rows_settled %s", len(owed))
-        written += len(owed)
-    wait_s = float(ads_setting("CLICK_SETTLE_AFTER_S")) if unsettled_after_s is None else unsettled_after_s
+    if not owed:
+        return 0
+    with transaction.atomic():
+        for row in owed:
+            AdClick.objects.filter(pk=row.click_id).update(outcome=row.outcome, price_micros=row.price_micros)
+    ledger().click_rows_settled(click_ids=[row.click_id for row in owed])
+    logger.info("ads.click_rows_settled %s", len(owed))
+    return len(owed)
+
+
+def _unsettled_rows_settle(*, limit: int, after_s: float | None) -> int:
+    wait_s = float(ads_setting("CLICK_SETTLE_AFTER_S")) if after_s is None else after_s
     cutoff = timezone.now() - timedelta(seconds=wait_s)
     unsettled = AdClick.objects.filter(outcome=AdClick.Outcome.UNSETTLED, created_at__lte=cutoff).values_list(
         "pk", "token_id", "campaign_id")[:limit]
     ttl_s = int(ads_setting("CLICK_MAX_AGE_S")) + 3600
+    written = 0
     for click_id, token_id, campaign_id in unsettled:
         result, price = ledger().click_charge_settle(
             token_id=token_id, campaign_id=int(campaign_id or 0), click_id=click_id, token_ttl_s=ttl_s)
@@ -197,9 +205,10 @@ def click_rows_settle(*, limit: int = 500, unsettled_after_s: float | None = Non
 
 
 def _click_rows_settle_some() -> None:
-    """After a click reached the database: settle what earlier clicks owe (embedded mode has no beat)."""
+    """After a click reached the database: write what earlier clicks owe (embedded mode has no beat). The
+    unsettled rows are the beat's alone: only the Redis ledger leaves them, and it runs beside a beat."""
     try:
-        click_rows_settle(limit=50)
+        _owed_rows_write(limit=50)
     except (DatabaseError, LedgerUnavailable) as exc:
         logger.warning("ads.click_rows_waiting (%s)", type(exc).__name__)
 
