@@ -316,6 +316,8 @@ INFERENCE: dict[str, Any] = {
     "TRAINING_SHARD_DIR": _env("INFERENCE_TRAINING_SHARD_DIR", ""),
     # training reads events through these (inference imports nothing from adsite/tracking itself)
     "RELOAD_POLL_SECONDS": _env_float("INFERENCE_RELOAD_POLL_SECONDS", 2.0),
+    # training builds and judges the blend of the serving neural and gbdt versions (inference.models.blend)
+    "BLEND": _env_bool("INFERENCE_BLEND", True),
     # serving fast paths (lleaves / ONNX Runtime), the serving device ("auto": CUDA when present, then
     # micro-batched) and where compiled boosters are cached on local disk ("" = the system temp dir)
     "FASTPATH": _env_bool("INFERENCE_FASTPATH", True),

@@ -119,9 +119,17 @@ def bench_training() -> list[dict[str, str]]:
 
 
 def _trained() -> dict[str, Path]:
+    """The two models (trained by ``bench_training`` when missing) and their blend, as served."""
+    from inference.models import model_load
+    from inference.models.blend import BlendModel
+
     dirs = {name: _models_dir() / name for name in ("gbdt", "neural")}
     if not all((d / "manifest.json").is_file() for d in dirs.values()):
         bench_training()
+    dirs["blend"] = _models_dir() / "blend"
+    if not (dirs["blend"] / "manifest.json").is_file():
+        shutil.rmtree(dirs["blend"], ignore_errors=True)
+        BlendModel([model_load(dirs["neural"]), model_load(dirs["gbdt"])]).save(dirs["blend"])
     return dirs
 
 
@@ -275,7 +283,8 @@ def bench_predict() -> list[dict[str, str]]:
 
     fast_gbdt = accelerate(model_load(dirs["gbdt"]), cache_dir=cache)
     fast_neural = accelerate(model_load(dirs["neural"]))
-    for name, model in (("gbdt", fast_gbdt), ("neural", fast_neural)):
+    fast_blend = accelerate(model_load(dirs["blend"]), cache_dir=cache)
+    for name, model in (("gbdt", fast_gbdt), ("neural", fast_neural), ("blend", fast_blend)):
         times = _time_calls(
             lambda r, m=model: m.predict(r.user, r.population, now=r.user.now, top=10), reads, CALLS
         )
@@ -288,7 +297,7 @@ def bench_predict() -> list[dict[str, str]]:
         )
 
     fastpath = {"cache_dir": cache}
-    for chain in (("neural", "gbdt"), ("gbdt",)):
+    for chain in (("blend", "neural", "gbdt"), ("neural", "gbdt"), ("gbdt",)):
         predictor = _predictor(dirs, store, chain=chain, fastpath=fastpath)
         served: Counter[str] = Counter()
 

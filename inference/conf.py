@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     # an activated model is trained again on every event (the slice included) before it is saved, so the
     # served model has seen the latest behaviour; its metrics stay those of the copy judged on the slice
     "REFIT_ON_ALL": True,
+    # training also builds the blend of the active neural and gbdt versions (the mean of their calibrated
+    # probabilities, inference.models.blend), judged and activated by the same rule as they are
+    "BLEND": True,
     # label horizon (next H events) for training and evaluation
     "HORIZON": 10,
     # circuit breaker: consecutive failures (errors or overruns) that open it, and its cooldown

@@ -18,6 +18,7 @@ from inference.evaluation.runner import Scorer, interests_evaluate
 from inference.events import EventRecord
 from inference.models import PairModel, TrainingSet, model_fit, model_train, training_set_build
 from inference.models.base import NOT_A_CANDIDATE
+from inference.models.blend import BLEND_MEMBERS, BlendModel
 from inference.models.edge import edge_model_distill
 from inference.models.inputs import Sample, users_at
 from inference.models.prior import prior_train
@@ -120,6 +121,13 @@ def model_scorers(
                     started = time.perf_counter()
                     if data.validation:
                         model.calibrate(data.validation)
+            elif algorithm == "blend":
+                # the two learned models as the report trains them (shared with their own rows), averaged
+                _, samples_seconds = data_for(split, categories, seed)
+                members = [fit(name, split, categories, seed) for name in BLEND_MEMBERS]
+                model = BlendModel(members)
+                # its training is its members'
+                started = time.perf_counter() - sum(float(m.training.get("train_seconds") or 0.0) for m in members)
             else:
                 _, samples_seconds = data_for(split, categories, seed)
                 started = time.perf_counter()
@@ -128,7 +136,7 @@ def model_scorers(
             samples = _case_samples(model, split)
             scores = model.scores_matrix(samples)
             probabilities = (
-                _samples_probabilities(model, samples) if model.calibration is not None
+                _samples_probabilities(model, samples) if model.has_probabilities
                 else model.probabilities_matrix(scores)
             )
             extra = {

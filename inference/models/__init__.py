@@ -1,5 +1,6 @@
-"""Interest models: ``neural`` (PyTorch), ``gbdt`` (LightGBM), ``prior`` and the baseline rankers
-(``popularity``, ``frequency``, ``recent``, ``decayed``) behind one interface.
+"""Interest models: ``neural`` (PyTorch), ``gbdt`` (LightGBM), ``blend`` (the mean of their calibrated
+probabilities, ``blend.BlendModel``), ``prior`` and the baseline rankers (``popularity``, ``frequency``,
+``recent``, ``decayed``) behind one interface.
 
 ``model_train`` trains one algorithm on the events it is given (carving its own later validation
 slice), ``model_load`` reads any saved model back. See ``base.InterestModel`` for the interface.
@@ -268,4 +269,8 @@ def model_load(directory: Path) -> PairModel:
         from inference.models.neural import NeuralModel
 
         return NeuralModel.load(directory)
+    if algorithm == "blend":
+        from inference.models.blend import BlendModel
+
+        return BlendModel.load(directory)
     raise ValueError(f"{directory}: unknown algorithm {algorithm!r}")

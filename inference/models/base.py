@@ -173,9 +173,15 @@ class PairModel:
         ranking = Ranking(
             (self.categories[int(sample.candidates[i])], float(p)) for i, p in zip(order, squashed, strict=True)
         )
-        if self.calibration is not None:  # over every candidate (a log-softmax input needs them all)
+        if self.has_probabilities:  # over every candidate (a log-softmax input needs them all)
             ranking.probabilities = tuple(float(p) for p in self.sample_probabilities(sample, scores)[order])
         return ranking
+
+    @property
+    def has_probabilities(self) -> bool:
+        """Whether ``sample_probabilities`` answers (a calibration was fitted, or the model's scores are
+        probabilities of their own)."""
+        return self.calibration is not None
 
     def sample_probabilities(self, sample: Sample, scores: np.ndarray) -> np.ndarray:
         """The calibrated probabilities of one sample's candidate ``scores`` (needs a calibration)."""

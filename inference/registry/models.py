@@ -10,6 +10,9 @@ class ModelVersion(models.Model):
     class Algorithm(models.TextChoices):
         NEURAL = "neural"
         GBDT = "gbdt"
+        # the mean of the active neural and gbdt versions' probabilities (inference.models.blend), built by
+        # training runs; its ``hyperparameters["member_versions"]`` names the versions it holds
+        BLEND = "blend"
         # the evaluation's baselines as servable rankers (inference.models.baselines): registered by
         # every training run; the best one on the validation slice is kept active
         DECAYED = "decayed"

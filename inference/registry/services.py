@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from inference.models.blend import BLEND_MEMBERS
 from inference.registry.models import ModelActivation, ModelVersion, ShadowConfig
 
 
@@ -116,7 +117,36 @@ def _switch(*, target: ModelVersion, action: str, actor: str, reason: str) -> Mo
         actor=actor,
         reason=reason,
     )
+    _blend_follow(target.algorithm, target.version, actor=actor)
     return target
+
+
+def _blend_follow(algorithm: str, serving: str | None, *, actor: str) -> None:
+    """A blend serves the member versions it was built from, never beside others: when the serving
+    version of one of its algorithms changes (a run, an activation, a rollback, a withdrawal), the
+    active blend that holds another version of it is withdrawn; the next training run builds the blend of
+    the new pair. Runs inside the caller's transaction."""
+    if algorithm not in BLEND_MEMBERS:
+        return
+    blend = (
+        ModelVersion.objects.select_for_update()
+        .filter(algorithm=ModelVersion.Algorithm.BLEND, status=ModelVersion.Status.ACTIVE)
+        .first()
+    )
+    if blend is None:
+        return
+    held = ((blend.hyperparameters or {}).get("member_versions") or {}).get(algorithm)
+    if held == serving:
+        return
+    blend.status = ModelVersion.Status.RETIRED
+    blend.save(update_fields=["status"])
+    ModelActivation.objects.create(
+        algorithm=blend.algorithm,
+        action=ModelActivation.Action.RETIRE,
+        version=blend,
+        actor=actor,
+        reason=f"{algorithm} serves {serving or 'no version'} now, not the blend's {held}"[:255],
+    )
 
 
 @transaction.atomic
@@ -173,6 +203,7 @@ def model_version_withdraw(*, version: str, actor: str = "system", reason: str =
         actor=actor,
         reason=reason[:255],
     )
+    _blend_follow(target.algorithm, None, actor=actor)
     return target
 
 

@@ -289,6 +289,8 @@ def _train_one(
         "quantile": quantile,
         "split": kind,
         "facts": facts,
+        # the copy judged on the slice (not refitted on it): what the blend of this run is judged with
+        "judged": model,
     }
 
 
@@ -345,6 +347,95 @@ def _others_rescore(
             PRIMARY_METRIC: score,
         }
     return done
+
+
+def _blend_register(
+    outcome: Mapping[str, Mapping[str, Any]],
+    *,
+    parts: TrainingParts,
+    events: list[EventRecord],
+    quantile: float,
+    kind: str,
+    activate: str,
+) -> dict[str, Any] | None:
+    """Build, judge and register the blend of the neural and gbdt versions that serve after this run
+    (``inference.models.blend``). It is judged like a trained candidate: on the run's slice, from the
+    members' copies that were judged there (a member this run did not activate: its serving version), and
+    activated under ``"auto"`` when at least as good as the best baseline; the chain then tries it by its
+    score like any ranker. An active blend of exactly these versions is judged again instead of rebuilt.
+    None when the blend is off (``INFERENCE["BLEND"]``) or a member has no serving version (an active
+    blend was withdrawn with it: ``services``)."""
+    from inference.models.blend import BLEND_MEMBERS, BlendMismatch, BlendModel
+
+    assert parts.evaluator is not None and parts.loader is not None
+    if not bool(inference_setting("BLEND")):
+        return None
+    rows = {name: selectors.model_version_active(algorithm=name) for name in BLEND_MEMBERS}
+    if any(row is None for row in rows.values()):
+        return None
+    versions = {name: row.version for name, row in rows.items() if row is not None}
+    current = selectors.model_version_active(algorithm="blend")
+    try:
+        judged = []
+        for name, row in rows.items():
+            entry = outcome.get(name) or {}
+            if entry.get("version") == versions[name] and entry.get("judged") is not None:
+                judged.append(entry["judged"])
+            else:
+                assert row is not None
+                judged.append(parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path)))
+        candidate = BlendModel(judged)
+    except BlendMismatch as exc:
+        logger.warning("inference.blend_unbuilt %s: %r", versions, exc)
+        return {"version": None, "activated": False, "reason": f"not built: {exc}"[:255], PRIMARY_METRIC: None}
+    results = dict(
+        parts.evaluator(
+            {"model": candidate}, events=events, split=kind, quantile=quantile,
+            horizon=int(inference_setting("HORIZON")),
+        )
+    )
+    test_users = results.pop("test_users", None)
+    score, baseline = metric(results, "model"), best_baseline(results)
+    held = ((current.hyperparameters or {}).get("member_versions") if current is not None else None) or {}
+    if current is not None and held == versions:
+        if activate == "auto" and baseline is not None and score is not None and score < baseline[1]:
+            why = f"{PRIMARY_METRIC} {score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: withdrawn"
+            services.model_version_withdraw(version=current.version, actor="training", reason=why)
+            return {"version": current.version, "activated": False, "reason": why, PRIMARY_METRIC: score}
+        services.model_version_score(version=current.version, score=score)
+        figure = f"{score:.4f}" if score is not None else "not scored"
+        why = f"the same members, judged again on this run's slice: {PRIMARY_METRIC} {figure}"
+        return {"version": current.version, "activated": True, "reason": why, PRIMARY_METRIC: score}
+    do_activate, why = activation_decide(activate, score, None, False, baseline)
+    # the served blend holds the members as they serve (refitted on every event when they were)
+    served = BlendModel([
+        parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path))
+        for row in rows.values() if row is not None
+    ])
+    version = services.model_version_name(algorithm="blend")
+    _save_atomically(served, version)
+    froms = [row.data_from for row in rows.values() if row is not None and row.data_from is not None]
+    tos = [row.data_to for row in rows.values() if row is not None and row.data_to is not None]
+    row = services.model_version_register(
+        algorithm="blend",
+        version=version,
+        artifact_path=version,
+        hyperparameters={**served.hyperparameters, "member_versions": versions},
+        data_from=min(froms, default=None),
+        data_to=max(tos, default=None),
+        feature_schema_version=str(_schema_version()),
+        metrics={
+            "slice": {"split": kind, "quantile": quantile, "test_users": test_users},
+            "results": results,
+            "decision": why,
+            "best_baseline": list(baseline) if baseline is not None else None,
+            "members": versions,
+        },
+        training_seconds=0.0,
+    )
+    if do_activate:
+        services.model_version_activate(version=row.version, actor="training", reason=why)
+    return {"version": row.version, "activated": do_activate, "reason": why, PRIMARY_METRIC: score}
 
 
 def _engine_argument(engine: TrainingEngine) -> dict[str, Any]:
@@ -558,12 +649,22 @@ def training_run_execute(
         ranker = _baselines_register(
             outcome, parts=parts, events=events, categories=categories, activate=activate
         )
+        reporter("register", 0.5, "blend: judging the mean of the serving neural and gbdt versions")
+        try:
+            blend = _blend_register(
+                outcome, parts=parts, events=events, quantile=quantile, kind=validation.kind, activate=activate
+            )
+        except Exception as exc:  # the members are registered and serve: a blend that fails costs only itself
+            logger.exception("inference.blend_failed")
+            blend = {"version": None, "activated": False, "reason": f"failed: {type(exc).__name__}: {exc}"[:255]}
         for entry in outcome.values():  # the slice's figures are stored with the versions already
-            for key in ("results", "test_users", "quantile", "split"):
+            for key in ("results", "test_users", "quantile", "split", "judged"):
                 entry.pop(key, None)
         if ranker is not None:
             outcome["baseline"] = ranker
         outcome.update(rescored)  # the active learned versions this run did not train, judged again
+        if blend is not None:
+            outcome["blend"] = blend
         run.outcome = outcome
         run.status = TrainingRun.Status.SUCCEEDED
         reporter(

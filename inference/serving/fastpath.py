@@ -292,6 +292,14 @@ def accelerate(
     switches to the compiled path when a thread has compiled it (``model.compiling``: that thread).
     """
     algorithm = getattr(model, "algorithm", "")
+    if algorithm == "blend":  # each member gets its own fast path; the blend averages what they answer
+        for member in model.members:
+            accelerate(
+                member, device=device, cache_dir=cache_dir, compiled=compiled, batch=batch, batched=batched,
+                background=background,
+            )
+        model.serving_path = "+".join(f"{m.algorithm}:{m.serving_path}" for m in model.members)
+        return model
     probe = _example_sample(model) if algorithm in ("gbdt", "neural") else None
     score: Scorer | None = None
     later: Path | None = None

@@ -26,12 +26,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# who can answer: the learned models, the evaluation's baselines as rankers (the registry serves the best
+# who can answer: the learned models and their blend (the mean of their probabilities), the evaluation's baselines as rankers (the registry serves the best
 # one on the validation slice when no learned model beats it), and the prior (last resort)
-SERVED_BY = ("neural", "gbdt", "decayed", "frequency", "recent", "popularity", "prior")
+SERVED_BY = ("blend", "neural", "gbdt", "decayed", "frequency", "recent", "popularity", "prior")
 
 CONTEXT = "context"
-TRAINED = ("neural", "gbdt")
+TRAINED = ("blend", "neural", "gbdt")
 _EPS = 1e-9
 
 # interest events below which a history is "thin": the training points start at this position

@@ -19,6 +19,7 @@ from inference.serving.latency import LatencyWindow
 
 __all__ = [
     "BASELINE_RANKERS",
+    "BLEND",
     "CHAIN",
     "LEARNED",
     "ActiveVersionLike",
@@ -42,8 +43,11 @@ LEARNED = ("neural", "gbdt")
 # the evaluation's baselines as servable rankers (``inference.models.baselines``): the registry keeps at
 # most the best one active; without an active version they are no step
 BASELINE_RANKERS = ("decayed", "frequency", "recent", "popularity")
+# the learned models' blend (``inference.models.blend``): the registry builds it from the active neural and
+# gbdt versions; it is no ``LEARNED`` step of its own (without it, the network answering is no fallback)
+BLEND = "blend"
 # the rankers serving may hold; ties in ``serving_order`` go to the one named first here
-CHAIN = (*LEARNED, *BASELINE_RANKERS)
+CHAIN = (BLEND, *LEARNED, *BASELINE_RANKERS)
 
 
 def serving_order(scores: Mapping[str, float | None], chain: Sequence[str] = CHAIN) -> list[str]:

@@ -166,7 +166,7 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
     newest: dict[str, ModelRow] = {}
     for r in rows:  # newest first
         newest.setdefault(r.algorithm, r)
-    rankers = [name for name in RANKERS if name in active or name in newest]
+    rankers = [name for name in ("blend", *RANKERS) if name in active or name in newest]
     algorithms = []
     # the active rankers in the order the chain tries them, then the algorithms without an active version
     names = [*active, *(name for name in ("neural", "gbdt", *rankers) if name not in active)]

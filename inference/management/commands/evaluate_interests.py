@@ -30,14 +30,14 @@ from inference.training.cluster import ENGINES, training_engine
 
 
 class Command(BaseCommand):
-    help = "Evaluate interest prediction (neural, gbdt and the four baselines) on a clickstream file."
+    help = "Evaluate interest prediction (neural, gbdt, their blend and the four baselines) on a clickstream file."
 
     def add_arguments(self, parser: CommandParser) -> None:
         evaluation_arguments_add(parser)
         parser.add_argument(
             "--models",
-            default="neural,gbdt",
-            help="comma-separated: neural, gbdt, prior, edge (the edge model distilled from gbdt; edge:neural "
+            default="neural,gbdt,blend",
+            help="comma-separated: neural, gbdt, blend (the mean of their calibrated probabilities), prior, edge (the edge model distilled from gbdt; edge:neural "
             "from the network), prior:reading (the prior's probabilities without its fitted calibration)",
         )
         parser.add_argument("--device", default="auto", help="torch device for the neural model")
@@ -60,7 +60,7 @@ class Command(BaseCommand):
         if not path.exists():
             raise CommandError(f"{path} does not exist")
         models = [m.strip() for m in options["models"].split(",") if m.strip()]
-        unknown = set(models) - {"neural", "gbdt", "prior", "prior:reading", "edge", "edge:gbdt", "edge:neural"}
+        unknown = set(models) - {"neural", "gbdt", "blend", "prior", "prior:reading", "edge", "edge:gbdt", "edge:neural"}
         if unknown:
             raise CommandError(f"unknown models: {sorted(unknown)}")
         try:

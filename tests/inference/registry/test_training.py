@@ -82,7 +82,7 @@ class Trainer:
 @pytest.fixture(autouse=True)
 def model_dir(tmp_path):
     cache.delete(LOCK_KEY)
-    with override_settings(INFERENCE={"MODEL_DIR": str(tmp_path / "models"), "REFIT_ON_ALL": False}):
+    with override_settings(INFERENCE={"MODEL_DIR": str(tmp_path / "models"), "REFIT_ON_ALL": False, "BLEND": False}):
         yield tmp_path / "models"
 
 

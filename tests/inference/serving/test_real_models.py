@@ -194,3 +194,50 @@ def test_answers_carry_calibrated_probabilities_and_say_how_much_history_they_kn
     for (_, score), probability in zip(prior.scores, prior.probabilities, strict=True):
         share = math.log(score / (1.0 - score))  # the prior's score is a logistic of its share
         assert probability == pytest.approx(1.0 - (1.0 - share) ** 10)
+
+
+def publish_blend(trained: dict[str, Path], model_dir: Path, version: str) -> Path:
+    from inference.models import model_load
+    from inference.models.blend import BlendModel
+
+    BlendModel([model_load(trained["neural"]), model_load(trained["gbdt"])]).save(model_dir / version)
+    services.model_version_register(
+        algorithm="blend", version=version, artifact_path=version,
+        hyperparameters={"member_versions": {"neural": "neural-a", "gbdt": "gbdt-a"}},
+    )
+    services.model_version_activate(version=version)
+    return model_dir / version
+
+
+def test_the_blend_answers_first_with_the_mean_of_what_its_members_answer(trained, model_dir, build, tmp_path):
+    from inference.models import model_load
+    from inference.serving.fastpath import accelerate
+
+    publish(trained, model_dir, "gbdt", "gbdt-a")
+    publish(trained, model_dir, "neural", "neural-a")
+    publish_blend(trained, model_dir, "blend-a")
+    predictor = build()
+    assert predictor.loaded() == {"blend": "blend-a", "neural": "neural-a", "gbdt": "gbdt-a"}
+    answer = predictor.predict("u3", deadline=Deadline(1000), top=6)
+    assert (answer.served_by, answer.model_version, answer.fallback_reason) == ("blend", "blend-a", None)
+    assert answer.history == "established" and answer.shares()  # read like a trained model's answer
+    # the same read-out as the predictor's store (the ``build`` fixture)
+    events = stream()
+    states, population_state = states_replay([*events, *thin_visitor()])
+    now = events[-1].ts + 60
+    user, population = user_features(states["u3"], now), population_features(population_state, now)
+    mean: dict[str, float] = {}
+    for name in ("neural", "gbdt"):
+        own = model_load(model_dir / f"{name}-a").predict(user, population, now=now, top=6)
+        for (category, _), p in zip(own, own.probabilities, strict=True):
+            mean[category] = mean.get(category, 0.0) + p / 2
+    served = dict(zip((c for c, _ in answer.scores), answer.probabilities, strict=True))
+    assert served == pytest.approx(mean, abs=1e-5)
+    # the members' fast paths (lleaves, ONNX Runtime) answer what the plain models answer
+    plain = model_load(model_dir / "blend-a")
+    fast = accelerate(model_load(model_dir / "blend-a"), cache_dir=tmp_path / "compiled")
+    assert fast.serving_path.startswith("neural:") and "gbdt:" in fast.serving_path
+    got = fast.predict(user, population, now=now, top=6)
+    expected = plain.predict(user, population, now=now, top=6)
+    assert [c for c, _ in got] == [c for c, _ in expected]
+    assert list(got.probabilities) == pytest.approx(list(expected.probabilities), abs=1e-4)

@@ -15,11 +15,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         listing = sub.add_parser("list", help="list versions, newest first")
-        listing.add_argument("--algorithm", choices=["neural", "gbdt"])
+        listing.add_argument("--algorithm", choices=["neural", "gbdt", "blend"])
         activate = sub.add_parser("activate", help="serve VERSION")
         activate.add_argument("version")
         rollback = sub.add_parser("rollback", help="serve the previously active version of ALGORITHM")
-        rollback.add_argument("algorithm", choices=["neural", "gbdt"])
+        rollback.add_argument("algorithm", choices=["neural", "gbdt", "blend"])
         retire = sub.add_parser("retire", help="retire a non-active VERSION")
         retire.add_argument("version")
 
