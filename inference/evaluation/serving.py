@@ -14,7 +14,8 @@ the site does (tracking's validation, the events table, the online feature store
    registered versions (the same artifacts, features replayed from the events, no store, no chain)
    and the four baselines, on the same cases.
 
-Reported: served NDCG@5 (with its bootstrap interval) beside offline, by the ranker that actually served
+Reported: served NDCG@5 (with its bootstrap interval) beside offline, its paired difference from the
+protocol's best baseline (``served_vs_best_baseline``: the bar of EVALUATION.md, for what is served), by the ranker that actually served
 each answer, and by the time since the visitor's last event (``GAP_BUCKETS``), plus the paired
 difference between each served answer and the offline score of the ranker that served it (the skew
 of the serving path: zero when serving computes what the evaluation measured).
@@ -202,6 +203,11 @@ def _scored(
             counterpart[row] = source[0][row]
     paired = ~np.isnan(counterpart) & ~np.isnan(served_ndcg)
     lo, hi = paired_bootstrap_interval(served_ndcg[paired], counterpart[paired], seed=seed)
+    # what the visitor gets against the protocol's best baseline on the same cases (EVALUATION.md's bar)
+    best = max(BASELINES, key=lambda name: float(np.nanmean(baselines[name][0])))
+    both = ~np.isnan(served_ndcg) & ~np.isnan(baselines[best][0])
+    base_lo, base_hi = paired_bootstrap_interval(served_ndcg[both], baselines[best][0][both], seed=seed)
+    served_mean, base_mean = float(np.mean(served_ndcg[both])), float(np.mean(baselines[best][0][both]))
 
     report: dict[str, Any] = {
         "test_users": len(parts.cases),
@@ -218,6 +224,14 @@ def _scored(
             "served": round(float(np.mean(served_ndcg[paired])), 4) if paired.any() else None,
             "offline": round(float(np.mean(counterpart[paired])), 4) if paired.any() else None,
             "ndcg@5_diff_ci": [round(lo, 4), round(hi, 4)],
+        },
+        "served_vs_best_baseline": {
+            "baseline": best,
+            "users": int(both.sum()),
+            "ndcg@5_diff": round(served_mean - base_mean, 4),
+            "ndcg@5_diff_ci": [round(base_lo, 4), round(base_hi, 4)],
+            "relative": round((served_mean - base_mean) / base_mean, 4) if base_mean > 0 else None,
+            "excludes_zero": bool(base_lo > 0 or base_hi < 0),
         },
         "by_ranker": {},
         "by_gap": {},
@@ -302,6 +316,13 @@ def serving_table(report: Mapping[str, Any]) -> str:
         lines.append(
             f"served - offline of the ranker that served, paired over {skew['users']} users: "
             f"{skew['served'] - skew['offline']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f})"
+        )
+    versus = report.get("served_vs_best_baseline") or {}
+    if versus.get("users"):
+        lo, hi = versus["ndcg@5_diff_ci"]
+        lines.append(
+            f"served - best baseline ({versus['baseline']}), paired: {versus['ndcg@5_diff']:+.4f} "
+            f"({versus['relative']:+.1%}; 95% CI {lo:+.4f} to {hi:+.4f})"
         )
     columns = [("offline", n) for n in report["offline"]] + [
         ("baselines", n) for n in ("frequency", "decayed")

@@ -138,14 +138,19 @@ def _blend_follow(algorithm: str, serving: str | None, *, actor: str) -> None:
     held = ((blend.hyperparameters or {}).get("member_versions") or {}).get(algorithm)
     if held == serving:
         return
-    blend.status = ModelVersion.Status.RETIRED
-    blend.save(update_fields=["status"])
+    _serving_stop(blend, actor=actor, reason=f"{algorithm} serves {serving or 'no version'} now, not the blend's {held}")
+
+
+def _serving_stop(target: ModelVersion, *, actor: str, reason: str) -> None:
+    """Retire an active (locked) version and audit it."""
+    target.status = ModelVersion.Status.RETIRED
+    target.save(update_fields=["status"])
     ModelActivation.objects.create(
-        algorithm=blend.algorithm,
+        algorithm=target.algorithm,
         action=ModelActivation.Action.RETIRE,
-        version=blend,
+        version=target,
         actor=actor,
-        reason=f"{algorithm} serves {serving or 'no version'} now, not the blend's {held}"[:255],
+        reason=reason[:255],
     )
 
 
@@ -194,15 +199,7 @@ def model_version_withdraw(*, version: str, actor: str = "system", reason: str =
     target = _locked(version)
     if target.status != ModelVersion.Status.ACTIVE:
         return target
-    target.status = ModelVersion.Status.RETIRED
-    target.save(update_fields=["status"])
-    ModelActivation.objects.create(
-        algorithm=target.algorithm,
-        action=ModelActivation.Action.RETIRE,
-        version=target,
-        actor=actor,
-        reason=reason[:255],
-    )
+    _serving_stop(target, actor=actor, reason=reason)
     _blend_follow(target.algorithm, None, actor=actor)
     return target
 

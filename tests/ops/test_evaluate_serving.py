@@ -89,6 +89,14 @@ def test_served_quality_agrees_with_the_offline_scores_of_the_served_artifacts(s
     assert abs(month["served_vs_offline"]["served"] - month["served_vs_offline"]["offline"]) < 0.005
     assert set(month["by_gap"]) == {"months"}  # every visitor away 30 days or more
     assert "served - offline of the ranker that served" in out.getvalue()
+    # the bar, for what is served: its paired difference from the protocol's best baseline on these cases
+    versus = report["served_vs_best_baseline"]
+    baselines = report["baselines"]
+    assert versus["baseline"] == max(baselines, key=lambda name: baselines[name]["ndcg@5"])
+    assert versus["ndcg@5_diff"] == pytest.approx(served["ndcg@5"] - baselines[versus["baseline"]]["ndcg@5"], abs=2e-4)
+    lo, hi = versus["ndcg@5_diff_ci"]
+    assert lo <= versus["ndcg@5_diff"] <= hi and versus["excludes_zero"] == (lo > 0 or hi < 0)
+    assert f"served - best baseline ({versus['baseline']}), paired" in out.getvalue()
 
 
 def test_evaluate_serving_refuses_a_database_that_holds_model_versions(scratch):
