@@ -88,7 +88,9 @@ def model_scorers(
 
     def fit(algorithm: str, split: Split, categories: Sequence[str], seed: int) -> PairModel:
         """The algorithm trained on the split's training side, once per split (the edge model's teacher
-        is the one the report shows)."""
+        is the one the report shows); ``blend``: the mean of the learned models trained so."""
+        if algorithm == "blend":
+            return BlendModel([fit(name, split, categories, seed) for name in BLEND_MEMBERS])
         key = (id(split), algorithm)
         if key not in trained:
             data_for(split, categories, seed)
@@ -121,18 +123,13 @@ def model_scorers(
                     started = time.perf_counter()
                     if data.validation:
                         model.calibrate(data.validation)
-            elif algorithm == "blend":
-                # the two learned models as the report trains them (shared with their own rows), averaged
-                _, samples_seconds = data_for(split, categories, seed)
-                members = [fit(name, split, categories, seed) for name in BLEND_MEMBERS]
-                model = BlendModel(members)
-                # its training is its members'
-                started = time.perf_counter() - sum(float(m.training.get("train_seconds") or 0.0) for m in members)
             else:
                 _, samples_seconds = data_for(split, categories, seed)
                 started = time.perf_counter()
                 model = fit(algorithm, split, categories, seed)
             seconds = time.perf_counter() - started
+            if isinstance(model, BlendModel):  # its training is its members' (shared with their own rows)
+                seconds = sum(float(m.training.get("train_seconds") or 0.0) for m in model.members)
             samples = _case_samples(model, split)
             scores = model.scores_matrix(samples)
             probabilities = (

@@ -133,7 +133,7 @@ def _soft_logistic(x: np.ndarray, target: np.ndarray, *, l2: float = 1e-3, itera
 def edge_model_distill(teacher: PairModel, data: TrainingData, *, version: str = "") -> EdgeModel:
     """An edge model fitted to ``teacher``'s calibrated probabilities on ``data.fit`` (the samples the
     teacher trained on); its agreement with the teacher on ``data.validation`` is kept in ``training``."""
-    if teacher.calibration is None:
+    if not teacher.has_probabilities:
         raise ValueError(f"{teacher.algorithm} has no calibration to distil")
     ranked = sorted(teacher.popularity, key=lambda c: (-teacher.popularity[c], c))[:EXPORTED_CATEGORIES]
     popularity = {c: teacher.popularity[c] for c in ranked}
@@ -143,7 +143,7 @@ def edge_model_distill(teacher: PairModel, data: TrainingData, *, version: str =
     for sample, raw in zip(data.fit, teacher.score_many(data.fit), strict=True):
         if sample.candidates.size:
             rows.append(sample.rows[:, _COLUMNS].astype(np.float64))
-            targets.append(teacher.calibration.probabilities(raw))
+            targets.append(teacher.sample_probabilities(sample, raw))
     if not rows:
         raise ValueError("no training samples to distil from")
     x, target = np.vstack(rows), np.concatenate(targets)
@@ -172,7 +172,7 @@ def edge_agreement(student: PairModel, teacher: PairModel, samples: Sequence[Sam
     ):
         if sample.candidates.size == 0:
             continue
-        gains = teacher.calibration.probabilities(t_raw) if teacher.calibration else t_raw
+        gains = teacher.sample_probabilities(sample, t_raw) if teacher.has_probabilities else t_raw
         s_top = np.argsort(-s_raw, kind="stable")[:k]
         t_top = np.argsort(-gains, kind="stable")[:k]
         overlaps.append(len(set(s_top) & set(t_top)) / len(t_top))

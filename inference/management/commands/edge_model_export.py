@@ -39,7 +39,7 @@ class Command(BaseCommand):
             teacher = model_load(teacher_dir)
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot load the teacher {teacher_dir}: {exc}") from exc
-        if teacher.calibration is None:
+        if not teacher.has_probabilities:
             raise CommandError(f"{teacher_dir}: the teacher has no calibration (retrain it with this version)")
         try:
             events = events_read(Path(options["events"]), format=options["format"])

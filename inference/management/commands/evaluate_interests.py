@@ -37,8 +37,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--models",
             default="neural,gbdt,blend",
-            help="comma-separated: neural, gbdt, blend (the mean of their calibrated probabilities), prior, edge (the edge model distilled from gbdt; edge:neural "
-            "from the network), prior:reading (the prior's probabilities without its fitted calibration)",
+            help="comma-separated: neural, gbdt, blend (the mean of their calibrated probabilities), prior, edge "
+            "(the edge model distilled from gbdt; edge:neural from the network, edge:blend from the blend), "
+            "prior:reading (the prior's probabilities without its fitted calibration)",
         )
         parser.add_argument("--device", default="auto", help="torch device for the neural model")
         parser.add_argument(
@@ -60,7 +61,9 @@ class Command(BaseCommand):
         if not path.exists():
             raise CommandError(f"{path} does not exist")
         models = [m.strip() for m in options["models"].split(",") if m.strip()]
-        unknown = set(models) - {"neural", "gbdt", "blend", "prior", "prior:reading", "edge", "edge:gbdt", "edge:neural"}
+        unknown = set(models) - {
+            "neural", "gbdt", "blend", "prior", "prior:reading", "edge", "edge:gbdt", "edge:neural", "edge:blend"
+        }
         if unknown:
             raise CommandError(f"unknown models: {sorted(unknown)}")
         try:

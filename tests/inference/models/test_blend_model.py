@@ -88,3 +88,19 @@ def test_the_evaluation_reports_the_blend_of_the_models_it_trained():
         + results["blend"]["training"]["members"]["gbdt"]["train_seconds"],
         abs=0.02,
     )
+
+
+def test_the_edge_model_can_be_distilled_from_the_blend():
+    from inference.models import model_fit
+    from inference.models.edge import edge_agreement, edge_model_distill
+    from inference.models.training import training_samples
+
+    stream = favourite_stream(users=120, events=40)
+    data = training_samples(stream, categories=CATEGORIES, horizon=10, validation="user")
+    blend = BlendModel([
+        model_fit(algorithm=name, data=data, categories=CATEGORIES, hyperparameters=SMALL[name])
+        for name in ("neural", "gbdt")
+    ])
+    student = edge_model_distill(blend, data, version="edge-blend")
+    assert student.training["teacher"]["algorithm"] == "blend"
+    assert edge_agreement(student, blend, data.validation)["ndcg@5_vs_teacher"] > 0.9
