@@ -12,6 +12,9 @@
 - What the models are judged on and when a candidate is activated: ``inference.registry.judging`` (the
   time split of EVALUATION.md, or the user split when the time slice holds too few visitors; the models'
   own early-stopping split follows the same kind; the version's ``metrics["slice"]`` says which and why).
+- After the learned models and the baselines, the blend of the serving neural and gbdt versions is built,
+  judged on the same slice and registered (``inference.registry.blending``); a blend that fails costs only
+  itself (the run succeeds, its outcome says why).
 - Artifacts are written to a temporary directory under ``MODEL_DIR`` and renamed into place, so a
   version directory is either complete or absent.
 - A candidate worse than the best baseline is registered, never served; an active version that scores
@@ -36,10 +39,8 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,8 @@ from django.utils import timezone
 from inference.conf import inference_setting
 from inference.events import EventRecord
 from inference.registry import selectors, services
+from inference.registry.artifacts import artifact_save, feature_schema_version
+from inference.registry.blending import blend_register
 from inference.registry.judging import (
     BASELINE_ALGORITHMS,
     PRIMARY_METRIC,
@@ -136,19 +139,6 @@ def _events_collect(
         progress("events", 0.5, f"read {len(events):,} events")
     events.sort(key=lambda e: e.ts)  # stable; the source promises time order already
     return events
-
-
-def _save_atomically(model: Any, version: str) -> str:
-    root = selectors.model_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    temporary = root / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-    try:
-        model.save(temporary)
-        temporary.rename(root / version)  # same filesystem: atomic
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return version
 
 
 def _train_one(
@@ -247,7 +237,7 @@ def _train_one(
 
     progress("register", 0.0, f"{algorithm}: saving artifacts")
     version = services.model_version_name(algorithm=algorithm)
-    _save_atomically(served, version)
+    artifact_save(served, version)
     train_from = train_events[0].ts if train_events else None
     train_to = train_events[-1].ts if train_events else None
     metrics = {
@@ -273,7 +263,7 @@ def _train_one(
         hyperparameters=dict(getattr(served, "hyperparameters", {}) or {}),
         data_from=_as_datetime(train_from),
         data_to=_as_datetime(train_to),
-        feature_schema_version=str(_schema_version()),
+        feature_schema_version=feature_schema_version(),
         metrics=metrics,
         training_seconds=seconds,
     )
@@ -349,95 +339,6 @@ def _others_rescore(
     return done
 
 
-def _blend_register(
-    outcome: Mapping[str, Mapping[str, Any]],
-    *,
-    parts: TrainingParts,
-    events: list[EventRecord],
-    quantile: float,
-    kind: str,
-    activate: str,
-) -> dict[str, Any] | None:
-    """Build, judge and register the blend of the neural and gbdt versions that serve after this run
-    (``inference.models.blend``). It is judged like a trained candidate: on the run's slice, from the
-    members' copies that were judged there (a member this run did not activate: its serving version), and
-    activated under ``"auto"`` when at least as good as the best baseline; the chain then tries it by its
-    score like any ranker. An active blend of exactly these versions is judged again instead of rebuilt.
-    None when the blend is off (``INFERENCE["BLEND"]``) or a member has no serving version (an active
-    blend was withdrawn with it: ``services``)."""
-    from inference.models.blend import BLEND_MEMBERS, BlendMismatch, BlendModel
-
-    assert parts.evaluator is not None and parts.loader is not None
-    if not bool(inference_setting("BLEND")):
-        return None
-    rows = {name: selectors.model_version_active(algorithm=name) for name in BLEND_MEMBERS}
-    if any(row is None for row in rows.values()):
-        return None
-    versions = {name: row.version for name, row in rows.items() if row is not None}
-    current = selectors.model_version_active(algorithm="blend")
-    try:
-        judged = []
-        for name, row in rows.items():
-            entry = outcome.get(name) or {}
-            if entry.get("version") == versions[name] and entry.get("judged") is not None:
-                judged.append(entry["judged"])
-            else:
-                assert row is not None
-                judged.append(parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path)))
-        candidate = BlendModel(judged)
-    except BlendMismatch as exc:
-        logger.warning("inference.blend_unbuilt %s: %r", versions, exc)
-        return {"version": None, "activated": False, "reason": f"not built: {exc}"[:255], PRIMARY_METRIC: None}
-    results = dict(
-        parts.evaluator(
-            {"model": candidate}, events=events, split=kind, quantile=quantile,
-            horizon=int(inference_setting("HORIZON")),
-        )
-    )
-    test_users = results.pop("test_users", None)
-    score, baseline = metric(results, "model"), best_baseline(results)
-    held = ((current.hyperparameters or {}).get("member_versions") if current is not None else None) or {}
-    if current is not None and held == versions:
-        if activate == "auto" and baseline is not None and score is not None and score < baseline[1]:
-            why = f"{PRIMARY_METRIC} {score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: withdrawn"
-            services.model_version_withdraw(version=current.version, actor="training", reason=why)
-            return {"version": current.version, "activated": False, "reason": why, PRIMARY_METRIC: score}
-        services.model_version_score(version=current.version, score=score)
-        figure = f"{score:.4f}" if score is not None else "not scored"
-        why = f"the same members, judged again on this run's slice: {PRIMARY_METRIC} {figure}"
-        return {"version": current.version, "activated": True, "reason": why, PRIMARY_METRIC: score}
-    do_activate, why = activation_decide(activate, score, None, False, baseline)
-    # the served blend holds the members as they serve (refitted on every event when they were)
-    served = BlendModel([
-        parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path))
-        for row in rows.values() if row is not None
-    ])
-    version = services.model_version_name(algorithm="blend")
-    _save_atomically(served, version)
-    froms = [row.data_from for row in rows.values() if row is not None and row.data_from is not None]
-    tos = [row.data_to for row in rows.values() if row is not None and row.data_to is not None]
-    row = services.model_version_register(
-        algorithm="blend",
-        version=version,
-        artifact_path=version,
-        hyperparameters={**served.hyperparameters, "member_versions": versions},
-        data_from=min(froms, default=None),
-        data_to=max(tos, default=None),
-        feature_schema_version=str(_schema_version()),
-        metrics={
-            "slice": {"split": kind, "quantile": quantile, "test_users": test_users},
-            "results": results,
-            "decision": why,
-            "best_baseline": list(baseline) if baseline is not None else None,
-            "members": versions,
-        },
-        training_seconds=0.0,
-    )
-    if do_activate:
-        services.model_version_activate(version=row.version, actor="training", reason=why)
-    return {"version": row.version, "activated": do_activate, "reason": why, PRIMARY_METRIC: score}
-
-
 def _engine_argument(engine: TrainingEngine) -> dict[str, Any]:
     # the local engine calls the trainer as it always was (tests' doubles take no engine)
     return {"engine": engine} if engine.client is not None else {}
@@ -493,7 +394,7 @@ def _baselines_register(
     name, value = best
     ranker = parts.baseline_builder(algorithm=name, events=events, categories=categories)
     version = services.model_version_name(algorithm=name)
-    _save_atomically(ranker, version)
+    artifact_save(ranker, version)
     others = ", ".join(
         f"{other} {metric(results, other):.4f}"
         for other in BASELINE_ALGORITHMS
@@ -509,7 +410,7 @@ def _baselines_register(
         hyperparameters=dict(getattr(ranker, "hyperparameters", {}) or {}),
         data_from=_as_datetime(events[0].ts if events else None),
         data_to=_as_datetime(events[-1].ts if events else None),
-        feature_schema_version=str(_schema_version()),
+        feature_schema_version=feature_schema_version(),
         metrics={
             "slice": {
                 "split": scored.get("split", "time"),
@@ -533,14 +434,6 @@ def _baselines_register(
                     version=current.version, actor="training", reason=f"{name} is the best baseline: {why}"
                 )
     return {"version": row.version, "activated": activated, "reason": why, PRIMARY_METRIC: value}
-
-
-def _schema_version() -> str:
-    try:
-        from inference.models.base import FEATURE_SCHEMA_VERSION
-    except ImportError:  # pragma: no cover - the models package is part of this app
-        return ""
-    return str(FEATURE_SCHEMA_VERSION)
 
 
 def training_run_execute(
@@ -651,7 +544,7 @@ def training_run_execute(
         )
         reporter("register", 0.5, "blend: judging the mean of the serving neural and gbdt versions")
         try:
-            blend = _blend_register(
+            blend = blend_register(
                 outcome, parts=parts, events=events, quantile=quantile, kind=validation.kind, activate=activate
             )
         except Exception as exc:  # the members are registered and serve: a blend that fails costs only itself

@@ -79,6 +79,9 @@ class Command(BaseCommand):
         if run.status == run.Status.FAILED:
             raise CommandError(f"training failed (the active versions keep serving): {run.message}")
         for algorithm, outcome in run.outcome.items():
+            if outcome["version"] is None:  # the blend, when its members could not be averaged
+                self.stdout.write(self.style.WARNING(f"{algorithm}: none ({outcome['reason']})"))
+                continue
             verdict = "activated" if outcome["activated"] else "registered as candidate"
             self.stdout.write(
                 self.style.SUCCESS(f"{algorithm}: {outcome['version']} {verdict} ({outcome['reason']})")
