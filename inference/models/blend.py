@@ -8,9 +8,8 @@ development users it beats each of them at every seed measured (``docs/quality.m
 
 The members must share the category vocabulary and the candidate rule (``popular_k``), and those that
 read the recent sequence its item hashing (``item_buckets``): the blend builds one sample and hands it to
-both. A blend directory holds its manifest
-and each member's own directory (``neural/``, ``gbdt/``), so a version is complete on its own and a
-later retirement of a member version does not change it.
+both. A blend directory holds its manifest and each member's own directory (``neural/``, ``gbdt/``), so a
+version is complete on its own and a later retirement of a member version does not change it.
 """
 
 from __future__ import annotations

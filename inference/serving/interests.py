@@ -26,8 +26,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# who can answer: the learned models and their blend (the mean of their probabilities), the evaluation's baselines as rankers (the registry serves the best
-# one on the validation slice when no learned model beats it), and the prior (last resort)
+# who can answer: the learned models and their blend (the mean of their probabilities), the evaluation's
+# baselines as rankers (the registry serves the best one on the validation slice when no learned model
+# beats it), and the prior (last resort)
 SERVED_BY = ("blend", "neural", "gbdt", "decayed", "frequency", "recent", "popularity", "prior")
 
 CONTEXT = "context"
