@@ -405,6 +405,9 @@ class ModelVersionInfo:
     training_seconds: float
     # {"slice": {...}, "results": {"model": {"ndcg@5": .., "per_category": {..}}, "popularity": {..}}, ...}
     metrics: dict[str, Any]
+    # why it last stopped serving (its latest retirement in the activation audit: a withdrawal below the best
+    # baseline, a blend whose member changed, an operator's retirement); "" when it never did
+    stopped_because: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +434,7 @@ def _version_info(row: Any) -> ModelVersionInfo:
         data_to=row.data_to,
         training_seconds=row.training_seconds,
         metrics=dict(row.metrics or {}),
+        stopped_because=str(getattr(row, "stopped_because", "") or ""),
     )
 
 

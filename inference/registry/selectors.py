@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from inference.conf import inference_setting
 from inference.registry.models import ModelActivation, ModelVersion, ShadowConfig, TrainingRun
@@ -103,7 +103,11 @@ def model_version_rollback_target(*, algorithm: str) -> str | None:
 
 
 def model_versions_list(*, algorithm: str | None = None, status: str | None = None) -> QuerySet[ModelVersion]:
-    queryset = ModelVersion.objects.all()
+    """Versions newest first, each with ``stopped_because``: the reason of its latest retirement (None: never)."""
+    retired = ModelActivation.objects.filter(version=OuterRef("pk"), action=ModelActivation.Action.RETIRE)
+    queryset = ModelVersion.objects.annotate(
+        stopped_because=Subquery(retired.order_by("-at", "-id").values("reason")[:1])
+    )
     if algorithm:
         queryset = queryset.filter(algorithm=algorithm)
     if status:

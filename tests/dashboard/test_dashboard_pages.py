@@ -70,6 +70,29 @@ def test_models_page_names_the_ranker_that_validated_best_as_the_one_serving(sta
     assert '<span id="serving-order">gbdt 0.3450, neural 0.3420, decayed 0.3330</span>' in html
 
 
+def test_models_page_shows_the_blend_first_when_it_validated_best_and_says_why_it_stopped(staff_client):
+    from inference.registry import services as registry
+
+    for algorithm, score in (("neural", 0.3104), ("gbdt", 0.3081), ("blend", 0.3158)):
+        registry.model_version_register(
+            algorithm=algorithm,
+            version=f"{algorithm}-1",
+            artifact_path=algorithm,
+            hyperparameters={"member_versions": {"neural": "neural-1", "gbdt": "gbdt-1"}} if algorithm == "blend" else {},
+            metrics={"results": {"model": {"ndcg@5": score}}, "decision": f"ndcg@5 {score:.4f} >= best baseline"},
+        )
+        registry.model_version_activate(version=f"{algorithm}-1")
+    html = staff_client.get("/dashboard/models/").content.decode()
+    assert "Answers come from <strong>blend</strong>: ndcg@5 0.3158 &gt;= best baseline" in html
+    assert '<span id="serving-order">blend 0.3158, neural 0.3104, gbdt 0.3081</span>' in html
+    # a new network version serves: the blend of the old one stops, and the page says why
+    registry.model_version_register(algorithm="neural", version="neural-2", artifact_path="n2")
+    registry.model_version_activate(version="neural-2")
+    html = staff_client.get("/dashboard/models/").content.decode()
+    assert "blend 0.3158" not in html
+    assert "neural serves neural-2 now, not the blend&#x27;s neural-1" in html
+
+
 def test_compare_page_puts_two_versions_side_by_side(staff_client, seeded):
     response = staff_client.get(f"/dashboard/models/compare?v={seeded['old']}&v={seeded['new']}")
     html = response.content.decode()

@@ -87,6 +87,16 @@ def model_row(row: ModelVersionInfo) -> ModelRow:
     )
 
 
+def _why(row: ModelRow | None, *, serving: bool) -> str:
+    """The models page's reason for a ranker: its training decision, or, for one that no longer serves,
+    why it stopped (withdrawn below the best baseline, a blend whose member changed)."""
+    if row is None:
+        return ""
+    if not serving and row.status == "retired" and row.stopped_because:
+        return f"stopped serving: {row.stopped_because}"
+    return row.decision
+
+
 def shadow_results(measured: WindowDeltas) -> list[dict[str, Any]]:
     """Per shadow version (and the algorithm whose answers it was compared with) in the window:
     requests scored, mean top-k agreement, top-1 match rate, latency p50/p99, skips and errors."""
@@ -177,7 +187,7 @@ def models_page(*, limit: int = 50, now: datetime | None = None) -> dict[str, An
         algorithms.append(
             {
                 "name": name,
-                "why": decided.decision if decided else "",
+                "why": _why(decided, serving=name in active),
                 "active": active.get(name, ""),
                 "order": list(active).index(name) + 1 if name in active else None,
                 "score": round(score, 4) if (score := scores.get(name)) is not None else None,
