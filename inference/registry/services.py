@@ -138,13 +138,14 @@ def _blend_follow(algorithm: str, serving: str | None, *, actor: str) -> None:
     held = ((blend.hyperparameters or {}).get("member_versions") or {}).get(algorithm)
     if held == serving:
         return
-    _serving_stop(blend, actor=actor, reason=f"{algorithm} serves {serving or 'no version'} now, not the blend's {held}")
+    _retire_audited(blend, actor=actor, reason=f"{algorithm} serves {serving or 'no version'} now, not the blend's {held}")
 
 
-def _serving_stop(target: ModelVersion, *, actor: str, reason: str) -> None:
-    """Retire an active (locked) version and audit it."""
-    target.status = ModelVersion.Status.RETIRED
-    target.save(update_fields=["status"])
+def _retire_audited(target: ModelVersion, *, actor: str, reason: str) -> None:
+    """Retire a (locked) version and write the audit row that says who and why."""
+    if target.status != ModelVersion.Status.RETIRED:
+        target.status = ModelVersion.Status.RETIRED
+        target.save(update_fields=["status"])
     ModelActivation.objects.create(
         algorithm=target.algorithm,
         action=ModelActivation.Action.RETIRE,
@@ -199,7 +200,7 @@ def model_version_withdraw(*, version: str, actor: str = "system", reason: str =
     target = _locked(version)
     if target.status != ModelVersion.Status.ACTIVE:
         return target
-    _serving_stop(target, actor=actor, reason=reason)
+    _retire_audited(target, actor=actor, reason=reason)
     _blend_follow(target.algorithm, None, actor=actor)
     return target
 
@@ -210,16 +211,7 @@ def model_version_retire(*, version: str, actor: str = "system", reason: str = "
     target = _locked(version)
     if target.status == ModelVersion.Status.ACTIVE:
         raise RegistryError(f"{version} is active: activate another version or roll back first")
-    if target.status != ModelVersion.Status.RETIRED:
-        target.status = ModelVersion.Status.RETIRED
-        target.save(update_fields=["status"])
-    ModelActivation.objects.create(
-        algorithm=target.algorithm,
-        action=ModelActivation.Action.RETIRE,
-        version=target,
-        actor=actor,
-        reason=reason,
-    )
+    _retire_audited(target, actor=actor, reason=reason)
     return target
 
 
