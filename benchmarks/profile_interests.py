@@ -19,6 +19,8 @@ import cProfile
 import io
 import os
 import pstats
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,9 @@ def _prepare() -> tuple[dict[str, str], str]:
     from benchmarks.inference import MOVIELENS, _register_models, _trained
     from benchmarks.run import BENCH_VAR, fresh_state, manage
 
+    # trained in a child process when missing: training reads the settings, and this process must first
+    # read them with the services' environment (below)
+    subprocess.run([sys.executable, "-c", "from benchmarks.inference import _trained; _trained()"], check=True)
     dirs = _trained()
     var_dir = BENCH_VAR / "profile"
     env = fresh_state(var_dir, services=True)
