@@ -52,15 +52,17 @@ def blend_register(
         return None
     versions = {name: row.version for name, row in rows.items() if row is not None}
     current = selectors.model_version_active(algorithm="blend")
+    # the serving members as saved (refitted on every event when they were): what the saved blend holds
+    saved = {
+        name: parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path))
+        for name, row in rows.items() if row is not None
+    }
     try:
         judged = []
-        for name, row in rows.items():
+        for name in BLEND_MEMBERS:
             entry = outcome.get(name) or {}
-            if entry.get("version") == versions[name] and entry.get("judged") is not None:
-                judged.append(entry["judged"])
-            else:
-                assert row is not None
-                judged.append(parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path)))
+            trained_here = entry.get("version") == versions[name] and entry.get("judged") is not None
+            judged.append(entry["judged"] if trained_here else saved[name])
         candidate = BlendModel(judged)
     except BlendMismatch as exc:
         logger.warning("inference.blend_unbuilt %s: %r", versions, exc)
@@ -75,20 +77,13 @@ def blend_register(
     score, baseline = metric(results, "model"), best_baseline(results)
     held = ((current.hyperparameters or {}).get("member_versions") if current is not None else None) or {}
     if current is not None and held == versions:
-        if activate == "auto" and baseline is not None and score is not None and score < baseline[1]:
-            why = f"{PRIMARY_METRIC} {score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: withdrawn"
-            services.model_version_withdraw(version=current.version, actor="training", reason=why)
-            return {"version": current.version, "activated": False, "reason": why, PRIMARY_METRIC: score}
-        services.model_version_score(version=current.version, score=score)
-        figure = f"{score:.4f}" if score is not None else "not scored"
-        why = f"the same members, judged again on this run's slice: {PRIMARY_METRIC} {figure}"
-        return {"version": current.version, "activated": True, "reason": why, PRIMARY_METRIC: score}
+        serving, why = services.model_version_rejudge(
+            version=current.version, score=score, baseline=baseline, activate=activate
+        )
+        why = why if not serving else f"the same members, {why}"
+        return {"version": current.version, "activated": serving, "reason": why, PRIMARY_METRIC: score}
     do_activate, why = activation_decide(activate, score, None, False, baseline)
-    # the served blend holds the members as they serve (refitted on every event when they were)
-    served = BlendModel([
-        parts.loader(selectors.artifact_dir_for(artifact_path=row.artifact_path))
-        for row in rows.values() if row is not None
-    ])
+    served = BlendModel([saved[name] for name in BLEND_MEMBERS])
     version = services.model_version_name(algorithm="blend")
     artifact_save(served, version)
     froms = [row.data_from for row in rows.values() if row is not None and row.data_from is not None]

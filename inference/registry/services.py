@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from inference.models.blend import BLEND_MEMBERS
+from inference.registry.judging import PRIMARY_METRIC
 from inference.registry.models import ModelActivation, ModelVersion, ShadowConfig
 
 
@@ -83,6 +84,21 @@ def _finite(value: Any) -> float | None:
 def model_version_score(*, version: str, score: float | None) -> None:
     """Record ``version``'s NDCG@5 on the validation slice of a later run (the chain's order follows it)."""
     ModelVersion.objects.filter(version=version).update(validation_score=_finite(score))
+
+
+def model_version_rejudge(
+    *, version: str, score: float | None, baseline: tuple[str, float] | None, activate: str
+) -> tuple[bool, str]:
+    """A serving version judged again on a later training run's slice: under ``"auto"`` one below the
+    slice's best baseline is withdrawn, any other keeps serving with that figure (the chain's order
+    follows it). Returns (still serving, why)."""
+    if activate == "auto" and baseline is not None and score is not None and score < baseline[1]:
+        why = f"{PRIMARY_METRIC} {score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: withdrawn"
+        model_version_withdraw(version=version, actor="training", reason=why)
+        return False, why
+    model_version_score(version=version, score=score)
+    figure = f"{score:.4f}" if score is not None else "not scored"
+    return True, f"judged again on this run's slice: {PRIMARY_METRIC} {figure}"
 
 
 def _locked(version: str) -> ModelVersion:

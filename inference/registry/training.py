@@ -324,15 +324,12 @@ def _others_rescore(
         score = metric(results, "active")
         if score is None:
             continue
-        if activate == "auto" and baseline is not None and score < baseline[1]:
-            why = f"{PRIMARY_METRIC} {score:.4f} < best baseline {baseline[0]} {baseline[1]:.4f}: withdrawn"
-            services.model_version_withdraw(version=row.version, actor="training", reason=why)
-        else:
-            why = f"judged again on this run's slice: {PRIMARY_METRIC} {score:.4f}"
-            services.model_version_score(version=row.version, score=score)
+        serving, why = services.model_version_rejudge(
+            version=row.version, score=score, baseline=baseline, activate=activate
+        )
         done[algorithm] = {
             "version": row.version,
-            "activated": not why.endswith("withdrawn"),
+            "activated": serving,
             "reason": why,
             PRIMARY_METRIC: score,
         }
