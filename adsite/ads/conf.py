@@ -43,6 +43,12 @@ DEFAULTS: dict[str, Any] = {
     "INTEREST_SMOOTHING": 0.05,
     # lift ** power: how sharply the click estimate follows the interest ratio (1 = proportional)
     "INTEREST_LIFT_POWER": 1.0,
+    # wear-out of repeated ads: a visitor's 2nd, 3rd, later impression of a campaign today is expected to be
+    # clicked at the rate the ledger's repeat statistics show relative to a 1st (never above it); learned from
+    # the site's own impressions and clicks (``scoring.wear_out_factors``) with a prior of no wear-out worth
+    # ``WEAR_OUT_PRIOR_CLICKS`` clicks per bucket; False: every impression is expected as a first one
+    "WEAR_OUT": True,
+    "WEAR_OUT_PRIOR_CLICKS": 20.0,
     # pacing: a campaign whose spend today is ahead of (share of the day elapsed + slack) x daily
     # budget sits out; False switches pacing off (the simulation measures targeting, not pacing)
     "PACING": True,

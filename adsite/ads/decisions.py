@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adsite.ads.accounting import OK, Charge, LedgerUnavailable, Snapshot, ledger
+from adsite.ads.accounting import NO_REPEAT, OK, Charge, LedgerUnavailable, Snapshot, ledger, repeat_bucket
 from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, catalog_current
 from adsite.ads.conf import ads_setting
 from adsite.ads.eligibility import (
@@ -52,6 +52,7 @@ from adsite.ads.scoring import (
     SelectionPolicy,
     interest_lift,
     quality_posteriors,
+    wear_out_factors,
     weighted_score,
 )
 from adsite.platform import platform
@@ -96,6 +97,7 @@ class Choice:
     expected_value_micros: float
     reason: str
     serve_id: str  # one id per served impression: the click token's id (billable once)
+    repeat: int = NO_REPEAT  # its repeat bucket (the click token carries it: clicks are counted under it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,9 @@ class _Scored:
     value: float
     relevance: float
     lift: float
+    repeat: int = NO_REPEAT  # the repeat bucket of this impression (the visitor's earlier ones today)
+    wear: float = 1.0
+    expected_micros: int = 0  # the click model's expected clicks before wear-out (quality mean x lift), micros
 
 
 def _population_shares(catalog: Catalog) -> tuple[dict[str, float], dict[int, float]]:
@@ -198,6 +203,8 @@ def _charge(cand: _Scored) -> Charge:
         cap_per_hour=campaign.cap_per_hour,
         cap_per_day=campaign.cap_per_day,
         extra_exposure_micros=round((cand.lift - 1.0) * EXPOSURE_UNIT),
+        repeat=cand.repeat,
+        expected_micros=cand.expected_micros,
     )
 
 
@@ -318,6 +325,7 @@ def ads_select(
         filtered.update((c.id, LEDGER_UNAVAILABLE) for c in live)
         live, snap = [], Snapshot.empty()
     qualities = _quality_posteriors(catalog, live, snap, knobs) if policy.reads_quality else {}
+    wear_out = wear_out_factors(snap, knobs)
     candidates: list[_Scored] = []
     for campaign in live:
         reason = counters_filter(campaign, snap, now, knobs)
@@ -328,13 +336,18 @@ def ads_select(
             filtered[campaign.id] = reason
             continue
         lift = interest_lift(relevance, population_bases.get(campaign.id, 0.0), knobs) if campaign.interests else 1.0
+        # a visitor's earlier impressions of the campaign today (none known without a visitor id)
+        repeat = repeat_bucket(snap.user_day.get(campaign.id, 0)) if campaign.id in snap.user_day else NO_REPEAT
+        wear = wear_out[repeat] if repeat != NO_REPEAT else 1.0
         for creative in campaign.creatives:
             candidate = Candidate(
                 user_id=user_id, campaign=campaign, creative=creative, lift=lift,
-                clicks=snap.clicks.get(creative.id, 0), impressions=snap.impressions.get(creative.id, 0),
+                clicks=snap.clicks.get(creative.id, 0), impressions=snap.impressions.get(creative.id, 0), wear=wear,
             )
-            p = policy.click_probability(candidate, quality=qualities.get(creative.id), rng=rng, knobs=knobs)
-            candidates.append(_Scored(campaign, creative, p, policy.value(candidate, p), relevance, lift))
+            quality = qualities.get(creative.id)
+            p = policy.click_probability(candidate, quality=quality, rng=rng, knobs=knobs)
+            expected = round(quality.mean * lift * EXPOSURE_UNIT) if quality is not None else 0
+            candidates.append(_Scored(campaign, creative, p, policy.value(candidate, p), relevance, lift, repeat, wear, expected))
     # best first: tier, then expected value (a stable tie-break on ids keeps decisions reproducible)
     candidates.sort(key=lambda c: (TIER_RANK[c.campaign.tier], -c.value, c.creative.id))
 
@@ -367,6 +380,7 @@ def ads_select(
             expected_value_micros=cand.value,
             reason=_reason(cand, interests, failed),
             serve_id=uuid.uuid4().hex,
+            repeat=cand.repeat,
         ))
 
     counts: dict[str, int] = {}
@@ -420,6 +434,8 @@ def _reason(cand: _Scored, interests: Interests | None, failed: bool) -> str:
             parts.append(f"for readers of {top}")
     else:
         parts.append("shown to every visitor")
+    if cand.wear < 1.0:
+        parts.append(f"seen before today (x{cand.wear:.2f})")
     parts.append(f"expected click rate {cand.p_click:.2%}")
     return "; ".join(parts)
 
@@ -452,6 +468,8 @@ def _explanation(
                 "tier": c.campaign.tier,
                 "relevance": round(c.relevance, 6),
                 "interest_lift": round(c.lift, 4),
+                "repeat": c.repeat,
+                "wear_out": round(c.wear, 4),
                 "p_click": round(c.p_click, 6),
                 "expected_value_micros": round(c.value, 3),
             }

@@ -33,6 +33,7 @@ def choice_token(*, choice: Choice, user_id: str, binding: str = "", origin: str
         serve_id=serve_id_make(nonce=choice.serve_id, creative_id=choice.creative.id, user_id=user_id),
         creative_id=choice.creative.id, campaign_id=choice.campaign.id,
         placement=choice.placement, user_id=user_id, binding="" if user_id else binding, origin=origin,
+        repeat=choice.repeat,
     )
 
 

@@ -1,4 +1,5 @@
-"""How a candidate ad is scored: the visitor's interest lift and the creative's learned quality.
+"""How a candidate ad is scored: the visitor's interest lift, the creative's learned quality and the
+wear-out of an ad the visitor has already seen today.
 
 ``SelectionPolicy`` is the seam: ``ads_select`` asks the decision's policy for each creative's click
 probability and expected value. The site runs ``ADSITE_POLICY`` (a Thompson sample of the creative's
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from adsite.ads.accounting import Snapshot
+from adsite.ads.accounting import REPEAT_BUCKETS, Snapshot
 from adsite.ads.catalog import CampaignView, CreativeView
 from adsite.ads.conf import ads_setting
 
@@ -34,6 +35,8 @@ class Knobs:
     smoothing: float
     lift_power: float
     explain_sample: float
+    wear_out: bool
+    wear_out_prior_clicks: float
 
     @classmethod
     def read(cls) -> Knobs:
@@ -48,6 +51,8 @@ class Knobs:
             smoothing=float(ads_setting("INTEREST_SMOOTHING")),
             lift_power=float(ads_setting("INTEREST_LIFT_POWER")),
             explain_sample=float(ads_setting("EXPLAIN_SAMPLE")),
+            wear_out=bool(ads_setting("WEAR_OUT")),
+            wear_out_prior_clicks=float(ads_setting("WEAR_OUT_PRIOR_CLICKS")),
         )
 
 
@@ -123,6 +128,29 @@ def quality_posteriors(
     return out
 
 
+def wear_out_factors(snap: Snapshot, knobs: Knobs) -> tuple[float, ...]:
+    """How much less likely a repeated impression is clicked than a visitor's first of the campaign today, per
+    repeat bucket (``accounting.repeat_bucket``; bucket 0, a first impression, is 1).
+
+    Learned from the ledger's repeat statistics: per bucket, the clicks observed over the clicks the click
+    model expected for those impressions (quality x interest lift, before wear-out), so who was shown what
+    is accounted for as in ``quality_posteriors``. Each bucket's ratio is taken relative to a first
+    impression's, with a prior of no wear-out worth ``WEAR_OUT_PRIOR_CLICKS`` clicks: (clicks + s) /
+    (ratio of a first x expected + s). A repeat is never expected to do better than a first (a higher
+    ratio is what targeting leaves, visitors who see a campaign again being the ones most interested in it),
+    nor better than the bucket before it. All 1 when ``WEAR_OUT`` is off."""
+    if not knobs.wear_out:
+        return (1.0,) * REPEAT_BUCKETS
+    s = knobs.wear_out_prior_clicks
+    observed = [float(snap.repeat_clicks.get(b, 0)) for b in range(REPEAT_BUCKETS)]
+    expected = [snap.repeat_expected.get(b, 0) / EXPOSURE_UNIT for b in range(REPEAT_BUCKETS)]
+    first = (observed[0] + s) / (expected[0] + s)
+    factors = [1.0]
+    for b in range(1, REPEAT_BUCKETS):
+        factors.append(min(factors[-1], (observed[b] + s) / (first * expected[b] + s)))
+    return tuple(factors)
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """What a policy sees of one eligible creative for one visitor."""
@@ -133,6 +161,8 @@ class Candidate:
     lift: float  # the visitor's interest lift for the campaign (1: no interest targeting)
     clicks: int  # the creative's counted clicks and impressions (the ledger snapshot)
     impressions: int
+    # the wear-out of this visitor's impressions of the campaign today (``wear_out_factors``; 1: a first one)
+    wear: float = 1.0
 
 
 class SelectionPolicy(Protocol):
@@ -155,7 +185,8 @@ def bid_value(campaign: CampaignView, p_click: float) -> float:
 
 
 class ThompsonPolicy:
-    """The site's policy: a Thompson sample of the creative's quality x the visitor's interest lift."""
+    """The site's policy: a Thompson sample of the creative's quality x the visitor's interest lift x the
+    wear-out of an ad the visitor has already seen today."""
 
     name = "adsite"
     reads_quality = True
@@ -165,7 +196,7 @@ class ThompsonPolicy:
     ) -> float:
         if quality is None:  # not in the snapshot's campaigns: no statistics to learn from
             return rng.random()
-        return min(1.0, quality.sample(rng) * candidate.lift)
+        return min(1.0, quality.sample(rng) * candidate.lift * candidate.wear)
 
     def value(self, candidate: Candidate, p_click: float) -> float:
         return bid_value(candidate.campaign, p_click)

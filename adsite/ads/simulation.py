@@ -16,7 +16,7 @@ clicked with probability BASE_CTR x FLOOR.
 History (``history`` visitors, 0 = none): a site that has run for a while knows its creatives' click
 statistics. Before the measured runs, ``history`` other visitors (their own hidden profiles, same
 distribution) browse with adsite's policy; the creatives' statistics they leave (impressions,
-clicks, exposure; no spend, no frequency counters) start every measured policy's ledger, so the
+clicks, exposure, repeat statistics; no spend, no frequency counters) start every measured policy's ledger, so the
 policies that read statistics (untargeted, adsite) start from the same knowledge and random and
 oracle ignore it. Four policies then run over the same visitors and seeds, each from that ledger
 (or an empty one) and its own visitor ids (features start from zero):
@@ -39,6 +39,7 @@ were fixed before they existed):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -57,9 +58,17 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
-from adsite.ads.accounting import MemoryLedger
+from adsite.ads.accounting import REPEAT_BUCKETS, MemoryLedger, Snapshot
 from adsite.ads.catalog import CampaignView, CreativeView, catalog_current, catalog_invalidate
-from adsite.ads.scoring import ADSITE_POLICY, Candidate, Knobs, Quality, SelectionPolicy, bid_value
+from adsite.ads.scoring import (
+    ADSITE_POLICY,
+    Candidate,
+    Knobs,
+    Quality,
+    SelectionPolicy,
+    bid_value,
+    wear_out_factors,
+)
 from adsite.platform import Platform, platform_use
 
 logger = logging.getLogger(__name__)
@@ -212,7 +221,7 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
     profiles = [dict(zip(categories, rng.dirichlet([spec.concentration] * len(categories)), strict=True)) for _ in range(spec.visitors)]
     results: dict[str, PolicyResult] = {}
     catalog_invalidate()
-    statistics: dict[int, tuple[int, int, int]] = {}
+    statistics: dict[int, _Statistics] = {}
     history: dict[str, Any] = {"visitors": spec.history}
     if spec.history:
         history_rng = np.random.default_rng([spec.seed, 1])  # other visitors than the measured ones
@@ -222,13 +231,16 @@ def simulate(*, spec: SimulationSpec, articles: dict[str, list[str]], progress: 
         _run_policy(policy="adsite", spec=spec, profiles=history_profiles, articles=articles, progress=progress,
                     book=book, tag="history")
         statistics = _creative_statistics(book)
-        per_creative = sorted(c for _, c, _ in statistics.values())
-        history.update(impressions=sum(i for i, _, _ in statistics.values()), clicks=sum(per_creative),
-                       median_clicks_per_creative=per_creative[len(per_creative) // 2] if per_creative else 0)
+        per_creative = sorted(st.clicks for st in statistics.values())
+        history.update(impressions=sum(st.impressions for st in statistics.values()), clicks=sum(per_creative),
+                       median_clicks_per_creative=per_creative[len(per_creative) // 2] if per_creative else 0,
+                       wear_out=_wear_out(statistics))
     for policy in POLICIES:
         book = MemoryLedger(None)
-        for creative_id, (impressions, clicks, extra) in statistics.items():
-            book.statistics_add(creative_id=creative_id, impressions=impressions, clicks=clicks, extra_exposure_micros=extra)
+        for creative_id, st in statistics.items():
+            book.statistics_add(creative_id=creative_id, impressions=st.impressions, clicks=st.clicks,
+                                extra_exposure_micros=st.extra_exposure_micros, repeat_expected=st.repeat_expected,
+                                repeat_clicks=st.repeat_clicks)
         results[policy] = _run_policy(policy=policy, spec=spec, profiles=profiles, articles=articles, progress=progress,
                                       book=book, tag=policy)
     report: dict[str, Any] = {"policies": {}, "world": spec.world, "visitors": spec.visitors, "pages": spec.pages, "seed": spec.seed,
@@ -283,11 +295,36 @@ def _share_ci(results: dict[str, PolicyResult], idx: np.ndarray, column: str) ->
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def _creative_statistics(book: MemoryLedger) -> dict[int, tuple[int, int, int]]:
-    """(impressions, clicks, extra exposure) per creative of the catalog, as ``book`` counted them."""
+@dataclass(frozen=True)
+class _Statistics:
+    """One creative's statistics as a ledger counted them (what the history hands the measured runs)."""
+
+    impressions: int
+    clicks: int
+    extra_exposure_micros: int
+    repeat_expected: list[int]
+    repeat_clicks: list[int]
+
+
+def _creative_statistics(book: MemoryLedger) -> dict[int, _Statistics]:
+    """The statistics of each creative of the catalog that ``book`` counted impressions of."""
     ids = list(catalog_current().creatives_by_id)
     snap = book.snapshot(campaign_ids=[], creative_ids=ids, user_id="", now=time.time())
-    return {c: (snap.impressions[c], snap.clicks[c], snap.extra_exposure[c]) for c in ids if snap.impressions[c]}
+    return {
+        c: _Statistics(snap.impressions[c], snap.clicks[c], snap.extra_exposure[c], *book.repeat_statistics(creative_id=c))
+        for c in ids if snap.impressions[c]
+    }
+
+
+def _wear_out(statistics: dict[int, _Statistics]) -> list[float]:
+    """The wear-out factors (``scoring.wear_out_factors``) the history's statistics teach, for the report."""
+    buckets = range(REPEAT_BUCKETS)
+    snap = dataclasses.replace(
+        Snapshot.empty(),
+        repeat_expected={b: sum(st.repeat_expected[b] for st in statistics.values()) for b in buckets},
+        repeat_clicks={b: sum(st.repeat_clicks[b] for st in statistics.values()) for b in buckets},
+    )
+    return [round(f, 4) for f in wear_out_factors(snap, dataclasses.replace(Knobs.read(), wear_out=True))]
 
 
 def _run_policy(

@@ -58,6 +58,7 @@ class AdToken:
     user_id: str
     binding: str = ""  # visitor_binding() of a visitor without an identity cookie
     origin: str = PAGE
+    repeat: int = -1  # the impression's repeat bucket (``accounting.repeat_bucket``); -1: not known
 
 
 def token_make(*, token: AdToken, salt: str = CLICK_SALT) -> str:
@@ -80,6 +81,8 @@ def tokens_make(*, token: AdToken, salts: Sequence[str]) -> list[str]:
         payload["b"] = token.binding
     if token.origin != PAGE:
         payload["o"] = token.origin
+    if token.repeat >= 0:
+        payload["r"] = token.repeat
     data = json.dumps(payload, separators=(",", ":")).encode("latin-1")  # signing.JSONSerializer
     compressed = zlib.compress(data)
     dot = len(compressed) < len(data) - 1  # as signing: compressed only where it saves space
@@ -120,10 +123,16 @@ def token_read(value: str, *, max_age_s: int, salt: str = CLICK_SALT) -> tuple[s
             serve_id=str(payload["s"])[:64], creative_id=int(payload["c"]), campaign_id=int(payload["k"]),
             placement=str(payload["p"])[:64], user_id=str(payload["u"])[:64],
             binding=str(payload.get("b", ""))[:32], origin=payload["o"] if payload.get("o") in ORIGINS else PAGE,
+            repeat=_repeat_read(payload.get("r", -1)),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return FORGED, None
     return status, token
+
+
+def _repeat_read(value: object) -> int:
+    """A token's repeat bucket: a small non-negative int, else -1 (absent or not one the server writes)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 16 else -1
 
 
 def _keys() -> list[str]:

@@ -1,6 +1,6 @@
 """One rule, two implementations: the Redis ledger's Lua scripts and the in-process ledger's Python must
 agree on every outcome (reservations under budgets, caps and pacing-free spend; click billing, replays and
-the last affordable click; viewable counts; snapshots). Runs in ``make test`` on fakeredis with Lua
+the last affordable click; viewable counts; repeat statistics; snapshots). Runs in ``make test`` on fakeredis with Lua
 (``fakeredis[lua]``), the real scripts; ``make test-services`` runs the ledger tests against a real Redis."""
 
 from __future__ import annotations
@@ -24,14 +24,16 @@ USERS = ("ann", "bob", "cy")
 
 def charge_of(campaign: int, creative: int, rng: random.Random) -> Charge:
     _, price, daily, total, per_hour, per_day = CAMPAIGNS[campaign]
-    return Charge(campaign, creative, price, daily, total, per_hour, per_day, extra_exposure_micros=rng.randrange(0, 900_000))
+    return Charge(campaign, creative, price, daily, total, per_hour, per_day, extra_exposure_micros=rng.randrange(0, 900_000),
+                  repeat=rng.choice((-1, 0, 1, 2, 3)), expected_micros=rng.randrange(0, 80_000))
 
 
 def counts(snapshot: Snapshot) -> dict[str, dict[int, int]]:
     """The snapshot's counters, a missing key and a zero being the same count."""
     return {
         name: {key: value for key, value in getattr(snapshot, name).items() if value}
-        for name in ("spend_total", "spend_today", "user_hour", "user_day", "impressions", "clicks", "extra_exposure")
+        for name in ("spend_total", "spend_today", "user_hour", "user_day", "impressions", "clicks", "extra_exposure",
+                     "repeat_expected", "repeat_clicks")
     }
 
 
@@ -68,6 +70,7 @@ def test_memory_and_redis_ledgers_agree_on_every_outcome(ledgers, seed: int) -> 
                 "total_budget_micros": CAMPAIGNS[campaign][3] * 40, "now": now,
                 # Redis expires keys by its own clock, the test moves `now`: no token expires here
                 "token_ttl_s": 10**8,
+                "repeat": rng.choice((-1, 0, 1, 3)),
             }
             results = [led.click_charge(**args) for led in ledgers]
         else:
@@ -81,6 +84,8 @@ def test_memory_and_redis_ledgers_agree_on_every_outcome(ledgers, seed: int) -> 
             for led in ledgers
         ]
         assert snapshots[0] == snapshots[1], f"step {step}"
+    final = memory.snapshot(campaign_ids=sorted(CAMPAIGNS), creative_ids=ids, user_id="", now=now)
+    assert sum(final.repeat_expected.values()) and sum(final.repeat_clicks.values())  # the sequence counted some
     for campaign in CAMPAIGNS:
         assert memory.spend(campaign_id=campaign, now=now) == redis_ledger.spend(campaign_id=campaign, now=now)
     for creative in ids:

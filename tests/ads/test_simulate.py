@@ -55,7 +55,7 @@ def test_simulate_history_gives_every_policy_the_same_creative_statistics(tmp_pa
     from adsite.ads.accounting import MemoryLedger
 
     settings.MEDIA_ROOT = tmp_path / "media"
-    started: dict[str, dict[int, tuple[int, int, int]]] = {}
+    started: dict[str, dict[int, Any]] = {}
     run_policy = simulation._run_policy
 
     def spy(*, book: MemoryLedger | None = None, tag: str = "", **kwargs: Any) -> Any:
@@ -72,7 +72,12 @@ def test_simulate_history_gives_every_policy_the_same_creative_statistics(tmp_pa
     assert started["history"] == {}  # the history starts from nothing
     measured = [started[p] for p in ("random", "untargeted", "adsite", "oracle")]
     assert measured[0] and all(stats == measured[0] for stats in measured)
-    assert sum(i for i, _, _ in measured[0].values()) == report["history"]["impressions"]
+    assert sum(st.impressions for st in measured[0].values()) == report["history"]["impressions"]
+    # the repeat statistics too: every visitor's impressions were counted under their repeat bucket (the
+    # demo's caps allow 4 an hour, so a campaign shown on every one of 5 pages went through 1st to 4th+)
+    assert sum(sum(st.repeat_expected) for st in measured[0].values()) > 0
+    assert sum(st.repeat_expected[0] for st in measured[0].values()) > 0
+    assert len(report["history"]["wear_out"]) == 4 and report["history"]["wear_out"][0] == 1.0
 
 
 def test_the_logistic_world_tires_of_repeated_campaigns_and_discounts_lower_slots() -> None:

@@ -23,8 +23,10 @@ from adsite.ads.accounting.contract import (
     FREE,
     FREQ_TTL_S,
     IMPRESSIONS_BILLED,
+    NO_REPEAT,
     OK,
     OUT_OF_BUDGET,
+    REPEAT_BUCKETS,
     REPLAYED,
     SERVED,
     SPEND,
@@ -38,6 +40,7 @@ from adsite.ads.accounting.contract import (
     Snapshot,
     day_key,
     hour_key,
+    repeat_bucket,
     report_ttl_s,
 )
 from adsite.ads.accounting.memory import MemoryLedger
@@ -53,8 +56,10 @@ __all__ = [
     "FREE",
     "FREQ_TTL_S",
     "IMPRESSIONS_BILLED",
+    "NO_REPEAT",
     "OK",
     "OUT_OF_BUDGET",
+    "REPEAT_BUCKETS",
     "REPLAYED",
     "SERVED",
     "SPEND",
@@ -72,6 +77,7 @@ __all__ = [
     "hour_key",
     "ledger",
     "ledger_build",
+    "repeat_bucket",
     "report_ttl_s",
 ]
 

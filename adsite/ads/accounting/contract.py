@@ -17,6 +17,11 @@ Promises:
   and voids the token if it had not been charged, so a late arrival of the lost request charges nothing.
 - ``RedisLedger`` (services and scale-out modes): Lua scripts, so any number of processes and hosts share
   exact counters, on one Redis or a Redis Cluster alike: every script touches the keys of ONE hash slot.
+- Repeat statistics (what the wear-out of repeated ads is learned from, ``scoring.wear_out_factors``): with
+  each counted impression of a visitor, the click model's expected clicks for it (``Charge.expected_micros``)
+  under its repeat bucket (the visitor's earlier impressions of the campaign today, ``repeat_bucket``), and
+  with each counted click, one click under the bucket its token carries; kept per creative, beside its
+  statistics, and summed over the creatives a snapshot names.
 - Report counters (what ``ads_report`` invoices from): per UTC hour and campaign, impressions served,
   viewable and billed, clicks billed, spend, and invalid impressions and clicks by reason (campaign 0:
   invalid traffic that names no campaign), kept ``REPORT_RETENTION_DAYS``. Served, billed and spend move
@@ -49,6 +54,16 @@ CAPPED_DAY = "capped_day"
 BILLED = "billed"
 FREE = "free"
 REPLAYED = "replayed"
+
+
+# repeat buckets: an impression is the visitor's 1st, 2nd, 3rd or later of the campaign today
+REPEAT_BUCKETS = 4
+NO_REPEAT = -1  # not known (no visitor id, or a token issued before the bucket was carried)
+
+
+def repeat_bucket(earlier: int) -> int:
+    """The repeat bucket of an impression after ``earlier`` impressions of the same campaign today."""
+    return min(max(earlier, 0), REPEAT_BUCKETS - 1)
 
 
 def day_key(now: float) -> str:
@@ -86,6 +101,10 @@ class Charge:
     # a creative's exposure = impressions + the summed extra; its quality is learned as clicks /
     # exposure (``scoring.quality_posteriors``). Counted with the impression, no money involved
     extra_exposure_micros: int = 0
+    # the repeat bucket of this impression (``repeat_bucket``; NO_REPEAT: not counted) and the click model's
+    # expected clicks for it in millionths (creative quality x interest lift, before any wear-out)
+    repeat: int = NO_REPEAT
+    expected_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +118,9 @@ class Snapshot:
     impressions: dict[int, int]
     clicks: dict[int, int]
     extra_exposure: dict[int, int] = field(default_factory=dict)  # creative -> summed extra_exposure_micros
+    # repeat bucket -> the named creatives' summed expected clicks (micros) and counted clicks in that bucket
+    repeat_expected: dict[int, int] = field(default_factory=dict)
+    repeat_clicks: dict[int, int] = field(default_factory=dict)
     # which read of the creatives' statistics (impressions, clicks, extra_exposure) this snapshot carries:
     # two snapshots of one ledger with the same generation carry the same statistics for the creatives both
     # name (a process shares them between its decisions); None: read for this snapshot alone
@@ -149,8 +171,11 @@ class Ledger(Protocol):
         now: float,
         token_ttl_s: int,
         click_id: int = 0,
+        repeat: int = NO_REPEAT,
     ) -> str:
-        """``BILLED``, ``FREE`` or ``REPLAYED`` for the click ``click_id`` (0: a click with no row)."""
+        """``BILLED``, ``FREE`` or ``REPLAYED`` for the click ``click_id`` (0: a click with no row); a click not
+        replayed counts for the creative's statistics, and under ``repeat`` (its impression's repeat bucket)
+        for the repeat statistics."""
         ...
 
     def click_charge_settle(self, *, token_id: str, campaign_id: int, click_id: int, token_ttl_s: int) -> tuple[str, int]:

@@ -18,8 +18,10 @@ from adsite.ads.accounting.contract import (
     FREE,
     FREQ_TTL_S,
     IMPRESSIONS_BILLED,
+    NO_REPEAT,
     OK,
     OUT_OF_BUDGET,
+    REPEAT_BUCKETS,
     REPLAYED,
     SERVED,
     SPEND,
@@ -101,7 +103,14 @@ class MemoryLedger:
                 impressions={c: self._get(f"imp:{c}", now) for c in creative_ids},
                 clicks={c: self._get(f"clk:{c}", now) for c in creative_ids},
                 extra_exposure={c: self._get(f"exp:{c}", now) for c in creative_ids},
+                repeat_expected=self._repeat_sum("rexp", creative_ids, now),
+                repeat_clicks=self._repeat_sum("rclk", creative_ids, now),
             )
+
+    def _repeat_sum(self, name: str, creative_ids: Sequence[int], now: float) -> dict[int, int]:
+        """A repeat statistic (``rexp``: expected clicks in micros, ``rclk``: clicks) per bucket, summed over
+        the creatives; the caller holds the lock."""
+        return {b: sum(self._get(f"{name}:{b}:{c}", now) for c in creative_ids) for b in range(REPEAT_BUCKETS)}
 
     def impression_reserve(self, *, charge: Charge, user_id: str, now: float) -> str:
         day, hour = day_key(now), hour_key(now)
@@ -119,6 +128,8 @@ class MemoryLedger:
             changes: list[tuple[str, int, float | None]] = [(f"imp:{charge.creative_id}", 1, None)]
             if charge.extra_exposure_micros:
                 changes.append((f"exp:{charge.creative_id}", charge.extra_exposure_micros, None))
+            if charge.repeat != NO_REPEAT and charge.expected_micros:
+                changes.append((f"rexp:{charge.repeat}:{charge.creative_id}", charge.expected_micros, None))
             report, report_expiry = f"rep:{hour}:{c}:", now + report_ttl_s()
             changes.append((report + SERVED, 1, report_expiry))
             if charge.impression_price_micros:
@@ -148,6 +159,7 @@ class MemoryLedger:
         now: float,
         token_ttl_s: int,
         click_id: int = 0,
+        repeat: int = NO_REPEAT,
     ) -> str:
         # in-process: every charge is answered, so none is ever left unknown (``click_id`` is not needed)
         day = day_key(now)
@@ -159,6 +171,8 @@ class MemoryLedger:
                 (token_key, 1, now + token_ttl_s),
                 (f"clk:{creative_id}", 1, None),
             ]
+            if 0 <= repeat < REPEAT_BUCKETS:
+                changes.append((f"rclk:{repeat}:{creative_id}", 1, None))
             outcome = FREE
             if (
                 price_micros
@@ -262,12 +276,30 @@ class MemoryLedger:
             if self._db is not None and keys:
                 self._db.executemany("DELETE FROM counters WHERE key = ?", [(key,) for key in keys])
 
-    def statistics_add(self, *, creative_id: int, impressions: int, clicks: int, extra_exposure_micros: int) -> None:
-        """Add earlier traffic's statistics for one creative (the simulation's history); no money moves."""
+    def statistics_add(
+        self, *, creative_id: int, impressions: int, clicks: int, extra_exposure_micros: int,
+        repeat_expected: Sequence[int] = (), repeat_clicks: Sequence[int] = (),
+    ) -> None:
+        """Add earlier traffic's statistics for one creative (the simulation's history); no money moves.
+        ``repeat_expected`` / ``repeat_clicks``: its repeat statistics, bucket by bucket."""
+        now = time.time()
+        changes: list[tuple[str, int, float | None]] = [
+            (f"imp:{creative_id}", impressions, None), (f"clk:{creative_id}", clicks, None),
+            (f"exp:{creative_id}", extra_exposure_micros, None),
+        ]
+        changes += [(f"rexp:{b}:{creative_id}", n, None) for b, n in enumerate(repeat_expected) if n]
+        changes += [(f"rclk:{b}:{creative_id}", n, None) for b, n in enumerate(repeat_clicks) if n]
+        with self._lock:
+            self._add(changes, now)
+
+    def repeat_statistics(self, *, creative_id: int) -> tuple[list[int], list[int]]:
+        """One creative's repeat statistics: (expected clicks in micros, clicks), bucket by bucket."""
         now = time.time()
         with self._lock:
-            self._add([(f"imp:{creative_id}", impressions, None), (f"clk:{creative_id}", clicks, None),
-                       (f"exp:{creative_id}", extra_exposure_micros, None)], now)
+            return (
+                [self._get(f"rexp:{b}:{creative_id}", now) for b in range(REPEAT_BUCKETS)],
+                [self._get(f"rclk:{b}:{creative_id}", now) for b in range(REPEAT_BUCKETS)],
+            )
 
     def click_row_owe(self, *, owed: ClickRowOwed) -> None:
         with self._lock:

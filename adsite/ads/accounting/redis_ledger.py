@@ -11,7 +11,8 @@ Keys and invariants of ``RedisLedger`` (docs/scaling.md, "Where each Redis key l
 - ``<p>tok:{<token>}`` (the token's slot): a click token already billed. ``<p>{c<campaign>}:seen:<serve>``:
   a served impression already counted viewable.
 - ``<p>{k<creative>}:stats`` (the creative's slot): hash ``imp``, ``clk``, ``exp``, ``view``: the
-  statistics the click model learns from, one small hash per creative (no global hot hash).
+  statistics the click model learns from, one small hash per creative (no global hot hash); and its repeat
+  statistics, ``r<bucket>e`` (expected clicks, micros) and ``r<bucket>c`` (clicks) per repeat bucket.
 - ``<p>clicks:owed`` (its own slot): hash of click id -> ``"<outcome> <price micros>"``, the ``AdClick`` rows
   the ledger billed that the database did not take (``click_rows_settle`` writes them, then deletes them).
 
@@ -61,8 +62,10 @@ from adsite.ads.accounting.contract import (
     DAILY_BUDGET,
     FREE,
     FREQ_TTL_S,
+    NO_REPEAT,
     OK,
     OUT_OF_BUDGET,
+    REPEAT_BUCKETS,
     REPLAYED,
     Charge,
     ClickChargeUnknown,
@@ -165,10 +168,15 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
 return 1
 """
 
+# the fields of a creative's statistics hash a snapshot reads: imp, clk, exp, then the repeat statistics
+# (expected clicks of each bucket, then clicks of each bucket)
+_REPEAT_FIELDS = tuple(f"r{b}e" for b in range(REPEAT_BUCKETS)) + tuple(f"r{b}c" for b in range(REPEAT_BUCKETS))
+_STATS_FIELDS = ("imp", "clk", "exp", *_REPEAT_FIELDS)
+
 # A decision's snapshot read in one command, on one Redis only (its keys span slots: on a Redis Cluster the
 # snapshot is a pipeline of the same reads, one round trip per node). Read-only. KEYS: n spend hashes, m stats
 # hashes, then the visitor's freq hash when ARGV[3] is '1'; ARGV n, the day field. Returns {the spend
-# hashes' t and day fields, then the stats hashes' imp, clk, exp (flat), the freq hash's HGETALL}: the
+# hashes' t and day fields, then the stats hashes' ``_STATS_FIELDS`` (flat), the freq hash's HGETALL}: the
 # replies the pipeline would give, in one reply instead of n + m + 1 (a decision reads ~120 of them).
 _SNAPSHOT = """
 local n = tonumber(ARGV[1])
@@ -181,15 +189,13 @@ end
 local last = #KEYS
 if ARGV[3] == '1' then last = last - 1 end
 for i = n + 1, last do
-  local v = redis.call('HMGET', KEYS[i], 'imp', 'clk', 'exp')
-  flat[#flat + 1] = v[1]
-  flat[#flat + 1] = v[2]
-  flat[#flat + 1] = v[3]
+  local v = redis.call('HMGET', KEYS[i], FIELDS)
+  for j = 1, #v do flat[#flat + 1] = v[j] end
 end
 local freq = {}
 if ARGV[3] == '1' then freq = redis.call('HGETALL', KEYS[#KEYS]) end
 return {flat, freq}
-"""
+""".replace("FIELDS", ", ".join(f"'{name}'" for name in _STATS_FIELDS))
 
 
 def _as_function(name: str, source: str) -> str:
@@ -202,9 +208,9 @@ def _as_function(name: str, source: str) -> str:
 # scripts: the caps held (``_CAPS``), the budget charged or only checked (``_BUDGET``), the caps given back if
 # the budget refused (``_CAPS_RELEASE``), the creative's statistics counted if it holds. KEYS: the visitor's
 # freq hash, then per charge its spend hash, report hash and stats hash. ARGV: '1' if there is a visitor (else
-# no caps), the freq ttl, the report ttl, the total field, the day field, then per charge 8 values: hour
-# field, day field, cap per hour, cap per day, total budget, daily budget, price, extra exposure. Returns
-# {caps reply, budget reply} per charge.
+# no caps), the freq ttl, the report ttl, the total field, the day field, then per charge 10 values: hour
+# field, day field, cap per hour, cap per day, total budget, daily budget, price, extra exposure, repeat
+# field ('' for none), expected clicks (micros). Returns {caps reply, budget reply} per charge.
 _RESERVE = (
     _as_function("caps_hold", _CAPS)
     + _as_function("budget_charge", _BUDGET)
@@ -213,7 +219,7 @@ _RESERVE = (
 local visitor = ARGV[1] == '1'
 local out = {}
 for i = 1, (#KEYS - 1) / 3 do
-  local a, k = 6 + (i - 1) * 8, 2 + (i - 1) * 3
+  local a, k = 6 + (i - 1) * 10, 2 + (i - 1) * 3
   local caps = 0
   if visitor then caps = caps_hold({KEYS[1]}, {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[2]}) end
   local held = caps == 0
@@ -224,12 +230,24 @@ for i = 1, (#KEYS - 1) / 3 do
   elseif held then
     redis.call('HINCRBY', KEYS[k + 2], 'imp', 1)
     if tonumber(ARGV[a + 7]) ~= 0 then redis.call('HINCRBY', KEYS[k + 2], 'exp', ARGV[a + 7]) end
+    if ARGV[a + 8] ~= '' then redis.call('HINCRBY', KEYS[k + 2], ARGV[a + 8], ARGV[a + 9]) end
   end
   out[i] = {caps, budget}
 end
 return out
 """
 )
+
+# a creative's statistics as a snapshot reads them: ``_STATS_FIELDS``' values
+_Stats = tuple[int, ...]
+
+
+def _repeat_args(charge: Charge) -> tuple[str, int]:
+    """(the stats field that counts this impression's expected clicks, or "" for none, the micros to add)."""
+    if charge.repeat == NO_REPEAT or not charge.expected_micros:
+        return "", 0
+    return f"r{charge.repeat}e", charge.expected_micros
+
 
 _CAPS_OUTCOMES = {0: OK, 3: CAPPED_HOUR, 4: CAPPED_DAY}
 _BUDGET_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET}
@@ -299,7 +317,7 @@ class RedisLedger:
         self._shared_max_age_s = shared_max_age_s
         self._clock = clock
         self._shared_spend: dict[int, tuple[float, str, int, int]] = {}  # campaign: (read at, day, total, today)
-        self._shared_stats: dict[int, tuple[float, int, int, int]] = {}  # creative: (read at, imp, clk, exp)
+        self._shared_stats: dict[int, tuple[float, _Stats]] = {}  # creative: (read at, its statistics)
         self._stats_generation = 0  # bumped whenever a shared statistic is read again (Snapshot.stats_generation)
         # ((campaign ids, creative ids, day), oldest read among them, their counters): the latest snapshot's
         # shared part, handed to the next decisions that plan from the same campaigns while it is fresh
@@ -399,10 +417,10 @@ class RedisLedger:
             spend, stats, freq = self._counters_read(spend_ids, stats_ids, user_id, day)
             if self._shared_max_age_s > 0:
                 self._shared_spend.update((c, (read_at, day, *v)) for c, v in zip(spend_ids, spend, strict=True))
-                self._shared_stats.update((c, (read_at, *v)) for c, v in zip(stats_ids, stats, strict=True))
+                self._shared_stats.update((c, (read_at, v)) for c, v in zip(stats_ids, stats, strict=True))
                 self._stats_generation += bool(stats_ids)
                 spend_of = {c: self._shared_spend[c][2:] for c in campaign_ids}
-                stats_of = {c: self._shared_stats[c][1:] for c in creative_ids}
+                stats_of = {c: self._shared_stats[c][1] for c in creative_ids}
             else:
                 spend_of = dict(zip(spend_ids, spend, strict=True))
                 stats_of = dict(zip(stats_ids, stats, strict=True))
@@ -414,12 +432,16 @@ class RedisLedger:
                 impressions={c: stats_of[c][0] for c in creative_ids},
                 clicks={c: stats_of[c][1] for c in creative_ids},
                 extra_exposure={c: stats_of[c][2] for c in creative_ids},
+                repeat_expected={b: sum(stats_of[c][3 + b] for c in creative_ids) for b in range(REPEAT_BUCKETS)},
+                repeat_clicks={
+                    b: sum(stats_of[c][3 + REPEAT_BUCKETS + b] for c in creative_ids) for b in range(REPEAT_BUCKETS)
+                },
             )
             if self._shared_max_age_s > 0:  # valid while its oldest counter is
                 read = [self._shared_spend[c][0] for c in campaign_ids] + [self._shared_stats[c][0] for c in creative_ids]
                 self._shared_view = (key, min(read, default=read_at), shared)
-        user_hour: dict[int, int] = dict.fromkeys(campaign_ids, 0) if freq else {}
-        user_day: dict[int, int] = dict.fromkeys(campaign_ids, 0) if freq else {}
+        user_hour: dict[int, int] = dict.fromkeys(campaign_ids, 0) if user_id else {}
+        user_day: dict[int, int] = dict.fromkeys(campaign_ids, 0) if user_id else {}
         hour_tag, day_tag = f"h{hour}", f"d{day}"
         for field_name, count in freq.items():  # "<campaign>:h<hour>" and "<campaign>:d<day>"
             campaign, _, tag = field_name.partition(":")
@@ -442,8 +464,8 @@ class RedisLedger:
 
     def _counters_read(
         self, campaign_ids: Sequence[int], creative_ids: Sequence[int], user_id: str, day: str
-    ) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]], dict[str, int]]:
-        """(total and today's spend per campaign, imp / clk / exp per creative, the visitor's freq hash)."""
+    ) -> tuple[list[tuple[int, int]], list[_Stats], dict[str, int]]:
+        """(total and today's spend per campaign, ``_STATS_FIELDS`` per creative, the visitor's freq hash)."""
         n, m = len(campaign_ids), len(creative_ids)
         if not (campaign_ids or creative_ids or user_id):
             return [], [], {}
@@ -455,19 +477,20 @@ class RedisLedger:
             flat, pairs = self._run([("snapshot", keys, [n, f"d:{day}", "1" if user_id else "0"])])[0]
             values = [int(v or 0) for v in flat]
             spend = [(values[2 * i], values[2 * i + 1]) for i in range(n)]
-            stats = [(values[2 * n + 3 * i], values[2 * n + 3 * i + 1], values[2 * n + 3 * i + 2]) for i in range(m)]
+            width = len(_STATS_FIELDS)
+            stats = [tuple(values[2 * n + width * i : 2 * n + width * (i + 1)]) for i in range(m)]
             freq = {pairs[i].decode(): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
             return spend, stats, freq
         pipe = self._redis.pipeline(transaction=False)
         for c in campaign_ids:
             pipe.hmget(self._spend(c), ["t", f"d:{day}"])
         for c in creative_ids:
-            pipe.hmget(self._stats(c), ["imp", "clk", "exp"])
+            pipe.hmget(self._stats(c), list(_STATS_FIELDS))
         if user_id:
             pipe.hgetall(self._freq(user_id))
         replies = pipe.execute()
         spend = [(int(total or 0), int(today or 0)) for total, today in replies[:n]]
-        stats = [(int(imp or 0), int(clk or 0), int(exp or 0)) for imp, clk, exp in replies[n : n + m]]
+        stats = [tuple(int(v or 0) for v in reply) for reply in replies[n : n + m]]
         freq = {k.decode(): int(v) for k, v in replies[n + m].items()} if user_id else {}
         return spend, stats, freq
 
@@ -494,7 +517,8 @@ class RedisLedger:
         for c in charges:
             keys += [self._spend(c.campaign_id), self._report(c.campaign_id, hour), self._stats(c.creative_id)]
             args += [f"{c.campaign_id}:h{hour}", f"{c.campaign_id}:d{day}", c.cap_per_hour, c.cap_per_day,
-                     c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros, c.extra_exposure_micros]
+                     c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros, c.extra_exposure_micros,
+                     *_repeat_args(c)]
         self._index([c.campaign_id for c in charges], now)
         replies = self._run([("reserve", keys, args)])[0]
         return [_outcome(int(caps), int(budget)) for caps, budget in replies]
@@ -555,6 +579,9 @@ class RedisLedger:
                 after.hincrby(self._stats(c.creative_id), "imp", 1)
                 if c.extra_exposure_micros:
                     after.hincrby(self._stats(c.creative_id), "exp", c.extra_exposure_micros)
+                field_name, expected = _repeat_args(c)
+                if field_name:
+                    after.hincrby(self._stats(c.creative_id), field_name, expected)
         if len(after):
             try:
                 answers = after.execute(raise_on_error=False)
@@ -584,6 +611,7 @@ class RedisLedger:
         now: float,
         token_ttl_s: int,
         click_id: int = 0,
+        repeat: int = NO_REPEAT,
     ) -> str:
         from redis.exceptions import RedisError
 
@@ -613,8 +641,14 @@ class RedisLedger:
         outcome, owner, _ = _click_mark_read(reply)
         if owner != click_id:
             return REPLAYED  # the token's charge belongs to an earlier request of it (a retry after a lost reply)
-        try:
-            self._redis.hincrby(self._stats(creative_id), "clk", 1)  # every click not replayed counts
+        try:  # every click not replayed counts, and under its repeat bucket when the token carried one
+            if 0 <= repeat < REPEAT_BUCKETS:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.hincrby(self._stats(creative_id), "clk", 1)
+                pipe.hincrby(self._stats(creative_id), f"r{repeat}c", 1)
+                pipe.execute()
+            else:
+                self._redis.hincrby(self._stats(creative_id), "clk", 1)
         except RedisError as exc:
             import logging
 

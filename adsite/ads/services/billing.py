@@ -105,6 +105,7 @@ def click_record(*, token: str, visitor: Visitor, now: float | None = None) -> C
                 now=now,
                 token_ttl_s=max_age + 3600,
                 click_id=click.pk,
+                repeat=ad.repeat,
             )
         except ClickChargeUnknown:
             # the charge may have run (its answer was lost): the row says so, with the price it would cost,

@@ -1,0 +1,129 @@
+"""Wear-out of repeated ads: how much less a visitor clicks a campaign seen before today is learned from the
+ledger's repeat statistics (clicks over the click model's expectation, per repeat bucket), and the
+selector expects a repeat to be clicked that much less; each served impression and its click are counted
+under the bucket its token carries."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from typing import Any
+
+import pytest
+
+from adsite.ads.accounting import Charge, MemoryLedger, Snapshot
+from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
+from adsite.ads.delivery import choice_urls
+from adsite.ads.scoring import Knobs, wear_out_factors
+from adsite.ads.tokens import token_read
+
+from .conftest import browser
+
+SIDEBAR = [PlacementRequest("sidebar")]
+
+
+def snapshot_of(expected: list[float], clicks: list[int]) -> Snapshot:
+    """A snapshot whose repeat statistics are ``expected`` clicks (as the click model expected them) and
+    ``clicks`` (observed), bucket by bucket."""
+    return dataclasses.replace(
+        Snapshot.empty(),
+        repeat_expected={b: round(e * 1_000_000) for b, e in enumerate(expected)},
+        repeat_clicks=dict(enumerate(clicks)),
+    )
+
+
+def test_no_evidence_means_no_wear_out() -> None:
+    assert wear_out_factors(Snapshot.empty(), Knobs.read()) == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_repeats_clicked_less_than_expected_are_discounted_relative_to_first_impressions() -> None:
+    # first impressions clicked at 1.5x what the click model expected, repeats at 0.75x, 0.6x, 0.45x: the
+    # click model's own scale cancels, the repeats' wear-out relative to a first remains (0.5, 0.4, 0.3)
+    factors = wear_out_factors(snapshot_of([2000, 1000, 800, 600], [3000, 750, 480, 270]), Knobs.read())
+    assert factors[0] == 1.0
+    assert factors[1] == pytest.approx(0.5, abs=0.02)
+    assert factors[2] == pytest.approx(0.4, abs=0.02)
+    assert factors[3] == pytest.approx(0.3, abs=0.02)
+
+
+def test_a_few_clicks_barely_move_the_prior_and_a_repeat_never_beats_a_first() -> None:
+    knobs = Knobs.read()
+    few = wear_out_factors(snapshot_of([10, 6, 0, 0], [10, 1, 0, 0]), knobs)
+    assert 0.75 < few[1] < 1.0  # 1 click where 6 were expected: weak evidence against a prior of 20 clicks
+    # repeats clicked more than firsts (targeting shows a campaign again to those most interested in it)
+    assert wear_out_factors(snapshot_of([500, 500, 500, 500], [500, 900, 300, 800]), knobs) == pytest.approx(
+        (1.0, 1.0, 0.6, 0.6), abs=0.03
+    )  # capped at 1, and never above the bucket before
+    assert wear_out_factors(snapshot_of([500, 500, 0, 0], [500, 100, 0, 0]), dataclasses.replace(knobs, wear_out=False)) == (
+        1.0, 1.0, 1.0, 1.0,
+    )
+
+
+def _learned_wear_out(ledger: MemoryLedger, creatives: list[int]) -> None:
+    """History: each creative well known (2% clicks) and a second impression clicked at a third of a first's
+    rate (against the click model's expectation), so the learned factor is about 0.39."""
+    for creative in creatives:
+        ledger.statistics_add(
+            creative_id=creative, impressions=2000, clicks=40, extra_exposure_micros=0,
+            repeat_expected=[100_000_000, 100_000_000, 0, 0], repeat_clicks=[150, 50, 0, 0],
+        )
+
+
+def _share_of_seen(seen: Any, other: Any, ledger: MemoryLedger, *, returning: bool, rng: random.Random) -> int:
+    """Of 200 visitors (each one decision), how many got ``seen``; returning ones saw it once today before."""
+    count = 0
+    for i in range(200):
+        user = f"{'returning' if returning else 'newcomer'}-{i}-{rng.random()}"
+        if returning:
+            charge = Charge(seen.id, seen.creatives.get().id, 0, 10**9, 10**9)
+            ledger.impression_reserve(charge=charge, user_id=user, now=time.time())
+        decision = ads_select(user_id=user, placements=SIDEBAR, context=DecisionContext(rng=rng))
+        count += decision.choices[0].campaign.id == seen.id
+    return count
+
+
+@pytest.mark.django_db
+def test_a_visitor_who_saw_a_campaign_today_is_mostly_shown_the_other_one(
+    make_campaign: Any, interests: Any, fresh_ads_state: MemoryLedger, settings: Any
+) -> None:
+    seen, other = make_campaign(advertiser="Seen"), make_campaign(advertiser="Other")
+    _learned_wear_out(fresh_ads_state, [seen.creatives.get().id, other.creatives.get().id])
+    rng = random.Random(5)
+    assert 60 <= _share_of_seen(seen, other, fresh_ads_state, returning=False, rng=rng) <= 140  # equal creatives
+    assert _share_of_seen(seen, other, fresh_ads_state, returning=True, rng=rng) <= 30
+    # why: the explanation and the reason name the repeat and its factor
+    user = "explained"
+    fresh_ads_state.impression_reserve(charge=Charge(seen.id, seen.creatives.get().id, 0, 10**9, 10**9), user_id=user,
+                                       now=time.time())
+    explained = ads_select(user_id=user, placements=SIDEBAR, context=DecisionContext(rng=rng, explain=True))
+    row = next(c for c in explained.explanation["candidates"] if c["campaign_id"] == seen.id)
+    assert row["repeat"] == 1 and row["wear_out"] == pytest.approx(0.39, abs=0.02)
+    # switched off, a returning visitor is expected to click as a first-time one does
+    settings.ADS = {**settings.ADS, "WEAR_OUT": False}
+    assert 60 <= _share_of_seen(seen, other, fresh_ads_state, returning=True, rng=rng) <= 140
+
+
+@pytest.mark.django_db
+def test_a_served_ad_and_its_click_are_counted_under_the_impressions_repeat_bucket(
+    make_campaign: Any, interests: Any, fresh_ads_state: MemoryLedger
+) -> None:
+    campaign = make_campaign()
+    creative = campaign.creatives.get().id
+    tokens = []
+    for _ in range(3):  # the visitor's 1st, 2nd and 3rd impression of the campaign today
+        choice = ads_select(user_id="visitor", placements=SIDEBAR).choices[0]
+        click, _ = choice_urls(choice=choice, user_id="visitor")
+        tokens.append(click)
+    assert [token_read(url.split("/")[-1], max_age_s=60)[1].repeat for url in tokens] == [0, 1, 2]
+    expected, clicks = fresh_ads_state.repeat_statistics(creative_id=creative)
+    assert all(e > 0 for e in expected[:3]) and expected[3] == 0  # each impression's expectation, in its bucket
+    assert clicks == [0, 0, 0, 0]
+    assert browser("visitor").get(tokens[1]).status_code == 302  # the visitor clicks the second one
+    assert fresh_ads_state.repeat_statistics(creative_id=creative)[1] == [0, 1, 0, 0]
+    assert browser("visitor").get(tokens[1]).status_code == 302  # a replay counts nothing
+    assert fresh_ads_state.repeat_statistics(creative_id=creative)[1] == [0, 1, 0, 0]
+    # a visitor who is not tracked has no repeat bucket: nothing is counted for the repeat statistics
+    anonymous = ads_select(user_id="", placements=SIDEBAR, context=DecisionContext(personalized=False)).choices[0]
+    click, _ = choice_urls(choice=anonymous, user_id="", binding="b" * 16)
+    assert token_read(click.split("/")[-1], max_age_s=60)[1].repeat == -1
