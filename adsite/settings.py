@@ -354,6 +354,7 @@ ADS: dict[str, Any] = {
     "CLICK_SETTLE_AFTER_S": _env_float("ADS_CLICK_SETTLE_AFTER_S", 10.0),
     "CLICK_RETENTION_DAYS": _env_int("ADS_CLICK_RETENTION_DAYS", 395),
     "REPORT_RETENTION_DAYS": _env_int("ADS_REPORT_RETENTION_DAYS", 400),
+    "WEAR_OUT": _env_bool("ADS_WEAR_OUT", True),
 }
 
 # Anonymous endpoints' rate limits (tracking/ratelimit.py): scope -> (per truncated address, per visitor)

@@ -10,7 +10,10 @@ Promises, for each decision (one page, or one API call, with one or more placeme
    deadline) x a Thompson sample of the creative's quality: its clicks per unit of exposure, exposure
    being the sum of the lifts of the impressions it was served with (``quality_posteriors``: a
    Gamma-Poisson posterior around its campaign's and all creatives' pooled rate, so a new creative is
-   tried, and a creative shown mostly to interested visitors is not credited for their interest);
+   tried, and a creative shown mostly to interested visitors is not credited for their interest) x the
+   wear-out of a campaign the visitor has already seen today (``wear_out_factors``, learned from the
+   ledger's repeat statistics; each reservation counts the impression's expected clicks under its repeat
+   bucket, and its click token carries the bucket so that its click is counted there too);
 3. expected value per impression: CPC bid x click probability, CPM bid / 1000; the highest tier with
    an eligible ad wins (sponsorship, standard, house), then the highest expected value;
 4. placements are filled in order, one advertiser at most once per decision (house excepted), each

@@ -156,6 +156,40 @@ def campaign_delivery_list(*, campaign_id: int | None = None, now: float | None 
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RepeatWearOut:
+    """One repeat bucket of the visitors' impressions (a 1st, 2nd, 3rd, later one of a campaign today)."""
+
+    label: str
+    clicks: int
+    expected_clicks: float  # what the click model expected of these impressions before wear-out
+    factor: float  # the wear-out decisions apply (``scoring.wear_out_factors``; 1 for a first impression)
+
+
+def repeat_wear_out(*, now: float | None = None) -> list[RepeatWearOut] | None:
+    """The wear-out of repeated ads as the ledger's repeat statistics teach it, over every creative (one
+    ledger read); None when the ledger cannot be reached."""
+    from adsite.ads.scoring import EXPOSURE_UNIT, Knobs, wear_out_factors
+
+    now = time.time() if now is None else now
+    creatives = list(Creative.objects.values_list("id", flat=True))
+    try:
+        snap = ledger().snapshot(campaign_ids=[], creative_ids=creatives, user_id="", now=now)
+    except LedgerUnavailable:
+        return None
+    factors = wear_out_factors(snap, Knobs.read())
+
+    def label(b: int) -> str:
+        n = b + 1
+        ordinal = {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+        return ordinal if b < len(factors) - 1 else f"{ordinal} and later"
+
+    return [
+        RepeatWearOut(label(b), snap.repeat_clicks.get(b, 0), snap.repeat_expected.get(b, 0) / EXPOSURE_UNIT, factor)
+        for b, factor in enumerate(factors)
+    ]
+
+
 def ads_delivery_counters(*, now: float | None = None) -> dict[str, float]:
     """Cumulative per-campaign figures in Prometheus-like keys (``ads_spend_total{campaign=7}``), for
     the dashboard's snapshots: ``ads_campaign_served``, ``_viewable``, ``_clicks``, ``ads_spend_total``

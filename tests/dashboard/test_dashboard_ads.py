@@ -575,3 +575,21 @@ def test_delivery_report_shows_the_ads_chosen_on_visitors_devices(staff_client, 
     html = staff_client.get("/dashboard/ads/report/?range=7d").content.decode()
     row = html[html.index(f'data-edge-creative="{other["creative_id"]}"'):].split("</tr>")[0]
     assert "fewer than 3 served: not reported" in row
+
+
+def test_ads_page_draws_the_wear_out_of_repeated_ads_the_ledger_taught(staff_client, ads_seeded, ads_state, settings):
+    import re
+
+    creative = Creative.objects.filter(campaign__tier="standard").first()
+    # second impressions clicked at half a first's rate, against what the click model expected of them
+    ads_state.statistics_add(creative_id=creative.id, impressions=0, clicks=0, extra_exposure_micros=0,
+                             repeat_expected=[400_000_000, 400_000_000, 0, 0], repeat_clicks=[400, 200, 0, 0])
+    html = staff_client.get("/dashboard/ads/").content.decode()
+    table = html[html.index('id="wear-out"'):]
+    rows = re.findall(r'<th scope="row">([^<]+)</th><td class="num">(\d+)</td>.*?</span></span> ([\d.]+)</td>', table, re.S)
+    factors = {label: float(factor) for label, _, factor in rows}
+    assert list(factors) == ["1st", "2nd", "3rd", "4th and later"]
+    assert factors["1st"] == 1.0 and 0.5 <= factors["2nd"] <= 0.6  # 200 + 20 prior over 400 + 20
+    assert factors["3rd"] == factors["2nd"]  # no evidence past the 2nd: never above the bucket before
+    settings.ADS = {**settings.ADS, "WEAR_OUT": False}
+    assert "switched off" in staff_client.get("/dashboard/ads/").content.decode()

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from django.utils import timezone
 
+from adsite.ads.conf import ads_setting
 from adsite.dashboard import series
 from adsite.dashboard.models import MetricSnapshot
 from adsite.dashboard.selectors.windows import (
@@ -140,6 +141,8 @@ def ads_page(*, window: str = "hour", now: datetime | None = None) -> dict[str, 
         "counters_unavailable": any(not c.counters_available for c in campaigns),
         "totals": totals,
         "delivery": ads_delivery_series(window=window, now=now),
+        "wear_out": ads_selectors.repeat_wear_out(),
+        "wear_out_on": bool(ads_setting("WEAR_OUT")),
     }
 
 
