@@ -78,6 +78,13 @@ def test_memory_ledger_survives_a_restart(tmp_path: Path) -> None:
     ) == REPLAYED
     assert restarted.creative_stats(creative_id=10).impressions == 3
     assert restarted.creative_stats(creative_id=20).clicks == 1
+    # the repeat statistics too (what the wear-out of repeated ads is learned from)
+    first.impression_reserve(charge=Charge(4, 40, 0, BUDGET, BUDGET, repeat=2, expected_micros=30_000), user_id="w", now=now)
+    first.click_charge(token_id="tok-r", campaign_id=4, creative_id=40, price_micros=0, daily_budget_micros=BUDGET,
+                       total_budget_micros=BUDGET, now=now, token_ttl_s=60, repeat=2)
+    assert MemoryLedger(path).repeat_statistics(creative_id=40) == ([0, 0, 30_000, 0], [0, 0, 1, 0])
+    snap = MemoryLedger(path).snapshot(campaign_ids=[4], creative_ids=[40, 10], user_id="w", now=now)
+    assert snap.repeat_expected == {0: 0, 1: 0, 2: 30_000, 3: 0} and snap.repeat_clicks[2] == 1
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
