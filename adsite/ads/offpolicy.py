@@ -193,7 +193,9 @@ def adsite_policy_probabilities(
     """For each visitor (a row of ``lifts``): [item, slot] probability that the ad server's policy shows
     the item in the slot, over ``draws`` decisions: each candidate's click probability and value from
     ``ADSITE_POLICY`` (a Thompson sample of ``quality_posteriors`` x the lift), ranked as ``ads_select``
-    ranks them, the best in the first slot (one creative per advertiser, so no item twice)."""
+    ranks them, the best in the first slot (one creative per advertiser, so no item twice). The log names
+    no visitor across rounds, so every impression is scored as a visitor's first of its campaign (no
+    wear-out, ``Candidate.wear`` 1)."""
     qualities = quality_posteriors(campaigns, snapshot, knobs)
     out: dict[int, np.ndarray] = {}
     for v in visitors:

@@ -127,3 +127,43 @@ def test_a_served_ad_and_its_click_are_counted_under_the_impressions_repeat_buck
     anonymous = ads_select(user_id="", placements=SIDEBAR, context=DecisionContext(personalized=False)).choices[0]
     click, _ = choice_urls(choice=anonymous, user_id="", binding="b" * 16)
     assert token_read(click.split("/")[-1], max_age_s=60)[1].repeat == -1
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(backend: str, request: pytest.FixtureRequest) -> None:
+    """The reservation counts an impression's expected clicks in its bucket (one Redis: the page's one script;
+    a Redis Cluster: the steps), a click counts in the bucket its token carried, a replay nowhere; a
+    snapshot sums the buckets over the creatives it names."""
+    import uuid
+
+    from django.conf import settings
+
+    from adsite.ads.accounting import BILLED, OK, REPLAYED, RedisLedger
+
+    ledger: Any
+    if backend == "redis":
+        request.applymarker(pytest.mark.requires_redis)
+        if not settings.REDIS_URL:
+            pytest.skip("REDIS_URL is not set")
+        ledger = RedisLedger(settings.REDIS_URL, prefix=f"test-wear-{uuid.uuid4().hex}:")
+    else:
+        ledger = MemoryLedger(None)
+    now = time.time()
+    page = [Charge(1, 10, 0, 10**9, 10**9, repeat=0, expected_micros=20_000),
+            Charge(2, 20, 0, 10**9, 10**9, repeat=3, expected_micros=50_000),
+            Charge(3, 30, 0, 10**9, 10**9)]  # no bucket (an untracked visitor): not counted
+    assert ledger.impressions_reserve(charges=page, user_id="v", now=now) == [OK, OK, OK]
+    assert ledger.impression_reserve(charge=Charge(1, 10, 0, 10**9, 10**9, repeat=1, expected_micros=7_000),
+                                     user_id="v", now=now) == OK
+    click = {"campaign_id": 2, "creative_id": 20, "price_micros": 100, "daily_budget_micros": 10**9,
+             "total_budget_micros": 10**9, "now": now, "token_ttl_s": 60}
+    assert ledger.click_charge(token_id="a", repeat=3, **click) == BILLED
+    assert ledger.click_charge(token_id="a", repeat=3, **click) == REPLAYED
+    assert ledger.click_charge(token_id="b", **click) == BILLED  # a token without a bucket
+    snap = ledger.snapshot(campaign_ids=[1, 2, 3], creative_ids=[10, 20, 30], user_id="v", now=now)
+    assert snap.repeat_expected == {0: 20_000, 1: 7_000, 2: 0, 3: 50_000}
+    assert snap.repeat_clicks == {0: 0, 1: 0, 2: 0, 3: 1}
+    assert snap.clicks[20] == 2  # both genuine clicks count for the creative
+    only = ledger.snapshot(campaign_ids=[1], creative_ids=[10], user_id="", now=now)
+    assert only.repeat_expected == {0: 20_000, 1: 7_000, 2: 0, 3: 0}
+    ledger.clear()
