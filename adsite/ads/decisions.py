@@ -126,7 +126,7 @@ class _Scored:
     lift: float
     repeat: int = NO_REPEAT  # the repeat bucket of this impression (the visitor's earlier ones today)
     wear: float = 1.0
-    expected_micros: int = 0  # the click model's expected clicks before wear-out (quality mean x lift), micros
+    quality: Quality | None = None  # the creative's quality posterior (None: the policy reads none)
 
 
 def _population_shares(catalog: Catalog) -> tuple[dict[str, float], dict[int, float]]:
@@ -207,7 +207,8 @@ def _charge(cand: _Scored) -> Charge:
         cap_per_day=campaign.cap_per_day,
         extra_exposure_micros=round((cand.lift - 1.0) * EXPOSURE_UNIT),
         repeat=cand.repeat,
-        expected_micros=cand.expected_micros,
+        # the click model's expected clicks of this impression before wear-out (what wear-out is learned against)
+        expected_micros=round(cand.quality.mean * cand.lift * EXPOSURE_UNIT) if cand.quality is not None else 0,
     )
 
 
@@ -340,8 +341,9 @@ def ads_select(
             continue
         lift = interest_lift(relevance, population_bases.get(campaign.id, 0.0), knobs) if campaign.interests else 1.0
         # a visitor's earlier impressions of the campaign today (none known without a visitor id)
-        repeat = repeat_bucket(snap.user_day.get(campaign.id, 0)) if campaign.id in snap.user_day else NO_REPEAT
-        wear = wear_out[repeat] if repeat != NO_REPEAT else 1.0
+        earlier = snap.user_day.get(campaign.id)
+        repeat = NO_REPEAT if earlier is None else repeat_bucket(earlier)
+        wear = 1.0 if earlier is None else wear_out[repeat]
         for creative in campaign.creatives:
             candidate = Candidate(
                 user_id=user_id, campaign=campaign, creative=creative, lift=lift,
@@ -349,8 +351,7 @@ def ads_select(
             )
             quality = qualities.get(creative.id)
             p = policy.click_probability(candidate, quality=quality, rng=rng, knobs=knobs)
-            expected = round(quality.mean * lift * EXPOSURE_UNIT) if quality is not None else 0
-            candidates.append(_Scored(campaign, creative, p, policy.value(candidate, p), relevance, lift, repeat, wear, expected))
+            candidates.append(_Scored(campaign, creative, p, policy.value(candidate, p), relevance, lift, repeat, wear, quality))
     # best first: tier, then expected value (a stable tie-break on ids keeps decisions reproducible)
     candidates.sort(key=lambda c: (TIER_RANK[c.campaign.tier], -c.value, c.creative.id))
 

@@ -5,7 +5,8 @@ impression's serve id, creative, campaign, placement and visitor, plus who the v
 integrity checks (``adsite.ads.integrity``): the identity cookie's id, or without one a binding (an HMAC
 of the truncated address and user agent the decision saw, never the address itself), and the origin
 (``page``: the site rendered it; ``api``: an authenticated API client asked for it; ``edge``: the
-visitor's browser chose it among the offers of ``adsite.ads.edge``). It names the
+visitor's browser chose it among the offers of ``adsite.ads.edge``), and the impression's repeat bucket
+(its click is counted there for the wear-out of repeated ads, ``scoring.wear_out_factors``). It names the
 creative, never a URL: the redirect target is always looked up from the creative's stored landing URL.
 
 A serve id (``<random>.<issued, base 36>.<mac>``, at most 64 characters) is itself signed over the
