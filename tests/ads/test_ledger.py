@@ -87,11 +87,10 @@ def test_memory_ledger_survives_a_restart(tmp_path: Path) -> None:
     assert snap.repeat_expected == {0: 0, 1: 0, 2: 30_000, 3: 0} and snap.repeat_clicks[2] == 1
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_click_tokens_bill_once_and_only_while_budget_lasts(backend: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.requires_redis)])
+def test_click_tokens_bill_once_and_only_while_budget_lasts(backend: str) -> None:
     ledger: Any
     if backend == "redis":
-        request.applymarker(pytest.mark.requires_redis)
         if not settings.REDIS_URL:
             pytest.skip("REDIS_URL is not set")
         ledger = RedisLedger(settings.REDIS_URL, prefix=f"test-ads-{uuid.uuid4().hex}:")
@@ -108,11 +107,10 @@ def test_click_tokens_bill_once_and_only_while_budget_lasts(backend: str, reques
     ledger.clear()
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_click_rows_owed_are_kept_until_settled(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.requires_redis)])
+def test_click_rows_owed_are_kept_until_settled(backend: str, tmp_path: Path) -> None:
     ledger: Any
     if backend == "redis":
-        request.applymarker(pytest.mark.requires_redis)
         if not settings.REDIS_URL:
             pytest.skip("REDIS_URL is not set")
         prefix = f"test-ads-{uuid.uuid4().hex}:"

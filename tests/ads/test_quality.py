@@ -25,11 +25,10 @@ pytestmark = pytest.mark.django_db
 PRICE = 7_000
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_exposure_is_counted_with_the_impression_and_moves_no_money(backend: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.requires_redis)])
+def test_exposure_is_counted_with_the_impression_and_moves_no_money(backend: str) -> None:
     book: Any
     if backend == "redis":
-        request.applymarker(pytest.mark.requires_redis)
         if not django_settings.REDIS_URL:
             pytest.skip("REDIS_URL is not set")
         book = RedisLedger(django_settings.REDIS_URL, prefix=f"test-ads-{uuid.uuid4().hex}:")

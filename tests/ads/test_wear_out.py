@@ -129,8 +129,8 @@ def test_a_served_ad_and_its_click_are_counted_under_the_impressions_repeat_buck
     assert token_read(click.split("/")[-1], max_age_s=60)[1].repeat == -1
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(backend: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.requires_redis)])
+def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(backend: str) -> None:
     """The reservation counts an impression's expected clicks in its bucket (one Redis: the page's one script;
     a Redis Cluster: the steps), a click counts in the bucket its token carried, a replay nowhere; a
     snapshot sums the buckets over the creatives it names."""
@@ -142,7 +142,6 @@ def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(backend: str, re
 
     ledger: Any
     if backend == "redis":
-        request.applymarker(pytest.mark.requires_redis)
         if not settings.REDIS_URL:
             pytest.skip("REDIS_URL is not set")
         ledger = RedisLedger(settings.REDIS_URL, prefix=f"test-wear-{uuid.uuid4().hex}:")
