@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from adsite.ads import decisions
-from adsite.ads.accounting import MemoryLedger
+from adsite.ads.accounting import Ledger, MemoryLedger, RedisLedger
 from adsite.ads.catalog import catalog_invalidate
 from adsite.ads.models import Advertiser, Campaign, Creative, Placement
 from adsite.platform import Platform
@@ -26,6 +26,22 @@ def fresh_ads_state(settings: Any, fresh_platform: Platform) -> Iterator[MemoryL
     memory = fresh_platform.ledger
     assert isinstance(memory, MemoryLedger)
     yield memory
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.requires_redis)])
+def each_ledger(request: pytest.FixtureRequest, settings: Any) -> Iterator[Ledger]:
+    """A new empty ledger of each backend in turn: in-process, and on the Redis at ``REDIS_URL`` (one server
+    or a Redis Cluster) under a prefix of its own; cleared afterwards."""
+    import uuid
+
+    if request.param == "redis":
+        if not settings.REDIS_URL:
+            pytest.skip("REDIS_URL is not set")
+        book: Ledger = RedisLedger(settings.REDIS_URL, prefix=f"test-ads-{uuid.uuid4().hex}:")
+    else:
+        book = MemoryLedger(None)
+    yield book
+    book.clear()
 
 
 class FakeInterests:

@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 
 from adsite.ads.accounting import OK, Charge, MemoryLedger, RedisLedger, ledger
 from adsite.ads.catalog import catalog_current
@@ -25,15 +24,8 @@ pytestmark = pytest.mark.django_db
 PRICE = 7_000
 
 
-@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.requires_redis)])
-def test_exposure_is_counted_with_the_impression_and_moves_no_money(backend: str) -> None:
-    book: Any
-    if backend == "redis":
-        if not django_settings.REDIS_URL:
-            pytest.skip("REDIS_URL is not set")
-        book = RedisLedger(django_settings.REDIS_URL, prefix=f"test-ads-{uuid.uuid4().hex}:")
-    else:
-        book = MemoryLedger(None)
+def test_exposure_is_counted_with_the_impression_and_moves_no_money(each_ledger: Any) -> None:
+    book = each_ledger
     now = time.time()
     for extra in (3_200_000, -800_000, 0):
         charge = Charge(1, 10, PRICE, 1_000_000, 1_000_000, extra_exposure_micros=extra)
@@ -41,7 +33,6 @@ def test_exposure_is_counted_with_the_impression_and_moves_no_money(backend: str
     snap = book.snapshot(campaign_ids=[1], creative_ids=[10, 11], user_id="v", now=now)
     assert snap.impressions[10] == 3 and snap.extra_exposure[10] == 2_400_000 and snap.extra_exposure[11] == 0
     assert book.spend(campaign_id=1, now=now) == (3 * PRICE, 3 * PRICE)  # exactly what the prices say
-    book.clear()
 
 
 def _click(campaign_id: int, creative_id: int) -> None:

@@ -129,24 +129,13 @@ def test_a_served_ad_and_its_click_are_counted_under_the_impressions_repeat_buck
     assert token_read(click.split("/")[-1], max_age_s=60)[1].repeat == -1
 
 
-@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.requires_redis)])
-def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(backend: str) -> None:
+def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(each_ledger: Any) -> None:
     """The reservation counts an impression's expected clicks in its bucket (one Redis: the page's one script;
     a Redis Cluster: the steps), a click counts in the bucket its token carried, a replay nowhere; a
     snapshot sums the buckets over the creatives it names."""
-    import uuid
+    from adsite.ads.accounting import BILLED, OK, REPLAYED
 
-    from django.conf import settings
-
-    from adsite.ads.accounting import BILLED, OK, REPLAYED, RedisLedger
-
-    ledger: Any
-    if backend == "redis":
-        if not settings.REDIS_URL:
-            pytest.skip("REDIS_URL is not set")
-        ledger = RedisLedger(settings.REDIS_URL, prefix=f"test-wear-{uuid.uuid4().hex}:")
-    else:
-        ledger = MemoryLedger(None)
+    ledger = each_ledger
     now = time.time()
     page = [Charge(1, 10, 0, 10**9, 10**9, repeat=0, expected_micros=20_000),
             Charge(2, 20, 0, 10**9, 10**9, repeat=3, expected_micros=50_000),
@@ -165,4 +154,3 @@ def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(backend: str) ->
     assert snap.clicks[20] == 2  # both genuine clicks count for the creative
     only = ledger.snapshot(campaign_ids=[1], creative_ids=[10], user_id="", now=now)
     assert only.repeat_expected == {0: 20_000, 1: 7_000, 2: 0, 3: 0}
-    ledger.clear()
