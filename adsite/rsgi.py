@@ -146,6 +146,11 @@ class BufferedWSGI:
             proto.response_bytes(413, [("content-type", "application/json"), ("connection", "close")],
                                  b'{"error": "body_too_large", "detail": "request body over the server limit"}')
             return
+        if declared in (None, "0") and scope.http_version != "2" and scope.headers.get("transfer-encoding") is None:
+            # HTTP/1 with no body declared (neither a length nor chunks): nothing to wait for, and not asking
+            # the Rust side for it spares the request a wake-up of the event loop
+            await self._answer(scope, proto, b"")
+            return
         chunks: list[bytes] = []
         size = 0
         async for chunk in proto:
@@ -155,7 +160,9 @@ class BufferedWSGI:
                                      b'{"error": "body_too_large", "detail": "request body over the server limit"}')
                 return
             chunks.append(chunk)
-        body = b"".join(chunks)
+        await self._answer(scope, proto, b"".join(chunks))
+
+    async def _answer(self, scope: Any, proto: Any, body: bytes) -> None:
         if self.hot_routes is not None:
             extra: dict[str, Any] = {}
             answered = self.hot_routes.answer(scope, body, extra)

@@ -61,9 +61,12 @@ class Scope:
 class Proto:
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks
+        self.asked = False  # whether the adapter asked for the body
         self.response: tuple[int, list[tuple[str, str]], bytes] | None = None
 
     def __aiter__(self) -> Any:
+        self.asked = True
+
         async def gen() -> Any:
             for chunk in self.chunks:
                 yield chunk
@@ -115,6 +118,25 @@ def test_request_reaches_the_app_with_its_path_query_headers_and_whole_body() ->
     assert echo.closed == 1
 
 
+def test_a_request_that_declares_no_body_is_answered_without_waiting_for_one_and_any_declared_body_is_read() -> None:
+    echo = Echo()
+    app = BufferedWSGI(echo, max_body_bytes=1000)
+    bare = Proto([])
+    asyncio.run(app(Scope("GET", "/healthz", "", [("host", "example.com")]), bare))
+    assert bare.response is not None and bare.response[0] == 201 and not bare.asked
+    assert json.loads(bare.response[2])["body"] == "" and "CONTENT_LENGTH" not in json.loads(bare.response[2])
+    # a GET may still carry a body, declared by its length or sent in chunks: it reaches the app whole
+    declared = Scope("GET", "/search", "", [("content-length", "5")])
+    assert json.loads(_call(app, declared, [b"hel", b"lo"])[2])["body"] == "hello"
+    chunked = Scope("GET", "/search", "", [("transfer-encoding", "chunked")])
+    assert json.loads(_call(app, chunked, [b"hel", b"lo"])[2])["body"] == "hello"
+    # HTTP/2 may send a body with neither header: it is read there
+    h2 = Scope("POST", "/collect", "", [])
+    h2.http_version = "2"  # type: ignore[misc]
+    assert json.loads(_call(app, h2, [b"{}"])[2])["body"] == "{}"
+    assert echo.closed == 4
+
+
 def test_body_over_the_limit_is_413_and_never_reaches_the_app() -> None:
     echo = Echo()
     app = BufferedWSGI(echo, max_body_bytes=8)
@@ -160,16 +182,16 @@ def test_beyond_max_in_flight_requests_are_shed_503_with_retry_after_and_probes_
                 return gen()
 
         held = [Waiting([]) for _ in range(2)]
-        tasks = [asyncio.create_task(app(Scope("POST", "/collect", "", []), proto)) for proto in held]
+        tasks = [asyncio.create_task(app(Scope("POST", "/collect", "", [("content-length", "1")]), proto)) for proto in held]
         await asyncio.sleep(0)
         assert app.in_flight == 2
         shed, probe = Proto([b"y"]), Proto([])
-        await app(Scope("POST", "/collect", "", []), shed)
+        await app(Scope("POST", "/collect", "", [("content-length", "1")]), shed)
         await app(Scope("GET", "/healthz", "", []), probe)
         gate.set()
         await asyncio.gather(*tasks)
         after = Proto([b"z"])
-        await app(Scope("POST", "/collect", "", []), after)
+        await app(Scope("POST", "/collect", "", [("content-length", "1")]), after)
         return [*held, shed, probe, after]
 
     first, second, shed, probe, after = asyncio.run(scenario())
