@@ -106,6 +106,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         adsite_server,
         celery_worker,
         post_fresh_events,
+        server_cpu_seconds,
         server_kinds,
         worker_warm,
     )
@@ -121,6 +122,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
     worker = celery_worker(env, BENCH_VAR / f"ads-{mode}-prom-worker") if services else None
     ports: dict[str, int] = {}
     results: dict[str, list[Any]] = {kind: [] for kind in kinds}
+    cpu: dict[str, list[float]] = {kind: [] for kind in kinds}  # the server's CPU ms per decision, each round
     samples: dict[str, list[dict[str, float]]] = {}
     warm: dict[str, dict[str, int]] = {}
     try:
@@ -143,9 +145,11 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                     fresh += post_fresh_events(ports[kind], DEMO_USERS, r, headers_of[kind], categories=FRESH_TOPICS)
                 time.sleep(FRESH_WAIT_S)
             for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
+                cpu_before = server_cpu_seconds(ports[kind])
                 results[kind].append(run_load(
                     port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers_of[kind],
                     body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS, warmup=0))
+                cpu[kind].append((server_cpu_seconds(ports[kind]) - cpu_before) * 1000 / max(1, results[kind][-1].requests))
         time.sleep(0.3)
         for kind in kinds:
             samples[kind].append(server_samples(BENCH_VAR / f"ads-{mode}-prom-{kind}"))
@@ -163,9 +167,10 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         ok = all(r.errors == 0 and r.requests > 0 for r in results[kind])
         out.append(row(f"POST /api/v1/ads/decisions, {mode}, {kind} 2 workers, 8 clients, 3 placements "
                        f"(median of {len(results[kind])} rounds)",
-                       f"{med(kind, 'rps'):,.0f} req/s; p50 {med(kind, 'p50_ms'):.2f} ms, p99 {med(kind, 'p99_ms'):.2f} ms",
-                       "rounds: " + "; ".join(f"{r.rps:,.0f}/s p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms"
-                                              for r in results[kind])
+                       f"{med(kind, 'rps'):,.0f} req/s; p50 {med(kind, 'p50_ms'):.2f} ms, p99 {med(kind, 'p99_ms'):.2f} ms; "
+                       f"server CPU {statistics.median(cpu[kind]):.3f} ms a decision",
+                       "rounds: " + "; ".join(f"{r.rps:,.0f}/s p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms CPU {c:.3f} ms"
+                                              for r, c in zip(results[kind], cpu[kind], strict=True))
                        + f"; errors {sum(r.errors for r in results[kind])}; warm-up served_by {warm[kind]}; "
                        f"load average {load_average()}"))
         out.append(row(f"POST /api/v1/ads/decisions, {kind}, same rounds, server-side (in the workers)",

@@ -21,7 +21,9 @@ Stored answers (``INFERENCE["ANSWERS_ON_WRITE"]``) need a worker: one Celery wor
 the servers. Before each round every user 1-200 gets a fresh event through ``POST /api/v1/events`` (so every user's
 features changed since their last read), then the round waits ``BENCH_FRESH_WAIT_S`` (default 2) and reads.
 Reported besides: the share of reads answered live (stored answer missing or stale) and the worker's CPU time
-per fresh event (the write side's cost: the debounced recompute).
+per fresh event (the write side's cost: the debounced recompute), and each server's CPU time per interests request
+(all its processes, ``server_cpu_seconds``): on 2 cores shared with wrk, req/s moves with whatever else runs, while
+the CPU a request costs the server moves much less.
 
 Each round runs, for every server in a rotating order, ``GET /users/{u}/interests?top=5`` walking users
 1-200 (each wrk connection from its own offset) and ``GET /healthz``: wrk, 8 connections, ``BENCH_SECONDS``
@@ -169,6 +171,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu_seconds(port: int) -> float:
+    """User + system CPU time so far of the server started with ``--port <port>`` or ``--bind <host>:<port>`` (``_process``,
+    ``adsite_server``: each in a session of its own) and of every process of its session (its workers):
+    a request's cost that the load generator's share of the same cores does not blur, as req/s does."""
+    stats: list[list[str]] = []
+    leaders: set[int] = set()
+    wanted = str(port).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        stats.append(fields)
+        if any(arg == wanted or arg.endswith(b":" + wanted) for arg in command):  # --port N, --bind host:N
+            leaders.add(int(entry))
+    ticks = sum(int(f[11]) + int(f[12]) for f in stats if int(f[3]) in leaders)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def post_fresh_events(port: int, users: list[str], round_no: int, auth: dict[str, str],
                       categories: tuple[str, ...] = FRESH_GENRES) -> int:
     """One page view for each user through ``POST /api/v1/events`` (batches of 50), in one of ``categories``;
@@ -280,6 +304,7 @@ def bench_peer() -> list[dict[str, str]]:
             runs: dict[tuple[str, str], list[LoadResult]] = {}
             served: dict[str, list[Any]] = {k: [] for k in kinds}
             names = list(targets)
+            cpu: dict[str, list[float]] = {name: [] for name in names}  # server CPU ms per interests request
             writer = targets[kinds[0]]["port"]  # this checkout's server takes the fresh events
             worker_warm(writer, USERS, auth, var_dir / "prom-worker")
             fresh = 0
@@ -292,8 +317,10 @@ def bench_peer() -> list[dict[str, str]]:
                 for name in order:
                     spec = targets[name]
                     before = server_samples(spec["prom"]) if "prom" in spec else None
+                    cpu_before = server_cpu_seconds(spec["port"])
                     result = run_load(port=spec["port"], path=spec["paths"][0], paths=spec["paths"],
                                       headers=spec["headers"], clients=CLIENTS, seconds=SECONDS, warmup=0)
+                    cpu[name].append((server_cpu_seconds(spec["port"]) - cpu_before) * 1000 / max(1, result.requests))
                     if before is not None:
                         time.sleep(0.2)
                         served[name].append(server_latency(before, server_samples(spec["prom"]), "user-interests"))
@@ -313,8 +340,10 @@ def bench_peer() -> list[dict[str, str]]:
     for (name, what), results in runs.items():
         rows.append(row(f"{name} GET {what} (median of {len(results)} rounds)",
                         f"p50 {_median(results, 'p50_ms'):.2f} ms, p99 {_median(results, 'p99_ms'):.2f} ms, "
-                        f"{_median(results, 'rps'):,.0f} req/s",
+                        f"{_median(results, 'rps'):,.0f} req/s"
+                        + (f", server CPU {statistics.median(cpu[name]):.3f} ms a request" if what == "interests" else ""),
                         "rounds: " + "; ".join(f"{x.p50_ms:.1f}/{x.p99_ms:.1f} ms {x.rps:,.0f}/s" for x in results)
+                        + (" (CPU " + ", ".join(f"{c:.3f}" for c in cpu[name]) + " ms)" if what == "interests" else "")
                         + f"; errors {sum(x.errors for x in results)}; statuses "
                         + str({k: sum(x.statuses.get(k, 0) for x in results) for k in results[0].statuses})))
     for kind in kinds:
@@ -336,7 +365,8 @@ def bench_peer() -> list[dict[str, str]]:
         ok = all(x.errors == 0 for x in mine)
         rows.append(bar(f"GET interests, adsite ({kind}) vs peer, same run", "p99 <= peer's and req/s >= peer's, neural > 90%",
                         f"p99 {_median(mine, 'p99_ms'):.1f} vs {_median(peer, 'p99_ms'):.1f} ms; "
-                        f"{_median(mine, 'rps'):,.0f} vs {_median(peer, 'rps'):,.0f} req/s; neural {neural:.1%}",
+                        f"{_median(mine, 'rps'):,.0f} vs {_median(peer, 'rps'):,.0f} req/s; neural {neural:.1%}; server CPU "
+                        f"{statistics.median(cpu[kind]):.3f} vs {statistics.median(cpu['peer']):.3f} ms a request",
                         ok and _median(mine, "p99_ms") <= _median(peer, "p99_ms")
                         and _median(mine, "rps") >= _median(peer, "rps") and neural > 0.9))
         ratio = _median(mine, "p50_ms") / _median(bare, "p50_ms")
