@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -62,3 +65,36 @@ def test_answers_by_model_count_only_the_load_between_the_samples(tmp_path):
     row = served_row("answers", measured)
     assert row["value"] == "neural 3 (75.0%), gbdt 1 (25.0%)"
     assert "{'over_budget': 1}" in row["note"]
+
+
+# a "server": started with --port in a session of its own, it forks a worker that burns CPU until its own
+# CPU clock reads 0.4 s, then both wait to be stopped
+SERVER = """
+import os, sys, time
+if os.fork() == 0:
+    while time.process_time() < 0.4:
+        pass
+    open(sys.argv[1], "w").close()
+time.sleep(60)
+"""
+
+
+def test_a_servers_cpu_time_sums_its_workers_and_nothing_else(tmp_path):
+    from benchmarks.peer import server_cpu_seconds
+
+    started = []
+    try:
+        for port, name in ((47811, "server"), (47812, "other")):
+            started.append(subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path / name), "--port", str(port)],
+                                            start_new_session=True))
+        for name in ("server", "other"):
+            while not (tmp_path / name).exists():
+                assert all(p.poll() is None for p in started)
+                time.sleep(0.01)
+        # the worker's 0.4 s (and the leader's start-up), not the other server's
+        assert 0.4 <= server_cpu_seconds(47811) < 0.8
+        assert server_cpu_seconds(47899) == 0.0  # no server on that port
+    finally:
+        for proc in started:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
