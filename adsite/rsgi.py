@@ -151,10 +151,6 @@ class BufferedWSGI:
             # the Rust side for it spares the request a wake-up of the event loop
             await self._answer(scope, proto, b"")
             return
-        if declared is not None and declared.isdigit():
-            # a declared length within the limit (checked above): the whole body in one await, not chunk by chunk
-            await self._answer(scope, proto, await proto())
-            return
         chunks: list[bytes] = []
         size = 0
         async for chunk in proto:

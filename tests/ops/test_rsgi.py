@@ -64,11 +64,7 @@ class Proto:
         self.asked = False  # whether the adapter asked for the body
         self.response: tuple[int, list[tuple[str, str]], bytes] | None = None
 
-    async def __call__(self) -> bytes:  # the whole body in one await
-        self.asked = True
-        return b"".join(self.chunks)
-
-    def __aiter__(self) -> Any:  # the body chunk by chunk
+    def __aiter__(self) -> Any:
         self.asked = True
 
         async def gen() -> Any:
@@ -178,10 +174,12 @@ def test_beyond_max_in_flight_requests_are_shed_503_with_retry_after_and_probes_
     async def scenario() -> list[Proto]:
         gate = asyncio.Event()
 
-        class Waiting(Proto):  # a body that arrives once the gate opens: the request stays in flight
-            async def __call__(self) -> bytes:
-                await gate.wait()
-                return b"x"
+        class Waiting(Proto):
+            def __aiter__(self) -> Any:  # a body that arrives once the gate opens: the request stays in flight
+                async def gen() -> Any:
+                    await gate.wait()
+                    yield b"x"
+                return gen()
 
         held = [Waiting([]) for _ in range(2)]
         tasks = [asyncio.create_task(app(Scope("POST", "/collect", "", [("content-length", "1")]), proto)) for proto in held]
