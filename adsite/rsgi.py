@@ -114,6 +114,11 @@ class BufferedWSGI:
                 logging.getLogger("adsite.server").exception("adsite: dashboard rollup thread failed to start")
 
     def __rsgi_del__(self, loop: Any) -> None:
+        # the decisions' counts a process adds up and writes once a second: written before it goes (a granian
+        # worker ends without the interpreter's exit handlers, which do it in other processes)
+        from adsite.ads.metrics import decision_metrics_flush
+
+        decision_metrics_flush()
         # a stopped worker's live gauges leave the aggregated /metrics (gunicorn's child_exit did this)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess

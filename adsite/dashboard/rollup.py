@@ -69,9 +69,11 @@ def registry_sample() -> dict[str, float]:
 
 def metrics_snapshot_take(*, now: datetime | None = None) -> MetricSnapshot:
     """Store the current cumulative values (Prometheus series and ``ledger:<name>`` counters)."""
+    from adsite.ads.metrics import decision_metrics_flush
     from tracking import api as tracking_api
 
     now = now or timezone.now()
+    decision_metrics_flush()  # what this process's decisions added up and had not yet written (embedded mode's roller)
     values = registry_sample()
     try:
         for name, value in tracking_api.ledger_counters().items():

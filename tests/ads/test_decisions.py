@@ -135,6 +135,35 @@ def test_pacing_throttles_a_campaign_ahead_of_its_daily_schedule(
     assert shown(ads_select(user_id="u", placements=SIDEBAR, context=DecisionContext(now=noon + 4 * 3600))) == [ahead.id]
 
 
+def test_campaigns_held_back_are_counted_for_the_dashboard_by_the_process_itself(
+    make_campaign: Any, interests: Any, fresh_ads_state: Any, settings: Any
+) -> None:
+    """``ads_campaign_filtered_total`` (the dashboard's delivery problems): a decision adds its held-back campaigns
+    up in the process; the process's own thread writes them to the series, with no further decision needed."""
+    from prometheus_client import REGISTRY
+
+    from adsite.ads.metrics import decision_metrics_flush
+
+    settings.ADS = {**settings.ADS, "PACING": True, "PACING_SLACK": 0.0}
+    ahead = make_campaign(daily_budget=Decimal("100"), bid=Decimal("500"))
+    make_campaign(daily_budget=Decimal("100"))
+    noon = (time.time() // 86400) * 86400 + 12 * 3600
+    fresh_ads_state.impression_reserve(
+        charge=Charge(ahead.id, ahead.creatives.first().id, 60_000_000, 100_000_000, 1_000_000_000), user_id="", now=noon)
+
+    def paced() -> float:
+        return REGISTRY.get_sample_value("ads_campaign_filtered_total", {"campaign": str(ahead.id), "reason": "paced"}) or 0.0
+
+    decision_metrics_flush()  # what earlier tests' decisions counted (campaign ids are reused between tests)
+    before = paced()
+    for i in range(3):
+        assert ads_select(user_id=f"u{i}", placements=SIDEBAR, context=DecisionContext(now=noon)).filtered == {"paced": 1}
+    waited = time.monotonic() + 30  # the thread writes every FILTERED_FLUSH_S (1 s); a loaded host may delay it
+    while paced() < before + 3 and time.monotonic() < waited:
+        time.sleep(0.05)
+    assert paced() == before + 3
+
+
 def test_higher_tiers_win_and_house_ads_come_last(make_campaign: Any, interests: Any) -> None:
     house = make_campaign(tier=Campaign.Tier.HOUSE, pricing=Campaign.Pricing.CPM, bid=Decimal("0"))
     standard = make_campaign(bid=Decimal("900"))
