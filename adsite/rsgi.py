@@ -153,7 +153,11 @@ class BufferedWSGI:
             return
         if declared in (None, "0") and scope.http_version != "2" and scope.headers.get("transfer-encoding") is None:
             # HTTP/1 with no body declared (neither a length nor chunks): nothing to wait for, and not asking
-            # the Rust side for it spares the request a wake-up of the event loop
+            # the Rust side for it spares the request a wake-up of the event loop from granian's thread. One turn
+            # of the loop all the same: the requests already waiting start, and count in ``in_flight``, before
+            # this one runs, as they do while a body is awaited (without it, a burst of GETs would run one by one,
+            # each counting alone, and never be shed)
+            await asyncio.sleep(0)
             await self._answer(scope, proto, b"")
             return
         chunks: list[bytes] = []

@@ -204,6 +204,20 @@ def test_beyond_max_in_flight_requests_are_shed_503_with_retry_after_and_probes_
 
 
 @pytest.mark.django_db
+def test_requests_without_a_body_that_arrive_together_count_in_flight_and_are_shed_past_the_bound() -> None:
+    """A GET is answered without waiting for a body, yet a burst of them still queues where the bound sees it."""
+    app = BufferedWSGI(Echo(), max_body_bytes=1000, max_in_flight=2)
+
+    async def burst() -> list[Proto]:
+        protos = [Proto([]) for _ in range(5)]
+        await asyncio.gather(*(app(Scope("GET", "/api/v1/users/u/interests", "", []), p) for p in protos))
+        return protos
+
+    statuses = sorted(p.response[0] for p in asyncio.run(burst()) if p.response is not None)
+    assert statuses == [201, 201, 503, 503, 503]
+    assert app.in_flight == 0
+
+
 def test_a_warm_web_process_keeps_its_start_up_heap_out_of_full_collections() -> None:
     """``web_process_warm`` (both servers' start-up) freezes what start-up allocated: a full collection,
     which stalls every request queued on the process, then walks only what was allocated since."""
