@@ -15,7 +15,6 @@ from django.conf import settings
 
 from adsite.ads.accounting import (
     BILLED,
-    CAPPED_DAY,
     CAPPED_HOUR,
     FREE,
     OK,
@@ -221,6 +220,10 @@ def _redis_client_worker(url: str, prefix: str, n: int, users: int, rounds: int,
         user = f"user-{(n + i) % users}"
         outcome = ledger.impression_reserve(charge=cpm_charge(cap_hour=5, cap_day=7), user_id=user, now=time.time())
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        # a campaign whose caps bind long before its budget: every visitor comes back ~10 times
+        capped = ledger.impression_reserve(charge=Charge(3, 30, PRICE, 100 * BUDGET, 100 * BUDGET, 2, 3), user_id=user,
+                                           now=time.time())
+        outcomes[f"capped-campaign {capped}"] = outcomes.get(f"capped-campaign {capped}", 0) + 1
         click = ledger.click_charge(
             token_id=f"click-{i // 2}", campaign_id=2, creative_id=21, price_micros=30_000,
             daily_budget_micros=BUDGET, total_budget_micros=BUDGET, now=time.time(), token_ttl_s=60,
@@ -254,11 +257,15 @@ def test_redis_ledger_budget_and_caps_hold_across_processes() -> None:
     assert BUDGET <= spent < BUDGET + PRICE
     assert totals[OK] * PRICE == spent == today
     assert totals[OK] == ledger.creative_stats(creative_id=10).impressions
-    assert totals.get(CAPPED_HOUR, 0) + totals.get(CAPPED_DAY, 0) > 0
+    # campaign 1's caps may or may not bind before its budget runs out (the order of 8 processes decides);
+    # campaign 3's bind for every visitor: 2 impressions each, every later attempt refused as capped
+    assert totals[f"capped-campaign {OK}"] == 30 * 2
+    assert totals[f"capped-campaign {CAPPED_HOUR}"] == 320 - 30 * 2
     snapshot = ledger.snapshot(campaign_ids=[1], creative_ids=[10], user_id="user-0", now=now)
     for user in range(30):
-        snap = ledger.snapshot(campaign_ids=[1], creative_ids=[], user_id=f"user-{user}", now=now)
+        snap = ledger.snapshot(campaign_ids=[1, 3], creative_ids=[], user_id=f"user-{user}", now=now)
         assert snap.user_hour.get(1, 0) <= 5 and snap.user_day.get(1, 0) <= 7
+        assert snap.user_hour[3] == 2
     assert snapshot.spend_total[1] == spent
     # 20 distinct click tokens, each billed once however many processes replayed them
     assert totals.get("click_billed", 0) == 20
