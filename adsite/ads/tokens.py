@@ -33,6 +33,8 @@ from django.conf import settings
 from django.core import signing
 from django.utils.crypto import salted_hmac
 
+from adsite.ads.accounting import NO_REPEAT, REPEAT_BUCKETS
+
 CLICK_SALT = "adsite.ads.click"
 VIEW_SALT = "adsite.ads.view"
 SERVE_SALT = "adsite.ads.serve"
@@ -59,7 +61,7 @@ class AdToken:
     user_id: str
     binding: str = ""  # visitor_binding() of a visitor without an identity cookie
     origin: str = PAGE
-    repeat: int = -1  # the impression's repeat bucket (``accounting.repeat_bucket``); -1: not known
+    repeat: int = NO_REPEAT  # the impression's repeat bucket (``accounting.repeat_bucket``), if known
 
 
 def token_make(*, token: AdToken, salt: str = CLICK_SALT) -> str:
@@ -124,7 +126,7 @@ def token_read(value: str, *, max_age_s: int, salt: str = CLICK_SALT) -> tuple[s
             serve_id=str(payload["s"])[:64], creative_id=int(payload["c"]), campaign_id=int(payload["k"]),
             placement=str(payload["p"])[:64], user_id=str(payload["u"])[:64],
             binding=str(payload.get("b", ""))[:32], origin=payload["o"] if payload.get("o") in ORIGINS else PAGE,
-            repeat=_repeat_read(payload.get("r", -1)),
+            repeat=_repeat_read(payload.get("r", NO_REPEAT)),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return FORGED, None
@@ -132,8 +134,8 @@ def token_read(value: str, *, max_age_s: int, salt: str = CLICK_SALT) -> tuple[s
 
 
 def _repeat_read(value: object) -> int:
-    """A token's repeat bucket: a small non-negative int, else -1 (absent or not one the server writes)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 16 else -1
+    """A token's repeat bucket: one the server writes, else NO_REPEAT (absent, or not a bucket)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < REPEAT_BUCKETS else NO_REPEAT
 
 
 def _keys() -> list[str]:

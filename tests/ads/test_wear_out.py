@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from adsite.ads.accounting import Charge, MemoryLedger, Snapshot
+from adsite.ads.accounting import NO_REPEAT, REPEAT_BUCKETS, Charge, MemoryLedger, Snapshot
 from adsite.ads.decisions import DecisionContext, PlacementRequest, ads_select
 from adsite.ads.delivery import choice_urls
 from adsite.ads.scoring import Knobs, wear_out_factors
-from adsite.ads.tokens import token_read
+from adsite.ads.tokens import AdToken, token_make, token_read
 
 from .conftest import browser
 
@@ -126,7 +126,16 @@ def test_a_served_ad_and_its_click_are_counted_under_the_impressions_repeat_buck
     # a visitor who is not tracked has no repeat bucket: nothing is counted for the repeat statistics
     anonymous = ads_select(user_id="", placements=SIDEBAR, context=DecisionContext(personalized=False)).choices[0]
     click, _ = choice_urls(choice=anonymous, user_id="", binding="b" * 16)
-    assert token_read(click.split("/")[-1], max_age_s=60)[1].repeat == -1
+    assert token_read(click.split("/")[-1], max_age_s=60)[1].repeat == NO_REPEAT
+
+
+def test_a_token_carrying_a_bucket_the_server_never_writes_reads_as_not_known() -> None:
+    """A signed token's bucket outside 0..REPEAT_BUCKETS - 1 (a token from a build with more buckets, or a
+    server bug) must not count a click in a bucket the statistics do not have."""
+    made = {b: token_make(token=AdToken("s", 1, 2, "sidebar", "v", repeat=b))
+            for b in (NO_REPEAT, 0, REPEAT_BUCKETS - 1, REPEAT_BUCKETS, 15)}
+    assert {b: token_read(t, max_age_s=60)[1].repeat for b, t in made.items()} == {
+        NO_REPEAT: NO_REPEAT, 0: 0, REPEAT_BUCKETS - 1: REPEAT_BUCKETS - 1, REPEAT_BUCKETS: NO_REPEAT, 15: NO_REPEAT}
 
 
 def test_both_ledgers_count_repeats_and_their_clicks_per_bucket(each_ledger: Any) -> None:
