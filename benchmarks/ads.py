@@ -105,9 +105,11 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
         ROUNDS,
         adsite_server,
         celery_worker,
+        connection_split,
         post_fresh_events,
         server_cpu_seconds,
         server_kinds,
+        split_text,
         worker_warm,
     )
 
@@ -123,6 +125,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
     ports: dict[str, int] = {}
     results: dict[str, list[Any]] = {kind: [] for kind in kinds}
     cpu: dict[str, list[float]] = {kind: [] for kind in kinds}  # the server's CPU ms per decision, each round
+    splits: dict[str, list[list[int]]] = {kind: [] for kind in kinds}  # the clients' connections per web process
     samples: dict[str, list[dict[str, float]]] = {}
     warm: dict[str, dict[str, int]] = {}
     try:
@@ -146,9 +149,11 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                 time.sleep(FRESH_WAIT_S)
             for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
                 cpu_before = server_cpu_seconds(ports[kind])
-                results[kind].append(run_load(
-                    port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers_of[kind],
-                    body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS, warmup=0))
+                with connection_split(ports[kind]) as split:
+                    results[kind].append(run_load(
+                        port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers_of[kind],
+                        body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS, warmup=0))
+                splits[kind].append(split)
                 cpu[kind].append((server_cpu_seconds(ports[kind]) - cpu_before) * 1000 / max(1, results[kind][-1].requests))
         time.sleep(0.3)
         for kind in kinds:
@@ -171,6 +176,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                        f"server CPU {statistics.median(cpu[kind]):.3f} ms a decision",
                        "rounds: " + "; ".join(f"{r.rps:,.0f}/s p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms CPU {c:.3f} ms"
                                               for r, c in zip(results[kind], cpu[kind], strict=True))
+                       + f"; connections per web process {split_text(splits[kind])}"
                        + f"; errors {sum(r.errors for r in results[kind])}; warm-up served_by {warm[kind]}; "
                        f"load average {load_average()}"))
         out.append(row(f"POST /api/v1/ads/decisions, {kind}, same rounds, server-side (in the workers)",

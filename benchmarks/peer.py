@@ -8,7 +8,8 @@ uvicorn with 2 workers), run from its own virtual environment (``BENCH_PEER_VENV
 adsite runs in services mode (PostgreSQL + Redis) on MovieLens latest-small with the neural and LightGBM
 models active, 2 web processes, served two ways from the same database:
 
-- ``granian``: what ``make run`` starts (``scripts/serve.sh``: granian's RSGI interface, adsite/rsgi.py);
+- ``granian``: what ``make run`` starts (``scripts/serve.sh``: granian's RSGI interface, adsite/rsgi.py, through
+  adsite/ops/granian_server.py: one listening socket shared by the workers);
 - ``gunicorn``: the previous server (2 sync workers, scripts/gunicorn.conf.py);
 - ``before``: granian serving another checkout of adsite (``BENCH_BEFORE_DIR``, e.g. ``git archive <commit> |
   tar -x -C DIR``) with the same interpreter, database and Redis: the previous code, for before/after.
@@ -23,7 +24,9 @@ features changed since their last read), then the round waits ``BENCH_FRESH_WAIT
 Reported besides: the share of reads answered live (stored answer missing or stale) and the worker's CPU time
 per fresh event (the write side's cost: the debounced recompute), and each server's CPU time per interests request
 (all its processes, ``server_cpu_seconds``): on 2 cores shared with wrk, req/s moves with whatever else runs, while
-the CPU a request costs the server moves much less.
+the CPU a request costs the server moves much less. With each round: how the 8 keep-alive connections fell
+to each server's worker processes (``worker_connections``, read 1 s into the round, e.g. ``6+2``): a worker answers
+only its own connections, so an uneven split queues more requests on one worker while the other has less to do.
 
 Each round runs, for every server in a rotating order, ``GET /users/{u}/interests?top=5`` walking users
 1-200 (each wrk connection from its own offset) and ``GET /healthz``: wrk, 8 connections, ``BENCH_SECONDS``
@@ -40,6 +43,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,8 +144,9 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
     shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True)
     run_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
-    if kind == "granian":  # as scripts/serve.sh starts the web role
-        cmd = [str(Path(PY).parent / "granian"), "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
+    if kind == "granian":  # as scripts/serve.sh starts the web role: one listening socket shared by the workers
+        run_env["ADSITE_WEB_READY_DIR"] = str(prom.parent / f"{prom.name}-ready")
+        cmd = [PY, "-m", "adsite.ops.granian_server", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "2", "--log-level", "warning", "adsite.rsgi:application"]
     else:
         cmd = [PY, "-m", "gunicorn", "adsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
@@ -191,6 +196,36 @@ def server_cpu_seconds(port: int) -> float:
             leaders.add(int(entry))
     ticks = sum(int(f[11]) + int(f[12]) for f in stats if int(f[3]) in leaders)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def worker_connections(port: int) -> list[int]:
+    """The established connections to ``port`` that each process holds, most first (``ss``): how a server's
+    workers shared the load generator's keep-alive connections (each worker answers its own connections only)."""
+    listing = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, check=False).stdout
+    held: dict[str, int] = {}
+    for line in listing.splitlines():
+        for pid in {part.split(",", 1)[0] for part in line.split("pid=")[1:]}:
+            held[pid] = held.get(pid, 0) + 1
+    return sorted(held.values(), reverse=True)
+
+
+@contextmanager
+def connection_split(port: int, after_s: float = 1.0) -> Iterator[list[int]]:
+    """``worker_connections(port)`` read once, ``after_s`` into the block (a load running in it), into the list
+    yielded: ``[6, 2]`` is 6 connections on one worker and 2 on the other."""
+    split: list[int] = []
+    timer = threading.Timer(after_s, lambda: split.extend(worker_connections(port)))
+    timer.start()
+    try:
+        yield split
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+def split_text(splits: list[list[int]]) -> str:
+    return ", ".join("+".join(map(str, s)) or "?" for s in splits)
 
 
 def post_fresh_events(port: int, users: list[str], round_no: int, auth: dict[str, str],
@@ -305,6 +340,7 @@ def bench_peer() -> list[dict[str, str]]:
             served: dict[str, list[Any]] = {k: [] for k in kinds}
             names = list(targets)
             cpu: dict[str, list[float]] = {name: [] for name in names}  # server CPU ms per interests request
+            splits: dict[str, list[list[int]]] = {name: [] for name in names}  # connections per worker process
             writer = targets[kinds[0]]["port"]  # this checkout's server takes the fresh events
             worker_warm(writer, USERS, auth, var_dir / "prom-worker")
             fresh = 0
@@ -318,8 +354,10 @@ def bench_peer() -> list[dict[str, str]]:
                     spec = targets[name]
                     before = server_samples(spec["prom"]) if "prom" in spec else None
                     cpu_before = server_cpu_seconds(spec["port"])
-                    result = run_load(port=spec["port"], path=spec["paths"][0], paths=spec["paths"],
-                                      headers=spec["headers"], clients=CLIENTS, seconds=SECONDS, warmup=0)
+                    with connection_split(spec["port"]) as split:
+                        result = run_load(port=spec["port"], path=spec["paths"][0], paths=spec["paths"],
+                                          headers=spec["headers"], clients=CLIENTS, seconds=SECONDS, warmup=0)
+                    splits[name].append(split)
                     cpu[name].append((server_cpu_seconds(spec["port"]) - cpu_before) * 1000 / max(1, result.requests))
                     if before is not None:
                         time.sleep(0.2)
@@ -343,7 +381,8 @@ def bench_peer() -> list[dict[str, str]]:
                         f"{_median(results, 'rps'):,.0f} req/s"
                         + (f", server CPU {statistics.median(cpu[name]):.3f} ms a request" if what == "interests" else ""),
                         "rounds: " + "; ".join(f"{x.p50_ms:.1f}/{x.p99_ms:.1f} ms {x.rps:,.0f}/s" for x in results)
-                        + (" (CPU " + ", ".join(f"{c:.3f}" for c in cpu[name]) + " ms)" if what == "interests" else "")
+                        + (" (CPU " + ", ".join(f"{c:.3f}" for c in cpu[name]) + " ms; connections per worker "
+                           + split_text(splits[name]) + ")" if what == "interests" else "")
                         + f"; errors {sum(x.errors for x in results)}; statuses "
                         + str({k: sum(x.statuses.get(k, 0) for x in results) for k in results[0].statuses})))
     for kind in kinds:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,3 +100,46 @@ def test_a_servers_cpu_time_sums_its_workers_and_nothing_else(tmp_path):
         for proc in started:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# a "server" whose two workers share one listening socket: the first accepts 3 connections, the second 1
+SHARED = """
+import os, socket, sys, time
+listener = socket.create_server(("127.0.0.1", int(sys.argv[2])))
+for name, count in (("first", 3), ("second", 1)):
+    if os.fork() == 0:
+        held = [listener.accept()[0] for _ in range(count)]
+        open(os.path.join(sys.argv[1], name), "w").close()
+        time.sleep(60)
+time.sleep(60)
+"""
+
+
+def test_the_connection_split_counts_each_workers_established_connections(tmp_path):
+    from benchmarks.peer import connection_split, split_text, worker_connections
+
+    port = 47813
+    server = subprocess.Popen([sys.executable, "-c", SHARED, str(tmp_path), str(port)], start_new_session=True)
+    clients = []
+    try:
+        deadline = time.monotonic() + 30
+        while not clients:
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", port)))
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.05)
+        clients += [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        while not ((tmp_path / "first").exists() and (tmp_path / "second").exists()):
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.05)
+        assert worker_connections(port) == [3, 1]  # the listening socket's holder has none established
+        with connection_split(port, after_s=0.1) as split:
+            time.sleep(0.5)
+        assert split_text([split, []]) == "3+1, ?"
+        assert worker_connections(47898) == []  # no server on that port
+    finally:
+        for sock in clients:
+            sock.close()
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
