@@ -1,5 +1,6 @@
-"""One listening socket shared by granian's workers (``adsite/ops/granian_server.py``, what ``make run`` serves
-with) against granian's stock Linux setup (one ``SO_REUSEPORT`` socket per worker), rounds interleaved:
+"""The listening sockets of ``adsite/ops/granian_server.py`` (what ``make run`` serves with: one ``SO_REUSEPORT``
+socket per worker, all held by granian's main process, new connections steered to the warm workers) against
+granian's stock Linux setup (each worker opens its own ``SO_REUSEPORT`` socket), rounds interleaved:
 
     python -m benchmarks.listen_socket
 
@@ -7,8 +8,8 @@ The same stand-in application (tests/ops/granian_slow_app.py: ``SLOW_APP_CPU_MS`
 default 2, on the worker's one thread), 2 workers each, wrk with 8 and 64 keep-alive connections for
 ``BENCH_SECONDS`` (default 5) per round, ``BENCH_ROUNDS`` rounds (default 3), the order alternating. Printed:
 the median over the rounds of requests/s, p50 and p99, with the load average, and how the 8 connections of
-each round fell to the two workers. What it shows is the cost (or not) of the shared accept queue; the site's
-own figures are docs/reliability.md's knee.
+each round fell to the two workers. What it shows is the cost (or not) of the sockets' arrangement; the
+site's own figures are docs/reliability.md's knee.
 
 Then ``BENCH_SPLITS`` times (default 30) for each server: wrk opens 8 keep-alive connections at once for 1 s, and
 how they fell to the two workers is counted (``benchmarks.peer.worker_connections``): ``8`` is every connection
@@ -35,7 +36,7 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 SPLITS = int(os.environ.get("BENCH_SPLITS", "30"))
 SPLIT_KINDS = ("4+4", "5+3", "6+2", "7+1", "8")
 KINDS = {
-    "shared socket (granian_server)": [sys.executable, "-m", "adsite.ops.granian_server"],
+    "sockets held by the main process (granian_server)": [sys.executable, "-m", "adsite.ops.granian_server"],
     "SO_REUSEPORT per worker (stock granian)": [str(Path(sys.executable).parent / "granian")],
 }
 

@@ -9,7 +9,7 @@ adsite runs in services mode (PostgreSQL + Redis) on MovieLens latest-small with
 models active, 2 web processes, served two ways from the same database:
 
 - ``granian``: what ``make run`` starts (``scripts/serve.sh``: granian's RSGI interface, adsite/rsgi.py, through
-  adsite/ops/granian_server.py: one listening socket shared by the workers);
+  adsite/ops/granian_server.py: the workers' listening sockets held by granian's main process);
 - ``gunicorn``: the previous server (2 sync workers, scripts/gunicorn.conf.py);
 - ``before``: granian serving another checkout of adsite (``BENCH_BEFORE_DIR``, e.g. ``git archive <commit> |
   tar -x -C DIR``) with the same interpreter, database and Redis: the previous code, for before/after.
@@ -144,7 +144,7 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
     shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True)
     run_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
-    if kind == "granian":  # as scripts/serve.sh starts the web role: one listening socket shared by the workers
+    if kind == "granian":  # as scripts/serve.sh starts the web role (adsite/ops/granian_server.py)
         run_env["ADSITE_WEB_READY_DIR"] = str(prom.parent / f"{prom.name}-ready")
         cmd = [PY, "-m", "adsite.ops.granian_server", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "2", "--log-level", "warning", "adsite.rsgi:application"]

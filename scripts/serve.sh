@@ -3,8 +3,9 @@
 #
 # The web server is granian over adsite/rsgi.py: keep-alive, and each request body is read in full before a
 # Python worker sees it, so clients that send a body slowly (or never) cannot hold the workers. It runs
-# through adsite/ops/granian_server.py: one listening socket held by granian's main process and shared by
-# its workers, so a worker that stops or dies leaves its waiting connections to the others.
+# through adsite/ops/granian_server.py: the workers' listening sockets (one each) are held by granian's main
+# process, so a worker that stops or dies loses none of its waiting connections, and new connections go only
+# to the workers that are warm.
 # Restarting the web role without losing requests: `supervisorctl -c var/supervisord.conf signal HUP web`
 # (a graceful reload: new workers one at a time, each old one stopped once its replacement is warm, finishing
 # the requests it holds; new code is loaded). `supervisorctl restart web` stops the whole server first:

@@ -2,7 +2,8 @@
 
 Granian's stock Linux setup gives each worker its own listening socket, so a graceful reload refused
 connections while a slow-starting replacement warmed up (98 in one reload by hand, 8 clients) and a killed worker's
-queued connections were reset. With one socket held by the main process and a reload that waits for the
+queued connections were reset. With the sockets held by the main process (one per worker, each replacement
+serving its predecessor's; new connections steered to the warm workers) and a reload that waits for the
 replacement to be warm, no connection is refused through a reload or a SIGKILL; what can fail is a request
 on a connection the stopping worker had just accepted but not yet read (hyper, under granian, closes such
 a connection at a graceful stop: hyperium/hyper#3808, open), and through a SIGKILL the requests the dead
@@ -16,6 +17,7 @@ import collections
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,13 +32,20 @@ from tests.conftest import ROOT, free_port
 CLIENTS = 6
 
 
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # a worker that exited since the list was read
+        return b""
+
+
 class Server:
     def __init__(self, port: int, proc: subprocess.Popen[bytes], ready_dir: Path) -> None:
         self.port, self.proc, self.ready_dir = port, proc, ready_dir
 
     def workers(self) -> set[int]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return {int(pid) for pid in children if Path(f"/proc/{pid}/cmdline").read_bytes().find(b"granian") >= 0}
+        return {int(pid) for pid in children if b"granian" in _cmdline(pid)}
 
     def ready(self) -> set[int]:
         return {pid for pid in self.workers() if (self.ready_dir / str(pid)).exists()}
@@ -141,8 +150,89 @@ def test_a_killed_worker_fails_only_the_requests_it_held(server: Server) -> None
         server.wait(lambda: victim not in server.workers() and len(server.ready()) == 2, "the worker respawned")
         time.sleep(0.5)
     # at most one request per client was in flight on the dead worker; nothing was refused, and nothing
-    # failed after the kill itself (the other worker took every new connection from the shared socket)
+    # failed after the kill itself (new connections went to the other worker's socket from then on)
     assert len(clients.failures) <= CLIENTS
     assert [name for _at, name in clients.failures if name == "ConnectionRefusedError"] == []
     assert [at for at, _name in clients.failures if at > killed_at + 1.0] == []
     assert sum(n for pid, n in clients.answered.items() if pid != victim) > 0
+
+
+def _answered_by(port: int, connections: int, timeout: float) -> list[int]:
+    """Open ``connections`` connections together, then send one request on each: the pid that answered each."""
+    opened = [http.client.HTTPConnection("127.0.0.1", port, timeout=timeout) for _ in range(connections)]
+    try:
+        for conn in opened:
+            conn.connect()
+        for conn in opened:
+            conn.request("POST", "/collect", body=b"{}")
+        return [int(conn.getresponse().read()) for conn in opened]
+    finally:
+        for conn in opened:
+            conn.close()
+
+
+def test_connections_opened_together_are_spread_over_the_workers(server: Server) -> None:
+    # a client holding a few keep-alive connections (a pool) opens them together; each stays with the worker
+    # that accepted it. On one socket shared by both workers, the worker that woke first took all 8 in 13 of
+    # 30 tries (benchmarks/listen_socket.py); with a socket per worker, the kernel's hash: 1 in 128
+    tries = [collections.Counter(_answered_by(server.port, 8, timeout=20)) for _ in range(20)]
+    assert all(sum(split.values()) == 8 for split in tries)
+    assert sum(len(split) == 1 for split in tries) <= 3, tries
+
+
+def test_after_a_worker_dies_new_connections_go_to_the_others_at_once(server: Server) -> None:
+    victim, survivor = sorted(server.workers())
+    os.kill(victim, signal.SIGKILL)
+    # the main process passes the dead worker's socket over before it starts the replacement
+    server.wait(lambda: victim not in server.workers() and len(server.workers()) == 2, "the replacement started")
+    # its replacement takes 2 s to start: a connection sent to the dead worker's socket would wait that long
+    answered = [pid for _ in range(10) for pid in _answered_by(server.port, 2, timeout=1.0)]
+    assert set(answered) == {survivor}
+    server.wait(lambda: len(server.ready()) == 2, "the replacement warm")
+    # and once it is, new connections are spread over both again
+    spread = set().union(*(_answered_by(server.port, 8, timeout=20) for _ in range(5)))
+    assert len(spread) == 2 and survivor in spread
+
+
+def test_the_steering_sends_new_connections_to_the_ready_workers_sockets_only() -> None:
+    from adsite.ops.granian_server import _Steering
+
+    port = free_port()
+    group = []
+    for _ in range(3):  # as the main process holds them: one SO_REUSEPORT socket per worker, listening in order
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+        sock.setblocking(False)
+        group.append(sock)
+    steering = _Steering([sock.fileno() for sock in group])
+
+    def accepted_by() -> collections.Counter[int]:
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
+        time.sleep(0.1)
+        taken: collections.Counter[int] = collections.Counter()
+        for i, sock in enumerate(group):
+            while True:
+                try:
+                    sock.accept()[0].close()
+                except BlockingIOError:
+                    break
+                taken[i] += 1
+        for client in clients:
+            client.close()
+        return taken
+
+    try:
+        steering.mark(1, True)  # only worker 1 warm
+        assert accepted_by() == {1: 30}
+        steering.mark(2, True)
+        assert set(accepted_by()) == {1, 2}
+        steering.mark(1, False)  # worker 1 died
+        assert accepted_by() == {2: 30}
+        steering.mark(0, True)
+        steering.mark(1, True)  # all ready: the kernel's hash over the three
+        assert set(accepted_by()) == {0, 1, 2}
+    finally:
+        for sock in group:
+            sock.close()
