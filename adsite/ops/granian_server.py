@@ -28,8 +28,8 @@ with two changes that make a worker's restart invisible to visitors.
 
 Everything else (options, signals, respawning a worker that died) is granian's, unchanged. Both changes
 replace private methods of the pinned granian version (pyproject.toml); ``patch_granian`` refuses to run on a
-version whose methods it does not know, rather than serving without them. A Unix socket (``--uds``) keeps
-granian's own handling.
+version whose methods it does not know, rather than serving without them. A Unix socket (``--uds``), and
+systems other than Linux, keep granian's own handling there: one socket shared by the workers.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import ctypes
 import os
 import socket
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -88,6 +89,16 @@ class _Steering:
         self._lock = threading.Lock()
 
     def mark(self, idx: int, ready: bool) -> None:
+        """Worker ``idx`` is warm (``ready``) or gone. A kernel that refuses the program leaves the kernel's
+        hash over all the sockets (logged): connections may then wait for a worker being replaced."""
+        try:
+            self._apply(idx, ready)
+        except OSError as exc:
+            from granian.server.common import logger
+
+            logger.warning(f"cannot steer new connections to the ready workers: {exc}")
+
+    def _apply(self, idx: int, ready: bool) -> None:
         with self._lock:
             (self.ready.add if ready else self.ready.discard)(idx)
             targets = sorted(self.ready)
@@ -148,7 +159,7 @@ def patch_granian() -> None:
     ready_dir.mkdir(parents=True, exist_ok=True)
 
     def _init_shared_socket(self: Any) -> None:
-        if self.bind_uds:
+        if self.bind_uds or not sys.platform.startswith("linux"):  # elsewhere granian shares one socket itself
             original_init(self)
             return
         spec = SocketSpec(self.bind_addr, self.bind_port, self.backlog)
