@@ -80,8 +80,8 @@ def steering_program(targets: Sequence[int]) -> list[tuple[int, int, int, int]]:
 
 
 class _Steering:
-    """Which of the main process's listening sockets new connections go to: the ready workers' (``ready``,
-    ``passed_over``); the kernel's hash over all of them while all or none are ready."""
+    """Which of the main process's listening sockets new connections go to: those of the workers marked ready
+    (``mark``); the kernel's hash over all of them while all or none are ready."""
 
     def __init__(self, fds: Sequence[int]) -> None:
         self.fds = list(fds)
