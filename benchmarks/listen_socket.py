@@ -29,6 +29,7 @@ from pathlib import Path
 
 from benchmarks.load import run_load
 from benchmarks.peer import connection_split, split_text
+from benchmarks.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -40,13 +41,6 @@ KINDS = {
     "SO_REUSEPORT per worker (stock granian)": [str(Path(sys.executable).parent / "granian")],
 }
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start(command: list[str], port: int) -> subprocess.Popen[bytes]:
@@ -68,7 +62,7 @@ def _start(command: list[str], port: int) -> subprocess.Popen[bytes]:
 
 
 def main() -> None:
-    ports = {kind: _free_port() for kind in KINDS}
+    ports = {kind: free_port() for kind in KINDS}
     procs = {kind: _start(command, ports[kind]) for kind, command in KINDS.items()}
     figures: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     splits: dict[str, list[list[int]]] = {kind: [] for kind in KINDS}  # each 8-connection round's split

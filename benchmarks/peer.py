@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load import LoadResult, run_load
+from benchmarks.ports import free_port
 
 PEER_DIR = Path(os.environ.get("BENCH_PEER_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "peers"))
 PEER_REQUIREMENTS = ["fastapi==0.165.0", "uvicorn[standard]==0.55.0", "lightgbm==4.7.0", "numpy==2.4.6",
@@ -117,11 +117,6 @@ def _process(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, ready
         _stop(proc)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def server_kinds() -> list[str]:
     default = ",".join(["granian", *(["before"] if BEFORE_DIR else []), *(["then"] if THEN_DIR else [])])
@@ -140,7 +135,7 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
         if not THEN_DIR:
             raise RuntimeError("server 'then' needs BENCH_THEN_DIR (a checkout of the older code)")
         cwd, kind = Path(THEN_DIR), "gunicorn"
-    port = _free_port()
+    port = free_port()
     shutil.rmtree(prom, ignore_errors=True)
     prom.mkdir(parents=True)
     run_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom)}
@@ -314,7 +309,7 @@ def bench_peer() -> list[dict[str, str]]:
     token = manage(env, "create_api_token", "bench").stdout.strip()
     auth = {"Authorization": f"Token {token}", "Accept": "application/json"}
     kinds = server_kinds()
-    peer_port = _free_port()
+    peer_port = free_port()
     peer_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "DATABASE", "REDIS"))}
     peer_cmd = [str(venv / "bin" / "uvicorn"), "interest_service:app", "--workers", "2", "--port", str(peer_port),
                 "--log-level", "warning"]

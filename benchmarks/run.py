@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks import SHARED_DATA
 from benchmarks.inference import SECTIONS as inference_sections
 from benchmarks.load import LoadResult, run_load
+from benchmarks.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -37,12 +38,6 @@ BENCH_VAR = Path(os.environ.get("BENCH_VAR", "/tmp/adsite-bench"))
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/adsite_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def base_env(var_dir: Path, services: bool) -> dict[str, str]:

@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 import pytest
 from django.conf import settings
 
+from benchmarks.ports import free_port  # noqa: F401  (tests import it from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 # the datasets beside the checkout (../shared/data), or where ADSITE_SHARED_DATA says (a worktree elsewhere)
 SHARED_DATA = Path(os.environ.get("ADSITE_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -132,12 +134,6 @@ def redis_client() -> Iterator[object]:
         client.flushdb()
     yield client
     client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateRedis:
