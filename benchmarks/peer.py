@@ -117,7 +117,6 @@ def _process(cmd: list[str], *, cwd: Path, env: dict[str, str], port: int, ready
         _stop(proc)
 
 
-
 def server_kinds() -> list[str]:
     default = ",".join(["granian", *(["before"] if BEFORE_DIR else []), *(["then"] if THEN_DIR else [])])
     return [k for k in os.environ.get("BENCH_PEER_SERVERS", default).split(",") if k]

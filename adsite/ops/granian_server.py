@@ -83,8 +83,8 @@ class _Steering:
     """Which of the main process's listening sockets new connections go to: those of the workers marked ready
     (``mark``); the kernel's hash over all of them while all or none are ready."""
 
-    def __init__(self, fds: Sequence[int]) -> None:
-        self.fds = list(fds)
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size  # one socket of the group (a program attached to it serves the group)
         self.ready: set[int] = set()
         self._lock = threading.Lock()
 
@@ -102,8 +102,8 @@ class _Steering:
         with self._lock:
             (self.ready.add if ready else self.ready.discard)(idx)
             targets = sorted(self.ready)
-            with socket.socket(fileno=os.dup(self.fds[0])) as sock:
-                if 0 < len(targets) < len(self.fds):
+            with socket.socket(fileno=os.dup(self.fd)) as sock:
+                if 0 < len(targets) < self.size:
                     code = steering_program(targets)
                     insns = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in code))
                     fprog = struct.pack("HL", len(code), ctypes.addressof(insns))  # struct sock_fprog
@@ -171,7 +171,7 @@ def patch_granian() -> None:
             # sets the backlog again)
             with socket.socket(fileno=os.dup(holder.get_fd())) as sock:
                 sock.listen(self.backlog)
-        self._adsite_steering = _Steering([holder.get_fd() for holder in self._adsite_sockets])
+        self._adsite_steering = _Steering(self._adsite_sockets[0].get_fd(), len(self._adsite_sockets))
         self._shd = self._adsite_sockets[0]
         self._sfd = self._shd.get_fd()
         self._ssp = None  # the workers get a socket itself (inherited), not a spec to bind their own

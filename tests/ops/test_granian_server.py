@@ -206,7 +206,7 @@ def test_the_steering_sends_new_connections_to_the_ready_workers_sockets_only() 
         sock.listen(64)
         sock.setblocking(False)
         group.append(sock)
-    steering = _Steering([sock.fileno() for sock in group])
+    steering = _Steering(group[0].fileno(), len(group))
 
     def accepted_by() -> collections.Counter[int]:
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
