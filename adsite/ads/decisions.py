@@ -34,7 +34,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adsite.ads.accounting import NO_REPEAT, OK, Charge, LedgerUnavailable, Snapshot, ledger, repeat_bucket
+from adsite.ads.accounting import (
+    LATE,
+    NO_REPEAT,
+    OK,
+    Charge,
+    LedgerUnavailable,
+    Snapshot,
+    ledger,
+    repeat_bucket,
+)
 from adsite.ads.catalog import TIER_RANK, CampaignView, Catalog, CreativeView, catalog_current
 from adsite.ads.conf import ads_setting
 from adsite.ads.eligibility import (
@@ -241,9 +250,11 @@ def _placements_fill(
         if cand.campaign.tier != "house":
             used_advertisers.add(cand.campaign.advertiser_id)
 
-    def refuse(cand: _Scored, outcome: str) -> None:  # budget or cap reached since the snapshot
+    def refuse(cand: _Scored, outcome: str) -> None:  # budget or cap reached since the snapshot (or too late)
         refused.add(cand.campaign.id)
-        filtered[cand.campaign.id] = CAPPED if outcome.startswith("capped") else OUT_OF_BUDGET
+        filtered[cand.campaign.id] = (
+            LEDGER_UNAVAILABLE if outcome == LATE else CAPPED if outcome.startswith("capped") else OUT_OF_BUDGET
+        )
 
     planned: list[_Scored | None] = []
     for size in sizes:
@@ -266,6 +277,8 @@ def _placements_fill(
             if cand.campaign.tier != "house":
                 used_advertisers.discard(cand.campaign.advertiser_id)
             planned[i] = None
+    if LATE in outcomes:  # the ledger answers past its deadline: no more reservations for this page
+        return planned
     for i, size in enumerate(sizes):
         if planned[i] is not None:
             continue
@@ -280,6 +293,8 @@ def _placements_fill(
                 return planned
             if outcome != OK:
                 refuse(cand, outcome)
+                if outcome == LATE:
+                    return planned
                 continue
             take(cand)
             planned[i] = cand

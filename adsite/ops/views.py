@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -48,9 +49,27 @@ def _database_check() -> str | None:
     return None
 
 
-def _redis_check() -> tuple[str | None, list[dict[str, object]]]:
-    """(problem, the cluster's nodes): on a Redis Cluster every master must answer and the cluster say
-    ``cluster_state:ok``; ``[]`` nodes on one Redis."""
+# how far Redis's clock may be from this host's before the probe warns: the ad ledger's reservations carry a
+# deadline of this host's clock plus a 250 ms reply timeout that Redis checks against its own clock
+CLOCK_OFFSET_WARN_MS = 50.0
+
+
+def _redis_clock_offset_ms(client: Any) -> float:
+    """Redis's clock minus this host's, in milliseconds (one ``TIME``, against the middle of its round trip)."""
+    import time
+
+    sent = time.time()
+    seconds, micros = client.time()
+    here = (sent + time.time()) / 2
+    offset = round((int(seconds) + int(micros) / 1e6 - here) * 1000, 1)
+    if abs(offset) > CLOCK_OFFSET_WARN_MS:
+        logger.warning("ops.redis_clock_offset %.1f ms: keep this host's and Redis's clocks synchronised (NTP)", offset)
+    return offset
+
+
+def _redis_check() -> tuple[str | None, list[dict[str, object]], float | None]:
+    """(problem, the cluster's nodes, Redis's clock minus this host's in ms): on a Redis Cluster every master
+    must answer and the cluster say ``cluster_state:ok``; ``[]`` nodes on one Redis."""
     from django.conf import settings
 
     from inference.api import cluster_nodes, redis_client
@@ -65,12 +84,11 @@ def _redis_check() -> tuple[str | None, list[dict[str, object]]]:
             client.ping(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
             state = client.cluster_info().get("cluster_state")  # type: ignore[attr-defined]
             if state != "ok":
-                return f"cluster_state:{state}", nodes
-        else:
-            client.ping()
+                return f"cluster_state:{state}", nodes, None
+        offset = _redis_clock_offset_ms(client)  # one node's clock on a cluster; on one Redis, the ping
     except Exception as exc:
-        return _problem("redis", exc), nodes
-    return None, nodes
+        return _problem("redis", exc), nodes, None
+    return None, nodes, offset
 
 
 # a marker this process leaves in the metrics directory the first time it looks: a directory removed
@@ -112,8 +130,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks["database"] = {"ok": problem is None, "error": problem}
     healthy &= problem is None
     if settings.REDIS_URL:
-        problem, nodes = _redis_check()
-        redis_check: dict[str, object] = {"ok": problem is None, "error": problem}
+        problem, nodes, offset = _redis_check()
+        redis_check: dict[str, object] = {"ok": problem is None, "error": problem, "clock_offset_ms": offset}
         if settings.REDIS_CLUSTER:
             # node addresses only to whom the metrics are (local, or the metrics token): not for everyone
             redis_check["nodes"] = (

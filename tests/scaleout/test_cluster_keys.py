@@ -25,6 +25,7 @@ from redis.exceptions import RedisClusterException
 from adsite.ads.accounting import (
     BILLED,
     FREE,
+    LATE,
     OK,
     OUT_OF_BUDGET,
     REPLAYED,
@@ -138,6 +139,32 @@ def test_a_click_is_charged_once_and_settled_from_its_mark_on_the_cluster(scale_
     assert ledger.click_charge_settle(token_id="t3", click_id=3, **settle) == (FREE, 0)  # voided
     assert ledger.click_charge(token_id="t3", click_id=4, **args) == REPLAYED
     assert ledger.spend(campaign_id=8, now=time.time()) == (2 * PRICE, 2 * PRICE)
+
+
+def test_reservations_past_their_deadline_change_nothing_on_the_cluster(scale_out: RedisClusterNodes) -> None:
+    """The reservation's steps on the cluster each carry a deadline (see ``RedisLedger``). Past it at the
+    visitor's step, nothing is held; past it only at the campaigns' step (the clock jumps between the two
+    round trips), nothing is charged and the caps held in the first step are given back."""
+    charges = [Charge(campaign_id=c, creative_id=10 * c, impression_price_micros=PRICE, daily_budget_micros=10**9,
+                      total_budget_micros=10**9, cap_per_hour=5, cap_per_day=5) for c in (11, 12)]
+    now = time.time()
+    for late_from in (0, 1):  # the first round trip late (the caps), or only the second (the budgets)
+        calls = {"n": 0}
+
+        def wall_clock(late_from: int = late_from) -> float:
+            calls["n"] += 1
+            return time.time() - (5 if calls["n"] > late_from else 0)
+
+        prefix = f"late-{uuid.uuid4().hex[:8]}:"
+        ledger = RedisLedger(scale_out.url, prefix=prefix, client=_cluster(scale_out), wall_clock=wall_clock)
+        assert ledger.impressions_reserve(charges=charges, user_id="visitor", now=now) == [LATE, LATE]
+        snap = ledger.snapshot(campaign_ids=[11, 12], creative_ids=[110, 120], user_id="visitor", now=now)
+        assert (snap.user_hour, snap.user_day) == ({11: 0, 12: 0}, {11: 0, 12: 0}), late_from
+        assert snap.spend_total == {11: 0, 12: 0} and snap.impressions == {110: 0, 120: 0}, late_from
+        # on time, the same reservations are made
+        on_time = RedisLedger(scale_out.url, prefix=prefix, client=_cluster(scale_out))
+        assert on_time.impressions_reserve(charges=charges, user_id="visitor", now=now) == [OK, OK]
+        assert on_time.spend(campaign_id=11, now=now) == (PRICE, PRICE)
 
 
 def _node_id(port: int) -> str:

@@ -12,6 +12,12 @@ Promises:
   creative's statistics. The ledger remembers which click (``click_id``, the ``AdClick`` row) a token's
   charge belongs to: asked again for the same token, it answers the first charge's outcome for that
   click and ``REPLAYED`` for any other, and never charges twice.
+- A reservation is only made while its caller still waits for the answer: ``RedisLedger`` sends each one
+  with a deadline (this host's clock plus the client's reply timeout) that Redis checks against its own
+  clock before changing anything. One that reaches Redis later (Redis was stopped or unreachable while
+  the request waited in its socket, and the caller has served house ads since) changes nothing: no
+  money, caps or served count for an ad that never ran. A caller that does see that answer gets
+  ``LATE`` (this host's clock is ahead of Redis's by more than the timeout, or the reply was slow).
 - A charge whose answer was lost (``ClickChargeUnknown``: the request reached the ledger, the reply did
   not come back) may or may not have happened; ``click_charge_settle`` later says which, for that click,
   and voids the token if it had not been charged, so a late arrival of the lost request charges nothing.
@@ -51,6 +57,7 @@ OUT_OF_BUDGET = "out_of_budget"
 DAILY_BUDGET = "daily_budget"
 CAPPED_HOUR = "capped_hour"
 CAPPED_DAY = "capped_day"
+LATE = "late"  # the reservation reached the ledger after its caller's deadline: nothing was changed
 BILLED = "billed"
 FREE = "free"
 REPLAYED = "replayed"

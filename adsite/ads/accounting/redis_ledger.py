@@ -43,6 +43,16 @@ Invariants:
   so a retry is answered the first charge instead of charging again, and a charge whose reply was lost
   is settled from the mark (``click_charge_settle``; absent, it is voided so the lost request charges
   nothing should it still arrive).
+- A reservation changes nothing once its caller has stopped waiting for it. Each script call of a
+  reservation carries a deadline: this host's clock when it is sent plus the client's reply timeout, in
+  microseconds. The script compares it with Redis's own clock (``TIME``) before it changes anything, and
+  past it answers ``LATE_CODE`` (``LATE``) instead. The case it closes: Redis stopped (or a network path
+  stalled) while a reservation waits in its socket; the client times out and the decision serves house
+  ads; when Redis runs again it reads the request. Without the deadline it would then charge a CPM price,
+  count the visitor's caps and a served impression for an ad that never ran. What is left: a request run
+  just before its deadline whose reply is lost, and clocks that differ between this host and Redis (by
+  as much as they differ; ``/readyz`` reports the offset). A caller that still waits and gets ``LATE``
+  (this host's clock ahead of Redis's, or a pipeline's replies slow) treats the ledger as unavailable.
 - Sequentially (one call after another) the steps give exactly the outcomes of ``MemoryLedger``;
   ``tests/ads/test_ledger_parity.py`` runs both over random sequences.
 """
@@ -62,6 +72,7 @@ from adsite.ads.accounting.contract import (
     DAILY_BUDGET,
     FREE,
     FREQ_TTL_S,
+    LATE,
     NO_REPEAT,
     OK,
     OUT_OF_BUDGET,
@@ -81,9 +92,25 @@ from adsite.ads.accounting.contract import (
 # Every script that changes anything touches the keys of one hash slot (see the module docstring, "Keys
 # and invariants"); the one read-only script, ``_SNAPSHOT``, runs on one Redis only.
 
+# What a reservation's script answers, having changed nothing, when Redis runs it past its deadline.
+LATE_CODE = 9
+
+# Whether Redis's clock is past a deadline (microseconds since the epoch; '0' or nil: none). Lua numbers are
+# doubles, exact for integers up to 2^53 (microseconds until the year 2255).
+_LATE = """
+local function late(deadline)
+  local d = tonumber(deadline or '0')
+  if d == 0 then return false end
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000000 + tonumber(now[2]) > d
+end
+"""
+
 # A visitor's caps (the visitor's slot). KEYS[1] freq hash; ARGV hour field, day field, cap per hour,
-# cap per day, ttl. 0: counted (the caps are held for this impression), 3/4: capped by the hour/day.
-_CAPS = """
+# cap per day, ttl, deadline. 0: counted (the caps are held for this impression), 3/4: capped by the
+# hour/day, LATE_CODE: past the deadline.
+_CAPS = _LATE + """
+if late(ARGV[6]) then return 9 end
 local caph = tonumber(ARGV[3])
 local capd = tonumber(ARGV[4])
 if caph > 0 and tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') >= caph then return 3 end
@@ -103,8 +130,10 @@ return 0
 
 # A campaign's money (the campaign's slot). KEYS[1] spend hash, KEYS[2] the campaign's report hash of the
 # hour; ARGV total field, day field, total budget, daily budget, price, report ttl, check only (1: say
-# whether the budget allows, change nothing). 0: allowed (and, unless check only, charged and counted).
-_BUDGET = """
+# whether the budget allows, change nothing), deadline. 0: allowed (and, unless check only, charged and
+# counted), 1/2: out of the total/daily budget, LATE_CODE: past the deadline.
+_BUDGET = _LATE + """
+if late(ARGV[8]) then return 9 end
 local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if total >= tonumber(ARGV[3]) then return 1 end
 local today = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
@@ -208,18 +237,24 @@ def _as_function(name: str, source: str) -> str:
 # scripts: the caps held (``_CAPS``), the budget charged or only checked (``_BUDGET``), the caps given back if
 # the budget refused (``_CAPS_RELEASE``), the creative's statistics counted if it holds. KEYS: the visitor's
 # freq hash, then per charge its spend hash, report hash and stats hash. ARGV: '1' if there is a visitor (else
-# no caps), the freq ttl, the report ttl, the total field, the day field, then per charge 10 values: hour
-# field, day field, cap per hour, cap per day, total budget, daily budget, price, extra exposure, repeat
-# field ('' for none), expected clicks (micros). Returns {caps reply, budget reply} per charge.
+# no caps), the freq ttl, the report ttl, the total field, the day field, the deadline, then per charge 10
+# values: hour field, day field, cap per hour, cap per day, total budget, daily budget, price, extra exposure,
+# repeat field ('' for none), expected clicks (micros). Returns {caps reply, budget reply} per charge, every
+# one {LATE_CODE, LATE_CODE} past the deadline (checked once, first: the inner steps get none).
 _RESERVE = (
-    _as_function("caps_hold", _CAPS)
+    _LATE
+    + _as_function("caps_hold", _CAPS)
     + _as_function("budget_charge", _BUDGET)
     + _as_function("caps_release", _CAPS_RELEASE)
     + """
 local visitor = ARGV[1] == '1'
 local out = {}
+if late(ARGV[6]) then
+  for i = 1, (#KEYS - 1) / 3 do out[i] = {9, 9} end
+  return out
+end
 for i = 1, (#KEYS - 1) / 3 do
-  local a, k = 6 + (i - 1) * 10, 2 + (i - 1) * 3
+  local a, k = 7 + (i - 1) * 10, 2 + (i - 1) * 3
   local caps = 0
   if visitor then caps = caps_hold({KEYS[1]}, {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[2]}) end
   local held = caps == 0
@@ -249,8 +284,8 @@ def _repeat_args(charge: Charge) -> tuple[str, int]:
     return f"r{charge.repeat}e", charge.expected_micros
 
 
-_CAPS_OUTCOMES = {0: OK, 3: CAPPED_HOUR, 4: CAPPED_DAY}
-_BUDGET_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET}
+_CAPS_OUTCOMES = {0: OK, 3: CAPPED_HOUR, 4: CAPPED_DAY, LATE_CODE: LATE}
+_BUDGET_OUTCOMES = {0: OK, 1: OUT_OF_BUDGET, 2: DAILY_BUDGET, LATE_CODE: LATE}
 
 
 def _outcome(caps: int, budget: int) -> str:
@@ -260,6 +295,18 @@ def _outcome(caps: int, budget: int) -> str:
     return refused if refused != OK else _CAPS_OUTCOMES[caps]
 
 
+def _late_logged(outcomes: list[str]) -> list[str]:
+    """``outcomes``, with a warning when Redis ran any past its deadline while this client still waited."""
+    if LATE in outcomes:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "ads.reservation_late %d of %d reservations reached Redis past their deadline and changed nothing "
+            "(this host's clock ahead of Redis's? see /readyz)", outcomes.count(LATE), len(outcomes),
+        )
+    return outcomes
+
+
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
@@ -267,6 +314,26 @@ def _click_mark_read(reply: Any) -> tuple[str, int, int]:
     """A click charge mark ``"<code> <click id> <price>"``: (outcome, the click it belongs to, price charged)."""
     code, owner, price = (reply.decode() if isinstance(reply, bytes) else str(reply)).split()
     return _CLICK_OUTCOMES[int(code)], int(owner), int(price)
+
+
+class _Deadline:
+    """Stands in a script call's ARGV for its deadline, computed when the call is sent (``RedisLedger._run``)."""
+
+    def __repr__(self) -> str:
+        return "DEADLINE"
+
+
+DEADLINE = _Deadline()
+
+
+def _reply_timeout_s(client: Any) -> float | None:
+    """The socket timeout ``client``'s connections wait for a reply (None: forever)."""
+    for holder in (getattr(client, "connection_pool", None), getattr(client, "nodes_manager", None)):
+        kwargs = getattr(holder, "connection_kwargs", None)
+        if kwargs:
+            timeout = kwargs.get("socket_timeout")
+            return float(timeout) if timeout else None
+    return None
 
 
 _P = ParamSpec("_P")
@@ -292,14 +359,18 @@ class RedisLedger:
 
     def __init__(
         self, url: str, *, prefix: str = "ads:", client: Any = None, shared_max_age_s: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock``: how old a shared counter is; ``wall_clock``: this host's time for a reservation's
+        deadline, compared with Redis's clock (see the module docstring), not the decision's ``now``."""
         from inference.api import redis_client
 
         # on the request path, guarded: a Redis that hangs costs one timeout per process per cooldown,
         # then house ads at once (``client``: another Redis-compatible client, e.g. the parity tests')
         self._redis = client if client is not None else redis_client(url, timeout="request")
         self._prefix = prefix
+        self._wall_clock = wall_clock
+        self._reply_timeout_s = _reply_timeout_s(self._redis)  # None: the client waits forever, no deadline
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in (
@@ -355,8 +426,15 @@ class RedisLedger:
         pipe.execute()
         self._indexed.update((hour, c) for c in new)
 
-    def _queue(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
+    def _deadline_us(self) -> int:
+        """A reservation's deadline if sent now: once the client has stopped waiting (0: none)."""
+        if not self._reply_timeout_s:
+            return 0
+        return int((self._wall_clock() + self._reply_timeout_s) * 1_000_000)
+
+    def _queue(self, pipe: Any, name: str, keys: list[str], args: list[Any], deadline_us: int = 0) -> None:
         script = self._scripts[name]
+        args = [deadline_us if a is DEADLINE else a for a in args]
         if self._cluster:
             # redis-py's cluster pipeline refuses EVALSHA (and its eval() is something else): EVAL sent as
             # a command, routed by its keys; the scripts are a few hundred bytes
@@ -367,16 +445,18 @@ class RedisLedger:
     def _run(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """Run script calls in one pipeline (one round trip per node), each atomic on its own, in order;
         replies in order. A node that lost its scripts (restarted, failed over, flushed) answers NOSCRIPT
-        and ran nothing: the scripts are loaded again and only those calls run again."""
+        and ran nothing: the scripts are loaded again and only those calls run again. ``DEADLINE`` in a
+        call's arguments is replaced by the deadline of the round trip that sends it."""
         from redis.exceptions import NoScriptError, RedisError
 
         replies: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for attempt in (1, 2):
             pipe = self._redis.pipeline(transaction=False)
+            deadline_us = self._deadline_us()
             for i in todo:
                 name, keys, args = calls[i]
-                self._queue(pipe, name, keys, args)
+                self._queue(pipe, name, keys, args, deadline_us)
             answers = pipe.execute(raise_on_error=False)
             missing = []
             for i, answer in zip(todo, answers, strict=True):
@@ -513,7 +593,7 @@ class RedisLedger:
         """One Redis: the three steps of every charge in one script call (``_RESERVE``), atomic as a whole."""
         day, hour = day_key(now), hour_key(now)
         keys = [self._freq(user_id or "")]
-        args: list[Any] = ["1" if user_id else "0", FREQ_TTL_S, report_ttl_s(), "t", f"d:{day}"]
+        args: list[Any] = ["1" if user_id else "0", FREQ_TTL_S, report_ttl_s(), "t", f"d:{day}", DEADLINE]
         for c in charges:
             keys += [self._spend(c.campaign_id), self._report(c.campaign_id, hour), self._stats(c.creative_id)]
             args += [f"{c.campaign_id}:h{hour}", f"{c.campaign_id}:d{day}", c.cap_per_hour, c.cap_per_day,
@@ -521,7 +601,7 @@ class RedisLedger:
                      *_repeat_args(c)]
         self._index([c.campaign_id for c in charges], now)
         replies = self._run([("reserve", keys, args)])[0]
-        return [_outcome(int(caps), int(budget)) for caps, budget in replies]
+        return _late_logged([_outcome(int(caps), int(budget)) for caps, budget in replies])
 
     def _reserve_in_steps(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
         """Step 1, the visitor's slot: hold the caps. Step 2, each campaign's slot: charge the budget
@@ -537,7 +617,7 @@ class RedisLedger:
         freq = self._freq(user_id)
         caps = (
             self._run([
-                ("caps", [freq], [h, d, c.cap_per_hour, c.cap_per_day, FREQ_TTL_S])
+                ("caps", [freq], [h, d, c.cap_per_hour, c.cap_per_day, FREQ_TTL_S, DEADLINE])
                 for c, (h, d) in zip(charges, fields, strict=True)
             ])
             if user_id
@@ -551,7 +631,7 @@ class RedisLedger:
                     [self._spend(c.campaign_id), self._report(c.campaign_id, hour)],
                     [
                         "t", f"d:{day}", c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros,
-                        report_ttl_s(), "0" if ok else "1",
+                        report_ttl_s(), "0" if ok else "1", DEADLINE,
                     ],
                 )
                 for c, ok in zip(charges, held, strict=True)
@@ -596,7 +676,7 @@ class RedisLedger:
             elif failed:
                 # the money and the caps are right; a creative's statistics miss these impressions
                 logging.getLogger(__name__).warning("ads.ledger_statistics_lost %s", failed[0])
-        return outcomes
+        return _late_logged(outcomes)
 
     @_unavailable_on_redis_error
     def click_charge(

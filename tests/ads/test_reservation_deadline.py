@@ -1,0 +1,94 @@
+"""A reservation Redis runs after its caller gave up changes nothing.
+
+Redis stopped (SIGSTOP, as a hung server or a stalled network path) while a decision's reservation waits
+in its socket: the client times out after 0.25 s and the page gets house ads. When Redis runs again it
+reads the request. Before reservations carried a deadline, it then charged the CPM price, held the
+visitor's caps and counted a served impression for an ad nobody saw (the fault battery's Redis-stall
+scenario found served impressions above the ads shown). The ledger is a ``RedisLedger`` on a
+redis-server of the test's own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from adsite.ads.accounting import LATE, OK, Charge, LedgerUnavailable, RedisLedger
+from adsite.ads.decisions import PlacementRequest, ads_select
+from adsite.ads.eligibility import LEDGER_UNAVAILABLE
+
+PRICE = 2_000  # a CPM impression's price, micros
+CHARGE = Charge(campaign_id=7, creative_id=70, impression_price_micros=PRICE, daily_budget_micros=10**9,
+                total_budget_micros=10**9, cap_per_hour=5, cap_per_day=10)
+
+
+def _counted(ledger: RedisLedger, now: float) -> dict[str, int]:
+    """What the ledger holds for campaign 7: spend, the visitor's caps used, served impressions, the
+    creative's impressions."""
+    snapshot = ledger.snapshot(campaign_ids=[7], creative_ids=[70], user_id="visitor", now=now)
+    return {
+        "spend": ledger.spend(campaign_id=7, now=now)[0],
+        "caps_hour": snapshot.user_hour[7],
+        "served": ledger.report_read(since=now, now=now).get("7:served", 0),
+        "impressions": snapshot.impressions[70],
+    }
+
+
+def _stalled_reservation(server: Any, ledger: RedisLedger, now: float) -> None:
+    """One reservation sent to a stopped Redis: the client gives up, Redis wakes a second later and reads it."""
+    from inference.redis_clients import guard_reset
+
+    server.pause()
+    threading.Timer(1.0, server.resume).start()
+    started = time.monotonic()
+    with pytest.raises(LedgerUnavailable):
+        ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now)
+    assert time.monotonic() - started < 0.9  # the client gave up before Redis woke
+    time.sleep(1.5)  # Redis runs again and has read what was sent
+    guard_reset()  # this process stops treating it as down (its cooldown)
+
+
+@pytest.mark.parametrize("deadline", [True, False], ids=["with-deadline", "without-deadline"])
+def test_a_reservation_that_reaches_redis_after_the_client_gave_up_changes_nothing(
+    private_redis_server: Any, deadline: bool
+) -> None:
+    ledger = RedisLedger(private_redis_server.url, prefix=f"test-ads-{uuid.uuid4().hex}:")
+    now = time.time()
+    assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]  # shown: one
+    if not deadline:
+        # the ledger as it was before deadlines: shows that the stall below does deliver the request late
+        ledger._reply_timeout_s = None
+    _stalled_reservation(private_redis_server, ledger, now)
+    one = {"spend": PRICE, "caps_hour": 1, "served": 1, "impressions": 1}
+    if deadline:
+        assert _counted(ledger, now) == one  # the impression that ran, and nothing for the one that did not
+    else:
+        assert _counted(ledger, now) == {name: 2 * value for name, value in one.items()}
+    # and Redis takes new reservations as before
+    assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]
+
+
+def test_a_reservation_past_its_deadline_on_arrival_is_answered_late_and_changes_nothing(private_redis: str) -> None:
+    """This host's clock 5 s ahead of Redis's: every reservation reaches Redis past its deadline (by this
+    host's clock), so Redis refuses it while the client still waits."""
+    ledger = RedisLedger(private_redis, prefix=f"test-ads-{uuid.uuid4().hex}:", wall_clock=lambda: time.time() - 5)
+    now = time.time()
+    assert ledger.impressions_reserve(charges=[CHARGE, CHARGE], user_id="visitor", now=now) == [LATE, LATE]
+    assert _counted(ledger, now) == {"spend": 0, "caps_hour": 0, "served": 0, "impressions": 0}
+
+
+def test_a_decision_whose_reservations_come_back_late_serves_house_ads_and_says_why(
+    private_redis: str, make_campaign: Any, interests: Any, fresh_platform: Any
+) -> None:
+    late = RedisLedger(private_redis, prefix=f"test-ads-{uuid.uuid4().hex}:", wall_clock=lambda: time.time() - 5)
+    fresh_platform.ledger_backend = late
+    campaigns = [make_campaign(pricing="cpm", bid=Decimal("2.00")) for _ in range(3)]
+    decision = ads_select(user_id="reader", placements=[PlacementRequest("sidebar"), PlacementRequest("footer")])
+    assert [c.creative is None for c in decision.choices] == [True, True]
+    assert decision.filtered == {LEDGER_UNAVAILABLE: 2}  # the two reserved, then no more tries
+    assert all(late.spend(campaign_id=c.id, now=time.time()) == (0, 0) for c in campaigns)
