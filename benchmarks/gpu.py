@@ -73,7 +73,7 @@ def main() -> None:
     django.setup()  # the MovieLens reader names categories with tracking's rule
     from inference.evaluation.reading import events_read_movielens
     from inference.models import model_train
-    from inference.models.neural import _inputs, _pack
+    from inference.models.neural import NeuralModel, _inputs, _pack
     from inference.serving.fastpath import accelerate
     from inference.store.memory import MemoryFeatureStore
 
@@ -92,6 +92,7 @@ def main() -> None:
         algorithm="neural", events=events, categories=categories, device=device, hyperparameters=hyper
     )
     total = time.perf_counter() - started
+    assert isinstance(model, NeuralModel)
     rows.append(
         _row(
             f"train neural on MovieLens ({len(events):,} events) on {device}",

@@ -27,6 +27,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,15 @@ def _torchscript_scorer(model: Any) -> Callable[[Any], Any]:
     return score
 
 
+@dataclass(frozen=True)
+class _Active:
+    """A model version as the registry names it to the predictor (``ActiveVersionLike``)."""
+
+    version: str
+    artifact_dir: Path
+    validation_score: float | None = None
+
+
 def _predictor(
     dirs: dict[str, Path],
     store: Any,
@@ -210,11 +220,7 @@ def _predictor(
         return (None if found.user.is_cold else found.user), found.population
 
     adapter = StoreAdapter(read)
-    active = {
-        name: type("Active", (), {"version": f"{name}-bench", "artifact_dir": path, "validation_score": None})
-        for name, path in dirs.items()
-        if name in chain
-    }
+    active = {name: _Active(f"{name}-bench", path) for name, path in dirs.items() if name in chain}
     return Predictor(
         features=adapter,
         prior=PriorAdapter(adapter),
@@ -285,9 +291,10 @@ def bench_predict() -> list[dict[str, str]]:
     fast_neural = accelerate(model_load(dirs["neural"]))
     fast_blend = accelerate(model_load(dirs["blend"]), cache_dir=cache)
     for name, model in (("gbdt", fast_gbdt), ("neural", fast_neural), ("blend", fast_blend)):
-        times = _time_calls(
-            lambda r, m=model: m.predict(r.user, r.population, now=r.user.now, top=10), reads, CALLS
-        )
+        def model_call(r: Any, m: Any = model) -> Any:
+            return m.predict(r.user, r.population, now=r.user.now, top=10)
+
+        times = _time_calls(model_call, reads, CALLS)
         rows.append(
             _row(
                 f"{name} model.predict on {model.serving_path} (pair inputs + score + top 10)",
@@ -430,7 +437,7 @@ def bench_interests_http() -> list[dict[str, str]]:
     rows = [
         _row("interests_http setup: import MovieLens into PostgreSQL + Redis features", f"{imported:.1f} s")
     ]
-    results = {}
+    results: dict[str, Any] = {}
     slowed_config = str(ROOT / "benchmarks" / "gunicorn_slowed.conf.py")
     for label, extra in (("", {}), (" (neural slowed to 10 ms)", {"BENCH_NEURAL_DELAY_MS": "10"})):
         run_env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": str(var_dir / f"prom{len(results)}")}

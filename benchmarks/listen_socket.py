@@ -95,8 +95,8 @@ def main() -> None:
         print(f"| {kind} | {clients}{each} | {rps:,.0f} | {p50:.1f} | {p99:.1f} |")
     outcomes = list(dict.fromkeys(o for seen in tries.values() for o in seen))  # SPLIT_KINDS, then any other
     print(f"\n| server ({SPLITS} tries of 8 connections over 2 workers) | " + " | ".join(outcomes) + " |")
-    for kind, seen in tries.items():
-        print(f"| {kind} | " + " | ".join(str(seen.get(o, 0)) for o in outcomes) + " |")
+    for kind, counts in tries.items():
+        print(f"| {kind} | " + " | ".join(str(counts.get(o, 0)) for o in outcomes) + " |")
 
 
 if __name__ == "__main__":

@@ -71,11 +71,11 @@ def _round(
     auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
     for _ in range(per_round):
         # one visitor's batch, the visitors in turn (as the soak's traffic: /collect takes a visitor's own)
-        user = (counter[0] // 20) % USERS
+        visitor = (counter[0] // 20) % USERS
         events = []
         for _e in range(20):
             counter[0] += 1
-            events.append(soak_event(counter[0], user_id=f"f-mem-{user:02d}"))
+            events.append(soak_event(counter[0], user_id=f"f-mem-{visitor:02d}"))
         if counter[0] % 40 < 20:
             client.cookies["adsite_uid"] = events[0]["user_id"]
             answer = client.post("/collect", json.dumps({"events": events}), content_type="application/json",
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.test import Client
 
     client = Client()
-    counter, statuses = [0], {}
+    counter: list[int] = [0]
+    statuses: dict[str, int] = {}
     lines: list[str] = []
     reference: tracemalloc.Snapshot | None = None
     for index in range(1, args.rounds + 1):

@@ -259,7 +259,7 @@ def server_latency(before: dict[str, float], after: dict[str, float], route: str
              / count if count else 0.0)
         for ms in bounds_ms
     }
-    p50, p99 = (None if q[x] is None else q[x] * 1000.0 for x in (0.5, 0.99))
+    p50, p99 = (None if (v := q[x]) is None else v * 1000.0 for x in (0.5, 0.99))
     return ServerLatency(int(count), p50, p99, within, deltas)
 
 

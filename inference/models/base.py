@@ -115,6 +115,10 @@ class PairModel:
     def score_many(self, samples: Sequence[Sample]) -> list[np.ndarray]:
         return [self.score(s) for s in samples]
 
+    def save(self, directory: Path) -> None:
+        """Write the model's artifact and manifest to ``directory`` (``load`` reads them back)."""
+        raise NotImplementedError
+
     # -- shared -------------------------------------------------------------------------------
     @property
     def popular_k(self) -> int:

@@ -74,7 +74,7 @@ def test_a_reservation_that_reaches_redis_after_the_client_gave_up_changes_nothi
 
 
 def test_a_reservation_past_its_deadline_on_arrival_is_answered_late_and_changes_nothing(private_redis: str) -> None:
-    """This host's clock 5 s ahead of Redis's: every reservation reaches Redis past its deadline (by this
+    """This host's clock 5 s behind Redis's: every reservation reaches Redis past its deadline (by this
     host's clock), so Redis refuses it while the client still waits."""
     ledger = RedisLedger(private_redis, prefix=f"test-ads-{uuid.uuid4().hex}:", wall_clock=lambda: time.time() - 5)
     now = time.time()

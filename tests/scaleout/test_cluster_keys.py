@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -141,6 +141,17 @@ def test_a_click_is_charged_once_and_settled_from_its_mark_on_the_cluster(scale_
     assert ledger.spend(campaign_id=8, now=time.time()) == (2 * PRICE, 2 * PRICE)
 
 
+def _clock_behind_after(calls: int) -> Callable[[], float]:
+    """A clock right for its first ``calls`` readings, then 5 s behind (a deadline already passed)."""
+    read = [0]
+
+    def clock() -> float:
+        read[0] += 1
+        return time.time() - (5 if read[0] > calls else 0)
+
+    return clock
+
+
 def test_reservations_past_their_deadline_change_nothing_on_the_cluster(scale_out: RedisClusterNodes) -> None:
     """The reservation's steps on the cluster each carry a deadline (see ``RedisLedger``). Past it at the
     visitor's step, nothing is held; past it only at the campaigns' step (the clock jumps between the two
@@ -149,14 +160,10 @@ def test_reservations_past_their_deadline_change_nothing_on_the_cluster(scale_ou
                       total_budget_micros=10**9, cap_per_hour=5, cap_per_day=5) for c in (11, 12)]
     now = time.time()
     for late_from in (0, 1):  # the first round trip late (the caps), or only the second (the budgets)
-        calls = {"n": 0}
-
-        def wall_clock(late_from: int = late_from) -> float:
-            calls["n"] += 1
-            return time.time() - (5 if calls["n"] > late_from else 0)
-
         prefix = f"late-{uuid.uuid4().hex[:8]}:"
-        ledger = RedisLedger(scale_out.url, prefix=prefix, client=_cluster(scale_out), wall_clock=wall_clock)
+        ledger = RedisLedger(
+            scale_out.url, prefix=prefix, client=_cluster(scale_out), wall_clock=_clock_behind_after(late_from)
+        )
         assert ledger.impressions_reserve(charges=charges, user_id="visitor", now=now) == [LATE, LATE]
         snap = ledger.snapshot(campaign_ids=[11, 12], creative_ids=[110, 120], user_id="visitor", now=now)
         assert (snap.user_hour, snap.user_day) == ({11: 0, 12: 0}, {11: 0, 12: 0}), late_from

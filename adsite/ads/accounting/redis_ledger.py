@@ -50,9 +50,9 @@ Invariants:
   stalled) while a reservation waits in its socket; the client times out and the decision serves house
   ads; when Redis runs again it reads the request. Without the deadline it would then charge a CPM price,
   count the visitor's caps and a served impression for an ad that never ran. What is left: a request run
-  just before its deadline whose reply is lost, and clocks that differ between this host and Redis (by
-  as much as they differ; ``/readyz`` reports the offset). A caller that still waits and gets ``LATE``
-  (this host's clock ahead of Redis's, or a pipeline's replies slow) treats the ledger as unavailable.
+  just before its deadline whose reply is lost, and this host's clock ahead of Redis's (a request that
+  arrives that much after the client gave up still runs; ``/readyz`` reports the offset). A caller that still waits and gets ``LATE``
+  (this host's clock behind Redis's, or a pipeline's replies slow) treats the ledger as unavailable.
 - Sequentially (one call after another) the steps give exactly the outcomes of ``MemoryLedger``;
   ``tests/ads/test_ledger_parity.py`` runs both over random sequences.
 """
@@ -302,7 +302,7 @@ def _late_logged(outcomes: list[str]) -> list[str]:
 
         logging.getLogger(__name__).warning(
             "ads.reservation_late %d of %d reservations reached Redis past their deadline and changed nothing "
-            "(this host's clock ahead of Redis's? see /readyz)", outcomes.count(LATE), len(outcomes),
+            "(this host's clock behind Redis's? see /readyz)", outcomes.count(LATE), len(outcomes),
         )
     return outcomes
 
