@@ -34,7 +34,7 @@ from adsite.ads.accounting import (
     RedisLedger,
     day_key,
 )
-from adsite.ads.accounting.redis_ledger import _BUDGET
+from adsite.ads.accounting.redis_scripts import BUDGET
 from inference.redis_clients import guard_reset, redis_client
 from tests.scaleout.conftest import RedisClusterNodes, cluster_started
 from tracking.buffer import APPEND_SCRIPT, shard_of, shards, stream_append
@@ -71,8 +71,8 @@ def test_the_former_key_layout_is_refused_by_the_cluster_and_the_new_one_is_not(
     assert new == [b"e1"]
     # the money script on the former shared keys (one spend hash and one report hash for every campaign)
     with pytest.raises(RedisClusterException, match="same key slot"):
-        client.eval(_BUDGET, 2, "ads:spend", "ads:report:1", "t:1", "d:1", 10, 10, 1, 60, "0")
-    assert client.eval(_BUDGET, 2, "ads:{c1}:spend", "ads:{c1}:report:1", "t", "d", 10, 10, 1, 60, "0") == 0
+        client.eval(BUDGET, 2, "ads:spend", "ads:report:1", "t:1", "d:1", 10, 10, 1, 60, "0")
+    assert client.eval(BUDGET, 2, "ads:{c1}:spend", "ads:{c1}:report:1", "t", "d", 10, 10, 1, 60, "0") == 0
 
 
 def test_buffer_shards_spread_over_every_master_and_dedupe_per_event(scale_out: RedisClusterNodes) -> None:

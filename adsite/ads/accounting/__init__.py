@@ -7,7 +7,8 @@ budgets, spend, frequency caps, billed clicks and the report counters invoices c
 - ``contract``: the ``Ledger`` protocol, its outcomes, ``Charge`` / ``Snapshot`` / ``CreativeStats`` and
   ``LedgerUnavailable`` (every promise a backend keeps).
 - ``memory``: ``MemoryLedger`` (embedded mode), in-process, written through to SQLite.
-- ``redis_ledger``: ``RedisLedger`` (services and scale-out modes), Lua scripts on one hash slot each.
+- ``redis_ledger``: ``RedisLedger`` (services and scale-out modes), Lua scripts on one hash slot each;
+  ``redis_scripts``: those scripts' Lua source.
 
 Callers import from here: ``ledger()`` is this process's ledger (the platform's).
 """
