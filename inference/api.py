@@ -15,7 +15,7 @@ from inference.evaluation.arguments import evaluation_arguments_add
 from inference.events import AD_TYPES, CATEGORY_SLUG_RE, EVENT_TYPES, EventRecord, category_slugs
 from inference.events_csv import GenericHeader, generic_header, timestamp_ms, timestamp_seconds
 from inference.process_local import PerProcess
-from inference.redis_clients import cluster_mode, cluster_nodes, redis_client, server_down
+from inference.redis_clients import cluster_mode, cluster_nodes, redis_client, reply_timeout_s, server_down
 from inference.rest.errors import ApiErrorsSerializer
 from inference.rest.fields import (
     ClosedSerializer,
@@ -77,6 +77,7 @@ __all__ = [
     "cluster_mode",
     "cluster_nodes",
     "redis_client",
+    "reply_timeout_s",
     "server_down",
     "api_rate_throttle",
     "api_client_throttled",

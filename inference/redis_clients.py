@@ -320,6 +320,19 @@ class _GuardedClusterPipeline(ClusterPipeline):
         return replies
 
 
+def reply_timeout_s(client: Any) -> float | None:
+    """How long ``client`` waits for a reply (its socket timeout; None: for ever), read without connecting: a
+    cluster client made by ``redis_client`` connects on its first use, and this is not one."""
+    if isinstance(client, _GuardedCluster):
+        options = client.__dict__["_lazy"][1]
+    elif isinstance(client, RedisCluster):
+        options = client.nodes_manager.connection_kwargs
+    else:
+        options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
+    timeout = options.get("socket_timeout")
+    return float(timeout) if timeout else None
+
+
 def cluster_nodes(client: redis.Redis) -> list[dict[str, Any]]:
     """The cluster's nodes as ``{"node": "host:port", "role": "master"|"replica"}`` (``[]``: one Redis)."""
     if not isinstance(client, RedisCluster):

@@ -155,16 +155,6 @@ class _Deadline:
 DEADLINE = _Deadline()
 
 
-def _reply_timeout_s(client: Any) -> float | None:
-    """The socket timeout ``client``'s connections wait for a reply (None: forever)."""
-    for holder in (getattr(client, "connection_pool", None), getattr(client, "nodes_manager", None)):
-        kwargs = getattr(holder, "connection_kwargs", None)
-        if kwargs:
-            timeout = kwargs.get("socket_timeout")
-            return float(timeout) if timeout else None
-    return None
-
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -192,14 +182,14 @@ class RedisLedger:
     ) -> None:
         """``clock``: how old a shared counter is; ``wall_clock``: this host's time for a reservation's
         deadline, compared with Redis's clock (see the module docstring), not the decision's ``now``."""
-        from inference.api import redis_client
+        from inference.api import redis_client, reply_timeout_s
 
         # on the request path, guarded: a Redis that hangs costs one timeout per process per cooldown,
         # then house ads at once (``client``: another Redis-compatible client, e.g. the parity tests')
         self._redis = client if client is not None else redis_client(url, timeout="request")
         self._prefix = prefix
         self._wall_clock = wall_clock
-        self._reply_timeout_s = _reply_timeout_s(self._redis)  # None: the client waits forever, no deadline
+        self._reply_timeout_s = reply_timeout_s(self._redis)  # None: the client waits for ever, no deadline
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in (
