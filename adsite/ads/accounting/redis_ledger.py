@@ -52,8 +52,9 @@ Invariants:
   ads; when Redis runs again it reads the request. Without the deadline it would then charge a CPM price,
   count the visitor's caps and a served impression for an ad that never ran. What is left: a request run
   just before its deadline whose reply is lost, and this host's clock ahead of Redis's (a request that
-  arrives that much after the client gave up still runs; ``/readyz`` reports the offset). A caller that still waits and gets ``LATE``
-  (this host's clock behind Redis's, or a pipeline's replies slow) treats the ledger as unavailable.
+  arrives that much after the client gave up still runs; ``/readyz`` reports the offset). A caller that
+  still waits and gets ``LATE`` (this host's clock behind Redis's, or a pipeline's replies slow) treats
+  the ledger as unavailable.
 - Sequentially (one call after another) the steps give exactly the outcomes of ``MemoryLedger``;
   ``tests/ads/test_ledger_parity.py`` runs both over random sequences.
 """
