@@ -1,7 +1,7 @@
 """A services stack of its own for the fault battery and the soak: Redis, PostgreSQL, the site, traffic, the count.
 
 Everything here runs on spare ports and temporary directories: a ``redis-server`` with AOF
-(``appendonly yes``, ``appendfsync everysec``, as the README recommends for production), a PostgreSQL
+(``appendonly yes``, ``appendfsync always``, its directory in memory: ``RedisServer``), a PostgreSQL
 cluster of its own (``initdb`` + ``pg_ctl`` from ``/usr/lib/postgresql/*/bin``, run as the
 ``postgres`` user when the tests run as root, since PostgreSQL refuses to run as root) and the site
 started by ``scripts/serve.sh`` in services mode (the web server, Celery worker and beat, each a
@@ -68,13 +68,25 @@ def _port_open(port: int) -> bool:
 
 
 class RedisServer:
-    """A ``redis-server`` with AOF everysec in its own directory; ``kill`` / ``start`` keep the AOF."""
+    """A ``redis-server`` with AOF (``appendfsync always``: written and synced before each reply, the README's
+    setting for losing nothing acknowledged) in a directory of its own; ``kill`` / ``start`` keep the AOF.
 
-    def __init__(self, base: Path) -> None:
-        self.dir = base / "redis"
-        self.dir.mkdir(parents=True, exist_ok=True)
+    The directory is in ``/dev/shm`` (memory) where there is one: a process killed leaves it as a disk would,
+    and the host's shared disk cannot decide what Redis keeps or how fast it answers. On a disk other work
+    keeps busy Redis itself takes back writes it acknowledged with ``everysec``, and with ``always`` it gets
+    too slow for the decisions' budget; ``python -m benchmarks.redis_aof`` measures both (docs/reliability.md).
+    """
+
+    def __init__(self, base: Path, appendfsync: str = "always") -> None:
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            self.dir = Path(tempfile.mkdtemp(prefix="adsite-redis-", dir=shm))
+        else:
+            self.dir = base / "redis"
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.appendfsync = appendfsync
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -82,7 +94,7 @@ class RedisServer:
         assert binary, "redis-server is not installed"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
              "--logfile", str(self.dir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -833,6 +845,7 @@ def stack_up(*, keep: bool = False, start_timeout_s: float = 180, **site_env: st
             except Exception:
                 pass
         if not keep:
+            shutil.rmtree(redis_server.dir, ignore_errors=True)
             shutil.rmtree(base, ignore_errors=True)
 
 

@@ -36,10 +36,6 @@ from benchmarks.stack import (
 
 pytestmark = [pytest.mark.faults]
 
-# how long Redis with `appendfsync everysec` may hold back its AOF write while a background fsync is slow,
-# replying all the while (Redis's flushAppendOnlyFile: at most two seconds), plus a margin for the clients
-AOF_POSTPONE_S = 2.5
-
 
 def _drain_and_count(stack: Stack, traffic: Traffic) -> dict[str, Any]:
     traffic.retry_unaccepted()
@@ -80,11 +76,6 @@ def _scenario(
     figures = _drain_and_count(stack, traffic)
     figures["money"] = money_reconcile(stack.postgres, ads, money_before, money_counters(stack.redis))
     figures["ads_during"] = latency_summary(ads.window(fault_at, recovered_at))
-    # paid ads at most that the decisions answered in the last AOF_POSTPONE_S before the fault could show
-    figures["ads_shown_at_most_just_before"] = len(ads.placements) * sum(
-        1 for a in ads.window(fault_at - AOF_POSTPONE_S, fault_at)
-        if a.path == "/api/v1/ads/decisions" and a.status == 200
-    )
     log = stack.site.log_since(log_start)
     figures.update(
         fault_s=round(recovered_at - fault_at, 1),
@@ -110,9 +101,9 @@ def _assert_ledger_closes(figures: dict[str, Any]) -> None:
 
 def _assert_money_closes(figures: dict[str, Any], *, redis_killed: bool = False) -> None:
     """Every micro of spend is a billed impression or click at its campaign's price, the budget's spend is
-    the report's, each billed click has its row (and its price) and no token is billed twice.
-    ``redis_killed``: the served-impressions statistic (not money) may count more than were shown, and
-    fewer by what Redis acknowledged just before it was killed (``AOF_POSTPONE_S``)."""
+    the report's, each billed click has its row (and its price), no token is billed twice and every ad shown
+    was counted served. ``redis_killed``: the served-impressions statistic (not money) may count more than
+    were shown, by reservations Redis applied whose answers died with it."""
     money = figures["money"]
     assert money["ads_seen"] > 0, money  # the traffic did reach paid ads
     assert money["spend_mismatch"] == {}, money
@@ -120,12 +111,8 @@ def _assert_money_closes(figures: dict[str, Any], *, redis_killed: bool = False)
     assert money["clicks_billed"] == money["click_rows_billed"], money
     assert money["clicks_billed_micros"] == money["click_rows_billed_micros"], money
     assert money["tokens_billed_twice"] == 0, money
-    # every ad shown was counted served; a decision whose answer never arrived may be counted unseen
-    if redis_killed:
-        assert money["ads_seen"] - money["impressions_served"] <= figures["ads_shown_at_most_just_before"], (
-            money, figures["ads_shown_at_most_just_before"], figures.get("redis_aof_fsync_slow_lines"))
-    else:
-        assert money["ads_seen"] <= money["impressions_served"], money
+    assert money["ads_seen"] <= money["impressions_served"], money
+    if not redis_killed:  # a decision whose answer never arrived may be counted unseen
         assert money["impressions_served"] - money["ads_seen"] <= 2 * money["ads_no_answer"], money
     assert money["ads_no_answer"] == 0, money
     assert money["ads_5xx"] == 0, money  # decisions, beacons and clicks: no visitor sees a 5xx
@@ -134,10 +121,14 @@ def _assert_money_closes(figures: dict[str, Any], *, redis_killed: bool = False)
 def test_redis_killed_mid_ingestion_and_restarted_with_aof_loses_and_doubles_nothing(
     stack: Stack, record: Any
 ) -> None:
+    # The stack's Redis runs with `appendfsync always` (written and synced before each reply), so a process
+    # killed takes back nothing it acknowledged and whatever goes missing is adsite's. With `everysec` Redis
+    # itself may: while a background fsync is slow it holds back its AOF write (up to 2 s) and goes on
+    # replying (two CI runs: 20 accepted events, 2 served impressions; `python -m benchmarks.redis_aof`).
     readiness: list[float] = []
 
     def recover() -> None:
-        stack.redis.start()
+        stack.redis.start()  # from its AOF
         started = time.monotonic()
         wait_for(lambda: json.loads(stack.site.get("/readyz")[1])["checks"]["redis"]["ok"], timeout=60,
                  what="readyz sees Redis again")
@@ -145,18 +136,13 @@ def test_redis_killed_mid_ingestion_and_restarted_with_aof_loses_and_doubles_not
 
     _traffic, figures = _scenario(stack, "redis-kill", stack.redis.kill, recover, during_s=5.0)
     figures["recovery_s"] = round(readiness[0], 1)
-    # Redis logs each AOF write it held back past the 2 s (the shortfall's cause, when there is one)
-    log = stack.redis.dir / "redis.log"
-    figures["redis_aof_fsync_slow_lines"] = log.read_text(errors="replace").count("AOF fsync is taking too long") if log.exists() else None
     record("redis_sigkill_aof", figures)
     _assert_ledger_closes(figures)
     # Known and open: in one CI run of five, Redis SIGKILLed mid-decision left the served-impressions
     # statistic 22 above the ads shown (160 against 138; every decision answered 200, spend, budgets and
-    # clicks exact to the micro). The cause is not yet found (a reservation applied by Redis whose reply
-    # was lost is the suspect); the excess is recorded (docs/reliability.md) rather than asserted here.
-    # The other way (214 shown, 212 served, in another CI run): with `appendfsync everysec` Redis holds back
-    # its AOF write while a background fsync is slow (up to 2 s) yet still replies, so a SIGKILL then takes
-    # back writes it had acknowledged; bounded by what was shown in those seconds (docs/reliability.md).
+    # clicks exact to the micro); recorded (docs/reliability.md), not asserted. The suspect: that run's Redis
+    # wrote its AOF on the host's busy disk, and a write held back 2 s is then made blocking, so answers to
+    # reservations it had applied came after the decisions gave up on them (its directory is now in memory).
     _assert_money_closes(figures, redis_killed=True)
     assert figures["http_5xx"] == 0, figures  # write-through to PostgreSQL while Redis is gone
 

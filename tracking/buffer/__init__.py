@@ -34,7 +34,8 @@ shards; each shard is flushed by a flush of its own (``stream_flush(shard=...)``
 
 Durability: the buffer is as durable as the Redis persistence settings. Without persistence a Redis
 restart loses buffered, unflushed events; ``appendonly yes`` + ``appendfsync everysec`` bounds that to
-about one second of events.
+one or two seconds of events (a process kill too, while the disk is slow to sync); ``appendfsync always``
+loses nothing Redis acknowledged (README, "Durability of the event buffer").
 
 Split along its seams: ``streams`` (shards, the atomic append, counters), ``forget`` (a deleted
 visitor's buffered events), ``consumers`` (the flush group's consumers and pending entries), ``flush``
