@@ -4,12 +4,16 @@ Redis stopped (SIGSTOP, as a hung server or a stalled network path) while a deci
 in its socket: the client times out after 0.25 s and the page gets house ads. When Redis runs again it
 reads the request. Before reservations carried a deadline, it then charged the CPM price, held the
 visitor's caps and counted a served impression for an ad nobody saw (the fault battery's Redis-stall
-scenario found served impressions above the ads shown). The ledger is a ``RedisLedger`` on a
+scenario found served impressions above the ads shown). A reservation that still runs after the client gave
+up (this host's clock ahead of Redis's, or an answer that leaves Redis late) is voided by the process's next
+reservation: its receipt says what it did, and that is given back. The ledger is a ``RedisLedger`` on a
 redis-server of the test's own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -19,6 +23,7 @@ from typing import Any
 import pytest
 
 from adsite.ads.accounting import LATE, OK, Charge, LedgerUnavailable, RedisLedger
+from adsite.ads.accounting.redis_ledger import _Lost
 from adsite.ads.decisions import PlacementRequest, ads_select
 from adsite.ads.eligibility import LEDGER_UNAVAILABLE
 
@@ -39,7 +44,7 @@ def _counted(ledger: RedisLedger, now: float) -> dict[str, int]:
     }
 
 
-def _stalled_reservation(server: Any, ledger: RedisLedger, now: float) -> None:
+def _stalled_reservation(server: Any, ledger: RedisLedger, now: float, charges: list[Charge] | None = None) -> None:
     """One reservation sent to a stopped Redis: the client gives up, Redis wakes a second later and reads it."""
     from inference.redis_clients import guard_reset
 
@@ -47,7 +52,7 @@ def _stalled_reservation(server: Any, ledger: RedisLedger, now: float) -> None:
     threading.Timer(1.0, server.resume).start()
     started = time.monotonic()
     with pytest.raises(LedgerUnavailable):
-        ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now)
+        ledger.impressions_reserve(charges=charges or [CHARGE], user_id="visitor", now=now)
     assert time.monotonic() - started < 0.9  # the client gave up before Redis woke
     time.sleep(1.5)  # Redis runs again and has read what was sent
     guard_reset()  # this process stops treating it as down (its cooldown)
@@ -69,8 +74,51 @@ def test_a_reservation_that_reaches_redis_after_the_client_gave_up_changes_nothi
         assert _counted(ledger, now) == one  # the impression that ran, and nothing for the one that did not
     else:
         assert _counted(ledger, now) == {name: 2 * value for name, value in one.items()}
-    # and Redis takes new reservations as before
+    # Redis takes new reservations as before, and the next one voids the lost one first: in both cases the
+    # ledger then holds the two impressions shown, and nothing of the one that was not
     assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]
+    assert _counted(ledger, now) == {name: 2 * value for name, value in one.items()}
+
+
+def test_a_reservation_that_still_ran_after_the_client_gave_up_is_given_back_by_the_next_one(
+    private_redis_server: Any, caplog: Any
+) -> None:
+    """This host's clock 5 s ahead of Redis's: the deadline does not stop a stalled reservation, which runs
+    when Redis wakes, though its decision served house ads. The receipt it left says what it did, and the
+    process's next reservation gives that back (money, caps, served count, statistics) before its own."""
+    ledger = RedisLedger(
+        private_redis_server.url, prefix=f"test-ads-{uuid.uuid4().hex}:", wall_clock=lambda: time.time() + 5
+    )
+    now = time.time()
+    # the process has reserved before (its connection open, the campaign in the hour's report index): another
+    # visitor's free impression of another creative, served count 1
+    warm = dataclasses.replace(CHARGE, creative_id=71, impression_price_micros=0)
+    assert ledger.impressions_reserve(charges=[warm], user_id="other", now=now) == [OK]
+    charges = [CHARGE, dataclasses.replace(CHARGE, repeat=0, expected_micros=30_000, extra_exposure_micros=500_000)]
+    _stalled_reservation(private_redis_server, ledger, now, charges)
+    ran = ledger.snapshot(campaign_ids=[7], creative_ids=[70], user_id="visitor", now=now)
+    assert (ran.user_hour[7], ran.impressions[70], ran.extra_exposure[70], ran.repeat_expected[0]) == (2, 2, 500_000, 30_000)
+    assert ledger.spend(campaign_id=7, now=now) == (2 * PRICE, 2 * PRICE)  # it ran, for ads nobody saw
+    with caplog.at_level(logging.WARNING, logger="adsite.ads.accounting.redis_ledger"):
+        assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]
+    assert "ads.reservation_voided 2 of 2 impressions" in caplog.text
+    assert _counted(ledger, now) == {"spend": PRICE, "caps_hour": 1, "served": 2, "impressions": 1}
+    after = ledger.snapshot(campaign_ids=[7], creative_ids=[70], user_id="visitor", now=now)
+    assert (after.user_day[7], after.extra_exposure[70], after.repeat_expected[0]) == (1, 0, 0)
+    # voided once: later reservations find nothing more to give back
+    assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]
+    assert _counted(ledger, now) == {"spend": 2 * PRICE, "caps_hour": 2, "served": 3, "impressions": 2}
+
+
+def test_a_reservation_arriving_after_its_void_changes_nothing(private_redis: str) -> None:
+    """The other order: the void reaches Redis first (the lost request still in a socket), and leaves its
+    receipt void, so the reservation changes nothing when it arrives."""
+    ledger = RedisLedger(private_redis, prefix=f"test-ads-{uuid.uuid4().hex}:")
+    now = time.time()
+    lost = _Lost(uuid.uuid4().hex, (CHARGE,), "visitor", now, time.monotonic())
+    assert ledger._void(lost) == 0  # nothing had run
+    assert ledger._reserve_at_once([CHARGE], "visitor", now, lost.rid) == [LATE]  # the late arrival
+    assert _counted(ledger, now) == {"spend": 0, "caps_hour": 0, "served": 0, "impressions": 0}
 
 
 def test_a_reservation_past_its_deadline_on_arrival_is_answered_late_and_changes_nothing(private_redis: str) -> None:

@@ -86,6 +86,8 @@ def _scenario(
         log_warnings=log.count(" WARNING "),
         log_errors=log.count(" ERROR "),
         log_tracebacks=log.count("Traceback (most recent call last)"),
+        # reservations whose answer was lost, given back by the web process's next reservation (RedisLedger)
+        reservations_voided=log.count("ads.reservation_voided"),
     )
     return traffic, figures
 
@@ -138,11 +140,9 @@ def test_redis_killed_mid_ingestion_and_restarted_with_aof_loses_and_doubles_not
     figures["recovery_s"] = round(readiness[0], 1)
     record("redis_sigkill_aof", figures)
     _assert_ledger_closes(figures)
-    # Known and open: in one CI run of five, Redis SIGKILLed mid-decision left the served-impressions
-    # statistic 22 above the ads shown (160 against 138; every decision answered 200, spend, budgets and
-    # clicks exact to the micro); recorded (docs/reliability.md), not asserted. The suspect: that run's Redis
-    # wrote its AOF on the host's busy disk, and a write held back 2 s is then made blocking, so answers to
-    # reservations it had applied came after the decisions gave up on them (its directory is now in memory).
+    # Served above shown is recorded, not asserted, here: a reservation Redis ran whose answer died with it
+    # is given back by its web process's next reservation, which the traffic after the restart need not
+    # bring to every process (docs/reliability.md: one CI run once counted 22 more served than shown).
     _assert_money_closes(figures, redis_killed=True)
     assert figures["http_5xx"] == 0, figures  # write-through to PostgreSQL while Redis is gone
 

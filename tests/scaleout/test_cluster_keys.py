@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -172,6 +173,44 @@ def test_reservations_past_their_deadline_change_nothing_on_the_cluster(scale_ou
         on_time = RedisLedger(scale_out.url, prefix=prefix, client=_cluster(scale_out))
         assert on_time.impressions_reserve(charges=charges, user_id="visitor", now=now) == [OK, OK]
         assert on_time.spend(campaign_id=11, now=now) == (PRICE, PRICE)
+
+
+def test_a_reservation_whose_answer_was_lost_on_the_cluster_is_given_back_by_the_next_one(
+    scale_out: RedisClusterNodes,
+) -> None:
+    """On the cluster a page's reservation is two round trips, each leaving receipts in its own slots. The
+    answer of either lost after the cluster ran it (the client raises a timeout once the round trip is done,
+    as when the reply is lost on its way back): the decision serves house ads, and the process's next
+    reservation gives back what the lost one did, caps and money, before making its own."""
+    charges = [Charge(campaign_id=c, creative_id=10 * c, impression_price_micros=PRICE, daily_budget_micros=10**9,
+                      total_budget_micros=10**9, cap_per_hour=5, cap_per_day=5) for c in (21, 22)]
+    now = time.time()
+    for lost_after in (1, 2):  # the caps' round trip, or the budgets'
+        ledger = RedisLedger(scale_out.url, prefix=f"lost-{uuid.uuid4().hex[:8]}:", client=_cluster(scale_out))
+        run = ledger._run
+        trips = [0]
+
+        def answer_lost(calls: list[Any], run: Any = run, trips: list[int] = trips, lost_after: int = lost_after) -> Any:
+            replies = run(calls)
+            trips[0] += 1
+            if trips[0] == lost_after:
+                raise redis.TimeoutError("Timeout reading from socket")
+            return replies
+
+        ledger._run = answer_lost  # type: ignore[method-assign]
+        with pytest.raises(LedgerUnavailable):
+            ledger.impressions_reserve(charges=charges, user_id="visitor", now=now)
+        ledger._run = run  # type: ignore[method-assign]
+        snap = ledger.snapshot(campaign_ids=[21, 22], creative_ids=[210, 220], user_id="visitor", now=now)
+        assert snap.user_hour == {21: 1, 22: 1}, lost_after  # it ran
+        charged = PRICE if lost_after == 2 else 0
+        assert snap.spend_total == {21: charged, 22: charged}, lost_after
+        assert ledger.impressions_reserve(charges=charges[:1], user_id="visitor", now=now) == [OK]
+        snap = ledger.snapshot(campaign_ids=[21, 22], creative_ids=[210, 220], user_id="visitor", now=now)
+        assert (snap.user_hour, snap.user_day) == ({21: 1, 22: 0}, {21: 1, 22: 0}), lost_after
+        assert snap.spend_total == {21: PRICE, 22: 0} and snap.impressions == {210: 1, 220: 0}, lost_after
+        report = ledger.report_read(since=now, now=now)
+        assert (report.get("21:served", 0), report.get("22:served", 0)) == (1, 0), lost_after
 
 
 def _node_id(port: int) -> str:

@@ -17,7 +17,9 @@ Promises:
   clock before changing anything. One that reaches Redis later (Redis was stopped or unreachable while
   the request waited in its socket, and the caller has served house ads since) changes nothing: no
   money, caps or served count for an ad that never ran. A caller that does see that answer gets
-  ``LATE`` (this host's clock is behind Redis's by more than the timeout, or the reply was slow).
+  ``LATE`` (this host's clock is behind Redis's by more than the timeout, or the reply was slow). A
+  reservation whose answer was lost after it ran (the reply slow, or Redis died before sending it) is
+  voided: ``RedisLedger`` gives back what its receipt says it did before the process's next reservation.
 - A charge whose answer was lost (``ClickChargeUnknown``: the request reached the ledger, the reply did
   not come back) may or may not have happened; ``click_charge_settle`` later says which, for that click,
   and voids the token if it had not been charged, so a late arrival of the lost request charges nothing.

@@ -31,11 +31,18 @@ Invariants:
 - A visitor never sees more impressions than a cap allows: a cap is held before any money moves, and only
   given back for an impression that will not run. Between (1) and (3) a held cap may refuse a concurrent
   request of the same visitor that would have fitted: the error is always towards fewer impressions.
-- A failed second step releases the first: if the campaign's node cannot be reached in (2), the held caps
-  are given back (best effort: should the visitor's node fail too, they stay held until the hour or the
-  day rolls over: fewer impressions, never more) and the call raises ``LedgerUnavailable`` (house ads).
-  A charge whose reply was lost (the node died after running it) stays charged: the budget can then be
-  short by that impression, never exceeded.
+- A reservation whose answer does not come back is voided. It may have run (Redis answered after the
+  client gave up, or died before answering), while its decision served house ads. Each reservation has an
+  id and leaves a receipt of what it held or charged (``<p>res:<id>`` on one Redis; on a Redis Cluster one
+  per step and charge in the step's slot, ``<p>res:{<visitor>}:<id>:<i>`` and
+  ``<p>{c<campaign>}:res:<id>:<i>``), kept ``RECEIPT_TTL_S``. The process keeps the ids it lost and, before its
+  next reservation (at most every ``VOID_RETRY_S`` while Redis does not answer), gives back what their
+  receipts say (caps, money, served count, statistics) and leaves the receipts void, so a reservation
+  arriving after its void changes nothing. A failed second step on a cluster is voided the same way: the
+  caps its first step held are given back then (until then they are held: fewer impressions, never more).
+  What is left: a process that dies (or keeps more than ``LOST_KEPT``, or does not reserve again within
+  ``RECEIPT_TTL_S``) leaves its lost reservations counted; the budget is then short by those impressions,
+  never exceeded.
 - Statistics are counted after the money, in the creative's slot: should that node be unreachable,
   a creative's statistics miss those impressions (logged), while money and caps stay exact.
 - A click token is taken first in its own slot (``SET NX``): a token is billed at most once whatever
@@ -50,9 +57,9 @@ Invariants:
   past it answers ``LATE_CODE`` (``LATE``) instead. The case it closes: Redis stopped (or a network path
   stalled) while a reservation waits in its socket; the client times out and the decision serves house
   ads; when Redis runs again it reads the request. Without the deadline it would then charge a CPM price,
-  count the visitor's caps and a served impression for an ad that never ran. What is left: a request run
-  just before its deadline whose reply is lost, and this host's clock ahead of Redis's (a request that
-  arrives that much after the client gave up still runs; ``/readyz`` reports the offset). A caller that
+  count the visitor's caps and a served impression for an ad that never ran. A request run just before its
+  deadline whose reply is lost, or one that still runs because this host's clock is ahead of Redis's
+  (``/readyz`` reports the offset), is voided as above. A caller that
   still waits and gets ``LATE`` (this host's clock behind Redis's, or a pipeline's replies slow) treats
   the ledger as unavailable.
 - Sequentially (one call after another) the steps give exactly the outcomes of ``MemoryLedger``;
@@ -61,9 +68,12 @@ Invariants:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -91,17 +101,28 @@ from adsite.ads.accounting.contract import (
     report_ttl_s,
 )
 from adsite.ads.accounting.redis_scripts import (
-    BUDGET,
-    CAPS,
+    BUDGET_STEP,
     CAPS_RELEASE,
+    CAPS_STEP,
     CLICK,
     CLICK_SETTLE,
     LATE_CODE,
+    RECEIPT_TTL_S,
     RESERVE,
     SNAPSHOT,
     STATS_FIELDS,
     VIEW,
+    VOID,
+    VOID_BUDGET,
+    VOID_CAPS,
 )
+
+logger = logging.getLogger(__name__)
+
+# reservations whose answer was lost, kept by a process until voided (the oldest dropped past this)
+LOST_KEPT = 10_000
+# how often a process tries again to void reservations whose answers were lost, while Redis does not answer
+VOID_RETRY_S = 1.0
 
 # a creative's statistics as a snapshot reads them: ``STATS_FIELDS``' values
 _Stats = tuple[int, ...]
@@ -128,13 +149,22 @@ def _outcome(caps: int, budget: int) -> str:
 def _late_logged(outcomes: list[str]) -> list[str]:
     """``outcomes``, with a warning when Redis ran any past its deadline while this client still waited."""
     if LATE in outcomes:
-        import logging
-
-        logging.getLogger(__name__).warning(
+        logger.warning(
             "ads.reservation_late %d of %d reservations reached Redis past their deadline and changed nothing "
             "(this host's clock behind Redis's? see /readyz)", outcomes.count(LATE), len(outcomes),
         )
     return outcomes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Lost:
+    """A reservation whose answer did not come back: it may have run. ``rid`` names its receipts."""
+
+    rid: str
+    charges: tuple[Charge, ...]
+    user_id: str
+    now: float
+    at: float  # this process's ``clock`` when the answer was lost
 
 
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
@@ -194,11 +224,14 @@ class RedisLedger:
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in (
-                ("caps", CAPS), ("release", CAPS_RELEASE), ("budget", BUDGET), ("click", CLICK), ("view", VIEW),
-                ("click_settle", CLICK_SETTLE),
-                ("snapshot", SNAPSHOT), ("reserve", RESERVE),
+                ("caps", CAPS_STEP), ("release", CAPS_RELEASE), ("budget", BUDGET_STEP), ("click", CLICK),
+                ("view", VIEW), ("click_settle", CLICK_SETTLE), ("snapshot", SNAPSHOT), ("reserve", RESERVE),
+                ("void", VOID), ("void_caps", VOID_CAPS), ("void_budget", VOID_BUDGET),
             )
         }
+        # reservations whose answers were lost, voided by a later reservation of this process (``_voids_send``)
+        self._lost: collections.deque[_Lost] = collections.deque(maxlen=LOST_KEPT)
+        self._voids_next_try = 0.0
         self._indexed: set[tuple[str, int]] = set()  # (hour, campaign) this process put in the report index
         from redis.cluster import RedisCluster
 
@@ -223,6 +256,18 @@ class RedisLedger:
 
     def _report(self, campaign_id: int, hour: str) -> str:
         return f"{self._prefix}{{c{campaign_id}}}:report:{hour}"
+
+    def _receipt(self, rid: str) -> str:
+        """A reservation's receipt on one Redis (``RESERVE``)."""
+        return f"{self._prefix}res:{rid}"
+
+    def _receipt_caps(self, user_id: str, rid: str, i: int) -> str:
+        """The receipt of charge ``i``'s caps step on a Redis Cluster (the visitor's slot)."""
+        return f"{self._prefix}res:{{{user_id}}}:{rid}:{i}"
+
+    def _receipt_budget(self, campaign_id: int, rid: str, i: int) -> str:
+        """The receipt of charge ``i``'s budget step on a Redis Cluster (the campaign's slot)."""
+        return f"{self._prefix}{{c{campaign_id}}}:res:{rid}:{i}"
 
     def _report_index(self, hour: str) -> str:
         return f"{self._prefix}report-index:{hour}"
@@ -405,31 +450,106 @@ class RedisLedger:
         return self._reserve(list(charges), user_id, now) if charges else []
 
     def _reserve(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
-        if not self._cluster:
-            return self._reserve_at_once(charges, user_id, now)
-        return self._reserve_in_steps(charges, user_id, now)
+        from redis.exceptions import RedisError
 
-    def _reserve_at_once(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
-        """One Redis: the three steps of every charge in one script call (``RESERVE``), atomic as a whole."""
+        if self._lost:
+            self._voids_send()
+        rid = uuid.uuid4().hex
+        try:
+            if not self._cluster:
+                return self._reserve_at_once(charges, user_id, now, rid)
+            return self._reserve_in_steps(charges, user_id, now, rid)
+        except RedisError:
+            # the answer did not come back: the reservation may have run (Redis answered after the client
+            # gave up, or died before answering); the decision serves house ads, so it is voided later
+            self._lost.append(_Lost(rid, tuple(charges), user_id, now, self._clock()))
+            raise
+
+    def _reserve_call(
+        self, charges: list[Charge], user_id: str, now: float, rid: str, deadline: Any = DEADLINE
+    ) -> tuple[list[str], list[Any]]:
+        """``RESERVE``'s keys and arguments (``VOID``'s too)."""
         day, hour = day_key(now), hour_key(now)
-        keys = [self._freq(user_id or "")]
-        args: list[Any] = ["1" if user_id else "0", FREQ_TTL_S, report_ttl_s(), "t", f"d:{day}", DEADLINE]
+        keys = [self._freq(user_id or ""), self._receipt(rid)]
+        args: list[Any] = [
+            "1" if user_id else "0", FREQ_TTL_S, report_ttl_s(), "t", f"d:{day}", deadline, RECEIPT_TTL_S,
+        ]
         for c in charges:
             keys += [self._spend(c.campaign_id), self._report(c.campaign_id, hour), self._stats(c.creative_id)]
             args += [f"{c.campaign_id}:h{hour}", f"{c.campaign_id}:d{day}", c.cap_per_hour, c.cap_per_day,
                      c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros, c.extra_exposure_micros,
                      *_repeat_args(c)]
+        return keys, args
+
+    def _reserve_at_once(self, charges: list[Charge], user_id: str, now: float, rid: str) -> list[str]:
+        """One Redis: the three steps of every charge in one script call (``RESERVE``), atomic as a whole."""
+        keys, args = self._reserve_call(charges, user_id, now, rid)
         self._index([c.campaign_id for c in charges], now)
         replies = self._run([("reserve", keys, args)])[0]
         return _late_logged([_outcome(int(caps), int(budget)) for caps, budget in replies])
 
-    def _reserve_in_steps(self, charges: list[Charge], user_id: str, now: float) -> list[str]:
+    def _void(self, lost: _Lost) -> int:
+        """Give back what a reservation whose answer was lost did, by its receipts, and leave them void so that
+        the reservation, should it arrive later, changes nothing; the impressions given back."""
+        charges = list(lost.charges)
+        if not self._cluster:
+            keys, args = self._reserve_call(charges, lost.user_id, lost.now, lost.rid, deadline=0)
+            return int(self._run([("void", keys, args)])[0])
+        day, hour = day_key(lost.now), hour_key(lost.now)
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        for i, c in enumerate(charges):
+            if lost.user_id:
+                calls.append((
+                    "void_caps", [self._freq(lost.user_id), self._receipt_caps(lost.user_id, lost.rid, i)],
+                    [f"{c.campaign_id}:h{hour}", f"{c.campaign_id}:d{day}", RECEIPT_TTL_S],
+                ))
+            calls.append((
+                "void_budget",
+                [self._spend(c.campaign_id), self._report(c.campaign_id, hour),
+                 self._receipt_budget(c.campaign_id, lost.rid, i)],
+                ["t", f"d:{day}", c.impression_price_micros, RECEIPT_TTL_S],
+            ))
+        replies = self._run(calls)
+        return sum(int(reply) for (name, _, _), reply in zip(calls, replies, strict=True) if name == "void_budget")
+
+    def _voids_send(self) -> None:
+        """Void the reservations whose answers were lost, oldest first (at most every ``VOID_RETRY_S`` while
+        Redis does not answer; one that cannot be voided now waits for a later reservation). A receipt
+        expires after ``RECEIPT_TTL_S``: a reservation lost longer ago stays counted (logged)."""
+        from redis.exceptions import RedisError
+
+        if self._clock() < self._voids_next_try:
+            return
+        while self._lost:
+            try:
+                lost = self._lost.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            if self._clock() - lost.at > RECEIPT_TTL_S:
+                logger.warning(
+                    "ads.reservation_void_expired a reservation of %d impressions whose answer was lost %.0f s "
+                    "ago stays counted (its receipt has expired)", len(lost.charges), self._clock() - lost.at,
+                )
+                continue
+            try:
+                given = self._void(lost)
+            except RedisError as exc:
+                self._lost.appendleft(lost)
+                self._voids_next_try = self._clock() + VOID_RETRY_S
+                logger.info("ads.reservation_void_deferred %d waiting: %s", len(self._lost), exc)
+                return
+            if given:
+                logger.warning(
+                    "ads.reservation_voided %d of %d impressions of a reservation whose answer was lost "
+                    "(given back: money, caps, served count and statistics)", given, len(lost.charges),
+                )
+
+    def _reserve_in_steps(self, charges: list[Charge], user_id: str, now: float, rid: str) -> list[str]:
         """Step 1, the visitor's slot: hold the caps. Step 2, each campaign's slot: charge the budget
         (only check it where the caps refused, so that a refusal names the budget first, as one script
         would). Step 3: give back the caps of reservations the budget refused, and count the creatives'
-        statistics of those that hold."""
-        import logging
-
+        statistics of those that hold. Steps 1 and 2 leave receipts (``CAPS_STEP``, ``BUDGET_STEP``): should
+        either's answer be lost, ``_void`` gives back what they did."""
         from redis.exceptions import RedisError
 
         day, hour = day_key(now), hour_key(now)
@@ -437,36 +557,31 @@ class RedisLedger:
         freq = self._freq(user_id)
         caps = (
             self._run([
-                ("caps", [freq], [h, d, c.cap_per_hour, c.cap_per_day, FREQ_TTL_S, DEADLINE])
-                for c, (h, d) in zip(charges, fields, strict=True)
+                (
+                    "caps", [freq, self._receipt_caps(user_id, rid, i)],
+                    [h, d, c.cap_per_hour, c.cap_per_day, FREQ_TTL_S, DEADLINE, RECEIPT_TTL_S],
+                )
+                for i, (c, (h, d)) in enumerate(zip(charges, fields, strict=True))
             ])
             if user_id
             else [0] * len(charges)
         )
         held = [int(reply) == 0 for reply in caps]
-        try:
-            budget_calls = [
-                (
-                    "budget",
-                    [self._spend(c.campaign_id), self._report(c.campaign_id, hour)],
-                    [
-                        "t", f"d:{day}", c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros,
-                        report_ttl_s(), "0" if ok else "1", DEADLINE,
-                    ],
-                )
-                for c, ok in zip(charges, held, strict=True)
-            ]
-            self._index([c.campaign_id for c in charges], now)
-            budgets = self._run(budget_calls)
-        except RedisError:
-            # the second step failed (its node unreachable): no impression of this page will run, so the
-            # caps held for it are given back (best effort; see the module docstring for the other case)
-            if user_id and any(held):
-                try:
-                    self._run([("release", [freq], list(f)) for f, ok in zip(fields, held, strict=True) if ok])
-                except RedisError:
-                    pass
-            raise
+        # should this step fail (a campaign's node unreachable, or its answer lost), no impression of this page
+        # runs: ``_reserve`` keeps the reservation to be voided, which gives back the caps held above too
+        budget_calls = [
+            (
+                "budget",
+                [self._spend(c.campaign_id), self._report(c.campaign_id, hour), self._receipt_budget(c.campaign_id, rid, i)],
+                [
+                    "t", f"d:{day}", c.total_budget_micros, c.daily_budget_micros, c.impression_price_micros,
+                    report_ttl_s(), "0" if ok else "1", DEADLINE, RECEIPT_TTL_S,
+                ],
+            )
+            for i, (c, ok) in enumerate(zip(charges, held, strict=True))
+        ]
+        self._index([c.campaign_id for c in charges], now)
+        budgets = self._run(budget_calls)
         outcomes = []
         after = self._redis.pipeline(transaction=False)
         for c, (h, d), ok, cap, budget in zip(charges, fields, held, caps, budgets, strict=True):
@@ -495,7 +610,7 @@ class RedisLedger:
                         self._scripts["release"](keys=[freq], args=[h, d])
             elif failed:
                 # the money and the caps are right; a creative's statistics miss these impressions
-                logging.getLogger(__name__).warning("ads.ledger_statistics_lost %s", failed[0])
+                logger.warning("ads.ledger_statistics_lost %s", failed[0])
         return _late_logged(outcomes)
 
     @_unavailable_on_redis_error
@@ -550,9 +665,7 @@ class RedisLedger:
             else:
                 self._redis.hincrby(self._stats(creative_id), "clk", 1)
         except RedisError as exc:
-            import logging
-
-            logging.getLogger(__name__).warning("ads.ledger_statistics_lost %s", exc)
+            logger.warning("ads.ledger_statistics_lost %s", exc)
         return outcome
 
     @_unavailable_on_redis_error

@@ -1,5 +1,5 @@
 """The Lua scripts of ``RedisLedger`` (``redis_ledger``), each atomic on the keys of one hash slot except the
-two that run on one Redis only (``SNAPSHOT``, ``RESERVE``). Their keys, arguments and replies are described
+three that run on one Redis only (``SNAPSHOT``, ``RESERVE``, ``VOID``). Their keys, arguments and replies are described
 above each; the invariants they keep are in ``redis_ledger``'s module docstring."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 from adsite.ads.accounting.contract import REPEAT_BUCKETS
 
 # Every script that changes anything touches the keys of one hash slot (``redis_ledger``'s module docstring,
-# "Keys and invariants"), but ``RESERVE``; the one read-only script, ``SNAPSHOT``, runs on one Redis only.
+# "Keys and invariants"), but ``RESERVE`` and ``VOID``; they and the one read-only script, ``SNAPSHOT``, run on
+# one Redis only.
 
 # What a reservation's script answers, having changed nothing, when Redis runs it past its deadline.
 LATE_CODE = 9
@@ -22,6 +23,16 @@ local function late(deadline)
   return tonumber(now[1]) * 1000000 + tonumber(now[2]) > d
 end
 """
+
+def _as_function(name: str, source: str) -> str:
+    """A script's source as a Lua function of its own KEYS and ARGV (the same code, called from another script)."""
+    return f"local function {name}(KEYS, ARGV)\n{source}\nend\n"
+
+
+# How long a reservation's receipt is kept, in seconds: the time in which a reservation whose answer was lost
+# can still be voided (``RedisLedger``: by the process's next reservation once Redis answers). A receipt is
+# written only by a reservation that held or charged something: ~60 bytes a key.
+RECEIPT_TTL_S = 600
 
 # A visitor's caps (the visitor's slot). KEYS[1] freq hash; ARGV hour field, day field, cap per hour,
 # cap per day, ttl, deadline. 0: counted (the caps are held for this impression), 3/4: capped by the
@@ -66,6 +77,57 @@ if price > 0 then
 end
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
 return 0
+"""
+
+# One impression's charge and count given back (the campaign's slot), as ``BUDGET`` made them. KEYS[1] spend
+# hash, KEYS[2] the report hash of the reservation's hour; ARGV total field, day field, price.
+REFUND = """
+local price = tonumber(ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'served', -1)
+if price > 0 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -price)
+  redis.call('HINCRBY', KEYS[1], ARGV[2], -price)
+  redis.call('HINCRBY', KEYS[2], 'imp_billed', -1)
+  redis.call('HINCRBY', KEYS[2], 'spend', -price)
+end
+return 0
+"""
+
+# The Redis Cluster's steps of a reservation (``RedisLedger._reserve_in_steps``), each with a receipt in its own
+# slot: KEYS as ``CAPS`` / ``BUDGET``'s, then the receipt key; ARGV as theirs, then the receipt's ttl. A receipt
+# already there (the step's void came first) answers LATE_CODE and changes nothing; caps held, or a budget
+# charged, leave the receipt '1'.
+CAPS_STEP = LATE_LUA + _as_function("caps_hold", CAPS) + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return LATE_CODE end
+local caps = caps_hold({KEYS[1]}, ARGV)
+if caps == 0 then redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[7])) end
+return caps
+"""
+
+BUDGET_STEP = LATE_LUA + _as_function("budget_charge", BUDGET) + """
+if redis.call('EXISTS', KEYS[3]) == 1 then return LATE_CODE end
+local budget = budget_charge({KEYS[1], KEYS[2]}, ARGV)
+if budget == 0 and ARGV[7] ~= '1' then redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[9])) end
+return budget
+"""
+
+# The voids of those steps: what the receipt says was held or charged is given back, and the receipt becomes
+# 'void' (a step that arrives later changes nothing; a second void neither). Returns 1 if something was
+# given back. VOID_CAPS: KEYS[1] freq hash, KEYS[2] receipt; ARGV hour field, day field, receipt ttl.
+# VOID_BUDGET: KEYS[1] spend hash, KEYS[2] report hash, KEYS[3] receipt; ARGV total field, day field, price,
+# receipt ttl.
+VOID_CAPS = _as_function("caps_release", CAPS_RELEASE) + """
+local held = redis.call('GET', KEYS[2]) == '1'
+if held then caps_release({KEYS[1]}, ARGV) end
+redis.call('SET', KEYS[2], 'void', 'EX', tonumber(ARGV[3]))
+return held and 1 or 0
+"""
+
+VOID_BUDGET = _as_function("refund", REFUND) + """
+local charged = redis.call('GET', KEYS[3]) == '1'
+if charged then refund({KEYS[1], KEYS[2]}, ARGV) end
+redis.call('SET', KEYS[3], 'void', 'EX', tonumber(ARGV[4]))
+return charged and 1 or 0
 """
 
 # A click's money (the campaign's slot), once its token was new (``SET NX`` in the token's own slot).
@@ -144,20 +206,17 @@ return {flat, freq}
 """.replace("FIELDS", ", ".join(f"'{name}'" for name in STATS_FIELDS))
 
 
-def _as_function(name: str, source: str) -> str:
-    """A script's source as a Lua function of its own KEYS and ARGV (the same code, called from another script)."""
-    return f"local function {name}(KEYS, ARGV)\n{source}\nend\n"
-
-
 # A page's reservations in one call, on one Redis only (its keys span slots: on a Redis Cluster the steps are
 # the three pipelined calls of ``RedisLedger._reserve_in_steps``). For each charge in order, the same three
 # steps with the same scripts: the caps held (``CAPS``), the budget charged or only checked (``BUDGET``), the
-# caps given back if the budget refused (``CAPS_RELEASE``), the creative's statistics counted if it holds. KEYS: the visitor's
-# freq hash, then per charge its spend hash, report hash and stats hash. ARGV: '1' if there is a visitor (else
-# no caps), the freq ttl, the report ttl, the total field, the day field, the deadline, then per charge 10
-# values: hour field, day field, cap per hour, cap per day, total budget, daily budget, price, extra exposure,
-# repeat field ('' for none), expected clicks (micros). Returns {caps reply, budget reply} per charge, every
-# one {LATE_CODE, LATE_CODE} past the deadline (checked once, first: the inner steps get none).
+# caps given back if the budget refused (``CAPS_RELEASE``), the creative's statistics counted if it holds.
+# KEYS: the visitor's freq hash, the reservation's receipt, then per charge its spend hash, report hash and
+# stats hash. ARGV: '1' if there is a visitor (else no caps), the freq ttl, the report ttl, the total field,
+# the day field, the deadline, the receipt's ttl, then per charge 10 values: hour field, day field, cap per
+# hour, cap per day, total budget, daily budget, price, extra exposure, repeat field ('' for none), expected
+# clicks (micros). Returns {caps reply, budget reply} per charge, every one {LATE_CODE, LATE_CODE} past the
+# deadline or once the reservation was voided (checked once, first: the inner steps get no deadline). The
+# receipt, written when any charge held, says which did ('1' or '0' per charge), for ``VOID``.
 RESERVE = (
     LATE_LUA
     + _as_function("caps_hold", CAPS)
@@ -165,13 +224,15 @@ RESERVE = (
     + _as_function("caps_release", CAPS_RELEASE)
     + """
 local visitor = ARGV[1] == '1'
+local n = (#KEYS - 2) / 3
 local out = {}
-if late(ARGV[6]) then
-  for i = 1, (#KEYS - 1) / 3 do out[i] = {LATE_CODE, LATE_CODE} end
+if late(ARGV[6]) or redis.call('EXISTS', KEYS[2]) == 1 then
+  for i = 1, n do out[i] = {LATE_CODE, LATE_CODE} end
   return out
 end
-for i = 1, (#KEYS - 1) / 3 do
-  local a, k = 7 + (i - 1) * 10, 2 + (i - 1) * 3
+local receipt, kept = '', false
+for i = 1, n do
+  local a, k = 8 + (i - 1) * 10, 3 + (i - 1) * 3
   local caps = 0
   if visitor then caps = caps_hold({KEYS[1]}, {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[2]}) end
   local held = caps == 0
@@ -184,8 +245,41 @@ for i = 1, (#KEYS - 1) / 3 do
     if tonumber(ARGV[a + 7]) ~= 0 then redis.call('HINCRBY', KEYS[k + 2], 'exp', ARGV[a + 7]) end
     if ARGV[a + 8] ~= '' then redis.call('HINCRBY', KEYS[k + 2], ARGV[a + 8], ARGV[a + 9]) end
   end
+  local ran = held and budget == 0
+  receipt = receipt .. (ran and '1' or '0')
+  kept = kept or ran
   out[i] = {caps, budget}
 end
+if kept then redis.call('SET', KEYS[2], receipt, 'EX', tonumber(ARGV[7])) end
 return out
+"""
+)
+
+# A page's reservation voided (one Redis): with the same KEYS and ARGV as its ``RESERVE`` (the deadline is not
+# read), each charge its receipt says ran is given back: the visitor's caps, the money and served count
+# (``REFUND``), the creative's statistics. The receipt becomes 'void' (a ``RESERVE`` arriving later changes
+# nothing; a second void neither). Returns how many impressions were given back.
+VOID = (
+    _as_function("caps_release", CAPS_RELEASE)
+    + _as_function("refund", REFUND)
+    + """
+local visitor = ARGV[1] == '1'
+local receipt = redis.call('GET', KEYS[2])
+local given = 0
+if receipt and receipt ~= 'void' then
+  for i = 1, (#KEYS - 2) / 3 do
+    if string.sub(receipt, i, i) == '1' then
+      local a, k = 8 + (i - 1) * 10, 3 + (i - 1) * 3
+      if visitor then caps_release({KEYS[1]}, {ARGV[a], ARGV[a + 1]}) end
+      refund({KEYS[k], KEYS[k + 1]}, {ARGV[4], ARGV[5], ARGV[a + 6]})
+      redis.call('HINCRBY', KEYS[k + 2], 'imp', -1)
+      if tonumber(ARGV[a + 7]) ~= 0 then redis.call('HINCRBY', KEYS[k + 2], 'exp', -tonumber(ARGV[a + 7])) end
+      if ARGV[a + 8] ~= '' then redis.call('HINCRBY', KEYS[k + 2], ARGV[a + 8], -tonumber(ARGV[a + 9])) end
+      given = given + 1
+    end
+  end
+end
+redis.call('SET', KEYS[2], 'void', 'EX', tonumber(ARGV[7]))
+return given
 """
 )
