@@ -36,40 +36,15 @@ from typing import Any
 
 import redis
 
-from benchmarks.stack import ROOT, free_port, wait_for
+from benchmarks.stack import ROOT, RedisServer
 
 POLICIES = ("everysec", "always")
 
 
-class _Redis:
-    def __init__(self, base: Path, policy: str) -> None:
-        self.dir = base / policy
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.policy = policy
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> redis.Redis:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-             "--appendonly", "yes", "--appendfsync", self.policy, "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=10)
-        wait_for(client.ping, timeout=30, what=f"redis-server ({self.policy}) start")
-        return client
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-
-def _taken_back(server: _Redis) -> int:
+def _taken_back(server: RedisServer) -> int:
     """One kill: acknowledged minus kept (the counter is set to what was acknowledged for the next one)."""
-    client = server.start()
+    server.start()
+    client = server.client(timeout=10)
     acknowledged = [int(client.get("n") or 0)]
     stop = threading.Event()
 
@@ -87,7 +62,8 @@ def _taken_back(server: _Redis) -> int:
     server.kill()
     stop.set()
     thread.join(timeout=30)
-    client = server.start()
+    server.start()
+    client = server.client(timeout=10)
     kept = int(client.get("n") or 0)
     client.set("n", acknowledged[0])
     server.kill()
@@ -114,7 +90,7 @@ def _busy_disk(where: Path, writers: int = 3) -> Iterator[None]:
             (where / f"busy{i}").unlink(missing_ok=True)
 
 
-def _incr_cost(server: _Redis, requests: int) -> dict[str, float]:
+def _incr_cost(server: RedisServer, requests: int) -> dict[str, float]:
     binary = shutil.which("redis-benchmark")
     assert binary, "redis-benchmark is not installed"
     out = subprocess.run(
@@ -127,7 +103,7 @@ def _incr_cost(server: _Redis, requests: int) -> dict[str, float]:
 
 
 def _cost_rounds(
-    servers: dict[str, _Redis], rounds: int, requests: int, disk: str
+    servers: dict[str, RedisServer], rounds: int, requests: int, disk: str
 ) -> dict[str, list[dict[str, float]]]:
     cost: dict[str, list[dict[str, float]]] = {policy: [] for policy in servers}
     for server in servers.values():
@@ -154,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     base = Path(tempfile.mkdtemp(prefix="adsite-redis-aof-"))
-    servers = {policy: _Redis(base, policy) for policy in POLICIES}
+    servers = {policy: RedisServer(base / policy, policy, in_memory=False) for policy in POLICIES}
     taken_back: dict[str, list[int]] = {policy: [] for policy in POLICIES}
     cost: dict[str, dict[str, list[dict[str, float]]]] = {}
     try:

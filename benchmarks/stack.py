@@ -74,12 +74,13 @@ class RedisServer:
     The directory is in ``/dev/shm`` (memory) where there is one: a process killed leaves it as a disk would,
     and the host's shared disk cannot decide what Redis keeps or how fast it answers. On a disk other work
     keeps busy Redis itself takes back writes it acknowledged with ``everysec``, and with ``always`` it gets
-    too slow for the decisions' budget; ``python -m benchmarks.redis_aof`` measures both (docs/reliability.md).
+    too slow for the decisions' budget; ``python -m benchmarks.redis_aof`` measures both (docs/reliability.md),
+    with ``in_memory=False`` (the directory under ``base``).
     """
 
-    def __init__(self, base: Path, appendfsync: str = "always") -> None:
+    def __init__(self, base: Path, appendfsync: str = "always", *, in_memory: bool = True) -> None:
         shm = Path("/dev/shm")
-        if shm.is_dir() and os.access(shm, os.W_OK):
+        if in_memory and shm.is_dir() and os.access(shm, os.W_OK):
             self.dir = Path(tempfile.mkdtemp(prefix="adsite-redis-", dir=shm))
         else:
             self.dir = base / "redis"

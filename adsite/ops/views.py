@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -56,8 +57,6 @@ CLOCK_OFFSET_WARN_MS = 50.0
 
 def _redis_clock_offset_ms(client: Any) -> float:
     """Redis's clock minus this host's, in milliseconds (one ``TIME``, against the middle of its round trip)."""
-    import time
-
     sent = time.time()
     seconds, micros = client.time()
     here = (sent + time.time()) / 2
