@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import redis
 
 from adsite.ads.accounting import LATE, OK, Charge, LedgerUnavailable, RedisLedger
 from adsite.ads.accounting.redis_ledger import _Lost
@@ -140,3 +141,25 @@ def test_a_decision_whose_reservations_come_back_late_serves_house_ads_and_says_
     assert [c.creative is None for c in decision.choices] == [True, True]
     assert decision.filtered == {LEDGER_UNAVAILABLE: 2}  # the two reserved, then no more tries
     assert all(late.spend(campaign_id=c.id, now=time.time()) == (0, 0) for c in campaigns)
+
+
+def test_a_void_redis_refuses_is_dropped_and_the_next_lost_reservation_is_still_voided(
+    private_redis_server: Any, caplog: Any
+) -> None:
+    """A void that fails on Redis's side (a receipt key of the wrong type: not an outage) would fail every
+    time: it is logged as an error and dropped, and the lost reservations behind it are voided."""
+    prefix = f"test-ads-{uuid.uuid4().hex}:"
+    ledger = RedisLedger(private_redis_server.url, prefix=prefix, wall_clock=lambda: time.time() + 5)
+    now = time.time()
+    assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]
+    broken = _Lost(uuid.uuid4().hex, (CHARGE,), "visitor", now, time.monotonic())
+    redis.Redis.from_url(private_redis_server.url).hset(f"{prefix}res:{broken.rid}", "x", "1")  # WRONGTYPE for GET
+    _stalled_reservation(private_redis_server, ledger, now)  # runs when Redis wakes, its answer lost
+    assert _counted(ledger, now)["spend"] == 2 * PRICE
+    ledger._lost.appendleft(broken)  # lost before it, first in line
+    with caplog.at_level(logging.WARNING, logger="adsite.ads.accounting.redis_ledger"):
+        assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]
+    assert "ads.reservation_void_refused" in caplog.text
+    assert "ads.reservation_voided 1 of 1 impressions" in caplog.text
+    assert _counted(ledger, now) == {"spend": 2 * PRICE, "caps_hour": 2, "served": 2, "impressions": 2}
+    assert not ledger._lost

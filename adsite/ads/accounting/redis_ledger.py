@@ -41,7 +41,8 @@ Invariants:
   arriving after its void changes nothing. A failed second step on a cluster is voided the same way: the
   caps its first step held are given back then (until then they are held: fewer impressions, never more).
   What is left: a process that dies (or keeps more than ``LOST_KEPT``, or does not reserve again within
-  ``RECEIPT_TTL_S``) leaves its lost reservations counted; the budget is then short by those impressions,
+  ``RECEIPT_TTL_S``) leaves its lost reservations counted, and so does a void Redis refuses (an error, not
+  an outage: logged, dropped, the ones behind it go on); the budget is then short by those impressions,
   never exceeded.
 - Statistics are counted after the money, in the creative's slot: should that node be unreachable,
   a creative's statistics miss those impressions (logged), while money and caps stay exact.
@@ -516,7 +517,7 @@ class RedisLedger:
         """Void the reservations whose answers were lost, oldest first (at most every ``VOID_RETRY_S`` while
         Redis does not answer; one that cannot be voided now waits for a later reservation). A receipt
         expires after ``RECEIPT_TTL_S``: a reservation lost longer ago stays counted (logged)."""
-        from redis.exceptions import RedisError
+        from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
         if self._clock() < self._voids_next_try:
             return
@@ -534,6 +535,10 @@ class RedisLedger:
             try:
                 given = self._void(lost)
             except RedisError as exc:
+                if isinstance(exc, ResponseError) and not isinstance(exc, ReadOnlyError):
+                    # Redis refused the void itself (not an outage): trying again would not help
+                    logger.error("ads.reservation_void_refused %s: a lost reservation stays counted", exc)
+                    continue
                 self._lost.appendleft(lost)
                 self._voids_next_try = self._clock() + VOID_RETRY_S
                 logger.info("ads.reservation_void_deferred %d waiting: %s", len(self._lost), exc)
