@@ -60,8 +60,10 @@ class Platform:
             with self._lock:
                 if self.ledger_backend is None:
                     from adsite.ads.accounting import ledger_build
+                    from adsite.ads.services.reservations import reservation_lost_keep
 
-                    self.ledger_backend = ledger_build()
+                    # a reservation whose answer is lost is kept in the database until voided
+                    self.ledger_backend = ledger_build(on_lost=reservation_lost_keep)
                 current = self.ledger_backend
         return current
 

@@ -271,6 +271,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "purge-expired-clicks": {"task": "ads.purge_clicks", "schedule": 3600.0},
     # click rows billed while the database would not take them (adsite/ads/services/billing.py)
     "settle-click-rows": {"task": "ads.click_rows_settle", "schedule": 5.0},
+    # reservations whose answers the ledger lost, kept until voided (adsite/ads/services/reservations.py)
+    "void-lost-reservations": {"task": "ads.reservations_void", "schedule": 5.0},
     "dashboard-rollup": {"task": "dashboard.rollup", "schedule": 30.0},
 }
 

@@ -184,3 +184,19 @@ class DecisionExplanation(models.Model):
 
     def __str__(self) -> str:
         return f"decision {self.decision_id}"
+
+
+class LostReservation(models.Model):
+    """A page's reservation whose answer the ad ledger (Redis) did not return: it may have run (charged a CPM
+    price, held the visitor's caps, counted served impressions) while its decision served house ads. Written
+    by the process that lost it, deleted once voided (``services.reservations``): that process voids it at its
+    next reservation, the beat's task every few seconds, so one that dies first does not leave it counted."""
+
+    rid = models.CharField(max_length=32, primary_key=True)  # the reservation's id: its receipts in Redis
+    user_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    charges = models.JSONField()  # contract.Charge's fields, one object per placement reserved
+    decided_at = models.FloatField()  # the decision's time (seconds since the epoch): its day and hour counters
+    lost_at = models.FloatField(db_index=True)  # when the answer was lost (seconds since the epoch)
+
+    def __str__(self) -> str:
+        return f"lost reservation {self.rid}"

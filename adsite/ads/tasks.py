@@ -30,3 +30,18 @@ def click_rows_settle() -> dict[str, int]:
     except (DatabaseError, LedgerUnavailable) as exc:  # an outage: they stay owed, the next run retries
         logger.warning("ads.click_rows_waiting: %s", type(exc).__name__)
         return {"settled": 0, "waiting": 1}
+
+
+@shared_task(name="ads.reservations_void", soft_time_limit=50, time_limit=60, ignore_result=True)
+def reservations_void() -> dict[str, int]:
+    """Void the reservations whose answers were lost, kept in the database (Celery beat, every few seconds)."""
+    from django.db import DatabaseError
+
+    from adsite.ads.accounting import LedgerUnavailable
+    from adsite.ads.services.reservations import reservations_void as void
+
+    try:
+        return void()
+    except (DatabaseError, LedgerUnavailable) as exc:  # an outage: they stay kept, the next run retries
+        logger.warning("ads.reservations_void_waiting: %s", type(exc).__name__)
+        return {"voided": 0, "waiting": 1}

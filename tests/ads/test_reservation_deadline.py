@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-from adsite.ads.accounting import LATE, OK, Charge, LedgerUnavailable, RedisLedger
-from adsite.ads.accounting.redis_ledger import _Lost
+from adsite.ads.accounting import LATE, OK, Charge, LedgerUnavailable, RedisLedger, ReservationLost
 from adsite.ads.decisions import PlacementRequest, ads_select
 from adsite.ads.eligibility import LEDGER_UNAVAILABLE
 
@@ -116,7 +115,7 @@ def test_a_reservation_arriving_after_its_void_changes_nothing(private_redis: st
     receipt void, so the reservation changes nothing when it arrives."""
     ledger = RedisLedger(private_redis, prefix=f"test-ads-{uuid.uuid4().hex}:")
     now = time.time()
-    lost = _Lost(uuid.uuid4().hex, (CHARGE,), "visitor", now, time.monotonic())
+    lost = ReservationLost(uuid.uuid4().hex, (CHARGE,), "visitor", now, time.time())
     assert ledger._void(lost) == 0  # nothing had run
     assert ledger._reserve_at_once([CHARGE], "visitor", now, lost.rid) == [LATE]  # the late arrival
     assert _counted(ledger, now) == {"spend": 0, "caps_hour": 0, "served": 0, "impressions": 0}
@@ -152,7 +151,7 @@ def test_a_void_redis_refuses_is_dropped_and_the_next_lost_reservation_is_still_
     ledger = RedisLedger(private_redis_server.url, prefix=prefix, wall_clock=lambda: time.time() + 5)
     now = time.time()
     assert ledger.impressions_reserve(charges=[CHARGE], user_id="visitor", now=now) == [OK]
-    broken = _Lost(uuid.uuid4().hex, (CHARGE,), "visitor", now, time.monotonic())
+    broken = ReservationLost(uuid.uuid4().hex, (CHARGE,), "visitor", now, time.time())
     redis.Redis.from_url(private_redis_server.url).hset(f"{prefix}res:{broken.rid}", "x", "1")  # WRONGTYPE for GET
     _stalled_reservation(private_redis_server, ledger, now)  # runs when Redis wakes, its answer lost
     assert _counted(ledger, now)["spend"] == 2 * PRICE

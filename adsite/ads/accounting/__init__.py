@@ -15,6 +15,8 @@ Callers import from here: ``ledger()`` is this process's ledger (the platform's)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from adsite.ads.accounting.contract import (
     BILLED,
     CAPPED_DAY,
@@ -39,6 +41,7 @@ from adsite.ads.accounting.contract import (
     CreativeStats,
     Ledger,
     LedgerUnavailable,
+    ReservationLost,
     Snapshot,
     day_key,
     hour_key,
@@ -75,6 +78,7 @@ __all__ = [
     "LedgerUnavailable",
     "MemoryLedger",
     "RedisLedger",
+    "ReservationLost",
     "Snapshot",
     "day_key",
     "hour_key",
@@ -85,13 +89,16 @@ __all__ = [
 ]
 
 
-def ledger_build() -> Ledger:
+def ledger_build(*, on_lost: Callable[[ReservationLost], None] | None = None) -> Ledger:
+    """The ledger ``ADS["LEDGER"]`` names. ``on_lost``: where a Redis ledger hands each reservation whose
+    answer was lost, besides voiding it itself (the platform keeps them in the database)."""
     if ads_setting("LEDGER") == "redis":
         url = ads_setting("REDIS_URL")
         if not url:
             raise RuntimeError('ADS["LEDGER"] is "redis" but no REDIS_URL is configured')
         return RedisLedger(
-            url, prefix=str(ads_setting("REDIS_PREFIX")), shared_max_age_s=float(ads_setting("SNAPSHOT_MAX_AGE_S"))
+            url, prefix=str(ads_setting("REDIS_PREFIX")), shared_max_age_s=float(ads_setting("SNAPSHOT_MAX_AGE_S")),
+            on_lost=on_lost,
         )
     path = ads_setting("LEDGER_PATH")
     return MemoryLedger(None if path in (None, "", ":memory:") else path)

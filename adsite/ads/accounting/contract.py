@@ -151,6 +151,19 @@ class ClickRowOwed:
 
 
 @dataclass(frozen=True, slots=True)
+class ReservationLost:
+    """A reservation whose answer did not come back: it may have run (``RedisLedger``'s module docstring).
+    ``rid`` names its receipts; ``now`` is the decision's time (its day and hour counters); ``lost_at`` this
+    host's clock (``time.time``) when the answer was lost."""
+
+    rid: str
+    charges: tuple[Charge, ...]
+    user_id: str
+    now: float
+    lost_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CreativeStats:
     impressions: int
     clicks: int
@@ -228,6 +241,12 @@ class Ledger(Protocol):
 
     def click_rows_settled(self, *, click_ids: Sequence[int]) -> None:
         """Forget these owed rows: the database has them now."""
+        ...
+
+    def reservation_void(self, *, lost: ReservationLost) -> int:
+        """Give back what ``lost`` did, if it ran, and make sure it changes nothing should it still arrive;
+        the impressions given back (0: it had not run, was voided before, or is too old to void: logged).
+        Safe to call more than once. Raises ``LedgerUnavailable`` while the store does not answer."""
         ...
 
     def clear(self) -> None: ...

@@ -29,6 +29,7 @@ from adsite.ads.accounting.contract import (
     Charge,
     ClickRowOwed,
     CreativeStats,
+    ReservationLost,
     Snapshot,
     day_key,
     hour_key,
@@ -337,6 +338,11 @@ class MemoryLedger:
                 self._owed.pop(click_id, None)
             if self._db is not None:
                 self._db.executemany("DELETE FROM click_rows_owed WHERE click_id = ?", [(c,) for c in click_ids])
+
+    def reservation_void(self, *, lost: ReservationLost) -> int:
+        """Nothing to give back: a reservation here runs in this process under its lock, so its answer is
+        never lost (``RedisLedger`` is the ledger that loses answers)."""
+        return 0
 
     def clear(self) -> None:
         with self._lock:

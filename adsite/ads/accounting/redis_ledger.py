@@ -40,10 +40,13 @@ Invariants:
   receipts say (caps, money, served count, statistics) and leaves the receipts void, so a reservation
   arriving after its void changes nothing. A failed second step on a cluster is voided the same way: the
   caps its first step held are given back then (until then they are held: fewer impressions, never more).
-  What is left: a process that dies (or keeps more than ``LOST_KEPT``, or does not reserve again within
-  ``RECEIPT_TTL_S``) leaves its lost reservations counted, and so does a void Redis refuses (an error, not
-  an outage: logged, dropped, the ones behind it go on); the budget is then short by those impressions,
-  never exceeded.
+  The process also hands each lost reservation to ``on_lost`` as it is lost: the platform keeps it in the
+  database, where the beat's task voids it (``reservation_void``; ``adsite.ads.services.reservations``), so
+  that a process that dies first, keeps more than ``LOST_KEPT`` or does not reserve again does not leave it
+  counted; a second void gives back nothing. What is left: a reservation neither voided within
+  ``RECEIPT_TTL_S`` (the database away too, or no beat running, and its process gone) nor voidable because
+  Redis refuses the void (an error, not an outage: logged, dropped) stays counted; the budget is then short
+  by those impressions, never exceeded.
 - Statistics are counted after the money, in the creative's slot: should that node be unreachable,
   a creative's statistics miss those impressions (logged), while money and caps stay exact.
 - A click token is taken first in its own slot (``SET NX``): a token is billed at most once whatever
@@ -96,6 +99,7 @@ from adsite.ads.accounting.contract import (
     ClickRowOwed,
     CreativeStats,
     LedgerUnavailable,
+    ReservationLost,
     Snapshot,
     day_key,
     hour_key,
@@ -157,17 +161,6 @@ def _late_logged(outcomes: list[str]) -> list[str]:
     return outcomes
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Lost:
-    """A reservation whose answer did not come back: it may have run. ``rid`` names its receipts."""
-
-    rid: str
-    charges: tuple[Charge, ...]
-    user_id: str
-    now: float
-    at: float  # this process's ``clock`` when the answer was lost
-
-
 _CLICK_OUTCOMES = {0: BILLED, 1: FREE}
 
 
@@ -211,9 +204,12 @@ class RedisLedger:
     def __init__(
         self, url: str, *, prefix: str = "ads:", client: Any = None, shared_max_age_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+        on_lost: Callable[[ReservationLost], None] | None = None,
     ) -> None:
         """``clock``: how old a shared counter is; ``wall_clock``: this host's time for a reservation's
-        deadline, compared with Redis's clock (see the module docstring), not the decision's ``now``."""
+        deadline, compared with Redis's clock (see the module docstring), not the decision's ``now``.
+        ``on_lost``: handed each reservation whose answer was lost, as it is lost (the platform keeps them in
+        the database, so that a process that dies before voiding them does not leave them counted)."""
         from inference.api import redis_client, reply_timeout_s
 
         # on the request path, guarded: a Redis that hangs costs one timeout per process per cooldown,
@@ -231,8 +227,9 @@ class RedisLedger:
             )
         }
         # reservations whose answers were lost, voided by a later reservation of this process (``_voids_send``)
-        self._lost: collections.deque[_Lost] = collections.deque(maxlen=LOST_KEPT)
+        self._lost: collections.deque[ReservationLost] = collections.deque(maxlen=LOST_KEPT)
         self._voids_next_try = 0.0
+        self._on_lost = on_lost
         self._indexed: set[tuple[str, int]] = set()  # (hour, campaign) this process put in the report index
         from redis.cluster import RedisCluster
 
@@ -463,7 +460,13 @@ class RedisLedger:
         except RedisError:
             # the answer did not come back: the reservation may have run (Redis answered after the client
             # gave up, or died before answering); the decision serves house ads, so it is voided later
-            self._lost.append(_Lost(rid, tuple(charges), user_id, now, self._clock()))
+            lost = ReservationLost(rid, tuple(charges), user_id, now, self._wall_clock())
+            self._lost.append(lost)
+            if self._on_lost is not None:
+                try:
+                    self._on_lost(lost)
+                except Exception:  # the decision goes on with house ads whatever the keeper does
+                    logger.exception("ads.reservation_lost_unkept %s", rid)
             raise
 
     def _reserve_call(
@@ -489,7 +492,7 @@ class RedisLedger:
         replies = self._run([("reserve", keys, args)])[0]
         return _late_logged([_outcome(int(caps), int(budget)) for caps, budget in replies])
 
-    def _void(self, lost: _Lost) -> int:
+    def _void(self, lost: ReservationLost) -> int:
         """Give back what a reservation whose answer was lost did, by its receipts, and leave them void so that
         the reservation, should it arrive later, changes nothing; the impressions given back."""
         charges = list(lost.charges)
@@ -513,6 +516,45 @@ class RedisLedger:
         replies = self._run(calls)
         return sum(int(reply) for (name, _, _), reply in zip(calls, replies, strict=True) if name == "void_budget")
 
+    @_unavailable_on_redis_error
+    def reservation_void(self, *, lost: ReservationLost) -> int:
+        """Void one lost reservation now, whichever process lost it (``contract.Ledger``; the platform's
+        settling task, for the reservations a process kept in the database and did not void itself). A
+        second void of the same reservation finds its receipt void and gives back nothing."""
+        from redis.exceptions import ReadOnlyError, ResponseError
+
+        if self._void_expired(lost):
+            return 0
+        try:
+            given = self._void(lost)
+        except ResponseError as exc:
+            if isinstance(exc, ReadOnlyError):
+                raise
+            logger.error("ads.reservation_void_refused %s: a lost reservation stays counted", exc)
+            return 0
+        self._voided_log(given, lost)
+        return given
+
+    def _void_expired(self, lost: ReservationLost) -> bool:
+        """Whether ``lost``'s receipts have expired (``RECEIPT_TTL_S``): it can no longer be voided and stays
+        counted (logged)."""
+        age = self._wall_clock() - lost.lost_at
+        if age <= RECEIPT_TTL_S:
+            return False
+        logger.warning(
+            "ads.reservation_void_expired a reservation of %d impressions whose answer was lost %.0f s ago "
+            "stays counted (its receipt has expired)", len(lost.charges), age,
+        )
+        return True
+
+    @staticmethod
+    def _voided_log(given: int, lost: ReservationLost) -> None:
+        if given:
+            logger.warning(
+                "ads.reservation_voided %d of %d impressions of a reservation whose answer was lost "
+                "(given back: money, caps, served count and statistics)", given, len(lost.charges),
+            )
+
     def _voids_send(self) -> None:
         """Void the reservations whose answers were lost, oldest first (at most every ``VOID_RETRY_S`` while
         Redis does not answer; one that cannot be voided now waits for a later reservation). A receipt
@@ -526,11 +568,7 @@ class RedisLedger:
                 lost = self._lost.popleft()
             except IndexError:  # another thread took the last one
                 return
-            if self._clock() - lost.at > RECEIPT_TTL_S:
-                logger.warning(
-                    "ads.reservation_void_expired a reservation of %d impressions whose answer was lost %.0f s "
-                    "ago stays counted (its receipt has expired)", len(lost.charges), self._clock() - lost.at,
-                )
+            if self._void_expired(lost):
                 continue
             try:
                 given = self._void(lost)
@@ -543,11 +581,7 @@ class RedisLedger:
                 self._voids_next_try = self._clock() + VOID_RETRY_S
                 logger.info("ads.reservation_void_deferred %d waiting: %s", len(self._lost), exc)
                 return
-            if given:
-                logger.warning(
-                    "ads.reservation_voided %d of %d impressions of a reservation whose answer was lost "
-                    "(given back: money, caps, served count and statistics)", given, len(lost.charges),
-                )
+            self._voided_log(given, lost)
 
     def _reserve_in_steps(self, charges: list[Charge], user_id: str, now: float, rid: str) -> list[str]:
         """Step 1, the visitor's slot: hold the caps. Step 2, each campaign's slot: charge the budget

@@ -10,6 +10,7 @@ from django.utils import timezone
 from adsite.ads.accounting import LedgerUnavailable, ledger
 from adsite.ads.conf import ads_setting
 from adsite.ads.models import AdClick, DecisionExplanation
+from adsite.ads.services.reservations import reservations_void
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +19,13 @@ def user_ads_forget(user_id: str) -> None:
     """The ads part of deleting a visitor's data (``tracking.signals.visitor_deleted``).
 
     Kept decision explanations and the visitor's click rows go, and so do their frequency counters; what
-    an advertiser is invoiced from (the ledger's report counters) names no visitor and stays.
+    an advertiser is invoiced from (the ledger's report counters) names no visitor and stays. Their kept
+    lost reservations are voided first (``services.reservations``: the money goes back) and go too.
     """
     DecisionExplanation.objects.filter(user_id=user_id).delete()
     AdClick.objects.filter(user_id=user_id).delete()
     try:
+        reservations_void(user_id=user_id, limit=100_000)
         ledger().visitor_forget(user_id=user_id)
     except LedgerUnavailable:
         logger.warning("ads.visitor_forget_failed ledger unavailable")
