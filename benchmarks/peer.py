@@ -17,7 +17,8 @@ models active, 2 web processes, served two ways from the same database:
   checkout's ``scripts/gunicorn.conf.py``) on a database and Redis of its own, which the caller sets up with that
   checkout's ``bootstrap_demo`` (``benchmarks/ads.py``): code too old to read today's schema and model files.
 
-Kinds by ``BENCH_PEER_SERVERS`` (default ``granian``, plus ``before`` when ``BENCH_BEFORE_DIR`` is set).
+Kinds by ``BENCH_PEER_SERVERS`` (default ``granian``, plus ``before`` when ``BENCH_BEFORE_DIR`` is set; ``granian-x<N>``:
+this code on N web processes instead of 2).
 Stored answers (``INFERENCE["ANSWERS_ON_WRITE"]``) need a worker: one Celery worker of this checkout runs beside
 the servers. Before each round every user 1-200 gets a fresh event through ``POST /api/v1/events`` (so every user's
 features changed since their last read), then the round waits ``BENCH_FRESH_WAIT_S`` (default 2) and reads.
@@ -126,6 +127,9 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
     from benchmarks.run import PY, ROOT
 
     cwd = ROOT
+    workers = 2
+    if kind.startswith("granian-x"):  # this code on another number of web processes, e.g. granian-x4
+        kind, workers = "granian", int(kind.removeprefix("granian-x"))
     if kind == "before":  # the previous code, served the same way
         if not BEFORE_DIR:
             raise RuntimeError("server 'before' needs BENCH_BEFORE_DIR (a checkout of the previous code)")
@@ -141,7 +145,7 @@ def adsite_server(kind: str, env: dict[str, str], prom: Path) -> Any:
     if kind == "granian":  # as scripts/serve.sh starts the web role (adsite/ops/granian_server.py)
         run_env["ADSITE_WEB_READY_DIR"] = str(prom.parent / f"{prom.name}-ready")
         cmd = [PY, "-m", "adsite.ops.granian_server", "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "2", "--log-level", "warning", "adsite.rsgi:application"]
+               "--workers", str(workers), "--log-level", "warning", "adsite.rsgi:application"]
     else:
         cmd = [PY, "-m", "gunicorn", "adsite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                "--log-level", "warning", "--config", str(cwd / "scripts" / "gunicorn.conf.py")]
