@@ -88,6 +88,9 @@ class BufferedWSGI:
         # requests taken and not yet answered; only the event loop's thread changes it
         self.in_flight = 0
         self._shed_counter: Any = None
+        # this process's share of the clients' keep-alive connections (set in a server worker, __rsgi_init__)
+        self.balance: Any = None
+        self._balanced_counter: Any = None
 
     def __rsgi_init__(self, loop: Any) -> None:
         # this is a server worker: Django code runs inline on its event loop's thread (module docstring)
@@ -97,6 +100,12 @@ class BufferedWSGI:
         from adsite.ops.warmup import web_process_warm
 
         web_process_warm()
+        if settings.ADSITE_SERVER.get("BALANCE_CONNECTIONS", True):
+            from adsite.ops.connection_balance import ConnectionBalance
+            from adsite.ops.metrics import HTTP_CONNECTIONS_BALANCED
+
+            self.balance = ConnectionBalance.from_environ()
+            self._balanced_counter = HTTP_CONNECTIONS_BALANCED
         # warm: a graceful reload may now stop the worker this one replaces (adsite.ops.granian_server)
         from adsite.ops.granian_server import worker_ready_mark
 
@@ -119,6 +128,8 @@ class BufferedWSGI:
         from adsite.ads.metrics import decision_metrics_flush
 
         decision_metrics_flush()
+        if self.balance is not None:
+            self.balance.forget()
         # a stopped worker's live gauges leave the aggregated /metrics (gunicorn's child_exit did this)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
@@ -176,17 +187,24 @@ class BufferedWSGI:
             extra: dict[str, Any] = {}
             answered = self.hot_routes.answer(scope, body, extra)
             if answered is not None:
-                proto.response_bytes(*answered)
+                self._respond(scope, proto, *answered)
                 return
             if extra:
-                status, headers, payload = self.call_wsgi(scope, body, extra)
-                proto.response_bytes(status, headers, payload)
+                self._respond(scope, proto, *self.call_wsgi(scope, body, extra))
                 return
         if self.pool is None:
             status, headers, payload = self.call_wsgi(scope, body)
         else:
             status, headers, payload = await asyncio.get_running_loop().run_in_executor(
                 self.pool, self.call_wsgi, scope, body)
+        self._respond(scope, proto, status, headers, payload)
+
+    def _respond(self, scope: Any, proto: Any, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
+        """The answer sent; it closes its keep-alive connection where this process holds more than its share
+        of them (``adsite.ops.connection_balance``: the client reconnects, maybe to another process)."""
+        if self.balance is not None and scope.http_version == "1.1" and self.balance.closes(scope.client):
+            headers = [*headers, ("connection", "close")]  # a new list: the hot routes' headers are shared
+            self._balanced_counter.inc()
         proto.response_bytes(status, headers, payload)
 
     def environ(self, scope: Any, body: bytes) -> dict[str, Any]:

@@ -158,6 +158,9 @@ ADSITE_SERVER = {
     "MAX_IN_FLIGHT": _env_int("ADSITE_MAX_IN_FLIGHT", 32),
     # GET /api/v1/users/{id}/interests of a remembered token answered before Django's handler (adsite/ops/hot_routes.py)
     "HOT_ROUTES": _env_bool("ADSITE_HOT_ROUTES", True),
+    # a web process holding more than its share of the clients' keep-alive connections closes some after
+    # their answers, so that they reconnect to another process (adsite/ops/connection_balance.py)
+    "BALANCE_CONNECTIONS": _env_bool("ADSITE_WEB_BALANCE", True),
 }
 
 TEMPLATES = [

@@ -126,6 +126,7 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
     results: dict[str, list[Any]] = {kind: [] for kind in kinds}
     cpu: dict[str, list[float]] = {kind: [] for kind in kinds}  # the server's CPU ms per decision, each round
     splits: dict[str, list[list[int]]] = {kind: [] for kind in kinds}  # the clients' connections per web process
+    late_splits: dict[str, list[list[int]]] = {kind: [] for kind in kinds}  # the same, 1 s before each round's end
     samples: dict[str, list[dict[str, float]]] = {}
     warm: dict[str, dict[str, int]] = {}
     try:
@@ -149,11 +150,14 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                 time.sleep(FRESH_WAIT_S)
             for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
                 cpu_before = server_cpu_seconds(ports[kind])
-                with connection_split(ports[kind]) as split:
+                # the kernel's split 1 s in, and what the web processes made of it 1 s before the end
+                # (adsite/ops/connection_balance.py)
+                with connection_split(ports[kind]) as split, connection_split(ports[kind], max(1.5, SECONDS - 1)) as late:
                     results[kind].append(run_load(
                         port=ports[kind], path="/api/v1/ads/decisions", method="POST", headers=headers_of[kind],
                         body_factory=decisions_body, lua_body=DECISIONS_LUA, clients=8, seconds=SECONDS, warmup=0))
                 splits[kind].append(split)
+                late_splits[kind].append(late)
                 cpu[kind].append((server_cpu_seconds(ports[kind]) - cpu_before) * 1000 / max(1, results[kind][-1].requests))
         time.sleep(0.3)
         for kind in kinds:
@@ -176,7 +180,8 @@ def bench_decisions(services: bool = False) -> list[dict[str, str]]:
                        f"server CPU {statistics.median(cpu[kind]):.3f} ms a decision",
                        "rounds: " + "; ".join(f"{r.rps:,.0f}/s p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms CPU {c:.3f} ms"
                                               for r, c in zip(results[kind], cpu[kind], strict=True))
-                       + f"; connections per web process {split_text(splits[kind])}"
+                       + f"; connections per web process {split_text(splits[kind])} "
+                       f"(1 s before the end: {split_text(late_splits[kind])})"
                        + f"; errors {sum(r.errors for r in results[kind])}; warm-up served_by {warm[kind]}; "
                        f"load average {load_average()}"))
         out.append(row(f"POST /api/v1/ads/decisions, {kind}, same rounds, server-side (in the workers)",

@@ -46,6 +46,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adsite.ops.connection_balance import BALANCE_DIR_ENV, WORKERS_ENV
+
 READY_DIR_ENV = "ADSITE_WEB_READY_DIR"
 READY_TIMEOUT_S = 180.0  # a new worker on a busy host: Django, torch and the models load before it is ready
 PATCHED_FOR = ("2.8.",)
@@ -157,8 +159,12 @@ def patch_granian() -> None:
     logger = common.logger
     ready_dir = Path(os.environ.setdefault(READY_DIR_ENV, tempfile.mkdtemp(prefix="adsite-web-ready-")))
     ready_dir.mkdir(parents=True, exist_ok=True)
+    # where the workers share their counts of the clients' connections (adsite/ops/connection_balance.py)
+    Path(os.environ.setdefault(BALANCE_DIR_ENV, tempfile.mkdtemp(prefix="adsite-web-balance-"))).mkdir(
+        parents=True, exist_ok=True)
 
     def _init_shared_socket(self: Any) -> None:
+        os.environ[WORKERS_ENV] = str(self.workers)  # the workers' share of the connections (their environment)
         if self.bind_uds or not sys.platform.startswith("linux"):  # elsewhere granian shares one socket itself
             original_init(self)
             return

@@ -11,6 +11,12 @@ HTTP_REQUESTS_TOTAL = Counter(
     ["route", "status"],
 )
 
+HTTP_CONNECTIONS_BALANCED = Counter(
+    "http_connections_balanced",
+    "Keep-alive connections a web process closed after an answer because it held more than its share of "
+    "the clients' connections (adsite/ops/connection_balance.py); their clients reconnect.",
+)
+
 HTTP_REQUESTS_SHED = Counter(
     "http_requests_shed",
     "Requests a web process answered 503 'overloaded' at once, because it already held "
