@@ -46,15 +46,10 @@ def snapshot_source() -> str:
 
 def registry_sample() -> dict[str, float]:
     """Every sample of the families in ``PREFIXES``, keyed ``name{label=value,...}``."""
-    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+    from adsite.ops.metrics import metrics_registry
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
     values: dict[str, float] = {}
-    for family in registry.collect():
+    for family in metrics_registry().collect():
         if not family.name.startswith(PREFIXES):
             continue
         for sample in family.samples:

@@ -1,8 +1,20 @@
-"""Prometheus metrics of the HTTP layer (multiprocess-correct like ``inference.serving.metrics``)."""
+"""Prometheus metrics of the HTTP layer (multiprocess-correct like ``inference.serving.metrics``), and the
+registry every reader of the processes' metrics uses (``metrics_registry``: ``/metrics``, the dashboard's
+snapshots)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import glob
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
 
 HTTP_REQUESTS_TOTAL = Counter(
     "http_requests_total",
@@ -35,3 +47,45 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["route"],
     buckets=HTTP_SECONDS_BUCKETS,
 )
+
+
+class TolerantMultiProcessCollector(MultiProcessCollector):
+    """prometheus_client's multiprocess collector, passing over a process's file it cannot read instead of
+    failing the whole read. A process's file exists empty for an instant after the process creates it
+    (``MmapedDict`` creates the file, then sizes it), and stays empty if the process is killed in that
+    instant (prometheus/client_python#1199, open): one such file made every read of every metric raise, so
+    ``/metrics`` and a dashboard page (which takes a snapshot when the last is stale) answered 500 while a
+    Celery pool replaced a killed child. Every file is read as before; only when that fails are the files
+    read one by one and the unreadable ones left out (logged once each)."""
+
+    _unreadable_logged: set[str] = set()
+
+    def collect(self) -> Iterable[Any]:
+        files = glob.glob(os.path.join(self._path, "*.db"))
+        try:
+            return self.merge(files, accumulate=True)
+        except Exception:  # whatever a half-written file makes the reader raise
+            readable = [name for name in files if _readable(name)]
+            for name in sorted(set(files) - set(readable) - self._unreadable_logged):
+                self._unreadable_logged.add(name)
+                logger.warning("metrics.file_unreadable %s (left out: empty or half-written)", os.path.basename(name))
+            return self.merge(readable, accumulate=True)
+
+
+def _readable(name: str) -> bool:
+    try:
+        for _value in MmapedDict.read_all_values_from_file(name):
+            pass
+        return True
+    except Exception:
+        return False
+
+
+def metrics_registry() -> CollectorRegistry:
+    """The registry to read this server's metrics from: every process's files in multiprocess mode
+    (``PROMETHEUS_MULTIPROC_DIR``), this process's own registry otherwise."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    TolerantMultiProcessCollector(registry)
+    return registry

@@ -180,22 +180,12 @@ def _metrics_allowed(request: HttpRequest) -> bool:
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics; aggregated over all web workers when PROMETHEUS_MULTIPROC_DIR is set.
     Answered only as ``METRICS_ACCESS`` allows (403 otherwise)."""
-    import os
 
     if not _metrics_allowed(request):
         return JsonResponse({"error": "forbidden", "detail": "metrics are not public (METRICS_ACCESS)"}, status=403)
 
-    from prometheus_client import (
-        CONTENT_TYPE_LATEST,
-        REGISTRY,
-        CollectorRegistry,
-        generate_latest,
-        multiprocess,
-    )
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    from adsite.ops.metrics import metrics_registry
+
+    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -533,7 +533,7 @@ def test_celery_worker_killed_mid_training_leaves_the_active_model_serving(stack
     failed_in = wait_for(lambda: dashboard_run()["status"] == "failed", timeout=120,
                          what="the dashboard shows the killed run failed")
     shown = dashboard_run()
-    _status, page, _h = site.request("GET", "/dashboard/models/", headers={"Cookie": cookie}, timeout=60)
+    page_status, page, _h = site.request("GET", "/dashboard/models/", headers={"Cookie": cookie}, timeout=60)
     time.sleep(3)  # the active model goes on serving after the kill
     stop.set()
     reader.join(timeout=30)
@@ -595,6 +595,7 @@ def test_celery_worker_killed_mid_training_leaves_the_active_model_serving(stack
     assert figures["active_after"] == active, figures
     assert figures["versions_registered_by_killed_run"] == 0, figures
     assert "abandoned" in figures["dashboard_error"] and "no longer exists" in figures["dashboard_error"], figures
+    assert page_status == 200, (page_status, page[:2000])
     assert b"abandoned" in page, "the models page does not say why the run failed"
     assert not lock_held, figures  # the next scheduled run will not be skipped
     wait_for(lambda: len(site.processes("celery-child")) >= 1, timeout=60, what="pool process replaced")
