@@ -54,9 +54,10 @@ class TolerantMultiProcessCollector(MultiProcessCollector):
     failing the whole read. A process's file exists empty for an instant after the process creates it
     (``MmapedDict`` creates the file, then sizes it), and stays empty if the process is killed in that
     instant (prometheus/client_python#1199, open): one such file made every read of every metric raise, so
-    ``/metrics`` and a dashboard page (which takes a snapshot when the last is stale) answered 500 while a
-    Celery pool replaced a killed child. Every file is read as before; only when that fails are the files
-    read one by one and the unreadable ones left out (logged once each)."""
+    ``/metrics`` and a dashboard page (which takes a snapshot when the last is stale) answered 500 while it
+    lay there (the likely cause of a fault-battery failure: docs/reliability.md). Every file is read as
+    before; only when that fails are the files read one by one and the unreadable ones left out (logged once
+    each)."""
 
     _unreadable_logged: set[str] = set()
 
