@@ -521,9 +521,20 @@ class RedisLedger:
         """Void one lost reservation now, whichever process lost it (``contract.Ledger``; the platform's
         settling task, for the reservations a process kept in the database and did not void itself). A
         second void of the same reservation finds its receipt void and gives back nothing."""
+        return self._void_now(lost)
+
+    def _void_now(self, lost: ReservationLost) -> int:
+        """``_void`` with its outcome logged; 0 for a reservation too old to void or whose void Redis refuses
+        (an error such as a wrong key type, not an outage: trying again would not help). Raises the
+        ``RedisError`` of an outage (``READONLY`` included)."""
         from redis.exceptions import ReadOnlyError, ResponseError
 
-        if self._void_expired(lost):
+        age = self._wall_clock() - lost.lost_at
+        if age > RECEIPT_TTL_S:
+            logger.warning(
+                "ads.reservation_void_expired a reservation of %d impressions whose answer was lost %.0f s ago "
+                "stays counted (its receipt has expired)", len(lost.charges), age,
+            )
             return 0
         try:
             given = self._void(lost)
@@ -532,34 +543,18 @@ class RedisLedger:
                 raise
             logger.error("ads.reservation_void_refused %s: a lost reservation stays counted", exc)
             return 0
-        self._voided_log(given, lost)
-        return given
-
-    def _void_expired(self, lost: ReservationLost) -> bool:
-        """Whether ``lost``'s receipts have expired (``RECEIPT_TTL_S``): it can no longer be voided and stays
-        counted (logged)."""
-        age = self._wall_clock() - lost.lost_at
-        if age <= RECEIPT_TTL_S:
-            return False
-        logger.warning(
-            "ads.reservation_void_expired a reservation of %d impressions whose answer was lost %.0f s ago "
-            "stays counted (its receipt has expired)", len(lost.charges), age,
-        )
-        return True
-
-    @staticmethod
-    def _voided_log(given: int, lost: ReservationLost) -> None:
         if given:
             logger.warning(
                 "ads.reservation_voided %d of %d impressions of a reservation whose answer was lost "
                 "(given back: money, caps, served count and statistics)", given, len(lost.charges),
             )
+        return given
 
     def _voids_send(self) -> None:
         """Void the reservations whose answers were lost, oldest first (at most every ``VOID_RETRY_S`` while
         Redis does not answer; one that cannot be voided now waits for a later reservation). A receipt
         expires after ``RECEIPT_TTL_S``: a reservation lost longer ago stays counted (logged)."""
-        from redis.exceptions import ReadOnlyError, RedisError, ResponseError
+        from redis.exceptions import RedisError
 
         if self._clock() < self._voids_next_try:
             return
@@ -568,20 +563,13 @@ class RedisLedger:
                 lost = self._lost.popleft()
             except IndexError:  # another thread took the last one
                 return
-            if self._void_expired(lost):
-                continue
             try:
-                given = self._void(lost)
+                self._void_now(lost)
             except RedisError as exc:
-                if isinstance(exc, ResponseError) and not isinstance(exc, ReadOnlyError):
-                    # Redis refused the void itself (not an outage): trying again would not help
-                    logger.error("ads.reservation_void_refused %s: a lost reservation stays counted", exc)
-                    continue
                 self._lost.appendleft(lost)
                 self._voids_next_try = self._clock() + VOID_RETRY_S
                 logger.info("ads.reservation_void_deferred %d waiting: %s", len(self._lost), exc)
                 return
-            self._voided_log(given, lost)
 
     def _reserve_in_steps(self, charges: list[Charge], user_id: str, now: float, rid: str) -> list[str]:
         """Step 1, the visitor's slot: hold the caps. Step 2, each campaign's slot: charge the budget
